@@ -1,0 +1,141 @@
+// The platform seam: everything shadowd needs from a hypervisor, behind one
+// small interface, with one implementation per platform (platform/local,
+// platform/xen) picked at run time by make_platform().
+//
+//   DomainManager  create / kill / restart driver domains, report their death
+//   EventChannel   notify the other end; an fd that Boost.Asio can wait on
+//   GrantPool      pages one side shares with a named peer domain
+//   Store          xenstore-style key/value tree with watches
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sd/core/control_channel.hpp"
+#include "sd/core/error.hpp"
+#include "sd/core/fd.hpp"
+
+namespace sd::platform {
+
+using DomId = uint32_t;
+using GrantRef = uint32_t;
+using Clock = std::chrono::steady_clock;
+
+// What to start. `cfg_file` is the operator's xl cfg (used as-is on Xen);
+// the local platform uses the rest.
+struct DomainSpec {
+  std::string name;
+  std::filesystem::path cfg_file;
+  std::optional<int64_t> memory_mb;
+  std::string netns;  // local: persistent named netns the domain joins ("" = fresh one)
+};
+
+// How an incarnation ended.
+struct DeathInfo {
+  DomId id = 0;
+  std::string name;
+  int exit_code = -1;  // >= 0 when it exited
+  int signal = 0;      // > 0 when a signal ended it
+  std::string reason;  // "killed (SIGKILL)", "crashed (SIGSEGV)", "seccomp violation (SIGSYS)", ...
+  Clock::time_point detected;
+};
+
+// A running driver-domain incarnation.
+struct DomainInfo {
+  DomId id = 0;
+  std::string name;
+  int pid = -1;  // local platform: host pid; -1 elsewhere
+  Clock::time_point started;
+};
+
+class DomainManager {
+ public:
+  using DeathHandler = std::function<void(const DeathInfo&)>;
+  virtual ~DomainManager() = default;
+
+  // Starts a new incarnation and returns its id. The control channel to the
+  // driver-domain runtime is returned through *ctl. Death is reported once,
+  // on the io_context, through the handler set with on_death().
+  virtual Result<DomainInfo> create(const DomainSpec& spec, ctl::Channel* ctl) = 0;
+  // Sends a signal (local) or destroys (Xen: SIGKILL = xl destroy). Idempotent:
+  // killing a domain that is already dead succeeds.
+  virtual Result<void> kill(DomId id, int signal) = 0;
+  // Kills (if alive) and creates the same spec again.
+  virtual Result<DomainInfo> restart(DomId id, ctl::Channel* ctl) = 0;
+  virtual void on_death(DeathHandler h) = 0;
+  // Releases persistent resources of a named domain (local: its netns).
+  virtual void forget(const std::string& name) = 0;
+};
+
+class EventChannel {
+ public:
+  virtual ~EventChannel() = default;
+  virtual Result<void> notify() = 0;  // wake the other end
+  virtual int wait_fd() const = 0;    // readable when the other end notified
+  virtual Result<uint64_t> consume() = 0;  // clears pending notifications; returns how many (0 = none)
+};
+
+// Pages shared by their owner with one peer domain. A grant ref is a page
+// index into the pool; the peer can map only pages granted to it.
+class GrantPool {
+ public:
+  virtual ~GrantPool() = default;
+  virtual size_t pages() const = 0;
+  virtual void* page(GrantRef ref) = 0;  // owner's mapping; nullptr if out of range
+  virtual Result<void> grant(GrantRef ref, DomId peer, bool readonly) = 0;
+  virtual Result<void> revoke(GrantRef ref) = 0;
+  // Broker side: a new fd the peer receives to map `ref` (read-only if the
+  // grant is), or kInvalidInput if the page is not granted to `peer`.
+  virtual Result<UniqueFd> fd_for_peer(GrantRef ref, DomId peer) const = 0;
+};
+
+class Store {
+ public:
+  using WatchId = uint64_t;
+  using WatchFn = std::function<void(const std::string& path)>;
+  virtual ~Store() = default;
+  virtual Result<std::string> read(const std::string& path) const = 0;  // kInvalidInput if absent
+  virtual Result<void> write(const std::string& path, const std::string& value) = 0;
+  virtual Result<void> remove(const std::string& path) = 0;  // removes the subtree
+  virtual std::vector<std::string> list(const std::string& path) const = 0;  // direct children
+  // Fires (on the io_context) for every change at or below `path`, and once
+  // right after registration, as xenstore does.
+  virtual WatchId watch(const std::string& path, WatchFn fn) = 0;
+  virtual void unwatch(WatchId id) = 0;
+};
+
+struct Options {
+  std::filesystem::path state_dir = "/run/shadowd";  // local: per-domain roots and logs
+  std::filesystem::path drvdom_binary;                // local: the driver-domain runtime
+};
+
+class Platform {
+ public:
+  virtual ~Platform() = default;
+  virtual std::string name() const = 0;
+  virtual DomainManager& domains() = 0;
+  virtual Store& store() = 0;
+  // A connected pair of event-channel ends (local: one eventfd per direction).
+  virtual Result<std::pair<std::unique_ptr<EventChannel>, std::unique_ptr<EventChannel>>>
+  make_event_channel() = 0;
+  virtual Result<std::unique_ptr<GrantPool>> make_grant_pool(size_t pages) = 0;
+};
+
+// Which platforms this host can run: "local" always, "xen" when running in a
+// Xen dom0 with the toolstack libraries.
+std::vector<std::string> available_platforms();
+
+// name: "auto" (xen if available, else local), "local" or "xen".
+// kUnavailable with a reason when the platform cannot run here.
+Result<std::unique_ptr<Platform>> make_platform(const std::string& name, boost::asio::io_context& io,
+                                                const Options& opts);
+
+}  // namespace sd::platform

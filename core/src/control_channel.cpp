@@ -1,0 +1,97 @@
+#include "sd/core/control_channel.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+namespace sd::ctl {
+
+void Msg::set_text(std::string_view s) {
+  size_t n = std::min(s.size(), sizeof(text) - 1);
+  std::memcpy(text, s.data(), n);
+  text[n] = '\0';
+}
+
+std::string Msg::get_text() const {
+  return std::string(text, strnlen(text, sizeof(text)));
+}
+
+Result<std::pair<Channel, Channel>> Channel::pair() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return sys_fail("socketpair");
+  return std::pair<Channel, Channel>{Channel(UniqueFd(sv[0])), Channel(UniqueFd(sv[1]))};
+}
+
+Result<void> Channel::set_nonblocking(bool on) {
+  int fl = ::fcntl(fd_.get(), F_GETFL);
+  if (fl < 0) return sys_fail("fcntl(F_GETFL)");
+  fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+  if (::fcntl(fd_.get(), F_SETFL, fl) != 0) return sys_fail("fcntl(F_SETFL)");
+  return {};
+}
+
+Result<void> Channel::send(const Msg& m, int attach_fd) {
+  iovec iov{const_cast<Msg*>(&m), sizeof(m)};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  if (attach_fd >= 0) {
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof(cbuf);
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &attach_fd, sizeof(int));
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL);
+    if (n == static_cast<ssize_t>(sizeof(m))) return {};
+    if (n >= 0) return fail(Code::kSystem, "sendmsg: short write");
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return fail(Code::kRetry, "control channel full");
+    return sys_fail("sendmsg");
+  }
+}
+
+Result<std::optional<Msg>> Channel::recv(UniqueFd* fd_out) {
+  Msg m;
+  iovec iov{&m, sizeof(m)};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  // Room for a few fds so a hostile peer sending many cannot leak them.
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof(cbuf);
+  ssize_t n;
+  do {
+    n = ::recvmsg(fd_.get(), &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN) return std::optional<Msg>{};
+    return sys_fail("recvmsg");
+  }
+  // Take ownership of every fd received before judging the message, so none leak.
+  std::vector<UniqueFd> fds;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      fds.emplace_back(fd);
+    }
+  }
+  if (n == 0) return fail(Code::kSystem, "peer closed the control channel");
+  if (n != static_cast<ssize_t>(sizeof(m)) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+    return fail(Code::kRestartReplay, "malformed control message (size " + std::to_string(n) + ")");
+  m.text[sizeof(m.text) - 1] = '\0';
+  if (fd_out && !fds.empty()) *fd_out = std::move(fds.front());
+  return std::optional<Msg>{m};
+}
+
+}  // namespace sd::ctl

@@ -1,0 +1,239 @@
+#include "daemon.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+#include <cstdio>
+#include <iostream>
+
+namespace sd::dom0 {
+
+namespace {
+
+nlohmann::json ok(nlohmann::json body = nlohmann::json::object()) {
+  body["ok"] = true;
+  return body;
+}
+nlohmann::json err(const std::string& msg) { return {{"ok", false}, {"error", msg}}; }
+
+// The policy that governs a driver domain: that of the first device class
+// it backs (vif, then vbd, then vsnd), else any loaded policy.
+std::optional<config::Policy> policy_for(const config::HostConfig& cfg, const std::string& domain) {
+  for (auto cls : {config::DeviceClass::kVif, config::DeviceClass::kVbd, config::DeviceClass::kVsnd})
+    for (const auto& g : cfg.guests)
+      for (const auto& d : g.devices)
+        if (d.backend == domain && d.cls == cls && cfg.policies.count(cls)) return cfg.policies.at(cls);
+  if (!cfg.policies.empty()) return cfg.policies.begin()->second;
+  return std::nullopt;
+}
+
+}  // namespace
+
+Daemon::Daemon(config::HostConfig cfg, DaemonOptions opts)
+    : cfg_(std::move(cfg)), opts_(std::move(opts)), signals_(io_, SIGINT, SIGTERM) {}
+
+Daemon::~Daemon() {
+  shutdown();
+  // Supervisors before the platform: they hold its domains.
+  supervisors_.clear();
+  platform_.reset();
+}
+
+Supervisor* Daemon::find(const std::string& name) {
+  auto it = supervisors_.find(name);
+  return it == supervisors_.end() ? nullptr : it->second.get();
+}
+
+std::vector<DeviceShadow*> Daemon::devices_of(const std::string& backend) {
+  std::vector<DeviceShadow*> out;
+  for (auto& d : devices_)
+    if (d->backend() == backend) out.push_back(d.get());
+  return out;
+}
+
+Result<void> Daemon::start() {
+  platform::Options popts;
+  popts.state_dir = cfg_.state_dir;
+  popts.drvdom_binary = opts_.drvdom_binary;
+  std::string which = opts_.platform.empty() ? cfg_.platform : opts_.platform;
+  auto plat = platform::make_platform(which, io_, popts);
+  if (!plat) return std::unexpected(plat.error());
+  platform_ = std::move(*plat);
+  log_ = std::make_unique<EventLog>(cfg_.event_log);
+
+  for (const auto& g : cfg_.guests)
+    for (const auto& spec : g.devices) devices_.push_back(std::make_unique<DeviceShadow>(g.name, spec));
+
+  platform_->domains().on_death([this](const platform::DeathInfo& d) {
+    if (auto* s = find(d.name)) s->on_death(d);
+  });
+
+  for (const auto& dom : cfg_.driver_domains) {
+    auto pol = policy_for(cfg_, dom.name);
+    if (!pol) return fail(Code::kInvalidInput, "no policy loaded for driver domain " + dom.name);
+    std::string name = dom.name;
+    DomainHooks hooks;
+    hooks.on_fault = [this, name](platform::Clock::time_point at) {
+      for (auto* dev : devices_of(name))
+        if (dev->on_backend_fault(at))
+          log_->emit({{"type", "device_state"}, {"device", dev->id()}, {"state", "active"}});
+    };
+    hooks.on_ready = [this, name] {
+      auto* sup = find(name);
+      auto st = sup->status();
+      nlohmann::json devs = nlohmann::json::array();
+      double replay_ms = 0, resume_ms = 0;
+      for (auto* dev : devices_of(name)) {
+        if (!dev->on_backend_ready()) continue;
+        // Replay and resume are per device class; until a class is attached
+        // to the ring there is no state to replay and nothing to hand back.
+        auto t0 = platform::Clock::now();
+        dev->on_replayed();
+        replay_ms += ms_between(t0, platform::Clock::now());
+        devs.push_back(dev->to_json());
+      }
+      if (st["restarts"].get<uint64_t>() == 0) return;  // first start, not a recovery
+      nlohmann::json phases{{"detect", st["last_detect_ms"]},
+                            {"spawn", st["last_death_to_ready_ms"]},
+                            {"replay", replay_ms},
+                            {"resume", resume_ms}};
+      double total = 0;
+      for (auto& [k, v] : phases.items())
+        if (v.is_number()) total += v.get<double>();
+      phases["total"] = total;
+      log_->emit({{"type", "recovery"},
+                  {"domain", name},
+                  {"cause", st["last_cause"]},
+                  {"phases_ms", phases},
+                  {"devices", devs}});
+    };
+    hooks.on_fenced = [this, name] {
+      for (auto* dev : devices_of(name))
+        if (dev->on_fenced()) log_->emit({{"type", "device_state"}, {"device", dev->id()}, {"state", "fenced"}});
+    };
+    supervisors_[name] = std::make_unique<Supervisor>(io_, *platform_, dom, *pol, *log_, broker_, std::move(hooks));
+  }
+
+  auto sock = opts_.control_socket.empty() ? cfg_.control_socket : opts_.control_socket;
+  auto srv = ControlServer::listen(io_, sock, [this](const nlohmann::json& req, ControlServer::Session& s) {
+    return handle(req, s);
+  });
+  if (!srv) return std::unexpected(srv.error());
+  server_ = std::move(*srv);
+
+  log_->emit({{"type", "shadowd_started"}, {"platform", platform_->name()}, {"config", cfg_.file}});
+  for (auto& [name, sup] : supervisors_)
+    if (auto s = sup->start(); !s) return std::unexpected(s.error());
+  std::fprintf(stderr, "shadowd: platform %s, %zu driver domain(s), %zu device(s), control socket %s\n",
+               platform_->name().c_str(), supervisors_.size(), devices_.size(), sock.c_str());
+  return {};
+}
+
+void Daemon::shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  if (server_) server_->close();
+  for (auto& [name, sup] : supervisors_) sup->stop();
+  if (log_) log_->emit({{"type", "shadowd_stopped"}});
+  io_.stop();
+}
+
+int Daemon::run() {
+  signals_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) shutdown();
+  });
+  if (auto s = start(); !s) {
+    std::fprintf(stderr, "shadowd: %s\n", s.error().to_string().c_str());
+    shutdown();
+    return 1;
+  }
+  io_.run();
+  return 0;
+}
+
+nlohmann::json Daemon::handle(const nlohmann::json& req, ControlServer::Session& session) {
+  const std::string cmd = req["cmd"];
+  auto str_arg = [&](const char* key) -> std::optional<std::string> {
+    if (!req.contains(key) || !req[key].is_string()) return std::nullopt;
+    return req[key].get<std::string>();
+  };
+
+  if (cmd == "list") {
+    nlohmann::json doms = nlohmann::json::array();
+    for (auto& [name, sup] : supervisors_) {
+      auto st = sup->status();
+      size_t n = devices_of(name).size();
+      doms.push_back({{"name", name},
+                      {"domid", st["domid"]},
+                      {"state", st["state"]},
+                      {"restarts", st["restarts"]},
+                      {"devices", n}});
+    }
+    return ok({{"platform", platform_->name()}, {"domains", doms}});
+  }
+  if (cmd == "status") {
+    auto name = str_arg("domain");
+    if (name) {
+      auto* s = find(*name);
+      if (!s) return err("no driver domain named '" + *name + "'");
+      return ok({{"domains", nlohmann::json::array({s->status()})}});
+    }
+    nlohmann::json all = nlohmann::json::array();
+    for (auto& [n, s] : supervisors_) all.push_back(s->status());
+    return ok({{"domains", all}});
+  }
+  if (cmd == "devices") {
+    nlohmann::json all = nlohmann::json::array();
+    for (auto& d : devices_) all.push_back(d->to_json());
+    return ok({{"devices", all}});
+  }
+  if (cmd == "events") {
+    size_t n = 20;
+    if (req.contains("n") && req["n"].is_number_unsigned()) n = req["n"].get<size_t>();
+    bool follow = req.contains("follow") && req["follow"].is_boolean() && req["follow"].get<bool>();
+    auto body = ok({{"events", log_->recent(n)}});
+    if (follow) {
+      session.send(body);
+      auto self = &session;
+      uint64_t id = log_->subscribe([self](const nlohmann::json& ev) { self->send({{"event", ev}}); });
+      session.on_close = [this, id] { log_->unsubscribe(id); };
+      return nullptr;  // answered already; the stream follows
+    }
+    return body;
+  }
+  if (cmd == "inject-fault") {
+    auto name = str_arg("domain");
+    auto kind = str_arg("kind");
+    if (!name || !kind) return err("inject-fault needs \"domain\" and \"kind\"");
+    auto* s = find(*name);
+    if (!s) return err("no driver domain named '" + *name + "'");
+    if (auto r = s->inject(*kind); !r) return err(r.error().message);
+    return ok();
+  }
+  if (cmd == "restart") {
+    auto name = str_arg("domain");
+    if (!name) return err("restart needs \"domain\"");
+    auto* s = find(*name);
+    if (!s) return err("no driver domain named '" + *name + "'");
+    if (auto r = s->restart_now(); !r) return err(r.error().message);
+    return ok();
+  }
+  if (cmd == "policy-show") {
+    auto cls = str_arg("class");
+    if (!cls) return err("policy-show needs \"class\" (vif, vsnd or vbd)");
+    for (auto& [c, p] : cfg_.policies)
+      if (config::class_name(c) == *cls) return ok({{"class", *cls}, {"file", p.file}, {"yaml", config::policy_to_yaml(p)}});
+    return err("no policy loaded for class '" + *cls + "' (loaded: " + [&] {
+      std::string s;
+      for (auto& [c, p] : cfg_.policies) s += (s.empty() ? "" : ", ") + std::string(config::class_name(c));
+      return s.empty() ? std::string("none") : s;
+    }() + ")");
+  }
+  if (cmd == "shutdown") {
+    // Answer first, then stop once the answer is on its way.
+    auto t = std::make_shared<boost::asio::steady_timer>(io_, std::chrono::milliseconds(50));
+    t->async_wait([this, t](const boost::system::error_code&) { shutdown(); });
+    return ok();
+  }
+  return err("unknown command '" + cmd + "'");
+}
+
+}  // namespace sd::dom0

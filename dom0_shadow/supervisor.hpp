@@ -1,0 +1,108 @@
+// Supervises one driver domain across its incarnations: starts it, watches
+// it (death via the platform, hangs via heartbeats over the control channel,
+// protocol garbage), restarts it per policy (budget + backoff) or fences it.
+//
+//  state       | event                              | action                         | next
+//  ------------+------------------------------------+--------------------------------+-----------
+//  Starting    | Ready on the control channel       | record death-to-ready time     | Running
+//  Starting    | no Ready within the start timeout  | kill (cause: start timeout)    | Starting*
+//  Running     | heartbeat answer missing too long  | kill (cause: hang)             | Running*
+//  Running     | malformed control message          | kill (cause: bad message)      | Running*
+//  Starting,   | death reported by the platform     | budget left: wait backoff      | Backoff
+//   Running    |                                    | budget spent: stop restarting  | Fenced
+//  Backoff     | backoff timer                      | create a new incarnation       | Starting
+//  any         | operator restart                   | kill if alive, create now      | Starting
+//  any         | stop                               | shut down, kill, forget        | Stopped
+//  (* the death report that follows the kill moves the state on)
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "event_log.hpp"
+#include "grant_broker.hpp"
+#include "sd/config/policy.hpp"
+#include "sd/config/xl_cfg.hpp"
+#include "sd/core/platform.hpp"
+
+namespace sd::dom0 {
+
+enum class DomainState { kStarting, kRunning, kBackoff, kFenced, kStopped };
+std::string_view state_name(DomainState s);
+
+// What the supervisor tells the devices it backs.
+struct DomainHooks {
+  std::function<void(platform::Clock::time_point fault_at)> on_fault;  // backend gone or misbehaving
+  std::function<void()> on_ready;                                      // a new incarnation is ready
+  std::function<void()> on_fenced;                                     // no more restarts
+};
+
+class Supervisor {
+ public:
+  using Clock = platform::Clock;
+  Supervisor(boost::asio::io_context& io, platform::Platform& plat, config::DomainCfg cfg, config::Policy policy,
+             EventLog& log, GrantBroker& broker, DomainHooks hooks);
+  ~Supervisor();
+
+  const std::string& name() const { return cfg_.name; }
+  DomainState state() const { return state_; }
+  std::optional<platform::DomId> domid() const { return live_ ? std::optional(live_->id) : std::nullopt; }
+
+  Result<void> start();
+  // Injects a fault into the running incarnation: "kill", "segv", "hang", "sigsys".
+  Result<void> inject(const std::string& kind);
+  // Operator restart: kill if alive and start now, also out of Fenced.
+  Result<void> restart_now();
+  void stop();
+  // Called by the daemon for every death report of this domain's incarnations.
+  void on_death(const platform::DeathInfo& d);
+
+  nlohmann::json status() const;
+
+ private:
+  void spawn();
+  void arm_control_wait();
+  void on_control_readable();
+  void heartbeat_tick();
+  void kill_for(const std::string& cause);
+  void schedule_restart();
+
+  boost::asio::io_context& io_;
+  platform::Platform& plat_;
+  config::DomainCfg cfg_;
+  config::Policy policy_;
+  EventLog& log_;
+  GrantBroker& broker_;
+  DomainHooks hooks_;
+
+  DomainState state_ = DomainState::kStopped;
+  std::optional<platform::DomainInfo> live_;
+  ctl::Channel ctl_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> ctl_wait_;
+  boost::asio::steady_timer heartbeat_timer_;
+  boost::asio::steady_timer restart_timer_;
+
+  uint64_t ping_seq_ = 0;
+  Clock::time_point last_pong_{};
+  Clock::time_point spawned_at_{};
+  std::string pending_cause_;  // why shadowd killed it, if it did
+  Clock::time_point fault_at_{};  // first sign of the current fault (injection or detection)
+  std::optional<Clock::time_point> died_at_;  // death detected, waiting for the next Ready
+
+  uint64_t incarnations_ = 0;
+  uint64_t restarts_ = 0;
+  std::deque<Clock::time_point> restart_times_;  // inside the policy window
+  std::string last_cause_;
+  std::optional<double> last_death_to_ready_ms_;
+  std::optional<double> last_detect_ms_;
+  std::optional<double> last_start_ms_;
+};
+
+}  // namespace sd::dom0

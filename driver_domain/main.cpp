@@ -1,0 +1,214 @@
+// drvdom: the runtime of one driver-domain incarnation.
+//
+// Started by the platform inside its sandbox with the control channel on fd 3.
+// It locks itself down with seccomp, reports Ready, then serves the control
+// channel: heartbeats, fault injection (for tests and `shadowctl
+// inject-fault`), sandbox self-probes, and (with the device classes) the
+// backends it hosts.
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "grant_mapper.hpp"
+#include "sd/core/control_channel.hpp"
+#include "seccomp.hpp"
+
+namespace {
+
+using sd::ctl::Msg;
+using sd::ctl::MsgType;
+
+const char kUsage[] = "usage: drvdom --name NAME --control-fd FD\n";
+
+void usage_help() {
+  std::printf(
+      "%s\n"
+      "The driver-domain runtime. shadowd starts it inside a sandbox; it is not\n"
+      "meant to be run by hand.\n\n"
+      "  --name NAME         the driver domain's name (for logs)\n"
+      "  --control-fd FD     the control channel to shadowd (a SOCK_SEQPACKET socket)\n"
+      "  --no-seccomp        do not install the system-call filter (debugging only)\n"
+      "  -h, --help          this help\n",
+      kUsage);
+}
+
+// Interfaces this domain can see: names from its own net namespace's /proc/net/dev.
+std::string list_netdevs() {
+  std::ifstream f("/proc/net/dev");
+  if (!f) return std::string("error: ") + std::strerror(errno);
+  std::string line, out;
+  int n = 0;
+  while (std::getline(f, line)) {
+    if (++n <= 2) continue;  // two header lines
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    name.erase(0, name.find_first_not_of(' '));
+    out += (out.empty() ? "" : ",") + name;
+  }
+  return out;
+}
+
+[[noreturn]] void do_fault(sd::ctl::FaultKind k) {
+  switch (k) {
+    case sd::ctl::FaultKind::kSegv:
+      // A real invalid memory access, as a buggy driver makes.
+    {
+      volatile uintptr_t addr = 8;
+      *reinterpret_cast<volatile int*>(addr) = 1;
+      break;
+    }
+    case sd::ctl::FaultKind::kHang:
+      // Stop serving anything; only the heartbeat watchdog will notice.
+      for (;;) ::sleep(1);
+    case sd::ctl::FaultKind::kBadSyscall:
+      // socket() is not on the allow-list: the kernel kills us with SIGSYS.
+      ::syscall(SYS_socket, 2 /*AF_INET*/, 1 /*SOCK_STREAM*/, 0);
+      break;
+    case sd::ctl::FaultKind::kExit:
+      break;
+  }
+  std::_Exit(3);
+}
+
+class Runtime {
+ public:
+  Runtime(std::string name, sd::ctl::Channel ch) : name_(std::move(name)), ch_(std::move(ch)), grants_(ch_) {}
+
+  int run() {
+    Msg ready;
+    ready.type = MsgType::kReady;
+    ready.a = sd::ctl::kProtocolVersion;
+    ready.set_text(name_);
+    if (!ch_.send(ready)) return 1;
+    for (;;) {
+      while (!grants_.deferred().empty()) {
+        Msg m = grants_.deferred().front();
+        grants_.deferred().pop_front();
+        if (!handle(m)) return 0;
+      }
+      pollfd p{ch_.fd(), POLLIN, 0};
+      int r = ::poll(&p, 1, -1);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return 1;
+      auto m = ch_.recv();
+      if (!m) {
+        // shadowd went away or sent garbage: nothing to serve.
+        std::fprintf(stderr, "drvdom %s: control channel: %s\n", name_.c_str(), m.error().to_string().c_str());
+        return 1;
+      }
+      if (*m && !handle(**m)) return 0;
+    }
+  }
+
+ private:
+  // Returns false to exit cleanly.
+  bool handle(const Msg& m) {
+    switch (m.type) {
+      case MsgType::kPing: {
+        Msg pong;
+        pong.type = MsgType::kPong;
+        pong.b = m.b;
+        (void)ch_.send(pong);
+        return true;
+      }
+      case MsgType::kFault:
+        std::fprintf(stderr, "drvdom %s: injected fault %u\n", name_.c_str(), m.a);
+        std::fflush(stderr);
+        do_fault(static_cast<sd::ctl::FaultKind>(m.a));
+      case MsgType::kProbe:
+        probe(m);
+        return true;
+      case MsgType::kShutdown:
+        return false;
+      default:
+        std::fprintf(stderr, "drvdom %s: ignoring message type %u\n", name_.c_str(), static_cast<unsigned>(m.type));
+        return true;
+    }
+  }
+
+  void probe(const Msg& m) {
+    Msg out;
+    out.type = MsgType::kProbeResult;
+    switch (static_cast<sd::ctl::ProbeKind>(m.a)) {
+      case sd::ctl::ProbeKind::kOpenPath: {
+        int fd = ::open(m.get_text().c_str(), O_RDONLY | O_CLOEXEC);
+        out.a = fd >= 0 ? 0 : static_cast<uint32_t>(errno);
+        if (fd >= 0) ::close(fd);
+        out.set_text(fd >= 0 ? "opened" : std::strerror(static_cast<int>(out.a)));
+        break;
+      }
+      case sd::ctl::ProbeKind::kNetDevs:
+        out.set_text(list_netdevs());
+        break;
+      case sd::ctl::ProbeKind::kMapGrant: {
+        // b = pool << 32 | ref; text "rw" asks for a writable map.
+        uint32_t pool = static_cast<uint32_t>(m.b >> 32), ref = static_cast<uint32_t>(m.b);
+        auto p = grants_.map(pool, ref, m.get_text() == "rw");
+        if (!p) {
+          out.a = EPERM;
+          out.set_text(p.error().to_string());
+        } else {
+          uint64_t v;
+          std::memcpy(&v, *p, sizeof(v));
+          char buf[32];
+          std::snprintf(buf, sizeof(buf), "%016" PRIx64, v);
+          out.set_text(buf);
+        }
+        break;
+      }
+      default:
+        out.a = EINVAL;
+        out.set_text("unknown probe");
+    }
+    (void)ch_.send(out);
+  }
+
+  std::string name_;
+  sd::ctl::Channel ch_;
+  sd::drvdom::GrantMapper grants_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string name;
+  int control_fd = -1;
+  bool seccomp = true;
+  static const option kOpts[] = {{"name", required_argument, nullptr, 'n'},
+                                 {"control-fd", required_argument, nullptr, 'c'},
+                                 {"no-seccomp", no_argument, nullptr, 'S'},
+                                 {"help", no_argument, nullptr, 'h'},
+                                 {nullptr, 0, nullptr, 0}};
+  for (int c; (c = getopt_long(argc, argv, "h", kOpts, nullptr)) != -1;) {
+    switch (c) {
+      case 'n': name = optarg; break;
+      case 'c': control_fd = std::atoi(optarg); break;
+      case 'S': seccomp = false; break;
+      case 'h': usage_help(); return 0;
+      default: std::fputs(kUsage, stderr); return 2;
+    }
+  }
+  if (name.empty() || control_fd < 0 || optind != argc) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  if (seccomp) {
+    if (auto s = sd::drvdom::install_seccomp(); !s) {
+      std::fprintf(stderr, "drvdom %s: %s\n", name.c_str(), s.error().to_string().c_str());
+      return 1;
+    }
+  }
+  Runtime rt(name, sd::ctl::Channel(sd::UniqueFd(control_fd)));
+  return rt.run();
+}

@@ -1,0 +1,113 @@
+// The local platform: driver domains are sandboxed processes, grants are
+// memfd pages, event channels are eventfds, the store lives in shadowd.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "sd/core/platform.hpp"
+
+namespace sd::local {
+
+class LocalDomainManager final : public platform::DomainManager {
+ public:
+  LocalDomainManager(boost::asio::io_context& io, platform::Options opts);
+  ~LocalDomainManager() override;
+
+  Result<platform::DomainInfo> create(const platform::DomainSpec& spec, ctl::Channel* ctl) override;
+  Result<void> kill(platform::DomId id, int signal) override;
+  Result<platform::DomainInfo> restart(platform::DomId id, ctl::Channel* ctl) override;
+  void on_death(DeathHandler h) override { on_death_ = std::move(h); }
+  void forget(const std::string& name) override;
+
+ private:
+  struct Incarnation {
+    platform::DomainSpec spec;
+    platform::DomainInfo info;
+    UniqueFd pidfd;
+    std::unique_ptr<boost::asio::posix::stream_descriptor> waiter;
+  };
+  void reap(platform::DomId id);
+
+  boost::asio::io_context& io_;
+  platform::Options opts_;
+  DeathHandler on_death_;
+  platform::DomId next_id_ = 1;
+  std::map<platform::DomId, Incarnation> live_;
+  std::map<std::string, std::string> netns_;  // domain name -> its persistent netns
+};
+
+class LocalEventChannel final : public platform::EventChannel {
+ public:
+  // tx: the eventfd this end writes; rx: the eventfd it waits on.
+  LocalEventChannel(UniqueFd tx, UniqueFd rx) : tx_(std::move(tx)), rx_(std::move(rx)) {}
+  Result<void> notify() override;
+  int wait_fd() const override { return rx_.get(); }
+  Result<uint64_t> consume() override;
+  int notify_fd() const { return tx_.get(); }  // handed to the peer over SCM_RIGHTS
+
+ private:
+  UniqueFd tx_, rx_;
+};
+
+class LocalGrantPool final : public platform::GrantPool {
+ public:
+  static Result<std::unique_ptr<LocalGrantPool>> create(size_t pages);
+  ~LocalGrantPool() override;
+  size_t pages() const override { return pages_.size(); }
+  void* page(platform::GrantRef ref) override;
+  Result<void> grant(platform::GrantRef ref, platform::DomId peer, bool readonly) override;
+  Result<void> revoke(platform::GrantRef ref) override;
+  Result<UniqueFd> fd_for_peer(platform::GrantRef ref, platform::DomId peer) const override;
+
+ private:
+  struct Page {
+    UniqueFd memfd;
+    void* map = nullptr;
+    std::optional<platform::DomId> peer;
+    bool readonly = false;
+  };
+  std::vector<Page> pages_;
+};
+
+class LocalStore final : public platform::Store {
+ public:
+  explicit LocalStore(boost::asio::io_context& io) : io_(io) {}
+  Result<std::string> read(const std::string& path) const override;
+  Result<void> write(const std::string& path, const std::string& value) override;
+  Result<void> remove(const std::string& path) override;
+  std::vector<std::string> list(const std::string& path) const override;
+  WatchId watch(const std::string& path, WatchFn fn) override;
+  void unwatch(WatchId id) override;
+
+ private:
+  void fire(const std::string& changed);
+  boost::asio::io_context& io_;
+  std::map<std::string, std::string> kv_;
+  struct Watch {
+    std::string path;
+    std::shared_ptr<WatchFn> fn;
+  };
+  std::map<WatchId, Watch> watches_;
+  WatchId next_watch_ = 1;
+};
+
+class LocalPlatform final : public platform::Platform {
+ public:
+  LocalPlatform(boost::asio::io_context& io, platform::Options opts);
+  std::string name() const override { return "local"; }
+  platform::DomainManager& domains() override { return domains_; }
+  platform::Store& store() override { return store_; }
+  Result<std::pair<std::unique_ptr<platform::EventChannel>, std::unique_ptr<platform::EventChannel>>>
+  make_event_channel() override;
+  Result<std::unique_ptr<platform::GrantPool>> make_grant_pool(size_t pages) override;
+
+ private:
+  LocalDomainManager domains_;
+  LocalStore store_;
+};
+
+}  // namespace sd::local

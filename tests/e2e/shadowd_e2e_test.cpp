@@ -1,0 +1,325 @@
+// End-to-end: the real shadowd and shadowctl binaries, real sandboxed driver
+// domains, faults injected from outside (kill -9) and through shadowctl.
+// Asserts what an operator checks: exit codes, states, restart counts.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+struct Run {
+  int rc = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+Run run(const std::string& cmd) {
+  char errf[] = "/tmp/sd-e2e-err-XXXXXX";
+  int efd = ::mkstemp(errf);
+  ::close(efd);
+  Run r;
+  FILE* p = ::popen((cmd + " 2>" + errf).c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) r.out.append(buf, n);
+  int st = ::pclose(p);
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.err = slurp(errf);
+  ::unlink(errf);
+  return r;
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return pred();
+}
+
+// One shadowd on a private host config in a temp dir.
+class ShadowdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sd-e2e-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    dom_ = "tnet" + std::to_string(::getpid());
+    fs::create_directories(dir_ / "policies");
+    for (auto cls : {"vif", "vsnd", "vbd"})
+      fs::copy_file(fs::path(SD_SOURCE_DIR) / "config/policies" / (std::string(cls) + ".yaml"),
+                    dir_ / "policies" / (std::string(cls) + ".yaml"));
+    std::ofstream(dir_ / "dd.cfg") << "name = \"" << dom_ << "\"\ndriver_domain = 1\nmemory = 128\nvcpus = 1\n";
+    std::ofstream(dir_ / "guest1.cfg") << "name = \"guest1\"\nmemory = 256\nvcpus = 1\nvif = [ 'backend=" << dom_
+                                       << ",mac=00:16:3e:5d:00:01' ]\n";
+    std::ofstream(dir_ / "host.yaml") << "platform: local\n"
+                                      << "policy_dir: policies\n"
+                                      << "control_socket: " << (dir_ / "sd.sock").string() << "\n"
+                                      << "state_dir: " << (dir_ / "state").string() << "\n"
+                                      << "event_log: " << (dir_ / "events.jsonl").string() << "\n"
+                                      << "domains: [dd.cfg]\n"
+                                      << "guests: [guest1.cfg]\n";
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int st;
+      ::waitpid(pid_, &st, 0);
+    }
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  void set_policy(const std::string& key, const std::string& value) {
+    auto p = dir_ / "policies" / "vif.yaml";
+    std::string y = slurp(p);
+    auto at = y.find(key + ":");
+    ASSERT_NE(at, std::string::npos) << key;
+    auto eol = y.find('\n', at);
+    auto comment = y.find('#', at);
+    auto end = (comment != std::string::npos && comment < eol) ? comment : eol;
+    y.replace(at, end - at, key + ": " + value + " ");
+    std::ofstream(p) << y;
+  }
+
+  void start_shadowd() {
+    pid_ = ::fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      std::string log = (dir_ / "shadowd.log").string();
+      std::freopen(log.c_str(), "w", stderr);
+      std::freopen(log.c_str(), "a", stdout);
+      ::execl(SD_SHADOWD, "shadowd", "--config", (dir_ / "host.yaml").c_str(), "--drvdom", SD_DRVDOM,
+              static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ASSERT_TRUE(wait_until([&] { return status().value("state", "") == "running"; }))
+        << "shadowd log:\n" << slurp(dir_ / "shadowd.log");
+  }
+
+  Run ctl(const std::string& args) {
+    return run(std::string(SD_SHADOWCTL) + " --socket " + (dir_ / "sd.sock").string() + " " + args);
+  }
+
+  json status() {
+    auto r = ctl("status " + dom_ + " --json");
+    if (r.rc != 0) return json::object();
+    auto j = json::parse(r.out, nullptr, false);
+    if (j.is_discarded() || !j.contains("domains") || j["domains"].empty()) return json::object();
+    return j["domains"][0];
+  }
+
+  fs::path dir_;
+  std::string dom_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(ShadowdTest, KillDashNine_DriverDomain_RestartedAndDeathToReadyMeasured) {
+  start_shadowd();
+  int old_pid = status()["pid"].get<int>();
+
+  ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+
+  ASSERT_TRUE(wait_until([&] {
+    auto s = status();
+    return s.value("restarts", 0) == 1 && s.value("state", "") == "running";
+  }));
+  auto s = status();
+  EXPECT_NE(s["pid"].get<int>(), old_pid);
+  EXPECT_NE(s["last_cause"].get<std::string>().find("SIGKILL"), std::string::npos);
+  ASSERT_TRUE(s["last_death_to_ready_ms"].is_number());
+  std::printf("[ figure   ] death-to-ready after kill -9: %.2f ms\n", s["last_death_to_ready_ms"].get<double>());
+  auto human = ctl("status " + dom_);
+  EXPECT_EQ(human.rc, 0);
+  EXPECT_NE(human.out.find("restarts:          1"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("death to ready:"), std::string::npos);
+}
+
+TEST_F(ShadowdTest, InjectSegv_Crash_DetectedAndRestarted) {
+  start_shadowd();
+
+  auto r = ctl("inject-fault " + dom_ + " segv");
+
+  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_TRUE(wait_until([&] { return status().value("restarts", 0) == 1 && status().value("state", "") == "running"; }));
+  EXPECT_NE(status()["last_cause"].get<std::string>().find("SIGSEGV"), std::string::npos);
+}
+
+TEST_F(ShadowdTest, InjectSigsys_SeccompKill_ReportedAsFault) {
+  start_shadowd();
+
+  auto r = ctl("inject-fault " + dom_ + " sigsys");
+
+  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_TRUE(wait_until([&] { return status().value("restarts", 0) == 1 && status().value("state", "") == "running"; }));
+  EXPECT_NE(status()["last_cause"].get<std::string>().find("seccomp"), std::string::npos);
+}
+
+TEST_F(ShadowdTest, InjectHang_HeartbeatTimeout_DetectedAndRestarted) {
+  start_shadowd();
+
+  auto r = ctl("inject-fault " + dom_ + " hang");
+
+  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_TRUE(wait_until([&] { return status().value("restarts", 0) == 1 && status().value("state", "") == "running"; }));
+  auto s = status();
+  EXPECT_NE(s["last_cause"].get<std::string>().find("hang"), std::string::npos) << s.dump();
+  std::printf("[ figure   ] hang detected after %.1f ms (policy heartbeat timeout 250 ms)\n",
+              s["last_detect_ms"].get<double>());
+}
+
+TEST_F(ShadowdTest, Recovery_DeviceBackToNormal_EventWithPhases) {
+  start_shadowd();
+
+  ASSERT_EQ(ctl("inject-fault " + dom_ + " kill").rc, 0);
+
+  ASSERT_TRUE(wait_until([&] {
+    auto d = json::parse(ctl("devices --json").out, nullptr, false);
+    return !d.is_discarded() && d["devices"][0].value("recoveries", 0) == 1;
+  }));
+  auto ev = ctl("events -n 50 --json");
+  EXPECT_EQ(ev.rc, 0);
+  bool found = false;
+  std::istringstream lines(ev.out);
+  for (std::string line; std::getline(lines, line);) {
+    auto j = json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("type", "") == "recovery") {
+      found = j["phases_ms"].contains("detect") && j["phases_ms"].contains("spawn") &&
+              j["phases_ms"].contains("total");
+    }
+  }
+  EXPECT_TRUE(found) << ev.out;
+}
+
+TEST_F(ShadowdTest, RestartBudgetSpent_Fenced_OperatorRestartRevives) {
+  set_policy("budget", "1");
+  start_shadowd();
+  ASSERT_EQ(ctl("inject-fault " + dom_ + " kill").rc, 0);
+  ASSERT_TRUE(wait_until([&] { return status().value("restarts", 0) == 1 && status().value("state", "") == "running"; }));
+
+  ASSERT_EQ(ctl("inject-fault " + dom_ + " kill").rc, 0);
+
+  ASSERT_TRUE(wait_until([&] { return status().value("state", "") == "fenced"; }));
+  auto dev = json::parse(ctl("devices --json").out, nullptr, false);
+  EXPECT_EQ(dev["devices"][0]["state"], "fenced");
+  ASSERT_EQ(ctl("restart " + dom_).rc, 0);
+  EXPECT_TRUE(wait_until([&] { return status().value("state", "") == "running"; }));
+}
+
+TEST_F(ShadowdTest, Shutdown_CleanExitNothingLeftBehind) {
+  start_shadowd();
+
+  auto r = ctl("shutdown");
+
+  ASSERT_EQ(r.rc, 0);
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid_, &st, 0), pid_);
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  EXPECT_FALSE(fs::exists(dir_ / "sd.sock"));
+  EXPECT_FALSE(fs::exists("/run/netns/sd-" + dom_));
+}
+
+TEST_F(ShadowdTest, List_Running_ShowsDomainTable) {
+  start_shadowd();
+
+  auto r = ctl("list");
+
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_NE(r.out.find(dom_), std::string::npos);
+  EXPECT_NE(r.out.find("running"), std::string::npos);
+}
+
+TEST_F(ShadowdTest, BadConfig_ErrorsNameFileAndLine_NothingStarted) {
+  std::ofstream(dir_ / "guest1.cfg") << "name = \"guest1\"\nmemroy = 256\nvif = [ 'backend=nosuchdd' ]\n";
+
+  auto r = run(std::string(SD_SHADOWD) + " --config " + (dir_ / "host.yaml").string());
+
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("guest1.cfg:2:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("guest1.cfg:3:"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "sd.sock"));
+  EXPECT_FALSE(fs::exists("/run/netns/sd-" + dom_));
+}
+
+TEST_F(ShadowdTest, Check_GoodConfig_ExitsZero) {
+  auto r = run(std::string(SD_SHADOWD) + " --check --config " + (dir_ / "host.yaml").string());
+
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "sd.sock"));
+}
+
+TEST(Cli, ShadowdHelp_ExitsZeroAndDocumentsEveryOption) {
+  auto r = run(std::string(SD_SHADOWD) + " --help");
+
+  EXPECT_EQ(r.rc, 0);
+  for (auto opt : {"--config", "--check", "--platform", "--socket", "--drvdom", "--verbose", "--version", "--help"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+}
+
+TEST(Cli, ShadowdBadOption_ExitsTwoWithUsage) {
+  auto r = run(std::string(SD_SHADOWD) + " --bogus");
+
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("usage: shadowd"), std::string::npos) << r.err;
+}
+
+TEST(Cli, ShadowdBadPlatform_ExitsTwo) {
+  auto r = run(std::string(SD_SHADOWD) + " --config x.yaml --platform vmware");
+
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("usage: shadowd"), std::string::npos) << r.err;
+}
+
+TEST(Cli, ShadowctlHelp_ExitsZeroAndListsCommands) {
+  auto r = run(std::string(SD_SHADOWCTL) + " --help");
+
+  EXPECT_EQ(r.rc, 0);
+  for (auto c : {"list", "status", "devices", "events", "inject-fault", "restart", "policy", "shutdown", "--socket",
+                 "--json"})
+    EXPECT_NE(r.out.find(c), std::string::npos) << c;
+}
+
+TEST(Cli, ShadowctlBadOption_ExitsTwoWithUsage) {
+  auto r = run(std::string(SD_SHADOWCTL) + " --bogus list");
+
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("usage: shadowctl"), std::string::npos) << r.err;
+}
+
+TEST(Cli, ShadowctlUnknownCommand_ExitsTwo) {
+  auto r = run(std::string(SD_SHADOWCTL) + " frobnicate");
+
+  EXPECT_EQ(r.rc, 2);
+}
+
+TEST(Cli, ShadowctlNoDaemon_ExitsOneWithReason) {
+  auto r = run(std::string(SD_SHADOWCTL) + " --socket /tmp/sd-no-such.sock list");
+
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("cannot reach shadowd"), std::string::npos) << r.err;
+}
+
+}  // namespace

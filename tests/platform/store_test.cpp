@@ -1,0 +1,131 @@
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include "local/local_platform.hpp"
+#include "local/netns.hpp"
+
+namespace {
+
+using namespace sd;
+
+TEST(LocalStore, WriteThenRead_ReturnsValue) {
+  boost::asio::io_context io;
+  local::LocalStore s(io);
+
+  ASSERT_TRUE(s.write("/local/domain/1/device/vif/0/state", "4").has_value());
+
+  EXPECT_EQ(s.read("/local/domain/1/device/vif/0/state").value_or(""), "4");
+}
+
+TEST(LocalStore, ReadMissing_InvalidInput) {
+  boost::asio::io_context io;
+  local::LocalStore s(io);
+
+  auto r = s.read("/nope");
+
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, Code::kInvalidInput);
+}
+
+TEST(LocalStore, BadPath_Rejected) {
+  boost::asio::io_context io;
+  local::LocalStore s(io);
+
+  EXPECT_FALSE(s.write("relative/path", "x").has_value());
+  EXPECT_FALSE(s.write("/double//slash", "x").has_value());
+  EXPECT_FALSE(s.write("/trailing/", "x").has_value());
+}
+
+TEST(LocalStore, List_DirectChildrenOnce) {
+  boost::asio::io_context io;
+  local::LocalStore s(io);
+  (void)s.write("/d/a/x", "1");
+  (void)s.write("/d/a/y", "2");
+  (void)s.write("/d/b", "3");
+  (void)s.write("/dd", "4");
+
+  auto l = s.list("/d");
+
+  EXPECT_EQ(l, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(LocalStore, RemoveSubtree_RemovesChildrenNotSiblings) {
+  boost::asio::io_context io;
+  local::LocalStore s(io);
+  (void)s.write("/d/a/x", "1");
+  (void)s.write("/d/ab", "2");
+
+  ASSERT_TRUE(s.remove("/d/a").has_value());
+
+  EXPECT_FALSE(s.read("/d/a/x").has_value());
+  EXPECT_TRUE(s.read("/d/ab").has_value());
+}
+
+TEST(LocalStore, Watch_FiresOnRegistrationAndOnChangeBelow) {
+  boost::asio::io_context io;
+  local::LocalStore s(io);
+  std::vector<std::string> seen;
+  s.watch("/be/1", [&](const std::string& p) { seen.push_back(p); });
+  (void)s.write("/be/1/state", "3");
+  (void)s.write("/be/10/state", "3");  // not below /be/1
+
+  io.run();
+
+  EXPECT_EQ(seen, (std::vector<std::string>{"/be/1", "/be/1/state"}));
+}
+
+TEST(LocalStore, Unwatch_NoMoreEvents) {
+  boost::asio::io_context io;
+  local::LocalStore s(io);
+  int fired = 0;
+  auto id = s.watch("/x", [&](const std::string&) { ++fired; });
+  io.run();
+  io.restart();
+  s.unwatch(id);
+
+  (void)s.write("/x/y", "1");
+  io.run();
+
+  EXPECT_EQ(fired, 1);
+}
+
+TEST(LocalEventChannel, Notify_OtherEndSeesOneEvent) {
+  boost::asio::io_context io;
+  local::LocalPlatform p(io, {});
+  auto pair = p.make_event_channel();
+  ASSERT_TRUE(pair.has_value());
+
+  ASSERT_TRUE(pair->first->notify().has_value());
+
+  EXPECT_EQ(pair->second->consume().value_or(0), 1u);
+  EXPECT_EQ(pair->first->consume().value_or(99), 0u);
+}
+
+TEST(LocalGrantPool, OutOfRangeRef_Rejected) {
+  auto pool = local::LocalGrantPool::create(2);
+  ASSERT_TRUE(pool.has_value());
+
+  EXPECT_EQ((*pool)->page(2), nullptr);
+  EXPECT_FALSE((*pool)->grant(2, 1, false).has_value());
+  EXPECT_FALSE((*pool)->fd_for_peer(7, 1).has_value());
+}
+
+TEST(LocalGrantPool, RevokedGrant_NoLongerHandedOut) {
+  auto pool = local::LocalGrantPool::create(2);
+  ASSERT_TRUE(pool.has_value());
+  ASSERT_TRUE((*pool)->grant(0, 5, false).has_value());
+  ASSERT_TRUE((*pool)->fd_for_peer(0, 5).has_value());
+
+  ASSERT_TRUE((*pool)->revoke(0).has_value());
+
+  EXPECT_FALSE((*pool)->fd_for_peer(0, 5).has_value());
+}
+
+TEST(Netns, BadName_Rejected) {
+  EXPECT_FALSE(local::valid_netns_name("../etc"));
+  EXPECT_FALSE(local::valid_netns_name(""));
+  EXPECT_TRUE(local::valid_netns_name("sd-netdd"));
+}
+
+}  // namespace
