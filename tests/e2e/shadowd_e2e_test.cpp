@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-struct Run {
+struct CmdResult {
   int rc = -1;
   std::string out, err;
 };
@@ -33,11 +33,11 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-Run run(const std::string& cmd) {
+CmdResult run(const std::string& cmd) {
   char errf[] = "/tmp/sd-e2e-err-XXXXXX";
   int efd = ::mkstemp(errf);
   ::close(efd);
-  Run r;
+  CmdResult r;
   FILE* p = ::popen((cmd + " 2>" + errf).c_str(), "r");
   if (!p) return r;
   char buf[4096];
@@ -119,7 +119,7 @@ class ShadowdTest : public ::testing::Test {
         << "shadowd log:\n" << slurp(dir_ / "shadowd.log");
   }
 
-  Run ctl(const std::string& args) {
+  CmdResult ctl(const std::string& args) {
     return run(std::string(SD_SHADOWCTL) + " --socket " + (dir_ / "sd.sock").string() + " " + args);
   }
 
@@ -253,7 +253,8 @@ TEST_F(ShadowdTest, List_Running_ShowsDomainTable) {
 }
 
 TEST_F(ShadowdTest, BadConfig_ErrorsNameFileAndLine_NothingStarted) {
-  std::ofstream(dir_ / "guest1.cfg") << "name = \"guest1\"\nmemroy = 256\nvif = [ 'backend=nosuchdd' ]\n";
+  std::ofstream(dir_ / "guest1.cfg") << "name = \"guest1\"\nmemroy = 256\nvif = [ 'backend=" << dom_
+                                     << ",mac=00:16:3e:zz:00:01' ]\n";
 
   auto r = run(std::string(SD_SHADOWD) + " --config " + (dir_ / "host.yaml").string());
 
@@ -262,6 +263,17 @@ TEST_F(ShadowdTest, BadConfig_ErrorsNameFileAndLine_NothingStarted) {
   EXPECT_NE(r.err.find("guest1.cfg:3:"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "sd.sock"));
   EXPECT_FALSE(fs::exists("/run/netns/sd-" + dom_));
+}
+
+TEST_F(ShadowdTest, UnknownBackend_ErrorNamesDeviceLine_NothingStarted) {
+  std::ofstream(dir_ / "guest1.cfg") << "name = \"guest1\"\nmemory = 256\nvif = [ 'backend=nosuchdd' ]\n";
+
+  auto r = run(std::string(SD_SHADOWD) + " --config " + (dir_ / "host.yaml").string());
+
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("guest1.cfg:3:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nosuchdd"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "sd.sock"));
 }
 
 TEST_F(ShadowdTest, Check_GoodConfig_ExitsZero) {
