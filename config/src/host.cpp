@@ -1,0 +1,218 @@
+// Host file: read it, load every cfg and policy it points at, then check the
+// files against each other (driver domains exist, backends resolve, policies
+// exist for the classes in use).
+#include "sd/config/host.hpp"
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "sd/config/yaml_fields.hpp"
+
+namespace sd::config {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::array<std::string_view, 7> kHostKeys = {"platform",  "policy_dir", "control_socket", "state_dir",
+                                                       "event_log", "domains",    "guests"};
+constexpr std::array<std::string_view, 3> kPlatforms = {"auto", "local", "xen"};
+constexpr std::array<DeviceClass, 3> kAllClasses = {DeviceClass::kVif, DeviceClass::kVsnd, DeviceClass::kVbd};
+
+void append(Diagnostics& to, Diagnostics&& from) {
+  to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+}
+
+std::string device_label(const DeviceSpec& d) {
+  return std::string(cfg_key(d.cls)) + "[" + std::to_string(d.index) + "]";
+}
+
+class HostLoader {
+ public:
+  explicit HostLoader(const fs::path& path) : path_(path), dir_(path.parent_path()), reader_(path.string(), diags_) {}
+
+  Parsed<HostConfig> run() {
+    std::ifstream in(path_, std::ios::binary);
+    if (!in) {
+      int e = errno;
+      reader_.error(0, std::string("cannot read the host file: ") + std::strerror(e),
+                    "check the path given to shadowd --config");
+      return std::unexpected(std::move(diags_));
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto doc = reader_.load(text.str());
+    if (!doc) return std::unexpected(std::move(diags_));
+    auto root = reader_.root(*doc, kHostKeys);
+    if (!root) return std::unexpected(std::move(diags_));
+
+    HostConfig host;
+    host.file = path_;
+    host.platform = reader_.choice(*root, "platform", kPlatforms, "auto").value_or("auto");
+    read_paths(*root, host);
+    if (auto list = reader_.string_list(*root, "domains", true)) {
+      load_cfgs(*list, /*driver=*/true, host.driver_domains);
+    }
+    if (auto list = reader_.string_list(*root, "guests", false)) {
+      load_cfgs(*list, /*driver=*/false, host.guests);
+    }
+    check_names(host);
+    auto used = check_backends(host);
+    load_policies(host, used);
+
+    if (!diags_.empty()) return std::unexpected(std::move(diags_));
+    return host;
+  }
+
+ private:
+  // Relative paths are relative to the host file, not to the current
+  // directory, so the same host file works wherever shadowd is started.
+  fs::path resolve(const std::string& p) const {
+    fs::path q(p);
+    return (q.is_absolute() ? q : dir_ / q).lexically_normal();
+  }
+  std::string dir_text() const { return dir_.empty() ? "the current directory" : dir_.string(); }
+
+  void read_paths(const detail::Map& root, HostConfig& host) {
+    if (auto dir = reader_.string(root, "policy_dir")) {
+      host.policy_dir = resolve(*dir);
+      policy_dir_line_ = root.find("policy_dir")->line;
+      std::error_code ec;
+      if (!fs::is_directory(host.policy_dir, ec)) {
+        reader_.error(
+            policy_dir_line_, "policy_dir '" + host.policy_dir.string() + "' is not a directory",
+            "point it at the folder with vif.yaml, vsnd.yaml, vbd.yaml; relative paths resolve against " + dir_text());
+      } else {
+        policy_dir_ok_ = true;
+      }
+    }
+    host.control_socket = resolve(reader_.string(root, "control_socket", std::string(kDefaultControlSocket))
+                                      .value_or(std::string(kDefaultControlSocket)));
+    host.state_dir = resolve(
+        reader_.string(root, "state_dir", std::string(kDefaultStateDir)).value_or(std::string(kDefaultStateDir)));
+    if (root.find("event_log")) {
+      if (auto log = reader_.string(root, "event_log")) host.event_log = resolve(*log);
+    }
+  }
+
+  void load_cfgs(const std::vector<std::pair<std::string, int>>& list, bool driver, std::vector<DomainCfg>& out) {
+    for (const auto& [rel, line] : list) {
+      fs::path p = resolve(rel);
+      std::error_code ec;
+      if (!fs::is_regular_file(p, ec)) {
+        reader_.error(line, "cannot find cfg file '" + rel + "' (looked for " + p.string() + ")",
+                      "check the name; relative paths resolve against " + dir_text());
+        if (driver) driver_missing_ = true;
+        continue;
+      }
+      auto cfg = parse_domain_cfg(p);
+      if (!cfg) {
+        append(diags_, std::move(cfg.error()));
+        if (driver) driver_missing_ = true;
+        continue;
+      }
+      if (driver && !cfg->driver_domain) {
+        reader_.error(line,
+                      "'" + rel + "' (domain " + cfg->name +
+                          ") is listed under domains: but does not set "
+                          "driver_domain = 1",
+                      "add 'driver_domain = 1' to " + p.string() + ", or list it under guests:");
+      }
+      out.push_back(std::move(*cfg));
+    }
+  }
+
+  void check_names(const HostConfig& host) {
+    std::map<std::string, const DomainCfg*> seen;
+    auto check = [&](const DomainCfg& cfg) {
+      auto [it, fresh] = seen.emplace(cfg.name, &cfg);
+      if (!fresh) {
+        diags_.push_back({cfg.file, cfg.name_line,
+                          "domain name '" + cfg.name + "' is already used by " + it->second->file + ":" +
+                              std::to_string(it->second->name_line),
+                          "give every domain its own name = \"...\""});
+      }
+    };
+    for (const auto& d : host.driver_domains) check(d);
+    for (const auto& g : host.guests) check(g);
+  }
+
+  // Every backend= must name a listed driver domain (Domain-0, the default,
+  // means the device is served by dom0 and not shadowed). Returns the classes
+  // in use, each with the first device using it (for messages).
+  std::map<DeviceClass, std::string> check_backends(const HostConfig& host) {
+    std::map<DeviceClass, std::string> used;
+    std::set<std::string> drivers;
+    std::string listed;
+    for (const auto& d : host.driver_domains) {
+      drivers.insert(d.name);
+      listed += (listed.empty() ? "" : ", ") + d.name;
+    }
+    auto check = [&](const DomainCfg& cfg) {
+      for (const auto& dev : cfg.devices) {
+        if (dev.backend == kDom0Name) continue;
+        std::string where = cfg.file + ":" + std::to_string(dev.line) + " " + device_label(dev);
+        if (dev.backend == cfg.name) {
+          diags_.push_back({cfg.file, dev.line, device_label(dev) + ": domain '" + cfg.name + "' is its own backend",
+                            "set backend= to the driver domain that serves this device"});
+          continue;
+        }
+        if (!drivers.contains(dev.backend)) {
+          // A driver domain cfg that failed to load may be the one named:
+          // its own errors are reported, don't add a misleading one here.
+          if (driver_missing_) continue;
+          diags_.push_back(
+              {cfg.file, dev.line,
+               device_label(dev) + ": backend '" + dev.backend + "' is not a driver domain listed in " + path_.string(),
+               listed.empty() ? "list its cfg under domains: in " + path_.string()
+                              : "driver domains: " + listed + "; fix backend= or list the cfg of '" + dev.backend +
+                                    "' under domains:"});
+          continue;
+        }
+        used.emplace(dev.cls, where);
+      }
+    };
+    for (const auto& d : host.driver_domains) check(d);
+    for (const auto& g : host.guests) check(g);
+    return used;
+  }
+
+  void load_policies(HostConfig& host, const std::map<DeviceClass, std::string>& used) {
+    if (!policy_dir_ok_) return;  // already reported
+    for (DeviceClass cls : kAllClasses) {
+      std::string name(class_name(cls));
+      fs::path p = host.policy_dir / (name + ".yaml");
+      std::error_code ec;
+      if (fs::exists(p, ec)) {
+        auto policy = load_policy(p, cls);
+        if (policy)
+          host.policies.emplace(cls, std::move(*policy));
+        else
+          append(diags_, std::move(policy.error()));
+      } else if (auto it = used.find(cls); it != used.end()) {
+        reader_.error(policy_dir_line_,
+                      "no " + name + " policy: " + p.string() + " does not exist (needed by " + it->second + ")",
+                      "create it (config/policies/" + name +
+                          ".yaml is a template) or point policy_dir at the "
+                          "folder that has it");
+      }
+    }
+  }
+
+  fs::path path_, dir_;
+  Diagnostics diags_;
+  detail::YamlReader reader_;
+  int policy_dir_line_ = 0;
+  bool policy_dir_ok_ = false;
+  bool driver_missing_ = false;  // a listed driver domain cfg could not be loaded
+};
+
+}  // namespace
+
+Parsed<HostConfig> load_host(const fs::path& path) { return HostLoader(path).run(); }
+
+}  // namespace sd::config

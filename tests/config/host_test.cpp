@@ -1,0 +1,173 @@
+// Host file: the shipped demo host, path resolution and defaults, and the
+// checks across files (each error at the right file and line).
+#include "sd/config/host.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+namespace sd::config {
+namespace test {
+::testing::AssertionResult HasDiag(const Diagnostics& diags, std::string_view file, int line, std::string_view text);
+}  // namespace test
+namespace {
+
+using test::HasDiag;
+namespace fs = std::filesystem;
+
+const fs::path kSource = SD_CONFIG_SOURCE_DIR;
+const fs::path kHosts = fs::path(SD_CONFIG_TEST_DATA) / "host";
+const fs::path kPolicies = fs::path(SD_CONFIG_TEST_DATA) / "policies";
+
+// ------------------------------------------------------------ good input
+
+TEST(Host, ShippedDemoHost_LoadsDomainsGuestAndAllPolicies) {
+  auto host = load_host(kSource / "examples/demo-host/host.yaml");
+
+  ASSERT_TRUE(host) << to_string(host.error());
+  EXPECT_EQ(host->platform, "auto");
+  EXPECT_EQ(host->policy_dir, (kSource / "policies").lexically_normal());
+  EXPECT_EQ(host->control_socket, "/run/shadowd/shadowd.sock");
+  EXPECT_EQ(host->state_dir, "/run/shadowd");
+  EXPECT_EQ(host->event_log, fs::path("/run/shadowd/events.jsonl"));
+  ASSERT_EQ(host->driver_domains.size(), 1u);
+  EXPECT_EQ(host->driver_domains[0].name, "netdd");
+  ASSERT_EQ(host->guests.size(), 1u);
+  EXPECT_EQ(host->guests[0].name, "guest1");
+  EXPECT_EQ(host->policies.size(), 3u);
+  EXPECT_EQ(host->policies.at(DeviceClass::kVif).queue_limit, 1024u);
+}
+
+TEST(Host, RelativePaths_ResolveAgainstHostFileDirectory) {
+  auto host = load_host(kHosts / "good.yaml");
+
+  ASSERT_TRUE(host) << to_string(host.error());
+  EXPECT_EQ(host->platform, "local");
+  EXPECT_EQ(host->policy_dir, (kPolicies / "full").lexically_normal());
+  EXPECT_EQ(host->control_socket, (kHosts / "run/sd.sock").lexically_normal());
+  EXPECT_EQ(host->state_dir, (kHosts / "run").lexically_normal());
+  EXPECT_EQ(host->event_log, (kHosts / "run/events.jsonl").lexically_normal());
+  EXPECT_EQ(host->driver_domains.size(), 3u);
+  EXPECT_EQ(host->guests[0].devices.size(), 3u);
+}
+
+TEST(Host, EveryClassInUse_LoadsItsPolicyFromPolicyDir) {
+  auto host = load_host(kHosts / "good.yaml");
+
+  ASSERT_TRUE(host) << to_string(host.error());
+  ASSERT_EQ(host->policies.size(), 3u);
+  EXPECT_TRUE(host->policies.at(DeviceClass::kVbd).standby);
+  EXPECT_EQ(host->policies.at(DeviceClass::kVsnd).restart_budget, 5u);
+  EXPECT_EQ(host->policies.at(DeviceClass::kVif).file, (kPolicies / "full/vif.yaml").string());
+}
+
+TEST(Host, OnlyRequiredKeys_TakesDefaults) {
+  auto host = load_host(kHosts / "minimal.yaml");
+
+  ASSERT_TRUE(host) << to_string(host.error());
+  EXPECT_EQ(host->platform, "auto");
+  EXPECT_EQ(host->control_socket, "/run/shadowd/shadowd.sock");
+  EXPECT_EQ(host->state_dir, "/run/shadowd");
+  EXPECT_FALSE(host->event_log.has_value());
+  EXPECT_TRUE(host->guests.empty());
+  EXPECT_EQ(host->policies.size(), 1u);
+}
+
+TEST(Host, DeviceServedByDom0_NeedsNoPolicy) {
+  auto host = load_host(kHosts / "dom0_device.yaml");
+
+  ASSERT_TRUE(host) << to_string(host.error());
+  EXPECT_EQ(host->guests[0].devices.size(), 2u);
+  EXPECT_FALSE(host->policies.contains(DeviceClass::kVbd));
+}
+
+// ------------------------------------------------------------ bad input
+
+TEST(Host, BackendNamesUnlistedDomain_ReportsDeviceLineAndListsDriverDomains) {
+  auto host = load_host(kHosts / "unknown_backend.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/guest_unknown_backend.cfg", 6, "disk[1]: backend 'nosuchdd'"));
+  EXPECT_TRUE(HasDiag(host.error(), "host/guest_unknown_backend.cfg", 6, "driver domains: netdd, blkdd"));
+  EXPECT_EQ(host.error().size(), 1u);
+}
+
+TEST(Host, ListedDomainWithoutDriverDomain_ReportsHostLine) {
+  auto host = load_host(kHosts / "not_driver.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/not_driver.yaml", 5, "does not set driver_domain = 1"));
+  EXPECT_TRUE(HasDiag(host.error(), "host/not_driver.yaml", 5, "add 'driver_domain = 1' to"));
+}
+
+TEST(Host, PolicyFileMissingForUsedClass_NamesExpectedPath) {
+  auto host = load_host(kHosts / "missing_policy.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/missing_policy.yaml", 2,
+                      "no vbd policy: " + (kPolicies / "vif_only/vbd.yaml").string() + " does not exist"));
+}
+
+TEST(Host, CfgFileMissing_ReportsHostLineListingIt) {
+  auto host = load_host(kHosts / "missing_cfg.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/missing_cfg.yaml", 5, "cannot find cfg file 'nosuch.cfg'"));
+}
+
+TEST(Host, DuplicateDomainName_ReportsSecondCfgNameLine) {
+  auto host = load_host(kHosts / "duplicate_name.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/guest_dup_name.cfg", 2, "domain name 'netdd' is already used by"));
+}
+
+TEST(Host, UnknownKey_ReportsLineAndNearestKey) {
+  auto host = load_host(kHosts / "unknown_key.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/unknown_key.yaml", 2, "did you mean 'policy_dir'?"));
+}
+
+TEST(Host, YamlSyntaxError_ReportsLine) {
+  auto host = load_host(kHosts / "yaml_error.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/yaml_error.yaml", 3, "never closed"));
+}
+
+TEST(Host, BadPolicyInPolicyDir_ReportsPolicyFileLine) {
+  auto host = load_host(kHosts / "bad_policy.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "policies/bad_vbd/vbd.yaml", 5, "queue_limit' = 0 is out of range"));
+}
+
+TEST(Host, PolicyDirMissing_ReportsItsLine) {
+  auto host = load_host(kHosts / "no_policy_dir.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/no_policy_dir.yaml", 2, "is not a directory"));
+}
+
+TEST(Host, ErrorsInSeveralFiles_AreAllReported) {
+  auto host = load_host(kHosts / "many_errors.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/many_errors.yaml", 2, "'platform' cannot be 'kvm'"));
+  EXPECT_TRUE(HasDiag(host.error(), "host/many_errors.yaml", 4, "'plain.cfg' (domain plain)"));
+  EXPECT_TRUE(HasDiag(host.error(), "host/guest_bad_mac.cfg", 4, "bad mac"));
+  EXPECT_TRUE(HasDiag(host.error(), "host/guest_unknown_backend.cfg", 6, "backend 'nosuchdd'"));
+  EXPECT_EQ(host.error().size(), 4u);
+}
+
+TEST(Host, MissingHostFile_ReportsPath) {
+  auto host = load_host(kHosts / "nope.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/nope.yaml", 0, "cannot read the host file"));
+}
+
+}  // namespace
+}  // namespace sd::config
