@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include "vif/vif_shadow.hpp"
+
 namespace sd::dom0 {
 
 namespace {
@@ -59,8 +61,24 @@ Result<void> Daemon::start() {
   platform_ = std::move(*plat);
   log_ = std::make_unique<EventLog>(cfg_.event_log);
 
+  // Guest devices: the recovery state machine for each, plus the class
+  // implementation where one exists on this platform.
+  unsigned vif_number = 0;
   for (const auto& g : cfg_.guests)
-    for (const auto& spec : g.devices) devices_.push_back(std::make_unique<DeviceShadow>(g.name, spec));
+    for (const auto& spec : g.devices) {
+      size_t handle = devices_.size();
+      devices_.push_back(std::make_unique<DeviceShadow>(g.name, spec));
+      std::unique_ptr<DeviceImpl> impl;
+      if (spec.cls == config::DeviceClass::kVif && platform_->name() == "local" && cfg_.policies.count(spec.cls)) {
+        std::string backend = spec.backend;
+        impl = std::make_unique<VifShadow>(io_, *platform_, g.name, spec, handle, vif_number++,
+                                           cfg_.policies.at(spec.cls), opts_.netfront_binary, *log_,
+                                           [this, backend](const std::string& cause) {
+                                             if (auto* s = find(backend)) s->fault(cause);
+                                           });
+      }
+      impls_.push_back(std::move(impl));
+    }
 
   platform_->domains().on_death([this](const platform::DeathInfo& d) {
     if (auto* s = find(d.name)) s->on_death(d);
@@ -72,45 +90,28 @@ Result<void> Daemon::start() {
     std::string name = dom.name;
     DomainHooks hooks;
     hooks.on_fault = [this, name](platform::Clock::time_point at) {
-      for (auto* dev : devices_of(name))
-        if (dev->on_backend_fault(at))
-          log_->emit({{"type", "device_state"}, {"device", dev->id()}, {"state", "active"}});
-    };
-    hooks.on_ready = [this, name] {
-      auto* sup = find(name);
-      auto st = sup->status();
-      nlohmann::json devs = nlohmann::json::array();
-      double replay_ms = 0, resume_ms = 0;
-      for (auto* dev : devices_of(name)) {
-        if (!dev->on_backend_ready()) continue;
-        // Replay and resume are per device class; until a class is attached
-        // to the ring there is no state to replay and nothing to hand back.
-        auto t0 = platform::Clock::now();
-        dev->on_replayed();
-        replay_ms += ms_between(t0, platform::Clock::now());
-        devs.push_back(dev->to_json());
+      for (size_t i = 0; i < devices_.size(); ++i) {
+        auto* dev = devices_[i].get();
+        if (dev->backend() != name || !dev->on_backend_fault(at)) continue;
+        if (impls_[i]) impls_[i]->on_fault();
+        log_->emit({{"type", "device_state"}, {"device", dev->id()}, {"state", "active"}});
       }
-      if (st["restarts"].get<uint64_t>() == 0) return;  // first start, not a recovery
-      nlohmann::json phases{{"detect", st["last_detect_ms"]},
-                            {"spawn", st["last_death_to_ready_ms"]},
-                            {"replay", replay_ms},
-                            {"resume", resume_ms}};
-      double total = 0;
-      for (auto& [k, v] : phases.items())
-        if (v.is_number()) total += v.get<double>();
-      phases["total"] = total;
-      log_->emit({{"type", "recovery"},
-                  {"domain", name},
-                  {"cause", st["last_cause"]},
-                  {"phases_ms", phases},
-                  {"devices", devs}});
     };
+    hooks.on_ready = [this, name] { on_domain_ready(name); };
     hooks.on_fenced = [this, name] {
       for (auto* dev : devices_of(name))
         if (dev->on_fenced()) log_->emit({{"type", "device_state"}, {"device", dev->id()}, {"state", "fenced"}});
     };
+    hooks.on_device_msg = [this](const ctl::Msg& m) {
+      if (m.b < impls_.size() && impls_[m.b]) impls_[m.b]->on_backend_msg(m);
+    };
     supervisors_[name] = std::make_unique<Supervisor>(io_, *platform_, dom, *pol, *log_, broker_, std::move(hooks));
   }
+
+  for (size_t i = 0; i < impls_.size(); ++i)
+    if (impls_[i])
+      if (auto r = impls_[i]->setup(); !r)
+        return fail(r.error().code, devices_[i]->id() + ": " + r.error().message);
 
   auto sock = opts_.control_socket.empty() ? cfg_.control_socket : opts_.control_socket;
   auto srv = ControlServer::listen(io_, sock, [this](const nlohmann::json& req, ControlServer::Session& s) {
@@ -132,8 +133,70 @@ void Daemon::shutdown() {
   stopping_ = true;
   if (server_) server_->close();
   for (auto& [name, sup] : supervisors_) sup->stop();
+  for (auto& impl : impls_)
+    if (impl) impl->teardown();
   if (log_) log_->emit({{"type", "shadowd_stopped"}});
   io_.stop();
+}
+
+// A new incarnation of `name` is ready: every device it backs replays its
+// shadow into it; the recovery event goes out when the last one resumed.
+void Daemon::on_domain_ready(const std::string& name) {
+  auto* sup = find(name);
+  if (!sup || !sup->channel() || !sup->domid()) return;
+  Recovery& rec = recovering_[name];
+  rec = Recovery{};
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    if (devices_[i]->backend() != name) continue;
+    devices_[i]->on_backend_ready();  // Active -> Recovering (no-op at first start)
+    if (!impls_[i]) {
+      device_resumed(name, i, ResumeTimes{});
+      continue;
+    }
+    ++rec.pending;
+    impls_[i]->on_backend_ready(*sup->channel(), *sup->domid(),
+                                [this, name, i](Result<ResumeTimes> r) { device_resumed(name, i, std::move(r)); });
+  }
+  if (rec.pending == 0) emit_recovery(name);
+}
+
+void Daemon::device_resumed(const std::string& name, size_t idx, Result<ResumeTimes> r) {
+  Recovery& rec = recovering_[name];
+  auto* dev = devices_[idx].get();
+  if (!r) {
+    // The new backend failed too; its death starts the next round.
+    log_->emit({{"type", "resume_failed"}, {"device", dev->id()}, {"error", r.error().message}});
+    if (rec.pending > 0) --rec.pending;
+    return;
+  }
+  dev->on_replayed();
+  rec.replay_ms = std::max(rec.replay_ms, r->replay_ms);
+  rec.resume_ms = std::max(rec.resume_ms, r->resume_ms);
+  rec.replayed += r->replayed;
+  rec.devices.push_back(dev->to_json());
+  if (impls_[idx] && rec.pending > 0 && --rec.pending == 0) emit_recovery(name);
+}
+
+void Daemon::emit_recovery(const std::string& name) {
+  auto* sup = find(name);
+  if (!sup) return;
+  auto st = sup->status();
+  Recovery& rec = recovering_[name];
+  if (st["restarts"].get<uint64_t>() == 0 && st["last_cause"].get<std::string>().empty()) return;  // first start
+  nlohmann::json phases{{"detect", st["last_detect_ms"]},
+                        {"spawn", st["last_death_to_ready_ms"]},
+                        {"replay", rec.replay_ms},
+                        {"resume", rec.resume_ms}};
+  double total = 0;
+  for (auto& [k, v] : phases.items())
+    if (v.is_number()) total += v.get<double>();
+  phases["total"] = total;
+  log_->emit({{"type", "recovery"},
+              {"domain", name},
+              {"cause", st["last_cause"]},
+              {"phases_ms", phases},
+              {"replayed", rec.replayed},
+              {"devices", rec.devices}});
 }
 
 int Daemon::run() {
@@ -182,7 +245,11 @@ nlohmann::json Daemon::handle(const nlohmann::json& req, ControlServer::Session&
   }
   if (cmd == "devices") {
     nlohmann::json all = nlohmann::json::array();
-    for (auto& d : devices_) all.push_back(d->to_json());
+    for (size_t i = 0; i < devices_.size(); ++i) {
+      auto j = devices_[i]->to_json();
+      if (impls_[i]) j["detail"] = impls_[i]->status();
+      all.push_back(j);
+    }
     return ok({{"devices", all}});
   }
   if (cmd == "events") {

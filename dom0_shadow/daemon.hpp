@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control_server.hpp"
+#include "device_impl.hpp"
 #include "device_shadow.hpp"
 #include "event_log.hpp"
 #include "grant_broker.hpp"
@@ -23,6 +24,7 @@ struct DaemonOptions {
   std::string platform;                 // overrides the host file's when set
   std::filesystem::path control_socket;  // overrides the host file's when set
   std::filesystem::path drvdom_binary;
+  std::filesystem::path netfront_binary;  // guest side of vifs (local platform)
   bool verbose = false;
 };
 
@@ -53,6 +55,18 @@ class Daemon {
   GrantBroker broker_;
   std::map<std::string, std::unique_ptr<Supervisor>> supervisors_;
   std::vector<std::unique_ptr<DeviceShadow>> devices_;
+  std::vector<std::unique_ptr<DeviceImpl>> impls_;  // same index as devices_ (= device handle); may be null
+  // A recovery in progress per driver domain: devices still resuming.
+  struct Recovery {
+    size_t pending = 0;
+    double replay_ms = 0, resume_ms = 0;
+    uint32_t replayed = 0;
+    nlohmann::json devices = nlohmann::json::array();
+  };
+  std::map<std::string, Recovery> recovering_;
+  void on_domain_ready(const std::string& name);
+  void device_resumed(const std::string& name, size_t idx, Result<ResumeTimes> r);
+  void emit_recovery(const std::string& name);
   std::unique_ptr<ControlServer> server_;
   bool stopping_ = false;
 };

@@ -28,6 +28,8 @@ void help() {
       "  -s, --socket PATH      control socket (default: the host file's control_socket)\n"
       "      --drvdom PATH      driver-domain runtime binary (default: drvdom next to\n"
       "                         shadowd, or ../driver_domain/drvdom in a build tree)\n"
+      "      --netfront PATH    guest vif frontend binary (default: sd-netfront next to\n"
+      "                         shadowd, or ../frontends/sd-netfront in a build tree)\n"
       "  -v, --verbose          more log output\n"
       "  -V, --version          print the version and exit\n"
       "  -h, --help             this help\n\n"
@@ -36,25 +38,27 @@ void help() {
       kUsage);
 }
 
-std::filesystem::path default_drvdom() {
+// A helper binary next to shadowd (installed) or in its build-tree folder.
+std::filesystem::path default_binary(const char* name, const char* build_dir) {
   std::error_code ec;
   auto self = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
-  for (auto cand : {self / "drvdom", self / ".." / "driver_domain" / "drvdom", self / ".." / "lib" / "shadowd" / "drvdom"})
+  for (auto cand : {self / name, self / ".." / build_dir / name, self / ".." / "lib" / "shadowd" / name})
     if (std::filesystem::exists(cand, ec)) return std::filesystem::weakly_canonical(cand, ec);
-  return self / "drvdom";
+  return self / name;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config, platform, socket, drvdom;
+  std::string config, platform, socket, drvdom, netfront;
   bool check = false, verbose = false;
-  enum { kCheck = 1000, kDrvdom };
+  enum { kCheck = 1000, kDrvdom, kNetfront };
   static const option kOpts[] = {{"config", required_argument, nullptr, 'c'},
                                  {"check", no_argument, nullptr, kCheck},
                                  {"platform", required_argument, nullptr, 'p'},
                                  {"socket", required_argument, nullptr, 's'},
                                  {"drvdom", required_argument, nullptr, kDrvdom},
+                                 {"netfront", required_argument, nullptr, kNetfront},
                                  {"verbose", no_argument, nullptr, 'v'},
                                  {"version", no_argument, nullptr, 'V'},
                                  {"help", no_argument, nullptr, 'h'},
@@ -67,6 +71,7 @@ int main(int argc, char** argv) {
       case 'p': platform = optarg; break;
       case 's': socket = optarg; break;
       case kDrvdom: drvdom = optarg; break;
+      case kNetfront: netfront = optarg; break;
       case 'v': verbose = true; break;
       case 'V': std::printf("shadowd 0.1\n"); return 0;
       case 'h': help(); return 0;
@@ -109,7 +114,9 @@ int main(int argc, char** argv) {
   sd::dom0::DaemonOptions opts;
   opts.platform = platform;
   opts.control_socket = socket;
-  opts.drvdom_binary = drvdom.empty() ? default_drvdom() : std::filesystem::path(drvdom);
+  opts.drvdom_binary = drvdom.empty() ? default_binary("drvdom", "driver_domain") : std::filesystem::path(drvdom);
+  opts.netfront_binary =
+      netfront.empty() ? default_binary("sd-netfront", "frontends") : std::filesystem::path(netfront);
   opts.verbose = verbose;
   sd::dom0::Daemon d(std::move(*host), std::move(opts));
   return d.run();

@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <map>
+
 namespace sd::dom0 {
 
 namespace {
@@ -125,6 +127,10 @@ void Supervisor::on_control_readable() {
         break;
       case ctl::MsgType::kProbeResult:
         break;  // probes are for tests that hold the channel themselves
+      case ctl::MsgType::kDevAttached:
+      case ctl::MsgType::kDevFault:
+        if (hooks_.on_device_msg) hooks_.on_device_msg(msg);
+        break;
       default:
         kill_for("unknown control message type " + std::to_string(static_cast<uint32_t>(msg.type)));
         return;
@@ -157,6 +163,13 @@ void Supervisor::heartbeat_tick() {
   heartbeat_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) heartbeat_tick();
   });
+}
+
+void Supervisor::fault(const std::string& cause) {
+  if (!live_ || !pending_cause_.empty()) return;  // already being handled
+  fault_at_ = Clock::now();
+  log_.emit({{"type", "fault_detected"}, {"domain", cfg_.name}, {"domid", live_->id}, {"cause", cause}});
+  kill_for(cause);
 }
 
 void Supervisor::kill_for(const std::string& cause) {
@@ -224,18 +237,26 @@ Result<void> Supervisor::inject(const std::string& kind) {
   log_.emit({{"type", "fault_injected"}, {"domain", cfg_.name}, {"domid", live_->id}, {"kind", kind}});
   fault_at_ = Clock::now();
   if (kind == "kill") return plat_.domains().kill(live_->id, SIGKILL);
+  static const std::map<std::string, ctl::FaultKind> kKinds = {
+      {"segv", ctl::FaultKind::kSegv},       {"hang", ctl::FaultKind::kHang},
+      {"sigsys", ctl::FaultKind::kBadSyscall}, {"stall", ctl::FaultKind::kStall},
+      {"bad-id", ctl::FaultKind::kBadId},    {"bad-prod", ctl::FaultKind::kBadProd},
+      {"bad-grant", ctl::FaultKind::kBadGrant}};
+  std::string k = kind;
+  if (k == "garbage") {
+    // One of the invalid-response faults, in turn.
+    static const char* const kGarbage[] = {"bad-id", "bad-prod", "bad-grant"};
+    k = kGarbage[garbage_turn_++ % 3];
+  }
+  auto it = kKinds.find(k);
+  if (it == kKinds.end()) {
+    fault_at_ = {};
+    return fail(Code::kInvalidInput, "unknown fault kind '" + kind +
+                                         "' (expected kill, segv, hang, sigsys, stall, bad-id, bad-prod, bad-grant or garbage)");
+  }
   ctl::Msg m;
   m.type = ctl::MsgType::kFault;
-  if (kind == "segv")
-    m.a = static_cast<uint32_t>(ctl::FaultKind::kSegv);
-  else if (kind == "hang")
-    m.a = static_cast<uint32_t>(ctl::FaultKind::kHang);
-  else if (kind == "sigsys")
-    m.a = static_cast<uint32_t>(ctl::FaultKind::kBadSyscall);
-  else {
-    fault_at_ = {};
-    return fail(Code::kInvalidInput, "unknown fault kind '" + kind + "' (expected kill, segv, hang or sigsys)");
-  }
+  m.a = static_cast<uint32_t>(it->second);
   return ctl_.send(m);
 }
 

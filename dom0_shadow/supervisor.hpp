@@ -42,6 +42,7 @@ struct DomainHooks {
   std::function<void(platform::Clock::time_point fault_at)> on_fault;  // backend gone or misbehaving
   std::function<void()> on_ready;                                      // a new incarnation is ready
   std::function<void()> on_fenced;                                     // no more restarts
+  std::function<void(const ctl::Msg&)> on_device_msg;                  // kDevAttached / kDevFault from drvdom
 };
 
 class Supervisor {
@@ -56,7 +57,13 @@ class Supervisor {
   std::optional<platform::DomId> domid() const { return live_ ? std::optional(live_->id) : std::nullopt; }
 
   Result<void> start();
-  // Injects a fault into the running incarnation: "kill", "segv", "hang", "sigsys".
+  // The control channel of the running incarnation (nullptr if none).
+  ctl::Channel* channel() { return live_ ? &ctl_ : nullptr; }
+  // A device detected that this backend is broken (bad response, stalled
+  // ring): kill the incarnation; recovery follows its death.
+  void fault(const std::string& cause);
+  // Injects a fault into the running incarnation: kill, segv, hang, sigsys,
+  // stall, bad-id, bad-prod, bad-grant, garbage (one of the bad-* in turn).
   Result<void> inject(const std::string& kind);
   // Operator restart: kill if alive and start now, also out of Fenced.
   Result<void> restart_now();
@@ -96,6 +103,7 @@ class Supervisor {
   Clock::time_point fault_at_{};  // first sign of the current fault (injection or detection)
   std::optional<Clock::time_point> died_at_;  // death detected, waiting for the next Ready
 
+  uint64_t garbage_turn_ = 0;
   uint64_t incarnations_ = 0;
   uint64_t restarts_ = 0;
   std::deque<Clock::time_point> restart_times_;  // inside the policy window

@@ -20,6 +20,11 @@
 #include <string>
 
 #include "grant_mapper.hpp"
+#include "vif/netback.hpp"
+#include <map>
+#include <memory>
+#include <sys/mman.h>
+#include <vector>
 #include "sd/core/control_channel.hpp"
 #include "seccomp.hpp"
 
@@ -91,30 +96,61 @@ class Runtime {
     ready.a = sd::ctl::kProtocolVersion;
     ready.set_text(name_);
     if (!ch_.send(ready)) return 1;
+    std::vector<pollfd> fds;
     for (;;) {
       while (!grants_.deferred().empty()) {
         Msg m = grants_.deferred().front();
         grants_.deferred().pop_front();
-        if (!handle(m)) return 0;
+        std::vector<sd::UniqueFd> none;
+        if (!handle(m, none)) return 0;
       }
-      pollfd p{ch_.fd(), POLLIN, 0};
-      int r = ::poll(&p, 1, -1);
+      fds.clear();
+      fds.push_back({ch_.fd(), POLLIN, 0});
+      for (auto& [h, b] : backends_) b->poll_fds(fds);
+      int r = ::poll(fds.data(), fds.size(), -1);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return 1;
-      auto m = ch_.recv();
-      if (!m) {
-        // shadowd went away or sent garbage: nothing to serve.
-        std::fprintf(stderr, "drvdom %s: control channel: %s\n", name_.c_str(), m.error().to_string().c_str());
-        return 1;
+      if (fds[0].revents) {
+        std::vector<sd::UniqueFd> got;
+        auto m = ch_.recv_fds(&got);
+        if (!m) {
+          // shadowd went away or sent garbage: nothing to serve.
+          std::fprintf(stderr, "drvdom %s: control channel: %s\n", name_.c_str(), m.error().to_string().c_str());
+          return 1;
+        }
+        if (*m && !handle(**m, got)) return 0;
       }
-      if (*m && !handle(**m)) return 0;
+      for (auto it = backends_.begin(); it != backends_.end();) {
+        if (auto s = it->second->service(); !s) {
+          // The frontend broke the protocol: report, stop serving it.
+          Msg f;
+          f.type = MsgType::kDevFault;
+          f.b = it->first;
+          f.set_text(s.error().message);
+          (void)ch_.send(f);
+          it = backends_.erase(it);
+        } else {
+          ++it;
+        }
+      }
     }
   }
 
- private:
   // Returns false to exit cleanly.
-  bool handle(const Msg& m) {
+  bool handle(const Msg& m, std::vector<sd::UniqueFd>& fds) {
     switch (m.type) {
+      case MsgType::kDevAttach:
+        begin_attach(m, fds);
+        return true;
+      case MsgType::kGrantFds:
+        add_grants(m, fds);
+        return true;
+      case MsgType::kDevConfig:
+        if (auto it = backends_.find(m.b); it != backends_.end()) it->second->set_config(m);
+        return true;
+      case MsgType::kDevDetach:
+        backends_.erase(m.b);
+        return true;
       case MsgType::kPing: {
         Msg pong;
         pong.type = MsgType::kPong;
@@ -122,10 +158,16 @@ class Runtime {
         (void)ch_.send(pong);
         return true;
       }
-      case MsgType::kFault:
+      case MsgType::kFault: {
         std::fprintf(stderr, "drvdom %s: injected fault %u\n", name_.c_str(), m.a);
         std::fflush(stderr);
-        do_fault(static_cast<sd::ctl::FaultKind>(m.a));
+        auto k = static_cast<sd::ctl::FaultKind>(m.a);
+        if (k >= sd::ctl::FaultKind::kStall && k <= sd::ctl::FaultKind::kBadGrant) {
+          for (auto& [h, b] : backends_) b->inject(k);
+          return true;
+        }
+        do_fault(k);
+      }
       case MsgType::kProbe:
         probe(m);
         return true;
@@ -174,9 +216,59 @@ class Runtime {
     (void)ch_.send(out);
   }
 
+  // Attach = kDevAttach (class, config, event channels, device) followed by
+  // kGrantFds batches with the guest's granted pages; serving starts when the
+  // last page is mapped.
+  struct Pending {
+    uint32_t cls = 0;
+    sd::netif::VifConfig cfg{};
+    std::vector<sd::UniqueFd> fds;
+    std::vector<uint8_t*> pages;
+    size_t mapped = 0;
+  };
+
+  void begin_attach(const Msg& m, std::vector<sd::UniqueFd>& fds) {
+    backends_.erase(m.b);
+    Pending p;
+    p.cls = m.a;
+    p.cfg = m.get_payload<sd::netif::VifConfig>();
+    p.fds = std::move(fds);
+    p.pages.assign(sd::netif::kPoolPages, nullptr);
+    pending_[m.b] = std::move(p);
+  }
+
+  void add_grants(const Msg& m, std::vector<sd::UniqueFd>& fds) {
+    auto it = pending_.find(m.b);
+    if (it == pending_.end()) return;
+    Pending& p = it->second;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      size_t ref = size_t{m.a} + i;
+      if (ref >= p.pages.size() || p.pages[ref]) continue;
+      void* addr = ::mmap(nullptr, sd::netif::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i].get(), 0);
+      if (addr == MAP_FAILED) continue;
+      p.pages[ref] = static_cast<uint8_t*>(addr);
+      ++p.mapped;
+    }
+    if (p.mapped < p.pages.size()) return;
+    Msg done;
+    done.type = MsgType::kDevAttached;
+    done.b = m.b;
+    auto nb = sd::drvdom::Netback::create(p.pages, std::move(p.fds), p.cfg);
+    if (!nb) {
+      done.a = EINVAL;
+      done.set_text(nb.error().message);
+    } else {
+      backends_[m.b] = std::move(*nb);
+    }
+    pending_.erase(it);
+    (void)ch_.send(done);
+  }
+
   std::string name_;
   sd::ctl::Channel ch_;
   sd::drvdom::GrantMapper grants_;
+  std::map<uint64_t, Pending> pending_;
+  std::map<uint64_t, std::unique_ptr<sd::drvdom::Backend>> backends_;
 };
 
 }  // namespace

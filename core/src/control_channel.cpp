@@ -33,19 +33,24 @@ Result<void> Channel::set_nonblocking(bool on) {
 }
 
 Result<void> Channel::send(const Msg& m, int attach_fd) {
+  return attach_fd >= 0 ? send_fds(m, &attach_fd, 1) : send_fds(m, nullptr, 0);
+}
+
+Result<void> Channel::send_fds(const Msg& m, const int* fds, size_t nfds) {
+  if (nfds > kMaxFds) return fail(Code::kEscalate, "too many fds in one control message");
   iovec iov{const_cast<Msg*>(&m), sizeof(m)};
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
-  if (attach_fd >= 0) {
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+  if (nfds > 0) {
     mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof(cbuf);
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
     cmsghdr* c = CMSG_FIRSTHDR(&mh);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &attach_fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
   }
   for (;;) {
     ssize_t n = ::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL);
@@ -58,13 +63,20 @@ Result<void> Channel::send(const Msg& m, int attach_fd) {
 }
 
 Result<std::optional<Msg>> Channel::recv(UniqueFd* fd_out) {
+  std::vector<UniqueFd> fds;
+  auto m = recv_fds(&fds);
+  if (m && *m && fd_out && !fds.empty()) *fd_out = std::move(fds.front());
+  return m;
+}
+
+Result<std::optional<Msg>> Channel::recv_fds(std::vector<UniqueFd>* fds_out) {
   Msg m;
   iovec iov{&m, sizeof(m)};
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  // Room for a few fds so a hostile peer sending many cannot leak them.
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+  // Room for kMaxFds; a peer sending more gets MSG_CTRUNC (the kernel closes the rest).
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)];
   mh.msg_control = cbuf;
   mh.msg_controllen = sizeof(cbuf);
   ssize_t n;
@@ -89,8 +101,7 @@ Result<std::optional<Msg>> Channel::recv(UniqueFd* fd_out) {
   if (n == 0) return fail(Code::kSystem, "peer closed the control channel");
   if (n != static_cast<ssize_t>(sizeof(m)) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
     return fail(Code::kRestartReplay, "malformed control message (size " + std::to_string(n) + ")");
-  m.text[sizeof(m.text) - 1] = '\0';
-  if (fd_out && !fds.empty()) *fd_out = std::move(fds.front());
+  if (fds_out) *fds_out = std::move(fds);
   return std::optional<Msg>{m};
 }
 

@@ -63,9 +63,18 @@ Result<UniqueFd> LocalGrantPool::fd_for_peer(platform::GrantRef ref, platform::D
                                          std::to_string(peer));
   // A read-only grant hands out a read-only open of the same memfd, so the
   // peer cannot map it writable.
-  std::string self = "/proc/self/fd/" + std::to_string(p.memfd.get());
-  UniqueFd fd(::open(self.c_str(), (p.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC));
-  if (!fd) return sys_fail("reopen grant page");
+  if (!p.readonly) {
+    UniqueFd fd(::fcntl(p.memfd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd) return sys_fail("dup grant page");
+    return fd;
+  }
+  if (!p.ro_fd) {
+    std::string self = "/proc/self/fd/" + std::to_string(p.memfd.get());
+    p.ro_fd.reset(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!p.ro_fd) return sys_fail("reopen grant page read-only");
+  }
+  UniqueFd fd(::fcntl(p.ro_fd.get(), F_DUPFD_CLOEXEC, 0));
+  if (!fd) return sys_fail("dup grant page");
   return fd;
 }
 

@@ -62,9 +62,12 @@ class LocalGrantPool final : public platform::GrantPool {
   Result<void> grant(platform::GrantRef ref, platform::DomId peer, bool readonly) override;
   Result<void> revoke(platform::GrantRef ref) override;
   Result<UniqueFd> fd_for_peer(platform::GrantRef ref, platform::DomId peer) const override;
+  // The owner's (guest's) own fd for a page, to hand to the guest's frontend.
+  int owner_fd(platform::GrantRef ref) const { return ref < pages_.size() ? pages_[ref].memfd.get() : -1; }
 
  private:
   struct Page {
+    mutable UniqueFd ro_fd;  // opened once, dup'ed for each peer (recovery re-grants every page)
     UniqueFd memfd;
     void* map = nullptr;
     std::optional<platform::DomId> peer;

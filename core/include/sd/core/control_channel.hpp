@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,9 +32,28 @@ enum class MsgType : uint32_t {
   kProbe = 102,      // a = ProbeKind, b = argument, text = argument
   kMapReply = 103,   // a = 0 (fd attached) or errno
   kShutdown = 104,
+  // device plumbing (b = device handle); same messages to drvdom and frontends
+  kDevAttach = 110,   // shadowd -> drvdom / frontend: a = class, payload = class config; fds attached
+  kGrantFds = 111,    // shadowd -> drvdom / frontend: a = first grant ref; one fd per page attached, in ref order
+  kDevAttached = 112, // drvdom / frontend -> shadowd: serving (a = 0) or refused (a = errno, text = why)
+  kDevConfig = 113,   // shadowd -> drvdom: new config state (payload); frontend -> shadowd: config changed
+  kBackendGone = 114, // shadowd -> frontend: stop consuming responses, the backend is failing
+  kReconnect = 115,   // shadowd -> frontend: backend is dead for sure; repair the rings for a new one
+  kReconnected = 116, // frontend -> shadowd: rings repaired, a = requests replayed
+  kDevFault = 117,    // frontend / drvdom -> shadowd: the peer broke the protocol; text = what
+  kDevDetach = 118,   // shadowd -> drvdom: stop serving the device
 };
 
-enum class FaultKind : uint32_t { kSegv = 1, kHang = 2, kExit = 3, kBadSyscall = 4 };
+enum class FaultKind : uint32_t {
+  kSegv = 1,
+  kHang = 2,         // stop serving everything, heartbeats included
+  kExit = 3,
+  kBadSyscall = 4,
+  kStall = 5,        // keep answering heartbeats but stop processing rings (progress watchdog)
+  kBadId = 6,        // answer a request with an id that is not in flight
+  kBadProd = 7,      // publish rsp_prod beyond req_prod
+  kBadGrant = 8,     // answer with an offset/size outside the granted page (wild grant use)
+};
 enum class ProbeKind : uint32_t { kOpenPath = 1, kNetDevs = 2, kMapGrant = 3 };
 
 constexpr uint32_t kProtocolVersion = 1;
@@ -45,6 +66,19 @@ struct Msg {
 
   void set_text(std::string_view s);
   std::string get_text() const;  // bounded: never reads past the field
+  // Binary payload in the text field (class config structs).
+  template <class P>
+  void set_payload(const P& p) {
+    static_assert(sizeof(P) <= sizeof(text) && std::is_trivially_copyable_v<P>);
+    std::memcpy(text, &p, sizeof(P));
+  }
+  template <class P>
+  P get_payload() const {
+    static_assert(sizeof(P) <= sizeof(text) && std::is_trivially_copyable_v<P>);
+    P p;
+    std::memcpy(&p, text, sizeof(P));
+    return p;
+  }
 };
 static_assert(sizeof(Msg) == 256);
 
@@ -63,12 +97,17 @@ class Channel {
   // Sends one message, with an optional fd attached. kRetry if the socket
   // would block, kSystem on other errors (peer gone: EPIPE).
   Result<void> send(const Msg& m, int attach_fd = -1);
+  // Sends one message with up to kMaxFds fds attached.
+  Result<void> send_fds(const Msg& m, const int* fds, size_t n);
+  static constexpr size_t kMaxFds = 64;
 
   // Receives one message if one is ready. Returns nullopt if none is ready
   // (non-blocking socket) ; kRestartReplay if the peer sent something that is
   // not a whole message of the expected size; kSystem with "peer closed" on
   // EOF. A received fd, if any, is stored in *fd_out (closed if fd_out is null).
   Result<std::optional<Msg>> recv(UniqueFd* fd_out = nullptr);
+  // Same, keeping every fd received (in order).
+  Result<std::optional<Msg>> recv_fds(std::vector<UniqueFd>* fds_out);
 
   Result<void> set_nonblocking(bool on);
 

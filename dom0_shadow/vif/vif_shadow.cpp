@@ -1,0 +1,412 @@
+#include "vif/vif_shadow.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+
+#include "local/local_platform.hpp"
+#include "local/netns.hpp"
+#include "netsetup.hpp"
+
+namespace sd::dom0 {
+
+using netif::kPoolPages;
+
+namespace {
+
+constexpr uint16_t kTxRing = 0;
+
+bool parse_mac(const std::string& s, uint8_t out[6]) {
+  unsigned v[6];
+  if (std::sscanf(s.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return false;
+  for (int i = 0; i < 6; ++i) out[i] = static_cast<uint8_t>(v[i]);
+  return true;
+}
+
+std::string mac_string(const uint8_t m[6]) {
+  char b[18];
+  std::snprintf(b, sizeof(b), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+  return b;
+}
+
+// Guest address from the vif's ip= (first one), as CIDR; the wire side gets
+// .1 of the same /24 (.254 if the guest is .1).
+void addresses(const std::string& ip_param, unsigned vif_number, std::string* guest, std::string* wire) {
+  std::string ip = ip_param.substr(0, ip_param.find_first_of(" /"));
+  unsigned a, b, c, d;
+  if (ip.empty() || std::sscanf(ip.c_str(), "%u.%u.%u.%u", &a, &b, &c, &d) != 4) {
+    a = 10, b = 200, c = vif_number, d = 2;
+  }
+  char g[32], w[32];
+  std::snprintf(g, sizeof(g), "%u.%u.%u.%u/24", a, b, c, d);
+  std::snprintf(w, sizeof(w), "%u.%u.%u.%u/24", a, b, c, d == 1 ? 254u : 1u);
+  *guest = g;
+  *wire = w;
+}
+
+}  // namespace
+
+VifShadow::VifShadow(boost::asio::io_context& io, platform::Platform& plat, std::string guest,
+                     const config::DeviceSpec& spec, uint64_t handle, unsigned vif_number, config::Policy policy,
+                     std::filesystem::path frontend_binary, EventLog& log, FaultReporter report)
+    : io_(io),
+      plat_(plat),
+      guest_(std::move(guest)),
+      spec_(spec),
+      handle_(handle),
+      policy_(std::move(policy)),
+      frontend_binary_(std::move(frontend_binary)),
+      log_(log),
+      report_(std::move(report)),
+      watchdog_(io) {
+  topo_.guest_ns = guest_;
+  topo_.driver_ns = "sd-" + spec_.backend;
+  topo_.wire_if = "wire" + std::to_string(vif_number);
+  topo_.nic_if = "nic" + std::to_string(vif_number);
+  auto ip = spec_.params.count("ip") ? spec_.params.at("ip") : std::string();
+  addresses(ip, vif_number, &topo_.guest_addr, &topo_.wire_addr);
+  if (!spec_.params.count("mac") || !parse_mac(spec_.params.at("mac"), cfg_.mac)) {
+    // xl's default: Xen's OUI with bytes from the guest and vif number.
+    uint8_t def[6] = {0x00, 0x16, 0x3e, static_cast<uint8_t>(std::hash<std::string>{}(guest_) & 0x7f),
+                      static_cast<uint8_t>(vif_number >> 8), static_cast<uint8_t>(vif_number)};
+    std::memcpy(cfg_.mac, def, 6);
+  }
+  cfg_.mtu = 1500;
+  cfg_.features = netif::kFeatureRxCopy;
+}
+
+VifShadow::~VifShadow() { teardown(); }
+
+Result<void> VifShadow::setup() {
+  if (plat_.name() != "local")
+    return fail(Code::kUnavailable, "vif shadow: only the local platform is wired up so far");
+  if (auto r = build_topology(); !r) return r;
+  auto pool = plat_.make_grant_pool(kPoolPages);
+  if (!pool) return std::unexpected(pool.error());
+  pool_ = std::move(*pool);
+  auto evt = plat_.make_event_channel();
+  if (!evt) return std::unexpected(evt.error());
+  front_evt_ = std::move(evt->first);
+  back_evt_ = std::move(evt->second);
+  auto sh = shadow::SplitterLog::create(2 * netif::kRingSize);
+  if (!sh) return std::unexpected(sh.error());
+  shadow_ = std::move(*sh);
+  // Benchmarks compare the splitter log on and off in one run.
+  if (const char* v = std::getenv("SD_SPLITTER_LOG"); v && std::string(v) == "off") shadow_.set_enabled(false);
+  if (auto r = start_frontend(); !r) return r;
+  watchdog_.expires_after(policy_.heartbeat_interval);
+  watchdog_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) watchdog_tick();
+  });
+  return {};
+}
+
+// wire <-veth-> NIC (in the driver domain's persistent netns), both up,
+// offloads off so every frame fits one granted page.
+Result<void> VifShadow::build_topology() {
+  for (const auto& ns : {topo_.guest_ns, topo_.wire_ns, topo_.driver_ns})
+    if (auto r = local::ensure_netns(ns); !r) return std::unexpected(r.error());
+  (void)ip(topo_.wire_ns, {"link", "del", topo_.wire_if});  // left over from an unclean stop
+  (void)ip(topo_.driver_ns, {"link", "del", topo_.nic_if});
+  auto steps = std::vector<std::pair<std::string, std::vector<std::string>>>{
+      {"", {"link", "add", topo_.wire_if, "netns", topo_.wire_ns, "type", "veth", "peer", "name", topo_.nic_if, "netns",
+            topo_.driver_ns}},
+      {topo_.wire_ns, {"addr", "add", topo_.wire_addr, "dev", topo_.wire_if}},
+      {topo_.wire_ns, {"link", "set", topo_.wire_if, "up"}},
+      {topo_.wire_ns, {"link", "set", "lo", "up"}},
+      {topo_.driver_ns, {"link", "set", topo_.nic_if, "up"}},
+      {topo_.driver_ns, {"link", "set", "lo", "up"}},
+  };
+  for (auto& [ns, args] : steps)
+    if (auto r = ip(ns, args); !r) return r;
+  if (auto r = offloads_off(topo_.wire_ns, topo_.wire_if); !r) return r;
+  if (auto r = offloads_off(topo_.driver_ns, topo_.nic_if); !r) return r;
+  auto sock = open_packet_socket(topo_.driver_ns, topo_.nic_if);
+  if (!sock) return std::unexpected(sock.error());
+  nic_ = std::move(*sock);
+  return {};
+}
+
+// The guest: sd-netfront in the guest's netns creates the TAP; it gets the
+// splitter log, its event-channel ends and the whole pool (its own memory).
+Result<void> VifShadow::start_frontend() {
+  auto chans = ctl::Channel::pair();
+  if (!chans) return std::unexpected(chans.error());
+  std::string nspath = "/run/netns/" + topo_.guest_ns;
+  UniqueFd nsfd(::open(nspath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!nsfd) return sys_fail("open " + nspath);
+  std::string bin = frontend_binary_.string(), mac = mac_string(cfg_.mac), mtu = std::to_string(cfg_.mtu);
+  std::vector<std::string> argv_s{"sd-netfront", "--control-fd", "3", "--ifname", topo_.guest_if, "--mac", mac,
+                                  "--mtu", mtu};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int child_fd = chans->second.fd();
+  pid_t pid = ::fork();
+  if (pid < 0) return sys_fail("fork frontend");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::setns(nsfd.get(), CLONE_NEWNET) != 0) _exit(126);
+    if (::dup2(child_fd, 3) < 0) _exit(126);
+    ::syscall(SYS_close_range, 4U, ~0U, 0U);
+    ::execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  front_pid_ = pid;
+  front_pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  front_ = std::move(chans->first);
+
+  auto* fe = dynamic_cast<local::LocalEventChannel*>(front_evt_.get());
+  ctl::Msg att;
+  att.type = ctl::MsgType::kDevAttach;
+  att.a = static_cast<uint32_t>(config::DeviceClass::kVif);
+  att.b = handle_;
+  att.set_payload(cfg_);
+  int fds[3] = {shadow_.fd(), fe->notify_fd(), fe->wait_fd()};
+  if (auto r = front_.send_fds(att, fds, 3); !r) return r;
+  if (auto r = send_pool(front_, 0, true); !r) return r;
+  // Wait (bounded) for the frontend to map everything and post its buffers.
+  pollfd p{front_.fd(), POLLIN, 0};
+  if (::poll(&p, 1, 5000) <= 0) return fail(Code::kEscalate, "vif frontend did not attach within 5 s");
+  auto m = front_.recv();
+  if (!m || !*m || (*m)->type != ctl::MsgType::kDevAttached || (*m)->a != 0)
+    return fail(Code::kEscalate, "vif frontend attach failed" + (m && *m ? ": " + (*m)->get_text() : std::string()));
+  (void)front_.set_nonblocking(true);
+  auto steps = std::vector<std::vector<std::string>>{
+      {"addr", "add", topo_.guest_addr, "dev", topo_.guest_if},
+      {"link", "set", topo_.guest_if, "up"},
+      {"link", "set", "lo", "up"},
+  };
+  for (auto& args : steps)
+    if (auto r = ip(topo_.guest_ns, args); !r) return r;
+  front_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(front_.fd()));
+  arm_frontend_read();
+  log_.emit({{"type", "vif_up"},
+             {"device", guest_ + "/vif/" + std::to_string(spec_.index)},
+             {"guest_ns", topo_.guest_ns},
+             {"guest_addr", topo_.guest_addr},
+             {"wire_ns", topo_.wire_ns},
+             {"wire_addr", topo_.wire_addr},
+             {"nic", topo_.driver_ns + "/" + topo_.nic_if},
+             {"mac", mac}});
+  return {};
+}
+
+// Hands every pool page over in batches. owner: the guest itself (all
+// pages); otherwise grant each page to `peer` first and send what the
+// grant table allows.
+Result<void> VifShadow::send_pool(ctl::Channel& ch, platform::DomId peer, bool owner) {
+  auto* lp = dynamic_cast<local::LocalGrantPool*>(pool_.get());
+  std::vector<UniqueFd> held;
+  std::vector<int> batch;
+  for (uint32_t first = 0; first < kPoolPages; first += ctl::Channel::kMaxFds) {
+    held.clear();
+    batch.clear();
+    uint32_t end = std::min<uint32_t>(first + ctl::Channel::kMaxFds, kPoolPages);
+    for (uint32_t ref = first; ref < end; ++ref) {
+      if (owner) {
+        batch.push_back(lp->owner_fd(ref));
+        continue;
+      }
+      if (auto g = pool_->grant(ref, peer, false); !g) return g;
+      auto fd = pool_->fd_for_peer(ref, peer);
+      if (!fd) return std::unexpected(fd.error());
+      batch.push_back(fd->get());
+      held.push_back(std::move(*fd));
+    }
+    ctl::Msg m;
+    m.type = ctl::MsgType::kGrantFds;
+    m.a = first;
+    m.b = handle_;
+    if (auto r = ch.send_fds(m, batch.data(), batch.size()); !r) return r;
+  }
+  return {};
+}
+
+void VifShadow::arm_frontend_read() {
+  if (!front_wait_) return;
+  front_wait_->async_wait(boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+    if (ec) return;
+    for (;;) {
+      auto m = front_.recv();
+      if (!m) {
+        log_.emit({{"type", "frontend_gone"}, {"device", guest_ + "/vif/" + std::to_string(spec_.index)},
+                   {"error", m.error().message}});
+        front_wait_.reset();
+        return;
+      }
+      if (!*m) break;
+      on_frontend_msg(**m);
+    }
+    arm_frontend_read();
+  });
+}
+
+void VifShadow::on_frontend_msg(const ctl::Msg& m) {
+  switch (m.type) {
+    case ctl::MsgType::kReconnected:
+      if (!done_ || !backend_) return;
+      times_.replayed = m.a;
+      t_replayed_ = platform::Clock::now();
+      times_.replay_ms = ms_between(t_ready_, t_replayed_);
+      attach_backend();
+      return;
+    case ctl::MsgType::kDevFault:
+      last_fault_ = m.get_text();
+      if (backend_up_) report_("bad response: " + last_fault_);
+      return;
+    case ctl::MsgType::kDevConfig: {
+      auto c = m.get_payload<netif::VifConfig>();
+      if (c.mtu < 68 || c.n_mcast > 32) return;  // not something a guest's stack sets
+      cfg_ = c;
+      if (backend_up_ && backend_) {
+        ctl::Msg fwd = m;
+        fwd.b = handle_;
+        (void)backend_->send(fwd);
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+void VifShadow::on_fault() {
+  bool was_up = backend_up_;
+  backend_up_ = false;
+  backend_ = nullptr;
+  if (done_) finish(fail(Code::kRetry, "backend failed during recovery"));
+  if (was_up || !first_attach_) {
+    ctl::Msg m;
+    m.type = ctl::MsgType::kBackendGone;
+    m.b = handle_;
+    (void)front_.send(m);
+  }
+}
+
+void VifShadow::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) {
+  backend_ = &ch;
+  domid_ = domid;
+  done_ = std::move(done);
+  times_ = {};
+  t_ready_ = platform::Clock::now();
+  if (first_attach_) {
+    attach_backend();
+    return;
+  }
+  // The old backend is dead for sure: the frontend takes what it finished,
+  // resets its rings and replays its in-flight requests from the log.
+  ctl::Msg m;
+  m.type = ctl::MsgType::kReconnect;
+  m.b = handle_;
+  if (auto r = front_.send(m); !r) finish(std::unexpected(r.error()));
+}
+
+// Replay the compacted config and give the new backend the ring.
+void VifShadow::attach_backend() {
+  if (!backend_) return;
+  netif::VifConfig c = cfg_;
+  netif::VifConfig logged;
+  if (shadow_.get_config(&logged, sizeof(logged)) == sizeof(logged) && logged.mtu >= 68) c = logged;
+  auto* be = dynamic_cast<local::LocalEventChannel*>(back_evt_.get());
+  ctl::Msg att;
+  att.type = ctl::MsgType::kDevAttach;
+  att.a = static_cast<uint32_t>(config::DeviceClass::kVif);
+  att.b = handle_;
+  att.set_payload(c);
+  int fds[3] = {be->notify_fd(), be->wait_fd(), nic_.get()};
+  if (auto r = backend_->send_fds(att, fds, 3); !r) return finish(std::unexpected(r.error()));
+  if (auto r = send_pool(*backend_, domid_, false); !r) return finish(std::unexpected(r.error()));
+}
+
+void VifShadow::on_backend_msg(const ctl::Msg& m) {
+  if (m.b != handle_) return;
+  if (m.type == ctl::MsgType::kDevAttached) {
+    if (!done_) return;
+    if (m.a != 0) return finish(fail(Code::kRestartReplay, "backend refused the vif: " + m.get_text()));
+    backend_up_ = true;
+    first_attach_ = false;
+    auto now = platform::Clock::now();
+    times_.resume_ms = ms_between(t_replayed_ == platform::Clock::time_point{} ? t_ready_ : t_replayed_, now);
+    // Kick both ends: requests replayed before the attach are waiting.
+    (void)back_evt_->notify();
+    (void)front_evt_->notify();
+    t_replayed_ = {};
+    ++recoveries_;
+    finish(times_);
+  } else if (m.type == ctl::MsgType::kDevFault) {
+    log_.emit({{"type", "frontend_protocol_error"}, {"device", guest_ + "/vif/" + std::to_string(spec_.index)},
+               {"error", m.get_text()}});
+  }
+}
+
+void VifShadow::finish(Result<ResumeTimes> r) {
+  if (!done_) return;
+  auto d = std::move(done_);
+  done_ = nullptr;
+  d(std::move(r));
+}
+
+// Progress watchdog: a transmit request the backend sits on for longer than
+// the policy allows means the driver is stuck, even if it answers heartbeats.
+void VifShadow::watchdog_tick() {
+  if (backend_up_ && shadow_.enabled()) {
+    double age = shadow_.oldest_ms(kTxRing);
+    if (age > static_cast<double>(policy_.progress_timeout.count())) {
+      char b[64];
+      std::snprintf(b, sizeof(b), "%.0f", age);
+      report_(std::string("hang (tx request pending ") + b + " ms, progress watchdog)");
+    }
+  }
+  watchdog_.expires_after(policy_.heartbeat_interval);
+  watchdog_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) watchdog_tick();
+  });
+}
+
+void VifShadow::teardown() {
+  watchdog_.cancel();
+  front_wait_.reset();
+  if (front_pid_ > 0) {
+    ::kill(front_pid_, SIGKILL);
+    ::waitpid(front_pid_, nullptr, 0);
+    front_pid_ = -1;
+  }
+  front_ = ctl::Channel();
+  nic_.reset();
+  if (!topo_.guest_ns.empty()) {
+    local::remove_netns(topo_.guest_ns);
+    local::remove_netns(topo_.wire_ns);
+    topo_.guest_ns.clear();
+  }
+}
+
+nlohmann::json VifShadow::status() const {
+  return {{"guest_ns", topo_.guest_ns},
+          {"tap", topo_.guest_if},
+          {"guest_addr", topo_.guest_addr},
+          {"wire_ns", topo_.wire_ns},
+          {"wire_addr", topo_.wire_addr},
+          {"nic", topo_.driver_ns + "/" + topo_.nic_if},
+          {"mac", mac_string(cfg_.mac)},
+          {"mtu", cfg_.mtu},
+          {"config_generation", cfg_.generation},
+          {"splitter_log", shadow_.valid() && shadow_.enabled()},
+          {"tx_inflight", shadow_.valid() ? shadow_.count(0) : 0},
+          {"rx_posted", shadow_.valid() ? shadow_.count(1) : 0},
+          {"backend_up", backend_up_},
+          {"frontend_pid", front_pid_},
+          {"last_fault", last_fault_}};
+}
+
+}  // namespace sd::dom0

@@ -1,0 +1,145 @@
+#include "vif/netback.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace sd::drvdom {
+
+using netif::kPageSize;
+
+Result<std::unique_ptr<Netback>> Netback::create(std::vector<uint8_t*> pages, std::vector<UniqueFd> fds,
+                                                 const netif::VifConfig& cfg) {
+  if (fds.size() != 3) return fail(Code::kInvalidInput, "vif attach needs 3 fds, got " + std::to_string(fds.size()));
+  if (pages.size() < netif::kPoolPages) return fail(Code::kInvalidInput, "vif attach: pool too small");
+  auto nb = std::unique_ptr<Netback>(new Netback());
+  nb->pages_ = std::move(pages);
+  nb->to_front_ = std::move(fds[0]);
+  nb->from_front_ = std::move(fds[1]);
+  nb->nic_ = std::move(fds[2]);
+  nb->cfg_ = cfg;
+  // init=false: the frontend owns the ring; a new backend continues from the
+  // shared rsp_prod (everything after it is ours to serve, replays included).
+  auto tx = ring::BackRing<netif::TxTraits>::attach(nb->pages_[netif::kTxRingRef], kPageSize, false);
+  if (!tx) return std::unexpected(tx.error());
+  auto rx = ring::BackRing<netif::RxTraits>::attach(nb->pages_[netif::kRxRingRef], kPageSize, false);
+  if (!rx) return std::unexpected(rx.error());
+  nb->tx_.emplace(std::move(*tx));
+  nb->rx_.emplace(std::move(*rx));
+  return nb;
+}
+
+void Netback::poll_fds(std::vector<pollfd>& fds) {
+  fds.push_back({from_front_.get(), POLLIN, 0});
+  // Only read the NIC when a guest buffer is ready for the frame: otherwise
+  // frames wait in the socket, as they would in a NIC's ring.
+  if (!rx_posted_.empty() && !stalled_) fds.push_back({nic_.get(), POLLIN, 0});
+}
+
+void Netback::set_config(const ctl::Msg& m) { cfg_ = m.get_payload<netif::VifConfig>(); }
+
+void Netback::inject(ctl::FaultKind k) {
+  if (k == ctl::FaultKind::kStall)
+    stalled_ = true;
+  else
+    garbage_ = k;
+}
+
+uint8_t* Netback::buffer(grant_ref_t ref) {
+  // Ring pages are not buffers; anything past the pool was never granted.
+  if (ref < 2 || ref >= pages_.size()) return nullptr;
+  return pages_[ref];
+}
+
+Result<void> Netback::service() {
+  uint64_t kicks;
+  (void)!::read(from_front_.get(), &kicks, sizeof(kicks));  // nonblocking eventfd: clears the kick
+  if (stalled_) return {};
+  bool notify = false;
+  if (auto r = do_tx(notify); !r) return r;
+  if (auto r = do_rx(notify); !r) return r;
+  if (notify) {
+    uint64_t one = 1;
+    (void)!::write(to_front_.get(), &one, sizeof(one));
+  }
+  return {};
+}
+
+Result<void> Netback::do_tx(bool& notify) {
+  for (;;) {
+    int budget = 64;
+    while (budget-- > 0) {
+      auto req = tx_->get_request();
+      if (!req) return std::unexpected(req.error());
+      if (!*req) break;
+      const netif_tx_request& r = **req;
+      netif_tx_response rsp{r.id, NETIF_RSP_OKAY};
+      uint8_t* page = buffer(r.gref);
+      // A frame must sit inside one granted page and hold an Ethernet header.
+      if (!page || r.offset >= kPageSize || r.size < netif::kEthHeader || r.size > kPageSize - r.offset ||
+          (r.flags & (NETTXF_more_data | NETTXF_extra_info))) {
+        rsp.status = NETIF_RSP_ERROR;
+      } else if (::send(nic_.get(), page + r.offset, r.size, 0) < 0) {
+        rsp.status = NETIF_RSP_DROPPED;
+      }
+      if (garbage_ == ctl::FaultKind::kBadId) {
+        rsp.id = static_cast<uint16_t>(r.id + netif::kRingSize + 7);  // never a valid id
+        garbage_.reset();
+      }
+      (void)tx_->put_response(rsp);
+      if (garbage_ == ctl::FaultKind::kBadProd) {
+        // Publish more responses than there are requests.
+        auto* s = reinterpret_cast<netif_tx_sring*>(pages_[netif::kTxRingRef]);
+        std::atomic_ref<RING_IDX>(s->rsp_prod).store(tx_->rsp_prod_pvt() + 100, std::memory_order_release);
+        garbage_.reset();
+        notify = true;
+        return {};
+      }
+    }
+    if (tx_->push_responses()) notify = true;
+    if (!tx_->final_check_for_requests()) return {};
+  }
+}
+
+Result<void> Netback::do_rx(bool& notify) {
+  // Take every posted buffer off the ring, then fill as many as frames allow.
+  for (;;) {
+    auto req = rx_->get_request();
+    if (!req) return std::unexpected(req.error());
+    if (!*req) {
+      if (!rx_->final_check_for_requests()) break;
+      continue;
+    }
+    rx_posted_.push_back(**req);
+  }
+  bool produced = false;
+  while (!rx_posted_.empty()) {
+    const netif_rx_request r = rx_posted_.front();
+    uint8_t* page = buffer(r.gref);
+    if (!page) {
+      rx_posted_.pop_front();
+      (void)rx_->put_response({r.id, 0, 0, NETIF_RSP_ERROR});
+      produced = true;
+      continue;
+    }
+    ssize_t n = ::recv(nic_.get(), page, kPageSize, MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) break;  // EAGAIN: no frame waiting
+    if (n > static_cast<ssize_t>(kPageSize) || n < static_cast<ssize_t>(netif::kEthHeader) ||
+        !netif::accepts(cfg_, page))
+      continue;  // too big for one page, runt, or not for this guest: dropped, buffer reused
+    rx_posted_.pop_front();
+    netif_rx_response rsp{r.id, 0, NETRXF_data_validated, static_cast<int16_t>(n)};
+    if (garbage_ == ctl::FaultKind::kBadGrant) {
+      rsp.offset = kPageSize - 16;  // claims data beyond the granted page
+      garbage_.reset();
+    }
+    (void)rx_->put_response(rsp);
+    produced = true;
+  }
+  if (produced && rx_->push_responses()) notify = true;
+  return {};
+}
+
+}  // namespace sd::drvdom

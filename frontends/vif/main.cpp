@@ -1,0 +1,96 @@
+// sd-netfront: the guest side of one vif. shadowd starts it inside the
+// guest's network namespace with its control channel on fd 3; it creates the
+// guest's TAP device and serves it until shadowd goes away.
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "vif/netfront.hpp"
+
+namespace {
+
+const char kUsage[] = "usage: sd-netfront --control-fd FD --ifname NAME --mac MAC [--mtu N]\n";
+
+bool parse_mac(const std::string& s, uint8_t out[6]) {
+  unsigned v[6];
+  if (std::sscanf(s.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return false;
+  for (int i = 0; i < 6; ++i) out[i] = static_cast<uint8_t>(v[i]);
+  return true;
+}
+
+sd::Result<sd::UniqueFd> open_tap(const std::string& name, const uint8_t mac[6], int mtu) {
+  sd::UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return sd::sys_fail("open /dev/net/tun");
+  ifreq ifr{};
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) return sd::sys_fail("TUNSETIFF " + name);
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ifreq hw{};
+  std::strncpy(hw.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+  std::memcpy(hw.ifr_hwaddr.sa_data, mac, 6);
+  if (::ioctl(s, SIOCSIFHWADDR, &hw) != 0) {
+    ::close(s);
+    return sd::sys_fail("set MAC of " + name);
+  }
+  ifreq m{};
+  std::strncpy(m.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  m.ifr_mtu = mtu;
+  (void)::ioctl(s, SIOCSIFMTU, &m);
+  ::close(s);
+  return fd;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int control_fd = -1, mtu = 1500;
+  std::string ifname, mac;
+  static const option kOpts[] = {{"control-fd", required_argument, nullptr, 'c'},
+                                 {"ifname", required_argument, nullptr, 'i'},
+                                 {"mac", required_argument, nullptr, 'm'},
+                                 {"mtu", required_argument, nullptr, 'M'},
+                                 {"help", no_argument, nullptr, 'h'},
+                                 {nullptr, 0, nullptr, 0}};
+  for (int c; (c = getopt_long(argc, argv, "h", kOpts, nullptr)) != -1;) {
+    switch (c) {
+      case 'c': control_fd = std::atoi(optarg); break;
+      case 'i': ifname = optarg; break;
+      case 'm': mac = optarg; break;
+      case 'M': mtu = std::atoi(optarg); break;
+      case 'h':
+        std::printf("%s\nThe guest side of a vif: a TAP device fed by Xen netif rings.\n"
+                    "shadowd starts it in the guest's network namespace; not meant to be run by hand.\n",
+                    kUsage);
+        return 0;
+      default: std::fputs(kUsage, stderr); return 2;
+    }
+  }
+  sd::netif::VifConfig cfg{};
+  if (control_fd < 0 || ifname.empty() || ifname.size() >= IFNAMSIZ || !parse_mac(mac, cfg.mac) || mtu < 68 ||
+      mtu > 65535) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  cfg.mtu = static_cast<uint16_t>(mtu);
+  cfg.features = sd::netif::kFeatureRxCopy;
+  auto tap = open_tap(ifname, cfg.mac, mtu);
+  if (!tap) {
+    std::fprintf(stderr, "sd-netfront: %s\n", tap.error().to_string().c_str());
+    return 1;
+  }
+  sd::ctl::Channel ch{sd::UniqueFd(control_fd)};
+  (void)ch.set_nonblocking(true);
+  sd::front::Netfront nf(std::move(ch), std::move(*tap), ifname, cfg);
+  return nf.run();
+}

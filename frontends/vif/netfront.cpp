@@ -1,0 +1,297 @@
+#include "vif/netfront.hpp"
+
+#include <net/if.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+namespace sd::front {
+
+using netif::kPageSize;
+using netif::kRingSize;
+
+namespace {
+constexpr uint16_t kTxRing = 0, kRxRing = 1;
+uint32_t tx_slot(uint16_t id) { return id; }
+uint32_t rx_slot(uint16_t id) { return kRingSize + id; }
+}  // namespace
+
+Netfront::Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg)
+    : ch_(std::move(ch)), tap_(std::move(tap)), ifname_(std::move(ifname)), cfg_(cfg) {}
+
+int Netfront::run() {
+  std::vector<pollfd> fds;
+  for (;;) {
+    fds.clear();
+    fds.push_back({ch_.fd(), POLLIN, 0});
+    bool want_tap = attached_ && tx_ && tx_->free_requests() > 0;
+    fds.push_back({want_tap ? tap_.get() : -1, POLLIN, 0});
+    fds.push_back({from_back_ ? from_back_.get() : -1, POLLIN, 0});
+    int r = ::poll(fds.data(), fds.size(), 200);
+    if (r < 0 && errno != EINTR) return 1;
+    if (fds[0].revents && !handle_ctl()) return 0;
+    if (fds[2].revents) {
+      uint64_t n;
+      (void)!::read(from_back_.get(), &n, sizeof(n));
+    }
+    if (connected_) take_responses();
+    if (fds[1].revents) read_tap();
+    if (r == 0 && attached_) check_config();
+  }
+}
+
+// Returns false when shadowd is gone: the guest's device has no one left.
+bool Netfront::handle_ctl() {
+  std::vector<UniqueFd> fds;
+  auto m = ch_.recv_fds(&fds);
+  if (!m) {
+    std::fprintf(stderr, "netfront %s: control channel: %s\n", ifname_.c_str(), m.error().to_string().c_str());
+    return false;
+  }
+  if (!*m) return true;
+  switch ((*m)->type) {
+    case ctl::MsgType::kDevAttach:
+      if (auto a = attach(**m, fds); !a) std::fprintf(stderr, "netfront: attach: %s\n", a.error().to_string().c_str());
+      break;
+    case ctl::MsgType::kGrantFds:
+      if (auto a = add_grants(**m, fds); !a) {
+        ctl::Msg f;
+        f.type = ctl::MsgType::kDevAttached;
+        f.b = handle_;
+        f.a = EINVAL;
+        f.set_text(a.error().message);
+        (void)ch_.send(f);
+      }
+      break;
+    case ctl::MsgType::kBackendGone:
+      connected_ = false;
+      break;
+    case ctl::MsgType::kReconnect:
+      reconnect();
+      break;
+    case ctl::MsgType::kShutdown:
+      return false;
+    default:
+      break;
+  }
+  return true;
+}
+
+Result<void> Netfront::attach(const ctl::Msg& m, std::vector<UniqueFd>& fds) {
+  if (fds.size() != 3) return fail(Code::kInvalidInput, "vif attach needs 3 fds");
+  handle_ = m.b;
+  auto log = shadow::SplitterLog::map(std::move(fds[0]), 2 * kRingSize);
+  if (!log) return std::unexpected(log.error());
+  log_ = std::move(*log);
+  to_back_ = std::move(fds[1]);
+  from_back_ = std::move(fds[2]);
+  pages_.assign(netif::kPoolPages, nullptr);
+  mapped_ = 0;
+  return {};
+}
+
+Result<void> Netfront::add_grants(const ctl::Msg& m, std::vector<UniqueFd>& fds) {
+  for (size_t i = 0; i < fds.size(); ++i) {
+    size_t ref = size_t{m.a} + i;
+    if (ref >= pages_.size() || pages_[ref]) continue;
+    void* p = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i].get(), 0);
+    if (p == MAP_FAILED) return sys_fail("mmap pool page");
+    pages_[ref] = static_cast<uint8_t*>(p);
+    ++mapped_;
+  }
+  if (mapped_ < pages_.size() || attached_) return {};
+  // All pages here: set the rings up and post every receive buffer.
+  auto tx = ring::FrontRing<netif::TxTraits>::attach(pages_[netif::kTxRingRef], kPageSize, true);
+  auto rx = ring::FrontRing<netif::RxTraits>::attach(pages_[netif::kRxRingRef], kPageSize, true);
+  if (!tx || !rx) return fail(Code::kEscalate, "ring attach failed");
+  tx_.emplace(std::move(*tx));
+  rx_.emplace(std::move(*rx));
+  post_all_rx();
+  rx_->push_requests();
+  log_.set_config(&cfg_, sizeof(cfg_));
+  attached_ = true;
+  connected_ = true;
+  ctl::Msg done;
+  done.type = ctl::MsgType::kDevAttached;
+  done.b = handle_;
+  (void)ch_.send(done);
+  return {};
+}
+
+void Netfront::post_rx(uint16_t id) {
+  if (!rx_ids_.in_flight(id) && !rx_ids_.claim(id)) return;
+  netif_rx_request req{id, 0, netif::rx_buf_ref(id)};
+  log_.record(rx_slot(id), kRxRing, &req, sizeof(req));
+  (void)rx_->put_request(req);
+}
+
+void Netfront::post_all_rx() {
+  rx_ids_.clear();
+  for (uint16_t id = 0; id < kRingSize; ++id) post_rx(id);
+}
+
+void Netfront::kick() {
+  uint64_t one = 1;
+  (void)!::write(to_back_.get(), &one, sizeof(one));
+}
+
+// Frames from the guest's stack go on the tx ring. While the backend is away
+// they queue there (bounded by the ring); the TAP queue holds the rest.
+void Netfront::read_tap() {
+  int posted = 0;
+  while (tx_->free_requests() > 0 && posted < 64) {
+    auto id = tx_ids_.allocate();
+    if (!id) break;
+    uint16_t i = static_cast<uint16_t>(*id);
+    uint8_t* buf = pages_[netif::tx_buf_ref(i)];
+    ssize_t n = ::read(tap_.get(), buf, kPageSize);
+    if (n < static_cast<ssize_t>(netif::kEthHeader)) {
+      (void)tx_ids_.complete(i);
+      if (n < 0) break;
+      continue;
+    }
+    netif_tx_request req{netif::tx_buf_ref(i), 0, 0, i, static_cast<uint16_t>(n)};
+    log_.record(tx_slot(i), kTxRing, &req, sizeof(req));  // the splitter: ring and shadow in one step
+    (void)tx_->put_request(req);
+    ++posted;
+    ++frames_tx_;
+  }
+  if (posted && tx_->push_requests()) kick();
+}
+
+void Netfront::take_responses() {
+  for (int round = 0; round < 4 && connected_; ++round) {
+    if (auto r = take_tx(); !r) return backend_fault(r.error().message);
+    if (auto r = take_rx(); !r) return backend_fault(r.error().message);
+    bool more = tx_->final_check_for_responses();
+    more = rx_->final_check_for_responses() || more;
+    if (!more) return;
+  }
+}
+
+Result<void> Netfront::take_tx() {
+  for (;;) {
+    auto rsp = ring::get_checked_response(*tx_, tx_ids_);
+    if (!rsp) return std::unexpected(rsp.error());
+    if (!*rsp) return {};
+    const netif_tx_response& r = **rsp;
+    log_.complete(tx_slot(r.id));
+    if (r.status != NETIF_RSP_OKAY && r.status != NETIF_RSP_DROPPED && r.status != NETIF_RSP_ERROR)
+      return fail(Code::kRestartReplay, "tx response with bad status " + std::to_string(r.status));
+  }
+}
+
+Result<void> Netfront::take_rx() {
+  int reposted = 0;
+  Result<void> out;
+  for (;;) {
+    auto rsp = ring::get_checked_response(*rx_, rx_ids_);
+    if (!rsp) {
+      out = std::unexpected(rsp.error());
+      break;
+    }
+    if (!*rsp) break;
+    const netif_rx_response& r = **rsp;
+    log_.complete(rx_slot(r.id));
+    if (r.status > 0) {
+      // A frame must lie inside the buffer page we granted for this id.
+      if (r.status < static_cast<int>(netif::kEthHeader) || r.offset >= kPageSize ||
+          r.status > static_cast<int>(kPageSize - r.offset)) {
+        out = fail(Code::kRestartReplay, "rx response outside its granted page (offset " + std::to_string(r.offset) +
+                                             ", size " + std::to_string(r.status) + ")");
+        break;
+      }
+      (void)!::write(tap_.get(), pages_[netif::rx_buf_ref(r.id)] + r.offset, static_cast<size_t>(r.status));
+      ++frames_rx_;
+    } else if (r.status != NETIF_RSP_DROPPED && r.status != NETIF_RSP_ERROR && r.status != 0) {
+      out = fail(Code::kRestartReplay, "rx response with bad status " + std::to_string(r.status));
+      break;
+    }
+    post_rx(r.id);
+    ++reposted;
+  }
+  if (reposted && rx_->push_requests()) kick();
+  return out;
+}
+
+void Netfront::backend_fault(const std::string& why) {
+  connected_ = false;
+  ctl::Msg f;
+  f.type = ctl::MsgType::kDevFault;
+  f.b = handle_;
+  f.set_text(why);
+  (void)ch_.send(f);
+}
+
+// The old backend is dead. Keep what it finished, then hand the new one a
+// clean ring holding exactly the requests still in flight, in their order
+// (xen-blkfront's blkif_recover: copy the shadow, reset, requeue).
+void Netfront::reconnect() {
+  if (!attached_) return;
+  connected_ = true;
+  (void)take_tx();  // stops at the first invalid response
+  (void)take_rx();
+  connected_ = false;
+  tx_->reset();
+  rx_->reset();
+  uint32_t replayed = 0;
+  std::vector<bool> replay(kRingSize, false);
+  if (log_.enabled()) {
+    for (const auto& e : log_.inflight(kTxRing)) {
+      netif_tx_request req;
+      if (e.len != sizeof(req)) continue;
+      std::memcpy(&req, e.req, sizeof(req));
+      if (req.id >= kRingSize || !tx_ids_.in_flight(req.id) || replay[req.id]) continue;
+      if (!tx_->put_request(req)) break;
+      replay[req.id] = true;
+      ++replayed;
+    }
+  }
+  // Without the shadow, frames the dead backend held are lost.
+  for (uint16_t id = 0; id < kRingSize; ++id)
+    if (tx_ids_.in_flight(id) && !replay[id]) {
+      (void)tx_ids_.complete(id);
+      log_.complete(tx_slot(id));
+    }
+  post_all_rx();
+  tx_->push_requests();
+  rx_->push_requests();
+  connected_ = true;
+  ctl::Msg done;
+  done.type = ctl::MsgType::kReconnected;
+  done.b = handle_;
+  done.a = replayed;
+  (void)ch_.send(done);
+}
+
+// Guest-side configuration (MTU, promiscuous, all-multicast) as the guest's
+// own tools set it on the TAP; changes go to the shadow, compacted.
+void Netfront::check_config() {
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname_.c_str(), IFNAMSIZ - 1);
+  netif::VifConfig c = cfg_;
+  if (::ioctl(s, SIOCGIFMTU, &ifr) == 0) c.mtu = static_cast<uint16_t>(ifr.ifr_mtu);
+  if (::ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+    c.promisc = (ifr.ifr_flags & IFF_PROMISC) ? 1 : 0;
+    c.allmulti = (ifr.ifr_flags & IFF_ALLMULTI) ? 1 : 0;
+  }
+  ::close(s);
+  if (c.mtu == cfg_.mtu && c.promisc == cfg_.promisc && c.allmulti == cfg_.allmulti) return;
+  c.generation = cfg_.generation + 1;
+  cfg_ = c;
+  log_.set_config(&cfg_, sizeof(cfg_));
+  ctl::Msg m;
+  m.type = ctl::MsgType::kDevConfig;
+  m.b = handle_;
+  m.set_payload(cfg_);
+  (void)ch_.send(m);
+}
+
+}  // namespace sd::front
