@@ -71,7 +71,7 @@ Result<void> Daemon::start() {
       std::unique_ptr<DeviceImpl> impl;
       if (spec.cls == config::DeviceClass::kVif && platform_->name() == "local" && cfg_.policies.count(spec.cls)) {
         std::string backend = spec.backend;
-        impl = std::make_unique<VifShadow>(io_, *platform_, g.name, spec, handle, vif_number++,
+        impl = std::make_unique<VifShadow>(io_, *platform_, g.name, spec, handle, vif_number++, cfg_.wire_netns,
                                            cfg_.policies.at(spec.cls), opts_.netfront_binary, *log_,
                                            [this, backend](const std::string& cause) {
                                              if (auto* s = find(backend)) s->fault(cause);

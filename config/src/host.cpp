@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::array<std::string_view, 7> kHostKeys = {"platform",  "policy_dir", "control_socket", "state_dir",
-                                                       "event_log", "domains",    "guests"};
+constexpr std::array<std::string_view, 8> kHostKeys = {"platform",  "policy_dir", "control_socket", "state_dir",
+                                                       "event_log", "wire_netns", "domains",        "guests"};
 constexpr std::array<std::string_view, 3> kPlatforms = {"auto", "local", "xen"};
 constexpr std::array<DeviceClass, 3> kAllClasses = {DeviceClass::kVif, DeviceClass::kVsnd, DeviceClass::kVbd};
 
@@ -97,6 +97,12 @@ class HostLoader {
     if (root.find("event_log")) {
       if (auto log = reader_.string(root, "event_log")) host.event_log = resolve(*log);
     }
+    host.wire_netns = reader_.string(root, "wire_netns", std::string("wire")).value_or(std::string("wire"));
+    bool ok_name = !host.wire_netns.empty() && host.wire_netns.size() <= 64;
+    for (char c : host.wire_netns) ok_name = ok_name && (isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
+    if (!ok_name)
+      reader_.error(root.find("wire_netns") ? root.find("wire_netns")->line : 0, "wire_netns '" + host.wire_netns + "' is not a usable namespace name",
+                    "use 1..64 letters, digits, '-' or '_'");
   }
 
   void load_cfgs(const std::vector<std::pair<std::string, int>>& list, bool driver, std::vector<DomainCfg>& out) {

@@ -57,7 +57,8 @@ void addresses(const std::string& ip_param, unsigned vif_number, std::string* gu
 }  // namespace
 
 VifShadow::VifShadow(boost::asio::io_context& io, platform::Platform& plat, std::string guest,
-                     const config::DeviceSpec& spec, uint64_t handle, unsigned vif_number, config::Policy policy,
+                     const config::DeviceSpec& spec, uint64_t handle, unsigned vif_number, std::string wire_ns,
+                     config::Policy policy,
                      std::filesystem::path frontend_binary, EventLog& log, FaultReporter report)
     : io_(io),
       plat_(plat),
@@ -70,6 +71,7 @@ VifShadow::VifShadow(boost::asio::io_context& io, platform::Platform& plat, std:
       report_(std::move(report)),
       watchdog_(io) {
   topo_.guest_ns = guest_;
+  topo_.wire_ns = std::move(wire_ns);
   topo_.driver_ns = "sd-" + spec_.backend;
   topo_.wire_if = "wire" + std::to_string(vif_number);
   topo_.nic_if = "nic" + std::to_string(vif_number);

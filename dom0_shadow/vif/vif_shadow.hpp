@@ -36,8 +36,8 @@ struct VifTopology {
 class VifShadow final : public DeviceImpl {
  public:
   VifShadow(boost::asio::io_context& io, platform::Platform& plat, std::string guest, const config::DeviceSpec& spec,
-            uint64_t handle, unsigned vif_number, config::Policy policy, std::filesystem::path frontend_binary,
-            EventLog& log, FaultReporter report);
+            uint64_t handle, unsigned vif_number, std::string wire_ns, config::Policy policy,
+            std::filesystem::path frontend_binary, EventLog& log, FaultReporter report);
   ~VifShadow() override;
 
   Result<void> setup() override;

@@ -71,13 +71,14 @@ class ShadowdTest : public ::testing::Test {
       fs::copy_file(fs::path(SD_SOURCE_DIR) / "config/policies" / (std::string(cls) + ".yaml"),
                     dir_ / "policies" / (std::string(cls) + ".yaml"));
     std::ofstream(dir_ / "dd.cfg") << "name = \"" << dom_ << "\"\ndriver_domain = 1\nmemory = 128\nvcpus = 1\n";
-    std::ofstream(dir_ / "guest1.cfg") << "name = \"guest1\"\nmemory = 256\nvcpus = 1\nvif = [ 'backend=" << dom_
-                                       << ",mac=00:16:3e:5d:00:01' ]\n";
+    std::ofstream(dir_ / "guest1.cfg") << "name = \"tg" << ::getpid() << "\"\nmemory = 256\nvcpus = 1\nvif = [ 'backend="
+                                       << dom_ << ",mac=00:16:3e:5d:00:01,ip=10.231.0.2' ]\n";
     std::ofstream(dir_ / "host.yaml") << "platform: local\n"
                                       << "policy_dir: policies\n"
                                       << "control_socket: " << (dir_ / "sd.sock").string() << "\n"
                                       << "state_dir: " << (dir_ / "state").string() << "\n"
                                       << "event_log: " << (dir_ / "events.jsonl").string() << "\n"
+                                      << "wire_netns: tw" << ::getpid() << "\n"
                                       << "domains: [dd.cfg]\n"
                                       << "guests: [guest1.cfg]\n";
   }

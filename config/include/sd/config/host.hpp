@@ -34,6 +34,9 @@ struct HostConfig {
   // Resolved: relative values are joined to the host file's directory.
   std::filesystem::path policy_dir, control_socket, state_dir;
   std::optional<std::filesystem::path> event_log;
+  // Network namespace standing for the outside world that vifs' NICs are
+  // wired to (local platform). Default "wire".
+  std::string wire_netns = "wire";
   std::vector<DomainCfg> driver_domains, guests;
   // policy_dir/{vif,vsnd,vbd}.yaml: every file present, and required for each
   // class that some device served by a listed driver domain uses.
