@@ -102,8 +102,12 @@ Result<void> Daemon::start() {
       for (auto* dev : devices_of(name))
         if (dev->on_fenced()) log_->emit({{"type", "device_state"}, {"device", dev->id()}, {"state", "fenced"}});
     };
-    hooks.on_device_msg = [this](const ctl::Msg& m) {
-      if (m.b < impls_.size() && impls_[m.b]) impls_[m.b]->on_backend_msg(m);
+    hooks.on_device_msg = [this](platform::DomId from, const ctl::Msg& m) {
+      if (m.b < impls_.size() && impls_[m.b]) impls_[m.b]->on_backend_msg(from, m);
+    };
+    hooks.on_standby_ready = [this, name](ctl::Channel& ch, platform::DomId domid) {
+      for (size_t i = 0; i < devices_.size(); ++i)
+        if (devices_[i]->backend() == name && impls_[i]) impls_[i]->on_standby_ready(ch, domid);
     };
     supervisors_[name] = std::make_unique<Supervisor>(io_, *platform_, dom, *pol, *log_, broker_, std::move(hooks));
   }

@@ -28,8 +28,11 @@ class DeviceImpl {
   // A backend incarnation is ready: replay the shadow into it and hand the
   // ring back; `done` runs once (on the io_context) when it serves again.
   virtual void on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) = 0;
-  // A device message from the driver domain (kDevAttached, kDevFault).
-  virtual void on_backend_msg(const ctl::Msg& m) = 0;
+  // A device message from driver-domain incarnation `from` (kDevAttached, kDevFault).
+  virtual void on_backend_msg(platform::DomId from, const ctl::Msg& m) = 0;
+  // A warm standby incarnation is Ready: pre-attach it (grant and map the
+  // pages, leave the rings alone) so a promotion only has to say go.
+  virtual void on_standby_ready(ctl::Channel& ch, platform::DomId domid) = 0;
   virtual void teardown() = 0;
   virtual nlohmann::json status() const = 0;
 };

@@ -10,6 +10,9 @@ namespace sd::dom0 {
 namespace {
 // A new incarnation that has not said Ready after this long is broken.
 constexpr auto kStartTimeout = std::chrono::seconds(10);
+// A new standby starts this long after a promotion, so it does not compete
+// with the recovery for the CPU.
+constexpr auto kStandbyDelay = std::chrono::milliseconds(50);
 }  // namespace
 
 std::string_view state_name(DomainState s) {
@@ -33,166 +36,223 @@ Supervisor::Supervisor(boost::asio::io_context& io, platform::Platform& plat, co
       broker_(broker),
       hooks_(std::move(hooks)),
       heartbeat_timer_(io),
-      restart_timer_(io) {}
+      restart_timer_(io),
+      standby_timer_(io) {}
 
 Supervisor::~Supervisor() { stop(); }
 
 Result<void> Supervisor::start() {
   state_ = DomainState::kStarting;
   spawn();
-  if (state_ == DomainState::kFenced) return fail(Code::kFence, "driver domain " + cfg_.name + " could not start: " + last_cause_);
+  if (state_ == DomainState::kFenced)
+    return fail(Code::kFence, "driver domain " + cfg_.name + " could not start: " + last_cause_);
+  heartbeat_timer_.expires_after(policy_.heartbeat_interval);
+  heartbeat_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) heartbeat_tick();
+  });
   return {};
 }
 
-// Starts one incarnation. Chronological: create -> wait for Ready -> heartbeats.
-void Supervisor::spawn() {
+Supervisor::Inc* Supervisor::find_inc(platform::DomId id) {
+  if (active_ && active_->info.id == id) return active_.get();
+  if (standby_ && standby_->info.id == id) return standby_.get();
+  return nullptr;
+}
+
+// Creates one incarnation and starts listening to it. Chronological: create
+// -> wait for Ready (on_inc_ready) -> heartbeats (heartbeat_tick).
+std::unique_ptr<Supervisor::Inc> Supervisor::spawn_inc(bool standby) {
   platform::DomainSpec spec;
   spec.name = cfg_.name;
   spec.cfg_file = cfg_.file;
   spec.memory_mb = cfg_.memory_mb;
   spec.netns = "sd-" + cfg_.name;  // persistent: passed-through devices outlive the incarnation
-  spawned_at_ = Clock::now();
-  auto info = plat_.domains().create(spec, &ctl_);
+  auto inc = std::make_unique<Inc>();
+  inc->spawned = Clock::now();
+  inc->standby = standby;
+  auto info = plat_.domains().create(spec, &inc->ch);
   if (!info) {
     last_cause_ = "create failed: " + info.error().message;
     log_.emit({{"type", "domain_create_failed"}, {"domain", cfg_.name}, {"error", info.error().message}});
+    return nullptr;
+  }
+  inc->info = *info;
+  inc->last_pong = Clock::now();
+  ++incarnations_;
+  (void)inc->ch.set_nonblocking(true);
+  inc->wait = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(inc->ch.fd()));
+  arm_control_wait(*inc);
+  return inc;
+}
+
+void Supervisor::spawn() {
+  active_ = spawn_inc(false);
+  if (!active_) {
     state_ = DomainState::kFenced;
     if (hooks_.on_fenced) hooks_.on_fenced();
     return;
   }
-  live_ = *info;
-  ++incarnations_;
   state_ = DomainState::kStarting;
-  (void)ctl_.set_nonblocking(true);
-  ctl_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(ctl_.fd()));
-  arm_control_wait();
-  last_pong_ = Clock::now();
-  heartbeat_timer_.expires_after(policy_.heartbeat_interval);
-  heartbeat_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) heartbeat_tick();
-  });
 }
 
-void Supervisor::arm_control_wait() {
-  if (!ctl_wait_) return;
-  ctl_wait_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                        [this, id = live_ ? live_->id : 0](const boost::system::error_code& ec) {
-                          if (ec || !live_ || live_->id != id) return;
-                          on_control_readable();
-                        });
+void Supervisor::spawn_standby() {
+  if (!policy_.standby || standby_ || state_ == DomainState::kStopped || state_ == DomainState::kFenced) return;
+  standby_ = spawn_inc(true);
 }
 
-void Supervisor::on_control_readable() {
+void Supervisor::arm_control_wait(Inc& inc) {
+  if (!inc.wait) return;
+  inc.wait->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                       [this, id = inc.info.id](const boost::system::error_code& ec) {
+                         if (!ec) on_control_readable(id);
+                       });
+}
+
+void Supervisor::on_control_readable(platform::DomId id) {
   for (;;) {
-    UniqueFd fd;  // a driver domain has no business sending fds; dropped
-    auto m = ctl_.recv(&fd);
+    Inc* inc = find_inc(id);
+    if (!inc) return;  // died or was replaced meanwhile
+    UniqueFd fd;       // a driver domain has no business sending fds; dropped
+    auto m = inc->ch.recv(&fd);
     if (!m) {
       // EOF usually means the process is dying: its death report follows.
       // Anything else (wrong size) is protocol garbage from an untrusted peer.
-      if (m.error().code == Code::kRestartReplay) kill_for("bad control message: " + m.error().message);
-      ctl_wait_.reset();
+      if (m.error().code == Code::kRestartReplay) kill_inc(*inc, "bad control message: " + m.error().message);
+      inc->wait.reset();
       return;
     }
     if (!*m) break;
     const ctl::Msg& msg = **m;
     switch (msg.type) {
-      case ctl::MsgType::kReady: {
-        if (state_ != DomainState::kStarting) {
-          kill_for("Ready sent twice");
+      case ctl::MsgType::kReady:
+        if (inc->ready) {
+          kill_inc(*inc, "Ready sent twice");
           return;
         }
-        state_ = DomainState::kRunning;
-        auto now = Clock::now();
-        last_start_ms_ = ms_between(spawned_at_, now);
-        nlohmann::json ev{{"type", "domain_ready"},
-                          {"domain", cfg_.name},
-                          {"domid", live_->id},
-                          {"pid", live_->pid},
-                          {"incarnation", incarnations_},
-                          {"start_ms", *last_start_ms_}};
-        if (died_at_) {
-          last_death_to_ready_ms_ = ms_between(*died_at_, now);
-          ev["death_to_ready_ms"] = *last_death_to_ready_ms_;
-          died_at_.reset();
-        }
-        log_.emit(ev);
-        if (hooks_.on_ready) hooks_.on_ready();
+        on_inc_ready(*inc);
         break;
-      }
       case ctl::MsgType::kPong:
-        if (msg.b <= ping_seq_) last_pong_ = Clock::now();
+        if (msg.b <= ping_seq_) inc->last_pong = Clock::now();
         break;
       case ctl::MsgType::kMapGrant:
-        broker_.answer(msg, live_->id, ctl_);
+        broker_.answer(msg, inc->info.id, inc->ch);
         break;
       case ctl::MsgType::kProbeResult:
         break;  // probes are for tests that hold the channel themselves
       case ctl::MsgType::kDevAttached:
       case ctl::MsgType::kDevFault:
-        if (hooks_.on_device_msg) hooks_.on_device_msg(msg);
+        if (hooks_.on_device_msg) hooks_.on_device_msg(inc->info.id, msg);
         break;
       default:
-        kill_for("unknown control message type " + std::to_string(static_cast<uint32_t>(msg.type)));
+        kill_inc(*inc, "unknown control message type " + std::to_string(static_cast<uint32_t>(msg.type)));
         return;
     }
   }
-  arm_control_wait();
+  if (Inc* inc = find_inc(id)) arm_control_wait(*inc);
+}
+
+void Supervisor::on_inc_ready(Inc& inc) {
+  inc.ready = true;
+  inc.last_pong = Clock::now();
+  auto now = Clock::now();
+  double start_ms = ms_between(inc.spawned, now);
+  if (inc.standby) {
+    log_.emit({{"type", "standby_ready"}, {"domain", cfg_.name}, {"domid", inc.info.id}, {"pid", inc.info.pid},
+               {"start_ms", start_ms}});
+    if (hooks_.on_standby_ready) hooks_.on_standby_ready(inc.ch, inc.info.id);
+    return;
+  }
+  state_ = DomainState::kRunning;
+  last_start_ms_ = start_ms;
+  nlohmann::json ev{{"type", "domain_ready"},
+                    {"domain", cfg_.name},
+                    {"domid", inc.info.id},
+                    {"pid", inc.info.pid},
+                    {"incarnation", incarnations_},
+                    {"start_ms", start_ms}};
+  if (died_at_) {
+    last_death_to_ready_ms_ = ms_between(*died_at_, now);
+    ev["death_to_ready_ms"] = *last_death_to_ready_ms_;
+    died_at_.reset();
+  }
+  log_.emit(ev);
+  if (hooks_.on_ready) hooks_.on_ready();
+  standby_timer_.expires_after(kStandbyDelay);
+  standby_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) spawn_standby();
+  });
 }
 
 // Heartbeat: ping every interval; no pong for heartbeat_timeout = hang.
+// The standby is watched the same way: a hung standby is useless.
 void Supervisor::heartbeat_tick() {
-  if (!live_) return;
   auto now = Clock::now();
-  if (state_ == DomainState::kStarting && now - spawned_at_ > kStartTimeout) {
-    kill_for("start timeout (no Ready)");
-    return;
-  }
-  if (state_ == DomainState::kRunning && now - last_pong_ > policy_.heartbeat_timeout) {
-    fault_at_ = last_pong_ + policy_.heartbeat_interval;
-    kill_for("hang (no heartbeat answer for " +
-             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_pong_).count()) + " ms)");
-    return;
-  }
-  if (state_ == DomainState::kRunning) {
+  ++ping_seq_;
+  for (Inc* inc : {active_.get(), standby_.get()}) {
+    if (!inc || !inc->pending_cause.empty()) continue;
+    if (!inc->ready) {
+      if (now - inc->spawned > kStartTimeout) kill_inc(*inc, "start timeout (no Ready)");
+      continue;
+    }
+    if (now - inc->last_pong > policy_.heartbeat_timeout) {
+      if (inc == active_.get()) fault_at_ = inc->last_pong + policy_.heartbeat_interval;
+      kill_inc(*inc, "hang (no heartbeat answer for " +
+                         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - inc->last_pong).count()) +
+                         " ms)");
+      continue;
+    }
     ctl::Msg ping;
     ping.type = ctl::MsgType::kPing;
-    ping.b = ++ping_seq_;
-    (void)ctl_.send(ping);  // a full channel is itself a sign of a hang; the timeout catches it
+    ping.b = ping_seq_;
+    (void)inc->ch.send(ping);  // a full channel is itself a sign of a hang; the timeout catches it
   }
+  if (state_ == DomainState::kStopped) return;
   heartbeat_timer_.expires_after(policy_.heartbeat_interval);
   heartbeat_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) heartbeat_tick();
   });
 }
 
-void Supervisor::fault(const std::string& cause) {
-  if (!live_ || !pending_cause_.empty()) return;  // already being handled
-  fault_at_ = Clock::now();
-  log_.emit({{"type", "fault_detected"}, {"domain", cfg_.name}, {"domid", live_->id}, {"cause", cause}});
-  kill_for(cause);
+void Supervisor::kill_inc(Inc& inc, const std::string& cause) {
+  if (inc.pending_cause.empty()) inc.pending_cause = cause;
+  if (&inc == active_.get()) {
+    if (fault_at_ == Clock::time_point{}) fault_at_ = Clock::now();
+    // The devices go to active mode now, not when the death report arrives.
+    if (hooks_.on_fault) hooks_.on_fault(fault_at_);
+  }
+  (void)plat_.domains().kill(inc.info.id, SIGKILL);
 }
 
 void Supervisor::kill_for(const std::string& cause) {
-  if (!live_) return;
-  if (pending_cause_.empty()) pending_cause_ = cause;
-  if (fault_at_ == Clock::time_point{}) fault_at_ = Clock::now();
-  // The devices go to active mode now, not when the death report arrives.
-  if (hooks_.on_fault) hooks_.on_fault(fault_at_);
-  (void)plat_.domains().kill(live_->id, SIGKILL);
+  if (active_) kill_inc(*active_, cause);
+}
+
+void Supervisor::fault(const std::string& cause) {
+  if (!active_ || !active_->pending_cause.empty()) return;  // already being handled
+  fault_at_ = Clock::now();
+  log_.emit({{"type", "fault_detected"}, {"domain", cfg_.name}, {"domid", active_->info.id}, {"cause", cause}});
+  kill_for(cause);
 }
 
 void Supervisor::on_death(const platform::DeathInfo& d) {
-  if (!live_ || d.id != live_->id) return;  // an older incarnation: already handled
-  live_.reset();
-  ctl_wait_.reset();
-  ctl_ = ctl::Channel();
-  heartbeat_timer_.cancel();
+  if (standby_ && standby_->info.id == d.id) {
+    log_.emit({{"type", "standby_died"}, {"domain", cfg_.name}, {"domid", d.id},
+               {"cause", standby_->pending_cause.empty() ? d.reason : standby_->pending_cause + "; " + d.reason}});
+    standby_.reset();
+    standby_timer_.expires_after(kStandbyDelay);
+    standby_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) spawn_standby();
+    });
+    return;
+  }
+  if (!active_ || d.id != active_->info.id) return;  // an older incarnation: already handled
+  std::string pending = active_->pending_cause;
+  active_.reset();
   if (state_ == DomainState::kStopped) return;
   died_at_ = d.detected;
   if (fault_at_ == Clock::time_point{}) fault_at_ = d.detected;
   last_detect_ms_ = ms_between(fault_at_, d.detected);
-  last_cause_ = pending_cause_.empty() ? d.reason : pending_cause_ + "; " + d.reason;
-  pending_cause_.clear();
+  last_cause_ = pending.empty() ? d.reason : pending + "; " + d.reason;
   log_.emit({{"type", "domain_died"},
              {"domain", cfg_.name},
              {"domid", d.id},
@@ -214,12 +274,22 @@ void Supervisor::schedule_restart() {
                {"domain", cfg_.name},
                {"reason", "restart budget spent (" + std::to_string(policy_.restart_budget) + " in " +
                               std::to_string(policy_.restart_window.count()) + " s)"}});
+    if (standby_) (void)plat_.domains().kill(standby_->info.id, SIGKILL);
     if (hooks_.on_fenced) hooks_.on_fenced();
     return;
   }
   auto backoff = config::restart_backoff(policy_, static_cast<uint32_t>(restart_times_.size()));
   restart_times_.push_back(now);
   ++restarts_;
+  if (backoff.count() == 0 && standby_ && standby_->ready && standby_->pending_cause.empty()) {
+    // Hot backup: the standby is already Ready; promote it.
+    ++promotions_;
+    active_ = std::move(standby_);
+    active_->standby = false;
+    active_->ready = false;  // on_inc_ready treats it as the new active
+    on_inc_ready(*active_);
+    return;
+  }
   state_ = DomainState::kBackoff;
   if (backoff.count() == 0) {
     spawn();
@@ -232,15 +302,15 @@ void Supervisor::schedule_restart() {
 }
 
 Result<void> Supervisor::inject(const std::string& kind) {
-  if (!live_) return fail(Code::kRetry, "driver domain " + cfg_.name + " is not running (" +
-                                            std::string(state_name(state_)) + ")");
-  log_.emit({{"type", "fault_injected"}, {"domain", cfg_.name}, {"domid", live_->id}, {"kind", kind}});
+  if (!active_ || !active_->ready)
+    return fail(Code::kRetry, "driver domain " + cfg_.name + " is not running (" + std::string(state_name(state_)) + ")");
+  log_.emit({{"type", "fault_injected"}, {"domain", cfg_.name}, {"domid", active_->info.id}, {"kind", kind}});
   fault_at_ = Clock::now();
-  if (kind == "kill") return plat_.domains().kill(live_->id, SIGKILL);
+  if (kind == "kill") return plat_.domains().kill(active_->info.id, SIGKILL);
   static const std::map<std::string, ctl::FaultKind> kKinds = {
-      {"segv", ctl::FaultKind::kSegv},       {"hang", ctl::FaultKind::kHang},
+      {"segv", ctl::FaultKind::kSegv},         {"hang", ctl::FaultKind::kHang},
       {"sigsys", ctl::FaultKind::kBadSyscall}, {"stall", ctl::FaultKind::kStall},
-      {"bad-id", ctl::FaultKind::kBadId},    {"bad-prod", ctl::FaultKind::kBadProd},
+      {"bad-id", ctl::FaultKind::kBadId},      {"bad-prod", ctl::FaultKind::kBadProd},
       {"bad-grant", ctl::FaultKind::kBadGrant}};
   std::string k = kind;
   if (k == "garbage") {
@@ -252,27 +322,28 @@ Result<void> Supervisor::inject(const std::string& kind) {
   if (it == kKinds.end()) {
     fault_at_ = {};
     return fail(Code::kInvalidInput, "unknown fault kind '" + kind +
-                                         "' (expected kill, segv, hang, sigsys, stall, bad-id, bad-prod, bad-grant or garbage)");
+                                         "' (expected kill, segv, hang, sigsys, stall, bad-id, bad-prod, bad-grant or "
+                                         "garbage)");
   }
   ctl::Msg m;
   m.type = ctl::MsgType::kFault;
   m.a = static_cast<uint32_t>(it->second);
-  return ctl_.send(m);
+  return active_->ch.send(m);
 }
 
 Result<void> Supervisor::restart_now() {
   if (state_ == DomainState::kStopped) return fail(Code::kInvalidInput, "driver domain " + cfg_.name + " is stopped");
-  if (live_) {
-    pending_cause_ = "operator restart";
+  if (active_) {
+    if (active_->pending_cause.empty()) active_->pending_cause = "operator restart";
     fault_at_ = Clock::now();
-    return plat_.domains().kill(live_->id, SIGKILL);  // the death report restarts it
+    return plat_.domains().kill(active_->info.id, SIGKILL);  // the death report restarts it
   }
   // Fenced or backing off: start now, with a fresh budget.
   restart_timer_.cancel();
   restart_times_.clear();
   log_.emit({{"type", "operator_restart"}, {"domain", cfg_.name}});
   died_at_ = Clock::now();
-  spawn();
+  spawn();  // the heartbeat timer runs until stop(), fenced or not
   return {};
 }
 
@@ -281,13 +352,16 @@ void Supervisor::stop() {
   state_ = DomainState::kStopped;
   heartbeat_timer_.cancel();
   restart_timer_.cancel();
-  if (live_) {
+  standby_timer_.cancel();
+  for (auto* inc : {active_.get(), standby_.get()}) {
+    if (!inc) continue;
     ctl::Msg m;
     m.type = ctl::MsgType::kShutdown;
-    (void)ctl_.send(m);
-    (void)plat_.domains().kill(live_->id, SIGKILL);
+    (void)inc->ch.send(m);
+    (void)plat_.domains().kill(inc->info.id, SIGKILL);
   }
-  ctl_wait_.reset();
+  active_.reset();
+  standby_.reset();
   plat_.domains().forget(cfg_.name);
 }
 
@@ -295,10 +369,13 @@ nlohmann::json Supervisor::status() const {
   auto opt = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
   nlohmann::json j{{"name", cfg_.name},
                    {"state", std::string(state_name(state_))},
-                   {"domid", live_ ? nlohmann::json(live_->id) : nlohmann::json(nullptr)},
-                   {"pid", live_ ? nlohmann::json(live_->pid) : nlohmann::json(nullptr)},
+                   {"domid", active_ ? nlohmann::json(active_->info.id) : nlohmann::json(nullptr)},
+                   {"pid", active_ ? nlohmann::json(active_->info.pid) : nlohmann::json(nullptr)},
                    {"incarnations", incarnations_},
                    {"restarts", restarts_},
+                   {"promotions", promotions_},
+                   {"standby", !policy_.standby ? "off" : standby_ && standby_->ready ? "ready" : standby_ ? "starting" : "none"},
+                   {"standby_pid", standby_ ? nlohmann::json(standby_->info.pid) : nlohmann::json(nullptr)},
                    {"last_cause", last_cause_},
                    {"last_detect_ms", opt(last_detect_ms_)},
                    {"last_death_to_ready_ms", opt(last_death_to_ready_ms_)},

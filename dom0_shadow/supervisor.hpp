@@ -14,6 +14,12 @@
 //  any         | operator restart                   | kill if alive, create now      | Starting
 //  any         | stop                               | shut down, kill, forget        | Stopped
 //  (* the death report that follows the kill moves the state on)
+//
+// With `standby: true` in the policy a second incarnation is kept started
+// and Ready beside the running one (the seed's "hot backup"); the devices
+// pre-attach it (pages mapped, rings not yet taken). When the running one
+// dies, the standby is promoted at once instead of a cold start, and a new
+// standby is started once the recovery is over.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -42,7 +48,9 @@ struct DomainHooks {
   std::function<void(platform::Clock::time_point fault_at)> on_fault;  // backend gone or misbehaving
   std::function<void()> on_ready;                                      // a new incarnation is ready
   std::function<void()> on_fenced;                                     // no more restarts
-  std::function<void(const ctl::Msg&)> on_device_msg;                  // kDevAttached / kDevFault from drvdom
+  std::function<void(platform::DomId, const ctl::Msg&)> on_device_msg; // kDevAttached / kDevFault from drvdom
+  // A warm standby incarnation is Ready: devices may pre-attach it.
+  std::function<void(ctl::Channel&, platform::DomId)> on_standby_ready;
 };
 
 class Supervisor {
@@ -54,11 +62,11 @@ class Supervisor {
 
   const std::string& name() const { return cfg_.name; }
   DomainState state() const { return state_; }
-  std::optional<platform::DomId> domid() const { return live_ ? std::optional(live_->id) : std::nullopt; }
+  std::optional<platform::DomId> domid() const { return active_ ? std::optional(active_->info.id) : std::nullopt; }
 
   Result<void> start();
   // The control channel of the running incarnation (nullptr if none).
-  ctl::Channel* channel() { return live_ ? &ctl_ : nullptr; }
+  ctl::Channel* channel() { return active_ ? &active_->ch : nullptr; }
   // A device detected that this backend is broken (bad response, stalled
   // ring): kill the incarnation; recovery follows its death.
   void fault(const std::string& cause);
@@ -74,12 +82,28 @@ class Supervisor {
   nlohmann::json status() const;
 
  private:
+  // One driver-domain incarnation and its control channel.
+  struct Inc {
+    platform::DomainInfo info;
+    ctl::Channel ch;
+    std::unique_ptr<boost::asio::posix::stream_descriptor> wait;
+    bool ready = false;
+    bool standby = false;
+    Clock::time_point spawned{}, last_pong{};
+    std::string pending_cause;  // why shadowd killed it, if it did
+  };
+
+  std::unique_ptr<Inc> spawn_inc(bool standby);
   void spawn();
-  void arm_control_wait();
-  void on_control_readable();
+  void spawn_standby();
+  void arm_control_wait(Inc& inc);
+  void on_control_readable(platform::DomId id);
+  void on_inc_ready(Inc& inc);
   void heartbeat_tick();
+  void kill_inc(Inc& inc, const std::string& cause);
   void kill_for(const std::string& cause);
   void schedule_restart();
+  Inc* find_inc(platform::DomId id);
 
   boost::asio::io_context& io_;
   platform::Platform& plat_;
@@ -90,22 +114,20 @@ class Supervisor {
   DomainHooks hooks_;
 
   DomainState state_ = DomainState::kStopped;
-  std::optional<platform::DomainInfo> live_;
-  ctl::Channel ctl_;
-  std::unique_ptr<boost::asio::posix::stream_descriptor> ctl_wait_;
+  std::unique_ptr<Inc> active_;
+  std::unique_ptr<Inc> standby_;
   boost::asio::steady_timer heartbeat_timer_;
   boost::asio::steady_timer restart_timer_;
+  boost::asio::steady_timer standby_timer_;
 
   uint64_t ping_seq_ = 0;
-  Clock::time_point last_pong_{};
-  Clock::time_point spawned_at_{};
-  std::string pending_cause_;  // why shadowd killed it, if it did
   Clock::time_point fault_at_{};  // first sign of the current fault (injection or detection)
   std::optional<Clock::time_point> died_at_;  // death detected, waiting for the next Ready
 
   uint64_t garbage_turn_ = 0;
   uint64_t incarnations_ = 0;
   uint64_t restarts_ = 0;
+  uint64_t promotions_ = 0;
   std::deque<Clock::time_point> restart_times_;  // inside the policy window
   std::string last_cause_;
   std::optional<double> last_death_to_ready_ms_;

@@ -151,6 +151,9 @@ class Runtime {
       case MsgType::kDevDetach:
         backends_.erase(m.b);
         return true;
+      case MsgType::kDevGo:
+        go(m);
+        return true;
       case MsgType::kPing: {
         Msg pong;
         pong.type = MsgType::kPong;
@@ -225,12 +228,14 @@ class Runtime {
     std::vector<sd::UniqueFd> fds;
     std::vector<uint8_t*> pages;
     size_t mapped = 0;
+    bool standby = false;
   };
 
   void begin_attach(const Msg& m, std::vector<sd::UniqueFd>& fds) {
     backends_.erase(m.b);
     Pending p;
-    p.cls = m.a;
+    p.cls = m.a & ~sd::ctl::kAttachStandby;
+    p.standby = (m.a & sd::ctl::kAttachStandby) != 0;
     p.cfg = m.get_payload<sd::netif::VifConfig>();
     p.fds = std::move(fds);
     p.pages.assign(sd::netif::kPoolPages, nullptr);
@@ -250,15 +255,44 @@ class Runtime {
       ++p.mapped;
     }
     if (p.mapped < p.pages.size()) return;
+    if (p.standby) {
+      // Warm standby: everything mapped, rings untouched until kDevGo.
+      Msg ready;
+      ready.type = MsgType::kDevAttached;
+      ready.b = m.b;
+      ready.set_text("standby");
+      (void)ch_.send(ready);
+      return;
+    }
+    start_backend(m.b, it);
+  }
+
+  void go(const Msg& m) {
+    auto it = pending_.find(m.b);
     Msg done;
     done.type = MsgType::kDevAttached;
     done.b = m.b;
+    if (it == pending_.end() || it->second.mapped < it->second.pages.size()) {
+      done.a = ENOENT;
+      done.set_text("no standby attach to start");
+      (void)ch_.send(done);
+      return;
+    }
+    it->second.cfg = m.get_payload<sd::netif::VifConfig>();
+    start_backend(m.b, it);
+  }
+
+  void start_backend(uint64_t handle, std::map<uint64_t, Pending>::iterator it) {
+    Pending& p = it->second;
+    Msg done;
+    done.type = MsgType::kDevAttached;
+    done.b = handle;
     auto nb = sd::drvdom::Netback::create(p.pages, std::move(p.fds), p.cfg);
     if (!nb) {
       done.a = EINVAL;
       done.set_text(nb.error().message);
     } else {
-      backends_[m.b] = std::move(*nb);
+      backends_[handle] = std::move(*nb);
     }
     pending_.erase(it);
     (void)ch_.send(done);

@@ -220,7 +220,6 @@ Result<void> VifShadow::send_pool(ctl::Channel& ch, platform::DomId peer, bool o
         batch.push_back(lp->owner_fd(ref));
         continue;
       }
-      if (auto g = pool_->grant(ref, peer, false); !g) return g;
       auto fd = pool_->fd_for_peer(ref, peer);
       if (!fd) return std::unexpected(fd.error());
       batch.push_back(fd->get());
@@ -233,6 +232,41 @@ Result<void> VifShadow::send_pool(ctl::Channel& ch, platform::DomId peer, bool o
     if (auto r = ch.send_fds(m, batch.data(), batch.size()); !r) return r;
   }
   return {};
+}
+
+// The pool's pages are granted to exactly these backends.
+Result<void> VifShadow::regrant(std::initializer_list<platform::DomId> peers) {
+  for (uint32_t ref = 0; ref < kPoolPages; ++ref) {
+    if (auto r = pool_->revoke(ref); !r) return r;
+    for (auto p : peers)
+      if (auto r = pool_->grant(ref, p, false); !r) return r;
+  }
+  return {};
+}
+
+// kDevAttach (config replayed from the shadow, event channels, the NIC),
+// then the granted pages.
+Result<void> VifShadow::send_attach(ctl::Channel& ch, platform::DomId peer, bool standby) {
+  netif::VifConfig c = cfg_;
+  netif::VifConfig logged;
+  if (shadow_.get_config(&logged, sizeof(logged)) == sizeof(logged) && logged.mtu >= 68) c = logged;
+  auto* be = dynamic_cast<local::LocalEventChannel*>(back_evt_.get());
+  ctl::Msg att;
+  att.type = ctl::MsgType::kDevAttach;
+  att.a = static_cast<uint32_t>(config::DeviceClass::kVif) | (standby ? ctl::kAttachStandby : 0);
+  att.b = handle_;
+  att.set_payload(c);
+  int fds[3] = {be->notify_fd(), be->wait_fd(), nic_.get()};
+  if (auto r = ch.send_fds(att, fds, 3); !r) return r;
+  return send_pool(ch, peer, false);
+}
+
+void VifShadow::on_standby_ready(ctl::Channel& ch, platform::DomId domid) {
+  standby_domid_ = domid;
+  standby_mapped_ = false;
+  if (auto r = backend_up_ ? regrant({domid_, domid}) : regrant({domid}); !r) return;
+  if (auto r = send_attach(ch, domid, true); !r)
+    log_.emit({{"type", "standby_attach_failed"}, {"error", r.error().message}});
 }
 
 void VifShadow::arm_frontend_read() {
@@ -299,6 +333,8 @@ void VifShadow::on_fault() {
 void VifShadow::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) {
   backend_ = &ch;
   domid_ = domid;
+  promoted_ = standby_domid_ && *standby_domid_ == domid && standby_mapped_;
+  if (standby_domid_ && *standby_domid_ == domid) standby_domid_.reset();
   done_ = std::move(done);
   times_ = {};
   t_ready_ = platform::Clock::now();
@@ -314,27 +350,33 @@ void VifShadow::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done d
   if (auto r = front_.send(m); !r) finish(std::unexpected(r.error()));
 }
 
-// Replay the compacted config and give the new backend the ring.
+// Replay the compacted config and give the new backend the ring. A
+// pre-attached standby already has everything but the go.
 void VifShadow::attach_backend() {
   if (!backend_) return;
-  netif::VifConfig c = cfg_;
-  netif::VifConfig logged;
-  if (shadow_.get_config(&logged, sizeof(logged)) == sizeof(logged) && logged.mtu >= 68) c = logged;
-  auto* be = dynamic_cast<local::LocalEventChannel*>(back_evt_.get());
-  ctl::Msg att;
-  att.type = ctl::MsgType::kDevAttach;
-  att.a = static_cast<uint32_t>(config::DeviceClass::kVif);
-  att.b = handle_;
-  att.set_payload(c);
-  int fds[3] = {be->notify_fd(), be->wait_fd(), nic_.get()};
-  if (auto r = backend_->send_fds(att, fds, 3); !r) return finish(std::unexpected(r.error()));
-  if (auto r = send_pool(*backend_, domid_, false); !r) return finish(std::unexpected(r.error()));
+  if (promoted_) {
+    netif::VifConfig c = cfg_;
+    netif::VifConfig logged;
+    if (shadow_.get_config(&logged, sizeof(logged)) == sizeof(logged) && logged.mtu >= 68) c = logged;
+    ctl::Msg go;
+    go.type = ctl::MsgType::kDevGo;
+    go.b = handle_;
+    go.set_payload(c);
+    if (auto r = backend_->send(go); !r) finish(std::unexpected(r.error()));
+    return;
+  }
+  if (auto r = regrant({domid_}); !r) return finish(std::unexpected(r.error()));
+  if (auto r = send_attach(*backend_, domid_, false); !r) finish(std::unexpected(r.error()));
 }
 
-void VifShadow::on_backend_msg(const ctl::Msg& m) {
+void VifShadow::on_backend_msg(platform::DomId from, const ctl::Msg& m) {
   if (m.b != handle_) return;
+  if (m.type == ctl::MsgType::kDevAttached && standby_domid_ && from == *standby_domid_) {
+    standby_mapped_ = m.a == 0 && m.get_text() == "standby";
+    return;
+  }
   if (m.type == ctl::MsgType::kDevAttached) {
-    if (!done_) return;
+    if (!done_ || from != domid_) return;
     if (m.a != 0) return finish(fail(Code::kRestartReplay, "backend refused the vif: " + m.get_text()));
     backend_up_ = true;
     first_attach_ = false;
@@ -407,6 +449,7 @@ nlohmann::json VifShadow::status() const {
           {"tx_inflight", shadow_.valid() ? shadow_.count(0) : 0},
           {"rx_posted", shadow_.valid() ? shadow_.count(1) : 0},
           {"backend_up", backend_up_},
+          {"standby_attached", standby_domid_.has_value() && standby_mapped_},
           {"frontend_pid", front_pid_},
           {"last_fault", last_fault_}};
 }

@@ -43,7 +43,8 @@ class VifShadow final : public DeviceImpl {
   Result<void> setup() override;
   void on_fault() override;
   void on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) override;
-  void on_backend_msg(const ctl::Msg& m) override;
+  void on_backend_msg(platform::DomId from, const ctl::Msg& m) override;
+  void on_standby_ready(ctl::Channel& ch, platform::DomId domid) override;
   void teardown() override;
   nlohmann::json status() const override;
 
@@ -53,6 +54,8 @@ class VifShadow final : public DeviceImpl {
   Result<void> build_topology();
   Result<void> start_frontend();
   Result<void> send_pool(ctl::Channel& ch, platform::DomId peer, bool owner);
+  Result<void> regrant(std::initializer_list<platform::DomId> peers);
+  Result<void> send_attach(ctl::Channel& ch, platform::DomId peer, bool standby);
   void arm_frontend_read();
   void on_frontend_msg(const ctl::Msg& m);
   void attach_backend();
@@ -86,6 +89,9 @@ class VifShadow final : public DeviceImpl {
   platform::DomId domid_ = 0;
   bool first_attach_ = true;
   bool backend_up_ = false;
+  std::optional<platform::DomId> standby_domid_;  // pre-attached warm standby
+  bool standby_mapped_ = false;
+  bool promoted_ = false;  // the backend being attached is a pre-attached standby
   Done done_;
   platform::Clock::time_point t_ready_{}, t_replayed_{};
   ResumeTimes times_{};

@@ -3,7 +3,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <cstring>
+#include <thread>
 
 #include "local/local_platform.hpp"
 #include "local/netns.hpp"
@@ -80,6 +83,11 @@ Result<platform::DomainInfo> LocalDomainManager::create(const platform::DomainSp
                          [this, id](const boost::system::error_code& ec) {
                            if (!ec) reap(id);
                          });
+  for (const char* ns : {"mnt", "pid", "ipc", "uts"}) {
+    std::string path = "/proc/" + std::to_string(sp->pid) + "/ns/" + ns;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd) inc.ns_refs.push_back(std::move(fd));
+  }
   auto info = inc.info;
   live_.emplace(id, std::move(inc));
   if (ctl) *ctl = std::move(chans->first);
@@ -98,6 +106,8 @@ void LocalDomainManager::reap(DomId id) {
     d.reason = describe_exit(si, &d.exit_code, &d.signal);
   else
     d.reason = std::string("ended (waitid: ") + std::strerror(errno) + ")";
+  // Namespace teardown can take milliseconds: not on the recovery path.
+  std::thread([refs = std::move(it->second.ns_refs)]() mutable { refs.clear(); }).detach();
   live_.erase(it);
   if (on_death_) on_death_(d);
 }

@@ -2,6 +2,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 
 #include "local/local_platform.hpp"
@@ -43,14 +44,15 @@ void* LocalGrantPool::page(platform::GrantRef ref) {
 
 Result<void> LocalGrantPool::grant(platform::GrantRef ref, platform::DomId peer, bool readonly) {
   if (ref >= pages_.size()) return fail(Code::kInvalidInput, "grant ref " + std::to_string(ref) + " out of range");
-  pages_[ref].peer = peer;
+  auto& peers = pages_[ref].peers;
+  if (std::find(peers.begin(), peers.end(), peer) == peers.end()) peers.push_back(peer);
   pages_[ref].readonly = readonly;
   return {};
 }
 
 Result<void> LocalGrantPool::revoke(platform::GrantRef ref) {
   if (ref >= pages_.size()) return fail(Code::kInvalidInput, "grant ref " + std::to_string(ref) + " out of range");
-  pages_[ref].peer.reset();
+  pages_[ref].peers.clear();
   return {};
 }
 
@@ -58,7 +60,7 @@ Result<UniqueFd> LocalGrantPool::fd_for_peer(platform::GrantRef ref, platform::D
   if (ref >= pages_.size())
     return fail(Code::kInvalidInput, "grant ref " + std::to_string(ref) + " out of range");
   const Page& p = pages_[ref];
-  if (!p.peer || *p.peer != peer)
+  if (std::find(p.peers.begin(), p.peers.end(), peer) == p.peers.end())
     return fail(Code::kInvalidInput, "grant ref " + std::to_string(ref) + " is not granted to domain " +
                                          std::to_string(peer));
   // A read-only grant hands out a read-only open of the same memfd, so the

@@ -29,6 +29,10 @@ class LocalDomainManager final : public platform::DomainManager {
     platform::DomainInfo info;
     UniqueFd pidfd;
     std::unique_ptr<boost::asio::posix::stream_descriptor> waiter;
+    // References to the incarnation's namespaces, held so that tearing them
+    // down (mount namespace release waits for an RCU grace period) happens
+    // off the recovery path, in a background thread, after the death report.
+    std::vector<UniqueFd> ns_refs;
   };
   void reap(platform::DomId id);
 
@@ -70,7 +74,7 @@ class LocalGrantPool final : public platform::GrantPool {
     mutable UniqueFd ro_fd;  // opened once, dup'ed for each peer (recovery re-grants every page)
     UniqueFd memfd;
     void* map = nullptr;
-    std::optional<platform::DomId> peer;
+    std::vector<platform::DomId> peers;  // a page may be granted to a running and a standby backend
     bool readonly = false;
   };
   std::vector<Page> pages_;

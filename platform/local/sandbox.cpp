@@ -118,9 +118,11 @@ void bind_file(const char* src, const char* dst, bool readonly) {
   }
 
   // Drop root: nobody, no groups; changing uid from 0 clears all capabilities.
-  must(::setgroups(0, nullptr), "setgroups");
-  must(::setresgid(kSandboxUid, kSandboxUid, kSandboxUid), "setresgid");
-  must(::setresuid(kSandboxUid, kSandboxUid, kSandboxUid), "setresuid");
+  // Raw system calls: glibc's wrappers would try to change the ids of the
+  // parent's other threads too (they do not exist in this child) and wait forever.
+  must(static_cast<int>(::syscall(SYS_setgroups, 0, nullptr)), "setgroups");
+  must(static_cast<int>(::syscall(SYS_setresgid, kSandboxUid, kSandboxUid, kSandboxUid)), "setresgid");
+  must(static_cast<int>(::syscall(SYS_setresuid, kSandboxUid, kSandboxUid, kSandboxUid)), "setresuid");
   must(::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs");
 
   static char env_path[] = "PATH=/usr/bin";

@@ -42,7 +42,12 @@ enum class MsgType : uint32_t {
   kReconnected = 116, // frontend -> shadowd: rings repaired, a = requests replayed
   kDevFault = 117,    // frontend / drvdom -> shadowd: the peer broke the protocol; text = what
   kDevDetach = 118,   // shadowd -> drvdom: stop serving the device
+  kDevGo = 119,       // shadowd -> drvdom (standby): take the rings now; payload = config to replay
 };
+
+// kDevAttach's `a` = device class, plus this bit for a warm standby: map the
+// pages, answer kDevAttached with text "standby", wait for kDevGo.
+constexpr uint32_t kAttachStandby = 0x100;
 
 enum class FaultKind : uint32_t {
   kSegv = 1,

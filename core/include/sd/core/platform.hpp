@@ -90,6 +90,8 @@ class GrantPool {
   virtual ~GrantPool() = default;
   virtual size_t pages() const = 0;
   virtual void* page(GrantRef ref) = 0;  // owner's mapping; nullptr if out of range
+  // Grants `ref` to `peer` as well (a page may be granted to several peers,
+  // e.g. a running and a standby backend); revoke() withdraws all grants.
   virtual Result<void> grant(GrantRef ref, DomId peer, bool readonly) = 0;
   virtual Result<void> revoke(GrantRef ref) = 0;
   // Broker side: a new fd the peer receives to map `ref` (read-only if the
