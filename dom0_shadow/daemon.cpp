@@ -73,8 +73,9 @@ Result<void> Daemon::start() {
         std::string backend = spec.backend;
         impl = std::make_unique<VifShadow>(io_, *platform_, g.name, spec, handle, vif_number++, cfg_.wire_netns,
                                            cfg_.policies.at(spec.cls), opts_.netfront_binary, *log_,
-                                           [this, backend](const std::string& cause) {
-                                             if (auto* s = find(backend)) s->fault(cause);
+                                           [this, backend](const std::string& cause,
+                                                           std::optional<platform::Clock::time_point> began) {
+                                             if (auto* s = find(backend)) s->fault(cause, began);
                                            });
       }
       impls_.push_back(std::move(impl));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -39,6 +40,8 @@ class DeviceImpl {
 
 // How a device class reports a backend fault it detected (bad response,
 // stalled ring) to the supervisor of its driver domain.
-using FaultReporter = std::function<void(const std::string& cause)>;
+// `began` is when the fault started, if the detector can tell.
+using FaultReporter =
+    std::function<void(const std::string& cause, std::optional<platform::Clock::time_point> began)>;
 
 }  // namespace sd::dom0

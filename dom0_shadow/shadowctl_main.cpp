@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "demo.hpp"
+
 namespace {
 
 using nlohmann::json;
@@ -24,52 +26,9 @@ struct Global {
 
 const char kUsage[] = "usage: shadowctl [--socket PATH] [--json] COMMAND [ARGS]\n";
 
-// ---- connection -----------------------------------------------------------
+// ---- connection (Conn: demo.hpp) ------------------------------------------
 
-class Conn {
- public:
-  ~Conn() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool open(const std::string& path) {
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    if (fd_ < 0 || path.size() >= sizeof(a.sun_path)) return false;
-    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-    return ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  }
-  bool send(const json& j) {
-    std::string s = j.dump() + "\n";
-    for (size_t off = 0; off < s.size();) {
-      ssize_t n = ::write(fd_, s.data() + off, s.size() - off);
-      if (n <= 0) return false;
-      off += static_cast<size_t>(n);
-    }
-    return true;
-  }
-  // One JSON line; nullopt at EOF or on garbage.
-  std::optional<json> recv() {
-    for (;;) {
-      auto nl = buf_.find('\n');
-      if (nl != std::string::npos) {
-        std::string line = buf_.substr(0, nl);
-        buf_.erase(0, nl + 1);
-        auto j = json::parse(line, nullptr, false);
-        if (j.is_discarded()) return std::nullopt;
-        return j;
-      }
-      char tmp[4096];
-      ssize_t n = ::read(fd_, tmp, sizeof(tmp));
-      if (n <= 0) return std::nullopt;
-      buf_.append(tmp, static_cast<size_t>(n));
-    }
-  }
-
- private:
-  int fd_ = -1;
-  std::string buf_;
-};
+using sd::shadowctl::Conn;
 
 // Sends one request and returns the answer; prints the error and returns
 // nullopt when shadowd is unreachable or refuses.
@@ -249,6 +208,8 @@ int cmd_policy(const Global& g, const Args& a) {
   return 0;
 }
 
+int cmd_demo(const Global& g, const Args& a) { return sd::shadowctl::demo_main(g.socket, g.json_out, a); }
+
 int cmd_shutdown(const Global& g, const Args& a) {
   if (!a.empty()) return 2;
   auto r = call(g, {{"cmd", "shutdown"}});
@@ -262,6 +223,7 @@ struct Command {
   const char* args;
   const char* help;
   int (*fn)(const Global&, const Args&);
+  const char* long_help = nullptr;  // `shadowctl COMMAND --help`, when more than the one line
 };
 
 const Command kCommands[] = {
@@ -272,6 +234,9 @@ const Command kCommands[] = {
     {"inject-fault", "DOMAIN KIND", "make a driver domain fail: kill | segv | hang | sigsys", cmd_inject},
     {"restart", "DOMAIN", "restart a driver domain now (also one that is fenced)", cmd_restart},
     {"policy", "show CLASS", "print the policy in force for vif | vsnd | vbd", cmd_policy},
+    {"demo", sd::shadowctl::kDemoArgs,
+     "run an application through a guest device while injecting faults; report the recoveries", cmd_demo,
+     sd::shadowctl::kDemoHelp},
     {"shutdown", "", "stop all driver domains and shadowd", cmd_shutdown},
 };
 
@@ -288,7 +253,10 @@ void help() {
       kUsage);
   for (const auto& c : kCommands) {
     std::string head = std::string(c.name) + (*c.args ? " " : "") + c.args;
-    std::printf("  %-26s %s\n", head.c_str(), c.help);
+    if (head.size() > 26)
+      std::printf("  %s\n  %-26s %s\n", head.c_str(), "", c.help);
+    else
+      std::printf("  %-26s %s\n", head.c_str(), c.help);
   }
   std::printf("\nExit status: 0 success, 1 shadowd refused or is unreachable, 2 bad command line.\n");
 }
@@ -336,7 +304,10 @@ int main(int argc, char** argv) {
       if (a == "--json" || a == "-j")
         g.json_out = true;
       else if (a == "-h" || a == "--help") {
-        std::printf("usage: shadowctl %s %s\n  %s\n", c.name, c.args, c.help);
+        if (c.long_help)
+          std::printf("%s", c.long_help);
+        else
+          std::printf("usage: shadowctl %s %s\n  %s\n", c.name, c.args, c.help);
         return 0;
       } else
         rest.push_back(a);

@@ -227,9 +227,9 @@ void Supervisor::kill_for(const std::string& cause) {
   if (active_) kill_inc(*active_, cause);
 }
 
-void Supervisor::fault(const std::string& cause) {
+void Supervisor::fault(const std::string& cause, std::optional<Clock::time_point> began) {
   if (!active_ || !active_->pending_cause.empty()) return;  // already being handled
-  fault_at_ = Clock::now();
+  if (fault_at_ == Clock::time_point{}) fault_at_ = began.value_or(Clock::now());
   log_.emit({{"type", "fault_detected"}, {"domain", cfg_.name}, {"domid", active_->info.id}, {"cause", cause}});
   kill_for(cause);
 }

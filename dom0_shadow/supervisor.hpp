@@ -69,7 +69,10 @@ class Supervisor {
   ctl::Channel* channel() { return active_ ? &active_->ch : nullptr; }
   // A device detected that this backend is broken (bad response, stalled
   // ring): kill the incarnation; recovery follows its death.
-  void fault(const std::string& cause);
+  // `began`: when the fault started, if the detector knows (e.g. the age of
+  // the oldest stuck request); detection time otherwise. An injected fault
+  // keeps its injection time.
+  void fault(const std::string& cause, std::optional<Clock::time_point> began = std::nullopt);
   // Injects a fault into the running incarnation: kill, segv, hang, sigsys,
   // stall, bad-id, bad-prod, bad-grant, garbage (one of the bad-* in turn).
   Result<void> inject(const std::string& kind);

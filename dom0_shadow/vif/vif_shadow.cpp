@@ -299,7 +299,7 @@ void VifShadow::on_frontend_msg(const ctl::Msg& m) {
       return;
     case ctl::MsgType::kDevFault:
       last_fault_ = m.get_text();
-      if (backend_up_) report_("bad response: " + last_fault_);
+      if (backend_up_) report_("bad response: " + last_fault_, std::nullopt);
       return;
     case ctl::MsgType::kDevConfig: {
       auto c = m.get_payload<netif::VifConfig>();
@@ -409,7 +409,8 @@ void VifShadow::watchdog_tick() {
     if (age > static_cast<double>(policy_.progress_timeout.count())) {
       char b[64];
       std::snprintf(b, sizeof(b), "%.0f", age);
-      report_(std::string("hang (tx request pending ") + b + " ms, progress watchdog)");
+      auto began = platform::Clock::now() - std::chrono::microseconds(static_cast<int64_t>(age * 1000));
+      report_(std::string("hang (tx request pending ") + b + " ms, progress watchdog)", began);
     }
   }
   watchdog_.expires_after(policy_.heartbeat_interval);
