@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""vif recovery benchmark (local platform). Prints tables; asserts nothing.
+
+Side by side in one run, as in the seed's table:
+  no shadow       restart budget 0: the driver domain is not restarted
+  restart only    restarted, but no splitter log: in-flight requests are lost
+  shadow (cold)   restarted + replay from the splitter log
+  shadow+standby  a warm standby domain is promoted + replay
+
+Per kill -9 of the net driver domain it measures the outage the application
+sees: a UDP stream (2000 datagrams/s, guest -> wire) is timestamped on
+arrival; the outage is from the kill to the first datagram that arrives after
+the longest gap following the kill. It also runs iperf3 TCP across kills, and
+compares normal-mode throughput and CPU with the splitter log on and off.
+
+usage: bench/vif_bench.py [--build DIR] [--kills N] [--quick]
+Run as root, with nothing else heavy running.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pct(values, p):
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    i = min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))
+    return v[i]
+
+
+def progress(msg):
+    sys.stderr.write("\r\033[K" + msg if sys.stderr.isatty() else msg + "\n")
+    sys.stderr.flush()
+
+
+class Host:
+    """One shadowd with one net driver domain and one guest, private names."""
+
+    def __init__(self, build, tag, subnet, standby=False, budget=1000, log_on=True):
+        self.build = build
+        self.dir = tempfile.mkdtemp(prefix="sd-bench-")
+        self.dom, self.guest, self.wire = "bn%s" % tag, "bg%s" % tag, "bw%s" % tag
+        self.guest_ip, self.wire_ip = "10.250.%d.2" % subnet, "10.250.%d.1" % subnet
+        pol = os.path.join(self.dir, "policies")
+        shutil.copytree(os.path.join(ROOT, "config", "policies"), pol)
+        y = open(os.path.join(pol, "vif.yaml")).read()
+        y = y.replace("standby: false", "standby: %s" % ("true" if standby else "false"))
+        y = y.replace("budget: 20 ", "budget: %d " % budget)
+        open(os.path.join(pol, "vif.yaml"), "w").write(y)
+        open(os.path.join(self.dir, "dd.cfg"), "w").write('name = "%s"\ndriver_domain = 1\nmemory = 256\n' % self.dom)
+        open(os.path.join(self.dir, "g.cfg"), "w").write(
+            "name = \"%s\"\nmemory = 256\nvif = [ 'backend=%s,mac=00:16:3e:5d:%02x:02,ip=%s' ]\n"
+            % (self.guest, self.dom, subnet, self.guest_ip))
+        self.sock = os.path.join(self.dir, "sd.sock")
+        open(os.path.join(self.dir, "host.yaml"), "w").write(
+            "platform: local\npolicy_dir: policies\ncontrol_socket: %s\nstate_dir: %s\nwire_netns: %s\n"
+            "domains: [dd.cfg]\nguests: [g.cfg]\n" % (self.sock, os.path.join(self.dir, "state"), self.wire))
+        env = dict(os.environ)
+        if not log_on:
+            env["SD_SPLITTER_LOG"] = "off"
+        self.proc = subprocess.Popen([os.path.join(build, "dom0_shadow", "shadowd"), "--config",
+                                      os.path.join(self.dir, "host.yaml")], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "shadowd.log"), "w"))
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            st = self.status()
+            if st.get("state") == "running" and (not standby or st.get("standby") == "ready"):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("shadowd did not come up: " + open(os.path.join(self.dir, "shadowd.log")).read())
+        time.sleep(0.3)
+
+    def ctl(self, *args):
+        r = subprocess.run([os.path.join(self.build, "dom0_shadow", "shadowctl"), "--socket", self.sock, "--json"]
+                           + list(args), capture_output=True, text=True)
+        if r.returncode != 0:
+            return {}
+        return json.loads(r.stdout.splitlines()[-1]) if r.stdout.strip() else {}
+
+    def status(self):
+        d = self.ctl("status", self.dom).get("domains", [{}])
+        return d[0] if d else {}
+
+    def recoveries(self):
+        out = subprocess.run([os.path.join(self.build, "dom0_shadow", "shadowctl"), "--socket", self.sock, "--json",
+                              "events", "-n", "100000"], capture_output=True, text=True).stdout
+        evs = [json.loads(l) for l in out.splitlines() if l.strip()]
+        return [e for e in evs if e.get("type") == "recovery"]
+
+    def kill_driver(self):
+        pid = self.status().get("pid")
+        t = time.monotonic_ns()
+        os.kill(pid, signal.SIGKILL)
+        return t
+
+    def wait_restarts(self, n, timeout=5.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            st = self.status()
+            if st.get("restarts", 0) >= n and st.get("state") == "running":
+                return True
+            time.sleep(0.01)
+        return False
+
+    def close(self):
+        self.ctl("shutdown")
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def netns(ns, *cmd):
+    return ["ip", "netns", "exec", ns] + list(cmd)
+
+
+def outages(host, build, kills, spacing=0.3, rate=2000):
+    """Kills the driver `kills` times under a UDP stream; per kill the outage in ms."""
+    probe = os.path.join(build, "bench", "udp_probe")
+    # Each kill also waits for the restart and queries shadowctl: allow for it.
+    dur = 2.0 + kills * (spacing + 0.3) + 1.0
+    recv = subprocess.Popen(netns(host.wire, probe, "recv", "9999", str(dur + 1.5)), stdout=subprocess.PIPE, text=True)
+    recv.stdout.readline()  # "ready"
+    send = subprocess.Popen(netns(host.guest, probe, "send", host.wire_ip, "9999", str(rate), str(dur)))
+    time.sleep(1.0)
+    kill_times = []
+    for i in range(kills):
+        kill_times.append(host.kill_driver())
+        host.wait_restarts(i + 1 + host.base_restarts)
+        progress("  kill %d/%d" % (i + 1, kills))
+        time.sleep(spacing)
+    send.terminate()  # done with the kills: stop the stream early
+    send.wait()
+    arrivals = []
+    for line in recv.stdout:
+        parts = line.split()
+        if len(parts) == 2:
+            arrivals.append((int(parts[1]), int(parts[0])))
+    recv.wait()
+    arrivals.sort()
+    times = [a[0] for a in arrivals]
+    seqs = set(a[1] for a in arrivals)
+    sent = max(seqs) + 1 if seqs else 0
+    out = []
+    for tk in kill_times:
+        window = [t for t in times if tk - 5_000_000 <= t <= tk + 500_000_000]
+        best_gap, best_end = 0, None
+        for a, b in zip(window, window[1:]):
+            if b > tk and b - a > best_gap:
+                best_gap, best_end = b - a, b
+        if best_end:
+            out.append(max(0.0, (best_end - tk) / 1e6))
+    lost = sum(1 for s in range(sent) if s not in seqs)
+    return out, lost, sent
+
+
+def iperf_across_kills(host, build, seconds=10, kills=5, port=5301):
+    srv = subprocess.Popen(netns(host.wire, "iperf3", "-s", "-1", "-p", str(port)), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(0.4)
+    cli = subprocess.Popen(netns(host.guest, "timeout", str(seconds + 20), "iperf3", "-c", host.wire_ip, "-p",
+                                 str(port), "-t", str(seconds), "-J"), stdout=subprocess.PIPE, text=True)
+    for i in range(kills):
+        time.sleep(seconds / (kills + 1))
+        try:
+            host.kill_driver()
+        except (TypeError, ProcessLookupError):
+            pass  # no running driver (fenced): nothing to kill
+    out, _ = cli.communicate()
+    srv.kill()
+    srv.wait()
+    res = {"exit": cli.returncode, "gbps": 0.0, "retransmits": None, "error": None}
+    try:
+        j = json.loads(out)
+        res["error"] = j.get("error")
+        end = j.get("end", {})
+        res["gbps"] = end.get("sum_received", {}).get("bits_per_second", 0) / 1e9
+        res["retransmits"] = end.get("sum_sent", {}).get("retransmits")
+    except ValueError:
+        res["error"] = "no JSON from iperf3"
+    return res
+
+
+def cpu_busy():
+    f = open("/proc/stat").readline().split()[1:]
+    v = [int(x) for x in f]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def throughput(host, seconds, port):
+    srv = subprocess.Popen(netns(host.wire, "iperf3", "-s", "-1", "-p", str(port)), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(0.4)
+    b0, t0 = cpu_busy()
+    out = subprocess.run(netns(host.guest, "iperf3", "-c", host.wire_ip, "-p", str(port), "-t", str(seconds), "-J"),
+                         capture_output=True, text=True).stdout
+    b1, t1 = cpu_busy()
+    srv.wait()
+    gbps = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+    cpus = os.cpu_count() or 1
+    return gbps, 100.0 * cpus * (b1 - b0) / max(1, t1 - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--kills", type=int, default=50, help="kills per shadow mode for the outage table (>= 50)")
+    ap.add_argument("--quick", action="store_true", help="10 kills, short runs (smoke test of the bench)")
+    a = ap.parse_args()
+    kills = 10 if a.quick else a.kills
+    tsec = 3 if a.quick else 8
+    if os.geteuid() != 0:
+        sys.exit("vif_bench: run as root")
+
+    modes = [
+        ("restart only", dict(log_on=False, standby=False)),
+        ("shadow (cold)", dict(log_on=True, standby=False)),
+        ("shadow+standby", dict(log_on=True, standby=True)),
+    ]
+    rows = []
+    phase_rows = []
+    print("vif recovery benchmark, local platform, %s, %d CPUs" % (time.strftime("%Y-%m-%d"), os.cpu_count()))
+    # No shadow: the driver domain is never restarted.
+    progress("no shadow: iperf3 across one kill")
+    h = Host(a.build, "n%d" % (os.getpid() % 100000), 10, budget=0)
+    h.base_restarts = 0
+    app = iperf_across_kills(h, a.build, seconds=tsec, kills=1, port=5310)
+    h.close()
+    rows.append(("no shadow", None, None, None, None, app))
+    for i, (name, kw) in enumerate(modes):
+        progress("%s: outages over %d kills" % (name, kills if "shadow" in name else max(10, kills // 2)))
+        h = Host(a.build, "%d%d" % (i, os.getpid() % 10000), 11 + i, **kw)
+        h.base_restarts = 0
+        n = kills if "shadow" in name else max(10, kills // 2)
+        outs, lost, sent = outages(h, a.build, n)
+        recs = h.recoveries()[-n:]
+        h.base_restarts = h.status().get("restarts", 0)
+        progress("%s: iperf3 across 5 kills" % name)
+        app = iperf_across_kills(h, a.build, seconds=tsec, kills=5, port=5320 + i)
+        h.close()
+        rows.append((name, outs, lost, sent, recs, app))
+        ph = {k: [r["phases_ms"][k] for r in recs if isinstance(r["phases_ms"].get(k), (int, float))]
+              for k in ("detect", "spawn", "replay", "resume", "total")}
+        phase_rows.append((name, ph))
+    progress("")
+
+    print("\nPer kill -9 of the net driver domain: outage seen by a UDP stream (ms), and iperf3 TCP across 5 kills")
+    print("%-16s %6s %8s %8s %8s %8s %6s   %-6s %7s %6s  %s" % ("mode", "kills", "p50", "p95", "p99", "max", "lost",
+                                                            "iperf3", "Gbit/s", "retr", "error"))
+    for name, outs, lost, sent, recs, app in rows:
+        if outs is None:
+            print("%-16s %6s %8s %8s %8s %8s %6s   %-6s %7.2f %6s  %s" % (
+                name, 1, "inf", "inf", "inf", "inf", "-", app["exit"], app["gbps"], app["retransmits"],
+                app["error"] or "(stalled after the crash)"))
+            continue
+        print("%-16s %6d %8.2f %8.2f %8.2f %8.2f %6d   %-6s %7.2f %6s  %s" % (
+            name, len(outs), pct(outs, 50), pct(outs, 95), pct(outs, 99), max(outs), lost, app["exit"], app["gbps"],
+            app["retransmits"], app["error"] or "-"))
+
+    print("\nRecovery phases from shadowd's events (ms, p50 / p99)")
+    print("%-16s %14s %14s %14s %14s %14s" % ("mode", "detect", "spawn", "replay", "resume", "total"))
+    for name, ph in phase_rows:
+        print("%-16s " % name + " ".join("%6.2f /%6.2f" % (pct(ph[k], 50), pct(ph[k], 99)) for k in
+                                          ("detect", "spawn", "replay", "resume", "total")))
+
+    progress("normal mode: splitter log on vs off")
+    on = Host(a.build, "on%d" % (os.getpid() % 10000), 20, log_on=True)
+    off = Host(a.build, "of%d" % (os.getpid() % 10000), 21, log_on=False)
+    res = {"on": [], "off": []}
+    for r in range(3):
+        for key, h in (("off", off), ("on", on)):
+            progress("normal mode: %s round %d/3" % (key, r + 1))
+            res[key].append(throughput(h, tsec, 5400 + r * 2 + (key == "on")))
+    on.close()
+    off.close()
+    progress("")
+    g_on = statistics.mean(x[0] for x in res["on"])
+    g_off = statistics.mean(x[0] for x in res["off"])
+    c_on = statistics.mean(x[1] for x in res["on"])
+    c_off = statistics.mean(x[1] for x in res["off"])
+    print("\nNormal mode, iperf3 TCP %d s x 3 rounds each, alternating" % tsec)
+    print("%-20s %10s %12s %16s" % ("splitter log", "Gbit/s", "CPU % (all)", "CPU %/Gbit/s"))
+    print("%-20s %10.3f %12.1f %16.1f" % ("off", g_off, c_off, c_off / g_off))
+    print("%-20s %10.3f %12.1f %16.1f" % ("on", g_on, c_on, c_on / g_on))
+    print("%-20s %10.3f %12s %16.3f" % ("ratio on/off", g_on / g_off, "", (c_on / g_on) / (c_off / g_off)))
+
+
+if __name__ == "__main__":
+    main()
