@@ -98,6 +98,10 @@ Result<void> Daemon::start() {
         log_->emit({{"type", "device_state"}, {"device", dev->id()}, {"state", "active"}});
       }
     };
+    hooks.on_dead = [this, name] {
+      for (size_t i = 0; i < devices_.size(); ++i)
+        if (devices_[i]->backend() == name && impls_[i]) impls_[i]->on_backend_dead();
+    };
     hooks.on_ready = [this, name] { on_domain_ready(name); };
     hooks.on_fenced = [this, name] {
       for (auto* dev : devices_of(name))

@@ -383,6 +383,8 @@ bool spawn(Child& c, const std::vector<std::string>& argv, bool capture, int log
   pid_t pid = ::fork();
   if (pid < 0) {
     *err = std::string("fork: ") + std::strerror(errno);
+    for (int fd : {po[0], po[1], pe[0], pe[1], devnull})
+      if (fd >= 0) ::close(fd);
     return false;
   }
   if (pid == 0) {
@@ -746,9 +748,10 @@ int demo_main(const std::string& sock, bool json_out, const std::vector<std::str
   bool events_open = true, fenced = false, client_killed = false, interrupted = false;
 
   auto status_line = [&](bool force) {
-    double e = std::min(elapsed(), static_cast<double>(o.duration));
-    pr.status(strf("demo vif: %.1f/%ld s, faults %zu/%zu, recovered %zu", e, o.duration, next, faults.size(),
-                   recovered),
+    double e = elapsed(), d = static_cast<double>(o.duration);
+    std::string over = client.running() && e > d + 1 ? strf(" (iperf3 %.0f s over its run time)", e - d) : "";
+    pr.status(strf("demo vif: %.1f/%ld s, faults %zu/%zu, recovered %zu%s", std::min(e, d), o.duration, next,
+                   faults.size(), recovered, over.c_str()),
               force);
   };
 

@@ -26,6 +26,9 @@ class DeviceImpl {
   virtual Result<void> setup() = 0;
   // The backend failed: enter active mode (answer per policy).
   virtual void on_fault() = 0;
+  // The failed backend is dead for sure (nothing else touches the rings):
+  // shadowd may now play the backend itself until a new one is ready.
+  virtual void on_backend_dead() = 0;
   // A backend incarnation is ready: replay the shadow into it and hand the
   // ring back; `done` runs once (on the io_context) when it serves again.
   virtual void on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) = 0;

@@ -261,6 +261,7 @@ void Supervisor::on_death(const platform::DeathInfo& d) {
              {"exit_code", d.exit_code},
              {"detect_ms", *last_detect_ms_}});
   if (hooks_.on_fault) hooks_.on_fault(fault_at_);
+  if (hooks_.on_dead) hooks_.on_dead();
   fault_at_ = {};
   schedule_restart();
 }

@@ -46,6 +46,7 @@ std::string_view state_name(DomainState s);
 // What the supervisor tells the devices it backs.
 struct DomainHooks {
   std::function<void(platform::Clock::time_point fault_at)> on_fault;  // backend gone or misbehaving
+  std::function<void()> on_dead;                                       // the failed incarnation is gone for sure
   std::function<void()> on_ready;                                      // a new incarnation is ready
   std::function<void()> on_fenced;                                     // no more restarts
   std::function<void(platform::DomId, const ctl::Msg&)> on_device_msg; // kDevAttached / kDevFault from drvdom

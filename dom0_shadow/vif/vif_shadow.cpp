@@ -291,6 +291,10 @@ void VifShadow::arm_frontend_read() {
 void VifShadow::on_frontend_msg(const ctl::Msg& m) {
   switch (m.type) {
     case ctl::MsgType::kReconnected:
+      if (m.get_text() == "drop") {
+        if (!backend_) start_drop();  // unless a new backend is already taking over
+        return;
+      }
       if (!done_ || !backend_) return;
       times_.replayed = m.a;
       t_replayed_ = platform::Clock::now();
@@ -330,7 +334,58 @@ void VifShadow::on_fault() {
   }
 }
 
+// Active mode. "queue": nothing to do: tx requests wait in the ring (at most
+// its 256 slots, then the guest's TAP queue pushes back on its stack) and
+// received frames wait in the NIC's socket. "drop": shadowd takes the
+// backend side of the tx ring and answers every request DROPPED, so the
+// guest's stack sees loss (as on a cable pull) instead of back-pressure.
+void VifShadow::on_backend_dead() {
+  if (policy_.active_action != "drop" || !pool_) return;
+  // The frontend first repairs its ring (as for a new backend), then
+  // shadowd answers it: see start_drop().
+  ctl::Msg m;
+  m.type = ctl::MsgType::kReconnect;
+  m.b = handle_;
+  m.set_text("drop");
+  (void)front_.send(m);
+}
+
+void VifShadow::start_drop() {
+  auto r = ring::BackRing<netif::TxTraits>::attach(pool_->page(netif::kTxRingRef), netif::kPageSize, false);
+  if (!r) return;
+  drop_ring_.emplace(std::move(*r));
+  auto* be = dynamic_cast<local::LocalEventChannel*>(back_evt_.get());
+  drop_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(be->wait_fd()));
+  drop_pending();
+  arm_drop();
+}
+
+void VifShadow::arm_drop() {
+  if (!drop_wait_) return;
+  drop_wait_->async_wait(boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+    if (ec || !drop_ring_) return;
+    (void)back_evt_->consume();
+    drop_pending();
+    arm_drop();
+  });
+}
+
+void VifShadow::drop_pending() {
+  bool any = false;
+  for (;;) {
+    auto req = drop_ring_->get_request();
+    if (!req || !*req) break;  // a hostile index from the guest just ends the loop
+    (void)drop_ring_->put_response({(**req).id, NETIF_RSP_DROPPED});
+    ++dropped_;
+    any = true;
+  }
+  if (any && drop_ring_->push_responses()) (void)back_evt_->notify();
+}
+
 void VifShadow::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) {
+  // The new backend takes over: shadowd stops answering first.
+  drop_wait_.reset();
+  drop_ring_.reset();
   backend_ = &ch;
   domid_ = domid;
   promoted_ = standby_domid_ && *standby_domid_ == domid && standby_mapped_;
@@ -347,6 +402,7 @@ void VifShadow::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done d
   ctl::Msg m;
   m.type = ctl::MsgType::kReconnect;
   m.b = handle_;
+  m.set_text("attach");
   if (auto r = front_.send(m); !r) finish(std::unexpected(r.error()));
 }
 
@@ -450,6 +506,8 @@ nlohmann::json VifShadow::status() const {
           {"tx_inflight", shadow_.valid() ? shadow_.count(0) : 0},
           {"rx_posted", shadow_.valid() ? shadow_.count(1) : 0},
           {"backend_up", backend_up_},
+          {"active_action", policy_.active_action},
+          {"tx_dropped_in_active_mode", dropped_},
           {"standby_attached", standby_domid_.has_value() && standby_mapped_},
           {"frontend_pid", front_pid_},
           {"last_fault", last_fault_}};

@@ -18,6 +18,7 @@
 #include "sd/config/policy.hpp"
 #include "sd/config/xl_cfg.hpp"
 #include "sd/core/netif.hpp"
+#include "sd/core/ring.hpp"
 #include "sd/core/splitter_log.hpp"
 
 namespace sd::dom0 {
@@ -42,6 +43,7 @@ class VifShadow final : public DeviceImpl {
 
   Result<void> setup() override;
   void on_fault() override;
+  void on_backend_dead() override;
   void on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) override;
   void on_backend_msg(platform::DomId from, const ctl::Msg& m) override;
   void on_standby_ready(ctl::Channel& ch, platform::DomId domid) override;
@@ -60,6 +62,9 @@ class VifShadow final : public DeviceImpl {
   void on_frontend_msg(const ctl::Msg& m);
   void attach_backend();
   void watchdog_tick();
+  void start_drop();
+  void arm_drop();
+  void drop_pending();
   void finish(Result<ResumeTimes> r);
 
   boost::asio::io_context& io_;
@@ -96,6 +101,10 @@ class VifShadow final : public DeviceImpl {
   platform::Clock::time_point t_ready_{}, t_replayed_{};
   ResumeTimes times_{};
   uint64_t recoveries_ = 0;
+  // Active mode "drop": shadowd answers the tx ring itself while no backend runs.
+  std::optional<ring::BackRing<netif::TxTraits>> drop_ring_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> drop_wait_;
+  uint64_t dropped_ = 0;
   std::string last_fault_;
 };
 

@@ -72,7 +72,7 @@ bool Netfront::handle_ctl() {
       connected_ = false;
       break;
     case ctl::MsgType::kReconnect:
-      reconnect();
+      reconnect(**m);
       break;
     case ctl::MsgType::kShutdown:
       return false;
@@ -231,7 +231,7 @@ void Netfront::backend_fault(const std::string& why) {
 // The old backend is dead. Keep what it finished, then hand the new one a
 // clean ring holding exactly the requests still in flight, in their order
 // (xen-blkfront's blkif_recover: copy the shadow, reset, requeue).
-void Netfront::reconnect() {
+void Netfront::reconnect(const ctl::Msg& req) {
   if (!attached_) return;
   connected_ = true;
   (void)take_tx();  // stops at the first invalid response
@@ -266,6 +266,7 @@ void Netfront::reconnect() {
   done.type = ctl::MsgType::kReconnected;
   done.b = handle_;
   done.a = replayed;
+  done.set_text(req.get_text());  // echoed: shadowd tells its reconnects apart
   (void)ch_.send(done);
 }
 

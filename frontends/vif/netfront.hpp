@@ -44,7 +44,7 @@ class Netfront {
   Result<void> take_tx();
   Result<void> take_rx();
   void backend_fault(const std::string& why);
-  void reconnect();
+  void reconnect(const ctl::Msg& req);
   void check_config();
   void kick();
   bool handle_ctl();
