@@ -928,7 +928,15 @@ int demo_main(const std::string& sock, bool json_out, const std::vector<std::str
 
   // ---- shadowd: stop the one we started.
   bool shadowd_clean = true;
-  if (started) shadowd_clean = stop_shadowd(own, sock, pr);
+  if (started) {
+    shadowd_clean = stop_shadowd(own, sock, pr);
+    // What shadowd set up for the demo host should be gone with it.
+    for (const auto& ns : {vif->guest_ns, vif->wire_ns, "sd-" + dom}) {
+      std::error_code ec;
+      if (std::filesystem::exists("/run/netns/" + ns, ec))
+        notes.push_back("netns " + ns + " is still there after shadowd stopped");
+    }
+  }
   if (!shadowd_clean) notes.push_back("the shadowd started by the demo did not stop cleanly");
 
   // ---- report: the table (stderr with --json), then the JSON object.

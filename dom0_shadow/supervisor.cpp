@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 
 namespace sd::dom0 {
@@ -195,7 +196,7 @@ void Supervisor::heartbeat_tick() {
       continue;
     }
     if (now - inc->last_pong > policy_.heartbeat_timeout) {
-      if (inc == active_.get()) fault_at_ = inc->last_pong + policy_.heartbeat_interval;
+      if (inc == active_.get()) fault_at_ = fault_start(inc->info.id, inc->last_pong + policy_.heartbeat_interval);
       kill_inc(*inc, "hang (no heartbeat answer for " +
                          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - inc->last_pong).count()) +
                          " ms)");
@@ -216,7 +217,7 @@ void Supervisor::heartbeat_tick() {
 void Supervisor::kill_inc(Inc& inc, const std::string& cause) {
   if (inc.pending_cause.empty()) inc.pending_cause = cause;
   if (&inc == active_.get()) {
-    if (fault_at_ == Clock::time_point{}) fault_at_ = Clock::now();
+    if (fault_at_ == Clock::time_point{}) fault_at_ = fault_start(inc.info.id, Clock::now());
     // The devices go to active mode now, not when the death report arrives.
     if (hooks_.on_fault) hooks_.on_fault(fault_at_);
   }
@@ -227,9 +228,19 @@ void Supervisor::kill_for(const std::string& cause) {
   if (active_) kill_inc(*active_, cause);
 }
 
+// When the current fault began: an injection into this incarnation that is
+// recent enough to be the cause, else what the detector says. An injected
+// fault that never fired (no traffic) must not stretch a later, unrelated one.
+Supervisor::Clock::time_point Supervisor::fault_start(platform::DomId id, Clock::time_point fallback) const {
+  if (!injected_ || injected_->domid != id) return fallback;
+  auto window = std::max({std::chrono::milliseconds(2000), 2 * policy_.heartbeat_timeout, 2 * policy_.progress_timeout});
+  if (fallback - injected_->at > window || injected_->at > fallback) return fallback;
+  return injected_->at;
+}
+
 void Supervisor::fault(const std::string& cause, std::optional<Clock::time_point> began) {
   if (!active_ || !active_->pending_cause.empty()) return;  // already being handled
-  if (fault_at_ == Clock::time_point{}) fault_at_ = began.value_or(Clock::now());
+  if (fault_at_ == Clock::time_point{}) fault_at_ = fault_start(active_->info.id, began.value_or(Clock::now()));
   log_.emit({{"type", "fault_detected"}, {"domain", cfg_.name}, {"domid", active_->info.id}, {"cause", cause}});
   kill_for(cause);
 }
@@ -250,7 +261,7 @@ void Supervisor::on_death(const platform::DeathInfo& d) {
   active_.reset();
   if (state_ == DomainState::kStopped) return;
   died_at_ = d.detected;
-  if (fault_at_ == Clock::time_point{}) fault_at_ = d.detected;
+  if (fault_at_ == Clock::time_point{}) fault_at_ = fault_start(d.id, d.detected);
   last_detect_ms_ = ms_between(fault_at_, d.detected);
   last_cause_ = pending.empty() ? d.reason : pending + "; " + d.reason;
   log_.emit({{"type", "domain_died"},
@@ -263,6 +274,7 @@ void Supervisor::on_death(const platform::DeathInfo& d) {
   if (hooks_.on_fault) hooks_.on_fault(fault_at_);
   if (hooks_.on_dead) hooks_.on_dead();
   fault_at_ = {};
+  injected_.reset();
   schedule_restart();
 }
 
@@ -306,7 +318,7 @@ Result<void> Supervisor::inject(const std::string& kind) {
   if (!active_ || !active_->ready)
     return fail(Code::kRetry, "driver domain " + cfg_.name + " is not running (" + std::string(state_name(state_)) + ")");
   log_.emit({{"type", "fault_injected"}, {"domain", cfg_.name}, {"domid", active_->info.id}, {"kind", kind}});
-  fault_at_ = Clock::now();
+  injected_ = Injected{Clock::now(), active_->info.id};
   if (kind == "kill") return plat_.domains().kill(active_->info.id, SIGKILL);
   static const std::map<std::string, ctl::FaultKind> kKinds = {
       {"segv", ctl::FaultKind::kSegv},         {"hang", ctl::FaultKind::kHang},
@@ -321,7 +333,7 @@ Result<void> Supervisor::inject(const std::string& kind) {
   }
   auto it = kKinds.find(k);
   if (it == kKinds.end()) {
-    fault_at_ = {};
+    injected_.reset();
     return fail(Code::kInvalidInput, "unknown fault kind '" + kind +
                                          "' (expected kill, segv, hang, sigsys, stall, bad-id, bad-prod, bad-grant or "
                                          "garbage)");

@@ -108,6 +108,7 @@ class Supervisor {
   void kill_for(const std::string& cause);
   void schedule_restart();
   Inc* find_inc(platform::DomId id);
+  Clock::time_point fault_start(platform::DomId id, Clock::time_point fallback) const;
 
   boost::asio::io_context& io_;
   platform::Platform& plat_;
@@ -128,6 +129,11 @@ class Supervisor {
   Clock::time_point fault_at_{};  // first sign of the current fault (injection or detection)
   std::optional<Clock::time_point> died_at_;  // death detected, waiting for the next Ready
 
+  struct Injected {
+    Clock::time_point at;
+    platform::DomId domid;
+  };
+  std::optional<Injected> injected_;  // the last fault injected, for the detect phase
   uint64_t garbage_turn_ = 0;
   uint64_t incarnations_ = 0;
   uint64_t restarts_ = 0;
