@@ -54,6 +54,11 @@ Result<void> Supervisor::start() {
   return {};
 }
 
+std::chrono::milliseconds Supervisor::check_period() const {
+  auto p = std::min(policy_.heartbeat_interval, policy_.heartbeat_timeout / 10);
+  return std::max(p, std::chrono::milliseconds(1));
+}
+
 Supervisor::Inc* Supervisor::find_inc(platform::DomId id) {
   if (active_ && active_->info.id == id) return active_.get();
   if (standby_ && standby_->info.id == id) return standby_.get();
@@ -188,27 +193,34 @@ void Supervisor::on_inc_ready(Inc& inc) {
 // The standby is watched the same way: a hung standby is useless.
 void Supervisor::heartbeat_tick() {
   auto now = Clock::now();
-  ++ping_seq_;
+  // Checks run ten times per timeout so a hang is seen within 10 % of it;
+  // pings go out once per interval.
+  bool ping_now = now - last_ping_ >= policy_.heartbeat_interval;
+  if (ping_now) {
+    last_ping_ = now;
+    ++ping_seq_;
+  }
   for (Inc* inc : {active_.get(), standby_.get()}) {
     if (!inc || !inc->pending_cause.empty()) continue;
     if (!inc->ready) {
       if (now - inc->spawned > kStartTimeout) kill_inc(*inc, "start timeout (no Ready)");
       continue;
     }
-    if (now - inc->last_pong > policy_.heartbeat_timeout) {
+    if (now - inc->last_pong >= policy_.heartbeat_timeout) {
       if (inc == active_.get()) fault_at_ = fault_start(inc->info.id, inc->last_pong + policy_.heartbeat_interval);
       kill_inc(*inc, "hang (no heartbeat answer for " +
                          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - inc->last_pong).count()) +
                          " ms)");
       continue;
     }
+    if (!ping_now) continue;
     ctl::Msg ping;
     ping.type = ctl::MsgType::kPing;
     ping.b = ping_seq_;
     (void)inc->ch.send(ping);  // a full channel is itself a sign of a hang; the timeout catches it
   }
   if (state_ == DomainState::kStopped) return;
-  heartbeat_timer_.expires_after(policy_.heartbeat_interval);
+  heartbeat_timer_.expires_after(check_period());
   heartbeat_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) heartbeat_tick();
   });

@@ -125,7 +125,9 @@ class Supervisor {
   boost::asio::steady_timer restart_timer_;
   boost::asio::steady_timer standby_timer_;
 
+  std::chrono::milliseconds check_period() const;
   uint64_t ping_seq_ = 0;
+  Clock::time_point last_ping_{};
   Clock::time_point fault_at_{};  // first sign of the current fault (injection or detection)
   std::optional<Clock::time_point> died_at_;  // death detected, waiting for the next Ready
 

@@ -488,6 +488,8 @@ void VifShadow::teardown() {
   if (!topo_.guest_ns.empty()) {
     local::remove_netns(topo_.guest_ns);
     local::remove_netns(topo_.wire_ns);
+    // Also made here (before its domain ever ran, if start-up failed early).
+    local::remove_netns(topo_.driver_ns);
     topo_.guest_ns.clear();
   }
 }
