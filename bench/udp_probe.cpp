@@ -2,7 +2,7 @@
 // see a network outage from the application's side.
 //
 //   udp_probe send DST_IP PORT RATE_PPS SECONDS
-//   udp_probe recv PORT SECONDS            prints "seq arrival_ns" per datagram;
+//   udp_probe recv PORT SECONDS            prints "seq sent_ns arrival_ns" per datagram;
 //                                          stops after SECONDS or 1 s of silence
 //
 // Timestamps are CLOCK_MONOTONIC, the same clock in every network namespace,
@@ -19,6 +19,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -49,6 +51,8 @@ int do_send(const char* ip, int port, long rate, double seconds) {
     timespec ts{static_cast<time_t>(next / 1000000000ULL), static_cast<long>(next % 1000000000ULL)};
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
     std::memcpy(buf, &seq, sizeof(seq));
+    uint64_t sent = now_ns();
+    std::memcpy(buf + 8, &sent, sizeof(sent));
     // ENOBUFS/EAGAIN while the device is down: the datagram is lost, as for any app.
     (void)::sendto(s, buf, sizeof(buf), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a));
   }
@@ -71,6 +75,13 @@ int do_recv(int port, double seconds) {
   uint64_t end = now_ns() + static_cast<uint64_t>(seconds * 1e9);
   char buf[64];
   uint64_t last = 0;
+  // Kept in memory and printed at the end: writing while receiving could
+  // block on a full pipe and delay the timestamps.
+  struct Got {
+    uint64_t seq, sent, arrived;
+  };
+  std::vector<Got> got;
+  got.reserve(1 << 20);
   while (now_ns() < end) {
     pollfd p{s, POLLIN, 0};
     if (::poll(&p, 1, 100) <= 0) {
@@ -81,11 +92,15 @@ int do_recv(int port, double seconds) {
     ssize_t n = ::recv(s, buf, sizeof(buf), 0);
     uint64_t t = now_ns();
     last = t;
-    if (n < 8) continue;
-    uint64_t seq;
-    std::memcpy(&seq, buf, sizeof(seq));
-    std::printf("%llu %llu\n", static_cast<unsigned long long>(seq), static_cast<unsigned long long>(t));
+    if (n < 16) continue;
+    Got g{0, 0, t};
+    std::memcpy(&g.seq, buf, 8);
+    std::memcpy(&g.sent, buf + 8, 8);
+    got.push_back(g);
   }
+  for (auto& g : got)
+    std::printf("%llu %llu %llu\n", static_cast<unsigned long long>(g.seq), static_cast<unsigned long long>(g.sent),
+                static_cast<unsigned long long>(g.arrived));
   return 0;
 }
 
