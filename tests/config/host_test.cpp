@@ -171,3 +171,32 @@ TEST(Host, MissingHostFile_ReportsPath) {
 
 }  // namespace
 }  // namespace sd::config
+
+namespace sd::config {
+namespace {
+
+const std::filesystem::path kWireHosts = std::filesystem::path(SD_CONFIG_TEST_DATA) / "host";
+
+TEST(HostWire, Unset_DefaultsToWire) {
+  auto host = load_host(kWireHosts / "minimal.yaml");
+
+  ASSERT_TRUE(host) << to_string(host.error());
+  EXPECT_EQ(host->wire_netns, "wire");
+}
+
+TEST(HostWire, Set_Kept) {
+  auto host = load_host(kWireHosts / "wire.yaml");
+
+  ASSERT_TRUE(host) << to_string(host.error());
+  EXPECT_EQ(host->wire_netns, "lab-wire");
+}
+
+TEST(HostWire, PathLikeName_RejectedAtItsLine) {
+  auto host = load_host(kWireHosts / "bad_wire.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_NE(to_string(host.error()).find("bad_wire.yaml:4:"), std::string::npos) << to_string(host.error());
+}
+
+}  // namespace
+}  // namespace sd::config

@@ -36,6 +36,13 @@ struct DomainSpec {
   std::filesystem::path cfg_file;
   std::optional<int64_t> memory_mb;
   std::string netns;  // local: persistent named netns the domain joins ("" = fresh one)
+  // Xen: what libxl builds the domain from (from the xl cfg; unset = libxl's default).
+  std::optional<int64_t> vcpus;
+  std::string type;     // "pv" (default when empty), "pvh" or "hvm"
+  std::string kernel;   // guest kernel image in dom0's file system ("" = none)
+  std::string ramdisk;  // initrd ("" = none)
+  std::string cmdline;  // kernel command line (xl's `cmdline`, else `extra`)
+  bool driver_domain = false;  // xl's driver_domain=1: may run backends
 };
 
 // How an incarnation ended.

@@ -248,7 +248,8 @@ class FrontRing {
       return fail(Code::kRestartReplay,
                   "ring: backend rsp_prod=" + detail::idx(prod) + " is beyond the requests published (req_prod=" +
                       detail::idx(req_prod_pub_) + ", rsp_cons=" + detail::idx(rsp_cons_) + ": " +
-                      detail::idx(outstanding) + " responses possible, " + detail::idx(ready) +
+                      detail::idx(outstanding) + " responses possible, " +
+                      std::to_string(static_cast<int32_t>(ready)) +  // negative: rsp_prod went backwards
                       " claimed, ring size " + std::to_string(size()) + ")");
     }
     if (ready == 0) return std::optional<Rsp>{};

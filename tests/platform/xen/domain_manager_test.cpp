@@ -1,0 +1,502 @@
+// XenDomainManager against the fake libxl (fakes.hpp): the config it builds,
+// its error paths, kill/restart, and death events through the osevent hooks.
+#include "xen/domain_manager.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <vector>
+
+#include "fakes.hpp"
+#include "run_until.hpp"
+
+namespace sd::xen {
+namespace {
+
+using test::run_until;
+using test::settle;
+
+platform::DomainSpec pv_spec(const std::string& name = "netdd") {
+  platform::DomainSpec s;
+  s.name = name;
+  s.kernel = "/boot/vmlinuz-drvdom";
+  return s;
+}
+
+class XenDomainManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fake::libxl_reset();
+    auto m = XenDomainManager::open(io_);
+    ASSERT_TRUE(m) << m.error().to_string();
+    mgr_ = std::move(*m);
+    mgr_->on_death([this](const platform::DeathInfo& d) { deaths_.push_back(d); });
+  }
+  void TearDown() override {
+    mgr_.reset();
+    settle(io_, std::chrono::milliseconds(5));
+    fake::libxl_reset();
+  }
+  platform::DomId create(const platform::DomainSpec& s) {
+    auto info = mgr_->create(s, nullptr);
+    EXPECT_TRUE(info) << info.error().to_string();
+    return info ? info->id : 0;
+  }
+
+  boost::asio::io_context io_;
+  std::unique_ptr<XenDomainManager> mgr_;
+  std::vector<platform::DeathInfo> deaths_;
+};
+
+// ---- open ------------------------------------------------------------------
+
+TEST(XenDomainManagerOpen, CtxAllocFails_ReturnsUnavailableWithLibxlError) {
+  fake::libxl_reset();
+  fake::libxl().ctx_alloc_rc = ERROR_FAIL;
+  boost::asio::io_context io;
+
+  auto m = XenDomainManager::open(io);
+
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().code, Code::kUnavailable);
+  EXPECT_NE(m.error().message.find("libxl_ctx_alloc returned ERROR_FAIL (-3)"), std::string::npos);
+  EXPECT_EQ(fake::libxl().loggers, 0);  // the logger is not leaked
+  fake::libxl_reset();
+}
+
+TEST_F(XenDomainManagerTest, Open_Always_LetsLibxlReapOnlyItsOwnChildren) {
+  EXPECT_EQ(fake::libxl().childproc_mode, libxl_sigchld_owner_libxl_always_selective_reap);
+}
+
+TEST_F(XenDomainManagerTest, Destructor_Always_FreesCtxAndDeregistersFd) {
+  mgr_.reset();
+
+  EXPECT_EQ(fake::libxl().ctx_frees, 1);
+  EXPECT_EQ(fake::libxl().fd_deregistrations, 1);
+  EXPECT_EQ(fake::libxl().loggers, 0);
+}
+
+// ---- create: the config ------------------------------------------------------
+
+TEST_F(XenDomainManagerTest, Create_PvSpec_BuildsPvConfigWithNameAndDriverDomain) {
+  auto spec = pv_spec("netdd");
+  spec.driver_domain = true;
+
+  create(spec);
+
+  ASSERT_EQ(fake::libxl().created.size(), 1u);
+  const auto& c = fake::libxl().created[0];
+  EXPECT_EQ(c.name, "netdd");
+  EXPECT_EQ(c.c_type, LIBXL_DOMAIN_TYPE_PV);
+  EXPECT_EQ(c.b_type, LIBXL_DOMAIN_TYPE_PV);
+  EXPECT_EQ(c.driver_domain, 1);
+}
+
+TEST_F(XenDomainManagerTest, Create_NotDriverDomain_SetsDriverDomainFalse) {
+  create(pv_spec());
+
+  ASSERT_EQ(fake::libxl().created.size(), 1u);
+  EXPECT_EQ(fake::libxl().created[0].driver_domain, -1);
+}
+
+TEST_F(XenDomainManagerTest, Create_MemoryAndVcpus_SetsMemkbAndAllVcpusOnline) {
+  auto spec = pv_spec();
+  spec.memory_mb = 256;
+  spec.vcpus = 3;
+
+  create(spec);
+
+  ASSERT_EQ(fake::libxl().created.size(), 1u);
+  const auto& c = fake::libxl().created[0];
+  EXPECT_EQ(c.max_memkb, 256u * 1024);
+  EXPECT_EQ(c.target_memkb, 256u * 1024);
+  EXPECT_EQ(c.max_vcpus, 3);
+  EXPECT_EQ(c.avail_vcpus, 3);
+}
+
+TEST_F(XenDomainManagerTest, Create_NoMemoryNoVcpus_LeavesLibxlDefaults) {
+  create(pv_spec());
+
+  ASSERT_EQ(fake::libxl().created.size(), 1u);
+  const auto& c = fake::libxl().created[0];
+  EXPECT_EQ(c.max_memkb, LIBXL_MEMKB_DEFAULT);
+  EXPECT_EQ(c.target_memkb, LIBXL_MEMKB_DEFAULT);
+  EXPECT_EQ(c.max_vcpus, 0);
+  EXPECT_EQ(c.avail_vcpus, 0);
+}
+
+TEST_F(XenDomainManagerTest, Create_KernelRamdiskCmdline_CopiedToBuildInfo) {
+  auto spec = pv_spec();
+  spec.ramdisk = "/boot/initrd-drvdom";
+  spec.cmdline = "console=hvc0 quiet";
+
+  create(spec);
+
+  ASSERT_EQ(fake::libxl().created.size(), 1u);
+  const auto& c = fake::libxl().created[0];
+  EXPECT_EQ(c.kernel, "/boot/vmlinuz-drvdom");
+  EXPECT_EQ(c.ramdisk, "/boot/initrd-drvdom");
+  EXPECT_EQ(c.cmdline, "console=hvc0 quiet");
+}
+
+TEST_F(XenDomainManagerTest, Create_PvhType_BuildsPvhConfig) {
+  auto spec = pv_spec();
+  spec.type = "pvh";
+
+  create(spec);
+
+  ASSERT_EQ(fake::libxl().created.size(), 1u);
+  EXPECT_EQ(fake::libxl().created[0].c_type, LIBXL_DOMAIN_TYPE_PVH);
+  EXPECT_EQ(fake::libxl().created[0].b_type, LIBXL_DOMAIN_TYPE_PVH);
+}
+
+TEST_F(XenDomainManagerTest, Create_Success_DisposesConfig) {
+  create(pv_spec());
+
+  EXPECT_EQ(fake::libxl().config_disposes, 1);
+}
+
+// ---- create: what it returns and starts ---------------------------------------
+
+TEST_F(XenDomainManagerTest, Create_Success_ReturnsDomidNameAndNoPid) {
+  auto info = mgr_->create(pv_spec("netdd"), nullptr);
+
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_EQ(info->id, fake::libxl().created[0].domid);
+  EXPECT_EQ(info->name, "netdd");
+  EXPECT_EQ(info->pid, -1);
+}
+
+TEST_F(XenDomainManagerTest, Create_Success_EnablesDeathEventsAndUnpauses) {
+  auto id = create(pv_spec());
+
+  EXPECT_EQ(fake::libxl().death_watches, 1);
+  EXPECT_EQ(fake::libxl().unpaused, std::vector<uint32_t>{id});
+}
+
+TEST_F(XenDomainManagerTest, Create_Success_LeavesControlChannelUntouched) {
+  ctl::Channel ch;
+
+  auto info = mgr_->create(pv_spec(), &ch);
+
+  ASSERT_TRUE(info);
+  EXPECT_FALSE(ch.valid());
+}
+
+TEST_F(XenDomainManagerTest, Create_SameNameWhileFirstLives_SecondGetsDistinctXenName) {
+  auto first = create(pv_spec("netdd"));
+
+  auto second = create(pv_spec("netdd"));
+
+  EXPECT_EQ(mgr_->xen_name(first), "netdd");
+  ASSERT_TRUE(mgr_->xen_name(second));
+  EXPECT_NE(*mgr_->xen_name(second), "netdd");
+  EXPECT_EQ(fake::libxl().created[1].name, *mgr_->xen_name(second));
+}
+
+// ---- create: errors --------------------------------------------------------------
+
+TEST_F(XenDomainManagerTest, Create_LibxlFails_ReturnsErrorNamingDomainCallAndCode) {
+  fake::libxl().create_rc = ERROR_FAIL;
+
+  auto info = mgr_->create(pv_spec("netdd"), nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, Code::kSystem);
+  EXPECT_NE(info.error().message.find("'netdd'"), std::string::npos) << info.error().message;
+  EXPECT_NE(info.error().message.find("libxl_domain_create_new returned ERROR_FAIL (-3)"), std::string::npos)
+      << info.error().message;
+  EXPECT_EQ(fake::libxl().config_disposes, 1);
+}
+
+TEST_F(XenDomainManagerTest, Create_LibxlSaysInval_ReturnsInvalidInput) {
+  fake::libxl().create_rc = ERROR_INVAL;
+
+  auto info = mgr_->create(pv_spec(), nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, Code::kInvalidInput);
+}
+
+TEST_F(XenDomainManagerTest, Create_LibxlOutOfMemory_ReturnsRetry) {
+  fake::libxl().create_rc = ERROR_NOMEM;
+
+  auto info = mgr_->create(pv_spec(), nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, Code::kRetry);
+}
+
+TEST_F(XenDomainManagerTest, Create_EvenableFails_DestroysDomainAndReturnsError) {
+  fake::libxl().evenable_rc = ERROR_FAIL;
+
+  auto info = mgr_->create(pv_spec(), nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_NE(info.error().message.find("libxl_evenable_domain_death"), std::string::npos);
+  EXPECT_EQ(fake::libxl().destroyed.size(), 1u);
+  EXPECT_TRUE(fake::libxl().domains.empty());
+}
+
+TEST_F(XenDomainManagerTest, Create_UnpauseFails_DestroysDomainAndDisablesDeathEvents) {
+  fake::libxl().unpause_rc = ERROR_FAIL;
+
+  auto info = mgr_->create(pv_spec(), nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_NE(info.error().message.find("libxl_domain_unpause"), std::string::npos);
+  EXPECT_TRUE(fake::libxl().domains.empty());
+  EXPECT_EQ(fake::libxl().death_watches, 0);
+}
+
+TEST_F(XenDomainManagerTest, Create_PvWithoutKernel_ReturnsInvalidInputWithoutCallingLibxl) {
+  platform::DomainSpec spec;
+  spec.name = "netdd";
+
+  auto info = mgr_->create(spec, nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, Code::kInvalidInput);
+  EXPECT_NE(info.error().message.find("kernel="), std::string::npos);
+  EXPECT_TRUE(fake::libxl().created.empty());
+}
+
+TEST_F(XenDomainManagerTest, Create_UnknownType_ReturnsInvalidInput) {
+  auto spec = pv_spec();
+  spec.type = "qemu";
+
+  auto info = mgr_->create(spec, nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, Code::kInvalidInput);
+  EXPECT_NE(info.error().message.find("unknown type 'qemu'"), std::string::npos);
+}
+
+TEST_F(XenDomainManagerTest, Create_ZeroVcpus_ReturnsInvalidInput) {
+  auto spec = pv_spec();
+  spec.vcpus = 0;
+
+  auto info = mgr_->create(spec, nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, Code::kInvalidInput);
+}
+
+TEST_F(XenDomainManagerTest, Create_AfterDisaster_ReturnsEscalate) {
+  fake::libxl_disaster("xenstore watch fd broke");
+
+  auto info = mgr_->create(pv_spec(), nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, Code::kEscalate);
+  EXPECT_NE(info.error().message.find("xenstore watch fd broke"), std::string::npos);
+}
+
+// ---- kill --------------------------------------------------------------------------
+
+TEST_F(XenDomainManagerTest, Kill_LiveDomain_DestroysIt) {
+  auto id = create(pv_spec());
+
+  auto r = mgr_->kill(id, SIGKILL);
+
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(fake::libxl().destroyed, std::vector<uint32_t>{id});
+  EXPECT_FALSE(fake::libxl().domains.count(id));
+}
+
+TEST_F(XenDomainManagerTest, Kill_Twice_DestroysOnceAndSucceedsTwice) {
+  auto id = create(pv_spec());
+
+  auto first = mgr_->kill(id, SIGKILL);
+  auto second = mgr_->kill(id, SIGKILL);
+
+  EXPECT_TRUE(first);
+  EXPECT_TRUE(second);
+  EXPECT_EQ(fake::libxl().destroyed.size(), 1u);
+}
+
+TEST_F(XenDomainManagerTest, Kill_DomainAlreadyGoneInXen_Succeeds) {
+  auto id = create(pv_spec());
+  fake::libxl_vanish(id);  // libxl_domain_destroy now says ERROR_INVAL
+
+  auto r = mgr_->kill(id, SIGKILL);
+
+  EXPECT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(fake::libxl().destroyed, std::vector<uint32_t>{id});
+}
+
+TEST_F(XenDomainManagerTest, Kill_UnknownId_SucceedsWithoutCallingLibxl) {
+  auto r = mgr_->kill(4242, SIGKILL);
+
+  EXPECT_TRUE(r);
+  EXPECT_TRUE(fake::libxl().destroyed.empty());
+}
+
+TEST_F(XenDomainManagerTest, Kill_DestroyFailsDomainStillThere_ReturnsError) {
+  auto id = create(pv_spec("netdd"));
+  fake::libxl().destroy_rc = ERROR_FAIL;
+
+  auto r = mgr_->kill(id, SIGKILL);
+
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kSystem);
+  EXPECT_NE(r.error().message.find("libxl_domain_destroy returned ERROR_FAIL"), std::string::npos);
+  EXPECT_NE(r.error().message.find("'netdd'"), std::string::npos);
+}
+
+TEST_F(XenDomainManagerTest, Kill_LiveDomain_ReportsDeathOnceAsKilled) {
+  auto id = create(pv_spec("netdd"));
+
+  ASSERT_TRUE(mgr_->kill(id, SIGKILL));
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+  settle(io_);  // libxl's own DOMAIN_DEATH for it arrives too
+
+  ASSERT_EQ(deaths_.size(), 1u);
+  EXPECT_EQ(deaths_[0].id, id);
+  EXPECT_EQ(deaths_[0].name, "netdd");
+  EXPECT_EQ(deaths_[0].reason, "killed (destroyed by shadowd)");
+  EXPECT_EQ(deaths_[0].signal, SIGKILL);
+}
+
+// ---- death events ---------------------------------------------------------------------
+
+TEST_F(XenDomainManagerTest, DeathEvent_DomainDestroyedElsewhere_ReportsDestroyedOnce) {
+  auto id = create(pv_spec("netdd"));
+
+  fake::libxl_deliver_death(id);
+  fake::libxl_deliver_death(id);
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+  settle(io_);
+
+  ASSERT_EQ(deaths_.size(), 1u);
+  EXPECT_EQ(deaths_[0].id, id);
+  EXPECT_EQ(deaths_[0].name, "netdd");
+  EXPECT_EQ(deaths_[0].reason, "destroyed");
+  EXPECT_EQ(fake::libxl().death_watches, 0);
+}
+
+TEST_F(XenDomainManagerTest, DeathEvent_Delivered_CameThroughOseventFd) {
+  auto id = create(pv_spec());
+
+  fake::libxl_deliver_death(id);
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+
+  EXPECT_GE(fake::libxl().occurred_fd, 1);
+  EXPECT_EQ(fake::libxl().occurred_fd_bogus, 0);
+  EXPECT_EQ(fake::libxl().events_freed, 1);
+}
+
+TEST_F(XenDomainManagerTest, ShutdownCrash_ReportsCrashedOnceAndDestroysDomain) {
+  auto id = create(pv_spec());
+
+  fake::libxl_deliver_shutdown(id, LIBXL_SHUTDOWN_REASON_CRASH);
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+  settle(io_);  // the DOMAIN_DEATH that destroying it causes is not reported again
+
+  ASSERT_EQ(deaths_.size(), 1u);
+  EXPECT_EQ(deaths_[0].reason, "crashed (domain crash)");
+  EXPECT_EQ(deaths_[0].signal, 0);
+  EXPECT_EQ(fake::libxl().destroyed, std::vector<uint32_t>{id});
+  EXPECT_FALSE(fake::libxl().domains.count(id));
+}
+
+TEST_F(XenDomainManagerTest, ShutdownPoweroff_ReportsShutDownPoweroff) {
+  auto id = create(pv_spec());
+
+  fake::libxl_deliver_shutdown(id, LIBXL_SHUTDOWN_REASON_POWEROFF);
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+
+  EXPECT_EQ(deaths_[0].reason, "shut down (poweroff)");
+}
+
+TEST_F(XenDomainManagerTest, ShutdownWatchdog_ReportsHang) {
+  auto id = create(pv_spec());
+
+  fake::libxl_deliver_shutdown(id, LIBXL_SHUTDOWN_REASON_WATCHDOG);
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+
+  EXPECT_EQ(deaths_[0].reason, "hang (watchdog)");
+}
+
+TEST_F(XenDomainManagerTest, ShutdownCrash_NameFreedForNextIncarnation) {
+  auto id = create(pv_spec("netdd"));
+  fake::libxl_deliver_shutdown(id, LIBXL_SHUTDOWN_REASON_CRASH);
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+
+  auto next = create(pv_spec("netdd"));
+
+  EXPECT_EQ(mgr_->xen_name(next), "netdd");
+}
+
+TEST_F(XenDomainManagerTest, DeathEvent_OtherDomain_NotReported) {
+  create(pv_spec());
+
+  fake::libxl_deliver_death(999);
+  settle(io_);
+
+  EXPECT_TRUE(deaths_.empty());
+}
+
+TEST_F(XenDomainManagerTest, DeathEvent_AfterManagerDestroyed_NotReported) {
+  auto id = create(pv_spec());
+  fake::libxl_deliver_death(id);
+
+  mgr_.reset();
+  settle(io_);
+
+  EXPECT_TRUE(deaths_.empty());
+}
+
+// ---- restart ---------------------------------------------------------------------------
+
+TEST_F(XenDomainManagerTest, Restart_LiveDomain_DestroysAndCreatesSameSpec) {
+  auto spec = pv_spec("netdd");
+  spec.memory_mb = 128;
+  auto old_id = create(spec);
+
+  auto info = mgr_->restart(old_id, nullptr);
+
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_NE(info->id, old_id);
+  EXPECT_EQ(fake::libxl().destroyed, std::vector<uint32_t>{old_id});
+  ASSERT_EQ(fake::libxl().created.size(), 2u);
+  EXPECT_EQ(fake::libxl().created[1].name, "netdd");
+  EXPECT_EQ(fake::libxl().created[1].max_memkb, 128u * 1024);
+}
+
+TEST_F(XenDomainManagerTest, Restart_UnknownId_ReturnsInvalidInput) {
+  auto info = mgr_->restart(4242, nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, Code::kInvalidInput);
+}
+
+TEST_F(XenDomainManagerTest, Restart_LiveDomain_ReportsOldIncarnationDeath) {
+  auto old_id = create(pv_spec());
+
+  ASSERT_TRUE(mgr_->restart(old_id, nullptr));
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+  settle(io_);
+
+  ASSERT_EQ(deaths_.size(), 1u);
+  EXPECT_EQ(deaths_[0].id, old_id);
+}
+
+// ---- destruction --------------------------------------------------------------------------
+
+TEST_F(XenDomainManagerTest, Destructor_LiveDomains_DestroysThem) {
+  auto id = create(pv_spec());
+
+  mgr_.reset();
+
+  EXPECT_EQ(fake::libxl().destroyed, std::vector<uint32_t>{id});
+  EXPECT_EQ(fake::libxl().death_watches, 0);
+}
+
+TEST(XenLibxlErrorName, KnownAndUnknownCodes_NameAndNumber) {
+  EXPECT_EQ(libxl_error_name(ERROR_DOMAIN_NOTFOUND), "ERROR_DOMAIN_NOTFOUND (-21)");
+  EXPECT_EQ(libxl_error_name(-999), "libxl error -999");
+}
+
+}  // namespace
+}  // namespace sd::xen

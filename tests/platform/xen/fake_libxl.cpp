@@ -1,0 +1,319 @@
+// Fake libxl (and the two xentoollog calls): see fakes.hpp.
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <map>
+
+extern "C" {
+#include <libxl.h>
+#include <libxl_event.h>
+#include <libxl_utils.h>
+#include <xentoollog.h>
+}
+
+#include "fakes.hpp"
+
+// The opaque types libxl.h only declares.
+struct libxl__ctx {
+  const libxl_osevent_hooks* os_hooks = nullptr;
+  void* os_user = nullptr;
+  const libxl_event_hooks* ev_hooks = nullptr;
+  void* ev_user = nullptr;
+  int efd = -1;                 // "libxl's xenstore fd", registered through os_hooks
+  void* efd_reg = nullptr;      // the application's registration for it
+  void* timeout_reg = nullptr;  // the application's registration of our timeout
+};
+struct libxl__evgen_domain_death {
+  uint32_t domid;
+  libxl_ev_user user;
+};
+struct xentoollog_logger_stdiostream {
+  xentoollog_logger base;
+};
+
+namespace fake {
+
+namespace {
+
+struct PendingEvent {
+  libxl_event_type type;
+  uint32_t domid;
+  int reason;
+};
+
+struct Hidden {
+  libxl_ctx* ctx = nullptr;  // the one live ctx
+  std::map<libxl_evgen_domain_death*, bool> evgens;
+  std::deque<PendingEvent> pending;
+  int fd_token = 0;       // &fd_token is libxl's for_libxl of the fd
+  int timeout_token = 0;  // ... of the timeout
+};
+
+Libxl g_state;
+Hidden g_hidden;
+
+void signal_fd() {
+  if (!g_hidden.ctx || g_hidden.ctx->efd < 0) return;
+  uint64_t one = 1;
+  (void)!::write(g_hidden.ctx->efd, &one, sizeof one);
+}
+
+void queue(PendingEvent ev) {
+  g_hidden.pending.push_back(ev);
+  signal_fd();
+}
+
+}  // namespace
+
+Libxl& libxl() { return g_state; }
+
+void libxl_reset() {
+  for (auto& [evgen, _] : g_hidden.evgens) delete evgen;
+  g_hidden = Hidden{};
+  g_state = Libxl{};
+}
+
+void libxl_deliver_death(uint32_t domid) {
+  g_state.domains.erase(domid);
+  queue({LIBXL_EVENT_TYPE_DOMAIN_DEATH, domid, 0});
+}
+
+void libxl_deliver_shutdown(uint32_t domid, int reason) {
+  queue({LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN, domid, reason});
+}
+
+void libxl_vanish(uint32_t domid) { g_state.domains.erase(domid); }
+
+void libxl_disaster(const char* msg) {
+  libxl_ctx* ctx = g_hidden.ctx;
+  if (ctx && ctx->ev_hooks && ctx->ev_hooks->disaster) ctx->ev_hooks->disaster(ctx->ev_user, LIBXL_EVENT_TYPE_DOMAIN_DEATH, msg, EIO);
+}
+
+void libxl_make_fd_readable() { signal_fd(); }
+
+void libxl_modify_fd(short events) {
+  libxl_ctx* ctx = g_hidden.ctx;
+  ctx->os_hooks->fd_modify(ctx->os_user, ctx->efd, &ctx->efd_reg, events);
+}
+
+void libxl_deregister_fd() {
+  libxl_ctx* ctx = g_hidden.ctx;
+  ctx->os_hooks->fd_deregister(ctx->os_user, ctx->efd, ctx->efd_reg);
+  ctx->efd_reg = nullptr;
+  ++g_state.fd_deregistrations;
+}
+
+void libxl_register_timeout(int ms_from_now) {
+  libxl_ctx* ctx = g_hidden.ctx;
+  timeval now{};
+  ::gettimeofday(&now, nullptr);
+  int64_t us = int64_t(now.tv_usec) + int64_t(ms_from_now) * 1000;
+  timeval abs{now.tv_sec + us / 1000000, us % 1000000};
+  ctx->os_hooks->timeout_register(ctx->os_user, &ctx->timeout_reg, abs, &g_hidden.timeout_token);
+}
+
+void libxl_timeout_now() {
+  libxl_ctx* ctx = g_hidden.ctx;
+  ctx->os_hooks->timeout_modify(ctx->os_user, &ctx->timeout_reg, timeval{0, 0});
+}
+
+}  // namespace fake
+
+using fake::g_hidden;
+using fake::g_state;
+
+extern "C" {
+
+// ---- xentoollog ------------------------------------------------------------
+
+xentoollog_logger_stdiostream* xtl_createlogger_stdiostream(FILE*, xentoollog_level, unsigned) {
+  ++g_state.loggers;
+  return new xentoollog_logger_stdiostream{};
+}
+
+void xtl_logger_destroy(struct xentoollog_logger* logger) {
+  if (!logger) return;
+  --g_state.loggers;
+  delete reinterpret_cast<xentoollog_logger_stdiostream*>(logger);
+}
+
+// ---- context -----------------------------------------------------------------
+
+int libxl_ctx_alloc(libxl_ctx** pctx, int, unsigned, xentoollog_logger*) {
+  *pctx = nullptr;
+  if (g_state.ctx_alloc_rc) return g_state.ctx_alloc_rc;
+  *pctx = g_hidden.ctx = new libxl_ctx{};
+  ++g_state.ctx_allocs;
+  return 0;
+}
+
+int libxl_ctx_free(libxl_ctx* ctx) {
+  if (!ctx) return 0;
+  if (ctx->efd >= 0) {
+    if (ctx->efd_reg) {
+      ctx->os_hooks->fd_deregister(ctx->os_user, ctx->efd, ctx->efd_reg);
+      ++g_state.fd_deregistrations;
+    }
+    ::close(ctx->efd);
+  }
+  if (g_hidden.ctx == ctx) g_hidden.ctx = nullptr;
+  delete ctx;
+  ++g_state.ctx_frees;
+  return 0;
+}
+
+// Like libxl: registering the hooks registers its (here: only) fd at once.
+void libxl_osevent_register_hooks(libxl_ctx* ctx, const libxl_osevent_hooks* hooks, void* user) {
+  ctx->os_hooks = hooks;
+  ctx->os_user = user;
+  ctx->efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (hooks->fd_register(user, ctx->efd, &ctx->efd_reg, POLLIN, &g_hidden.fd_token) == 0)
+    ++g_state.fd_registrations;
+  else
+    ctx->efd_reg = nullptr;
+}
+
+void libxl_event_register_callbacks(libxl_ctx* ctx, const libxl_event_hooks* hooks, void* user) {
+  ctx->ev_hooks = hooks;
+  ctx->ev_user = user;
+}
+
+void libxl_childproc_setmode(libxl_ctx*, const libxl_childproc_hooks* hooks, void*) {
+  g_state.childproc_mode = hooks ? static_cast<int>(hooks->chldowner) : -1;
+}
+
+// The fd is readable: consume it and deliver every queued event to the
+// death watches that match it, through event_occurs.
+void libxl_osevent_occurred_fd(libxl_ctx* ctx, void* for_libxl, int, short, short revents) {
+  if (for_libxl != &g_hidden.fd_token) {
+    ++g_state.occurred_fd_bogus;
+    return;
+  }
+  ++g_state.occurred_fd;
+  g_state.last_revents = revents;
+  uint64_t n;
+  (void)!::read(ctx->efd, &n, sizeof n);
+  std::deque<fake::PendingEvent> pending;
+  pending.swap(g_hidden.pending);
+  for (const auto& p : pending) {
+    for (auto& [evgen, _] : g_hidden.evgens) {
+      if (evgen->domid != p.domid || !ctx->ev_hooks) continue;
+      auto* ev = static_cast<libxl_event*>(std::calloc(1, sizeof(libxl_event)));
+      ev->domid = p.domid;
+      ev->type = p.type;
+      ev->for_user = evgen->user;
+      ev->u.domain_shutdown.shutdown_reason = static_cast<uint8_t>(p.reason);
+      ctx->ev_hooks->event_occurs(ctx->ev_user, ev);
+    }
+  }
+}
+
+void libxl_osevent_occurred_timeout(libxl_ctx*, void* for_libxl) {
+  if (for_libxl == &g_hidden.timeout_token) ++g_state.occurred_timeout;
+}
+
+void libxl_event_free(libxl_ctx*, libxl_event* event) {
+  ++g_state.events_freed;
+  std::free(event);
+}
+
+// ---- configuration -----------------------------------------------------------
+
+void libxl_domain_config_init(libxl_domain_config* d) {
+  std::memset(d, 0, sizeof *d);
+  d->c_info.type = LIBXL_DOMAIN_TYPE_INVALID;
+  d->b_info.type = LIBXL_DOMAIN_TYPE_INVALID;
+  d->b_info.max_memkb = d->b_info.target_memkb = LIBXL_MEMKB_DEFAULT;
+}
+
+void libxl_domain_build_info_init_type(libxl_domain_build_info* b, libxl_domain_type type) { b->type = type; }
+
+void libxl_domain_config_dispose(libxl_domain_config* d) {
+  std::free(d->c_info.name);
+  std::free(d->b_info.kernel);
+  std::free(d->b_info.ramdisk);
+  std::free(d->b_info.cmdline);
+  std::free(d->b_info.avail_vcpus.map);
+  std::memset(d, 0, sizeof *d);
+  ++g_state.config_disposes;
+}
+
+void libxl_defbool_set(libxl_defbool* db, bool b) { db->val = b ? 1 : -1; }
+
+int libxl_bitmap_alloc(libxl_ctx*, libxl_bitmap* bitmap, int n_bits) {
+  bitmap->size = static_cast<uint32_t>((n_bits + 7) / 8);
+  bitmap->map = static_cast<uint8_t*>(std::calloc(bitmap->size, 1));
+  return 0;
+}
+
+void libxl_bitmap_set(libxl_bitmap* bitmap, int bit) {
+  if (bit >= 0 && static_cast<uint32_t>(bit / 8) < bitmap->size) bitmap->map[bit / 8] |= uint8_t(1u << (bit % 8));
+}
+
+// ---- domains -----------------------------------------------------------------
+
+int libxl_domain_create_new(libxl_ctx*, libxl_domain_config* d, uint32_t* domid, const libxl_asyncop_how*,
+                            const libxl_asyncprogress_how*) {
+  if (g_state.create_rc) return g_state.create_rc;
+  fake::CreatedDomain c;
+  c.domid = *domid = g_state.next_domid++;
+  c.name = d->c_info.name ? d->c_info.name : "";
+  c.c_type = d->c_info.type;
+  c.b_type = d->b_info.type;
+  c.driver_domain = d->c_info.driver_domain.val;
+  c.max_memkb = d->b_info.max_memkb;
+  c.target_memkb = d->b_info.target_memkb;
+  c.max_vcpus = d->b_info.max_vcpus;
+  for (uint32_t i = 0; i < d->b_info.avail_vcpus.size; ++i) c.avail_vcpus += __builtin_popcount(d->b_info.avail_vcpus.map[i]);
+  c.kernel = d->b_info.kernel ? d->b_info.kernel : "";
+  c.ramdisk = d->b_info.ramdisk ? d->b_info.ramdisk : "";
+  c.cmdline = d->b_info.cmdline ? d->b_info.cmdline : "";
+  g_state.created.push_back(c);
+  g_state.domains.insert(c.domid);
+  return 0;
+}
+
+int libxl_domain_unpause(libxl_ctx*, uint32_t domid, const libxl_asyncop_how*) {
+  if (g_state.unpause_rc) return g_state.unpause_rc;
+  g_state.unpaused.push_back(domid);
+  return 0;
+}
+
+// As libxl does for a domid that does not exist: ERROR_INVAL. Destroying an
+// existing domain fires its death watches (DOMAIN_DEATH).
+int libxl_domain_destroy(libxl_ctx*, uint32_t domid, const libxl_asyncop_how*) {
+  g_state.destroyed.push_back(domid);
+  if (g_state.destroy_rc) return g_state.destroy_rc;
+  if (!g_state.domains.count(domid)) return ERROR_INVAL;
+  fake::libxl_deliver_death(domid);
+  return 0;
+}
+
+int libxl_domain_info(libxl_ctx*, libxl_dominfo*, uint32_t domid) {
+  return g_state.domains.count(domid) ? 0 : ERROR_DOMAIN_NOTFOUND;
+}
+
+int libxl_evenable_domain_death(libxl_ctx*, uint32_t domid, libxl_ev_user user, libxl_evgen_domain_death** out) {
+  *out = nullptr;
+  if (g_state.evenable_rc) return g_state.evenable_rc;
+  *out = new libxl_evgen_domain_death{domid, user};
+  g_hidden.evgens[*out] = true;
+  ++g_state.death_watches;
+  return 0;
+}
+
+void libxl_evdisable_domain_death(libxl_ctx*, libxl_evgen_domain_death* evgen) {
+  if (g_hidden.evgens.erase(evgen)) {
+    delete evgen;
+    --g_state.death_watches;
+  }
+}
+
+}  // extern "C"

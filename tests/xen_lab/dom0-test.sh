@@ -1,0 +1,188 @@
+#!/bin/sh
+# The lab test, run by /init inside the lab's dom0 (Xen 4.17, Debian PV dom0).
+#   1. xl info; shadowd --platform xen --check / run, recorded verbatim
+#   2. manual baseline: PV driver domain netdd (driver_domain = 1) + guest
+#      guest1; N x (xl destroy + xl create netdd until its init wrote data/ready)
+#   3. crash netdd with `xl sysrq netdd c`; dom0 must see @releaseDomain and
+#      state 'c'; then recover it by hand (destroy + create)
+#   4. optional: shadowd --platform local inside dom0 (/lab/local-test.sh)
+# Waits use xenstore watches (no polling). Results go to the serial console as
+#   SDLAB-MARK <name> [info]     progress (the host runner timestamps them)
+#   SDLAB-KV <key> <base64>      results (base64 so any text survives)
+# and the host runner (qemu_run.py) turns them into the JSON report.
+LAB_RESTARTS=3; LAB_LOCAL=1
+[ -r /lab/lab.env ] && . /lab/lab.env
+SD=/opt/shadowd/bin
+XH=/lab/hosts/xen
+WAIT_S=300                     # generous: a domU boot takes 11-17 s under TCG
+export PATH=$SD:$PATH
+
+now_ms() { date +%s%3N; }
+mark() { echo "SDLAB-MARK $*"; }
+kv() { printf 'SDLAB-KV %s %s\n' "$1" "$(printf '%s' "$2" | base64 -w0)"; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b-a)/1000}'; }
+# watch_until PATH TIMEOUT_S CHECK [ACTION...]
+# Registers a xenstore watch on PATH. Once the watch is live (its first event,
+# which xenstored sends on registration, arrived) it runs ACTION, then evaluates
+# the shell command CHECK after every watch event. Returns 0 as soon as CHECK
+# succeeds, 1 after TIMEOUT_S. Race-free: the watch exists before CHECK first runs.
+watch_until() {
+    w_path=$1; w_to=$2; w_check=$3; shift 3
+    w_fifo=/tmp/sdlab-watch.$$
+    rm -f "$w_fifo"; mkfifo "$w_fifo"
+    timeout "$w_to" xenstore-watch "$w_path" > "$w_fifo" 2>/dev/null &
+    w_pid=$!
+    exec 3< "$w_fifo"
+    w_rc=1
+    if read -r w_ev <&3; then
+        [ $# -gt 0 ] && "$@"
+        while :; do
+            if eval "$w_check" >/dev/null 2>&1; then w_rc=0; break; fi
+            read -r w_ev <&3 || break          # EOF: timeout ended the watch
+        done
+    fi
+    exec 3<&-
+    kill "$w_pid" 2>/dev/null; wait "$w_pid" 2>/dev/null
+    rm -f "$w_fifo"
+    return $w_rc
+}
+
+dom_state() { xl list "$1" 2>/dev/null | awk 'NR==2{print $5}'; }
+is_crashed() { dom_state "$1" | grep -q c; }
+show_console() { echo "--- console of $1 (last 20 lines):"; tail -20 "/var/log/xen/console/guest-$1.log" 2>/dev/null; }
+
+# create_and_wait NAME CFG -> 0 once the new domain's init wrote data/ready; sets DOMID
+create_and_wait() {
+    if ! xl create "$2" > "/tmp/xl-create-$1.log" 2>&1; then
+        echo "xl create $1 failed:"; cat "/tmp/xl-create-$1.log"; return 1
+    fi
+    DOMID=$(xl domid "$1")
+    if ! watch_until "/local/domain/$DOMID/data/ready" $WAIT_S "xenstore-read /local/domain/$DOMID/data/ready"; then
+        echo "TIMEOUT: $1 (domid $DOMID) did not write data/ready within ${WAIT_S}s"; xl list; show_console "$1"
+        return 1
+    fi
+}
+
+T_BEGIN=$(now_ms)
+# ------------------------------------------------------------------ 1. Xen and shadowd --platform xen
+mark xl_info_start
+if xl info > /tmp/xl-info.txt 2>&1; then
+    mark xl_ready
+    grep -E '^(host|release|xen_version|xen_caps|virt_caps|nr_cpus|total_memory|free_memory|xen_commandline)' /tmp/xl-info.txt
+    kv xen_version "$(awk -F': ' '/^xen_version/{print $2}' /tmp/xl-info.txt)"
+    kv dom0_kernel "$(uname -r)"
+else
+    cat /tmp/xl-info.txt; kv fatal "xl info failed: $(head -3 /tmp/xl-info.txt)"
+    exit 1
+fi
+xl list
+
+mark shadowd_xen_check
+echo "\$ shadowd --platform xen --check --config $XH/host.yaml"
+OUT=$(timeout 60 shadowd --platform xen --check --config $XH/host.yaml 2>&1); RC=$?
+echo "$OUT"; echo "(exit $RC)"
+kv xen_check_out "$OUT"; kv xen_check_rc $RC
+
+mark shadowd_xen_run
+echo "\$ shadowd --platform xen --config $XH/host.yaml   (30 s limit)"
+OUT=$(timeout -s TERM 30 shadowd --platform xen --config $XH/host.yaml 2>&1); RC=$?
+echo "$OUT"; echo "(exit $RC)"
+kv xen_run_out "$OUT"; kv xen_run_rc $RC
+# If a future shadowd did start domains, leave a clean slate for the baseline.
+for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
+
+# ------------------------------------------------------------------ 2. manual baseline
+mark baseline_start
+grep -v '^vif' $XH/guest1.cfg > /tmp/guest1-novif.cfg
+t0=$(now_ms)
+if create_and_wait guest1 /tmp/guest1-novif.cfg; then
+    t1=$(now_ms); kv guest_create_s "$(secs $t0 $t1)"
+    mark guest_ready domid=$DOMID "$(secs $t0 $t1)s"
+else
+    kv fatal "guest1 did not come up"
+fi
+t0=$(now_ms)
+if create_and_wait netdd $XH/netdd.cfg; then
+    t1=$(now_ms); kv dd_cold_create_s "$(secs $t0 $t1)"
+    mark dd_ready domid=$DOMID "$(secs $t0 $t1)s"
+else
+    kv fatal "netdd did not come up"; LAB_RESTARTS=0
+fi
+xl list
+
+samples=""
+i=1
+while [ $i -le "$LAB_RESTARTS" ]; do
+    a=$(now_ms)
+    xl destroy netdd
+    b=$(now_ms)
+    if create_and_wait netdd $XH/netdd.cfg; then
+        c=$(now_ms)
+        s=$(secs $a $c)
+        samples="$samples $s"
+        echo "SDLAB-RESULT restart#$i destroy=$(secs $a $b)s create_until_ready=$(secs $b $c)s total=${s}s domid=$DOMID"
+        mark dd_restart_$i "${s}s"
+    else
+        echo "SDLAB-RESULT restart#$i FAILED"; break
+    fi
+    i=$((i+1))
+done
+kv baseline_samples_s "$(echo $samples)"
+mark baseline_done
+
+# ------------------------------------------------------------------ 3. crash the driver domain
+crashes=0
+if xl domid netdd >/dev/null 2>&1; then
+    mark crash_start
+    # The action runs once the @releaseDomain watch is live; the check is
+    # evaluated on every @releaseDomain event.
+    send_crash() { c0=$(now_ms); xl sysrq netdd c; c_sent=$(now_ms); }
+    if watch_until @releaseDomain 120 "is_crashed netdd" send_crash; then
+        c1=$(now_ms)
+        crashes=1
+        echo "SDLAB-RESULT crash: @releaseDomain fired and xl list shows '$(dom_state netdd)' $((c1-c0)) ms after xl sysrq netdd c was started ($((c_sent-c0)) ms in xl sysrq itself)"
+        kv crash_detect_ms $((c1-c0))
+        kv crash_sysrq_ms $((c_sent-c0))
+        kv crash_state "$(dom_state netdd)"
+        mark crash_observed
+        xl list
+        echo "--- xl's monitor log for netdd:"; tail -4 /var/log/xen/xl-netdd.log 2>/dev/null
+        show_console netdd | grep -iE 'sysrq|panic|crash' | head -5
+        # manual recovery of the crashed driver domain (what shadowd has to beat)
+        a=$(now_ms); xl destroy netdd
+        if create_and_wait netdd $XH/netdd.cfg; then
+            kv crash_recover_s "$(secs $a $(now_ms))"
+            mark crash_recovered domid=$DOMID
+        fi
+    else
+        echo "SDLAB-RESULT crash: not observed within 120 s (state '$(dom_state netdd)')"
+        show_console netdd
+    fi
+fi
+kv crashes $crashes
+kv guest_state_end "$(dom_state guest1)"
+xl list
+for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
+kv xen_tests_s "$(secs $T_BEGIN $(now_ms))"
+mark xen_tests_done
+
+# ------------------------------------------------------------------ 4. local platform inside dom0 (optional)
+if [ "$LAB_LOCAL" = 1 ]; then
+    mark local_start
+    # The sandbox pivot_roots, which the initramfs root (rootfs) refuses: run it
+    # chrooted in a tmpfs copy of the userspace.
+    R=/sdlocal
+    mkdir -p $R && mount -t tmpfs -o size=640m,mode=755 sdlocal $R
+    for d in bin sbin lib lib64; do [ -L /$d ] && cp -a /$d $R/; done
+    cp -a /usr /etc /opt /lab $R/ 2>/dev/null
+    mkdir -p $R/proc $R/sys $R/dev $R/run $R/tmp $R/var/tmp $R/root && chmod 1777 $R/tmp
+    ln -sfn /run $R/var/run
+    mount -t proc proc $R/proc && mount -t sysfs sys $R/sys && mount --rbind /dev $R/dev \
+        && mount -t tmpfs -o mode=755 tmpfs $R/run
+    modprobe veth 2>/dev/null; modprobe tun 2>/dev/null
+    timeout 240 chroot $R sh /lab/local-test.sh 2>&1
+    echo "(local-test exit $?)"
+    umount -l $R 2>/dev/null
+    mark local_done
+fi
+mark all_done

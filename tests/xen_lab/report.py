@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Turn one lab run (run.sh's phases/notes + qemu_run.py's result.json) into the
+one-line JSON report. Prints a short phase summary, then the JSON object as the
+last line; also writes it to RUN_DIR/summary.json."""
+import argparse
+import json
+import os
+import statistics
+
+
+def read_lines(path):
+    try:
+        with open(path) as f:
+            return [l.rstrip("\n") for l in f if l.strip()]
+    except OSError:
+        return []
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--failed-phase", default="")
+    ap.add_argument("--restarts", default="3")
+    ap.add_argument("--cache", default="")
+    a = ap.parse_args()
+
+    phases = []
+    for l in read_lines(os.path.join(a.run_dir, "phases.txt")):
+        name, _, secs = l.rpartition(" ")
+        phases.append((name, float(secs)))
+    notes = read_lines(os.path.join(a.run_dir, "notes.txt"))
+    try:
+        with open(os.path.join(a.run_dir, "result.json")) as f:
+            res = json.load(f)
+    except (OSError, ValueError):
+        res = {}
+    kv, marks = res.get("kv", {}), res.get("marks", {})
+
+    def num(key):
+        try:
+            return float(kv[key])
+        except (KeyError, ValueError):
+            return None
+
+    samples = [float(x) for x in kv.get("baseline_samples_s", "").split()]
+    baseline = round(statistics.median(samples), 2) if samples else None
+    xen_platform = kv.get("xen_run_out")
+    xen_platform = xen_platform.strip() if xen_platform is not None else None
+    boot_s = marks.get("xl_ready")
+
+    out_notes = []
+    if a.failed_phase:
+        out_notes.append(f"FAILED in phase '{a.failed_phase}'" +
+                         (f" (qemu: {res.get('state')}, dom0 test complete: {res.get('test_complete')})"
+                          if res else ""))
+    if "fatal" in kv:
+        out_notes.append("dom0 test: " + kv["fatal"])
+    if kv.get("xen_version"):
+        out_notes.append(f"Xen {kv['xen_version']} under QEMU TCG (2 vCPUs, 3 GiB, no KVM), "
+                         f"Debian {kv.get('dom0_kernel', '?')} as PV dom0 (1 GiB) and PV domUs")
+    if boot_s is not None:
+        out_notes.append(f"boot_s = QEMU start -> first successful `xl info` in dom0 "
+                         f"(dom0 /init at {marks.get('dom0_init', '?')} s)")
+    if samples:
+        out_notes.append(
+            f"baseline_s = median of {len(samples)} x (`xl destroy netdd` + `xl create netdd` until the new "
+            f"domain's init wrote data/ready, seen by a xenstore watch): "
+            f"{' / '.join(f'{s:.2f}' for s in samples)} s; first cold create {kv.get('dd_cold_create_s', '?')} s; "
+            f"netdd = PV driver_domain=1, 128 MiB, busybox initramfs loading xen-netback")
+    elif res:
+        out_notes.append(f"baseline not measured (asked for {a.restarts} restarts)")
+    if res:
+        out_notes.append("baseline is a plain driver-domain restart: no vif is attached to netdd "
+                         "(libxl's backend hotplug inside a driver domain did not complete in the "
+                         "reference lab), guest1 runs without devices and stays up "
+                         f"(state at the end '{kv.get('guest_state_end', '?')}')")
+    if "crash_detect_ms" in kv:
+        out_notes.append(f"crashes: `xl sysrq netdd c` -> dom0 saw @releaseDomain and state "
+                         f"'{kv.get('crash_state', '?')}' {kv['crash_detect_ms']} ms after `xl sysrq` started "
+                         f"({kv.get('crash_sysrq_ms', '?')} ms of it in `xl sysrq` itself); manual recovery "
+                         f"(destroy + create until ready) {kv.get('crash_recover_s', '?')} s")
+    elif res:
+        out_notes.append("crashes: the sysrq crash of netdd was not observed")
+    if "xen_check_out" in kv:
+        out_notes.append(f"`shadowd --platform xen --check` (exit {kv.get('xen_check_rc')}): "
+                         f"{kv['xen_check_out'].strip()}")
+    if xen_platform is not None:
+        out_notes.append(f"xen_platform = output of `shadowd --platform xen --config` "
+                         f"(exit {kv.get('xen_run_rc')})")
+    out_notes.append("app_exit, bytes_ok, shadow_cold_ms, standby_ms stay null: shadowd's Xen platform is "
+                     "not implemented yet, so no guest application runs through a shadowed device on Xen "
+                     "and there is no shadowd recovery to time")
+    if "local_result" in kv:
+        out_notes.append("shadowd --platform local inside dom0: " + kv["local_result"].strip())
+    out_notes += notes
+    if phases:
+        out_notes.append("phases: " + ", ".join(f"{n} {s:.1f}s" for n, s in phases))
+    garbled = [k for k in kv if k.endswith("_garbled")]
+    if garbled:
+        out_notes.append("garbled serial lines for: " + ", ".join(garbled))
+
+    report = {
+        "crashes": int(num("crashes") or 0),
+        "app_exit": None,
+        "bytes_ok": None,
+        "baseline_s": baseline,
+        "shadow_cold_ms": None,
+        "standby_ms": None,
+        "xen_platform": xen_platform,
+        "boot_s": boot_s,
+        "notes": out_notes,
+    }
+    line = json.dumps(report)
+    try:
+        with open(os.path.join(a.run_dir, "summary.json"), "w") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass
+    print("[xen-lab] " + " | ".join(f"{n} {s:.1f}s" for n, s in phases))
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
