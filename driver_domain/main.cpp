@@ -80,7 +80,7 @@ std::string list_netdevs() {
       // socket() is not on the allow-list: the kernel kills us with SIGSYS.
       ::syscall(SYS_socket, 2 /*AF_INET*/, 1 /*SOCK_STREAM*/, 0);
       break;
-    case sd::ctl::FaultKind::kExit:
+    default:  // kExit; ring faults are handled by the backends
       break;
   }
   std::_Exit(3);
