@@ -89,6 +89,10 @@ Result<void> Netback::do_tx(bool& notify) {
         garbage_.reset();
       }
       (void)tx_->put_response(rsp);
+      // Publish each response at once: if this incarnation dies, the
+      // frontend replays only what was not answered, so answering late
+      // would make frames that already left go out twice.
+      if (tx_->push_responses()) notify = true;
       if (garbage_ == ctl::FaultKind::kBadProd) {
         // Publish more responses than there are requests.
         auto* s = reinterpret_cast<netif_tx_sring*>(pages_[netif::kTxRingRef]);
@@ -136,6 +140,9 @@ Result<void> Netback::do_rx(bool& notify) {
       garbage_.reset();
     }
     (void)rx_->put_response(rsp);
+    // A frame taken from the NIC is published at once: a crash before this
+    // point loses at most the one frame in hand.
+    if (rx_->push_responses()) notify = true;
     produced = true;
   }
   if (produced && rx_->push_responses()) notify = true;
