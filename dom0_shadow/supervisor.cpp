@@ -73,6 +73,12 @@ std::unique_ptr<Supervisor::Inc> Supervisor::spawn_inc(bool standby) {
   spec.cfg_file = cfg_.file;
   spec.memory_mb = cfg_.memory_mb;
   spec.netns = "sd-" + cfg_.name;  // persistent: passed-through devices outlive the incarnation
+  spec.vcpus = cfg_.vcpus;
+  spec.type = cfg_.type.value_or("");
+  spec.kernel = cfg_.kernel.value_or("");
+  spec.ramdisk = cfg_.ramdisk.value_or("");
+  spec.cmdline = cfg_.cmdline ? *cfg_.cmdline : cfg_.extra.value_or("");
+  spec.driver_domain = cfg_.driver_domain;
   auto inc = std::make_unique<Inc>();
   inc->spawned = Clock::now();
   inc->standby = standby;
@@ -85,6 +91,12 @@ std::unique_ptr<Supervisor::Inc> Supervisor::spawn_inc(bool standby) {
   inc->info = *info;
   inc->last_pong = Clock::now();
   ++incarnations_;
+  if (!inc->ch.valid()) {
+    // No control channel on this platform yet (Xen: libxenvchan is still to
+    // come): the domain runs, but nothing can say Ready or answer heartbeats.
+    log_.emit({{"type", "no_control_channel"}, {"domain", cfg_.name}, {"domid", inc->info.id}});
+    return inc;
+  }
   (void)inc->ch.set_nonblocking(true);
   inc->wait = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(inc->ch.fd()));
   arm_control_wait(*inc);

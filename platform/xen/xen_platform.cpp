@@ -26,12 +26,27 @@ std::string unavailable_reason() {
   return {};
 }
 
-Result<std::unique_ptr<platform::Platform>> create(boost::asio::io_context&, const platform::Options&) {
+Result<std::pair<std::unique_ptr<platform::EventChannel>, std::unique_ptr<platform::EventChannel>>>
+XenPlatform::make_event_channel() {
+  return fail(Code::kUnavailable, "xen platform: event channels are not implemented on xen yet");
+}
+
+Result<std::unique_ptr<platform::GrantPool>> XenPlatform::make_grant_pool(size_t) {
+  return fail(Code::kUnavailable, "xen platform: grant pools are not implemented on xen yet");
+}
+
+Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_context& io) {
+  auto domains = XenDomainManager::open(io);
+  if (!domains) return std::unexpected(domains.error());
+  auto store = XenStore::open(io);
+  if (!store) return std::unexpected(store.error());
+  return std::unique_ptr<platform::Platform>(std::make_unique<XenPlatform>(std::move(*domains), std::move(*store)));
+}
+
+Result<std::unique_ptr<platform::Platform>> create(boost::asio::io_context& io, const platform::Options&) {
   if (auto why = unavailable_reason(); !why.empty())
     return fail(Code::kUnavailable, "xen platform not available on this host: " + why);
-  return fail(Code::kUnavailable,
-              "xen platform: this host is a dom0, but the libxl/xenstore back ends are not built yet; use "
-              "--platform local");
+  return open_platform(io);
 }
 
 }  // namespace sd::xen

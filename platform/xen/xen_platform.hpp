@@ -1,6 +1,8 @@
-// The Xen platform: libxl for domains, xenstore, grant tables and event
-// channels. This build probes for a usable dom0; the domain, ring and store
-// back ends follow in the real-Xen work (see docs/ARCHITECTURE.md).
+// The Xen platform: libxl for driver domains (domain_manager.hpp) and the
+// real xenstore (store.hpp), both driven by shadowd's io_context. Event
+// channels and grants (libxenevtchn, libxengnttab) and the vchan control
+// channel are not built yet: make_event_channel() and make_grant_pool()
+// return kUnavailable.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -8,13 +10,38 @@
 #include <string>
 
 #include "sd/core/platform.hpp"
+#include "xen/domain_manager.hpp"
+#include "xen/store.hpp"
 
 namespace sd::xen {
+
+class XenPlatform final : public platform::Platform {
+ public:
+  XenPlatform(std::unique_ptr<XenDomainManager> domains, std::unique_ptr<XenStore> store)
+      : domains_(std::move(domains)), store_(std::move(store)) {}
+  std::string name() const override { return "xen"; }
+  platform::DomainManager& domains() override { return *domains_; }
+  platform::Store& store() override { return *store_; }
+  // kUnavailable: not implemented on xen yet.
+  Result<std::pair<std::unique_ptr<platform::EventChannel>, std::unique_ptr<platform::EventChannel>>>
+  make_event_channel() override;
+  // kUnavailable: not implemented on xen yet.
+  Result<std::unique_ptr<platform::GrantPool>> make_grant_pool(size_t pages) override;
+
+ private:
+  std::unique_ptr<XenDomainManager> domains_;
+  std::unique_ptr<XenStore> store_;
+};
 
 // Empty if this host is a Xen dom0 whose toolstack libxl can talk to;
 // otherwise the reason it is not.
 std::string unavailable_reason();
 
+// Probes (unavailable_reason), then opens libxl and xenstore.
 Result<std::unique_ptr<platform::Platform>> create(boost::asio::io_context& io, const platform::Options& opts);
+
+// Opens libxl and xenstore without probing first (create() after the probe;
+// unit tests, where both are link-level fakes).
+Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_context& io);
 
 }  // namespace sd::xen

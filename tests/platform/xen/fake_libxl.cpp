@@ -93,7 +93,8 @@ void libxl_vanish(uint32_t domid) { g_state.domains.erase(domid); }
 
 void libxl_disaster(const char* msg) {
   libxl_ctx* ctx = g_hidden.ctx;
-  if (ctx && ctx->ev_hooks && ctx->ev_hooks->disaster) ctx->ev_hooks->disaster(ctx->ev_user, LIBXL_EVENT_TYPE_DOMAIN_DEATH, msg, EIO);
+  if (ctx && ctx->ev_hooks && ctx->ev_hooks->disaster)
+    ctx->ev_hooks->disaster(ctx->ev_user, LIBXL_EVENT_TYPE_DOMAIN_DEATH, msg, EIO);
 }
 
 void libxl_make_fd_readable() { signal_fd(); }
@@ -271,7 +272,8 @@ int libxl_domain_create_new(libxl_ctx*, libxl_domain_config* d, uint32_t* domid,
   c.max_memkb = d->b_info.max_memkb;
   c.target_memkb = d->b_info.target_memkb;
   c.max_vcpus = d->b_info.max_vcpus;
-  for (uint32_t i = 0; i < d->b_info.avail_vcpus.size; ++i) c.avail_vcpus += __builtin_popcount(d->b_info.avail_vcpus.map[i]);
+  for (uint32_t i = 0; i < d->b_info.avail_vcpus.size; ++i)
+    c.avail_vcpus += __builtin_popcount(d->b_info.avail_vcpus.map[i]);
   c.kernel = d->b_info.kernel ? d->b_info.kernel : "";
   c.ramdisk = d->b_info.ramdisk ? d->b_info.ramdisk : "";
   c.cmdline = d->b_info.cmdline ? d->b_info.cmdline : "";

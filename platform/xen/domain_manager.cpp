@@ -1,0 +1,325 @@
+#include "xen/domain_manager.hpp"
+
+#include <signal.h>
+
+#include <boost/asio/post.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace sd::xen {
+
+using platform::DomId;
+
+std::string libxl_error_name(int rc) {
+  const char* name = nullptr;
+  switch (rc) {
+    case ERROR_NONSPECIFIC: name = "ERROR_NONSPECIFIC"; break;
+    case ERROR_VERSION: name = "ERROR_VERSION"; break;
+    case ERROR_FAIL: name = "ERROR_FAIL"; break;
+    case ERROR_NI: name = "ERROR_NI"; break;
+    case ERROR_NOMEM: name = "ERROR_NOMEM"; break;
+    case ERROR_INVAL: name = "ERROR_INVAL"; break;
+    case ERROR_BADFAIL: name = "ERROR_BADFAIL"; break;
+    case ERROR_GUEST_TIMEDOUT: name = "ERROR_GUEST_TIMEDOUT"; break;
+    case ERROR_TIMEDOUT: name = "ERROR_TIMEDOUT"; break;
+    case ERROR_NOPARAVIRT: name = "ERROR_NOPARAVIRT"; break;
+    case ERROR_NOT_READY: name = "ERROR_NOT_READY"; break;
+    case ERROR_OSEVENT_REG_FAIL: name = "ERROR_OSEVENT_REG_FAIL"; break;
+    case ERROR_LOCK_FAIL: name = "ERROR_LOCK_FAIL"; break;
+    case ERROR_DOMAIN_NOTFOUND: name = "ERROR_DOMAIN_NOTFOUND"; break;
+    case ERROR_ABORTED: name = "ERROR_ABORTED"; break;
+    case ERROR_NOTFOUND: name = "ERROR_NOTFOUND"; break;
+    case ERROR_DOMAIN_DESTROYED: name = "ERROR_DOMAIN_DESTROYED"; break;
+    default: break;
+  }
+  std::string n = std::to_string(rc);
+  return name ? std::string(name) + " (" + n + ")" : "libxl error " + n;
+}
+
+namespace {
+
+Code code_for(int rc) {
+  switch (rc) {
+    case ERROR_INVAL: return Code::kInvalidInput;
+    case ERROR_NOMEM:
+    case ERROR_LOCK_FAIL:
+    case ERROR_TIMEDOUT: return Code::kRetry;
+    default: return Code::kSystem;
+  }
+}
+
+std::unexpected<Error> libxl_fail(const std::string& what, const char* call, int rc) {
+  return fail(code_for(rc), "xen: " + what + ": " + call + " returned " + libxl_error_name(rc) +
+                                " (libxl's log on stderr says why)");
+}
+
+std::string domain_label(DomId id, const std::string& name) {
+  return "domain " + std::to_string(id) + " ('" + name + "')";
+}
+
+std::string shutdown_reason(int reason) {
+  switch (reason) {
+    case LIBXL_SHUTDOWN_REASON_CRASH: return "crashed (domain crash)";
+    case LIBXL_SHUTDOWN_REASON_WATCHDOG: return "hang (watchdog)";
+    case LIBXL_SHUTDOWN_REASON_POWEROFF: return "shut down (poweroff)";
+    case LIBXL_SHUTDOWN_REASON_REBOOT: return "shut down (reboot)";
+    case LIBXL_SHUTDOWN_REASON_SUSPEND: return "shut down (suspend)";
+    case LIBXL_SHUTDOWN_REASON_SOFT_RESET: return "shut down (soft reset)";
+    default: return "shut down (reason " + std::to_string(reason) + ")";
+  }
+}
+
+Result<libxl_domain_type> parse_type(const platform::DomainSpec& spec) {
+  if (spec.type.empty() || spec.type == "pv") return LIBXL_DOMAIN_TYPE_PV;
+  if (spec.type == "pvh") return LIBXL_DOMAIN_TYPE_PVH;
+  if (spec.type == "hvm") return LIBXL_DOMAIN_TYPE_HVM;
+  return fail(Code::kInvalidInput,
+              "xen: domain '" + spec.name + "': unknown type '" + spec.type + "' (expected pv, pvh or hvm)");
+}
+
+Result<void> validate(const platform::DomainSpec& spec, libxl_domain_type type) {
+  auto bad = [&](const std::string& why) {
+    return fail(Code::kInvalidInput, "xen: domain '" + spec.name + "': " + why);
+  };
+  if (spec.name.empty()) return bad("no name");
+  if (type != LIBXL_DOMAIN_TYPE_HVM && spec.kernel.empty())
+    return bad("a " + (spec.type.empty() ? std::string("pv") : spec.type) + " domain needs kernel= in its cfg");
+  if (spec.memory_mb && *spec.memory_mb < 1) return bad("memory must be at least 1 MiB");
+  if (spec.vcpus && (*spec.vcpus < 1 || *spec.vcpus > 4096)) return bad("vcpus must be between 1 and 4096");
+  return {};
+}
+
+char* c_string(const std::string& s) { return s.empty() ? nullptr : ::strdup(s.c_str()); }
+
+// Fills a libxl_domain_config the way xl does for the keys a DomainSpec has.
+// The caller disposes of it (libxl frees the strdup'ed strings).
+Result<void> build_config(libxl_ctx* ctx, const platform::DomainSpec& spec, libxl_domain_type type,
+                          const std::string& xen_name, libxl_domain_config* cfg) {
+  libxl_domain_create_info& c = cfg->c_info;
+  c.type = type;
+  c.name = c_string(xen_name);
+  libxl_defbool_set(&c.driver_domain, spec.driver_domain);
+
+  libxl_domain_build_info& b = cfg->b_info;
+  libxl_domain_build_info_init_type(&b, type);
+  if (spec.memory_mb) b.max_memkb = b.target_memkb = static_cast<uint64_t>(*spec.memory_mb) * 1024;
+  if (spec.vcpus) {
+    int n = static_cast<int>(*spec.vcpus);
+    b.max_vcpus = n;
+    // All of them online, as xl does for vcpus=N.
+    if (int rc = libxl_bitmap_alloc(ctx, &b.avail_vcpus, n); rc != 0)
+      return libxl_fail("building domain '" + spec.name + "'", "libxl_bitmap_alloc", rc);
+    for (int i = 0; i < n; ++i) libxl_bitmap_set(&b.avail_vcpus, i);
+  }
+  b.kernel = c_string(spec.kernel);
+  b.ramdisk = c_string(spec.ramdisk);
+  b.cmdline = c_string(spec.cmdline);
+  return {};
+}
+
+}  // namespace
+
+const libxl_event_hooks XenDomainManager::kEventHooks = {
+    (1UL << LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN) | (1UL << LIBXL_EVENT_TYPE_DOMAIN_DEATH),
+    &XenDomainManager::event_occurs,
+    &XenDomainManager::disaster,
+};
+
+// shadowd reaps its own children synchronously (waitpid on its pids); libxl
+// must reap only its own (hotplug scripts, bootloader, device models).
+const libxl_childproc_hooks XenDomainManager::kChildHooks = {
+    libxl_sigchld_owner_libxl_always_selective_reap, nullptr, nullptr};
+
+Result<std::unique_ptr<XenDomainManager>> XenDomainManager::open(boost::asio::io_context& io) {
+  auto* log = reinterpret_cast<xentoollog_logger*>(xtl_createlogger_stdiostream(stderr, XTL_ERROR, 0));
+  if (!log) return fail(Code::kUnavailable, "xen: cannot create libxl's logger (out of memory)");
+  std::unique_ptr<XenDomainManager> m(new XenDomainManager(io, log));
+  int rc = libxl_ctx_alloc(&m->ctx_, LIBXL_VERSION, 0, log);
+  if (rc != 0 || !m->ctx_) {
+    m->ctx_ = nullptr;
+    return fail(Code::kUnavailable,
+                "xen: libxl_ctx_alloc returned " + libxl_error_name(rc) + " (is xenstored running? are we dom0?)");
+  }
+  m->osevents_->attach(m->ctx_);
+  libxl_childproc_setmode(m->ctx_, &kChildHooks, nullptr);
+  libxl_event_register_callbacks(m->ctx_, &kEventHooks, m.get());
+  return m;
+}
+
+XenDomainManager::XenDomainManager(boost::asio::io_context& io, xentoollog_logger* log)
+    : io_(io), log_(log), osevents_(std::make_unique<LibxlOsEvents>(io)) {}
+
+XenDomainManager::~XenDomainManager() {
+  self_.reset();
+  if (ctx_) {
+    for (auto& [id, inc] : live_) {
+      if (inc.evgen) libxl_evdisable_domain_death(ctx_, inc.evgen);
+      if (!inc.destroyed) (void)destroy(id, inc.xen_name);
+    }
+    osevents_->detach();
+    libxl_ctx_free(ctx_);  // deregisters its fds through osevents_
+  }
+  osevents_.reset();
+  if (log_) xtl_logger_destroy(log_);
+}
+
+std::optional<std::string> XenDomainManager::xen_name(DomId id) const {
+  auto it = live_.find(id);
+  if (it == live_.end()) return std::nullopt;
+  return it->second.xen_name;
+}
+
+std::string XenDomainManager::pick_xen_name(const std::string& name) const {
+  for (const auto& [id, inc] : live_)
+    if (!inc.destroyed && inc.xen_name == name) return name + "-" + std::to_string(next_serial_);
+  return name;
+}
+
+// ---- create ----------------------------------------------------------------
+
+Result<platform::DomainInfo> XenDomainManager::create(const platform::DomainSpec& spec, ctl::Channel*) {
+  if (!disaster_.empty())
+    return fail(Code::kEscalate, "xen: libxl reported a disaster earlier (" + disaster_ + "); restart shadowd");
+  auto type = parse_type(spec);
+  if (!type) return std::unexpected(type.error());
+  if (auto ok = validate(spec, *type); !ok) return std::unexpected(ok.error());
+  std::string xen_name = pick_xen_name(spec.name);
+  std::string what = "creating domain '" + xen_name + "'";
+
+  libxl_domain_config cfg;
+  libxl_domain_config_init(&cfg);
+  auto built = build_config(ctx_, spec, *type, xen_name, &cfg);
+  uint32_t domid = INVALID_DOMID;
+  int rc = built ? libxl_domain_create_new(ctx_, &cfg, &domid, nullptr, nullptr) : 0;
+  libxl_domain_config_dispose(&cfg);
+  if (!built) return std::unexpected(built.error());
+  if (rc != 0) {
+    // libxl cleans up after other errors; ERROR_ABORTED may leave a
+    // half-created domain behind.
+    if (rc == ERROR_ABORTED && domid != static_cast<uint32_t>(INVALID_DOMID)) (void)destroy(domid, xen_name);
+    return libxl_fail(what, "libxl_domain_create_new", rc);
+  }
+
+  // Death events before the domain runs: nothing it does can be missed.
+  uint64_t serial = next_serial_++;
+  libxl_evgen_domain_death* evgen = nullptr;
+  rc = libxl_evenable_domain_death(ctx_, domid, serial, &evgen);
+  if (rc != 0) {
+    (void)destroy(domid, xen_name);
+    return libxl_fail(what, "libxl_evenable_domain_death", rc);
+  }
+  rc = libxl_domain_unpause(ctx_, domid, nullptr);
+  if (rc != 0) {
+    libxl_evdisable_domain_death(ctx_, evgen);
+    (void)destroy(domid, xen_name);
+    return libxl_fail(what, "libxl_domain_unpause", rc);
+  }
+
+  Incarnation inc;
+  inc.spec = spec;
+  inc.info = {domid, spec.name, -1, platform::Clock::now()};
+  inc.xen_name = xen_name;
+  inc.serial = serial;
+  inc.evgen = evgen;
+  auto info = inc.info;
+  live_[domid] = std::move(inc);
+  // *ctl stays as it is: the control channel on Xen is libxenvchan (not yet).
+  return info;
+}
+
+// ---- kill / restart --------------------------------------------------------
+
+Result<void> XenDomainManager::destroy(DomId id, const std::string& name) {
+  int rc = libxl_domain_destroy(ctx_, id, nullptr);
+  if (rc == 0 || rc == ERROR_DOMAIN_NOTFOUND) return {};
+  // libxl says ERROR_INVAL (among others) for a domid that no longer exists:
+  // ask it whether the domain is there at all.
+  if (libxl_domain_info(ctx_, nullptr, id) == ERROR_DOMAIN_NOTFOUND) return {};
+  return libxl_fail("destroying " + domain_label(id, name), "libxl_domain_destroy", rc);
+}
+
+Result<void> XenDomainManager::kill(DomId id, int signal) {
+  auto it = live_.find(id);
+  if (it == live_.end() || it->second.destroyed) return {};  // already dead or dying: idempotent
+  if (auto d = destroy(id, it->second.xen_name); !d) return d;
+  it->second.destroyed = true;
+  // libxl will report DOMAIN_DEATH too; whichever comes first is reported.
+  uint64_t serial = it->second.serial;
+  boost::asio::post(io_, [weak = std::weak_ptr<XenDomainManager*>(self_), id, serial, signal] {
+    if (auto self = weak.lock()) (*self)->report_death(id, serial, "killed (destroyed by shadowd)", signal);
+  });
+  return {};
+}
+
+Result<platform::DomainInfo> XenDomainManager::restart(DomId id, ctl::Channel* ctl) {
+  auto it = live_.find(id);
+  if (it == live_.end()) return fail(Code::kInvalidInput, "xen: no live domain with id " + std::to_string(id));
+  platform::DomainSpec spec = it->second.spec;
+  if (auto k = kill(id, SIGKILL); !k) return std::unexpected(k.error());
+  return create(spec, ctl);
+}
+
+// ---- death -----------------------------------------------------------------
+
+// May run inside any libxl call (reentrancy allowed, but our state may be
+// mid-change): copy what matters, free the event, handle it on the io_context.
+void XenDomainManager::event_occurs(void* user, libxl_event* ev) {
+  auto* self = static_cast<XenDomainManager*>(user);
+  Event e;
+  e.domid = ev->domid;
+  e.type = ev->type;
+  e.serial = ev->for_user;
+  if (ev->type == LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN) e.shutdown_reason = ev->u.domain_shutdown.shutdown_reason;
+  libxl_event_free(self->ctx_, ev);
+  boost::asio::post(self->io_, [weak = std::weak_ptr<XenDomainManager*>(self->self_), e] {
+    if (auto s = weak.lock()) (*s)->on_event(e);
+  });
+}
+
+// Must not call libxl. Events may be lost from now on: record it so that
+// create() refuses, and say so on stderr.
+void XenDomainManager::disaster(void* user, libxl_event_type type, const char* msg, int errnoval) {
+  auto* self = static_cast<XenDomainManager*>(user);
+  self->disaster_ = std::string(msg ? msg : "unknown") + (errnoval ? std::string(": ") + std::strerror(errnoval) : "");
+  std::fprintf(stderr, "shadowd: xen: libxl disaster (event type %d): %s\n", static_cast<int>(type),
+               self->disaster_.c_str());
+}
+
+void XenDomainManager::on_event(const Event& ev) {
+  auto it = live_.find(ev.domid);
+  if (it == live_.end() || it->second.serial != ev.serial) return;  // reported already, or an older domid user
+  Incarnation& inc = it->second;
+  if (ev.type == LIBXL_EVENT_TYPE_DOMAIN_DEATH) {
+    if (inc.destroyed)
+      report_death(ev.domid, ev.serial, "killed (destroyed by shadowd)", SIGKILL);
+    else
+      report_death(ev.domid, ev.serial, "destroyed", 0);
+    return;
+  }
+  if (ev.type != LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN) return;
+  // It shut down but still exists (xl's on_crash=destroy is ours to do):
+  // destroy it first, so the next incarnation can take its name.
+  if (!inc.destroyed) {
+    if (auto d = destroy(ev.domid, inc.xen_name); !d)
+      std::fprintf(stderr, "shadowd: %s\n", d.error().message.c_str());
+    inc.destroyed = true;
+  }
+  report_death(ev.domid, ev.serial, shutdown_reason(ev.shutdown_reason), 0);
+}
+
+void XenDomainManager::report_death(DomId id, uint64_t serial, std::string reason, int signal) {
+  auto it = live_.find(id);
+  if (it == live_.end() || it->second.serial != serial) return;  // reported already
+  platform::DeathInfo d;
+  d.id = id;
+  d.name = it->second.info.name;
+  d.signal = signal;
+  d.reason = std::move(reason);
+  d.detected = platform::Clock::now();
+  if (it->second.evgen) libxl_evdisable_domain_death(ctx_, it->second.evgen);
+  live_.erase(it);
+  if (on_death_) on_death_(d);
+}
+
+}  // namespace sd::xen

@@ -1,0 +1,121 @@
+// Driver domains as real Xen domains, through libxl.
+//
+//   create   DomainSpec -> libxl_domain_config (PV unless spec.type says
+//            otherwise) -> libxl_domain_create_new -> death events enabled
+//            -> libxl_domain_unpause
+//   kill     libxl_domain_destroy (every signal means destroy); a domain that
+//            is already gone counts as killed
+//   restart  kill + create the same spec
+//   death    libxl's DOMAIN_SHUTDOWN / DOMAIN_DEATH events, with libxl's fds
+//            and timeouts on the caller's io_context (osevent.hpp); reported
+//            once per incarnation, on the io_context, through on_death()
+//
+// Death reasons:
+//   "killed (destroyed by shadowd)"  kill() destroyed it (signal = the one asked for)
+//   "crashed (domain crash)"         it crashed (SHUTDOWN, reason crash)
+//   "hang (watchdog)"                its Xen watchdog fired
+//   "shut down (poweroff|reboot|suspend|soft reset)"
+//   "destroyed"                      it vanished without shutting down (xl destroy)
+// A domain that shut down is destroyed before its death is reported, so the
+// next incarnation can take its name.
+//
+// Names: Xen needs unique domain names, but an active and a standby
+// incarnation share the spec's name. The first live incarnation gets the
+// spec's name; another one created while it lives gets "<name>-<serial>".
+// DomainInfo.name and DeathInfo.name are always the spec's name.
+//
+// Not yet on Xen: the control channel. create() leaves *ctl untouched (it will
+// be a libxenvchan to the driver domain's runtime); the caller gets an
+// invalid Channel. libxl_domain_create_new and _destroy run synchronously, on
+// the caller's thread (they block the io_context for as long as Xen takes).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+extern "C" {
+#include <libxl.h>
+#include <libxl_event.h>
+#include <libxl_utils.h>
+#include <xentoollog.h>
+}
+
+#include "sd/core/platform.hpp"
+#include "xen/osevent.hpp"
+
+namespace sd::xen {
+
+// "ERROR_FAIL (-3)" for a libxl error code.
+std::string libxl_error_name(int rc);
+
+class XenDomainManager final : public platform::DomainManager {
+ public:
+  // Opens a libxl context (logging errors to stderr) driven by `io`, with
+  // libxl reaping only its own children (shadowd waits for its own).
+  // kUnavailable if libxl_ctx_alloc fails.
+  static Result<std::unique_ptr<XenDomainManager>> open(boost::asio::io_context& io);
+  // Destroys the live incarnations (as the local platform kills its
+  // processes), then frees the libxl context.
+  ~XenDomainManager() override;
+
+  // kInvalidInput: the spec cannot describe a domain (unknown type, PV/PVH
+  // without kernel, memory or vcpus < 1) or libxl rejected it (ERROR_INVAL);
+  // kRetry: libxl ran out of memory, a lock or time; kEscalate: libxl
+  // reported a disaster earlier; kSystem: anything else. The message names
+  // the domain, the libxl call and its error; libxl's own log says why.
+  Result<platform::DomainInfo> create(const platform::DomainSpec& spec, ctl::Channel* ctl) override;
+  Result<void> kill(platform::DomId id, int signal) override;
+  // kInvalidInput if `id` is not a live incarnation of this manager.
+  Result<platform::DomainInfo> restart(platform::DomId id, ctl::Channel* ctl) override;
+  void on_death(DeathHandler h) override { on_death_ = std::move(h); }
+  void forget(const std::string&) override {}  // nothing persists per name on Xen (yet)
+
+  // The incarnation's name in Xen (`xl list`); nullopt if not live here.
+  std::optional<std::string> xen_name(platform::DomId id) const;
+
+ private:
+  struct Incarnation {
+    platform::DomainSpec spec;
+    platform::DomainInfo info;
+    std::string xen_name;
+    uint64_t serial = 0;  // libxl_ev_user of its death events
+    libxl_evgen_domain_death* evgen = nullptr;
+    bool destroyed = false;  // kill() destroyed it; its death report is queued
+  };
+  // What event_occurs copies out of a libxl_event before freeing it.
+  struct Event {
+    platform::DomId domid = 0;
+    libxl_event_type type{};
+    int shutdown_reason = 0;
+    uint64_t serial = 0;
+  };
+
+  XenDomainManager(boost::asio::io_context& io, xentoollog_logger* log);
+  static void event_occurs(void* user, libxl_event* ev);
+  static void disaster(void* user, libxl_event_type type, const char* msg, int errnoval);
+  static const libxl_event_hooks kEventHooks;
+  static const libxl_childproc_hooks kChildHooks;
+
+  std::string pick_xen_name(const std::string& name) const;
+  void on_event(const Event& ev);
+  // Removes the incarnation and reports its death.
+  void report_death(platform::DomId id, uint64_t serial, std::string reason, int signal);
+  // libxl_domain_destroy; success if the domain is gone either way.
+  Result<void> destroy(platform::DomId id, const std::string& name);
+
+  boost::asio::io_context& io_;
+  xentoollog_logger* log_ = nullptr;
+  libxl_ctx* ctx_ = nullptr;
+  std::unique_ptr<LibxlOsEvents> osevents_;
+  DeathHandler on_death_;
+  std::map<platform::DomId, Incarnation> live_;
+  uint64_t next_serial_ = 1;
+  std::string disaster_;  // set once libxl reported one: no more creates
+  // Posted handlers hold a weak reference: after destruction they do nothing.
+  std::shared_ptr<XenDomainManager*> self_ = std::make_shared<XenDomainManager*>(this);
+};
+
+}  // namespace sd::xen
