@@ -221,13 +221,12 @@ class Runtime {
 
   // Attach = kDevAttach (class, config, event channels, device) followed by
   // kGrantFds batches with the guest's granted pages; serving starts when the
-  // last page is mapped.
+  // last page has arrived (pages are mapped on first use).
   struct Pending {
     uint32_t cls = 0;
     sd::netif::VifConfig cfg{};
     std::vector<sd::UniqueFd> fds;
-    std::vector<uint8_t*> pages;
-    size_t mapped = 0;
+    std::unique_ptr<sd::drvdom::GrantedPages> pages;
     bool standby = false;
   };
 
@@ -238,7 +237,7 @@ class Runtime {
     p.standby = (m.a & sd::ctl::kAttachStandby) != 0;
     p.cfg = m.get_payload<sd::netif::VifConfig>();
     p.fds = std::move(fds);
-    p.pages.assign(sd::netif::kPoolPages, nullptr);
+    p.pages = std::make_unique<sd::drvdom::GrantedPages>(sd::netif::kPoolPages);
     pending_[m.b] = std::move(p);
   }
 
@@ -246,17 +245,12 @@ class Runtime {
     auto it = pending_.find(m.b);
     if (it == pending_.end()) return;
     Pending& p = it->second;
-    for (size_t i = 0; i < fds.size(); ++i) {
-      size_t ref = size_t{m.a} + i;
-      if (ref >= p.pages.size() || p.pages[ref]) continue;
-      void* addr = ::mmap(nullptr, sd::netif::kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i].get(), 0);
-      if (addr == MAP_FAILED) continue;
-      p.pages[ref] = static_cast<uint8_t*>(addr);
-      ++p.mapped;
-    }
-    if (p.mapped < p.pages.size()) return;
+    // Pages are mapped when the backend first uses them (see GrantedPages).
+    for (size_t i = 0; i < fds.size(); ++i) (void)p.pages->add(size_t{m.a} + i, std::move(fds[i]));
+    if (p.pages->received() < p.pages->size()) return;
     if (p.standby) {
-      // Warm standby: everything mapped, rings untouched until kDevGo.
+      // Warm standby: everything mapped now, rings untouched until kDevGo.
+      p.pages->map_all();
       Msg ready;
       ready.type = MsgType::kDevAttached;
       ready.b = m.b;
@@ -272,7 +266,7 @@ class Runtime {
     Msg done;
     done.type = MsgType::kDevAttached;
     done.b = m.b;
-    if (it == pending_.end() || it->second.mapped < it->second.pages.size()) {
+    if (it == pending_.end() || it->second.pages->received() < it->second.pages->size()) {
       done.a = ENOENT;
       done.set_text("no standby attach to start");
       (void)ch_.send(done);
@@ -287,7 +281,7 @@ class Runtime {
     Msg done;
     done.type = MsgType::kDevAttached;
     done.b = handle;
-    auto nb = sd::drvdom::Netback::create(p.pages, std::move(p.fds), p.cfg);
+    auto nb = sd::drvdom::Netback::create(std::move(p.pages), std::move(p.fds), p.cfg);
     if (!nb) {
       done.a = EINVAL;
       done.set_text(nb.error().message);

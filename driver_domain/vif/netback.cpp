@@ -10,10 +10,13 @@ namespace sd::drvdom {
 
 using netif::kPageSize;
 
-Result<std::unique_ptr<Netback>> Netback::create(std::vector<uint8_t*> pages, std::vector<UniqueFd> fds,
+Result<std::unique_ptr<Netback>> Netback::create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
                                                  const netif::VifConfig& cfg) {
   if (fds.size() != 3) return fail(Code::kInvalidInput, "vif attach needs 3 fds, got " + std::to_string(fds.size()));
-  if (pages.size() < netif::kPoolPages) return fail(Code::kInvalidInput, "vif attach: pool too small");
+  if (!pages || pages->size() < netif::kPoolPages) return fail(Code::kInvalidInput, "vif attach: pool too small");
+  uint8_t* tx_page = pages->get(netif::kTxRingRef);
+  uint8_t* rx_page = pages->get(netif::kRxRingRef);
+  if (!tx_page || !rx_page) return fail(Code::kInvalidInput, "vif attach: ring pages not granted");
   auto nb = std::unique_ptr<Netback>(new Netback());
   nb->pages_ = std::move(pages);
   nb->to_front_ = std::move(fds[0]);
@@ -22,9 +25,9 @@ Result<std::unique_ptr<Netback>> Netback::create(std::vector<uint8_t*> pages, st
   nb->cfg_ = cfg;
   // init=false: the frontend owns the ring; a new backend continues from the
   // shared rsp_prod (everything after it is ours to serve, replays included).
-  auto tx = ring::BackRing<netif::TxTraits>::attach(nb->pages_[netif::kTxRingRef], kPageSize, false);
+  auto tx = ring::BackRing<netif::TxTraits>::attach(tx_page, kPageSize, false);
   if (!tx) return std::unexpected(tx.error());
-  auto rx = ring::BackRing<netif::RxTraits>::attach(nb->pages_[netif::kRxRingRef], kPageSize, false);
+  auto rx = ring::BackRing<netif::RxTraits>::attach(rx_page, kPageSize, false);
   if (!rx) return std::unexpected(rx.error());
   nb->tx_.emplace(std::move(*tx));
   nb->rx_.emplace(std::move(*rx));
@@ -49,8 +52,8 @@ void Netback::inject(ctl::FaultKind k) {
 
 uint8_t* Netback::buffer(grant_ref_t ref) {
   // Ring pages are not buffers; anything past the pool was never granted.
-  if (ref < 2 || ref >= pages_.size()) return nullptr;
-  return pages_[ref];
+  if (ref < 2) return nullptr;
+  return pages_->get(ref);
 }
 
 Result<void> Netback::service() {
@@ -95,7 +98,7 @@ Result<void> Netback::do_tx(bool& notify) {
       if (tx_->push_responses()) notify = true;
       if (garbage_ == ctl::FaultKind::kBadProd) {
         // Publish more responses than there are requests.
-        auto* s = reinterpret_cast<netif_tx_sring*>(pages_[netif::kTxRingRef]);
+        auto* s = reinterpret_cast<netif_tx_sring*>(pages_->get(netif::kTxRingRef));
         std::atomic_ref<RING_IDX>(s->rsp_prod).store(tx_->rsp_prod_pvt() + 100, std::memory_order_release);
         garbage_.reset();
         notify = true;

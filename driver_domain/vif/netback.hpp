@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "granted_pages.hpp"
 #include "sd/core/fd.hpp"
 #include "sd/core/netif.hpp"
 #include "sd/core/ring.hpp"
@@ -19,7 +20,7 @@ class Netback final : public Backend {
   // pages: the guest's granted pool, indexed by grant ref (ring pages first).
   // fds: [0] eventfd to notify the frontend, [1] eventfd the frontend kicks,
   // [2] the NIC socket.
-  static Result<std::unique_ptr<Netback>> create(std::vector<uint8_t*> pages, std::vector<UniqueFd> fds,
+  static Result<std::unique_ptr<Netback>> create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
                                                  const netif::VifConfig& cfg);
   void poll_fds(std::vector<pollfd>& fds) override;
   Result<void> service() override;
@@ -32,7 +33,7 @@ class Netback final : public Backend {
   Result<void> do_rx(bool& notify);
   uint8_t* buffer(grant_ref_t ref);
 
-  std::vector<uint8_t*> pages_;
+  std::unique_ptr<GrantedPages> pages_;
   UniqueFd to_front_, from_front_, nic_;
   netif::VifConfig cfg_{};
   std::optional<ring::BackRing<netif::TxTraits>> tx_;
