@@ -1,16 +1,19 @@
 #!/bin/sh
 # The lab test, run by /init inside the lab's dom0 (Xen 4.17, Debian PV dom0).
-#   1. xl info; shadowd --platform xen --check / run, recorded verbatim
+#   1. xl info; shadowd --platform xen --check, then shadowd --platform xen in
+#      the background, driven with shadowctl while it answers (list, one
+#      inject-fault kill, status, shutdown); its output recorded verbatim
 #   2. manual baseline: PV driver domain netdd (driver_domain = 1) + guest
 #      guest1; N x (xl destroy + xl create netdd until its init wrote data/ready)
 #   3. crash netdd with `xl sysrq netdd c`; dom0 must see @releaseDomain and
 #      state 'c'; then recover it by hand (destroy + create)
 #   4. optional: shadowd --platform local inside dom0 (/lab/local-test.sh)
-# Waits use xenstore watches (no polling). Results go to the serial console as
+# Xenstore waits use watches, not polling (only shadowd's control socket is
+# polled, at 1 s). Results go to the serial console as
 #   SDLAB-MARK <name> [info]     progress (the host runner timestamps them)
 #   SDLAB-KV <key> <base64>      results (base64 so any text survives)
 # and the host runner (qemu_run.py) turns them into the JSON report.
-LAB_RESTARTS=3; LAB_LOCAL=1
+LAB_RESTARTS=3; LAB_LOCAL=1; LAB_SHADOWD_ARGS=""
 [ -r /lab/lab.env ] && . /lab/lab.env
 SD=/opt/shadowd/bin
 XH=/lab/hosts/xen
@@ -51,16 +54,30 @@ dom_state() { xl list "$1" 2>/dev/null | awk 'NR==2{print $5}'; }
 is_crashed() { dom_state "$1" | grep -q c; }
 show_console() { echo "--- console of $1 (last 20 lines):"; tail -20 "/var/log/xen/console/guest-$1.log" 2>/dev/null; }
 
-# create_and_wait NAME CFG -> 0 once the new domain's init wrote data/ready; sets DOMID
+# create_and_wait NAME CFG -> 0 once the new domain's init wrote data/ready; sets DOMID.
+# One retry: xl 4.17's create has been seen to abort intermittently under load
+# ("corrupted double-linked list" in its domain-monitoring child); such failures
+# are counted in CREATE_FAILS/CREATE_ERRS and reported. RETRY_T0 is set to the
+# start of the retried attempt so that a caller can time that attempt alone.
+CREATE_FAILS=0; CREATE_ERRS=""
 create_and_wait() {
-    if ! xl create "$2" > "/tmp/xl-create-$1.log" 2>&1; then
-        echo "xl create $1 failed:"; cat "/tmp/xl-create-$1.log"; return 1
-    fi
-    DOMID=$(xl domid "$1")
-    if ! watch_until "/local/domain/$DOMID/data/ready" $WAIT_S "xenstore-read /local/domain/$DOMID/data/ready"; then
-        echo "TIMEOUT: $1 (domid $DOMID) did not write data/ready within ${WAIT_S}s"; xl list; show_console "$1"
-        return 1
-    fi
+    for attempt in 1 2; do
+        if xl create "$2" > "/tmp/xl-create-$1.log" 2>&1; then
+            DOMID=$(xl domid "$1")
+            if watch_until "/local/domain/$DOMID/data/ready" $WAIT_S "xenstore-read /local/domain/$DOMID/data/ready"; then
+                return 0
+            fi
+            echo "TIMEOUT: $1 (domid $DOMID) did not write data/ready within ${WAIT_S}s"; xl list; show_console "$1"
+            return 1
+        fi
+        CREATE_FAILS=$((CREATE_FAILS+1))
+        err=$(grep -vE '^Parsing config' "/tmp/xl-create-$1.log" | head -2 | tr '\n' ' ')
+        CREATE_ERRS="$CREATE_ERRS[$1: $err] "
+        echo "xl create $1 failed (attempt $attempt):"; cat "/tmp/xl-create-$1.log"
+        xl domid "$1" >/dev/null 2>&1 && xl destroy "$1"
+        RETRY_T0=$(now_ms)
+    done
+    return 1
 }
 
 T_BEGIN=$(now_ms)
@@ -84,11 +101,78 @@ echo "$OUT"; echo "(exit $RC)"
 kv xen_check_out "$OUT"; kv xen_check_rc $RC
 
 mark shadowd_xen_run
-echo "\$ shadowd --platform xen --config $XH/host.yaml   (30 s limit)"
-OUT=$(timeout -s TERM 30 shadowd --platform xen --config $XH/host.yaml 2>&1); RC=$?
-echo "$OUT"; echo "(exit $RC)"
-kv xen_run_out "$OUT"; kv xen_run_rc $RC
-# If a future shadowd did start domains, leave a clean slate for the baseline.
+# shadowd runs in the background. When its control socket answers, the lab
+# drives it with shadowctl: list, devices, one `inject-fault netdd kill`, status
+# (shadowd's own death -> ready time), shutdown. If shadowd exits early (Xen
+# platform unavailable, crash), its output is all there is to record.
+SOCK=/run/shadowd-xen/shadowd.sock
+xctl() { timeout 30 shadowctl --socket $SOCK "$@"; }
+echo "\$ shadowd --platform xen --config $XH/host.yaml $LAB_SHADOWD_ARGS &"
+s0=$(now_ms)
+shadowd --platform xen --config $XH/host.yaml $LAB_SHADOWD_ARGS > /tmp/shadowd-xen.log 2>&1 &
+SDPID=$!
+# Deadlines, not iteration counts: a busy shadowd can take seconds to answer.
+up=0; dl=$(( $(now_ms) + 180000 ))
+while [ $(now_ms) -lt $dl ]; do  # the control socket is not in xenstore: poll it at 1 s
+    if xctl list >/dev/null 2>&1; then up=1; break; fi
+    kill -0 $SDPID 2>/dev/null || break
+    sleep 1
+done
+if [ $up = 1 ]; then
+    kv xen_up_s "$(secs $s0 $(now_ms))"
+    mark shadowd_xen_up
+    echo "\$ shadowctl list"; xctl list
+    echo "\$ shadowctl devices"; xctl devices
+    xl list
+    # Faults can only be injected into a running driver domain: wait up to 60 s
+    # (a domU boots in 11-17 s here) for shadowd to report netdd 'running'.
+    st=""; dl=$(( $(now_ms) + 60000 ))
+    while [ $(now_ms) -lt $dl ]; do
+        st=$(xctl list 2>/dev/null | awk '$1=="netdd"{print $3}')
+        [ "$st" = running ] && break
+        kill -0 $SDPID 2>/dev/null || break
+        sleep 1
+    done
+    echo "\$ shadowctl list   (after $(secs $s0 $(now_ms)) s)"; xctl list | tee /tmp/xen-list.txt
+    st_line=$(awk '$1=="netdd"{printf "%s (domid %s, %s restarts)", $3, $2, $4}' /tmp/xen-list.txt)
+    kv xen_dd_state "${st_line:-not listed (shadowd did not answer)} $(secs $s0 $(now_ms)) s after start"
+    [ "$st" = running ] && mark shadowd_xen_dd_running
+    d_before=$(xl domid netdd 2>/dev/null)
+    echo "\$ shadowctl inject-fault netdd kill"
+    OUT=$(xctl inject-fault netdd kill 2>&1); RC=$?
+    echo "$OUT"; echo "(exit $RC)"
+    kv xen_inject "$(echo $OUT) (exit $RC)"
+    if [ $RC = 0 ]; then
+        r=0; dl=$(( $(now_ms) + 180000 ))
+        while [ $(now_ms) -lt $dl ]; do
+            r=$(xctl status netdd 2>/dev/null | awk '/^restarts:/{print $2}')
+            [ "${r:-0}" -ge 1 ] 2>/dev/null && break
+            kill -0 $SDPID 2>/dev/null || break
+            sleep 1
+        done
+        echo "\$ shadowctl status netdd"; xctl status netdd | tee /tmp/xen-status.txt
+        xl list
+        kv xen_restarts "${r:-0}"
+        kv xen_death_to_ready "$(awk -F': *' '/^death to ready:/{print $2}' /tmp/xen-status.txt)"
+        kv xen_domids "${d_before:-none} -> $(xl domid netdd 2>/dev/null || echo none)"
+        mark shadowd_xen_fault_done
+    fi
+    echo "\$ shadowctl shutdown"; xctl shutdown
+fi
+# Let it exit (60 s), then TERM, then KILL; collect its exit status and output.
+i=0; while kill -0 $SDPID 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+kill -TERM $SDPID 2>/dev/null
+i=0; while kill -0 $SDPID 2>/dev/null && [ $i -lt 15 ]; do sleep 1; i=$((i+1)); done
+kill -KILL $SDPID 2>/dev/null
+wait $SDPID; RC=$?
+OUT=$(head -c 3000 /tmp/shadowd-xen.log)
+echo "--- shadowd --platform xen said:"; echo "$OUT"; echo "(exit $RC after $(secs $s0 $(now_ms)) s)"
+echo "--- its event log (last 6 of $(wc -l < /run/shadowd-xen/events.jsonl 2>/dev/null || echo 0) events):"
+tail -6 /run/shadowd-xen/events.jsonl 2>/dev/null | cut -c1-400
+kv xen_run_out "$OUT"; kv xen_run_rc $RC; kv xen_run_s "$(secs $s0 $(now_ms))"
+xl list
+kv xen_run_domains "$(xl list | awk 'NR>2{printf "%s(%s,%s) ", $1, $2, $5}')"
+# Leave a clean slate for the baseline.
 for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
 
 # ------------------------------------------------------------------ 2. manual baseline
@@ -116,11 +200,14 @@ while [ $i -le "$LAB_RESTARTS" ]; do
     a=$(now_ms)
     xl destroy netdd
     b=$(now_ms)
+    RETRY_T0=""
     if create_and_wait netdd $XH/netdd.cfg; then
         c=$(now_ms)
+        # after a failed xl create, time the successful attempt alone (destroy time + its create)
+        [ -n "$RETRY_T0" ] && b0=$b && b=$RETRY_T0 && a=$((a + b - b0))
         s=$(secs $a $c)
         samples="$samples $s"
-        echo "SDLAB-RESULT restart#$i destroy=$(secs $a $b)s create_until_ready=$(secs $b $c)s total=${s}s domid=$DOMID"
+        echo "SDLAB-RESULT restart#$i destroy=$(secs $a $b)s create_until_ready=$(secs $b $c)s total=${s}s domid=$DOMID${RETRY_T0:+ (after a failed xl create)}"
         mark dd_restart_$i "${s}s"
     else
         echo "SDLAB-RESULT restart#$i FAILED"; break
@@ -160,6 +247,7 @@ if xl domid netdd >/dev/null 2>&1; then
     fi
 fi
 kv crashes $crashes
+kv xl_create_failures "$CREATE_FAILS${CREATE_ERRS:+ $CREATE_ERRS}"
 kv guest_state_end "$(dom_state guest1)"
 xl list
 for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done

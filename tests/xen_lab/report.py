@@ -42,6 +42,17 @@ def main():
         except (KeyError, ValueError):
             return None
 
+    # shadowd's own death -> ready time on Xen, taken only when a restart really
+    # happened: restarts >= 1 and netdd came back as a new domain.
+    shadow_cold_ms = None
+    d2r = kv.get("xen_death_to_ready", "").replace("ms", "").strip()
+    ids = [x.strip() for x in kv.get("xen_domids", "").split("->")]
+    restarted = (num("xen_restarts") or 0) >= 1 and len(ids) == 2 and ids[0] != ids[1] and "none" not in ids
+    if restarted:
+        try:
+            shadow_cold_ms = round(float(d2r), 1)
+        except ValueError:
+            pass
     samples = [float(x) for x in kv.get("baseline_samples_s", "").split()]
     baseline = round(statistics.median(samples), 2) if samples else None
     xen_platform = kv.get("xen_run_out")
@@ -85,11 +96,33 @@ def main():
         out_notes.append(f"`shadowd --platform xen --check` (exit {kv.get('xen_check_rc')}): "
                          f"{kv['xen_check_out'].strip()}")
     if xen_platform is not None:
-        out_notes.append(f"xen_platform = output of `shadowd --platform xen --config` "
-                         f"(exit {kv.get('xen_run_rc')})")
-    out_notes.append("app_exit, bytes_ok, shadow_cold_ms, standby_ms stay null: shadowd's Xen platform is "
-                     "not implemented yet, so no guest application runs through a shadowed device on Xen "
-                     "and there is no shadowd recovery to time")
+        rc = kv.get("xen_run_rc", "?")
+        how = f"exit {rc}"
+        if rc.isdigit() and int(rc) > 128:
+            sig = {6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}.get(int(rc) - 128, "")
+            how = f"DIED of signal {int(rc) - 128} {sig} (exit {rc})"
+        out_notes.append(f"xen_platform = everything `shadowd --platform xen --config` printed; it ended "
+                         f"{kv.get('xen_run_s', '?')} s after start: {how}; domains left after it: "
+                         f"{kv.get('xen_run_domains', '').strip() or 'none'}")
+    if "xen_up_s" in kv:
+        out_notes.append(f"shadowd on Xen: control socket answered {kv['xen_up_s']} s after start; netdd "
+                         f"{kv.get('xen_dd_state', '?')} (the lab's netdd domU runs no drvdom); "
+                         f"`shadowctl inject-fault netdd kill`: {kv.get('xen_inject', '?')}; restarts "
+                         f"{kv.get('xen_restarts', '?')}, death to ready {kv.get('xen_death_to_ready') or '?'}, "
+                         f"netdd domid {kv.get('xen_domids', '?')}")
+        if shadow_cold_ms is not None:
+            out_notes.append("shadow_cold_ms = shadowd's 'death to ready' (shadowctl status netdd) for that "
+                             "kill: cold restart of the Xen driver domain (standby off in the vif policy)")
+        elif "xen_restarts" in kv:
+            out_notes.append("shadow_cold_ms stays null: no shadowd restart of netdd into a new domain was seen")
+    elif xen_platform is not None:
+        out_notes.append("shadow_cold_ms stays null: shadowd's control socket never answered on Xen")
+    out_notes.append("app_exit, bytes_ok, standby_ms stay null: the lab runs no guest application through a "
+                     "shadowed device on Xen yet (no netfront/vif path in the lab's domUs) and no warm standby")
+    fails = kv.get("xl_create_failures", "0").split(" ", 1)
+    if fails[0] not in ("", "0"):
+        out_notes.append(f"`xl create` failed {fails[0]} time(s) and was retried (the timed sample is the "
+                         f"successful attempt): {fails[1].strip() if len(fails) > 1 else ''}")
     if "local_result" in kv:
         out_notes.append("shadowd --platform local inside dom0: " + kv["local_result"].strip())
     out_notes += notes
@@ -104,7 +137,7 @@ def main():
         "app_exit": None,
         "bytes_ok": None,
         "baseline_s": baseline,
-        "shadow_cold_ms": None,
+        "shadow_cold_ms": shadow_cold_ms,
         "standby_ms": None,
         "xen_platform": xen_platform,
         "boot_s": boot_s,

@@ -15,6 +15,7 @@
 #   LAB_RESTARTS driver-domain destroy+create samples for the baseline (default 3)
 #   LAB_TIMEOUT  cap for boot + test in seconds (default 1500)
 #   LAB_LOCAL    1 (default) also try shadowd --platform local inside dom0; 0 skips it
+#   LAB_SHADOWD_ARGS  extra arguments for the `shadowd --platform xen` run in dom0 (e.g. -v)
 # The last line of output is always one JSON object (also on failure).
 # Exit status: 0 when the dom0 test ran to the end, 1 otherwise.
 set -euo pipefail
@@ -27,12 +28,13 @@ BUILD_DIR=${BUILD_DIR:-$REPO/build}
 LAB_RESTARTS=${LAB_RESTARTS:-3}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1500}
 LAB_LOCAL=${LAB_LOCAL:-1}
+LAB_SHADOWD_ARGS=${LAB_SHADOWD_ARGS:-}
 SUITE=bookworm
 XEN_PKG=xen-hypervisor-4.17-amd64
 # dom0 userspace: Xen toolstack + what the lab scripts and the local platform use.
 # The libraries of the project's binaries are added at run time (dpkg -S on the host).
 ROOTFS_BASE_PKGS=(xen-utils-4.17 xenstore-utils libxenmisc4.17 iproute2 ethtool busybox kmod procps util-linux)
-HOST_PKGS=(qemu-system-x86 debootstrap busybox-static cpio zstd gzip kmod libxen-dev python3)
+HOST_PKGS=(qemu-system-x86 debootstrap busybox-static cpio zstd gzip kmod binutils libxen-dev python3)
 # Kernel modules dom0 and the domUs load (relative to lib/modules/<kver>/kernel).
 MODULES=(drivers/xen drivers/net/xen-netback drivers/net/xen-netfront.ko drivers/block/xen-blkback
          drivers/block/xen-blkfront.ko drivers/block/loop.ko drivers/net/veth.ko drivers/net/tun.ko
@@ -44,7 +46,7 @@ case "${1:-}" in
   "") ;;
   --prepare-only) MODE=prepare ;;
   --shell) MODE=shell ;;
-  -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "run.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 esac
 
@@ -94,13 +96,16 @@ trap emit_json EXIT
 
 if [[ $(id -u) != 0 ]]; then echo "run.sh: run as root" >&2; exit 1; fi
 
-# The cache must not land in the git tree.
+# The cache must not land in a git tree (checked on its nearest existing ancestor).
+probe=$LAB_CACHE
+while [[ ! -d $probe ]]; do probe=$(dirname "$probe"); done
+if top=$(git -C "$probe" rev-parse --show-toplevel 2>/dev/null); then
+  echo "run.sh: LAB_CACHE=$LAB_CACHE is inside the git tree $top; pick a directory outside it" >&2
+  FAILED=cache-check; NOTES+=("LAB_CACHE=$LAB_CACHE is inside the git tree $top")
+  RUN_DIR=$(mktemp -d /tmp/shadow-xen-lab-refused.XXXXXX); exit 1
+fi
 mkdir -p "$LAB_CACHE"
 LAB_CACHE=$(cd "$LAB_CACHE" && pwd -P)
-if top=$(git -C "$LAB_CACHE" rev-parse --show-toplevel 2>/dev/null); then
-  echo "run.sh: LAB_CACHE=$LAB_CACHE is inside the git tree $top; pick a directory outside it" >&2
-  exit 1
-fi
 RUN_DIR=$LAB_CACHE/runs/$RUN_ID
 mkdir -p "$RUN_DIR" "$LAB_CACHE"/{debs,xen,kernel,images,tmp}
 SETUP_LOG=$RUN_DIR/setup.log
@@ -116,7 +121,7 @@ quiet() {
     echo "--- last lines of $SETUP_LOG:" >&2; tail -25 "$SETUP_LOG" >&2; return 1
   fi
 }
-APT=(apt-get -q -o DPkg::Lock::Timeout=600)
+APT=(apt-get -q -o DPkg::Lock::Timeout=600 -o APT::Sandbox::User=root)
 
 # ---------------------------------------------------------------- 1. host packages
 phase_begin host-packages "${HOST_PKGS[*]}"
@@ -194,7 +199,7 @@ done
 # Libraries the binaries link, and the Debian packages that own them on the host.
 declare -A LIBS=()
 for b in "${BINARIES[@]}"; do
-  while read -r lib; do LIBS[$lib]=1; done < <(ldd "$BUILD_DIR/$b" | awk '/=> \//{print $3}')
+  while read -r lib; do LIBS[$lib]=1; done < <(ldd "$BUILD_DIR/$b" 2>/dev/null | awk '/=> \//{print $3}')   # static: none
 done
 LIB_PKGS=()
 for lib in "${!LIBS[@]}"; do
@@ -205,6 +210,7 @@ for lib in "${!LIBS[@]}"; do
   done
   if [[ -n $pkg ]]; then LIB_PKGS+=("$pkg"); fi
 done
+NOTES+=("binaries from $BUILD_DIR ($("$BUILD_DIR/dom0_shadow/shadowd" --version 2>&1 | head -1), shadowd built $(date -r "$BUILD_DIR/dom0_shadow/shadowd" '+%F %T'), repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))")
 mapfile -t ROOTFS_PKGS < <(printf '%s\n' "${ROOTFS_BASE_PKGS[@]}" "${LIB_PKGS[@]}" | sort -u)
 phase_end "${#BINARIES[@]} binaries, ${#LIBS[@]} libraries from $(printf '%s\n' "${LIB_PKGS[@]}" | sort -u | wc -l) packages"
 
@@ -258,8 +264,14 @@ ov=$RUN_DIR/overlay
 rm -rf "$ov" && mkdir -p "$ov"/{opt/shadowd/bin,lab/hosts,usr/lib/x86_64-linux-gnu} && chmod -R 755 "$ov"
 for b in "${BINARIES[@]}"; do
   # Debug info makes shadowd ~28 MB; the image keeps the symbols, not the DWARF.
+  # strip also proves the ELF is complete (the build dir may be relinked under us):
+  # on failure wait and try again.
   f=$ov/opt/shadowd/bin/$(basename "$b")
-  if command -v strip >/dev/null; then strip --strip-debug -o "$f" "$BUILD_DIR/$b"; else cp "$BUILD_DIR/$b" "$f"; fi
+  for try in 1 2 3 4 5 6; do
+    if strip --strip-debug -o "$f" "$BUILD_DIR/$b" 2>>"$SETUP_LOG"; then break; fi
+    [[ $try == 6 ]] && { echo "cannot read $BUILD_DIR/$b (being rebuilt?)" >&2; exit 1; }
+    sleep 10
+  done
 done
 cp -a "$REPO/config" "$ov/opt/shadowd/config"
 copied=()
@@ -275,7 +287,7 @@ cp "$HERE/dom0-init.sh" "$ov/init" && chmod 755 "$ov/init"
 cp "$HERE/dom0-test.sh" "$HERE/local-test.sh" "$ov/lab/" && chmod 755 "$ov"/lab/*.sh
 cp -r "$HERE/hosts/." "$ov/lab/hosts/"
 cp "$KDIR/vmlinuz" "$ov/lab/vmlinuz"
-printf 'LAB_RESTARTS=%s\nLAB_LOCAL=%s\n' "$LAB_RESTARTS" "$LAB_LOCAL" > "$ov/lab/lab.env"
+printf 'LAB_RESTARTS=%q\nLAB_LOCAL=%q\nLAB_SHADOWD_ARGS=%q\n' "$LAB_RESTARTS" "$LAB_LOCAL" "$LAB_SHADOWD_ARGS" > "$ov/lab/lab.env"
 
 # domU initramfs: static busybox + xenstore client + Xen modules; the same image
 # serves the driver domain (sdrole=dd) and the guest (sdrole=guest).
@@ -306,7 +318,8 @@ rm -rf "$ov"
 # later files replacing earlier ones: base (cached) + overlay (this run).
 DOM0_IMG=$LAB_CACHE/images/dom0-initrd.zst
 cat "$BASE_IMG" "$OVERLAY_IMG" > "$DOM0_IMG"
-phase_end "overlay $(du -h "$OVERLAY_IMG" | cut -f1), dom0 initrd $(du -h "$DOM0_IMG" | cut -f1)"
+ov_size=$(du -h "$OVERLAY_IMG" | cut -f1); rm -f "$OVERLAY_IMG"
+phase_end "overlay $ov_size, dom0 initrd $(du -h "$DOM0_IMG" | cut -f1)"
 
 if [[ $MODE == prepare ]]; then
   log "prepared: $XEN_BIN $KDIR/vmlinuz $DOM0_IMG (cache $(du -sh "$LAB_CACHE" | cut -f1))"
@@ -321,9 +334,10 @@ if [[ $MODE == shell ]]; then
 fi
 phase_begin boot+test "qemu-system-x86_64 -accel tcg (Xen + PV dom0), dom0-test.sh"
 # TCG speed depends on how much of the host's CPU is free: keep the load with the result.
-NOTES+=("host load average when QEMU started: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (TCG timings scale with free host CPU)")
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 rc=0
 "${RUNNER[@]}" --timeout "$LAB_TIMEOUT" --log "$RUN_DIR/boot.log" --result "$RUN_DIR/result.json" || rc=$?
 if [[ $rc == 0 ]]; then phase_end "dom0 test finished"; else phase_end "incomplete (runner exit $rc), log $RUN_DIR/boot.log"; FAILED=boot+test; fi
+NOTES+=("host load average (1/5/15 min) at QEMU start: $load_start, at its end: $(cut -d' ' -f1-3 /proc/loadavg), on $(nproc) cores; QEMU itself adds up to 2 (TCG timings scale with free host CPU)")
 NOTES+=("cache $LAB_CACHE is $(du -sh "$LAB_CACHE" | cut -f1); full serial log $RUN_DIR/boot.log")
 exit $rc
