@@ -26,19 +26,6 @@ namespace {
 
 constexpr uint16_t kTxRing = 0;
 
-bool parse_mac(const std::string& s, uint8_t out[6]) {
-  unsigned v[6];
-  if (std::sscanf(s.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return false;
-  for (int i = 0; i < 6; ++i) out[i] = static_cast<uint8_t>(v[i]);
-  return true;
-}
-
-std::string mac_string(const uint8_t m[6]) {
-  char b[18];
-  std::snprintf(b, sizeof(b), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-  return b;
-}
-
 // Guest address from the vif's ip= (first one), as CIDR; the wire side gets
 // .1 of the same /24 (.254 if the guest is .1).
 void addresses(const std::string& ip_param, unsigned vif_number, std::string* guest, std::string* wire) {
@@ -77,7 +64,7 @@ VifShadow::VifShadow(boost::asio::io_context& io, platform::Platform& plat, std:
   topo_.nic_if = "nic" + std::to_string(vif_number);
   auto ip = spec_.params.count("ip") ? spec_.params.at("ip") : std::string();
   addresses(ip, vif_number, &topo_.guest_addr, &topo_.wire_addr);
-  if (!spec_.params.count("mac") || !parse_mac(spec_.params.at("mac"), cfg_.mac)) {
+  if (!spec_.params.count("mac") || !netif::parse_mac(spec_.params.at("mac"), cfg_.mac)) {
     // xl's default: Xen's OUI with bytes from the guest and vif number.
     uint8_t def[6] = {0x00, 0x16, 0x3e, static_cast<uint8_t>(std::hash<std::string>{}(guest_) & 0x7f),
                       static_cast<uint8_t>(vif_number >> 8), static_cast<uint8_t>(vif_number)};
@@ -147,7 +134,7 @@ Result<void> VifShadow::start_frontend() {
   std::string nspath = "/run/netns/" + topo_.guest_ns;
   UniqueFd nsfd(::open(nspath.c_str(), O_RDONLY | O_CLOEXEC));
   if (!nsfd) return sys_fail("open " + nspath);
-  std::string bin = frontend_binary_.string(), mac = mac_string(cfg_.mac), mtu = std::to_string(cfg_.mtu);
+  std::string bin = frontend_binary_.string(), mac = netif::mac_string(cfg_.mac), mtu = std::to_string(cfg_.mtu);
   std::vector<std::string> argv_s{"sd-netfront", "--control-fd", "3", "--ifname", topo_.guest_if, "--mac", mac,
                                   "--mtu", mtu};
   std::vector<char*> argv;
@@ -501,7 +488,7 @@ nlohmann::json VifShadow::status() const {
           {"wire_ns", topo_.wire_ns},
           {"wire_addr", topo_.wire_addr},
           {"nic", topo_.driver_ns + "/" + topo_.nic_if},
-          {"mac", mac_string(cfg_.mac)},
+          {"mac", netif::mac_string(cfg_.mac)},
           {"mtu", cfg_.mtu},
           {"config_generation", cfg_.generation},
           {"splitter_log", shadow_.valid() && shadow_.enabled()},

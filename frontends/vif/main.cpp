@@ -20,13 +20,6 @@ namespace {
 
 const char kUsage[] = "usage: sd-netfront --control-fd FD --ifname NAME --mac MAC [--mtu N]\n";
 
-bool parse_mac(const std::string& s, uint8_t out[6]) {
-  unsigned v[6];
-  if (std::sscanf(s.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return false;
-  for (int i = 0; i < 6; ++i) out[i] = static_cast<uint8_t>(v[i]);
-  return true;
-}
-
 sd::Result<sd::UniqueFd> open_tap(const std::string& name, const uint8_t mac[6], int mtu) {
   sd::UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
   if (!fd) return sd::sys_fail("open /dev/net/tun");
@@ -77,7 +70,7 @@ int main(int argc, char** argv) {
     }
   }
   sd::netif::VifConfig cfg{};
-  if (control_fd < 0 || ifname.empty() || ifname.size() >= IFNAMSIZ || !parse_mac(mac, cfg.mac) || mtu < 68 ||
+  if (control_fd < 0 || ifname.empty() || ifname.size() >= IFNAMSIZ || !sd::netif::parse_mac(mac, cfg.mac) || mtu < 68 ||
       mtu > 65535) {
     std::fputs(kUsage, stderr);
     return 2;

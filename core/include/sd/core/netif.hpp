@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "sd/core/xen_ring_compat.h"
 extern "C" {
@@ -57,6 +59,22 @@ struct VifConfig {
 static_assert(sizeof(VifConfig) <= 240, "must fit a control message payload");
 
 constexpr uint32_t kFeatureRxCopy = 1;  // the only mode we implement: backend copies into rx pages
+
+// "aa:bb:cc:dd:ee:ff" -> bytes; false if it is not six hex pairs.
+inline bool parse_mac(const std::string& s, uint8_t out[6]) {
+  unsigned v[6];
+  char tail;
+  if (std::sscanf(s.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6)
+    return false;
+  for (int i = 0; i < 6; ++i) out[i] = static_cast<uint8_t>(v[i]);
+  return true;
+}
+
+inline std::string mac_string(const uint8_t m[6]) {
+  char b[18];
+  std::snprintf(b, sizeof(b), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+  return b;
+}
 
 // Whether a frame with this destination MAC is for the guest under `c`.
 inline bool accepts(const VifConfig& c, const uint8_t* dst) {
