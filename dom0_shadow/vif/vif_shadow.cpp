@@ -358,15 +358,20 @@ void VifShadow::arm_drop() {
 }
 
 void VifShadow::drop_pending() {
-  bool any = false;
+  bool notify = false;
   for (;;) {
-    auto req = drop_ring_->get_request();
-    if (!req || !*req) break;  // a hostile index from the guest just ends the loop
-    (void)drop_ring_->put_response({(**req).id, NETIF_RSP_DROPPED});
-    ++dropped_;
-    any = true;
+    for (;;) {
+      auto req = drop_ring_->get_request();
+      if (!req) return;  // a hostile index from the guest: stop answering, it gets nothing more
+      if (!*req) break;
+      (void)drop_ring_->put_response({(**req).id, NETIF_RSP_DROPPED});
+      ++dropped_;
+    }
+    if (drop_ring_->push_responses()) notify = true;
+    // Re-arm req_event so the frontend kicks us for the next request.
+    if (!drop_ring_->final_check_for_requests()) break;
   }
-  if (any && drop_ring_->push_responses()) (void)back_evt_->notify();
+  if (notify) (void)back_evt_->notify();
 }
 
 void VifShadow::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) {

@@ -579,3 +579,32 @@ TEST_F(VifE2eTest, Shutdown_RemovesTopology) {
 }
 
 }  // namespace
+
+namespace {
+
+// Active mode "drop" with no restart budget: the driver domain stays down
+// (fenced) and shadowd answers the guest's transmit ring itself, so the
+// guest's stack sees loss instead of a blocked device; an operator restart
+// brings the network back.
+TEST_F(VifE2eTest, DropModeFenced_ShadowdAnswersTx_OperatorRestartRecovers) {
+  set_policy("action", "drop");
+  set_policy("budget", "0");
+  start_shadowd();
+  int pid = status()["pid"].get<int>();
+
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(wait_until([&] { return status().value("state", "") == "fenced"; }, 10s)) << status().dump();
+  auto down = run("ip netns exec " + guest_ + " ping -n -q -c 20 -i 0.05 -W 1 " + kWireAddr);
+  int dropped = detail().value("tx_dropped_in_active_mode", 0);
+  ASSERT_EQ(ctl("restart " + dom_).rc, 0);
+  ASSERT_TRUE(wait_until([&] { return device().value("state", "") == "normal"; }, 10s)) << devices_json().dump();
+  auto up = guest_ping(3);
+
+  EXPECT_NE(down.rc, 0) << "no driver domain: the pings cannot be answered";
+  EXPECT_GE(dropped, 20) << devices_json().dump();
+  EXPECT_EQ(up.rc, 0) << up.out << up.err;
+  EXPECT_TRUE(shadowd_alive());
+  std::printf("[ figure   ] drop mode while fenced: %d tx requests answered DROPPED by shadowd\n", dropped);
+}
+
+}  // namespace
