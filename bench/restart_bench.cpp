@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
   auto info = plat->domains().create(spec, &ch);
   if (!info || !wait_ready(ch)) {
     std::fprintf(stderr, "bench_restart: first start failed\n");
+    plat->domains().forget("benchdd");  // no netns left behind
     return 1;
   }
   std::vector<double> detect, create, ready, total;
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
     auto t_created = Clock::now();
     if (!info || !wait_ready(ch)) {
       std::fprintf(stderr, "bench_restart: restart %d failed\n", i);
+      plat->domains().forget("benchdd");
       return 1;
     }
     auto t_ready = Clock::now();
