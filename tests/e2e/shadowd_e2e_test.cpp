@@ -2,6 +2,8 @@
 // domains, faults injected from outside (kill -9) and through shadowctl.
 // Asserts what an operator checks: exit codes, states, restart counts.
 #include <gtest/gtest.h>
+
+#include "e2e_util.hpp"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,41 +23,12 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-struct CmdResult {
-  int rc = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-CmdResult run(const std::string& cmd) {
-  char errf[] = "/tmp/sd-e2e-err-XXXXXX";
-  int efd = ::mkstemp(errf);
-  ::close(efd);
-  CmdResult r;
-  FILE* p = ::popen((cmd + " 2>" + errf).c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) r.out.append(buf, n);
-  int st = ::pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.err = slurp(errf);
-  ::unlink(errf);
-  return r;
-}
+using sd::e2e::CmdResult;
+using sd::e2e::run;
+using sd::e2e::slurp;
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 20s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
+  return sd::e2e::wait_until(pred, timeout);
 }
 
 // One shadowd on a private host config in a temp dir.

@@ -4,6 +4,8 @@
 // answers with garbage. Asserts what a guest's programs see (exit codes,
 // received bytes, lost pings) and what an operator sees (events, status).
 #include <gtest/gtest.h>
+
+#include "e2e_util.hpp"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,42 +35,12 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kGuestAddr = "10.233.0.2";
 constexpr const char* kWireAddr = "10.233.0.1";
 
-struct CmdResult {
-  int rc = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Runs a short command through the shell; `timeout` bounds it.
-CmdResult run(const std::string& cmd) {
-  char errf[] = "/tmp/sd-vife2e-err-XXXXXX";
-  int efd = ::mkstemp(errf);
-  ::close(efd);
-  CmdResult r;
-  FILE* p = ::popen(("timeout -s KILL 20 " + cmd + " 2>" + errf).c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) r.out.append(buf, n);
-  int st = ::pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.err = slurp(errf);
-  ::unlink(errf);
-  return r;
-}
+using sd::e2e::CmdResult;
+using sd::e2e::run;
+using sd::e2e::slurp;
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
+  return sd::e2e::wait_until(pred, timeout);
 }
 
 double ms_since(Clock::time_point t0) {
