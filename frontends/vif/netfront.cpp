@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace sd::front {
 
@@ -20,6 +23,32 @@ constexpr uint16_t kTxRing = 0, kRxRing = 1;
 uint32_t tx_slot(uint16_t id) { return id; }
 uint32_t rx_slot(uint16_t id) { return kRingSize + id; }
 }  // namespace
+
+void parse_dev_mcast(const std::string& text, const std::string& ifname, netif::VifConfig& cfg) {
+  cfg.n_mcast = 0;
+  std::memset(cfg.mcast, 0, sizeof(cfg.mcast));
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream f(line);
+    std::string index, name, users, global, hex;
+    if (!(f >> index >> name >> users >> global >> hex) || name != ifname || hex.size() != 12) continue;
+    uint8_t mac[6];
+    bool ok = true;
+    for (int i = 0; i < 6 && ok; ++i) {
+      char* end = nullptr;
+      std::string byte = hex.substr(static_cast<size_t>(2 * i), 2);
+      unsigned long v = std::strtoul(byte.c_str(), &end, 16);
+      ok = end && *end == '\0';
+      mac[i] = static_cast<uint8_t>(v);
+    }
+    if (!ok) continue;
+    if (cfg.n_mcast == 32) {
+      cfg.allmulti = 1;
+      continue;
+    }
+    std::memcpy(cfg.mcast[cfg.n_mcast++], mac, 6);
+  }
+}
 
 Netfront::Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg)
     : ch_(std::move(ch)), tap_(std::move(tap)), ifname_(std::move(ifname)), cfg_(cfg) {}
@@ -284,7 +313,13 @@ void Netfront::check_config() {
     c.allmulti = (ifr.ifr_flags & IFF_ALLMULTI) ? 1 : 0;
   }
   ::close(s);
-  if (c.mtu == cfg_.mtu && c.promisc == cfg_.promisc && c.allmulti == cfg_.allmulti) return;
+  std::ifstream mc("/proc/net/dev_mcast");  // this process lives in the guest's netns
+  std::stringstream text;
+  text << mc.rdbuf();
+  parse_dev_mcast(text.str(), ifname_, c);
+  if (c.mtu == cfg_.mtu && c.promisc == cfg_.promisc && c.allmulti == cfg_.allmulti && c.n_mcast == cfg_.n_mcast &&
+      std::memcmp(c.mcast, cfg_.mcast, sizeof(c.mcast)) == 0)
+    return;
   c.generation = cfg_.generation + 1;
   cfg_ = c;
   log_.set_config(&cfg_, sizeof(cfg_));

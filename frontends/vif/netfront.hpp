@@ -27,6 +27,12 @@
 
 namespace sd::front {
 
+// The multicast addresses `ifname` has joined, from the text of
+// /proc/net/dev_mcast ("index name users global hexaddr" per line), into
+// cfg.mcast / cfg.n_mcast (at most 32; with more, all-multicast is set
+// instead, as a NIC does when its filter overflows).
+void parse_dev_mcast(const std::string& text, const std::string& ifname, netif::VifConfig& cfg);
+
 class Netfront {
  public:
   // tap: an open TAP fd (IFF_TAP | IFF_NO_PI); ifname: its name.
