@@ -231,12 +231,21 @@ Result<void> VifShadow::regrant(std::initializer_list<platform::DomId> peers) {
   return {};
 }
 
+// Config written by the guest (log or message) is checked before use.
+bool VifShadow::plausible(const netif::VifConfig& c) { return c.mtu >= 68 && c.n_mcast <= 32; }
+
+// The config to replay: the newest state in the splitter log, else the last
+// one shadowd accepted from the frontend.
+netif::VifConfig VifShadow::replay_config() const {
+  netif::VifConfig logged;
+  if (shadow_.get_config(&logged, sizeof(logged)) == sizeof(logged) && plausible(logged)) return logged;
+  return cfg_;
+}
+
 // kDevAttach (config replayed from the shadow, event channels, the NIC),
 // then the granted pages.
 Result<void> VifShadow::send_attach(ctl::Channel& ch, platform::DomId peer, bool standby) {
-  netif::VifConfig c = cfg_;
-  netif::VifConfig logged;
-  if (shadow_.get_config(&logged, sizeof(logged)) == sizeof(logged) && logged.mtu >= 68) c = logged;
+  netif::VifConfig c = replay_config();
   auto* be = dynamic_cast<local::LocalEventChannel*>(back_evt_.get());
   ctl::Msg att;
   att.type = ctl::MsgType::kDevAttach;
@@ -294,7 +303,7 @@ void VifShadow::on_frontend_msg(const ctl::Msg& m) {
       return;
     case ctl::MsgType::kDevConfig: {
       auto c = m.get_payload<netif::VifConfig>();
-      if (c.mtu < 68 || c.n_mcast > 32) return;  // not something a guest's stack sets
+      if (!plausible(c)) return;  // not something a guest's stack sets
       cfg_ = c;
       if (backend_up_ && backend_) {
         ctl::Msg fwd = m;
@@ -403,9 +412,7 @@ void VifShadow::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done d
 void VifShadow::attach_backend() {
   if (!backend_) return;
   if (promoted_) {
-    netif::VifConfig c = cfg_;
-    netif::VifConfig logged;
-    if (shadow_.get_config(&logged, sizeof(logged)) == sizeof(logged) && logged.mtu >= 68) c = logged;
+    netif::VifConfig c = replay_config();
     ctl::Msg go;
     go.type = ctl::MsgType::kDevGo;
     go.b = handle_;
