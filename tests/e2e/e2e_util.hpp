@@ -56,4 +56,46 @@ inline bool wait_until(const std::function<bool()>& pred, std::chrono::milliseco
   return pred();
 }
 
+// A host config in `dir` with one driver domain `dom` and one guest `guest`
+// whose vif (address `guest_ip`) it backs, the wire netns `wire`, control
+// socket, state and event log inside `dir`, and the shipped policies copied
+// to `dir`/policies (so a test may edit them).
+struct PrivateHost {
+  std::string dom, guest, wire, guest_ip;
+};
+
+inline void write_private_host(const std::filesystem::path& dir, const std::filesystem::path& source_dir,
+                               const PrivateHost& h) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir / "policies");
+  for (auto cls : {"vif", "vsnd", "vbd"})
+    fs::copy_file(source_dir / "config/policies" / (std::string(cls) + ".yaml"),
+                  dir / "policies" / (std::string(cls) + ".yaml"));
+  std::ofstream(dir / "dd.cfg") << "name = \"" << h.dom << "\"\ndriver_domain = 1\nmemory = 128\nvcpus = 1\n";
+  std::ofstream(dir / "guest1.cfg") << "name = \"" << h.guest << "\"\nmemory = 256\nvcpus = 1\nvif = [ 'backend="
+                                    << h.dom << ",mac=00:16:3e:5d:00:01,ip=" << h.guest_ip << "' ]\n";
+  std::ofstream(dir / "host.yaml") << "platform: local\n"
+                                   << "policy_dir: policies\n"
+                                   << "control_socket: " << (dir / "sd.sock").string() << "\n"
+                                   << "state_dir: " << (dir / "state").string() << "\n"
+                                   << "event_log: " << (dir / "events.jsonl").string() << "\n"
+                                   << "wire_netns: " << h.wire << "\n"
+                                   << "domains: [dd.cfg]\n"
+                                   << "guests: [guest1.cfg]\n";
+}
+
+// Sets `key: value` in a policy file, keeping the rest of the file; false if
+// the key is not there.
+inline bool set_policy_key(const std::filesystem::path& file, const std::string& key, const std::string& value) {
+  std::string y = slurp(file);
+  auto at = y.find(key + ":");
+  if (at == std::string::npos) return false;
+  auto eol = y.find('\n', at);
+  auto comment = y.find('#', at);
+  auto end = (comment != std::string::npos && comment < eol) ? comment : eol;
+  y.replace(at, end - at, key + ": " + value + " ");
+  std::ofstream(file) << y;
+  return true;
+}
+
 }  // namespace sd::e2e

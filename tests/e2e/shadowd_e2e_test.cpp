@@ -39,21 +39,8 @@ class ShadowdTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     dom_ = "tnet" + std::to_string(::getpid());
-    fs::create_directories(dir_ / "policies");
-    for (auto cls : {"vif", "vsnd", "vbd"})
-      fs::copy_file(fs::path(SD_SOURCE_DIR) / "config/policies" / (std::string(cls) + ".yaml"),
-                    dir_ / "policies" / (std::string(cls) + ".yaml"));
-    std::ofstream(dir_ / "dd.cfg") << "name = \"" << dom_ << "\"\ndriver_domain = 1\nmemory = 128\nvcpus = 1\n";
-    std::ofstream(dir_ / "guest1.cfg") << "name = \"tg" << ::getpid() << "\"\nmemory = 256\nvcpus = 1\nvif = [ 'backend="
-                                       << dom_ << ",mac=00:16:3e:5d:00:01,ip=10.231.0.2' ]\n";
-    std::ofstream(dir_ / "host.yaml") << "platform: local\n"
-                                      << "policy_dir: policies\n"
-                                      << "control_socket: " << (dir_ / "sd.sock").string() << "\n"
-                                      << "state_dir: " << (dir_ / "state").string() << "\n"
-                                      << "event_log: " << (dir_ / "events.jsonl").string() << "\n"
-                                      << "wire_netns: tw" << ::getpid() << "\n"
-                                      << "domains: [dd.cfg]\n"
-                                      << "guests: [guest1.cfg]\n";
+    auto id = std::to_string(::getpid());
+    sd::e2e::write_private_host(dir_, SD_SOURCE_DIR, {dom_, "tg" + id, "tw" + id, "10.231.0.2"});
   }
 
   void TearDown() override {
@@ -67,15 +54,7 @@ class ShadowdTest : public ::testing::Test {
   }
 
   void set_policy(const std::string& key, const std::string& value) {
-    auto p = dir_ / "policies" / "vif.yaml";
-    std::string y = slurp(p);
-    auto at = y.find(key + ":");
-    ASSERT_NE(at, std::string::npos) << key;
-    auto eol = y.find('\n', at);
-    auto comment = y.find('#', at);
-    auto end = (comment != std::string::npos && comment < eol) ? comment : eol;
-    y.replace(at, end - at, key + ": " + value + " ");
-    std::ofstream(p) << y;
+    ASSERT_TRUE(sd::e2e::set_policy_key(dir_ / "policies" / "vif.yaml", key, value)) << key;
   }
 
   void start_shadowd() {

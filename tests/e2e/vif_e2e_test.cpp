@@ -169,21 +169,7 @@ class VifE2eTest : public ::testing::Test {
     dom_ = "vnet" + id;
     guest_ = "vg" + id;
     wire_ = "vw" + id;
-    fs::create_directories(dir_ / "policies");
-    for (auto cls : {"vif", "vsnd", "vbd"})
-      fs::copy_file(fs::path(SD_SOURCE_DIR) / "config/policies" / (std::string(cls) + ".yaml"),
-                    dir_ / "policies" / (std::string(cls) + ".yaml"));
-    std::ofstream(dir_ / "dd.cfg") << "name = \"" << dom_ << "\"\ndriver_domain = 1\nmemory = 128\nvcpus = 1\n";
-    std::ofstream(dir_ / "guest1.cfg") << "name = \"" << guest_ << "\"\nmemory = 256\nvcpus = 1\nvif = [ 'backend="
-                                       << dom_ << ",mac=00:16:3e:5d:00:01,ip=" << kGuestAddr << "' ]\n";
-    std::ofstream(dir_ / "host.yaml") << "platform: local\n"
-                                      << "policy_dir: policies\n"
-                                      << "control_socket: " << (dir_ / "sd.sock").string() << "\n"
-                                      << "state_dir: " << (dir_ / "state").string() << "\n"
-                                      << "event_log: " << (dir_ / "events.jsonl").string() << "\n"
-                                      << "wire_netns: " << wire_ << "\n"
-                                      << "domains: [dd.cfg]\n"
-                                      << "guests: [guest1.cfg]\n";
+    sd::e2e::write_private_host(dir_, SD_SOURCE_DIR, {dom_, guest_, wire_, kGuestAddr});
   }
 
   void TearDown() override {
@@ -211,15 +197,7 @@ class VifE2eTest : public ::testing::Test {
   }
 
   void set_policy(const std::string& key, const std::string& value) {
-    auto p = dir_ / "policies" / "vif.yaml";
-    std::string y = slurp(p);
-    auto at = y.find(key + ":");
-    ASSERT_NE(at, std::string::npos) << key;
-    auto eol = y.find('\n', at);
-    auto comment = y.find('#', at);
-    auto end = (comment != std::string::npos && comment < eol) ? comment : eol;
-    y.replace(at, end - at, key + ": " + value + " ");
-    std::ofstream(p) << y;
+    ASSERT_TRUE(sd::e2e::set_policy_key(dir_ / "policies" / "vif.yaml", key, value)) << key;
   }
 
   // shadowd up, the driver domain running and the guest reaching the wire.
