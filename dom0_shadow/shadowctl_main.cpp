@@ -127,7 +127,9 @@ int cmd_status(const Global& g, const Args& a) {
     std::printf("last cause:        %s\n", d["last_cause"].get<std::string>().empty() ? "-" : fmt(d["last_cause"]).c_str());
     std::printf("last detect:       %s\n", fmt(d["last_detect_ms"], " ms").c_str());
     std::printf("death to ready:    %s\n", fmt(d["last_death_to_ready_ms"], " ms").c_str());
+    std::printf("fault to ready:    %s\n", fmt(d["last_fault_to_ready_ms"], " ms").c_str());
     std::printf("start to ready:    %s\n", fmt(d["last_start_ms"], " ms").c_str());
+    std::printf("standby:           %s (promotions: %s)\n", fmt(d["standby"]).c_str(), fmt(d["promotions"]).c_str());
     std::printf("policy:            %s\n", fmt(d["policy"]).c_str());
     std::printf("cfg:               %s\n", fmt(d["cfg"]).c_str());
   }

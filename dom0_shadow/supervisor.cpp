@@ -8,9 +8,12 @@
 
 namespace sd::dom0 {
 
+// How long a closed control channel may go without a death report before
+// shadowd kills the domain itself (see on_control_readable).
+constexpr auto kEofGrace = std::chrono::milliseconds(200);
+
 namespace {
 // A new incarnation that has not said Ready after this long is broken.
-constexpr auto kStartTimeout = std::chrono::seconds(10);
 // A new standby starts this long after a promotion, so it does not compete
 // with the recovery for the CPU.
 constexpr auto kStandbyDelay = std::chrono::milliseconds(50);
@@ -135,7 +138,18 @@ void Supervisor::on_control_readable(platform::DomId id) {
     if (!m) {
       // EOF usually means the process is dying: its death report follows.
       // Anything else (wrong size) is protocol garbage from an untrusted peer.
-      if (m.error().code == Code::kRestartReplay) kill_inc(*inc, "bad control message: " + m.error().message);
+      if (m.error().code == Code::kRestartReplay) {
+        kill_inc(*inc, "bad control message: " + m.error().message);
+      } else {
+        // On Xen the runtime is a process inside the domain: it can exit
+        // while the domain lives on. No death report within the grace
+        // period = the domain is useless; kill it.
+        inc->eof_timer = std::make_unique<boost::asio::steady_timer>(io_, kEofGrace);
+        inc->eof_timer->async_wait([this, id](const boost::system::error_code& ec) {
+          if (ec) return;
+          if (Inc* i = find_inc(id); i && i->pending_cause.empty()) kill_inc(*i, "control channel closed (runtime exited)");
+        });
+      }
       inc->wait.reset();
       return;
     }
@@ -193,6 +207,12 @@ void Supervisor::on_inc_ready(Inc& inc) {
     ev["death_to_ready_ms"] = *last_death_to_ready_ms_;
     died_at_.reset();
   }
+  if (recovering_since_) {
+    // What the devices' users wait for: first sign of the fault -> serving again.
+    last_fault_to_ready_ms_ = ms_between(*recovering_since_, now);
+    ev["fault_to_ready_ms"] = *last_fault_to_ready_ms_;
+    recovering_since_.reset();
+  }
   log_.emit(ev);
   if (hooks_.on_ready) hooks_.on_ready();
   standby_timer_.expires_after(kStandbyDelay);
@@ -205,6 +225,15 @@ void Supervisor::on_inc_ready(Inc& inc) {
 // The standby is watched the same way: a hung standby is useless.
 void Supervisor::heartbeat_tick() {
   auto now = Clock::now();
+  // A tick far later than scheduled means shadowd's own loop was blocked
+  // (a synchronous libxl create/destroy on Xen takes seconds): answers that
+  // arrived meanwhile are still unread, so the silence proves nothing.
+  // Restart the timeouts instead of declaring the domains hung.
+  bool loop_stalled = last_tick_ != Clock::time_point{} && now - last_tick_ > 2 * check_period() + std::chrono::milliseconds(100);
+  last_tick_ = now;
+  if (loop_stalled)
+    for (Inc* inc : {active_.get(), standby_.get()})
+      if (inc && inc->ready) inc->last_pong = now;
   // Checks run ten times per timeout so a hang is seen within 10 % of it;
   // pings go out once per interval.
   bool ping_now = now - last_ping_ >= policy_.heartbeat_interval;
@@ -215,7 +244,7 @@ void Supervisor::heartbeat_tick() {
   for (Inc* inc : {active_.get(), standby_.get()}) {
     if (!inc || !inc->pending_cause.empty()) continue;
     if (!inc->ready) {
-      if (now - inc->spawned > kStartTimeout) kill_inc(*inc, "start timeout (no Ready)");
+      if (now - inc->spawned > plat_.domains().start_timeout()) kill_inc(*inc, "start timeout (no Ready)");
       continue;
     }
     if (now - inc->last_pong >= policy_.heartbeat_timeout) {
@@ -297,6 +326,7 @@ void Supervisor::on_death(const platform::DeathInfo& d) {
              {"detect_ms", *last_detect_ms_}});
   if (hooks_.on_fault) hooks_.on_fault(fault_at_);
   if (hooks_.on_dead) hooks_.on_dead();
+  recovering_since_ = fault_at_;
   fault_at_ = {};
   injected_.reset();
   schedule_restart();
@@ -411,6 +441,7 @@ nlohmann::json Supervisor::status() const {
                    {"incarnations", incarnations_},
                    {"restarts", restarts_},
                    {"promotions", promotions_},
+                   {"last_fault_to_ready_ms", opt(last_fault_to_ready_ms_)},
                    {"standby", !policy_.standby ? "off" : standby_ && standby_->ready ? "ready" : standby_ ? "starting" : "none"},
                    {"standby_pid", standby_ ? nlohmann::json(standby_->info.pid) : nlohmann::json(nullptr)},
                    {"last_cause", last_cause_},

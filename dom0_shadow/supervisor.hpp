@@ -95,6 +95,7 @@ class Supervisor {
     bool standby = false;
     Clock::time_point spawned{}, last_pong{};
     std::string pending_cause;  // why shadowd killed it, if it did
+    std::unique_ptr<boost::asio::steady_timer> eof_timer;  // control channel closed, death report pending
   };
 
   std::unique_ptr<Inc> spawn_inc(bool standby);
@@ -128,6 +129,7 @@ class Supervisor {
   std::chrono::milliseconds check_period() const;
   uint64_t ping_seq_ = 0;
   Clock::time_point last_ping_{};
+  Clock::time_point last_tick_{};  // when heartbeat_tick last ran
   Clock::time_point fault_at_{};  // first sign of the current fault (injection or detection)
   std::optional<Clock::time_point> died_at_;  // death detected, waiting for the next Ready
 
@@ -143,6 +145,8 @@ class Supervisor {
   std::deque<Clock::time_point> restart_times_;  // inside the policy window
   std::string last_cause_;
   std::optional<double> last_death_to_ready_ms_;
+  std::optional<Clock::time_point> recovering_since_;  // fault of the recovery in progress
+  std::optional<double> last_fault_to_ready_ms_;
   std::optional<double> last_detect_ms_;
   std::optional<double> last_start_ms_;
 };

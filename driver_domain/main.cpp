@@ -20,20 +20,23 @@
 #include <string>
 
 #include "grant_mapper.hpp"
+#include "local/local_platform.hpp"
 #include "vif/netback.hpp"
+#include "vsnd/sndback.hpp"
 #include <map>
 #include <memory>
 #include <sys/mman.h>
 #include <vector>
 #include "sd/core/control_channel.hpp"
 #include "seccomp.hpp"
+#include "xen_control.hpp"
 
 namespace {
 
 using sd::ctl::Msg;
 using sd::ctl::MsgType;
 
-const char kUsage[] = "usage: drvdom --name NAME --control-fd FD\n";
+const char kUsage[] = "usage: drvdom --name NAME --control-fd FD | drvdom --xen\n";
 
 void usage_help() {
   std::printf(
@@ -42,6 +45,9 @@ void usage_help() {
       "meant to be run by hand.\n\n"
       "  --name NAME         the driver domain's name (for logs)\n"
       "  --control-fd FD     the control channel to shadowd (a SOCK_SEQPACKET socket)\n"
+      "  --xen               run in a Xen driver domain: the control channel is a vchan\n"
+      "                      offered to dom0 at /local/domain/<domid>/data/sd-ctl; the\n"
+      "                      name comes from xenstore; no seccomp (the domain is the sandbox)\n"
       "  --no-seccomp        do not install the system-call filter (debugging only)\n"
       "  -h, --help          this help\n",
       kUsage);
@@ -145,6 +151,9 @@ class Runtime {
       case MsgType::kGrantFds:
         add_grants(m, fds);
         return true;
+      case MsgType::kGrantRefs:
+        add_xen_pool(m);
+        return true;
       case MsgType::kDevConfig:
         if (auto it = backends_.find(m.b); it != backends_.end()) it->second->set_config(m);
         return true;
@@ -225,8 +234,11 @@ class Runtime {
   struct Pending {
     uint32_t cls = 0;
     sd::netif::VifConfig cfg{};
+    sd::sndif::StreamState stream{};  // vsnd: the stream to resume
     std::vector<sd::UniqueFd> fds;
     std::unique_ptr<sd::drvdom::GrantedPages> pages;
+    std::unique_ptr<sd::platform::EventChannel> evt;  // Xen: bound from the XenPool
+    sd::UniqueFd nic;                                 // Xen: opened here
     bool standby = false;
   };
 
@@ -236,8 +248,10 @@ class Runtime {
     p.cls = m.a & ~sd::ctl::kAttachStandby;
     p.standby = (m.a & sd::ctl::kAttachStandby) != 0;
     p.cfg = m.get_payload<sd::netif::VifConfig>();
+    p.stream = m.get_payload<sd::sndif::StreamState>();
     p.fds = std::move(fds);
-    p.pages = std::make_unique<sd::drvdom::GrantedPages>(sd::netif::kPoolPages);
+    p.pages = std::make_unique<sd::drvdom::GrantedPages>(p.cls == sd::sndif::kClassId ? sd::sndif::kPoolPages
+                                                                                      : sd::netif::kPoolPages);
     pending_[m.b] = std::move(p);
   }
 
@@ -261,6 +275,27 @@ class Runtime {
     start_backend(m.b, it);
   }
 
+  // Xen: the pool arrives as grant refs (one message) instead of fds.
+  void add_xen_pool(const Msg& m) {
+    auto it = pending_.find(m.b);
+    if (it == pending_.end()) return;
+    auto dev = sd::drvdom::attach_xen_pool(m.get_payload<sd::ctl::XenPool>(), sd::netif::kPoolPages);
+    if (!dev) {
+      Msg done;
+      done.type = MsgType::kDevAttached;
+      done.b = m.b;
+      done.a = EINVAL;
+      done.set_text(dev.error().message);
+      pending_.erase(it);
+      (void)ch_.send(done);
+      return;
+    }
+    it->second.pages = std::move(dev->pages);
+    it->second.evt = std::move(dev->evt);
+    it->second.nic = std::move(dev->nic);
+    start_backend(m.b, it);
+  }
+
   void go(const Msg& m) {
     auto it = pending_.find(m.b);
     Msg done;
@@ -273,15 +308,38 @@ class Runtime {
       return;
     }
     it->second.cfg = m.get_payload<sd::netif::VifConfig>();
+    it->second.stream = m.get_payload<sd::sndif::StreamState>();
     start_backend(m.b, it);
   }
 
-  void start_backend(uint64_t handle, std::map<uint64_t, Pending>::iterator it) {
+  // vsnd: [0] notify the frontend, [1] its kicks, [2] the DAC, [3] the DAC's interrupt.
+  void start_sndback(uint64_t handle, std::map<uint64_t, Pending>::iterator it) {
     Pending& p = it->second;
     Msg done;
     done.type = MsgType::kDevAttached;
     done.b = handle;
-    auto nb = sd::drvdom::Netback::create(std::move(p.pages), std::move(p.fds), p.cfg);
+    auto sb = sd::drvdom::Sndback::create(std::move(p.pages), std::move(p.fds), p.stream);
+    if (!sb) {
+      done.a = EINVAL;
+      done.set_text(sb.error().message);
+    } else {
+      backends_[handle] = std::move(*sb);
+    }
+    pending_.erase(it);
+    (void)ch_.send(done);
+  }
+
+  void start_backend(uint64_t handle, std::map<uint64_t, Pending>::iterator it) {
+    Pending& p = it->second;
+    if (p.cls == sd::sndif::kClassId) return start_sndback(handle, it);
+    Msg done;
+    done.type = MsgType::kDevAttached;
+    done.b = handle;
+    if (p.fds.size() == 3) {  // local: [0] notify the frontend, [1] its kicks, [2] the NIC
+      p.evt = std::make_unique<sd::local::LocalEventChannel>(std::move(p.fds[0]), std::move(p.fds[1]));
+      p.nic = std::move(p.fds[2]);
+    }
+    auto nb = sd::drvdom::Netback::create(std::move(p.pages), std::move(p.evt), std::move(p.nic), p.cfg);
     if (!nb) {
       done.a = EINVAL;
       done.set_text(nb.error().message);
@@ -305,9 +363,11 @@ int main(int argc, char** argv) {
   std::string name;
   int control_fd = -1;
   bool seccomp = true;
+  bool xen = false;
   static const option kOpts[] = {{"name", required_argument, nullptr, 'n'},
                                  {"control-fd", required_argument, nullptr, 'c'},
                                  {"no-seccomp", no_argument, nullptr, 'S'},
+                                 {"xen", no_argument, nullptr, 'X'},
                                  {"help", no_argument, nullptr, 'h'},
                                  {nullptr, 0, nullptr, 0}};
   for (int c; (c = getopt_long(argc, argv, "h", kOpts, nullptr)) != -1;) {
@@ -315,9 +375,24 @@ int main(int argc, char** argv) {
       case 'n': name = optarg; break;
       case 'c': control_fd = std::atoi(optarg); break;
       case 'S': seccomp = false; break;
+      case 'X': xen = true; break;
       case 'h': usage_help(); return 0;
       default: std::fputs(kUsage, stderr); return 2;
     }
+  }
+  if (xen) {
+    if (control_fd >= 0 || optind != argc) {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+    auto x = sd::drvdom::open_xen_control();
+    if (!x) {
+      std::fprintf(stderr, "drvdom: %s\n", x.error().to_string().c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "drvdom %s: domain %d, control vchan offered to dom0\n", x->name.c_str(), x->domid);
+    Runtime rt(name.empty() ? x->name : name, std::move(x->channel));
+    return rt.run();
   }
   if (name.empty() || control_fd < 0 || optind != argc) {
     std::fputs(kUsage, stderr);

@@ -10,18 +10,18 @@ namespace sd::drvdom {
 
 using netif::kPageSize;
 
-Result<std::unique_ptr<Netback>> Netback::create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
+Result<std::unique_ptr<Netback>> Netback::create(std::unique_ptr<GrantedPages> pages,
+                                                 std::unique_ptr<platform::EventChannel> evt, UniqueFd nic,
                                                  const netif::VifConfig& cfg) {
-  if (fds.size() != 3) return fail(Code::kInvalidInput, "vif attach needs 3 fds, got " + std::to_string(fds.size()));
+  if (!evt || !nic) return fail(Code::kInvalidInput, "vif attach needs an event channel and the NIC");
   if (!pages || pages->size() < netif::kPoolPages) return fail(Code::kInvalidInput, "vif attach: pool too small");
   uint8_t* tx_page = pages->get(netif::kTxRingRef);
   uint8_t* rx_page = pages->get(netif::kRxRingRef);
   if (!tx_page || !rx_page) return fail(Code::kInvalidInput, "vif attach: ring pages not granted");
   auto nb = std::unique_ptr<Netback>(new Netback());
   nb->pages_ = std::move(pages);
-  nb->to_front_ = std::move(fds[0]);
-  nb->from_front_ = std::move(fds[1]);
-  nb->nic_ = std::move(fds[2]);
+  nb->evt_ = std::move(evt);
+  nb->nic_ = std::move(nic);
   nb->cfg_ = cfg;
   // init=false: the frontend owns the ring; a new backend continues from the
   // shared rsp_prod (everything after it is ours to serve, replays included).
@@ -35,7 +35,7 @@ Result<std::unique_ptr<Netback>> Netback::create(std::unique_ptr<GrantedPages> p
 }
 
 void Netback::poll_fds(std::vector<pollfd>& fds) {
-  fds.push_back({from_front_.get(), POLLIN, 0});
+  fds.push_back({evt_->wait_fd(), POLLIN, 0});
   // Only read the NIC when a guest buffer is ready for the frame: otherwise
   // frames wait in the socket, as they would in a NIC's ring.
   if (!rx_posted_.empty() && !stalled_) fds.push_back({nic_.get(), POLLIN, 0});
@@ -57,16 +57,12 @@ uint8_t* Netback::buffer(grant_ref_t ref) {
 }
 
 Result<void> Netback::service() {
-  uint64_t kicks;
-  (void)!::read(from_front_.get(), &kicks, sizeof(kicks));  // nonblocking eventfd: clears the kick
+  (void)evt_->consume();  // clears the kick; the rings say what to do
   if (stalled_) return {};
   bool notify = false;
   if (auto r = do_tx(notify); !r) return r;
   if (auto r = do_rx(notify); !r) return r;
-  if (notify) {
-    uint64_t one = 1;
-    (void)!::write(to_front_.get(), &one, sizeof(one));
-  }
+  if (notify) (void)evt_->notify();
   return {};
 }
 

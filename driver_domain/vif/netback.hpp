@@ -11,6 +11,7 @@
 #include "granted_pages.hpp"
 #include "sd/core/fd.hpp"
 #include "sd/core/netif.hpp"
+#include "sd/core/platform.hpp"
 #include "sd/core/ring.hpp"
 
 namespace sd::drvdom {
@@ -18,9 +19,9 @@ namespace sd::drvdom {
 class Netback final : public Backend {
  public:
   // pages: the guest's granted pool, indexed by grant ref (ring pages first).
-  // fds: [0] eventfd to notify the frontend, [1] eventfd the frontend kicks,
-  // [2] the NIC socket.
-  static Result<std::unique_ptr<Netback>> create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
+  // evt: the event channel to the frontend; nic: the NIC's packet socket.
+  static Result<std::unique_ptr<Netback>> create(std::unique_ptr<GrantedPages> pages,
+                                                 std::unique_ptr<platform::EventChannel> evt, UniqueFd nic,
                                                  const netif::VifConfig& cfg);
   void poll_fds(std::vector<pollfd>& fds) override;
   Result<void> service() override;
@@ -34,7 +35,8 @@ class Netback final : public Backend {
   uint8_t* buffer(grant_ref_t ref);
 
   std::unique_ptr<GrantedPages> pages_;
-  UniqueFd to_front_, from_front_, nic_;
+  std::unique_ptr<platform::EventChannel> evt_;
+  UniqueFd nic_;
   netif::VifConfig cfg_{};
   std::optional<ring::BackRing<netif::TxTraits>> tx_;
   std::optional<ring::BackRing<netif::RxTraits>> rx_;

@@ -178,7 +178,7 @@ std::string XenDomainManager::pick_xen_name(const std::string& name) const {
 
 // ---- create ----------------------------------------------------------------
 
-Result<platform::DomainInfo> XenDomainManager::create(const platform::DomainSpec& spec, ctl::Channel*) {
+Result<platform::DomainInfo> XenDomainManager::create(const platform::DomainSpec& spec, ctl::Channel* ctl) {
   if (!disaster_.empty())
     return fail(Code::kEscalate, "xen: libxl reported a disaster earlier (" + disaster_ + "); restart shadowd");
   auto type = parse_type(spec);
@@ -222,9 +222,18 @@ Result<platform::DomainInfo> XenDomainManager::create(const platform::DomainSpec
   inc.xen_name = xen_name;
   inc.serial = serial;
   inc.evgen = evgen;
+  if (store_ && ctl) {
+    auto link = VchanLink::open(io_, *store_, static_cast<int>(domid), control_path(static_cast<int>(domid)));
+    if (!link) {
+      libxl_evdisable_domain_death(ctx_, evgen);
+      (void)destroy(domid, xen_name);
+      return std::unexpected(link.error());
+    }
+    *ctl = std::move(link->first);
+    inc.link = std::move(link->second);
+  }
   auto info = inc.info;
   live_[domid] = std::move(inc);
-  // *ctl stays as it is: the control channel on Xen is libxenvchan (not yet).
   return info;
 }
 

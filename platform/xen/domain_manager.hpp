@@ -24,10 +24,11 @@
 // spec's name; another one created while it lives gets "<name>-<serial>".
 // DomainInfo.name and DeathInfo.name are always the spec's name.
 //
-// Not yet on Xen: the control channel. create() leaves *ctl untouched (it will
-// be a libxenvchan to the driver domain's runtime); the caller gets an
-// invalid Channel. libxl_domain_create_new and _destroy run synchronously, on
-// the caller's thread (they block the io_context for as long as Xen takes).
+// Control channel: create() returns *ctl at once; it is a libxenvchan the
+// domain's runtime (drvdom --xen) offers at control_path(domid), connected
+// when it appears (vchan_link.hpp). Without a store (set_store) *ctl stays
+// invalid. libxl_domain_create_new and _destroy run synchronously, on the
+// caller's thread (they block the io_context for as long as Xen takes).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -45,6 +46,7 @@ extern "C" {
 
 #include "sd/core/platform.hpp"
 #include "xen/osevent.hpp"
+#include "xen/vchan_link.hpp"
 
 namespace sd::xen {
 
@@ -72,6 +74,10 @@ class XenDomainManager final : public platform::DomainManager {
   Result<platform::DomainInfo> restart(platform::DomId id, ctl::Channel* ctl) override;
   void on_death(DeathHandler h) override { on_death_ = std::move(h); }
   void forget(const std::string&) override {}  // nothing persists per name on Xen (yet)
+  // A Xen domain boots a kernel before its runtime can say Ready.
+  std::chrono::milliseconds start_timeout() const override { return std::chrono::seconds(120); }
+  // Where control vchans are watched for (the platform's XenStore).
+  void set_store(platform::Store* store) { store_ = store; }
 
   // The incarnation's name in Xen (`xl list`); nullopt if not live here.
   std::optional<std::string> xen_name(platform::DomId id) const;
@@ -84,6 +90,7 @@ class XenDomainManager final : public platform::DomainManager {
     uint64_t serial = 0;  // libxl_ev_user of its death events
     libxl_evgen_domain_death* evgen = nullptr;
     bool destroyed = false;  // kill() destroyed it; its death report is queued
+    std::unique_ptr<VchanLink> link;  // its control channel
   };
   // What event_occurs copies out of a libxl_event before freeing it.
   struct Event {
@@ -111,6 +118,7 @@ class XenDomainManager final : public platform::DomainManager {
   libxl_ctx* ctx_ = nullptr;
   std::unique_ptr<LibxlOsEvents> osevents_;
   DeathHandler on_death_;
+  platform::Store* store_ = nullptr;
   std::map<platform::DomId, Incarnation> live_;
   uint64_t next_serial_ = 1;
   std::string disaster_;  // set once libxl reported one: no more creates

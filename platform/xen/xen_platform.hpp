@@ -18,7 +18,9 @@ namespace sd::xen {
 class XenPlatform final : public platform::Platform {
  public:
   XenPlatform(std::unique_ptr<XenDomainManager> domains, std::unique_ptr<XenStore> store)
-      : domains_(std::move(domains)), store_(std::move(store)) {}
+      : store_(std::move(store)), domains_(std::move(domains)) {
+    domains_->set_store(store_.get());  // control vchans are found through xenstore
+  }
   std::string name() const override { return "xen"; }
   platform::DomainManager& domains() override { return *domains_; }
   platform::Store& store() override { return *store_; }
@@ -29,8 +31,10 @@ class XenPlatform final : public platform::Platform {
   Result<std::unique_ptr<platform::GrantPool>> make_grant_pool(size_t pages) override;
 
  private:
-  std::unique_ptr<XenDomainManager> domains_;
+  // Destroyed in reverse order: the domains (and their vchan links, which
+  // watch xenstore) before the store.
   std::unique_ptr<XenStore> store_;
+  std::unique_ptr<XenDomainManager> domains_;
 };
 
 // Empty if this host is a Xen dom0 whose toolstack libxl can talk to;

@@ -1,12 +1,13 @@
 #!/bin/sh
 # The lab test, run by /init inside the lab's dom0 (Xen 4.17, Debian PV dom0).
-#   1. xl info; shadowd --platform xen --check, then shadowd --platform xen in
-#      the background, driven with shadowctl while it answers (list, one
-#      inject-fault kill, status, shutdown); its output recorded verbatim
+#   1. xl info; shadowd --platform xen --check
 #   2. manual baseline: PV driver domain netdd (driver_domain = 1) + guest
 #      guest1; N x (xl destroy + xl create netdd until its init wrote data/ready)
 #   3. crash netdd with `xl sysrq netdd c`; dom0 must see @releaseDomain and
 #      state 'c'; then recover it by hand (destroy + create)
+#   3b. shadowd --platform xen in the background, driven with shadowctl: a
+#      kill, a drvdom crash and a kernel crash of netdd, each recovered by
+#      shadowd; first cold restarts, then with a warm standby domain
 #   4. optional: shadowd --platform local inside dom0 (/lab/local-test.sh)
 # Xenstore waits use watches, not polling (only shadowd's control socket is
 # polled, at 1 s). Results go to the serial console as
@@ -62,7 +63,7 @@ show_console() { echo "--- console of $1 (last 20 lines):"; tail -20 "/var/log/x
 CREATE_FAILS=0; CREATE_ERRS=""
 create_and_wait() {
     for attempt in 1 2; do
-        if xl create "$2" > "/tmp/xl-create-$1.log" 2>&1; then
+        if timeout 180 xl create "$2" > "/tmp/xl-create-$1.log" 2>&1; then
             DOMID=$(xl domid "$1")
             if watch_until "/local/domain/$DOMID/data/ready" $WAIT_S "xenstore-read /local/domain/$DOMID/data/ready"; then
                 return 0
@@ -81,7 +82,7 @@ create_and_wait() {
 }
 
 T_BEGIN=$(now_ms)
-# ------------------------------------------------------------------ 1. Xen and shadowd --platform xen
+# ------------------------------------------------------------------ 1. Xen and shadowd --platform xen --check
 mark xl_info_start
 if xl info > /tmp/xl-info.txt 2>&1; then
     mark xl_ready
@@ -99,81 +100,6 @@ echo "\$ shadowd --platform xen --check --config $XH/host.yaml"
 OUT=$(timeout 60 shadowd --platform xen --check --config $XH/host.yaml 2>&1); RC=$?
 echo "$OUT"; echo "(exit $RC)"
 kv xen_check_out "$OUT"; kv xen_check_rc $RC
-
-mark shadowd_xen_run
-# shadowd runs in the background. When its control socket answers, the lab
-# drives it with shadowctl: list, devices, one `inject-fault netdd kill`, status
-# (shadowd's own death -> ready time), shutdown. If shadowd exits early (Xen
-# platform unavailable, crash), its output is all there is to record.
-SOCK=/run/shadowd-xen/shadowd.sock
-xctl() { timeout 30 shadowctl --socket $SOCK "$@"; }
-echo "\$ shadowd --platform xen --config $XH/host.yaml $LAB_SHADOWD_ARGS &"
-s0=$(now_ms)
-shadowd --platform xen --config $XH/host.yaml $LAB_SHADOWD_ARGS > /tmp/shadowd-xen.log 2>&1 &
-SDPID=$!
-# Deadlines, not iteration counts: a busy shadowd can take seconds to answer.
-up=0; dl=$(( $(now_ms) + 180000 ))
-while [ $(now_ms) -lt $dl ]; do  # the control socket is not in xenstore: poll it at 1 s
-    if xctl list >/dev/null 2>&1; then up=1; break; fi
-    kill -0 $SDPID 2>/dev/null || break
-    sleep 1
-done
-if [ $up = 1 ]; then
-    kv xen_up_s "$(secs $s0 $(now_ms))"
-    mark shadowd_xen_up
-    echo "\$ shadowctl list"; xctl list
-    echo "\$ shadowctl devices"; xctl devices
-    xl list
-    # Faults can only be injected into a running driver domain: wait up to 60 s
-    # (a domU boots in 11-17 s here) for shadowd to report netdd 'running'.
-    st=""; dl=$(( $(now_ms) + 60000 ))
-    while [ $(now_ms) -lt $dl ]; do
-        st=$(xctl list 2>/dev/null | awk '$1=="netdd"{print $3}')
-        [ "$st" = running ] && break
-        kill -0 $SDPID 2>/dev/null || break
-        sleep 1
-    done
-    echo "\$ shadowctl list   (after $(secs $s0 $(now_ms)) s)"; xctl list | tee /tmp/xen-list.txt
-    st_line=$(awk '$1=="netdd"{printf "%s (domid %s, %s restarts)", $3, $2, $4}' /tmp/xen-list.txt)
-    kv xen_dd_state "${st_line:-not listed (shadowd did not answer)} $(secs $s0 $(now_ms)) s after start"
-    [ "$st" = running ] && mark shadowd_xen_dd_running
-    d_before=$(xl domid netdd 2>/dev/null)
-    echo "\$ shadowctl inject-fault netdd kill"
-    OUT=$(xctl inject-fault netdd kill 2>&1); RC=$?
-    echo "$OUT"; echo "(exit $RC)"
-    kv xen_inject "$(echo $OUT) (exit $RC)"
-    if [ $RC = 0 ]; then
-        r=0; dl=$(( $(now_ms) + 180000 ))
-        while [ $(now_ms) -lt $dl ]; do
-            r=$(xctl status netdd 2>/dev/null | awk '/^restarts:/{print $2}')
-            [ "${r:-0}" -ge 1 ] 2>/dev/null && break
-            kill -0 $SDPID 2>/dev/null || break
-            sleep 1
-        done
-        echo "\$ shadowctl status netdd"; xctl status netdd | tee /tmp/xen-status.txt
-        xl list
-        kv xen_restarts "${r:-0}"
-        kv xen_death_to_ready "$(awk -F': *' '/^death to ready:/{print $2}' /tmp/xen-status.txt)"
-        kv xen_domids "${d_before:-none} -> $(xl domid netdd 2>/dev/null || echo none)"
-        mark shadowd_xen_fault_done
-    fi
-    echo "\$ shadowctl shutdown"; xctl shutdown
-fi
-# Let it exit (60 s), then TERM, then KILL; collect its exit status and output.
-i=0; while kill -0 $SDPID 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
-kill -TERM $SDPID 2>/dev/null
-i=0; while kill -0 $SDPID 2>/dev/null && [ $i -lt 15 ]; do sleep 1; i=$((i+1)); done
-kill -KILL $SDPID 2>/dev/null
-wait $SDPID; RC=$?
-OUT=$(head -c 3000 /tmp/shadowd-xen.log)
-echo "--- shadowd --platform xen said:"; echo "$OUT"; echo "(exit $RC after $(secs $s0 $(now_ms)) s)"
-echo "--- its event log (last 6 of $(wc -l < /run/shadowd-xen/events.jsonl 2>/dev/null || echo 0) events):"
-tail -6 /run/shadowd-xen/events.jsonl 2>/dev/null | cut -c1-400
-kv xen_run_out "$OUT"; kv xen_run_rc $RC; kv xen_run_s "$(secs $s0 $(now_ms))"
-xl list
-kv xen_run_domains "$(xl list | awk 'NR>2{printf "%s(%s,%s) ", $1, $2, $5}')"
-# Leave a clean slate for the baseline.
-for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
 
 # ------------------------------------------------------------------ 2. manual baseline
 mark baseline_start
@@ -253,6 +179,100 @@ xl list
 for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
 kv xen_tests_s "$(secs $T_BEGIN $(now_ms))"
 mark xen_tests_done
+
+# ------------------------------------------------------------------ 3b. shadowd --platform xen: cold, then warm standby
+mark shadowd_xen_run
+# shadowd runs in the background with the driver domain netdd (drvdom --xen in
+# its init offers the control vchan). When its control socket answers, the
+# lab drives it with shadowctl: wait for netdd running, then one fault of each
+# kind, each followed by shadowd's own recovery:
+#   kill  shadowctl inject-fault netdd kill   (shadowd destroys the domain)
+#   segv  shadowctl inject-fault netdd segv   (drvdom crashes inside the domain)
+#   sysrq xl sysrq <domain> c                 (the driver domain's kernel crashes)
+# and reads `shadowctl status netdd` (fault to ready, death to ready) after
+# each. Run twice: cold (policies/standby: false) and warm standby (a second
+# netdd booted and Ready beside the running one, promoted on failure).
+SOCK=/run/shadowd-xen/shadowd.sock
+xctl() { timeout 30 shadowctl --socket $SOCK "$@"; }
+dd_field() { xctl list 2>/dev/null | awk -v f="$1" '$1=="netdd"{print $f}'; }
+status_field() { xctl status netdd 2>/dev/null | awk -F': *' -v k="$1" '$1==k{print $2}'; }
+# wait_for S CMD: poll CMD (a shadowctl query, there is no xenstore node for it) at 1 s.
+wait_for() {
+    w_dl=$(( $(now_ms) + $1 * 1000 )); shift
+    while [ $(now_ms) -lt $w_dl ]; do
+        eval "$1" && return 0
+        kill -0 $SDPID 2>/dev/null || return 1
+        sleep 1
+    done
+    return 1
+}
+# shadow_run TAG HOSTDIR FAULTS...: start shadowd, inject the faults, record per fault
+#   SDLAB-KV <tag>_<fault> "fault_to_ready_ms death_to_ready_ms restarts cause"
+shadow_run() {
+    tag=$1; host=$2; shift 2
+    echo "\$ shadowd --platform xen --config $host/host.yaml $LAB_SHADOWD_ARGS &"
+    s0=$(now_ms)
+    shadowd --platform xen --config $host/host.yaml $LAB_SHADOWD_ARGS > /tmp/shadowd-$tag.log 2>&1 &
+    SDPID=$!
+    if ! wait_for 180 "xctl list >/dev/null 2>&1"; then
+        kv ${tag}_error "control socket never answered"
+    else
+        kv ${tag}_up_s "$(secs $s0 $(now_ms))"
+        mark shadowd_${tag}_up
+        if wait_for 240 '[ "$(dd_field 3)" = running ]'; then
+            kv ${tag}_first_ready_s "$(secs $s0 $(now_ms))"
+            mark shadowd_${tag}_dd_running
+        fi
+        if [ "$tag" = standby ]; then
+            wait_for 240 'status_field standby | grep -q "^ready"' && mark standby_ready
+        fi
+        echo "\$ shadowctl list"; xctl list; xl list
+        for f in "$@"; do
+            r0=$(status_field restarts)
+            dom=$(dd_field 2)
+            echo "\$ fault $f (netdd domid $dom, restarts $r0)"
+            case $f in
+                sysrq) xname=$(xl list | awk -v d="$dom" '$2==d{print $1}'); xl sysrq "$xname" c; RC=$? ;;
+                *) xctl inject-fault netdd $f; RC=$? ;;
+            esac
+            if [ $RC != 0 ]; then kv ${tag}_$f "inject failed (exit $RC)"; continue; fi
+            if wait_for 240 '[ "$(status_field restarts)" -gt "${r0:-0}" ] 2>/dev/null && [ "$(dd_field 3)" = running ]'; then
+                if [ "$tag" = standby ]; then
+                    # the replacement standby boots next; wait for it so each fault finds one
+                    wait_for 240 'status_field standby | grep -q "^ready"'
+                fi
+                xctl status netdd | tee /tmp/status.txt
+                kv ${tag}_$f "$(awk -F': *' '$1=="fault to ready"{f=$2} $1=="death to ready"{d=$2} $1=="restarts"{r=$2} $1=="last cause"{c=$2} END{printf "%s|%s|%s|%s", f, d, r, c}' /tmp/status.txt)"
+                mark ${tag}_${f}_recovered
+            else
+                kv ${tag}_$f "not recovered within 240 s (state $(dd_field 3))"
+                xctl status netdd
+            fi
+        done
+        xl list
+        echo "\$ shadowctl shutdown"; xctl shutdown
+    fi
+    # Let it exit (60 s), then TERM, then KILL; collect its exit status and output.
+    i=0; while kill -0 $SDPID 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+    kill -TERM $SDPID 2>/dev/null
+    i=0; while kill -0 $SDPID 2>/dev/null && [ $i -lt 15 ]; do sleep 1; i=$((i+1)); done
+    kill -KILL $SDPID 2>/dev/null
+    wait $SDPID; RC=$?
+    OUT=$(head -c 3000 /tmp/shadowd-$tag.log)
+    echo "--- shadowd --platform xen ($tag) said:"; echo "$OUT"; echo "(exit $RC after $(secs $s0 $(now_ms)) s)"
+    echo "--- its event log ($(wc -l < /run/shadowd-xen/events.jsonl 2>/dev/null || echo 0) events):"
+    head -60 /run/shadowd-xen/events.jsonl 2>/dev/null | cut -c1-400
+    kv ${tag}_out "$OUT"; kv ${tag}_rc $RC; kv ${tag}_s "$(secs $s0 $(now_ms))"
+    xl list
+    kv ${tag}_domains_left "$(xl list | awk 'NR>2{printf "%s(%s,%s) ", $1, $2, $5}')"
+    for d in $(xl list | awk 'NR>2{print $1}'); do xl destroy $d; done
+    rm -f /run/shadowd-xen/events.jsonl
+}
+shadow_run xen $XH kill segv sysrq
+shadow_run standby /lab/hosts/xen-standby kill segv sysrq
+# Leave a clean slate for the baseline.
+for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
+
 
 # ------------------------------------------------------------------ 4. local platform inside dom0 (optional)
 if [ "$LAB_LOCAL" = 1 ]; then

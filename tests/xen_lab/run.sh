@@ -308,6 +308,8 @@ for m in drivers/xen/xen-evtchn.ko drivers/xen/xen-gntdev.ko drivers/xen/xen-gnt
 done
 cp "$KDIR"/modules/lib/modules/"$KVER"/modules.{order,builtin,builtin.modinfo} "$kd/" 2>/dev/null || true
 quiet depmod -b "$du/usr" "$KVER"
+# drvdom is static: it needs nothing else from the image.
+strip --strip-debug -o "$du/usr/bin/drvdom" "$BUILD_DIR/driver_domain/drvdom"
 cp "$HERE/domu-init.sh" "$du/init" && chmod 755 "$du/init"
 (cd "$du" && find . -mindepth 1 | cpio -o -H newc --quiet | gzip -1) > "$ov/lab/domu-initrd.gz"
 rm -rf "$du"

@@ -111,3 +111,51 @@ Xenstore& xenstore();
 void xenstore_reset();  // call with no handle open
 
 }  // namespace fake
+
+struct libxenvchan;
+
+namespace fake {
+
+// ---- libxenvchan -----------------------------------------------------------
+// A server and a client that name the same xenstore path are connected
+// in memory; each end's fd_for_select is an eventfd the other end's
+// send/recv/close signals, as the event channel does.
+
+struct Vchan {
+  // Forced errors: 0 = the call succeeds; otherwise it fails with this errno.
+  int server_errno = 0;
+  int client_errno = 0;
+  bool send_fails = false;  // libxenvchan_send returns -1
+  size_t ring_bytes = 4096; // each direction
+  int servers = 0, clients = 0, closes = 0, live = 0;
+};
+
+Vchan& vchan();
+void vchan_reset();  // call with no vchan open
+// The server end offered at `path` (nullptr if none): tests act as the
+// domain's runtime through the libxenvchan_* calls on it.
+::libxenvchan* vchan_server_at(const std::string& path);
+
+}  // namespace fake
+
+namespace fake {
+
+// ---- libxenevtchn and libxengnttab (gntshr + gnttab) -------------------------
+// Event channels: ports offered with bind_unbound_port can be bound once with
+// bind_interdomain; notify() makes the other handle's fd readable and queues
+// the port for its xenevtchn_pending(). Grants: share_pages puts the pages in
+// a memfd, so map_grant_ref / map_domain_grant_refs really share memory with
+// the owner's mapping (as gntdev does).
+struct Gnt {
+  int share_errno = 0;   // xengntshr_share_pages fails
+  int map_errno = 0;     // xengnttab_map_* fails
+  int bind_errno = 0;    // xenevtchn_bind_interdomain fails
+  int shared_pages = 0;  // currently shared
+  int mapped_pages = 0;  // currently mapped by peers
+  int notifies = 0;
+  int open_handles = 0;  // evtchn + gnttab + gntshr handles
+};
+Gnt& gnt();
+void gnt_reset();
+
+}  // namespace fake

@@ -39,10 +39,23 @@ enum class MsgType : uint32_t {
   kDevConfig = 113,   // shadowd -> drvdom: new config state (payload); frontend -> shadowd: config changed
   kBackendGone = 114, // shadowd -> frontend: stop consuming responses, the backend is failing
   kReconnect = 115,   // shadowd -> frontend: backend is dead for sure; repair the rings for a new one
-  kReconnected = 116, // frontend -> shadowd: rings repaired, a = requests replayed
+                      // (Xen: a = the new backend's domid: a new pool is granted to it)
+  kReconnected = 116, // frontend -> shadowd: rings repaired, a = requests replayed (Xen: payload = XenPool)
   kDevFault = 117,    // frontend / drvdom -> shadowd: the peer broke the protocol; text = what
   kDevDetach = 118,   // shadowd -> drvdom: stop serving the device
   kDevGo = 119,       // shadowd -> drvdom (standby): take the rings now; payload = config to replay
+  kGrantRefs = 120,   // Xen, instead of kGrantFds: frontend -> shadowd (in kReconnected) and shadowd ->
+                      // drvdom: b = device handle, payload = XenPool (the pool as grant refs)
+};
+
+// The guest's pool on Xen: grant refs and an event-channel port instead of
+// fds. Written by the frontend, checked by whoever maps it.
+struct XenPool {
+  uint32_t owner = 0;    // the guest's domid (the pages are its memory)
+  uint32_t dir_ref = 0;  // grant ref of the directory page listing the pool's refs
+  uint32_t pages = 0;
+  uint32_t port = 0;     // event channel the owner offered to the backend's domain
+  char nic[16] = {};     // shadowd -> drvdom: the driver domain's NIC (interface name)
 };
 
 // kDevAttach's `a` = device class, plus this bit for a warm standby: map the

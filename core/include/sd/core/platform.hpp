@@ -80,6 +80,9 @@ class DomainManager {
   virtual void on_death(DeathHandler h) = 0;
   // Releases persistent resources of a named domain (local: its netns).
   virtual void forget(const std::string& name) = 0;
+  // How long a new incarnation may take to say Ready (a process starts in
+  // milliseconds; a Xen domain boots a kernel first).
+  virtual std::chrono::milliseconds start_timeout() const { return std::chrono::seconds(10); }
 };
 
 class EventChannel {

@@ -1,0 +1,74 @@
+#include "xen_control.hpp"
+
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "xen/evtchn.hpp"
+#include "xen/grants.hpp"
+#include "xen/vchan_pump.hpp"
+
+namespace sd::drvdom {
+
+Result<XenControl> open_xen_control() {
+  auto self = xen::self_identity();
+  if (!self) return std::unexpected(self.error());
+  XenControl out;
+  out.domid = self->first;
+  out.name = self->second;
+  auto ch = xen::offer_channel(0, xen::control_path(out.domid));
+  if (!ch) return std::unexpected(ch.error());
+  out.channel = std::move(*ch);
+  return out;
+}
+
+namespace {
+
+// The NIC: every frame on the interface, in and out (the driver domain owns it).
+Result<UniqueFd> open_nic(const std::string& ifname) {
+  unsigned idx = ::if_nametoindex(ifname.c_str());
+  if (idx == 0) return fail(Code::kInvalidInput, "NIC '" + ifname + "' not found in this driver domain");
+  UniqueFd s(::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL)));
+  if (!s) return sys_fail("packet socket on " + ifname);
+  sockaddr_ll a{};
+  a.sll_family = AF_PACKET;
+  a.sll_protocol = htons(ETH_P_ALL);
+  a.sll_ifindex = static_cast<int>(idx);
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return sys_fail("bind to " + ifname);
+  // Frames for the guest's MAC are not for this domain's own stack.
+  packet_mreq m{};
+  m.mr_ifindex = static_cast<int>(idx);
+  m.mr_type = PACKET_MR_PROMISC;
+  (void)::setsockopt(s.get(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m, sizeof(m));
+  return s;
+}
+
+}  // namespace
+
+Result<XenDevice> attach_xen_pool(const ctl::XenPool& pool, size_t expected_pages) {
+  if (pool.pages != expected_pages)
+    return fail(Code::kInvalidInput, "pool of " + std::to_string(pool.pages) + " pages, expected " +
+                                         std::to_string(expected_pages));
+  std::string nic(pool.nic, strnlen(pool.nic, sizeof(pool.nic)));
+  if (nic.empty() || nic.size() >= IFNAMSIZ) return fail(Code::kInvalidInput, "no NIC name for the device");
+  auto mapped = xen::MappedPool::map(pool.owner, pool.dir_ref, pool.pages);
+  if (!mapped) return std::unexpected(mapped.error());
+  auto evt = xen::XenEventChannel::bind(pool.owner, pool.port);
+  if (!evt) return std::unexpected(evt.error());
+  auto s = open_nic(nic);
+  if (!s) return std::unexpected(s.error());
+  XenDevice d;
+  std::shared_ptr<xen::MappedPool> keep(std::move(*mapped));
+  // The mapping lives as long as the GrantedPages (which holds `keep`).
+  d.pages = std::make_unique<GrantedPages>(keep->base(), keep->pages(), [keep](uint8_t*, size_t) {});
+  d.evt = std::move(*evt);
+  d.nic = std::move(*s);
+  return d;
+}
+
+}  // namespace sd::drvdom

@@ -1,0 +1,88 @@
+// The control channel's transport on Xen: a libxenvchan between dom0 and a
+// domain (driver domain or guest), carrying the same fixed-size ctl::Msg as
+// the local platform's SOCK_SEQPACKET socket.
+//
+// Both ends keep using ctl::Channel: the pump moves whole 256-byte messages
+// between the vchan and a local SOCK_SEQPACKET socket whose other end is the
+// Channel. The vchan is a byte stream, so the pump only ever reads and
+// writes whole messages; what a peer writes is still untrusted and is checked
+// by the Channel's reader as on the local platform. Grants and event channels
+// travel as references inside messages (no fds cross a domain boundary).
+//
+// Not thread-safe: one owner calls service() whenever the vchan's event fd
+// (libxenvchan_fd_for_select) or the socket is readable.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "sd/core/control_channel.hpp"
+#include "sd/core/error.hpp"
+#include "sd/core/fd.hpp"
+
+struct libxenvchan;
+struct xentoollog_logger;
+
+namespace sd::xen {
+
+// Ring sizes of the control vchans (each way): 64 messages in flight.
+constexpr size_t kVchanRingBytes = 64 * sizeof(ctl::Msg);
+
+class VchanPump {
+ public:
+  // Takes ownership of both: the vchan is closed and the socket end closed
+  // with the pump (the Channel end then reads EOF).
+  VchanPump(libxenvchan* v, UniqueFd sock);
+  ~VchanPump();
+  VchanPump(const VchanPump&) = delete;
+  VchanPump& operator=(const VchanPump&) = delete;
+
+  int vchan_fd() const;
+  int sock_fd() const { return sock_.get(); }
+
+  // Consumes the vchan's pending event (call when vchan_fd() is readable;
+  // never blocks then), then moves every whole message that can move.
+  // Returns false once either side is closed (the peer domain closed the
+  // vchan or died, or the Channel end was closed); the pump is then done.
+  Result<bool> service(bool vchan_event);
+
+  size_t queued() const { return to_vchan_.size() + to_sock_.size(); }
+
+ private:
+  libxenvchan* v_;
+  UniqueFd sock_;
+  std::deque<ctl::Msg> to_vchan_, to_sock_;  // accepted, not yet delivered
+  bool closed_ = false;
+};
+
+// Where a driver domain's runtime offers its control vchan to dom0 (its own
+// xenstore home, writable by it and readable by dom0).
+inline std::string control_path(int domid) { return "/local/domain/" + std::to_string(domid) + "/data/sd-ctl"; }
+
+// Server side (runs in the domain that offers the pages: drvdom, frontends):
+// offers a vchan to `peer` at `xs_path` (xenstore: ring-ref, event-channel).
+// kUnavailable with the reason if it cannot (no gntalloc/evtchn device, no
+// xenstore).
+Result<libxenvchan*> vchan_server(int peer, const std::string& xs_path);
+// Client side (shadowd in dom0): connects to the vchan `domid` offers at
+// `xs_path`. kRetry if it is not there yet.
+Result<libxenvchan*> vchan_client(int domid, const std::string& xs_path);
+
+// In a domU: this domain's id and name, from its own xenstore home.
+// kUnavailable when not on Xen.
+Result<std::pair<int, std::string>> self_identity();
+
+// Server side with its pump on a thread of its own (drvdom, frontends: their
+// loops stay the same on both platforms): offers the vchan to `peer` at
+// `xs_path` and returns the Channel end. The thread ends when the vchan or
+// the Channel closes.
+Result<ctl::Channel> offer_channel(int peer, const std::string& xs_path);
+
+// A Channel whose messages travel over `v` through a pump; returns the
+// Channel end and the pump (whose owner must call service()).
+Result<std::pair<ctl::Channel, std::unique_ptr<VchanPump>>> channel_over(libxenvchan* v);
+
+}  // namespace sd::xen
