@@ -1,0 +1,298 @@
+#include "vsnd/sndback.hpp"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+namespace sd::drvdom {
+
+using sndif::kPageSize;
+
+Result<std::unique_ptr<Sndback>> Sndback::create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
+                                                 const sndif::StreamState& state) {
+  if (fds.size() != 4) return fail(Code::kInvalidInput, "vsnd attach needs 4 fds, got " + std::to_string(fds.size()));
+  if (!pages || pages->size() < sndif::kPoolPages) return fail(Code::kInvalidInput, "vsnd attach: pool too small");
+  uint8_t* ring_page = pages->get(sndif::kRingRef);
+  uint8_t* evt_page = pages->get(sndif::kEvtRef);
+  if (!ring_page || !evt_page) return fail(Code::kInvalidInput, "vsnd attach: ring or event page not granted");
+  struct stat stt;
+  if (::fstat(fds[2].get(), &stt) != 0 || stt.st_size < static_cast<off_t>(sndif::kDacBytes))
+    return fail(Code::kInvalidInput, "vsnd attach: the DAC's memory is too small");
+  void* p = ::mmap(nullptr, sndif::kDacBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[2].get(), 0);
+  if (p == MAP_FAILED) return sys_fail("vsnd attach: mmap DAC");
+  auto sb = std::unique_ptr<Sndback>(new Sndback());
+  sb->dac_ = static_cast<uint8_t*>(p);
+  sb->regs_ = reinterpret_cast<sndif::DacRegs*>(p);
+  if (sb->regs_->magic != sndif::kDacMagic) return fail(Code::kInvalidInput, "vsnd attach: not a DAC");
+  sb->pages_ = std::move(pages);
+  sb->to_front_ = std::move(fds[0]);
+  sb->from_front_ = std::move(fds[1]);
+  sb->dac_fd_ = std::move(fds[2]);
+  sb->irq_ = std::move(fds[3]);
+  sb->evt_ = reinterpret_cast<xensnd_event_page*>(evt_page);
+  // init=false: the frontend owns the ring; continue from the shared rsp_prod.
+  auto r = ring::BackRing<sndif::Traits>::attach(ring_page, kPageSize, false);
+  if (!r) return std::unexpected(r.error());
+  sb->ring_.emplace(std::move(*r));
+  // Replay: the stream shadowd kept (parameters, volume, mute, trigger, position).
+  if (state.open) {
+    if (auto e = sb->open_stream(state.params); !e.empty()) return fail(Code::kInvalidInput, "vsnd replay: " + e);
+    sb->st_ = state;
+    sb->program_dac();
+    uint64_t wr = sb->regs_->wr.load(), rd = sb->regs_->rd.load();
+    uint64_t queued = wr >= rd ? std::min<uint64_t>(wr - rd, state.acked) : 0;
+    sb->last_pos_ = state.acked - queued;
+  }
+  return sb;
+}
+
+Sndback::~Sndback() {
+  if (dac_) ::munmap(dac_, sndif::kDacBytes);
+}
+
+void Sndback::poll_fds(std::vector<pollfd>& fds) {
+  fds.push_back({from_front_.get(), POLLIN, 0});
+  fds.push_back({irq_.get(), POLLIN, 0});
+}
+
+void Sndback::inject(ctl::FaultKind k) {
+  if (k == ctl::FaultKind::kStall)
+    stalled_ = true;
+  else
+    garbage_ = k;
+}
+
+// The stream's buffer pages, from the page directory the frontend granted.
+std::string Sndback::open_stream(const xensnd_open_req& o) {
+  if (auto e = sndif::check_open(o); !e.empty()) return e;
+  uint8_t* dir = pages_->get(sndif::kDirRef);
+  if (!dir) return "page directory not granted";
+  uint32_t n = (o.buffer_sz + kPageSize - 1) / kPageSize;
+  std::vector<uint8_t*> bufs;
+  for (uint32_t i = 0; i < n; ++i) {
+    grant_ref_t ref;
+    // SAFETY: i < n <= kBufPages, far inside the directory page; each ref is
+    // copied once and checked against the pool before use.
+    std::memcpy(&ref, dir + offsetof(xensnd_page_directory, gref) + i * sizeof(grant_ref_t), sizeof(ref));
+    if (ref < sndif::kBufRef0 || ref >= sndif::kPoolPages) return "buffer gref " + std::to_string(ref) + " not granted";
+    uint8_t* pg = pages_->get(ref);
+    if (!pg) return "buffer gref " + std::to_string(ref) + " cannot be mapped";
+    bufs.push_back(pg);
+  }
+  buf_ = std::move(bufs);
+  return {};
+}
+
+// The DAC as the stream state says: fifo of two periods, gain, mute, run.
+void Sndback::program_dac() {
+  regs_->fifo.store(std::min<uint32_t>(sndif::kDacRing, 2 * st_.params.period_sz));
+  regs_->muted.store(st_.muted);
+  regs_->gain_mdb[0].store(std::min(st_.volume[0], 0));
+  regs_->gain_mdb[1].store(std::min(st_.volume[1], 0));
+  regs_->run.store(st_.run == static_cast<uint8_t>(sndif::Run::kRunning) ? 1 : 0, std::memory_order_release);
+}
+
+bool Sndback::copy_to_dac(const xensnd_rw_req& rw) {
+  uint64_t wr = regs_->wr.load(std::memory_order_relaxed);
+  uint64_t rd = regs_->rd.load(std::memory_order_acquire);
+  uint64_t level = wr >= rd ? wr - rd : 0;
+  uint32_t fifo = std::max(regs_->fifo.load(), rw.length);
+  if (level + rw.length > fifo) return false;
+  uint8_t* ring = dac_ + sndif::kDacRegsBytes;
+  for (uint32_t done = 0; done < rw.length;) {
+    uint32_t src = rw.offset + done;  // inside the buffer: check_rw
+    uint32_t in_page = std::min(rw.length - done, kPageSize - src % kPageSize);
+    uint64_t dst = (wr + done) % sndif::kDacRing;
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(in_page, sndif::kDacRing - dst));
+    // The guest may change its buffer while we copy: it only changes its audio.
+    std::memcpy(ring + dst, buf_[src / kPageSize] + src % kPageSize, n);
+    done += n;
+  }
+  regs_->wr.store(wr + rw.length, std::memory_order_release);
+  return true;
+}
+
+void Sndback::respond(const xensnd_req& req, int32_t status) {
+  xensnd_resp rsp{};
+  rsp.id = req.id;
+  rsp.operation = req.operation;
+  rsp.status = status;
+  if (req.operation == XENSND_OP_HW_PARAM_QUERY) {
+    rsp.resp.hw_param.formats = 1ULL << sndif::kFormat;
+    rsp.resp.hw_param.rates = {sndif::kRate, sndif::kRate};
+    rsp.resp.hw_param.channels = {sndif::kChannels, sndif::kChannels};
+    rsp.resp.hw_param.buffer = {sndif::kMinPeriod * 2, sndif::kMaxBuffer};
+    rsp.resp.hw_param.period = {sndif::kMinPeriod, sndif::kMaxPeriod};
+  }
+  if (garbage_ == ctl::FaultKind::kBadId) {
+    rsp.id = static_cast<uint16_t>(req.id + 2 * sndif::kRingSize);  // never in flight
+    garbage_.reset();
+  } else if (garbage_ == ctl::FaultKind::kBadProd) {
+    rsp.status = 7;  // neither 0 nor a negative errno
+    garbage_.reset();
+  }
+  (void)ring_->put_response(rsp);
+  // Published at once: a crash replays only what was not answered.
+  if (ring_->push_responses()) notify_ = true;
+}
+
+void Sndback::send_position(bool force) {
+  if (!st_.open) return;
+  uint64_t wr = regs_->wr.load(), rd = regs_->rd.load(std::memory_order_acquire);
+  uint64_t queued = wr >= rd ? std::min<uint64_t>(wr - rd, st_.acked) : 0;
+  uint64_t pos = std::max(last_pos_, st_.acked - queued);
+  bool backwards = garbage_ == ctl::FaultKind::kBadGrant && last_pos_ > 0;
+  if (!backwards && pos == last_pos_) return;
+  if (!backwards && !force && pos - last_pos_ < st_.params.period_sz && queued != 0) return;
+  // SAFETY: in_cons is written by the frontend: read once, only compared.
+  uint32_t cons = std::atomic_ref<uint32_t>(evt_->in_cons).load(std::memory_order_acquire);
+  uint32_t prod = std::atomic_ref<uint32_t>(evt_->in_prod).load(std::memory_order_relaxed);
+  if (prod - cons >= XENSND_IN_RING_LEN) return;  // full: the next position supersedes this one
+  xensnd_evt e{};
+  e.id = evt_id_++;
+  e.type = XENSND_EVT_CUR_POS;
+  e.op.cur_pos.position = backwards ? last_pos_ - std::min<uint64_t>(last_pos_, 4 * st_.params.period_sz) : pos;
+  if (backwards) {
+    garbage_.reset();
+  } else {
+    last_pos_ = pos;
+  }
+  std::memcpy(&XENSND_IN_RING_REF(evt_, prod), &e, sizeof(e));
+  std::atomic_ref<uint32_t>(evt_->in_prod).store(prod + 1, std::memory_order_release);
+  notify_ = true;
+}
+
+Result<void> Sndback::service() {
+  uint64_t v;
+  (void)!::read(from_front_.get(), &v, sizeof(v));  // nonblocking eventfds: clear the kicks
+  (void)!::read(irq_.get(), &v, sizeof(v));
+  if (stalled_) return {};
+  notify_ = false;
+  for (;;) {
+    // Take every request off the ring (at most its size are outstanding).
+    for (;;) {
+      auto req = ring_->get_request();
+      if (!req) return std::unexpected(req.error());
+      if (!*req) break;
+      queue_.push_back(**req);
+    }
+    bool blocked = false;
+    while (!queue_.empty() && !blocked) {
+      const xensnd_req r = queue_.front();
+      int32_t status = 0;
+      switch (r.operation) {
+        case XENSND_OP_WRITE: {
+          if (!st_.open || !sndif::check_rw(r.op.rw, st_.params.buffer_sz).empty() ||
+              r.op.rw.length > st_.params.period_sz) {
+            status = -EINVAL;
+            break;
+          }
+          // Hardware drops its FIFO on stop: writes queued before a STOP,
+          // CLOSE or new OPEN are answered without being played.
+          bool dropped = std::any_of(queue_.begin() + 1, queue_.end(), [](const xensnd_req& q) {
+            return q.operation == XENSND_OP_CLOSE || q.operation == XENSND_OP_OPEN ||
+                   (q.operation == XENSND_OP_TRIGGER && q.op.trigger.type == XENSND_OP_TRIGGER_STOP);
+          });
+          if (!dropped && !copy_to_dac(r.op.rw)) {
+            blocked = true;  // the DAC's FIFO is full: its interrupt brings us back
+            break;
+          }
+          st_.acked += r.op.rw.length;
+          break;
+        }
+        case XENSND_OP_OPEN: {
+          auto e = open_stream(r.op.open);
+          if (!e.empty()) {
+            status = -EINVAL;
+            break;
+          }
+          regs_->run.store(0);
+          regs_->flush_to.store(regs_->wr.load());
+          st_ = {};
+          st_.open = 1;
+          st_.params = r.op.open;
+          last_pos_ = 0;
+          program_dac();
+          break;
+        }
+        case XENSND_OP_CLOSE:
+          regs_->run.store(0);
+          regs_->flush_to.store(regs_->wr.load());
+          st_.open = 0;
+          st_.run = static_cast<uint8_t>(sndif::Run::kStopped);
+          break;
+        case XENSND_OP_TRIGGER:
+          if (!st_.open) {
+            status = -EINVAL;
+            break;
+          }
+          switch (r.op.trigger.type) {
+            case XENSND_OP_TRIGGER_START:
+            case XENSND_OP_TRIGGER_RESUME:
+              st_.run = static_cast<uint8_t>(sndif::Run::kRunning);
+              break;
+            case XENSND_OP_TRIGGER_PAUSE:
+              st_.run = static_cast<uint8_t>(sndif::Run::kPaused);
+              break;
+            case XENSND_OP_TRIGGER_STOP:
+              st_.run = static_cast<uint8_t>(sndif::Run::kStopped);
+              regs_->flush_to.store(regs_->wr.load());
+              break;
+            default:
+              status = -EINVAL;
+          }
+          if (status == 0) program_dac();
+          break;
+        case XENSND_OP_SET_VOLUME:
+        case XENSND_OP_GET_VOLUME:
+        case XENSND_OP_MUTE:
+        case XENSND_OP_UNMUTE: {
+          // Per-channel int32 values in the stream's buffer at offset/length.
+          if (!st_.open || !sndif::check_rw(r.op.rw, st_.params.buffer_sz).empty() || r.op.rw.length != 8) {
+            status = -EINVAL;
+            break;
+          }
+          uint32_t off = r.op.rw.offset;
+          uint8_t* at = buf_[off / kPageSize] + off % kPageSize;
+          if (off % kPageSize > kPageSize - 8) {
+            status = -EINVAL;
+            break;
+          }
+          if (r.operation == XENSND_OP_GET_VOLUME) {
+            std::memcpy(at, st_.volume, 8);
+          } else if (r.operation == XENSND_OP_SET_VOLUME) {
+            int32_t vol[2];
+            std::memcpy(vol, at, 8);  // copied once
+            st_.volume[0] = std::clamp(vol[0], -100000, 0);
+            st_.volume[1] = std::clamp(vol[1], -100000, 0);
+          } else {
+            st_.muted = r.operation == XENSND_OP_MUTE;
+          }
+          program_dac();
+          break;
+        }
+        case XENSND_OP_HW_PARAM_QUERY:
+          break;
+        default:
+          status = -ENOTSUP;  // READ: this card has no capture stream
+      }
+      if (blocked) break;
+      queue_.pop_front();
+      respond(r, status);
+    }
+    if (blocked || !ring_->final_check_for_requests()) break;
+  }
+  send_position(false);
+  if (notify_) {
+    uint64_t one = 1;
+    (void)!::write(to_front_.get(), &one, sizeof(one));
+  }
+  return {};
+}
+
+}  // namespace sd::drvdom

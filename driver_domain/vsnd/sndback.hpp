@@ -1,0 +1,68 @@
+// vsnd backend: serves a guest's sndif ring (xen/io/sndif.h) by programming
+// the virtual DAC it was handed (register page + DMA ring in one memfd, and
+// the DAC's interrupt eventfd; shadowd keeps both across incarnations).
+//
+// A WRITE is answered once its bytes are in the DAC's DMA ring, so the pace
+// of answers is the DAC's real-time pace. The backend fills the DMA ring up
+// to two periods; CUR_POS events go out every period played. STOP and CLOSE
+// drop the writes queued before them, as hardware drops its FIFO. On attach
+// it replays the stream state shadowd sends (OPEN parameters, volume, mute,
+// trigger state, position) into the DAC and continues the ring from the
+// shared rsp_prod.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "backend.hpp"
+#include "granted_pages.hpp"
+#include "sd/core/fd.hpp"
+#include "sd/core/ring.hpp"
+#include "sd/core/sndif.hpp"
+
+namespace sd::drvdom {
+
+class Sndback final : public Backend {
+ public:
+  // pages: the guest's granted pool (sndif::kPoolPages, ring page first).
+  // fds: [0] eventfd to notify the frontend, [1] eventfd the frontend kicks,
+  // [2] the DAC (memfd: registers + DMA ring), [3] the DAC's interrupt.
+  // state: the stream to resume (open == 0: none).
+  static Result<std::unique_ptr<Sndback>> create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
+                                                 const sndif::StreamState& state);
+  ~Sndback() override;
+  void poll_fds(std::vector<pollfd>& fds) override;
+  Result<void> service() override;
+  void set_config(const ctl::Msg&) override {}
+  // kBadId: answer with an id not in flight; kBadProd: answer with a status
+  // that is neither 0 nor an errno; kBadGrant: a CUR_POS event whose position
+  // goes backwards; kStall: stop serving.
+  void inject(ctl::FaultKind k) override;
+
+ private:
+  Sndback() = default;
+  std::string open_stream(const xensnd_open_req& o);
+  void program_dac();
+  bool copy_to_dac(const xensnd_rw_req& rw);  // false: no room yet
+  void respond(const xensnd_req& req, int32_t status);
+  void send_position(bool force);
+
+  std::unique_ptr<GrantedPages> pages_;
+  UniqueFd to_front_, from_front_, dac_fd_, irq_;
+  uint8_t* dac_ = nullptr;
+  sndif::DacRegs* regs_ = nullptr;
+  std::optional<ring::BackRing<sndif::Traits>> ring_;
+  xensnd_event_page* evt_ = nullptr;
+  std::deque<xensnd_req> queue_;       // consumed from the ring, in order, not yet answered
+  sndif::StreamState st_{};
+  std::vector<uint8_t*> buf_;          // the stream's buffer pages (from the page directory)
+  uint64_t last_pos_ = 0;              // last CUR_POS sent
+  uint16_t evt_id_ = 0;
+  bool notify_ = false;
+  bool stalled_ = false;
+  std::optional<ctl::FaultKind> garbage_;
+};
+
+}  // namespace sd::drvdom
