@@ -1,6 +1,8 @@
-// sd-netfront: the guest side of one vif. shadowd starts it inside the
-// guest's network namespace with its control channel on fd 3; it creates the
-// guest's TAP device and serves it until shadowd goes away.
+// sd-netfront: the guest side of one vif. Local platform: shadowd starts it
+// inside the guest's network namespace with its control channel on fd 3.
+// Xen (--xen): the guest's init starts it; it offers its control channel to
+// dom0 as a vchan and waits for shadowd. Either way it creates the guest's
+// TAP device and serves it until shadowd goes away.
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/if_tun.h>
@@ -15,10 +17,13 @@
 #include <string>
 
 #include "vif/netfront.hpp"
+#include "vif/xen_pool.hpp"
 
 namespace {
 
-const char kUsage[] = "usage: sd-netfront --control-fd FD --ifname NAME --mac MAC [--mtu N]\n";
+const char kUsage[] =
+    "usage: sd-netfront --control-fd FD --ifname NAME --mac MAC [--mtu N]\n"
+    "       sd-netfront --xen [--handle N] --ifname NAME --mac MAC [--mtu N]\n";
 
 sd::Result<sd::UniqueFd> open_tap(const std::string& name, const uint8_t mac[6], int mtu) {
   sd::UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
@@ -48,11 +53,15 @@ sd::Result<sd::UniqueFd> open_tap(const std::string& name, const uint8_t mac[6],
 
 int main(int argc, char** argv) {
   int control_fd = -1, mtu = 1500;
+  bool xen = false;
+  long handle = 0;
   std::string ifname, mac;
   static const option kOpts[] = {{"control-fd", required_argument, nullptr, 'c'},
                                  {"ifname", required_argument, nullptr, 'i'},
                                  {"mac", required_argument, nullptr, 'm'},
                                  {"mtu", required_argument, nullptr, 'M'},
+                                 {"xen", no_argument, nullptr, 'X'},
+                                 {"handle", required_argument, nullptr, 'H'},
                                  {"help", no_argument, nullptr, 'h'},
                                  {nullptr, 0, nullptr, 0}};
   for (int c; (c = getopt_long(argc, argv, "h", kOpts, nullptr)) != -1;) {
@@ -61,16 +70,20 @@ int main(int argc, char** argv) {
       case 'i': ifname = optarg; break;
       case 'm': mac = optarg; break;
       case 'M': mtu = std::atoi(optarg); break;
+      case 'X': xen = true; break;
+      case 'H': handle = std::strtol(optarg, nullptr, 10); break;
       case 'h':
         std::printf("%s\nThe guest side of a vif: a TAP device fed by Xen netif rings.\n"
-                    "shadowd starts it in the guest's network namespace; not meant to be run by hand.\n",
+                    "Local platform: shadowd starts it in the guest's network namespace.\n"
+                    "Xen: the guest runs it with --xen; it offers its control channel to dom0 at\n"
+                    "/local/domain/<domid>/data/sd-vif-<handle> and waits for shadowd.\n",
                     kUsage);
         return 0;
       default: std::fputs(kUsage, stderr); return 2;
     }
   }
   sd::netif::VifConfig cfg{};
-  if (control_fd < 0 || ifname.empty() || ifname.size() >= IFNAMSIZ || !sd::netif::parse_mac(mac, cfg.mac) || mtu < 68 ||
+  if ((xen ? (control_fd >= 0 || handle < 0 || handle > 65535) : control_fd < 0) || ifname.empty() || ifname.size() >= IFNAMSIZ || !sd::netif::parse_mac(mac, cfg.mac) || mtu < 68 ||
       mtu > 65535) {
     std::fputs(kUsage, stderr);
     return 2;
@@ -81,6 +94,17 @@ int main(int argc, char** argv) {
   if (!tap) {
     std::fprintf(stderr, "sd-netfront: %s\n", tap.error().to_string().c_str());
     return 1;
+  }
+  if (xen) {
+    auto x = sd::front::open_xen_frontend(static_cast<uint64_t>(handle));
+    if (!x) {
+      std::fprintf(stderr, "sd-netfront: %s\n", x.error().to_string().c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "sd-netfront: %s in domain %d, control vchan offered to dom0\n", ifname.c_str(), x->domid);
+    (void)x->channel.set_nonblocking(true);
+    sd::front::Netfront nf(std::move(x->channel), std::move(*tap), ifname, cfg, std::move(x->pools));
+    return nf.run();
   }
   sd::ctl::Channel ch{sd::UniqueFd(control_fd)};
   (void)ch.set_nonblocking(true);

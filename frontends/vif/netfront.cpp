@@ -13,6 +13,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "local/local_platform.hpp"
+
 namespace sd::front {
 
 using netif::kPageSize;
@@ -50,8 +52,9 @@ void parse_dev_mcast(const std::string& text, const std::string& ifname, netif::
   }
 }
 
-Netfront::Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg)
-    : ch_(std::move(ch)), tap_(std::move(tap)), ifname_(std::move(ifname)), cfg_(cfg) {}
+Netfront::Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg,
+                   std::unique_ptr<PoolSource> xen)
+    : ch_(std::move(ch)), tap_(std::move(tap)), ifname_(std::move(ifname)), cfg_(cfg), xen_(std::move(xen)) {}
 
 int Netfront::run() {
   std::vector<pollfd> fds;
@@ -60,14 +63,11 @@ int Netfront::run() {
     fds.push_back({ch_.fd(), POLLIN, 0});
     bool want_tap = attached_ && tx_ && tx_->free_requests() > 0;
     fds.push_back({want_tap ? tap_.get() : -1, POLLIN, 0});
-    fds.push_back({from_back_ ? from_back_.get() : -1, POLLIN, 0});
+    fds.push_back({evt_ ? evt_->wait_fd() : -1, POLLIN, 0});
     int r = ::poll(fds.data(), fds.size(), 200);
     if (r < 0 && errno != EINTR) return 1;
     if (fds[0].revents && !handle_ctl()) return 0;
-    if (fds[2].revents) {
-      uint64_t n;
-      (void)!::read(from_back_.get(), &n, sizeof(n));
-    }
+    if (fds[2].revents) (void)evt_->consume();
     if (connected_) take_responses();
     if (fds[1].revents) read_tap();
     if (r == 0 && attached_) check_config();
@@ -112,13 +112,23 @@ bool Netfront::handle_ctl() {
 }
 
 Result<void> Netfront::attach(const ctl::Msg& m, std::vector<UniqueFd>& fds) {
+  if (xen_) {
+    // Xen: nothing to receive; the log lives here and the first pool comes
+    // with the first kReconnect, which names the backend's domain.
+    handle_ = m.b;
+    auto log = shadow::SplitterLog::create(2 * kRingSize);
+    if (!log) return std::unexpected(log.error());
+    log_ = std::move(*log);
+    log_.set_config(&cfg_, sizeof(cfg_));
+    attached_ = true;
+    return {};
+  }
   if (fds.size() != 3) return fail(Code::kInvalidInput, "vif attach needs 3 fds");
   handle_ = m.b;
   auto log = shadow::SplitterLog::map(std::move(fds[0]), 2 * kRingSize);
   if (!log) return std::unexpected(log.error());
   log_ = std::move(*log);
-  to_back_ = std::move(fds[1]);
-  from_back_ = std::move(fds[2]);
+  evt_ = std::make_unique<local::LocalEventChannel>(std::move(fds[1]), std::move(fds[2]));
   pages_.assign(netif::kPoolPages, nullptr);
   mapped_ = 0;
   return {};
@@ -164,10 +174,7 @@ void Netfront::post_all_rx() {
   for (uint16_t id = 0; id < kRingSize; ++id) post_rx(id);
 }
 
-void Netfront::kick() {
-  uint64_t one = 1;
-  (void)!::write(to_back_.get(), &one, sizeof(one));
-}
+void Netfront::kick() { (void)evt_->notify(); }
 
 // Frames from the guest's stack go on the tx ring. While the backend is away
 // they queue there (bounded by the ring); the TAP queue holds the rest.
@@ -262,12 +269,29 @@ void Netfront::backend_fault(const std::string& why) {
 // (xen-blkfront's blkif_recover: copy the shadow, reset, requeue).
 void Netfront::reconnect(const ctl::Msg& req) {
   if (!attached_) return;
-  connected_ = true;
-  (void)take_tx();  // stops at the first invalid response
-  (void)take_rx();
-  connected_ = false;
-  tx_->reset();
-  rx_->reset();
+  if (tx_) {
+    connected_ = true;
+    (void)take_tx();  // stops at the first invalid response
+    (void)take_rx();
+    connected_ = false;
+  }
+  ctl::XenPool granted{};
+  if (xen_) {
+    auto g = regrant(req.a);
+    if (!g) {
+      ctl::Msg f;
+      f.type = ctl::MsgType::kDevAttached;
+      f.b = handle_;
+      f.a = EIO;
+      f.set_text("cannot grant the pool to domain " + std::to_string(req.a) + ": " + g.error().message);
+      (void)ch_.send(f);
+      return;
+    }
+    granted = *g;
+  } else {
+    tx_->reset();
+    rx_->reset();
+  }
   uint32_t replayed = 0;
   std::vector<bool> replay(kRingSize, false);
   if (log_.enabled()) {
@@ -295,8 +319,32 @@ void Netfront::reconnect(const ctl::Msg& req) {
   done.type = ctl::MsgType::kReconnected;
   done.b = handle_;
   done.a = replayed;
-  done.set_text(req.get_text());  // echoed: shadowd tells its reconnects apart
+  if (xen_)
+    done.set_payload(granted);  // shadowd passes it on to the new backend
+  else
+    done.set_text(req.get_text());  // echoed: shadowd tells its reconnects apart
   (void)ch_.send(done);
+}
+
+// Xen: a new pool granted to the new backend's domain, with fresh rings; the
+// tx buffers still in flight move over (their frames are replayed from it).
+Result<ctl::XenPool> Netfront::regrant(uint32_t backend_domid) {
+  auto pool = xen_->make(backend_domid);
+  if (!pool) return std::unexpected(pool.error());
+  if (pool->pages.size() < netif::kPoolPages) return fail(Code::kEscalate, "pool source gave too few pages");
+  if (tx_)
+    for (uint16_t id = 0; id < kRingSize; ++id)
+      if (tx_ids_.in_flight(id))
+        std::memcpy(pool->pages[netif::tx_buf_ref(id)], pages_[netif::tx_buf_ref(id)], kPageSize);
+  auto tx = ring::FrontRing<netif::TxTraits>::attach(pool->pages[netif::kTxRingRef], kPageSize, true);
+  auto rx = ring::FrontRing<netif::RxTraits>::attach(pool->pages[netif::kRxRingRef], kPageSize, true);
+  if (!tx || !rx) return fail(Code::kEscalate, "ring attach failed");
+  tx_.emplace(std::move(*tx));
+  rx_.emplace(std::move(*rx));
+  pages_ = std::move(pool->pages);
+  evt_ = std::move(pool->evt);
+  pool_keep_ = std::move(pool->keep);  // the old backend's grants go now
+  return pool->ref;
 }
 
 // Guest-side configuration (MTU, promiscuous, all-multicast) as the guest's

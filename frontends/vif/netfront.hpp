@@ -16,12 +16,14 @@
 //             |                                | repost rx buffers, answer kReconnected  |
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "sd/core/control_channel.hpp"
 #include "sd/core/netif.hpp"
+#include "sd/core/platform.hpp"
 #include "sd/core/ring.hpp"
 #include "sd/core/splitter_log.hpp"
 
@@ -33,10 +35,28 @@ namespace sd::front {
 // instead, as a NIC does when its filter overflows).
 void parse_dev_mcast(const std::string& text, const std::string& ifname, netif::VifConfig& cfg);
 
+// Xen: the frontend grants its pool itself, to one backend domain at a time
+// (a grant names one domain), so every new backend incarnation gets a new
+// pool, into which reconnect() replays what is in flight.
+class PoolSource {
+ public:
+  struct Pool {
+    std::vector<uint8_t*> pages;                 // kPoolPages, this domain's mapping
+    std::unique_ptr<platform::EventChannel> evt; // offered to the backend's domain
+    ctl::XenPool ref;                            // what the backend needs to map and bind them
+    std::shared_ptr<void> keep;                  // the grants live as long as this
+  };
+  virtual ~PoolSource() = default;
+  virtual Result<Pool> make(uint32_t backend_domid) = 0;
+};
+
 class Netfront {
  public:
-  // tap: an open TAP fd (IFF_TAP | IFF_NO_PI); ifname: its name.
-  Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg);
+  // tap: an open TAP fd (IFF_TAP | IFF_NO_PI); ifname: its name. With a
+  // PoolSource (Xen) the pool is granted per backend domain and the
+  // splitter log is this process's own; without, shadowd sends both as fds.
+  Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg,
+           std::unique_ptr<PoolSource> xen = nullptr);
   // Receives the attach from shadowd and serves until shadowd goes away.
   int run();
 
@@ -51,6 +71,7 @@ class Netfront {
   Result<void> take_rx();
   void backend_fault(const std::string& why);
   void reconnect(const ctl::Msg& req);
+  Result<ctl::XenPool> regrant(uint32_t backend_domid);
   void check_config();
   void kick();
   bool handle_ctl();
@@ -63,7 +84,9 @@ class Netfront {
 
   std::vector<uint8_t*> pages_;
   size_t mapped_ = 0;
-  UniqueFd to_back_, from_back_;
+  std::unique_ptr<platform::EventChannel> evt_;
+  std::unique_ptr<PoolSource> xen_;
+  std::shared_ptr<void> pool_keep_;  // Xen: the current backend's grants
   shadow::SplitterLog log_;
   std::optional<ring::FrontRing<netif::TxTraits>> tx_;
   std::optional<ring::FrontRing<netif::RxTraits>> rx_;

@@ -115,6 +115,30 @@ Result<void> build_config(libxl_ctx* ctx, const platform::DomainSpec& spec, libx
   b.kernel = c_string(spec.kernel);
   b.ramdisk = c_string(spec.ramdisk);
   b.cmdline = c_string(spec.cmdline);
+
+  // NICs served by dom0's netback; libxl runs their hotplug script
+  // (default vif-bridge) as xl create does.
+  if (!spec.nics.empty()) {
+    cfg->nics = static_cast<libxl_device_nic*>(std::calloc(spec.nics.size(), sizeof(libxl_device_nic)));
+    if (!cfg->nics) return fail(Code::kRetry, "xen: out of memory building domain '" + spec.name + "'");
+    cfg->num_nics = static_cast<int>(spec.nics.size());
+    for (size_t i = 0; i < spec.nics.size(); ++i) {
+      libxl_device_nic& n = cfg->nics[i];
+      libxl_device_nic_init(&n);
+      n.devid = static_cast<libxl_devid>(i);
+      n.backend_domid = 0;
+      n.nictype = LIBXL_NIC_TYPE_VIF;
+      const auto& kv = spec.nics[i];
+      if (auto it = kv.find("bridge"); it != kv.end()) n.bridge = c_string(it->second);
+      if (auto it = kv.find("script"); it != kv.end()) n.script = c_string(it->second);
+      if (auto it = kv.find("mac"); it != kv.end()) {
+        unsigned v[6];
+        if (std::sscanf(it->second.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
+          return fail(Code::kInvalidInput, "xen: domain '" + spec.name + "': bad vif mac '" + it->second + "'");
+        for (int j = 0; j < 6; ++j) n.mac[j] = static_cast<uint8_t>(v[j]);
+      }
+    }
+  }
   return {};
 }
 

@@ -95,6 +95,17 @@ else
 fi
 xl list
 
+# The lab's outside world: bridge wire0 in dom0 (10.200.0.1). netdd's NIC (a
+# vif served by dom0, netdd.cfg) joins it through libxl's vif-bridge hotplug;
+# guest1 reaches it only through its shadowed vif (sd-netfront -> netdd).
+modprobe bridge 2>/dev/null
+ip link add wire0 type bridge && ip addr add 10.200.0.1/24 dev wire0 && ip link set wire0 up
+# A blob for the guest's download (the TCP stream across driver-domain crashes).
+mkdir -p /srv/www && dd if=/dev/urandom of=/srv/www/blob bs=1M count=${LAB_APP_MB:-48} 2>/dev/null
+BLOB_MD5=$(md5sum /srv/www/blob | cut -d' ' -f1); BLOB_BYTES=$(stat -c %s /srv/www/blob)
+busybox httpd -p 10.200.0.1:8080 -h /srv/www
+kv blob "$BLOB_BYTES bytes md5 $BLOB_MD5"
+
 mark shadowd_xen_check
 echo "\$ shadowd --platform xen --check --config $XH/host.yaml"
 OUT=$(timeout 60 shadowd --platform xen --check --config $XH/host.yaml 2>&1); RC=$?
@@ -197,19 +208,29 @@ xctl() { timeout 30 shadowctl --socket $SOCK "$@"; }
 dd_field() { xctl list 2>/dev/null | awk -v f="$1" '$1=="netdd"{print $f}'; }
 status_field() { xctl status netdd 2>/dev/null | awk -F': *' -v k="$1" '$1==k{print $2}'; }
 # wait_for S CMD: poll CMD (a shadowctl query, there is no xenstore node for it) at 1 s.
+# Robust against a dom0 process dying under it (seen under TCG: a `date` or
+# `grep` killed by SIGSEGV/SIGABRT right after a domU crash; counted in the report).
 wait_for() {
     w_dl=$(( $(now_ms) + $1 * 1000 )); shift
-    while [ $(now_ms) -lt $w_dl ]; do
+    while :; do
+        w_now=$(now_ms)
+        case $w_now in ''|*[!0-9]*) sleep 1; continue ;; esac
+        [ "$w_now" -lt "$w_dl" ] || return 1
         eval "$1" && return 0
         kill -0 $SDPID 2>/dev/null || return 1
         sleep 1
     done
-    return 1
 }
 # shadow_run TAG HOSTDIR FAULTS...: start shadowd, inject the faults, record per fault
 #   SDLAB-KV <tag>_<fault> "fault_to_ready_ms death_to_ready_ms restarts cause"
 shadow_run() {
     tag=$1; host=$2; shift 2
+    # The guest (started by the operator, before shadowd): its init starts
+    # sd-netfront --xen and waits for data/app-cmd.
+    xl domid guest1 >/dev/null 2>&1 && xl destroy guest1
+    grep -v '^vif' $XH/guest1.cfg > /tmp/guest1-novif.cfg
+    GDOM=""
+    if create_and_wait guest1 /tmp/guest1-novif.cfg; then GDOM=$DOMID; mark ${tag}_guest_ready domid=$GDOM; fi
     echo "\$ shadowd --platform xen --config $host/host.yaml $LAB_SHADOWD_ARGS &"
     s0=$(now_ms)
     shadowd --platform xen --config $host/host.yaml $LAB_SHADOWD_ARGS > /tmp/shadowd-$tag.log 2>&1 &
@@ -227,7 +248,23 @@ shadow_run() {
             wait_for 240 'status_field standby | grep -q "^ready"' && mark standby_ready
         fi
         echo "\$ shadowctl list"; xctl list; xl list
+        # The guest's vif is attached when shadowd's device reports a recovery
+        # (the first attach counts as one) and the backend is up.
+        APP=0
+        if [ -n "$GDOM" ] && wait_for 120 'xctl --json devices 2>/dev/null | grep -q "\"backend_up\":true"'; then
+            mark ${tag}_vif_attached
+            xctl devices
+            ping -c 3 -W 5 10.200.0.2 > /tmp/ping.txt 2>&1; kv ${tag}_ping "$(tail -2 /tmp/ping.txt | tr '\n' ' ')"
+            a0=$(now_ms)
+            xenstore-write /local/domain/$GDOM/data/app-cmd "http://10.200.0.1:8080/blob"
+            APP=1
+            sleep 3
+        else
+            kv ${tag}_vif "not attached: $(xctl devices 2>&1 | tail -1)"
+            xctl --json devices
+        fi
         for f in "$@"; do
+            [ $APP = 1 ] && sleep 2   # data flows between faults
             r0=$(status_field restarts)
             dom=$(dd_field 2)
             echo "\$ fault $f (netdd domid $dom, restarts $r0)"
@@ -249,6 +286,20 @@ shadow_run() {
                 xctl status netdd
             fi
         done
+        if [ $APP = 1 ]; then
+            if watch_until /local/domain/$GDOM/data/app-result 600 "xenstore-read /local/domain/$GDOM/data/app-result"; then
+                res=$(xenstore-read /local/domain/$GDOM/data/app-result)
+                echo "SDLAB-RESULT $tag app: $res (expected md5 $BLOB_MD5, $BLOB_BYTES bytes) in $(secs $a0 $(now_ms)) s"
+                kv ${tag}_app "$res"
+                kv ${tag}_app_s "$(secs $a0 $(now_ms))"
+                mark ${tag}_app_done
+            else
+                kv ${tag}_app "no result within 600 s"
+                show_console guest1
+            fi
+            xctl devices
+        fi
+        show_console guest1; show_console netdd
         xl list
         echo "\$ shadowctl shutdown"; xctl shutdown
     fi

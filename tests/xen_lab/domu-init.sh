@@ -1,31 +1,67 @@
 #!/bin/sh
-# /init of the lab's tiny PV domU initramfs (static busybox + xenstore client).
-# The same image runs the driver domain (sdrole=dd on the kernel command line)
-# and the guest (sdrole=guest). When its setup is done it writes data/ready
-# (relative path: /local/domain/<domid>/data/ready) so dom0 can wait on a
-# xenstore watch instead of polling; the driver domain then starts drvdom.
+# /init of the lab's tiny PV domU initramfs (static busybox, xenstore client,
+# the project's static drvdom and sd-netfront). The same image runs the
+# driver domain (sdrole=dd) and the guest (sdrole=guest). When its setup is
+# done it writes data/ready (relative path: /local/domain/<domid>/data/ready)
+# so dom0 can wait on a xenstore watch instead of polling.
+#   dd:    its NIC (eth0, a vif on dom0's bridge wire0) up, then drvdom --xen:
+#          offers its control vchan to dom0 (shadowd), says Ready, serves the
+#          backends shadowd attaches
+#   guest: sd-netfront --xen makes the TAP eth0 (MAC sdmac=, address sdip=)
+#          and offers its vchan to shadowd; then, when dom0 writes
+#          data/app-cmd, an unmodified busybox wget downloads $url over TCP and
+#          the result (exit status, md5, bytes) goes to data/app-result
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run /sbin /usr/sbin
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sys /sys
 /bin/busybox mount -t devtmpfs dev /dev
 /bin/busybox --install -s /bin
-role=guest
+role=guest; mac=""; ip=""
 for w in $(cat /proc/cmdline); do
-    case $w in sdrole=*) role=${w#sdrole=} ;; esac
+    case $w in
+        sdrole=*) role=${w#sdrole=} ;;
+        sdmac=*) mac=${w#sdmac=} ;;
+        sdip=*) ip=${w#sdip=} ;;
+    esac
 done
 for m in xen-evtchn xen-gntdev xen-gntalloc; do modprobe $m; done
-# A network driver domain would run netback: load it so its cost is in the baseline.
-[ "$role" = dd ] && modprobe xen-netback
+# wait_if NAME: up to 20 s for an interface to appear
+wait_if() { i=0; while [ ! -e /sys/class/net/$1 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; [ -e /sys/class/net/$1 ]; }
+if [ "$role" = dd ]; then
+    # A network driver domain would run netback: load it so its cost is in the baseline.
+    modprobe xen-netback
+    modprobe xen-netfront
+    wait_if eth0 && ip link set eth0 up
+fi
 domid=$(xenstore-read domid)
 up=$(cut -d' ' -f1 /proc/uptime)
 xenstore-write data/role "$role"
 xenstore-write data/ready "$up"
 echo "SDLAB-DOMU role=$role domid=$domid ready_at_uptime=${up}s"
-# The driver-domain runtime: offers its control vchan to dom0 (shadowd), says
-# Ready, answers heartbeats and serves the backends shadowd attaches. When
-# it exits (injected fault), shadowd replaces the whole domain.
 if [ "$role" = dd ]; then
     drvdom --xen > /dev/console 2>&1 &
+fi
+if [ "$role" = guest ] && [ -n "$mac" ]; then
+    modprobe tun
+    ip link set lo up
+    sd-netfront --xen --handle 0 --ifname eth0 --mac "$mac" > /dev/console 2>&1 &
+    if wait_if eth0; then
+        ip addr add "$ip" dev eth0 && ip link set eth0 up
+        echo "SDLAB-DOMU guest eth0 $ip up (TAP fed by sd-netfront)"
+    fi
+    # The application: started by dom0 through xenstore (data/app-cmd = URL).
+    while :; do
+        url=$(xenstore-read data/app-cmd 2>/dev/null) && [ -n "$url" ] && break
+        sleep 1
+    done
+    echo "SDLAB-DOMU app: wget $url"
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    ( wget -q -O - "$url"; echo $? > /tmp/wget.rc ) | dd bs=65536 2>/tmp/dd.txt | md5sum > /tmp/md5.txt
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    bytes=$(awk '/bytes/{print $1}' /tmp/dd.txt)
+    res="exit=$(cat /tmp/wget.rc) md5=$(cut -d' ' -f1 /tmp/md5.txt) bytes=$bytes start=$t0 end=$t1"
+    echo "SDLAB-DOMU app done: $res"
+    xenstore-write data/app-result "$res"
 fi
 while :; do sleep 3600; done

@@ -66,6 +66,16 @@ def main():
         xs = [r["fault_to_ready_ms"] for (rn, _), r in recoveries.items()
               if rn == run and r.get("fault_to_ready_ms") is not None]
         return round(statistics.median(xs), 1) if xs else None
+    # The guest's download across the crashes: kv "<run>_app" = "exit=N md5=M bytes=B ..."
+    blob = kv.get("blob", "").split()  # "<bytes> bytes md5 <md5>"
+    apps = {}
+    for run in ("xen", "standby"):
+        fields = dict(f.split("=", 1) for f in kv.get(f"{run}_app", "").split() if "=" in f)
+        if "exit" in fields:
+            ok = len(blob) == 4 and fields.get("md5") == blob[3] and fields.get("bytes") == blob[0]
+            apps[run] = {"exit": int(fields["exit"]) if fields["exit"].isdigit() else None, "bytes_ok": ok,
+                         "bytes": fields.get("bytes"), "seconds": kv.get(f"{run}_app_s")}
+    first_app = apps.get("xen") or apps.get("standby")
     shadow_cold_ms = median_of("xen")
     standby_ms = median_of("standby")
     samples = [float(x) for x in kv.get("baseline_samples_s", "").split()]
@@ -138,6 +148,18 @@ def main():
         out_notes.append("shadow_cold_ms / standby_ms = median of shadowd's 'fault to ready' (shadowctl status netdd: "
                          "first sign of the fault -> the new driver domain's drvdom said Ready over its vchan) "
                          "over the kill, segv (drvdom crash inside the domain) and sysrq (kernel crash) faults")
+    for run, app in apps.items():
+        out_notes.append(f"guest app ({'cold' if run == 'xen' else 'warm standby'} run): busybox wget of a "
+                         f"{blob[0] if blob else '?'}-byte blob from dom0 over guest1's shadowed vif (sd-netfront "
+                         f"--xen -> netdd's drvdom -> netdd's NIC -> dom0 bridge) across the run's driver-domain "
+                         f"faults: exit {app['exit']}, {app['bytes']} bytes, md5 "
+                         f"{'matches' if app['bytes_ok'] else 'DIFFERS'}, {app['seconds']} s")
+    for run in ("xen", "standby"):
+        for k in (f"{run}_vif", f"{run}_ping", f"{run}_app"):
+            if k in kv and run not in apps or k.endswith("_ping") and k in kv:
+                out_notes.append(f"{k}: {kv[k].strip()}")
+    if not apps:
+        out_notes.append("app_exit, bytes_ok stay null: no guest application result was recorded")
     fails = kv.get("xl_create_failures", "0").split(" ", 1)
     if fails[0] not in ("", "0"):
         out_notes.append(f"`xl create` failed {fails[0]} time(s) and was retried (the timed sample is the "
@@ -147,6 +169,12 @@ def main():
     out_notes += notes
     if phases:
         out_notes.append("phases: " + ", ".join(f"{n} {s:.1f}s" for n, s in phases))
+    # dom0 processes that died under the test (seen under TCG right after domU
+    # crashes: `date`, `grep`, once shadowd): counted, never hidden.
+    crashed = [l.split("] ", 1)[-1].strip() for l in read_lines(os.path.join(a.run_dir, "boot.log"))
+               if l.rstrip().endswith(("Segmentation fault", "Aborted", "program error"))]
+    if crashed:
+        out_notes.append(f"dom0 processes that died during the run ({len(crashed)}): " + "; ".join(crashed[:5]))
     garbled = [k for k in kv if k.endswith("_garbled")]
     if garbled:
         out_notes.append("garbled serial lines for: " + ", ".join(garbled))
@@ -155,8 +183,8 @@ def main():
         # driver-domain failures the lab caused and saw recovered: the manual
         # sysrq crash + every fault shadowd recovered
         "crashes": int(num("crashes") or 0) + sum(1 for r in recoveries.values() if "error" not in r),
-        "app_exit": None,
-        "bytes_ok": None,
+        "app_exit": first_app["exit"] if first_app else None,
+        "bytes_ok": first_app["bytes_ok"] if first_app else None,
         "baseline_s": baseline,
         "shadow_cold_ms": shadow_cold_ms,
         "standby_ms": standby_ms,

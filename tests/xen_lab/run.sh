@@ -303,13 +303,15 @@ done
 cp -L "$ROOTFS/lib64/ld-linux-x86-64.so.2" "$du/usr/lib64/"
 kd=$du/usr/lib/modules/$KVER
 mkdir -p "$kd"
-for m in drivers/xen/xen-evtchn.ko drivers/xen/xen-gntdev.ko drivers/xen/xen-gntalloc.ko drivers/net/xen-netback; do
+for m in drivers/xen/xen-evtchn.ko drivers/xen/xen-gntdev.ko drivers/xen/xen-gntalloc.ko drivers/net/xen-netback \
+         drivers/net/xen-netfront.ko drivers/net/tun.ko; do
   mkdir -p "$kd/kernel/$(dirname "$m")" && cp -a "$KDIR/modules/lib/modules/$KVER/kernel/$m" "$kd/kernel/$m"
 done
 cp "$KDIR"/modules/lib/modules/"$KVER"/modules.{order,builtin,builtin.modinfo} "$kd/" 2>/dev/null || true
 quiet depmod -b "$du/usr" "$KVER"
-# drvdom is static: it needs nothing else from the image.
+# drvdom and sd-netfront are static: they need nothing else from the image.
 strip --strip-debug -o "$du/usr/bin/drvdom" "$BUILD_DIR/driver_domain/drvdom"
+strip --strip-debug -o "$du/usr/bin/sd-netfront" "$BUILD_DIR/frontends/sd-netfront"
 cp "$HERE/domu-init.sh" "$du/init" && chmod 755 "$du/init"
 (cd "$du" && find . -mindepth 1 | cpio -o -H newc --quiet | gzip -1) > "$ov/lab/domu-initrd.gz"
 rm -rf "$du"

@@ -150,6 +150,36 @@ TEST_F(XenDomainManagerTest, Create_PvhType_BuildsPvhConfig) {
   EXPECT_EQ(fake::libxl().created[0].b_type, LIBXL_DOMAIN_TYPE_PVH);
 }
 
+TEST_F(XenDomainManagerTest, Create_Nics_BridgeScriptMacServedByDom0) {
+  auto spec = pv_spec();
+  spec.nics.push_back({{"bridge", "wire0"}, {"mac", "00:16:3e:00:00:0a"}, {"script", "vif-bridge"}});
+  spec.nics.push_back({{"bridge", "xenbr1"}});
+
+  create(spec);
+
+  ASSERT_EQ(fake::libxl().created.size(), 1u);
+  const auto& nics = fake::libxl().created[0].nics;
+  ASSERT_EQ(nics.size(), 2u);
+  EXPECT_EQ(nics[0].bridge, "wire0");
+  EXPECT_EQ(nics[0].script, "vif-bridge");
+  EXPECT_EQ(nics[0].mac[5], 0x0a);
+  EXPECT_EQ(nics[0].backend_domid, 0);
+  EXPECT_EQ(nics[1].bridge, "xenbr1");
+  EXPECT_EQ(nics[1].script, "");
+}
+
+TEST_F(XenDomainManagerTest, Create_NicWithBadMac_InvalidInputNothingCreated) {
+  auto spec = pv_spec();
+  spec.nics.push_back({{"mac", "00:16:3e:zz"}});
+
+  auto info = mgr_->create(spec, nullptr);
+
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, Code::kInvalidInput);
+  EXPECT_NE(info.error().message.find("00:16:3e:zz"), std::string::npos);
+  EXPECT_TRUE(fake::libxl().created.empty());
+}
+
 TEST_F(XenDomainManagerTest, Create_Success_DisposesConfig) {
   create(pv_spec());
 

@@ -236,7 +236,14 @@ void libxl_domain_config_init(libxl_domain_config* d) {
 
 void libxl_domain_build_info_init_type(libxl_domain_build_info* b, libxl_domain_type type) { b->type = type; }
 
+void libxl_device_nic_init(libxl_device_nic* n) { std::memset(n, 0, sizeof *n); }
+
 void libxl_domain_config_dispose(libxl_domain_config* d) {
+  for (int i = 0; i < d->num_nics; ++i) {
+    std::free(d->nics[i].bridge);
+    std::free(d->nics[i].script);
+  }
+  std::free(d->nics);
   std::free(d->c_info.name);
   std::free(d->b_info.kernel);
   std::free(d->b_info.ramdisk);
@@ -272,6 +279,12 @@ int libxl_domain_create_new(libxl_ctx*, libxl_domain_config* d, uint32_t* domid,
   c.max_memkb = d->b_info.max_memkb;
   c.target_memkb = d->b_info.target_memkb;
   c.max_vcpus = d->b_info.max_vcpus;
+  for (int i = 0; i < d->num_nics; ++i) {
+    const libxl_device_nic& n = d->nics[i];
+    fake::CreatedDomain::Nic nic{n.bridge ? n.bridge : "", n.script ? n.script : "", {}, static_cast<int>(n.backend_domid)};
+    std::memcpy(nic.mac, n.mac, 6);
+    c.nics.push_back(nic);
+  }
   for (uint32_t i = 0; i < d->b_info.avail_vcpus.size; ++i)
     c.avail_vcpus += __builtin_popcount(d->b_info.avail_vcpus.map[i]);
   c.kernel = d->b_info.kernel ? d->b_info.kernel : "";

@@ -33,6 +33,12 @@ struct CreatedDomain {
   int max_vcpus = 0;
   int avail_vcpus = 0;     // bits set in b_info.avail_vcpus
   std::string kernel, ramdisk, cmdline;
+  struct Nic {
+    std::string bridge, script;
+    uint8_t mac[6];
+    int backend_domid;
+  };
+  std::vector<Nic> nics;
 };
 
 struct Libxl {

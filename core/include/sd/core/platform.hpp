@@ -43,6 +43,10 @@ struct DomainSpec {
   std::string ramdisk;  // initrd ("" = none)
   std::string cmdline;  // kernel command line (xl's `cmdline`, else `extra`)
   bool driver_domain = false;  // xl's driver_domain=1: may run backends
+  // Xen: NICs dom0 gives the driver domain (its network hardware; a
+  // passed-through NIC in production): the xl vif keys of its cfg's
+  // `vif = [...]` entries served by Domain-0 (bridge, mac, script).
+  std::vector<std::map<std::string, std::string>> nics;
 };
 
 // How an incarnation ended.

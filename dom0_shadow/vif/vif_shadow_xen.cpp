@@ -1,0 +1,194 @@
+#include "vif/vif_shadow_xen.hpp"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "xen/vchan_link.hpp"
+
+namespace sd::dom0 {
+
+namespace {
+std::string vif_channel_path(int guest, int index) {
+  return "/local/domain/" + std::to_string(guest) + "/data/sd-vif-" + std::to_string(index);
+}
+}  // namespace
+
+VifShadowXen::VifShadowXen(boost::asio::io_context& io, platform::Platform& plat, std::string guest,
+                           const config::DeviceSpec& spec, uint64_t handle, config::Policy policy, EventLog& log,
+                           FaultReporter report)
+    : io_(io), plat_(plat), guest_(std::move(guest)), spec_(spec), handle_(handle), policy_(std::move(policy)),
+      log_(log), report_(std::move(report)) {
+  if (!spec_.params.count("mac") || !netif::parse_mac(spec_.params.at("mac"), cfg_.mac)) {
+    const uint8_t def[6] = {0x00, 0x16, 0x3e, 0x5d, 0x00, static_cast<uint8_t>(spec_.index + 1)};
+    std::memcpy(cfg_.mac, def, 6);
+  }
+  cfg_.mtu = 1500;
+  cfg_.features = netif::kFeatureRxCopy;
+}
+
+VifShadowXen::~VifShadowXen() { teardown(); }
+
+// The guest is started by the operator (xl create); find it by name.
+Result<int> VifShadowXen::guest_domid() const {
+  auto& store = plat_.store();
+  for (const auto& id : store.list("/local/domain")) {
+    auto name = store.read("/local/domain/" + id + "/name");
+    if (name && *name == guest_) return std::atoi(id.c_str());
+  }
+  return fail(Code::kUnavailable, "guest '" + guest_ + "' is not running (start it with xl create before shadowd)");
+}
+
+Result<void> VifShadowXen::setup() {
+  auto g = guest_domid();
+  if (!g) return std::unexpected(g.error());
+  guest_domid_ = *g;
+  auto link = xen::VchanLink::open(io_, plat_.store(), guest_domid_, vif_channel_path(guest_domid_, spec_.index));
+  if (!link) return std::unexpected(link.error());
+  front_ = std::move(link->first);
+  link_ = std::move(link->second);
+  (void)front_.set_nonblocking(true);
+  front_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(front_.fd()));
+  arm_frontend_read();
+  // Waits in the channel until the guest's frontend offers its vchan.
+  ctl::Msg att;
+  att.type = ctl::MsgType::kDevAttach;
+  att.a = static_cast<uint32_t>(config::DeviceClass::kVif);
+  att.b = handle_;
+  att.set_payload(cfg_);
+  if (auto r = front_.send(att); !r) return r;
+  log_.emit({{"type", "vif_up"}, {"device", id()}, {"guest_domid", guest_domid_},
+             {"frontend", vif_channel_path(guest_domid_, spec_.index)}, {"mac", netif::mac_string(cfg_.mac)}});
+  return {};
+}
+
+void VifShadowXen::arm_frontend_read() {
+  if (!front_wait_) return;
+  front_wait_->async_wait(boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+    if (ec) return;
+    for (;;) {
+      auto m = front_.recv();
+      if (!m) {
+        log_.emit({{"type", "frontend_gone"}, {"device", id()}, {"error", m.error().message}});
+        front_wait_.reset();
+        return;
+      }
+      if (!*m) break;
+      on_frontend_msg(**m);
+    }
+    arm_frontend_read();
+  });
+}
+
+void VifShadowXen::on_fault() {
+  backend_up_ = false;
+  ctl::Msg m;
+  m.type = ctl::MsgType::kBackendGone;
+  m.b = handle_;
+  (void)front_.send(m);
+}
+
+void VifShadowXen::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) {
+  backend_ = &ch;
+  domid_ = domid;
+  done_ = std::move(done);
+  times_ = {};
+  t_ready_ = platform::Clock::now();
+  // The frontend grants a new pool to this domain and replays into it.
+  ctl::Msg m;
+  m.type = ctl::MsgType::kReconnect;
+  m.a = domid;
+  m.b = handle_;
+  if (auto r = front_.send(m); !r) finish(std::unexpected(r.error()));
+}
+
+void VifShadowXen::on_frontend_msg(const ctl::Msg& m) {
+  switch (m.type) {
+    case ctl::MsgType::kReconnected: {
+      if (!done_ || !backend_) return;
+      // From the guest: checked here for shape, by the backend when it maps.
+      auto pool = m.get_payload<ctl::XenPool>();
+      if (pool.owner != static_cast<uint32_t>(guest_domid_) || pool.pages != netif::kPoolPages)
+        return finish(fail(Code::kRestartReplay, "frontend sent a pool that is not its own or of the wrong size"));
+      std::memset(pool.nic, 0, sizeof(pool.nic));
+      std::strncpy(pool.nic, nic_.c_str(), sizeof(pool.nic) - 1);
+      times_.replayed = m.a;
+      t_replayed_ = platform::Clock::now();
+      times_.replay_ms = ms_between(t_ready_, t_replayed_);
+      ctl::Msg att;
+      att.type = ctl::MsgType::kDevAttach;
+      att.a = static_cast<uint32_t>(config::DeviceClass::kVif);
+      att.b = handle_;
+      att.set_payload(cfg_);
+      ctl::Msg refs;
+      refs.type = ctl::MsgType::kGrantRefs;
+      refs.b = handle_;
+      refs.set_payload(pool);
+      if (auto r = backend_->send(att); !r) return finish(std::unexpected(r.error()));
+      if (auto r = backend_->send(refs); !r) return finish(std::unexpected(r.error()));
+      return;
+    }
+    case ctl::MsgType::kDevAttached:  // the frontend could not grant the pool
+      if (m.a != 0) finish(fail(Code::kRestartReplay, "frontend: " + m.get_text()));
+      return;
+    case ctl::MsgType::kDevFault:
+      last_fault_ = m.get_text();
+      if (backend_up_) report_("bad response: " + last_fault_, std::nullopt);
+      return;
+    case ctl::MsgType::kDevConfig: {
+      auto c = m.get_payload<netif::VifConfig>();
+      if (c.mtu < 68 || c.n_mcast > 32) return;  // not something a guest's stack sets
+      cfg_ = c;
+      if (backend_up_ && backend_) {
+        ctl::Msg fwd = m;
+        fwd.b = handle_;
+        (void)backend_->send(fwd);
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+void VifShadowXen::on_backend_msg(platform::DomId from, const ctl::Msg& m) {
+  if (m.b != handle_) return;
+  if (m.type == ctl::MsgType::kDevAttached) {
+    if (!done_ || from != domid_) return;
+    if (m.a != 0) return finish(fail(Code::kRestartReplay, "backend refused the vif: " + m.get_text()));
+    backend_up_ = true;
+    times_.resume_ms = ms_between(t_replayed_ == platform::Clock::time_point{} ? t_ready_ : t_replayed_,
+                                  platform::Clock::now());
+    ++recoveries_;
+    finish(times_);
+  } else if (m.type == ctl::MsgType::kDevFault) {
+    log_.emit({{"type", "frontend_protocol_error"}, {"device", id()}, {"error", m.get_text()}});
+  }
+}
+
+void VifShadowXen::finish(Result<ResumeTimes> r) {
+  if (!done_) return;
+  auto d = std::move(done_);
+  done_ = nullptr;
+  d(std::move(r));
+}
+
+void VifShadowXen::teardown() {
+  front_wait_.reset();
+  link_.reset();  // the frontend sees its channel close
+}
+
+nlohmann::json VifShadowXen::status() const {
+  return {{"guest_domid", guest_domid_},
+          {"frontend_connected", link_ && link_->connected()},
+          {"mac", netif::mac_string(cfg_.mac)},
+          {"mtu", cfg_.mtu},
+          {"config_generation", cfg_.generation},
+          {"nic", nic_},
+          {"backend_up", backend_up_},
+          {"backend_domid", domid_},
+          {"recoveries", recoveries_},
+          {"last_fault", last_fault_}};
+}
+
+}  // namespace sd::dom0
