@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "vif/vif_shadow.hpp"
+#include "vsnd/vsnd_shadow.hpp"
 
 namespace sd::dom0 {
 
@@ -77,6 +78,15 @@ Result<void> Daemon::start() {
                                                            std::optional<platform::Clock::time_point> began) {
                                              if (auto* s = find(backend)) s->fault(cause, began);
                                            });
+      }
+      if (spec.cls == config::DeviceClass::kVsnd && platform_->name() == "local" && cfg_.policies.count(spec.cls)) {
+        std::string backend = spec.backend;
+        impl = std::make_unique<VsndShadow>(io_, *platform_, g.name, spec, handle, cfg_.state_dir,
+                                            cfg_.policies.at(spec.cls), *log_,
+                                            [this, backend](const std::string& cause,
+                                                            std::optional<platform::Clock::time_point> began) {
+                                              if (auto* s = find(backend)) s->fault(cause, began);
+                                            });
       }
       impls_.push_back(std::move(impl));
     }

@@ -167,6 +167,132 @@ void Sndback::send_position(bool force) {
   notify_ = true;
 }
 
+// Writes queued before a STOP, CLOSE or new OPEN are answered without being
+// played: hardware drops its FIFO on stop.
+static bool dropped_later(const std::deque<xensnd_req>& q) {
+  return std::any_of(q.begin() + 1, q.end(), [](const xensnd_req& r) {
+    return r.operation == XENSND_OP_CLOSE || r.operation == XENSND_OP_OPEN ||
+           (r.operation == XENSND_OP_TRIGGER && r.op.trigger.type == XENSND_OP_TRIGGER_STOP);
+  });
+}
+
+// Serves the queue in order. A write waits while the DAC's FIFO is full;
+// control requests behind it act at once (a trigger reaches hardware however
+// full its FIFO is). Returns true if a write is waiting.
+bool Sndback::serve_queue() {
+  for (;;) {
+    while (!queue_.empty()) {
+      const xensnd_req r = queue_.front();
+      int32_t status = 0;
+      if (r.operation == XENSND_OP_WRITE) {
+        if (!st_.open || !sndif::check_rw(r.op.rw, st_.params.buffer_sz).empty() ||
+            r.op.rw.length > st_.params.period_sz) {
+          status = -EINVAL;
+        } else if (dropped_later(queue_)) {
+          st_.acked += r.op.rw.length;
+        } else if (copy_to_dac(r.op.rw)) {
+          st_.acked += r.op.rw.length;
+        } else {
+          break;  // the DAC's interrupt brings us back
+        }
+      } else {
+        status = control(r);
+      }
+      queue_.pop_front();
+      respond(r, status);
+    }
+    if (queue_.empty()) return false;
+    auto it = std::find_if(queue_.begin() + 1, queue_.end(),
+                           [](const xensnd_req& q) { return q.operation != XENSND_OP_WRITE; });
+    if (it == queue_.end()) return true;
+    const xensnd_req r = *it;
+    queue_.erase(it);
+    respond(r, control(r));
+  }
+}
+
+int32_t Sndback::control(const xensnd_req& r) {
+  int32_t status = 0;
+  switch (r.operation) {
+    case XENSND_OP_OPEN: {
+      auto e = open_stream(r.op.open);
+      if (!e.empty()) {
+        status = -EINVAL;
+        break;
+      }
+      regs_->run.store(0);
+      regs_->flush_to.store(regs_->wr.load());
+      st_ = {};
+      st_.open = 1;
+      st_.params = r.op.open;
+      last_pos_ = 0;
+      program_dac();
+      break;
+    }
+    case XENSND_OP_CLOSE:
+      regs_->run.store(0);
+      regs_->flush_to.store(regs_->wr.load());
+      st_.open = 0;
+      st_.run = static_cast<uint8_t>(sndif::Run::kStopped);
+      break;
+    case XENSND_OP_TRIGGER:
+      if (!st_.open) {
+        status = -EINVAL;
+        break;
+      }
+      switch (r.op.trigger.type) {
+        case XENSND_OP_TRIGGER_START:
+        case XENSND_OP_TRIGGER_RESUME:
+          st_.run = static_cast<uint8_t>(sndif::Run::kRunning);
+          break;
+        case XENSND_OP_TRIGGER_PAUSE:
+          st_.run = static_cast<uint8_t>(sndif::Run::kPaused);
+          break;
+        case XENSND_OP_TRIGGER_STOP:
+          st_.run = static_cast<uint8_t>(sndif::Run::kStopped);
+          regs_->flush_to.store(regs_->wr.load());
+          break;
+        default:
+          status = -EINVAL;
+      }
+      if (status == 0) program_dac();
+      break;
+    case XENSND_OP_SET_VOLUME:
+    case XENSND_OP_GET_VOLUME:
+    case XENSND_OP_MUTE:
+    case XENSND_OP_UNMUTE: {
+      // Per-channel int32 values in the stream's buffer at offset/length.
+      if (!st_.open || !sndif::check_rw(r.op.rw, st_.params.buffer_sz).empty() || r.op.rw.length != 8) {
+        status = -EINVAL;
+        break;
+      }
+      uint32_t off = r.op.rw.offset;
+      uint8_t* at = buf_[off / kPageSize] + off % kPageSize;
+      if (off % kPageSize > kPageSize - 8) {
+        status = -EINVAL;
+        break;
+      }
+      if (r.operation == XENSND_OP_GET_VOLUME) {
+        std::memcpy(at, st_.volume, 8);
+      } else if (r.operation == XENSND_OP_SET_VOLUME) {
+        int32_t vol[2];
+        std::memcpy(vol, at, 8);  // copied once
+        st_.volume[0] = std::clamp(vol[0], -100000, 0);
+        st_.volume[1] = std::clamp(vol[1], -100000, 0);
+      } else {
+        st_.muted = r.operation == XENSND_OP_MUTE;
+      }
+      program_dac();
+      break;
+    }
+    case XENSND_OP_HW_PARAM_QUERY:
+      break;
+    default:
+      status = -ENOTSUP;  // READ: this card has no capture stream
+  }
+  return status;
+}
+
 Result<void> Sndback::service() {
   uint64_t v;
   (void)!::read(from_front_.get(), &v, sizeof(v));  // nonblocking eventfds: clear the kicks
@@ -181,110 +307,7 @@ Result<void> Sndback::service() {
       if (!*req) break;
       queue_.push_back(**req);
     }
-    bool blocked = false;
-    while (!queue_.empty() && !blocked) {
-      const xensnd_req r = queue_.front();
-      int32_t status = 0;
-      switch (r.operation) {
-        case XENSND_OP_WRITE: {
-          if (!st_.open || !sndif::check_rw(r.op.rw, st_.params.buffer_sz).empty() ||
-              r.op.rw.length > st_.params.period_sz) {
-            status = -EINVAL;
-            break;
-          }
-          // Hardware drops its FIFO on stop: writes queued before a STOP,
-          // CLOSE or new OPEN are answered without being played.
-          bool dropped = std::any_of(queue_.begin() + 1, queue_.end(), [](const xensnd_req& q) {
-            return q.operation == XENSND_OP_CLOSE || q.operation == XENSND_OP_OPEN ||
-                   (q.operation == XENSND_OP_TRIGGER && q.op.trigger.type == XENSND_OP_TRIGGER_STOP);
-          });
-          if (!dropped && !copy_to_dac(r.op.rw)) {
-            blocked = true;  // the DAC's FIFO is full: its interrupt brings us back
-            break;
-          }
-          st_.acked += r.op.rw.length;
-          break;
-        }
-        case XENSND_OP_OPEN: {
-          auto e = open_stream(r.op.open);
-          if (!e.empty()) {
-            status = -EINVAL;
-            break;
-          }
-          regs_->run.store(0);
-          regs_->flush_to.store(regs_->wr.load());
-          st_ = {};
-          st_.open = 1;
-          st_.params = r.op.open;
-          last_pos_ = 0;
-          program_dac();
-          break;
-        }
-        case XENSND_OP_CLOSE:
-          regs_->run.store(0);
-          regs_->flush_to.store(regs_->wr.load());
-          st_.open = 0;
-          st_.run = static_cast<uint8_t>(sndif::Run::kStopped);
-          break;
-        case XENSND_OP_TRIGGER:
-          if (!st_.open) {
-            status = -EINVAL;
-            break;
-          }
-          switch (r.op.trigger.type) {
-            case XENSND_OP_TRIGGER_START:
-            case XENSND_OP_TRIGGER_RESUME:
-              st_.run = static_cast<uint8_t>(sndif::Run::kRunning);
-              break;
-            case XENSND_OP_TRIGGER_PAUSE:
-              st_.run = static_cast<uint8_t>(sndif::Run::kPaused);
-              break;
-            case XENSND_OP_TRIGGER_STOP:
-              st_.run = static_cast<uint8_t>(sndif::Run::kStopped);
-              regs_->flush_to.store(regs_->wr.load());
-              break;
-            default:
-              status = -EINVAL;
-          }
-          if (status == 0) program_dac();
-          break;
-        case XENSND_OP_SET_VOLUME:
-        case XENSND_OP_GET_VOLUME:
-        case XENSND_OP_MUTE:
-        case XENSND_OP_UNMUTE: {
-          // Per-channel int32 values in the stream's buffer at offset/length.
-          if (!st_.open || !sndif::check_rw(r.op.rw, st_.params.buffer_sz).empty() || r.op.rw.length != 8) {
-            status = -EINVAL;
-            break;
-          }
-          uint32_t off = r.op.rw.offset;
-          uint8_t* at = buf_[off / kPageSize] + off % kPageSize;
-          if (off % kPageSize > kPageSize - 8) {
-            status = -EINVAL;
-            break;
-          }
-          if (r.operation == XENSND_OP_GET_VOLUME) {
-            std::memcpy(at, st_.volume, 8);
-          } else if (r.operation == XENSND_OP_SET_VOLUME) {
-            int32_t vol[2];
-            std::memcpy(vol, at, 8);  // copied once
-            st_.volume[0] = std::clamp(vol[0], -100000, 0);
-            st_.volume[1] = std::clamp(vol[1], -100000, 0);
-          } else {
-            st_.muted = r.operation == XENSND_OP_MUTE;
-          }
-          program_dac();
-          break;
-        }
-        case XENSND_OP_HW_PARAM_QUERY:
-          break;
-        default:
-          status = -ENOTSUP;  // READ: this card has no capture stream
-      }
-      if (blocked) break;
-      queue_.pop_front();
-      respond(r, status);
-    }
+    bool blocked = serve_queue();
     if (blocked || !ring_->final_check_for_requests()) break;
   }
   send_position(false);

@@ -43,6 +43,8 @@ class Sndback final : public Backend {
 
  private:
   Sndback() = default;
+  bool serve_queue();
+  int32_t control(const xensnd_req& r);
   std::string open_stream(const xensnd_open_req& o);
   void program_dac();
   bool copy_to_dac(const xensnd_rw_req& rw);  // false: no room yet
@@ -55,10 +57,10 @@ class Sndback final : public Backend {
   sndif::DacRegs* regs_ = nullptr;
   std::optional<ring::BackRing<sndif::Traits>> ring_;
   xensnd_event_page* evt_ = nullptr;
-  std::deque<xensnd_req> queue_;       // consumed from the ring, in order, not yet answered
+  std::deque<xensnd_req> queue_;  // consumed from the ring, in order, not yet answered
   sndif::StreamState st_{};
-  std::vector<uint8_t*> buf_;          // the stream's buffer pages (from the page directory)
-  uint64_t last_pos_ = 0;              // last CUR_POS sent
+  std::vector<uint8_t*> buf_;  // the stream's buffer pages (from the page directory)
+  uint64_t last_pos_ = 0;      // last CUR_POS sent
   uint16_t evt_id_ = 0;
   bool notify_ = false;
   bool stalled_ = false;

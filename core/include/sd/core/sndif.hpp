@@ -47,8 +47,8 @@ constexpr uint32_t kRate = 48000;
 constexpr uint8_t kFormat = XENSND_PCM_FORMAT_S16_LE;
 constexpr uint8_t kChannels = 2;
 constexpr uint32_t kFrameBytes = 4;
-constexpr uint32_t kMinPeriod = 256;     // bytes
-constexpr uint32_t kMaxPeriod = 32768;   // bytes
+constexpr uint32_t kMinPeriod = 256;    // bytes
+constexpr uint32_t kMaxPeriod = 32768;  // bytes
 
 // Trigger state of a stream as the shadow keeps it.
 enum class Run : uint8_t { kStopped = 0, kRunning = 1, kPaused = 2 };
@@ -58,14 +58,14 @@ enum class Run : uint8_t { kStopped = 0, kRunning = 1, kPaused = 2 };
 // Written by the frontend into the splitter log after each successful
 // response; replayed by shadowd into a new backend (kDevAttach payload).
 struct StreamState {
-  uint8_t open;             // an OPEN succeeded and no CLOSE since
-  uint8_t run;              // Run
+  uint8_t open;  // an OPEN succeeded and no CLOSE since
+  uint8_t run;   // Run
   uint8_t muted;
   uint8_t pad;
-  xensnd_open_req params;   // as opened
-  int32_t volume[2];        // per channel, as last set (sndif: 0.001 dB units)
-  uint64_t acked;           // stream bytes the device accepted (WRITE responses OK)
-  uint64_t generation;      // bumped on every change
+  xensnd_open_req params;  // as opened
+  int32_t volume[2];       // per channel, as last set (sndif: 0.001 dB units)
+  uint64_t acked;          // stream bytes the device accepted (WRITE responses OK)
+  uint64_t generation;     // bumped on every change
 };
 static_assert(sizeof(StreamState) <= 200, "fits a control message payload and the splitter log config");
 
@@ -90,8 +90,8 @@ inline std::string check_open(const xensnd_open_req& o) {
 inline std::string check_rw(const xensnd_rw_req& rw, uint32_t buffer_sz) {
   if (rw.length == 0 || rw.length % kFrameBytes || rw.offset % kFrameBytes || rw.offset >= buffer_sz ||
       rw.length > buffer_sz - rw.offset)
-    return "write offset " + std::to_string(rw.offset) + " length " + std::to_string(rw.length) +
-           " outside the " + std::to_string(buffer_sz) + "-byte buffer";
+    return "write offset " + std::to_string(rw.offset) + " length " + std::to_string(rw.length) + " outside the " +
+           std::to_string(buffer_sz) + "-byte buffer";
   return {};
 }
 
@@ -99,7 +99,7 @@ inline std::string check_rw(const xensnd_rw_req& rw, uint32_t buffer_sz) {
 inline bool plausible_status(int32_t s) { return s == 0 || (s < 0 && s > -4096); }
 
 inline std::string op_name(uint8_t op) {
-  static const char* const kNames[] = {"OPEN",       "CLOSE", "READ",   "WRITE",  "SET_VOLUME",
+  static const char* const kNames[] = {"OPEN",       "CLOSE", "READ",   "WRITE",   "SET_VOLUME",
                                        "GET_VOLUME", "MUTE",  "UNMUTE", "TRIGGER", "HW_PARAM_QUERY"};
   return op < 10 ? kNames[op] : "op " + std::to_string(op);
 }
@@ -118,16 +118,16 @@ constexpr size_t kDacBytes = kDacRegsBytes + kDacRing;
 
 struct DacRegs {
   uint32_t magic;
-  std::atomic<uint32_t> run;        // driver: 1 = consume and play, 0 = halted (paused/stopped)
-  std::atomic<uint32_t> fifo;       // driver: bytes of the ring it fills at most (<= kDacRing)
-  std::atomic<uint32_t> muted;      // driver
-  std::atomic<int32_t> gain_mdb[2]; // driver: per-channel gain, 0.001 dB (0 = unity, <= 0)
-  std::atomic<uint64_t> wr;         // driver: total bytes produced
-  std::atomic<uint64_t> flush_to;   // driver: drop what is queued up to here (STOP, CLOSE, OPEN)
-  std::atomic<uint64_t> rd;         // DAC: total bytes consumed
-  std::atomic<uint64_t> starved;    // DAC: bytes of silence played while running with an empty ring
-  std::atomic<uint64_t> played;     // DAC: bytes played while running (data + silence)
-  std::atomic<uint64_t> faults;     // DAC: impossible register values seen (ignored)
+  std::atomic<uint32_t> run;         // driver: 1 = consume and play, 0 = halted (paused/stopped)
+  std::atomic<uint32_t> fifo;        // driver: bytes of the ring it fills at most (<= kDacRing)
+  std::atomic<uint32_t> muted;       // driver
+  std::atomic<int32_t> gain_mdb[2];  // driver: per-channel gain, 0.001 dB (0 = unity, <= 0)
+  std::atomic<uint64_t> wr;          // driver: total bytes produced
+  std::atomic<uint64_t> flush_to;    // driver: drop what is queued up to here (STOP, CLOSE, OPEN)
+  std::atomic<uint64_t> rd;          // DAC: total bytes consumed
+  std::atomic<uint64_t> starved;     // DAC: bytes of silence played while running with an empty ring
+  std::atomic<uint64_t> played;      // DAC: bytes played while running (data + silence)
+  std::atomic<uint64_t> faults;      // DAC: impossible register values seen (ignored)
 };
 static_assert(sizeof(DacRegs) <= kDacRegsBytes);
 

@@ -1,0 +1,469 @@
+#include "vsnd/sndfront.hpp"
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+namespace sd::front {
+
+using sndif::kPageSize;
+constexpr uint16_t kReqRing = 0;
+
+Result<std::unique_ptr<Sndfront>> Sndfront::connect(const std::string& socket_path) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (socket_path.empty() || socket_path.size() >= sizeof(a.sun_path))
+    return fail(Code::kInvalidInput, "vsnd socket path '" + socket_path + "' is empty or too long");
+  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size());
+  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!s) return sys_fail("socket");
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
+    return sys_fail("connect to shadowd's vsnd socket " + socket_path);
+  return attach(ctl::Channel(std::move(s)));
+}
+
+Result<std::unique_ptr<Sndfront>> Sndfront::attach(ctl::Channel ch) {
+  auto f = std::unique_ptr<Sndfront>(new Sndfront());
+  f->ch_ = std::move(ch);
+  if (auto r = f->handshake(); !r) return std::unexpected(r.error());
+  return f;
+}
+
+Sndfront::~Sndfront() {
+  if (ring_page_) ::munmap(ring_page_, kPageSize);
+  if (evt_) ::munmap(evt_, kPageSize);
+  if (dir_) ::munmap(dir_, kPageSize);
+  if (buf_) ::munmap(buf_, size_t{sndif::kBufPages} * kPageSize);
+}
+
+// kDevAttach (splitter log, event-channel ends) then kGrantFds with the pool
+// (this guest's own memory): map, initialise the ring and event page, say so.
+Result<void> Sndfront::handshake() {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<UniqueFd> pool(sndif::kPoolPages);
+  size_t got_pages = 0;
+  bool attached = false;
+  while (!attached || got_pages < sndif::kPoolPages) {
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+    pollfd p{ch_.fd(), POLLIN, 0};
+    if (left <= 0 || ::poll(&p, 1, left) <= 0) return fail(Code::kEscalate, "vsnd: shadowd did not attach within 5 s");
+    std::vector<UniqueFd> fds;
+    auto m = ch_.recv_fds(&fds);
+    if (!m) return std::unexpected(m.error());
+    if (!*m) continue;
+    const ctl::Msg& msg = **m;
+    if (msg.type == ctl::MsgType::kDevAttach) {
+      if (fds.size() != 3) return fail(Code::kEscalate, "vsnd attach: expected 3 fds");
+      handle_ = msg.b;
+      auto log = shadow::SplitterLog::map(std::move(fds[0]), sndif::kRingSize);
+      if (!log) return std::unexpected(log.error());
+      log_ = std::move(*log);
+      to_back_ = std::move(fds[1]);
+      from_back_ = std::move(fds[2]);
+      attached = true;
+    } else if (msg.type == ctl::MsgType::kGrantFds) {
+      for (size_t i = 0; i < fds.size(); ++i) {
+        size_t ref = size_t{msg.a} + i;
+        if (ref >= pool.size() || pool[ref]) return fail(Code::kEscalate, "vsnd attach: bad grant batch");
+        pool[ref] = std::move(fds[i]);
+        ++got_pages;
+      }
+    } else if (msg.type == ctl::MsgType::kDevAttached && msg.a != 0) {
+      return fail(Code::kEscalate, "vsnd: shadowd refused: " + msg.get_text());
+    }
+  }
+  auto map1 = [&](uint32_t ref) -> uint8_t* {
+    void* p = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, pool[ref].get(), 0);
+    return p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
+  };
+  ring_page_ = map1(sndif::kRingRef);
+  evt_ = reinterpret_cast<xensnd_event_page*>(map1(sndif::kEvtRef));
+  dir_ = map1(sndif::kDirRef);
+  // The buffer pages side by side, so PCM is copied in one piece.
+  void* area = ::mmap(nullptr, size_t{sndif::kBufPages} * kPageSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (!ring_page_ || !evt_ || !dir_ || area == MAP_FAILED) return sys_fail("vsnd: mmap pool");
+  buf_ = static_cast<uint8_t*>(area);
+  for (uint32_t i = 0; i < sndif::kBufPages; ++i) {
+    void* p = ::mmap(buf_ + size_t{i} * kPageSize, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+                     pool[sndif::kBufRef0 + i].get(), 0);
+    if (p == MAP_FAILED) return sys_fail("vsnd: mmap buffer page");
+  }
+  auto r = ring::FrontRing<sndif::Traits>::attach(ring_page_, kPageSize, true);
+  if (!r) return std::unexpected(r.error());
+  ring_.emplace(std::move(*r));
+  std::memset(static_cast<void*>(evt_), 0, kPageSize);
+  // The page directory: one page lists every buffer page.
+  std::memset(dir_, 0, kPageSize);
+  for (uint32_t i = 0; i < sndif::kBufPages; ++i) {
+    grant_ref_t ref = sndif::kBufRef0 + i;
+    std::memcpy(dir_ + offsetof(xensnd_page_directory, gref) + i * sizeof(ref), &ref, sizeof(ref));
+  }
+  log_.set_config(&st_, sizeof(st_));
+  connected_ = true;
+  ctl::Msg ok;
+  ok.type = ctl::MsgType::kDevAttached;
+  ok.b = handle_;
+  if (auto s = ch_.send(ok); !s) return s;
+  return ch_.set_nonblocking(true);
+}
+
+void Sndfront::kick() {
+  uint64_t one = 1;
+  (void)!::write(to_back_.get(), &one, sizeof(one));
+}
+
+void Sndfront::log_state() {
+  ++st_.generation;
+  log_.set_config(&st_, sizeof(st_));
+}
+
+Result<uint16_t> Sndfront::post(xensnd_req req) {
+  if (dead_) return fail(Code::kEscalate, "vsnd: shadowd is gone");
+  if (ring_->free_requests() == 0) return fail(Code::kRetry, "vsnd: ring full");
+  auto id = ids_.allocate();
+  if (!id) return fail(Code::kRetry, "vsnd: no free id");
+  req.id = static_cast<uint16_t>(*id);
+  (void)ring_->put_request(req);
+  log_.record(req.id, kReqRing, &req, sndif::kLoggedReq);  // the shadow's copy, same step
+  sent_[req.id] = req;
+  order_[req.id] = next_order_++;
+  return req.id;
+}
+
+Result<int32_t> Sndfront::call(xensnd_req req, xensnd_resp* out) {
+  auto id = post(req);
+  if (!id) return std::unexpected(id.error());
+  if (ring_->push_requests()) kick();
+  done_.erase(*id);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done_.count(*id)) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return fail(Code::kEscalate, "vsnd: no answer to " + sndif::op_name(req.operation) + " within " +
+                                       std::to_string(timeout.count()) + " ms");
+    if (auto w = wait(20); !w) return std::unexpected(w.error());
+  }
+  auto rsp = done_[*id].second;
+  done_.erase(*id);
+  if (out) *out = rsp;
+  return rsp.status;
+}
+
+Result<void> Sndfront::wait(int ms) {
+  pollfd p[2] = {{from_back_.get(), POLLIN, 0}, {ch_.fd(), POLLIN, 0}};
+  int r = ::poll(p, 2, ms);
+  if (r < 0 && errno != EINTR) return sys_fail("poll");
+  return pump();
+}
+
+Result<void> Sndfront::pump() {
+  if (dead_) return fail(Code::kEscalate, "vsnd: shadowd is gone");
+  for (;;) {
+    std::vector<UniqueFd> fds;
+    auto m = ch_.recv_fds(&fds);
+    if (!m) {
+      dead_ = true;
+      return fail(Code::kEscalate, "vsnd: shadowd is gone: " + m.error().message);
+    }
+    if (!*m) break;
+    handle_ctl(**m, fds);
+  }
+  uint64_t v;
+  (void)!::read(from_back_.get(), &v, sizeof(v));  // nonblocking eventfd: clear the notification
+  if (connected_) (void)take_responses();
+  if (connected_) (void)take_events();
+  return {};
+}
+
+bool Sndfront::handle_ctl(const ctl::Msg& m, std::vector<UniqueFd>&) {
+  switch (m.type) {
+    case ctl::MsgType::kBackendGone:
+      connected_ = false;
+      return true;
+    case ctl::MsgType::kReconnect:
+      reconnect(m);
+      return true;
+    default:
+      return false;
+  }
+}
+
+void Sndfront::backend_fault(const std::string& why) {
+  connected_ = false;
+  ++faults_;
+  ctl::Msg f;
+  f.type = ctl::MsgType::kDevFault;
+  f.b = handle_;
+  f.set_text(why);
+  (void)ch_.send(f);
+}
+
+Result<void> Sndfront::take_responses() {
+  for (;;) {
+    auto r = ring::get_checked_response(*ring_, ids_);
+    if (!r) {
+      backend_fault(r.error().message);
+      return std::unexpected(r.error());
+    }
+    if (!*r) break;
+    const xensnd_resp rsp = **r;  // our copy; the backend cannot change it now
+    auto it = sent_.find(rsp.id);
+    if (it == sent_.end()) {  // cannot happen: the id table had it
+      backend_fault("response for id " + std::to_string(rsp.id) + " not sent");
+      return fail(Code::kRestartReplay, "unknown id");
+    }
+    const xensnd_req req = it->second;
+    std::string bad;
+    if (rsp.operation != req.operation)
+      bad = "response of operation " + sndif::op_name(rsp.operation) + " to a " + sndif::op_name(req.operation) +
+            " request (id " + std::to_string(rsp.id) + ")";
+    else if (!sndif::plausible_status(rsp.status))
+      bad = "wrong status " + std::to_string(rsp.status) + " for " + sndif::op_name(req.operation);
+    else if (req.operation == XENSND_OP_WRITE && rsp.status != 0)
+      bad = "WRITE failed with status " + std::to_string(rsp.status);
+    if (!bad.empty()) {
+      (void)ids_.claim(rsp.id);  // still in flight: it is replayed
+      backend_fault(bad);
+      return fail(Code::kRestartReplay, bad);
+    }
+    sent_.erase(it);
+    order_.erase(rsp.id);
+    log_.complete(rsp.id);
+    on_response(req, rsp);
+    done_[rsp.id] = {true, rsp};
+    if (req.operation == XENSND_OP_WRITE) done_.erase(rsp.id);
+  }
+  (void)ring_->final_check_for_responses();
+  return {};
+}
+
+void Sndfront::on_response(const xensnd_req& req, const xensnd_resp& rsp) {
+  if (rsp.status != 0) return;
+  switch (req.operation) {
+    case XENSND_OP_WRITE:
+      st_.acked += req.op.rw.length;
+      break;
+    case XENSND_OP_OPEN:
+      st_ = sndif::StreamState{};
+      st_.open = 1;
+      st_.params = req.op.open;
+      st_.generation = 0;
+      written_ = 0;
+      position_ = pos_floor_ = 0;
+      break;
+    case XENSND_OP_CLOSE:
+      st_.open = 0;
+      st_.run = static_cast<uint8_t>(sndif::Run::kStopped);
+      break;
+    case XENSND_OP_TRIGGER:
+      if (req.op.trigger.type == XENSND_OP_TRIGGER_START || req.op.trigger.type == XENSND_OP_TRIGGER_RESUME)
+        st_.run = static_cast<uint8_t>(sndif::Run::kRunning);
+      else if (req.op.trigger.type == XENSND_OP_TRIGGER_PAUSE)
+        st_.run = static_cast<uint8_t>(sndif::Run::kPaused);
+      else
+        st_.run = static_cast<uint8_t>(sndif::Run::kStopped);
+      break;
+    case XENSND_OP_SET_VOLUME: {
+      int32_t v[2];
+      std::memcpy(v, buf_ + req.op.rw.offset, sizeof(v));
+      st_.volume[0] = v[0];
+      st_.volume[1] = v[1];
+      break;
+    }
+    case XENSND_OP_MUTE:
+    case XENSND_OP_UNMUTE:
+      st_.muted = req.operation == XENSND_OP_MUTE;
+      break;
+    default:
+      return;
+  }
+  log_state();
+}
+
+Result<void> Sndfront::take_events() {
+  // SAFETY: in_prod is the backend's: read once, checked against what the
+  // page can hold before any event is read; every event is copied once.
+  uint32_t prod = std::atomic_ref<uint32_t>(evt_->in_prod).load(std::memory_order_acquire);
+  uint32_t cons = std::atomic_ref<uint32_t>(evt_->in_cons).load(std::memory_order_relaxed);
+  if (prod - cons > XENSND_IN_RING_LEN) {
+    backend_fault("event in_prod " + std::to_string(prod) + " beyond the page (in_cons " + std::to_string(cons) + ")");
+    return fail(Code::kRestartReplay, "events");
+  }
+  for (; cons != prod; ++cons) {
+    xensnd_evt e;
+    std::memcpy(&e, &XENSND_IN_RING_REF(evt_, cons), sizeof(e));
+    if (e.type != XENSND_EVT_CUR_POS) continue;
+    uint64_t pos = e.op.cur_pos.position;
+    std::string bad;
+    if (pos < pos_floor_)
+      bad = "position went backwards from " + std::to_string(pos_floor_) + " to " + std::to_string(pos);
+    else if (pos > st_.acked)
+      bad = "position " + std::to_string(pos) + " beyond the " + std::to_string(st_.acked) + " bytes acknowledged";
+    if (!bad.empty()) {
+      std::atomic_ref<uint32_t>(evt_->in_cons).store(cons + 1, std::memory_order_release);
+      backend_fault(bad);
+      return fail(Code::kRestartReplay, bad);
+    }
+    pos_floor_ = pos;
+    position_ = std::max(position_, pos);
+  }
+  std::atomic_ref<uint32_t>(evt_->in_cons).store(prod, std::memory_order_release);
+  return {};
+}
+
+// The old backend is dead. Keep what it finished, then hand the next one
+// (a new incarnation, or shadowd in active mode) a clean ring holding exactly
+// the requests still in flight, in their order (xen-blkfront's
+// blkif_recover: copy the shadow, reset, requeue).
+void Sndfront::reconnect(const ctl::Msg& m) {
+  connected_ = true;
+  (void)take_responses();  // stops at the first invalid response
+  connected_ = false;
+  ring_->reset();
+  ids_.clear();
+  std::atomic_ref<uint32_t>(evt_->in_prod).store(0);
+  std::atomic_ref<uint32_t>(evt_->in_cons).store(0);
+  pos_floor_ = 0;
+  // Replay order: the log's order counter; the content: the log's copy of
+  // the request (the shadow's), our own copy where the log keeps no bytes.
+  std::vector<std::pair<uint64_t, uint16_t>> todo;
+  std::map<uint16_t, std::vector<uint8_t>> logged;
+  if (log_.enabled()) {
+    for (const auto& e : log_.inflight(kReqRing))
+      if (e.slot < sndif::kRingSize && sent_.count(static_cast<uint16_t>(e.slot)) && e.len == sndif::kLoggedReq) {
+        logged[static_cast<uint16_t>(e.slot)].assign(e.req, e.req + e.len);
+      }
+  }
+  for (auto& [id, ord] : order_) todo.push_back({ord, id});
+  std::sort(todo.begin(), todo.end());
+  uint32_t replayed = 0;
+  for (auto& [ord, id] : todo) {
+    xensnd_req req = sent_[id];
+    if (auto it = logged.find(id); it != logged.end()) {
+      xensnd_req from_log;
+      std::memcpy(&from_log, &req, sizeof(req));
+      std::memcpy(&from_log, it->second.data(), it->second.size());
+      if (from_log.id == id && from_log.operation == req.operation) req = from_log;
+    }
+    (void)ids_.claim(id);
+    (void)ring_->put_request(req);
+    ++replayed;
+  }
+  ring_->push_requests();
+  connected_ = true;
+  ++reconnects_;
+  ctl::Msg done;
+  done.type = ctl::MsgType::kReconnected;
+  done.b = handle_;
+  done.a = replayed;
+  done.set_text(m.get_text());  // echoed: shadowd tells its reconnects apart
+  (void)ch_.send(done);
+  kick();
+}
+
+Result<int32_t> Sndfront::open(uint32_t buffer_bytes, uint32_t period_bytes) {
+  xensnd_req r{};
+  r.operation = XENSND_OP_OPEN;
+  r.op.open.pcm_rate = sndif::kRate;
+  r.op.open.pcm_format = sndif::kFormat;
+  r.op.open.pcm_channels = sndif::kChannels;
+  r.op.open.buffer_sz = buffer_bytes;
+  r.op.open.period_sz = period_bytes;
+  r.op.open.gref_directory = sndif::kDirRef;
+  if (auto e = sndif::check_open(r.op.open); !e.empty()) return fail(Code::kInvalidInput, "vsnd: " + e);
+  return call(r);
+}
+
+Result<int32_t> Sndfront::close_stream() {
+  xensnd_req r{};
+  r.operation = XENSND_OP_CLOSE;
+  return call(r);
+}
+
+Result<int32_t> Sndfront::trigger(uint8_t type) {
+  xensnd_req r{};
+  r.operation = XENSND_OP_TRIGGER;
+  r.op.trigger.type = type;
+  return call(r);
+}
+
+// Volume and mute values travel in the stream's buffer; only while nothing
+// is queued in it (before the first write).
+Result<int32_t> Sndfront::set_volume(int32_t left_mdb, int32_t right_mdb) {
+  if (!st_.open || written_ != st_.acked) return fail(Code::kRetry, "vsnd: volume only on an idle open stream");
+  int32_t v[2] = {left_mdb, right_mdb};
+  std::memcpy(buf_, v, sizeof(v));
+  xensnd_req r{};
+  r.operation = XENSND_OP_SET_VOLUME;
+  r.op.rw = {0, 8};
+  return call(r);
+}
+
+Result<int32_t> Sndfront::mute(bool on) {
+  if (!st_.open || written_ != st_.acked) return fail(Code::kRetry, "vsnd: mute only on an idle open stream");
+  int32_t v[2] = {on, on};
+  std::memcpy(buf_, v, sizeof(v));
+  xensnd_req r{};
+  r.operation = on ? XENSND_OP_MUTE : XENSND_OP_UNMUTE;
+  r.op.rw = {0, 8};
+  return call(r);
+}
+
+Result<xensnd_query_hw_param> Sndfront::query() {
+  xensnd_req r{};
+  r.operation = XENSND_OP_HW_PARAM_QUERY;
+  xensnd_resp rsp{};
+  auto s = call(r, &rsp);
+  if (!s) return std::unexpected(s.error());
+  if (*s != 0) return fail(Code::kRetry, "vsnd: HW_PARAM_QUERY status " + std::to_string(*s));
+  return rsp.resp.hw_param;
+}
+
+Result<size_t> Sndfront::write(const uint8_t* data, size_t bytes) {
+  if (dead_) return fail(Code::kEscalate, "vsnd: shadowd is gone");
+  if (!st_.open) return fail(Code::kInvalidInput, "vsnd: write on a stream that is not open");
+  const uint32_t bsz = st_.params.buffer_sz, psz = st_.params.period_sz;
+  bytes -= bytes % sndif::kFrameBytes;
+  size_t taken = 0;
+  while (taken < bytes && ring_->free_requests() > 0 && ids_.count() < ids_.capacity()) {
+    uint32_t off = static_cast<uint32_t>(written_ % bsz);
+    uint32_t chunk = static_cast<uint32_t>(std::min<uint64_t>({bytes - taken, bsz - off, psz - written_ % psz}));
+    std::memcpy(buf_ + off, data + taken, chunk);
+    xensnd_req r{};
+    r.operation = XENSND_OP_WRITE;
+    r.op.rw = {off, chunk};
+    if (!post(r)) break;
+    written_ += chunk;
+    taken += chunk;
+  }
+  if (taken && ring_->push_requests()) kick();
+  return taken;
+}
+
+Result<void> Sndfront::drain() {
+  if (!st_.open) return {};
+  if (st_.run != static_cast<uint8_t>(sndif::Run::kRunning) && written_ > 0) {
+    auto s = trigger(XENSND_OP_TRIGGER_START);
+    if (!s) return std::unexpected(s.error());
+  }
+  // The audio still to play plus the DAC's FIFO, plus a second of slack.
+  uint64_t left_ms = (written_ - std::min(written_, position_)) * 1000 / (sndif::kRate * sndif::kFrameBytes);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(left_ms + 1000);
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool writes_out =
+        std::any_of(sent_.begin(), sent_.end(), [](const auto& kv) { return kv.second.operation == XENSND_OP_WRITE; });
+    if (!writes_out && position_ >= written_) return {};
+    if (auto w = wait(10); !w) return w;
+    if (writes_out) deadline = std::max(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+  }
+  return {};
+}
+
+}  // namespace sd::front

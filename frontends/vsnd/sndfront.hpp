@@ -1,0 +1,126 @@
+// vsnd frontend, the beam splitter, as a library the ALSA plugin
+// (pcm_shadow.cpp) drives from the player's own thread: sndif rings to the
+// backend on one side, the player's PCM on the other. Every request it posts
+// is also recorded in the shadow's splitter log; the stream's state (OPEN
+// parameters, volume, mute, trigger state, bytes acknowledged) is kept there
+// compacted after every successful response.
+//
+// It reaches shadowd by connecting to the vsnd's unix socket; shadowd hands
+// it the splitter log, its event-channel ends and the guest's pool (ring,
+// event page, page directory, PCM buffer pages).
+//
+// Connection states (the player's PCM stays usable in every one of them):
+//
+//  state      | event                          | action                                  | next
+//  -----------+--------------------------------+-----------------------------------------+----------
+//  Connected  | invalid response or event      | stop consuming, report kDevFault        | Paused
+//             |  (unknown id, wrong operation  |                                         |
+//             |  or status, position backwards |                                         |
+//             |  or beyond what was written)   |                                         |
+//  Connected  | kBackendGone                   | stop consuming responses and events     | Paused
+//  Paused     | player writes, ring slot free  | post (queued in the ring)               | Paused
+//  Paused     | kReconnect                     | take valid responses, reset the ring    | Connected
+//             |                                | and event page, replay in-flight        |
+//             |                                | requests from the log, kReconnected     |
+//  any        | shadowd closes the socket      | every call fails with kEscalate         | Dead
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sd/core/control_channel.hpp"
+#include "sd/core/ring.hpp"
+#include "sd/core/sndif.hpp"
+#include "sd/core/splitter_log.hpp"
+
+namespace sd::front {
+
+class Sndfront {
+ public:
+  // Connects to shadowd's vsnd socket and attaches (bounded: 5 s).
+  static Result<std::unique_ptr<Sndfront>> connect(const std::string& socket_path);
+  // For tests: attach over an existing channel (shadowd's side sends first).
+  static Result<std::unique_ptr<Sndfront>> attach(ctl::Channel ch);
+  ~Sndfront();
+
+  // The fds the player should poll (readable = call pump()).
+  int event_fd() const { return from_back_.get(); }
+  int control_fd() const { return ch_.fd(); }
+
+  // Does everything ready without blocking: control messages, responses,
+  // position events. An error means shadowd is gone (nothing will work).
+  Result<void> pump();
+  // Waits (poll) for something to pump, at most `ms`.
+  Result<void> wait(int ms);
+
+  // Stream control, each a request answered synchronously (bounded by
+  // `timeout`; shadowd answers in active mode while no backend runs).
+  // Return the backend's status (0 or -errno) or an error.
+  Result<int32_t> open(uint32_t buffer_bytes, uint32_t period_bytes);
+  Result<int32_t> close_stream();
+  Result<int32_t> trigger(uint8_t type);
+  Result<int32_t> set_volume(int32_t left_mdb, int32_t right_mdb);
+  Result<int32_t> mute(bool on);
+  Result<xensnd_query_hw_param> query();
+
+  // Copies up to `bytes` of PCM into the shared buffer behind what was
+  // written before and posts WRITE requests for it (split at period
+  // boundaries and the buffer's end). The caller keeps written - acked within
+  // the buffer (ALSA does). Returns the bytes taken (less if the ring is full).
+  Result<size_t> write(const uint8_t* data, size_t bytes);
+  // Plays out: waits until every write is acknowledged and the position has
+  // reached the end (bounded by the audio left + 1 s).
+  Result<void> drain();
+
+  uint64_t written() const { return written_; }
+  uint64_t acked() const { return st_.acked; }
+  uint64_t position() const { return position_; }
+  const sndif::StreamState& state() const { return st_; }
+  uint64_t faults() const { return faults_; }
+  uint64_t reconnects() const { return reconnects_; }
+  std::chrono::milliseconds timeout{5000};
+
+ private:
+  Sndfront() = default;
+  Result<void> handshake();
+  Result<uint16_t> post(xensnd_req req);
+  Result<int32_t> call(xensnd_req req, xensnd_resp* out = nullptr);
+  Result<void> take_responses();
+  Result<void> take_events();
+  void on_response(const xensnd_req& req, const xensnd_resp& rsp);
+  void backend_fault(const std::string& why);
+  void reconnect(const ctl::Msg& m);
+  void log_state();
+  void kick();
+  bool handle_ctl(const ctl::Msg& m, std::vector<UniqueFd>& fds);
+
+  ctl::Channel ch_;
+  uint64_t handle_ = 0;
+  std::vector<UniqueFd> pool_fds_;
+  uint8_t* ring_page_ = nullptr;
+  xensnd_event_page* evt_ = nullptr;
+  uint8_t* dir_ = nullptr;
+  uint8_t* buf_ = nullptr;  // kBufPages pages, contiguous
+  UniqueFd to_back_, from_back_;
+  shadow::SplitterLog log_;
+  std::optional<ring::FrontRing<sndif::Traits>> ring_;
+  ring::IdTable ids_{sndif::kRingSize};
+  std::map<uint16_t, xensnd_req> sent_;                    // in flight, by id (our own copy)
+  std::map<uint16_t, std::pair<bool, xensnd_resp>> done_;  // answers to synchronous calls
+  std::map<uint16_t, uint64_t> order_;                     // submission order of what is in flight
+  uint64_t next_order_ = 0;
+  sndif::StreamState st_{};
+  uint64_t written_ = 0;
+  uint64_t position_ = 0;   // newest CUR_POS (never goes back for the player)
+  uint64_t pos_floor_ = 0;  // newest CUR_POS from the current backend incarnation
+  uint16_t next_id_ = 0;
+  bool connected_ = false;  // consuming responses
+  bool dead_ = false;
+  uint64_t faults_ = 0, reconnects_ = 0;
+};
+
+}  // namespace sd::front
