@@ -5,6 +5,9 @@
 #include <iostream>
 
 #include "vif/vif_shadow.hpp"
+#ifdef SD_WITH_XEN
+#include "vif/vif_shadow_xen.hpp"
+#endif
 #include "vsnd/vsnd_shadow.hpp"
 
 namespace sd::dom0 {
@@ -79,6 +82,16 @@ Result<void> Daemon::start() {
                                              if (auto* s = find(backend)) s->fault(cause, began);
                                            });
       }
+#ifdef SD_WITH_XEN
+      if (spec.cls == config::DeviceClass::kVif && platform_->name() == "xen" && cfg_.policies.count(spec.cls)) {
+        std::string backend = spec.backend;
+        impl = std::make_unique<VifShadowXen>(io_, *platform_, g.name, spec, handle, cfg_.policies.at(spec.cls), *log_,
+                                              [this, backend](const std::string& cause,
+                                                              std::optional<platform::Clock::time_point> began) {
+                                                if (auto* s = find(backend)) s->fault(cause, began);
+                                              });
+      }
+#endif
       if (spec.cls == config::DeviceClass::kVsnd && platform_->name() == "local" && cfg_.policies.count(spec.cls)) {
         std::string backend = spec.backend;
         impl = std::make_unique<VsndShadow>(io_, *platform_, g.name, spec, handle, cfg_.state_dir,
