@@ -401,6 +401,7 @@ int32_t VsndShadow::active_control(const xensnd_req& r) {
       regs.flush_to.store(regs.wr.load());
       regs.fifo.store(std::min<uint32_t>(sndif::kDacRing, 2 * r.op.open.period_sz));
       starved0_ = regs.starved.load();
+      regs.stream_wr.store(0);
       discarded_ = 0;
       return 0;
     case XENSND_OP_CLOSE:

@@ -190,8 +190,11 @@ bool Sndback::serve_queue() {
           status = -EINVAL;
         } else if (dropped_later(queue_)) {
           st_.acked += r.op.rw.length;
+        } else if (st_.acked + r.op.rw.length <= regs_->stream_wr.load()) {
+          st_.acked += r.op.rw.length;  // replayed, but the last incarnation delivered it before it died
         } else if (copy_to_dac(r.op.rw)) {
           st_.acked += r.op.rw.length;
+          regs_->stream_wr.store(st_.acked, std::memory_order_release);
         } else {
           break;  // the DAC's interrupt brings us back
         }
@@ -226,6 +229,7 @@ int32_t Sndback::control(const xensnd_req& r) {
       st_.open = 1;
       st_.params = r.op.open;
       last_pos_ = 0;
+      regs_->stream_wr.store(0);
       program_dac();
       break;
     }

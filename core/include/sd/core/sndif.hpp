@@ -124,6 +124,8 @@ struct DacRegs {
   std::atomic<int32_t> gain_mdb[2];  // driver: per-channel gain, 0.001 dB (0 = unity, <= 0)
   std::atomic<uint64_t> wr;          // driver: total bytes produced
   std::atomic<uint64_t> flush_to;    // driver: drop what is queued up to here (STOP, CLOSE, OPEN)
+  std::atomic<uint64_t> stream_wr;   // driver: stream bytes the DAC has received (0 at OPEN): a new
+                                     // incarnation skips replayed writes the old one delivered
   std::atomic<uint64_t> rd;          // DAC: total bytes consumed
   std::atomic<uint64_t> starved;     // DAC: bytes of silence played while running with an empty ring
   std::atomic<uint64_t> played;      // DAC: bytes played while running (data + silence)

@@ -1,0 +1,305 @@
+// End-to-end for vsnd: the real shadowd, drvdom and virtual DAC, and an
+// unmodified aplay playing through the ALSA plugin
+// (libasound_module_pcm_shadow.so) while the sound driver domain is killed,
+// crashes or answers with garbage. Asserts what a listener and the player
+// see: aplay's exit code and messages, and the DAC's recording compared
+// frame by frame with the input (every gap measured and printed).
+#include <gtest/gtest.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "e2e_util.hpp"
+#include "sd/core/pcm_marks.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+using sd::e2e::run;
+using sd::e2e::slurp;
+using sd::e2e::wait_until;
+
+// A background program with stdin on a pty (aplay -i reads its keys from a
+// terminal), stdout+stderr to a file. Killed and reaped by the destructor.
+class Player {
+ public:
+  Player(const std::vector<std::string>& argv, const std::string& alsa_conf, const fs::path& out) : out_(out) {
+    std::fflush(nullptr);
+    int master = -1;
+    pid_ = ::forkpty(&master, nullptr, nullptr, nullptr);
+    if (pid_ == 0) {
+      ::setenv("ALSA_CONFIG_PATH", alsa_conf.c_str(), 1);
+      std::freopen(out.c_str(), "w", stdout);
+      std::freopen(out.c_str(), "a", stderr);
+      std::vector<char*> a;
+      for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+      a.push_back(nullptr);
+      ::execvp(a[0], a.data());
+      _exit(127);
+    }
+    tty_ = master;
+  }
+  ~Player() {
+    if (pid_ > 0 && !done_) {
+      ::kill(pid_, SIGKILL);
+      reap(0);
+    }
+    if (tty_ >= 0) ::close(tty_);
+  }
+  void key(char c) { (void)!::write(tty_, &c, 1); }
+  bool running() {
+    if (!done_ && pid_ > 0) reap(WNOHANG);
+    return !done_ && pid_ > 0;
+  }
+  bool wait_for(std::chrono::milliseconds t) {
+    return wait_until([&] { return !running(); }, t);
+  }
+  int rc() const { return rc_; }
+  std::string out() const { return slurp(out_); }
+
+ private:
+  void reap(int flags) {
+    int st = 0;
+    if (::waitpid(pid_, &st, flags) == pid_) {
+      done_ = true;
+      rc_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+  }
+  pid_t pid_ = -1;
+  int tty_ = -1;
+  bool done_ = false;
+  int rc_ = -1;
+  fs::path out_;
+};
+
+class VsndE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sd-vsnde2e-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto id = std::to_string(::getpid());
+    dom_ = "snd" + id;
+    guest_ = "sg" + id;
+    fs::create_directories(dir_ / "policies");
+    for (auto cls : {"vif", "vsnd", "vbd"})
+      fs::copy_file(fs::path(SD_SOURCE_DIR) / "config/policies" / (std::string(cls) + ".yaml"),
+                    dir_ / "policies" / (std::string(cls) + ".yaml"));
+    std::ofstream(dir_ / "snddd.cfg") << "name = \"" << dom_ << "\"\ndriver_domain = 1\nmemory = 128\n";
+    std::ofstream(dir_ / "guest.cfg") << "name = \"" << guest_ << "\"\nmemory = 256\nvsnd = [[ 'card, backend=" << dom_
+                                      << ", short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]]\n";
+    std::ofstream(dir_ / "host.yaml") << "platform: local\npolicy_dir: policies\n"
+                                      << "control_socket: " << (dir_ / "sd.sock").string() << "\n"
+                                      << "state_dir: " << (dir_ / "state").string() << "\n"
+                                      << "event_log: " << (dir_ / "events.jsonl").string() << "\n"
+                                      << "domains: [snddd.cfg]\nguests: [guest.cfg]\n";
+    socket_ = dir_ / "state" / (guest_ + "-vsnd-0.sock");
+    wav_out_ = dir_ / "state" / (guest_ + "-vsnd-0.wav");
+    // The asoundrc a guest's user writes (README: "Sound").
+    std::ofstream(dir_ / "asoundrc") << "pcm_type.shadow { lib \"" << SD_PCM_PLUGIN << "\" }\n"
+                                     << "pcm.shadow {\n  type shadow\n  socket \"" << socket_.string() << "\"\n}\n";
+    alsa_conf_ = "/usr/share/alsa/alsa.conf:" + (dir_ / "asoundrc").string();
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int st = 0;
+      if (!wait_until([&] { return ::waitpid(pid_, &st, WNOHANG) == pid_; }, 10s)) {
+        ADD_FAILURE() << "shadowd did not exit within 10 s of SIGTERM; killed";
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &st, 0);
+      }
+    }
+    if (HasFailure()) std::fprintf(stderr, "shadowd log:\n%s\n", slurp(dir_ / "shadowd.log").c_str());
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  void start_shadowd() {
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      std::string log = (dir_ / "shadowd.log").string();
+      std::freopen(log.c_str(), "w", stderr);
+      std::freopen(log.c_str(), "a", stdout);
+      ::execl(SD_SHADOWD, "shadowd", "--config", (dir_ / "host.yaml").c_str(), "--drvdom", SD_DRVDOM,
+              static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ASSERT_TRUE(wait_until([&] { return detail().value("backend_up", false) && fs::exists(socket_); }, 10s))
+        << slurp(dir_ / "shadowd.log");
+  }
+
+  sd::e2e::CmdResult ctl(const std::string& args) {
+    return run(std::string(SD_SHADOWCTL) + " --socket " + (dir_ / "sd.sock").string() + " " + args);
+  }
+  json detail() {
+    auto j = json::parse(ctl("devices --json").out, nullptr, false);
+    if (j.is_discarded() || !j.contains("devices") || j["devices"].empty()) return json::object();
+    return j["devices"][0].value("detail", json::object());
+  }
+  std::vector<json> events(const std::string& type) {
+    std::vector<json> out;
+    std::istringstream in(slurp(dir_ / "events.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      auto j = json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.value("type", "") == type) out.push_back(j);
+    }
+    return out;
+  }
+  // Injects `kind` once the previous recovery (if any) is complete; notes
+  // where in the recording (output frame) the fault struck.
+  void inject(const std::string& kind, size_t recoveries_before) {
+    ASSERT_TRUE(wait_until([&] { return events("recovery").size() >= recoveries_before; }, 10s));
+    fault_frames_.push_back(detail()["dac"].value("wav_frames", uint64_t{0}));
+    auto r = ctl("inject-fault " + dom_ + " " + kind);
+    ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  }
+
+  fs::path input(uint64_t seconds) {
+    auto p = dir_ / ("in" + std::to_string(seconds) + ".wav");
+    std::ofstream(p, std::ios::binary) << sd::pcm::make_wav(seconds * sd::pcm::kRate);
+    return p;
+  }
+
+  // The DAC's recording against the input; prints every gap.
+  sd::pcm::Analysis recording(uint64_t input_frames) {
+    auto a = sd::pcm::analyze(slurp(wav_out_));
+    EXPECT_TRUE(a.has_value()) << "the DAC wrote no WAV at " << wav_out_;
+    if (!a) return {};
+    for (size_t i = 0; i < a->gaps.size(); ++i)
+      std::printf("[ figure   ] gap %zu at %.3f s of output: %llu frames of silence (%.2f ms), input %s %lld frames\n",
+                  i + 1, static_cast<double>(a->gaps[i].at) / sd::pcm::kRate,
+                  static_cast<unsigned long long>(a->gaps[i].silent), a->gaps[i].ms(),
+                  a->gaps[i].skipped >= 0 ? "skipped" : "repeated",
+                  static_cast<long long>(std::llabs(a->gaps[i].skipped)));
+    std::printf("[ figure   ] recording: %llu frames, %llu input frames, %zu gap(s), %llu foreign frames\n",
+                static_cast<unsigned long long>(a->frames), static_cast<unsigned long long>(a->marked), a->gaps.size(),
+                static_cast<unsigned long long>(a->foreign));
+    return *a;
+  }
+
+  static void expect_clean_player(const Player& p) {
+    auto out = p.out();
+    EXPECT_EQ(p.rc(), 0) << out;
+    for (const char* bad : {"underrun", "xrun", "error", "Error"}) EXPECT_EQ(out.find(bad), std::string::npos) << out;
+  }
+
+  // Per fault: the silence and the input skipped in the second after it struck.
+  void print_gap_per_fault(const sd::pcm::Analysis& a) {
+    for (size_t k = 0; k < fault_frames_.size(); ++k) {
+      uint64_t at = fault_frames_[k], silent = 0;
+      int64_t skipped = 0;
+      for (const auto& g : a.gaps)
+        if (g.at + sd::pcm::kRate / 10 >= at && g.at < at + sd::pcm::kRate) silent += g.silent, skipped += g.skipped;
+      std::printf(
+          "[ figure   ] fault %zu at output frame %llu (%.3f s): gap %llu frames (%.2f ms), input skipped %lld\n",
+          k + 1, static_cast<unsigned long long>(at), static_cast<double>(at) / sd::pcm::kRate,
+          static_cast<unsigned long long>(silent), silent * 1000.0 / sd::pcm::kRate, static_cast<long long>(skipped));
+    }
+  }
+
+  std::vector<uint64_t> fault_frames_;
+  fs::path dir_, socket_, wav_out_;
+  std::string dom_, guest_, alsa_conf_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(VsndE2eTest, Aplay_FiveKillsOfTheSoundDomain_ExitsZeroAndRecordingIsTheInputApartFromGaps) {
+  start_shadowd();
+  auto in = input(20);
+  Player aplay({"aplay", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", in.string()}, alsa_conf_,
+               dir_ / "aplay.out");
+  ASSERT_TRUE(wait_until([&] { return detail().value("player_connected", false); }, 5s)) << aplay.out();
+  for (size_t k = 0; k < 5; ++k) {
+    std::this_thread::sleep_for(3s);
+    inject("kill", k);
+  }
+  ASSERT_TRUE(aplay.wait_for(30s)) << "aplay still running";
+  expect_clean_player(aplay);
+  EXPECT_TRUE(wait_until([&] { return events("recovery").size() >= 5; }, 5s));
+  for (const auto& e : events("recovery"))
+    std::printf("[ figure   ] recovery (%s): total %.2f ms\n", e.value("cause", "").c_str(),
+                e["phases_ms"].value("total", -1.0));
+  auto a = recording(20 * sd::pcm::kRate);
+  print_gap_per_fault(a);
+  EXPECT_TRUE(a.complete(20 * sd::pcm::kRate)) << "first " << a.first_index << " end " << a.end_index;
+  EXPECT_EQ(a.foreign, 0u);
+}
+
+TEST_F(VsndE2eTest, AplayInteractive_PauseAndResume_StreamPausesAndPlaysOnWithNothingLost) {
+  start_shadowd();
+  auto in = input(4);
+  Player aplay({"aplay", "-i", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", in.string()}, alsa_conf_,
+               dir_ / "aplay.out");
+  ASSERT_TRUE(wait_until([&] { return detail().value("stream", json::object()).value("run", "") == "running"; }, 5s))
+      << aplay.out();
+  std::this_thread::sleep_for(1s);
+  aplay.key(' ');
+  EXPECT_TRUE(wait_until([&] { return detail()["stream"].value("run", "") == "paused"; }, 5s)) << aplay.out();
+  auto played_at_pause = detail()["dac"].value("played_bytes", 0);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(detail()["dac"].value("played_bytes", 0), played_at_pause) << "the DAC kept playing while paused";
+  aplay.key(' ');
+  EXPECT_TRUE(wait_until([&] { return detail()["stream"].value("run", "") == "running"; }, 5s)) << aplay.out();
+  ASSERT_TRUE(aplay.wait_for(15s)) << "aplay still running";
+  EXPECT_EQ(aplay.rc(), 0) << aplay.out();
+  EXPECT_NE(aplay.out().find("PAUSE"), std::string::npos) << aplay.out();
+  auto a = recording(4 * sd::pcm::kRate);
+  EXPECT_TRUE(a.complete(4 * sd::pcm::kRate));
+  EXPECT_TRUE(a.gaps.empty());
+}
+
+TEST_F(VsndE2eTest, HostileReplies_UnknownIdWrongStatusPositionBackwards_DetectedAsFaultsAndRecovered) {
+  start_shadowd();
+  auto in = input(8);
+  Player aplay({"aplay", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", in.string()}, alsa_conf_,
+               dir_ / "aplay.out");
+  ASSERT_TRUE(wait_until([&] { return detail().value("player_connected", false); }, 5s)) << aplay.out();
+  // bad-id: a response whose id is not in flight; bad-prod: a status that is
+  // neither 0 nor an errno; bad-grant: a CUR_POS going backwards (vsnd's
+  // meaning of the three garbage faults, driver_domain/vsnd/sndback.hpp).
+  const char* kinds[] = {"bad-id", "bad-prod", "bad-grant"};
+  for (size_t k = 0; k < 3; ++k) {
+    std::this_thread::sleep_for(1500ms);
+    inject(kinds[k], k);
+  }
+  ASSERT_TRUE(aplay.wait_for(20s)) << "aplay still running";
+  expect_clean_player(aplay);
+  ASSERT_TRUE(wait_until([&] { return events("recovery").size() >= 3; }, 5s));
+  std::string causes;
+  for (const auto& e : events("fault_detected")) causes += e.value("cause", "") + "\n";
+  std::printf("[ figure   ] causes:\n%s", causes.c_str());
+  EXPECT_NE(causes.find("response for id"), std::string::npos) << causes;
+  EXPECT_NE(causes.find("wrong status"), std::string::npos) << causes;
+  EXPECT_NE(causes.find("went backwards"), std::string::npos) << causes;
+  auto a = recording(8 * sd::pcm::kRate);
+  print_gap_per_fault(a);
+  EXPECT_TRUE(a.complete(8 * sd::pcm::kRate));
+  EXPECT_EQ(a.foreign, 0u);
+}
+
+TEST_F(VsndE2eTest, PluginConfig_MissingSocket_AplayFailsWithAClearMessage) {
+  std::ofstream(dir_ / "asoundrc") << "pcm_type.shadow { lib \"" << SD_PCM_PLUGIN << "\" }\n"
+                                   << "pcm.shadow { type shadow }\n";
+  auto r = run("env ALSA_CONFIG_PATH=" + alsa_conf_ + " aplay -D shadow /dev/null");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("missing socket"), std::string::npos) << r.err;
+}
+
+}  // namespace
