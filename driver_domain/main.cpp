@@ -290,6 +290,9 @@ class Runtime {
       (void)ch_.send(done);
       return;
     }
+    auto pool = m.get_payload<sd::ctl::XenPool>();
+    std::fprintf(stderr, "drvdom %s: device %" PRIu64 ": pool of domain %u mapped, event channel %u, NIC %.15s\n",
+                 name_.c_str(), m.b, pool.owner, pool.port, pool.nic);
     it->second.pages = std::move(dev->pages);
     it->second.evt = std::move(dev->evt);
     it->second.nic = std::move(dev->nic);

@@ -329,13 +329,25 @@ void Netfront::reconnect(const ctl::Msg& req) {
 // Xen: a new pool granted to the new backend's domain, with fresh rings; the
 // tx buffers still in flight move over (their frames are replayed from it).
 Result<ctl::XenPool> Netfront::regrant(uint32_t backend_domid) {
+  // The frames still in flight wait here while the old grants go first: the
+  // guest's grant allocator is bounded (gntalloc: 1024 by default), and a
+  // pool is 515 grants.
+  std::vector<std::pair<uint16_t, std::vector<uint8_t>>> held;
+  if (tx_)
+    for (uint16_t id = 0; id < kRingSize; ++id)
+      if (tx_ids_.in_flight(id)) {
+        const uint8_t* b = pages_[netif::tx_buf_ref(id)];
+        held.emplace_back(id, std::vector<uint8_t>(b, b + kPageSize));
+      }
+  tx_.reset();
+  rx_.reset();
+  pages_.clear();
+  evt_.reset();
+  pool_keep_.reset();
   auto pool = xen_->make(backend_domid);
   if (!pool) return std::unexpected(pool.error());
   if (pool->pages.size() < netif::kPoolPages) return fail(Code::kEscalate, "pool source gave too few pages");
-  if (tx_)
-    for (uint16_t id = 0; id < kRingSize; ++id)
-      if (tx_ids_.in_flight(id))
-        std::memcpy(pool->pages[netif::tx_buf_ref(id)], pages_[netif::tx_buf_ref(id)], kPageSize);
+  for (const auto& [id, frame] : held) std::memcpy(pool->pages[netif::tx_buf_ref(id)], frame.data(), kPageSize);
   auto tx = ring::FrontRing<netif::TxTraits>::attach(pool->pages[netif::kTxRingRef], kPageSize, true);
   auto rx = ring::FrontRing<netif::RxTraits>::attach(pool->pages[netif::kRxRingRef], kPageSize, true);
   if (!tx || !rx) return fail(Code::kEscalate, "ring attach failed");
@@ -343,7 +355,7 @@ Result<ctl::XenPool> Netfront::regrant(uint32_t backend_domid) {
   rx_.emplace(std::move(*rx));
   pages_ = std::move(pool->pages);
   evt_ = std::move(pool->evt);
-  pool_keep_ = std::move(pool->keep);  // the old backend's grants go now
+  pool_keep_ = std::move(pool->keep);
   return pool->ref;
 }
 

@@ -14,7 +14,8 @@ mount -t tmpfs tmpfs /dev/shm
 chmod 1777 /tmp
 hostname dom0
 echo "SDLAB-MARK dom0_init"
-for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd; do modprobe $m; done
+# xen-netback + bridge: the driver domains' NICs are vifs on dom0's bridge wire0.
+for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback bridge; do modprobe $m; done
 /etc/init.d/xen start
 echo "SDLAB-MARK xen_tools_started"
 if grep -q 'sdlab=test' /proc/cmdline; then

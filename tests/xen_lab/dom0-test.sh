@@ -254,7 +254,8 @@ shadow_run() {
         if [ -n "$GDOM" ] && wait_for 120 'xctl --json devices 2>/dev/null | grep -q "\"backend_up\":true"'; then
             mark ${tag}_vif_attached
             xctl devices
-            ping -c 3 -W 5 10.200.0.2 > /tmp/ping.txt 2>&1; kv ${tag}_ping "$(tail -2 /tmp/ping.txt | tr '\n' ' ')"
+            busybox ping -c 3 -W 5 10.200.0.2 > /tmp/ping.txt 2>&1; kv ${tag}_ping "$(tail -2 /tmp/ping.txt | tr '\n' ' ')"
+            cat /tmp/ping.txt; ip -s link; bridge link; ip neigh
             a0=$(now_ms)
             xenstore-write /local/domain/$GDOM/data/app-cmd "http://10.200.0.1:8080/blob"
             APP=1

@@ -41,6 +41,8 @@ xenstore-write data/ready "$up"
 echo "SDLAB-DOMU role=$role domid=$domid ready_at_uptime=${up}s"
 if [ "$role" = dd ]; then
     drvdom --xen > /dev/console 2>&1 &
+    # NIC counters on the console every 10 s (the lab's only view into the domain).
+    ( while sleep 10; do echo "SDLAB-DD $(ip -o link show eth0 | cut -d' ' -f2,9) $(grep eth0 /proc/net/dev)"; done ) > /dev/console 2>&1 &
 fi
 if [ "$role" = guest ] && [ -n "$mac" ]; then
     modprobe tun
@@ -62,6 +64,8 @@ if [ "$role" = guest ] && [ -n "$mac" ]; then
     bytes=$(awk '/bytes/{print $1}' /tmp/dd.txt)
     res="exit=$(cat /tmp/wget.rc) md5=$(cut -d' ' -f1 /tmp/md5.txt) bytes=$bytes start=$t0 end=$t1"
     echo "SDLAB-DOMU app done: $res"
+    echo "SDLAB-DOMU $(grep eth0 /proc/net/dev)"
+    ip neigh
     xenstore-write data/app-result "$res"
 fi
 while :; do sleep 3600; done
