@@ -103,20 +103,22 @@ std::optional<json> Conn::recv() {
 // ---- help -------------------------------------------------------------------
 
 const char kDemoArgs[] =
-    "--classes vif [--duration S] [--faults N] [--fault-kinds K,...] [--config HOST] [--json]";
+    "--classes vif|vsnd [--duration S] [--faults N] [--fault-kinds K,...] [--config HOST] [--json]";
 
 const char kDemoHelp[] =
-    "usage: shadowctl demo --classes vif [--duration S] [--faults N] [--fault-kinds K,...]\n"
+    "usage: shadowctl demo --classes vif|vsnd [--duration S] [--faults N] [--fault-kinds K,...]\n"
     "                      [--config HOST] [--json]\n"
     "  Runs a real application through a guest device while faults are injected into the\n"
     "  driver domain behind it, then reports each fault's recovery and what the application saw.\n"
     "\n"
     "  vif: iperf3 -s -1 in the wire netns (the outside world), iperf3 -c WIRE_IP -t S -J in the\n"
     "  guest's netns; the netns names and addresses come from `shadowctl devices --json`.\n"
+    "  vsnd: aplay -D shadow through the ALSA plugin of the guest's vsnd plays a marked WAV\n"
+    "  (every frame names its index); per fault the gap heard is measured from the virtual DAC's\n"
+    "  recording, sample-accurately (needs alsa-utils).\n"
     "\n"
     "Options:\n"
-    "  --classes LIST       device classes to exercise, comma-separated; required. Only vif is\n"
-    "                       available now (vsnd, vbd: not yet).\n"
+    "  --classes CLASS      the device class to exercise: vif or vsnd (vbd: not yet); required\n"
     "  --duration S         length of the application run, whole seconds, 1..3600 (default 20)\n"
     "  --faults N           faults to inject, 0..1000 (default 5), at (i+1)*S/(N+1) s; a fault also\n"
     "                       waits for the previous one's recovery\n"
@@ -209,9 +211,8 @@ int parse_opts(const std::vector<std::string>& args, Opts* o) {
       o->classes.clear();
       for (auto& c : split_list(val)) {
         if (c.empty()) return bad("--classes: empty class name in '" + val + "'");
-        if (c == "vsnd" || c == "vbd")
-          return bad("--classes: class '" + c + "' is not available yet (only vif)");
-        if (c != "vif") return bad("--classes: unknown class '" + c + "' (vif; vsnd and vbd are not available yet)");
+        if (c == "vbd") return bad("--classes: class 'vbd' is not available yet (vif, vsnd)");
+        if (c != "vif" && c != "vsnd") return bad("--classes: unknown class '" + c + "' (vif, vsnd)");
         if (std::find(o->classes.begin(), o->classes.end(), c) != o->classes.end())
           return bad("--classes: '" + c + "' given twice");
         o->classes.push_back(c);
@@ -239,6 +240,7 @@ int parse_opts(const std::vector<std::string>& args, Opts* o) {
     }
   }
   if (!have_classes) return bad("--classes is required (e.g. --classes vif)");
+  if (o->classes.size() > 1) return bad("--classes: one class per run (vif or vsnd)");
   return 0;
 }
 
@@ -628,6 +630,7 @@ std::string fmt_ms(const json& v) {
 int demo_main(const std::string& sock, bool json_out, const std::vector<std::string>& args) {
   Opts o;
   if (int rc = parse_opts(args, &o)) return rc;
+  if (o.classes.front() == "vsnd") return demo_vsnd(sock, json_out, o.duration, o.faults, o.kinds, o.config);
   Progress pr;
 
   if (::geteuid() != 0) {

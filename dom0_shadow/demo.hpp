@@ -38,6 +38,10 @@ class Conn {
 // taken out (json_out). Returns the exit status: 0 transparent, 1 not, 2 bad
 // command line (the caller then prints the usage line).
 int demo_main(const std::string& socket, bool json_out, const std::vector<std::string>& args);
+// `shadowctl demo --classes vsnd` (demo_vsnd.cpp): aplay through the ALSA
+// plugin while faults hit the sound driver domain; gaps from the DAC's recording.
+int demo_vsnd(const std::string& socket, bool json_out, long duration, long faults,
+              const std::vector<std::string>& kinds, const std::string& config);
 extern const char kDemoArgs[];  // the usage line's argument part
 extern const char kDemoHelp[];  // `shadowctl demo --help`
 
