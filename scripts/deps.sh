@@ -8,6 +8,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libasound2-dev libfuse3-dev
   iproute2 iputils-ping ethtool iperf3 fio alsa-utils procps
+  gnuplot-nox
 )
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
