@@ -188,8 +188,9 @@ class VsndE2eTest : public ::testing::Test {
                   static_cast<unsigned long long>(a->gaps[i].silent), a->gaps[i].ms(),
                   a->gaps[i].skipped >= 0 ? "skipped" : "repeated",
                   static_cast<long long>(std::llabs(a->gaps[i].skipped)));
-    std::printf("[ figure   ] recording: %llu frames, %llu input frames, %zu gap(s), %llu foreign frames\n",
-                static_cast<unsigned long long>(a->frames), static_cast<unsigned long long>(a->marked), a->gaps.size(),
+    std::printf("[ figure   ] recording: %llu frames, %llu of the %llu input frames, %zu gap(s), %llu foreign\n",
+                static_cast<unsigned long long>(a->frames), static_cast<unsigned long long>(a->marked),
+                static_cast<unsigned long long>(input_frames), a->gaps.size(),
                 static_cast<unsigned long long>(a->foreign));
     return *a;
   }
