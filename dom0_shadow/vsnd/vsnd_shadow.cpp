@@ -180,6 +180,13 @@ void VsndShadow::frontend_gone(const std::string& why) {
   stop_active();
   dac_->regs().run.store(0);
   dac_->regs().flush_to.store(dac_->regs().wr.load());
+  if (done_ && backend_) {
+    // A recovery was waiting for this player's replay: the backend is up,
+    // with no stream to serve.
+    backend_up_ = true;
+    ++recoveries_;
+    finish(times_);
+  }
   if (backend_up_ && backend_) {
     ctl::Msg m;
     m.type = ctl::MsgType::kDevDetach;
