@@ -1,12 +1,16 @@
 #include "xen_control.hpp"
 
 #include <arpa/inet.h>
+#include <linux/ethtool.h>
 #include <linux/if_packet.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "xen/evtchn.hpp"
@@ -45,6 +49,14 @@ Result<UniqueFd> open_nic(const std::string& ifname) {
   m.mr_ifindex = static_cast<int>(idx);
   m.mr_type = PACKET_MR_PROMISC;
   (void)::setsockopt(s.get(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m, sizeof(m));
+  // No receive coalescing: a packet socket would see GRO's merged frames,
+  // larger than a guest's page-sized buffer. One wire frame per buffer.
+  ethtool_value gro{ETHTOOL_SGRO, 0};
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_data = reinterpret_cast<char*>(&gro);
+  if (::ioctl(s.get(), SIOCETHTOOL, &ifr) != 0)
+    std::fprintf(stderr, "drvdom: cannot switch GRO off on %s: %s\n", ifname.c_str(), std::strerror(errno));
   return s;
 }
 

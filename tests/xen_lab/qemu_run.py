@@ -32,7 +32,11 @@ def qemu_argv(a, test):
     dom0 = DOM0_CMDLINE + (" sdlab=test" if test else "")
     # -cpu max,-smap: with SMAP exposed, QEMU 7.2's TCG kills a 64-bit PV dom0 in
     # its first user-mode iretq (#PF in create_bounce_frame).
-    return ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max,-smap",
+    # -avx,-avx2,-fma,-f16c: TCG's AVX support is new in QEMU 7.2; with it,
+    # dom0 processes died at random (date, grep, tail, tr, once shadowd:
+    # SIGSEGV/SIGABRT inside glibc's AVX2 string functions). Without AVX,
+    # glibc takes its SSE2 paths.
+    return ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max,-smap,-avx,-avx2,-fma,-f16c",
             "-m", str(a.mem), "-smp", str(a.smp), "-nographic", "-no-reboot", "-net", "none",
             "-kernel", a.xen, "-append", XEN_CMDLINE,
             "-initrd", f"{a.kernel} {dom0},{a.initrd}"]

@@ -284,7 +284,7 @@ for lib in "${!LIBS[@]}"; do
 done
 if ((${#copied[@]})); then NOTES+=("libraries copied from the host (not in the dom0 rootfs): ${copied[*]}"); fi
 cp "$HERE/dom0-init.sh" "$ov/init" && chmod 755 "$ov/init"
-cp "$HERE/dom0-test.sh" "$HERE/local-test.sh" "$ov/lab/" && chmod 755 "$ov"/lab/*.sh
+cp "$HERE/dom0-test.sh" "$HERE/local-test.sh" "$HERE/vif-wire" "$ov/lab/" && chmod 755 "$ov"/lab/*.sh "$ov/lab/vif-wire"
 cp -r "$HERE/hosts/." "$ov/lab/hosts/"
 cp "$KDIR/vmlinuz" "$ov/lab/vmlinuz"
 printf 'LAB_RESTARTS=%q\nLAB_LOCAL=%q\nLAB_SHADOWD_ARGS=%q\n' "$LAB_RESTARTS" "$LAB_LOCAL" "$LAB_SHADOWD_ARGS" > "$ov/lab/lab.env"
