@@ -9,6 +9,7 @@
 #   KIND: kill | segv | hang | sigsys | stall | bad-id | bad-prod | bad-grant | garbage
 #         (default: kill,segv,hang,garbage round-robin)
 #   e.g.  scripts/demo.sh;  scripts/demo.sh segv;  scripts/demo.sh --duration 60 --faults 10
+#         scripts/demo.sh --classes vsnd   (aplay through guest1's sound card; gaps per fault)
 # Exit status: that of shadowctl demo (0: transparent to the application).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,7 @@ if [[ ! -x $SHADOWD || ! -x $SHADOWCTL ]]; then
 elif ! "$SHADOWCTL" demo --help >/dev/null 2>&1 || ! command -v iperf3 >/dev/null; then
   # A build from before `shadowctl demo`, or iperf3 missing: bring both up to date.
   scripts/deps.sh
-  ninja -C "$BUILD_DIR" shadowctl shadowd drvdom sd-netfront
+  ninja -C "$BUILD_DIR" shadowctl shadowd drvdom sd-netfront asound_module_pcm_shadow
 fi
 
 ARGS=(--classes vif --duration 20 --faults 5)
