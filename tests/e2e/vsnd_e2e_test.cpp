@@ -295,6 +295,30 @@ TEST_F(VsndE2eTest, HostileReplies_UnknownIdWrongStatusPositionBackwards_Detecte
   EXPECT_EQ(a.foreign, 0u);
 }
 
+TEST_F(VsndE2eTest, FencedAtTheFirstFault_ShadowAcknowledgesInSilenceAndAplayExitsZero) {
+  ASSERT_TRUE(sd::e2e::set_policy_key(dir_ / "policies" / "vsnd.yaml", "budget", "0"));
+  start_shadowd();
+  auto in = input(4);
+  Player aplay({"aplay", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", in.string()}, alsa_conf_,
+               dir_ / "aplay.out");
+  ASSERT_TRUE(wait_until([&] { return detail().value("player_connected", false); }, 5s)) << aplay.out();
+  std::this_thread::sleep_for(1s);
+  inject("kill", 0);
+  ASSERT_TRUE(aplay.wait_for(15s)) << "aplay still running";
+  expect_clean_player(aplay);
+  auto d = detail();
+  std::printf("[ figure   ] fenced: %llu writes acknowledged by shadowd in active mode\n",
+              static_cast<unsigned long long>(d.value("active_writes_acked", uint64_t{0})));
+  EXPECT_GT(d.value("active_writes_acked", uint64_t{0}), 0u);
+  auto a = recording(4 * sd::pcm::kRate);
+  // The music up to the fault, then silence for the rest of the stream: the
+  // audio after the fault is dropped, the player's clock is kept.
+  EXPECT_EQ(a.foreign, 0u);
+  EXPECT_TRUE(a.gaps.empty());
+  EXPECT_LT(a.end_index, 4 * sd::pcm::kRate);
+  EXPECT_GT(a.tail_silence, 0u);
+}
+
 TEST_F(VsndE2eTest, PluginConfig_MissingSocket_AplayFailsWithAClearMessage) {
   std::ofstream(dir_ / "asoundrc") << "pcm_type.shadow { lib \"" << SD_PCM_PLUGIN << "\" }\n"
                                    << "pcm.shadow { type shadow }\n";
