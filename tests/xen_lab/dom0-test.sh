@@ -280,7 +280,9 @@ shadow_run() {
                     wait_for 240 'status_field standby | grep -q "^ready"'
                 fi
                 xctl status netdd | tee /tmp/status.txt
-                kv ${tag}_$f "$(awk -F': *' '$1=="fault to ready"{f=$2} $1=="death to ready"{d=$2} $1=="restarts"{r=$2} $1=="last cause"{c=$2} END{printf "%s|%s|%s|%s", f, d, r, c}' /tmp/status.txt)"
+                # the guest's vif: fault -> serving again (its device shadow's last outage)
+                outage=$(xctl devices 2>/dev/null | awk '$1=="guest1/vif/0" && $4=="normal"{print $6}')
+                kv ${tag}_$f "$(awk -F': *' -v o="$outage" '$1=="fault to ready"{f=$2} $1=="death to ready"{d=$2} $1=="restarts"{r=$2} $1=="last cause"{c=$2} END{printf "%s|%s|%s|%s|%s", f, d, r, c, o}' /tmp/status.txt)"
                 mark ${tag}_${f}_recovered
             else
                 kv ${tag}_$f "not recovered within 240 s (state $(dd_field 3))"

@@ -59,9 +59,14 @@ if [ "$role" = guest ] && [ -n "$mac" ]; then
     done
     echo "SDLAB-DOMU app: wget $url"
     t0=$(cut -d' ' -f1 /proc/uptime)
-    ( wget -q -O - "$url"; echo $? > /tmp/wget.rc ) | dd bs=65536 2>/tmp/dd.txt | md5sum > /tmp/md5.txt
+    # bytes counted on a second branch of the stream (a FIFO; ash has no >(...))
+    mkfifo /tmp/count
+    wc -c < /tmp/count > /tmp/bytes.txt &
+    wc_pid=$!
+    ( wget -q -O - "$url"; echo $? > /tmp/wget.rc ) | tee /tmp/count | md5sum > /tmp/md5.txt
+    wait $wc_pid
     t1=$(cut -d' ' -f1 /proc/uptime)
-    bytes=$(awk '/bytes/{print $1}' /tmp/dd.txt)
+    bytes=$(tr -d ' ' < /tmp/bytes.txt)
     res="exit=$(cat /tmp/wget.rc) md5=$(cut -d' ' -f1 /tmp/md5.txt) bytes=$bytes start=$t0 end=$t1"
     echo "SDLAB-DOMU app done: $res"
     echo "SDLAB-DOMU $(grep eth0 /proc/net/dev)"

@@ -36,6 +36,10 @@ def qemu_argv(a, test):
     # dom0 processes died at random (date, grep, tail, tr, once shadowd:
     # SIGSEGV/SIGABRT inside glibc's AVX2 string functions). Without AVX,
     # glibc takes its SSE2 paths.
+    # Known problem: processes in dom0 and the domUs still die now and then
+    # (SIGSEGV, heap corruption, an ld.so assertion), mostly after domains are
+    # destroyed; single-threaded TCG (tcg,thread=single) did not help and
+    # doubled every time. See docs/XEN_LAB.md.
     return ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max,-smap,-avx,-avx2,-fma,-f16c",
             "-m", str(a.mem), "-smp", str(a.smp), "-nographic", "-no-reboot", "-net", "none",
             "-kernel", a.xen, "-append", XEN_CMDLINE,
