@@ -11,7 +11,8 @@ plugin, shadowd with the DAC, the driver domain) with the splitter log on and
 off in the same run, and plots the output's envelope around one kill and one
 hang (gnuplot, PNG).
 
-usage: bench/vsnd_bench.py [--build DIR] [--kills N] [--hangs N] [--plot FILE]
+usage: bench/vsnd_bench.py [--build DIR] [--kills N] [--hangs N] [--cpu-seconds S] [--cpu-rounds N]
+                           [--plot FILE]
 Run as root, with nothing else heavy running.
 """
 import argparse
@@ -272,6 +273,7 @@ def main():
     ap.add_argument("--kills", type=int, default=40)
     ap.add_argument("--hangs", type=int, default=5)
     ap.add_argument("--cpu-seconds", type=int, default=15)
+    ap.add_argument("--cpu-rounds", type=int, default=4)
     ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "vsnd_crash_envelope.png"))
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
@@ -299,10 +301,11 @@ def main():
 
     progress("cpu")
     res = {"on": [], "off": []}
-    for rnd in range(2):
-        for mode in ("on", "off"):
+    for rnd in range(args.cpu_rounds):
+        for mode in (("on", "off") if rnd % 2 == 0 else ("off", "on")):
             res[mode].append(cpu_run(args.build, mode == "on", args.cpu_seconds, "c%s%d" % (mode, rnd)))
-    print("\nnormal mode, %d s of audio, 2 runs each, splitter log on vs off (same run)" % args.cpu_seconds)
+    print("\nnormal mode, %d s of audio, %d runs each (alternating), splitter log on vs off (same run)"
+          % (args.cpu_seconds, args.cpu_rounds))
     print("%-14s %12s %12s %12s %12s %10s %9s" % ("splitter log", "aplay+plugin", "shadowd+DAC", "drvdom",
                                                   "total", "CPU %", "complete"))
     tot = {}
