@@ -328,7 +328,9 @@ void Supervisor::on_death(const platform::DeathInfo& d) {
              {"detect_ms", *last_detect_ms_}});
   if (hooks_.on_fault) hooks_.on_fault(fault_at_);
   if (hooks_.on_dead) hooks_.on_dead();
-  recovering_since_ = fault_at_;
+  // A recovery that needs more than one incarnation (one failed to start)
+  // is still timed from its first fault.
+  if (!recovering_since_) recovering_since_ = fault_at_;
   fault_at_ = {};
   injected_.reset();
   schedule_restart();

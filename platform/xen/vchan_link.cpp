@@ -28,6 +28,7 @@ Result<std::pair<ctl::Channel, std::unique_ptr<VchanLink>>> VchanLink::open(boos
 }
 
 VchanLink::~VchanLink() {
+  retry_.cancel();
   if (watch_) store_.unwatch(watch_);
   vchan_wait_.reset();
   sock_wait_.reset();
@@ -37,7 +38,17 @@ void VchanLink::try_connect() {
   if (pump_) return;
   if (!store_.read(path_ + "/event-channel")) return;  // not offered yet
   auto v = vchan_client(domid_, path_);
-  if (!v) return;  // half-written: the next change tries again
+  if (!v) {
+    // Half-written nodes, or mapping the pages failed: no further xenstore
+    // change may come, so try again shortly (the supervisor's start timeout
+    // bounds how long).
+    if (++failures_ == 1) std::fprintf(stderr, "shadowd: %s; retrying\n", v.error().message.c_str());
+    retry_.expires_after(std::chrono::milliseconds(200));
+    retry_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) try_connect();
+    });
+    return;
+  }
   store_.unwatch(watch_);
   watch_ = 0;
   pump_ = std::make_unique<VchanPump>(*v, std::move(sock_));

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <string>
 #include <utility>
@@ -32,7 +33,7 @@ class VchanLink {
 
  private:
   VchanLink(boost::asio::io_context& io, platform::Store& store, int domid, std::string path, UniqueFd sock)
-      : io_(io), store_(store), domid_(domid), path_(std::move(path)), sock_(std::move(sock)) {}
+      : io_(io), store_(store), domid_(domid), path_(std::move(path)), sock_(std::move(sock)), retry_(io) {}
   void try_connect();
   void service(bool vchan_event);
 
@@ -44,6 +45,8 @@ class VchanLink {
   platform::Store::WatchId watch_ = 0;
   std::unique_ptr<VchanPump> pump_;
   std::unique_ptr<FdWatcher> vchan_wait_, sock_wait_;
+  boost::asio::steady_timer retry_;  // the nodes are there but connecting failed: try again
+  int failures_ = 0;
 };
 
 }  // namespace sd::xen

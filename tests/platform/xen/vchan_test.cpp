@@ -262,6 +262,20 @@ TEST_F(VchanLinkTest, DomainSendsReady_ChannelReceivesIt) {
   EXPECT_EQ(got->type, ctl::MsgType::kReady);
 }
 
+TEST_F(VchanLinkTest, ConnectFailsOnceNodesAreThere_RetriedWithoutFurtherStoreChanges) {
+  fake::vchan().client_errno = EIO;  // e.g. mapping the domain's pages failed
+  auto l = VchanLink::open(io_, *store_, 4, control_path(4));
+  ASSERT_TRUE(l);
+  link_ = std::move(l->second);
+  domain_offers(control_path(4));
+  run_until(io_, [] { return false; }, std::chrono::milliseconds(100));
+  ASSERT_FALSE(link_->connected());
+
+  fake::vchan().client_errno = 0;  // nothing changes in xenstore from here on
+
+  EXPECT_TRUE(run_until(io_, [&] { return link_->connected(); }));
+}
+
 TEST_F(VchanLinkTest, LinkDestroyed_ChannelReadsEofAndDomainSeesClose) {
   auto l = VchanLink::open(io_, *store_, 4, control_path(4));
   ASSERT_TRUE(l);
