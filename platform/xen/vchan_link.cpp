@@ -69,7 +69,7 @@ void VchanLink::service(bool vchan_event) {
   auto more = pump_->service(vchan_event);
   if (more && *more) {
     // Messages for a slow reader wait in the pump: wake when it drains.
-    sock_wait_->set_events(POLLIN | (pump_->queued() ? POLLOUT : 0));
+    sock_wait_->set_events(POLLIN | (pump_->waiting_for_reader() ? POLLOUT : 0));
     return;
   }
   // Closed: stop waiting (the watchers may not be destroyed from their own

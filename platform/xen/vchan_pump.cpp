@@ -144,7 +144,8 @@ Result<ctl::Channel> offer_channel(int peer, const std::string& xs_path) {
   if (!ch) return std::unexpected(ch.error());
   std::thread([pump = std::move(ch->second)] {
     for (;;) {
-      pollfd fds[2] = {{pump->vchan_fd(), POLLIN, 0}, {pump->sock_fd(), POLLIN, 0}};
+      short sock_events = POLLIN | (pump->waiting_for_reader() ? POLLOUT : 0);
+      pollfd fds[2] = {{pump->vchan_fd(), POLLIN, 0}, {pump->sock_fd(), sock_events, 0}};
       int r = ::poll(fds, 2, -1);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return;

@@ -50,6 +50,9 @@ class VchanPump {
   Result<bool> service(bool vchan_event);
 
   size_t queued() const { return to_vchan_.size() + to_sock_.size(); }
+  // Messages wait for the Channel's reader (wake on the socket's POLLOUT);
+  // those waiting for room in the vchan wake on the peer's event instead.
+  bool waiting_for_reader() const { return !to_sock_.empty(); }
 
  private:
   libxenvchan* v_;

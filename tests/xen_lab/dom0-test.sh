@@ -14,7 +14,7 @@
 #   SDLAB-MARK <name> [info]     progress (the host runner timestamps them)
 #   SDLAB-KV <key> <base64>      results (base64 so any text survives)
 # and the host runner (qemu_run.py) turns them into the JSON report.
-LAB_RESTARTS=3; LAB_LOCAL=1; LAB_SHADOWD_ARGS=""
+LAB_RESTARTS=3; LAB_LOCAL=1; LAB_SHADOWD_ARGS=""; LAB_RUNS="cold standby"
 [ -r /lab/lab.env ] && . /lab/lab.env
 SD=/opt/shadowd/bin
 XH=/lab/hosts/xen
@@ -322,8 +322,12 @@ shadow_run() {
     for d in $(xl list | awk 'NR>2{print $1}'); do xl destroy $d; done
     rm -f /run/shadowd-xen/events.jsonl
 }
-shadow_run xen $XH kill segv sysrq
-shadow_run standby /lab/hosts/xen-standby kill segv sysrq
+for r in ${LAB_RUNS:-cold standby}; do
+    case $r in
+        cold) shadow_run xen $XH kill segv sysrq ;;
+        standby) shadow_run standby /lab/hosts/xen-standby kill segv sysrq ;;
+    esac
+done
 # Leave a clean slate for the baseline.
 for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
 

@@ -16,6 +16,7 @@
 #   LAB_TIMEOUT  cap for boot + test in seconds (default 1500)
 #   LAB_LOCAL    1 (default) also try shadowd --platform local inside dom0; 0 skips it
 #   LAB_SHADOWD_ARGS  extra arguments for the `shadowd --platform xen` run in dom0 (e.g. -v)
+#   LAB_RUNS     which shadowd runs, in order (default "cold standby")
 # The last line of output is always one JSON object (also on failure).
 # Exit status: 0 when the dom0 test ran to the end, 1 otherwise.
 set -euo pipefail
@@ -29,6 +30,7 @@ LAB_RESTARTS=${LAB_RESTARTS:-3}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1500}
 LAB_LOCAL=${LAB_LOCAL:-1}
 LAB_SHADOWD_ARGS=${LAB_SHADOWD_ARGS:-}
+LAB_RUNS=${LAB_RUNS:-cold standby}
 SUITE=bookworm
 XEN_PKG=xen-hypervisor-4.17-amd64
 # dom0 userspace: Xen toolstack + what the lab scripts and the local platform use.
@@ -287,7 +289,8 @@ cp "$HERE/dom0-init.sh" "$ov/init" && chmod 755 "$ov/init"
 cp "$HERE/dom0-test.sh" "$HERE/local-test.sh" "$HERE/vif-wire" "$ov/lab/" && chmod 755 "$ov"/lab/*.sh "$ov/lab/vif-wire"
 cp -r "$HERE/hosts/." "$ov/lab/hosts/"
 cp "$KDIR/vmlinuz" "$ov/lab/vmlinuz"
-printf 'LAB_RESTARTS=%q\nLAB_LOCAL=%q\nLAB_SHADOWD_ARGS=%q\n' "$LAB_RESTARTS" "$LAB_LOCAL" "$LAB_SHADOWD_ARGS" > "$ov/lab/lab.env"
+printf 'LAB_RESTARTS=%q\nLAB_LOCAL=%q\nLAB_SHADOWD_ARGS=%q\nLAB_RUNS=%q\n' "$LAB_RESTARTS" "$LAB_LOCAL" \
+  "$LAB_SHADOWD_ARGS" "$LAB_RUNS" > "$ov/lab/lab.env"
 
 # domU initramfs: static busybox + xenstore client + Xen modules; the same image
 # serves the driver domain (sdrole=dd) and the guest (sdrole=guest).
