@@ -1,0 +1,213 @@
+// shadowd's Xen vif shadow against the fake xenstore and libxenvchan: the
+// test plays the guest's frontend (a vchan server at the guest's
+// data/sd-vif-0) and the backend (the other end of a Channel pair).
+#include "vif/vif_shadow_xen.hpp"
+
+#include <gtest/gtest.h>
+
+#include "fakes.hpp"
+#include "run_until.hpp"
+#include "xen/xen_platform.hpp"
+
+extern "C" {
+#include <libxenvchan.h>
+}
+
+namespace sd::dom0 {
+namespace {
+
+using xen::test::run_until;
+constexpr int kMsg = sizeof(ctl::Msg);
+constexpr const char* kFront = "/local/domain/5/data/sd-vif-0";
+
+class VifShadowXenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fake::libxl_reset();
+    fake::xenstore_reset();
+    fake::vchan_reset();
+    auto p = xen::open_platform(io_);
+    ASSERT_TRUE(p) << p.error().to_string();
+    plat_ = std::move(*p);
+    ASSERT_TRUE(plat_->store().write("/local/domain/5/name", "guest1"));
+    spec_.cls = config::DeviceClass::kVif;
+    spec_.index = 0;
+    spec_.backend = "netdd";
+    spec_.params = {{"backend", "netdd"}, {"mac", "00:16:3e:5d:00:01"}};
+    policy_.cls = config::DeviceClass::kVif;
+    vif_ = std::make_unique<VifShadowXen>(io_, *plat_, "guest1", spec_, 2, policy_, log_,
+                                          [this](const std::string& cause, auto) { faults_.push_back(cause); });
+    auto pair = ctl::Channel::pair();
+    ASSERT_TRUE(pair);
+    backend_ = std::move(pair->first);
+    shadow_end_ = std::move(pair->second);
+    ASSERT_TRUE(backend_.set_nonblocking(true));
+  }
+  void TearDown() override {
+    vif_.reset();
+    if (front_) libxenvchan_close(front_);
+    plat_.reset();
+    fake::vchan_reset();
+    fake::xenstore_reset();
+    fake::libxl_reset();
+  }
+  // The guest's sd-netfront --xen offers its vchan.
+  void frontend_offers() {
+    auto s = xen::vchan_server(0, kFront);
+    ASSERT_TRUE(s);
+    front_ = *s;
+    ASSERT_TRUE(plat_->store().write(std::string(kFront) + "/event-channel", "3"));
+  }
+  std::optional<ctl::Msg> front_recv() {
+    std::optional<ctl::Msg> got;
+    run_until(io_, [&] {
+      ctl::Msg m;
+      if (!got && libxenvchan_data_ready(front_) >= kMsg && libxenvchan_recv(front_, &m, kMsg) == kMsg) got = m;
+      return got.has_value();
+    });
+    return got;
+  }
+  void front_send(const ctl::Msg& m) { ASSERT_EQ(libxenvchan_send(front_, &m, kMsg), kMsg); }
+  std::optional<ctl::Msg> backend_recv() {
+    std::optional<ctl::Msg> got;
+    run_until(io_, [&] {
+      if (got) return true;  // run_until asks once more at the end
+      auto m = backend_.recv();
+      if (m && *m) got = **m;
+      return got.has_value();
+    });
+    return got;
+  }
+  ctl::Msg reconnected(uint32_t owner, uint32_t pages) {
+    ctl::Msg r;
+    r.type = ctl::MsgType::kReconnected;
+    r.b = 2;
+    ctl::XenPool pool;
+    pool.owner = owner;
+    pool.dir_ref = 77;
+    pool.pages = pages;
+    pool.port = 9;
+    r.set_payload(pool);
+    return r;
+  }
+
+  boost::asio::io_context io_;
+  std::unique_ptr<platform::Platform> plat_;
+  config::DeviceSpec spec_{};
+  config::Policy policy_{};
+  EventLog log_{std::nullopt};
+  std::vector<std::string> faults_;
+  std::unique_ptr<VifShadowXen> vif_;
+  ctl::Channel backend_, shadow_end_;
+  libxenvchan* front_ = nullptr;
+};
+
+TEST_F(VifShadowXenTest, GuestNotRunning_SetupFailsNamingIt) {
+  VifShadowXen other(io_, *plat_, "guest9", spec_, 2, policy_, log_, [](const std::string&, auto) {});
+
+  auto r = other.setup();
+
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("guest9"), std::string::npos);
+}
+
+TEST_F(VifShadowXenTest, BackendReady_FrontendRegrantsAndBackendGetsPoolWithNic) {
+  ASSERT_TRUE(vif_->setup());
+  frontend_offers();
+  auto att = front_recv();
+  ASSERT_TRUE(att);
+  EXPECT_EQ(att->type, ctl::MsgType::kDevAttach);
+  std::optional<Result<ResumeTimes>> done;
+  vif_->on_backend_ready(shadow_end_, 7, [&](Result<ResumeTimes> r) { done = std::move(r); });
+
+  auto rc = front_recv();
+  ASSERT_TRUE(rc);
+  EXPECT_EQ(rc->type, ctl::MsgType::kReconnect);
+  EXPECT_EQ(rc->a, 7u);  // grant the new pool to the new backend's domain
+  front_send(reconnected(5, netif::kPoolPages));
+
+  auto b1 = backend_recv();
+  auto b2 = backend_recv();
+  ASSERT_TRUE(b1 && b2);
+  EXPECT_EQ(b1->type, ctl::MsgType::kDevAttach);
+  EXPECT_EQ(b2->type, ctl::MsgType::kGrantRefs);
+  auto pool = b2->get_payload<ctl::XenPool>();
+  EXPECT_EQ(pool.owner, 5u);
+  EXPECT_EQ(pool.dir_ref, 77u);
+  EXPECT_STREQ(pool.nic, "eth0");
+  EXPECT_FALSE(done);
+
+  ctl::Msg ok;
+  ok.type = ctl::MsgType::kDevAttached;
+  ok.b = 2;
+  vif_->on_backend_msg(7, ok);
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(*done);
+  EXPECT_EQ(vif_->status()["backend_up"], true);
+}
+
+TEST_F(VifShadowXenTest, FrontendSendsForeignPool_RecoveryFailsNothingSentToBackend) {
+  ASSERT_TRUE(vif_->setup());
+  frontend_offers();
+  ASSERT_TRUE(front_recv());
+  std::optional<Result<ResumeTimes>> done;
+  vif_->on_backend_ready(shadow_end_, 7, [&](Result<ResumeTimes> r) { done = std::move(r); });
+  ASSERT_TRUE(front_recv());
+
+  front_send(reconnected(6, netif::kPoolPages));  // another domain's pages
+
+  ASSERT_TRUE(run_until(io_, [&] { return done.has_value(); }));
+  EXPECT_FALSE(*done);
+  auto m = backend_.recv();
+  EXPECT_TRUE(m && !*m);  // nothing for the backend
+}
+
+TEST_F(VifShadowXenTest, BackendRefuses_RecoveryFailsWithItsReason) {
+  ASSERT_TRUE(vif_->setup());
+  frontend_offers();
+  ASSERT_TRUE(front_recv());
+  std::optional<Result<ResumeTimes>> done;
+  vif_->on_backend_ready(shadow_end_, 7, [&](Result<ResumeTimes> r) { done = std::move(r); });
+  ASSERT_TRUE(front_recv());
+  front_send(reconnected(5, netif::kPoolPages));
+  ASSERT_TRUE(backend_recv());
+  ASSERT_TRUE(backend_recv());
+
+  ctl::Msg no;
+  no.type = ctl::MsgType::kDevAttached;
+  no.b = 2;
+  no.a = 22;
+  no.set_text("cannot map the pool");
+  vif_->on_backend_msg(7, no);
+
+  ASSERT_TRUE(done);
+  ASSERT_FALSE(*done);
+  EXPECT_NE(done->error().message.find("cannot map the pool"), std::string::npos);
+}
+
+TEST_F(VifShadowXenTest, FrontendReportsBadResponseWhileUp_FaultReported) {
+  ASSERT_TRUE(vif_->setup());
+  frontend_offers();
+  ASSERT_TRUE(front_recv());
+  vif_->on_backend_ready(shadow_end_, 7, [](Result<ResumeTimes>) {});
+  ASSERT_TRUE(front_recv());
+  front_send(reconnected(5, netif::kPoolPages));
+  ASSERT_TRUE(backend_recv());
+  ASSERT_TRUE(backend_recv());
+  ctl::Msg ok;
+  ok.type = ctl::MsgType::kDevAttached;
+  ok.b = 2;
+  vif_->on_backend_msg(7, ok);
+
+  ctl::Msg f;
+  f.type = ctl::MsgType::kDevFault;
+  f.b = 2;
+  f.set_text("tx response for id 999 not in flight");
+  front_send(f);
+
+  ASSERT_TRUE(run_until(io_, [&] { return !faults_.empty(); }));
+  EXPECT_NE(faults_[0].find("id 999"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sd::dom0
