@@ -280,7 +280,7 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     print("vsnd recovery benchmark, local platform, %s, %d CPUs" % (time.strftime("%Y-%m-%d"), os.cpu_count()))
-    print("aplay --period-time=20000 --buffer-time=200000 (period 20 ms = 960 frames); DAC FIFO 2 periods\n")
+    print("aplay --period-time=20000 --buffer-time=200000 (period 20 ms = 960 frames); DAC FIFO 3 periods\n")
 
     progress("kills")
     kills = fault_run(args.build, "kill", args.kills, 1.5, "k")

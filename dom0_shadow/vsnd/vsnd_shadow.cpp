@@ -406,7 +406,7 @@ int32_t VsndShadow::active_control(const xensnd_req& r) {
       active_last_pos_ = 0;
       regs.run.store(0);
       regs.flush_to.store(regs.wr.load());
-      regs.fifo.store(std::min<uint32_t>(sndif::kDacRing, 2 * r.op.open.period_sz));
+      regs.fifo.store(sndif::dac_fifo(r.op.open));
       starved0_ = regs.starved.load();
       regs.stream_wr.store(0);
       discarded_ = 0;

@@ -10,8 +10,9 @@
 //
 // Active mode acknowledges a write only once the DAC has played as much
 // silence as the write holds audio: the DAC first plays out what the dead
-// backend left in its FIFO, so an outage shorter than that FIFO (two
-// periods) is not heard at all, and a longer one costs exactly its length.
+// backend left in its FIFO, so an outage shorter than that FIFO (two or
+// three periods, sndif::dac_fifo) is not heard at all, and a longer one
+// costs no more than its length.
 #pragma once
 
 #include <boost/asio/io_context.hpp>

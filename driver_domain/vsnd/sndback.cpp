@@ -88,9 +88,9 @@ std::string Sndback::open_stream(const xensnd_open_req& o) {
   return {};
 }
 
-// The DAC as the stream state says: fifo of two periods, gain, mute, run.
+// The DAC as the stream state says: fifo (sndif::dac_fifo), gain, mute, run.
 void Sndback::program_dac() {
-  regs_->fifo.store(std::min<uint32_t>(sndif::kDacRing, 2 * st_.params.period_sz));
+  regs_->fifo.store(sndif::dac_fifo(st_.params));
   regs_->muted.store(st_.muted);
   regs_->gain_mdb[0].store(std::min(st_.volume[0], 0));
   regs_->gain_mdb[1].store(std::min(st_.volume[1], 0));

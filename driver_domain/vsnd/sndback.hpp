@@ -4,7 +4,7 @@
 //
 // A WRITE is answered once its bytes are in the DAC's DMA ring, so the pace
 // of answers is the DAC's real-time pace. The backend fills the DMA ring up
-// to two periods; CUR_POS events go out every period played. STOP and CLOSE
+// to two or three periods (sndif::dac_fifo); CUR_POS events go out every period played. STOP and CLOSE
 // drop the writes queued before them, as hardware drops its FIFO. On attach
 // it replays the stream state shadowd sends (OPEN parameters, volume, mute,
 // trigger state, position) into the DAC and continues the ring from the

@@ -119,14 +119,14 @@ TEST_F(SndbackTest, WriteRunningPastTheBuffer_AnsweredEinvalNothingPlayed) {
 TEST_F(SndbackTest, FifoFull_WriteWaitsButTriggerBehindItIsAnswered) {
   attach();
   post(open_req());
-  for (uint32_t i = 0; i < 3; ++i) post(write_req(i * kPeriod, kPeriod));  // FIFO holds two periods
+  for (uint32_t i = 0; i < 4; ++i) post(write_req(i * kPeriod, kPeriod));  // FIFO holds three periods
   post(trigger_req(XENSND_OP_TRIGGER_START));
 
   ASSERT_TRUE(back_->service());
   auto rs = responses();
-  ASSERT_EQ(rs.size(), 4u);  // OPEN, two writes, TRIGGER; the third write waits
-  EXPECT_EQ(rs[3].operation, XENSND_OP_TRIGGER);
-  EXPECT_EQ(regs_->wr.load(), 2u * kPeriod);
+  ASSERT_EQ(rs.size(), 5u);  // OPEN, three writes, TRIGGER; the fourth write waits
+  EXPECT_EQ(rs[4].operation, XENSND_OP_TRIGGER);
+  EXPECT_EQ(regs_->wr.load(), 3u * kPeriod);
   EXPECT_EQ(regs_->run.load(), 1u);
 }
 

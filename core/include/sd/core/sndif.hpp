@@ -5,6 +5,7 @@
 // from an untrusted peer.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -115,6 +116,15 @@ constexpr uint32_t kDacMagic = 0x53444143;  // "SDAC"
 constexpr uint32_t kDacRing = 64 * 1024;
 constexpr uint32_t kDacRegsBytes = 4096;
 constexpr size_t kDacBytes = kDacRegsBytes + kDacRing;
+
+// How much of the DAC's ring a stream keeps filled: three periods when the
+// player's buffer holds more than four, else two. More is more margin (a
+// restart or a scheduling delay shorter than it is not heard) and more
+// latency between a write's acknowledgement and its sound.
+inline uint32_t dac_fifo(const xensnd_open_req& o) {
+  uint32_t periods = o.buffer_sz > 4 * o.period_sz ? 3 : 2;
+  return std::min<uint32_t>(kDacRing, periods * o.period_sz);
+}
 
 struct DacRegs {
   uint32_t magic;
