@@ -287,6 +287,11 @@ shadow_run() {
             else
                 kv ${tag}_$f "not recovered within 240 s (state $(dd_field 3))"
                 xctl status netdd
+                # where shadowd is stuck: its threads' kernel stacks and wait channels, its children
+                echo "--- shadowd ($SDPID) threads:"
+                for t in /proc/$SDPID/task/*; do echo "$t $(cat $t/wchan 2>/dev/null) $(head -3 $t/stack 2>/dev/null | tr '\n' ' ')"; done
+                ps -eo pid,ppid,stat,etime,cmd | grep -v ' \[' | tail -25
+                tail -20 /tmp/shadowd-$tag.log
             fi
         done
         if [ $APP = 1 ]; then
