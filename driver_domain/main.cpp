@@ -279,7 +279,8 @@ class Runtime {
   void add_xen_pool(const Msg& m) {
     auto it = pending_.find(m.b);
     if (it == pending_.end()) return;
-    auto dev = sd::drvdom::attach_xen_pool(m.get_payload<sd::ctl::XenPool>(), sd::netif::kPoolPages);
+    const auto pool = m.get_payload<sd::ctl::XenPool>();
+    auto dev = sd::drvdom::attach_xen_pool(pool, sd::netif::kPoolPages);
     if (!dev) {
       Msg done;
       done.type = MsgType::kDevAttached;
@@ -290,7 +291,6 @@ class Runtime {
       (void)ch_.send(done);
       return;
     }
-    auto pool = m.get_payload<sd::ctl::XenPool>();
     std::fprintf(stderr, "drvdom %s: device %" PRIu64 ": pool of domain %u mapped, event channel %u, NIC %.15s\n",
                  name_.c_str(), m.b, pool.owner, pool.port, pool.nic);
     it->second.pages = std::move(dev->pages);

@@ -232,13 +232,11 @@ Result<void> VifShadow::regrant(std::initializer_list<platform::DomId> peers) {
 }
 
 // Config written by the guest (log or message) is checked before use.
-bool VifShadow::plausible(const netif::VifConfig& c) { return c.mtu >= 68 && c.n_mcast <= 32; }
-
 // The config to replay: the newest state in the splitter log, else the last
 // one shadowd accepted from the frontend.
 netif::VifConfig VifShadow::replay_config() const {
   netif::VifConfig logged;
-  if (shadow_.get_config(&logged, sizeof(logged)) == sizeof(logged) && plausible(logged)) return logged;
+  if (shadow_.get_config(&logged, sizeof(logged)) == sizeof(logged) && netif::plausible(logged)) return logged;
   return cfg_;
 }
 
@@ -303,7 +301,7 @@ void VifShadow::on_frontend_msg(const ctl::Msg& m) {
       return;
     case ctl::MsgType::kDevConfig: {
       auto c = m.get_payload<netif::VifConfig>();
-      if (!plausible(c)) return;  // not something a guest's stack sets
+      if (!netif::plausible(c)) return;  // not something a guest's stack sets
       cfg_ = c;
       if (backend_up_ && backend_) {
         ctl::Msg fwd = m;

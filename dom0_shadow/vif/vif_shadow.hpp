@@ -56,7 +56,6 @@ class VifShadow final : public DeviceImpl {
   Result<void> build_topology();
   Result<void> start_frontend();
   Result<void> send_pool(ctl::Channel& ch, platform::DomId peer, bool owner);
-  static bool plausible(const netif::VifConfig& c);
   netif::VifConfig replay_config() const;
   Result<void> regrant(std::initializer_list<platform::DomId> peers);
   Result<void> send_attach(ctl::Channel& ch, platform::DomId peer, bool standby);

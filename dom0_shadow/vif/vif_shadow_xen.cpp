@@ -8,12 +8,6 @@
 
 namespace sd::dom0 {
 
-namespace {
-std::string vif_channel_path(int guest, int index) {
-  return "/local/domain/" + std::to_string(guest) + "/data/sd-vif-" + std::to_string(index);
-}
-}  // namespace
-
 VifShadowXen::VifShadowXen(boost::asio::io_context& io, platform::Platform& plat, std::string guest,
                            const config::DeviceSpec& spec, uint64_t handle, config::Policy policy, EventLog& log,
                            FaultReporter report)
@@ -43,7 +37,7 @@ Result<void> VifShadowXen::setup() {
   auto g = guest_domid();
   if (!g) return std::unexpected(g.error());
   guest_domid_ = *g;
-  auto link = xen::VchanLink::open(io_, plat_.store(), guest_domid_, vif_channel_path(guest_domid_, spec_.index));
+  auto link = xen::VchanLink::open(io_, plat_.store(), guest_domid_, xen::vif_channel_path(guest_domid_, static_cast<uint64_t>(spec_.index)));
   if (!link) return std::unexpected(link.error());
   front_ = std::move(link->first);
   link_ = std::move(link->second);
@@ -58,7 +52,7 @@ Result<void> VifShadowXen::setup() {
   att.set_payload(cfg_);
   if (auto r = front_.send(att); !r) return r;
   log_.emit({{"type", "vif_up"}, {"device", id()}, {"guest_domid", guest_domid_},
-             {"frontend", vif_channel_path(guest_domid_, spec_.index)}, {"mac", netif::mac_string(cfg_.mac)}});
+             {"frontend", xen::vif_channel_path(guest_domid_, static_cast<uint64_t>(spec_.index))}, {"mac", netif::mac_string(cfg_.mac)}});
   return {};
 }
 
@@ -137,7 +131,7 @@ void VifShadowXen::on_frontend_msg(const ctl::Msg& m) {
       return;
     case ctl::MsgType::kDevConfig: {
       auto c = m.get_payload<netif::VifConfig>();
-      if (c.mtu < 68 || c.n_mcast > 32) return;  // not something a guest's stack sets
+      if (!netif::plausible(c)) return;  // not something a guest's stack sets
       cfg_ = c;
       if (backend_up_ && backend_) {
         ctl::Msg fwd = m;

@@ -33,14 +33,10 @@ class XenPools final : public PoolSource {
 
 }  // namespace
 
-std::string vif_channel_path(int guest_domid, uint64_t handle) {
-  return "/local/domain/" + std::to_string(guest_domid) + "/data/sd-vif-" + std::to_string(handle);
-}
-
 Result<XenFrontend> open_xen_frontend(uint64_t handle) {
   auto self = xen::self_identity();
   if (!self) return std::unexpected(self.error());
-  auto ch = xen::offer_channel(0, vif_channel_path(self->first, handle));
+  auto ch = xen::offer_channel(0, xen::vif_channel_path(self->first, handle));
   if (!ch) return std::unexpected(ch.error());
   XenFrontend f;
   f.channel = std::move(*ch);

@@ -17,9 +17,6 @@ struct XenFrontend {
   int domid = -1;
 };
 
-// Where shadowd looks for a guest's vif frontend.
-std::string vif_channel_path(int guest_domid, uint64_t handle);
-
 // kUnavailable when not on Xen (or built without the Xen libraries).
 Result<XenFrontend> open_xen_frontend(uint64_t handle);
 

@@ -65,6 +65,11 @@ class VchanPump {
 // xenstore home, writable by it and readable by dom0).
 inline std::string control_path(int domid) { return "/local/domain/" + std::to_string(domid) + "/data/sd-ctl"; }
 
+// Where a guest's vif frontend (sd-netfront --xen) offers its control vchan.
+inline std::string vif_channel_path(int guest_domid, uint64_t index) {
+  return "/local/domain/" + std::to_string(guest_domid) + "/data/sd-vif-" + std::to_string(index);
+}
+
 // Server side (runs in the domain that offers the pages: drvdom, frontends):
 // offers a vchan to `peer` at `xs_path` (xenstore: ring-ref, event-channel).
 // kUnavailable with the reason if it cannot (no gntalloc/evtchn device, no

@@ -188,8 +188,9 @@ TEST(VchanSetup, ClientBeforeServer_Retry) {
   EXPECT_EQ(c.error().code, Code::kRetry);
 }
 
-TEST(VchanSetup, ControlPath_IsInTheDomainsDataDir) {
+TEST(VchanSetup, ControlAndVifPaths_AreInTheDomainsDataDir) {
   EXPECT_EQ(control_path(12), "/local/domain/12/data/sd-ctl");
+  EXPECT_EQ(vif_channel_path(5, 0), "/local/domain/5/data/sd-vif-0");
 }
 
 // ---- the link: connects when the domain offers the vchan -------------------

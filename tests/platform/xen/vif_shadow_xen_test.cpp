@@ -91,6 +91,19 @@ class VifShadowXenTest : public ::testing::Test {
     return r;
   }
 
+  // Frontend connected, backend 7 ready, the frontend's pool relayed to it
+  // (kDevAttach + kGrantRefs read off the backend's channel).
+  void attach_backend_7(std::optional<Result<ResumeTimes>>& done) {
+    ASSERT_TRUE(vif_->setup());
+    frontend_offers();
+    ASSERT_TRUE(front_recv());
+    vif_->on_backend_ready(shadow_end_, 7, [&](Result<ResumeTimes> r) { done = std::move(r); });
+    ASSERT_TRUE(front_recv());
+    front_send(reconnected(5, netif::kPoolPages));
+    ASSERT_TRUE(backend_recv());
+    ASSERT_TRUE(backend_recv());
+  }
+
   boost::asio::io_context io_;
   std::unique_ptr<platform::Platform> plat_;
   config::DeviceSpec spec_{};
@@ -163,15 +176,8 @@ TEST_F(VifShadowXenTest, FrontendSendsForeignPool_RecoveryFailsNothingSentToBack
 }
 
 TEST_F(VifShadowXenTest, BackendRefuses_RecoveryFailsWithItsReason) {
-  ASSERT_TRUE(vif_->setup());
-  frontend_offers();
-  ASSERT_TRUE(front_recv());
   std::optional<Result<ResumeTimes>> done;
-  vif_->on_backend_ready(shadow_end_, 7, [&](Result<ResumeTimes> r) { done = std::move(r); });
-  ASSERT_TRUE(front_recv());
-  front_send(reconnected(5, netif::kPoolPages));
-  ASSERT_TRUE(backend_recv());
-  ASSERT_TRUE(backend_recv());
+  attach_backend_7(done);
 
   ctl::Msg no;
   no.type = ctl::MsgType::kDevAttached;
@@ -186,14 +192,8 @@ TEST_F(VifShadowXenTest, BackendRefuses_RecoveryFailsWithItsReason) {
 }
 
 TEST_F(VifShadowXenTest, FrontendReportsBadResponseWhileUp_FaultReported) {
-  ASSERT_TRUE(vif_->setup());
-  frontend_offers();
-  ASSERT_TRUE(front_recv());
-  vif_->on_backend_ready(shadow_end_, 7, [](Result<ResumeTimes>) {});
-  ASSERT_TRUE(front_recv());
-  front_send(reconnected(5, netif::kPoolPages));
-  ASSERT_TRUE(backend_recv());
-  ASSERT_TRUE(backend_recv());
+  std::optional<Result<ResumeTimes>> done;
+  attach_backend_7(done);
   ctl::Msg ok;
   ok.type = ctl::MsgType::kDevAttached;
   ok.b = 2;

@@ -76,6 +76,10 @@ inline std::string mac_string(const uint8_t m[6]) {
   return b;
 }
 
+// A config a guest's stack can actually set (MTU from 68, at most 32
+// multicast addresses); anything else from an untrusted frontend is ignored.
+inline bool plausible(const VifConfig& c) { return c.mtu >= 68 && c.n_mcast <= 32; }
+
 // Whether a frame with this destination MAC is for the guest under `c`.
 inline bool accepts(const VifConfig& c, const uint8_t* dst) {
   if (c.promisc) return true;
