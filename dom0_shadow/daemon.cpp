@@ -189,7 +189,10 @@ void Daemon::on_domain_ready(const std::string& name) {
     impls_[i]->on_backend_ready(*sup->channel(), *sup->domid(),
                                 [this, name, i](Result<ResumeTimes> r) { device_resumed(name, i, std::move(r)); });
   }
-  if (rec.pending == 0) emit_recovery(name);
+  if (rec.pending == 0) {
+    emit_recovery(name);
+    sup->devices_serving();
+  }
 }
 
 void Daemon::device_resumed(const std::string& name, size_t idx, Result<ResumeTimes> r) {
@@ -198,7 +201,8 @@ void Daemon::device_resumed(const std::string& name, size_t idx, Result<ResumeTi
   if (!r) {
     // The new backend failed too; its death starts the next round.
     log_->emit({{"type", "resume_failed"}, {"device", dev->id()}, {"error", r.error().message}});
-    if (rec.pending > 0) --rec.pending;
+    if (rec.pending > 0 && --rec.pending == 0)
+      if (auto* sup = find(name)) sup->devices_serving();
     return;
   }
   dev->on_replayed();
@@ -206,7 +210,10 @@ void Daemon::device_resumed(const std::string& name, size_t idx, Result<ResumeTi
   rec.resume_ms = std::max(rec.resume_ms, r->resume_ms);
   rec.replayed += r->replayed;
   rec.devices.push_back(dev->to_json());
-  if (impls_[idx] && rec.pending > 0 && --rec.pending == 0) emit_recovery(name);
+  if (impls_[idx] && rec.pending > 0 && --rec.pending == 0) {
+    emit_recovery(name);
+    if (auto* sup = find(name)) sup->devices_serving();
+  }
 }
 
 void Daemon::emit_recovery(const std::string& name) {

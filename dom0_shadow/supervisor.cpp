@@ -13,9 +13,9 @@ namespace sd::dom0 {
 constexpr auto kEofGrace = std::chrono::milliseconds(200);
 
 namespace {
-// A new incarnation that has not said Ready after this long is broken.
-// A new standby starts this long after a promotion, so it does not compete
-// with the recovery for the CPU.
+// A new standby starts this long after the devices serve again, so it does
+// not compete with them for the CPU (or, on Xen, for shadowd's loop while
+// libxl creates it).
 constexpr auto kStandbyDelay = std::chrono::milliseconds(50);
 }  // namespace
 
@@ -217,6 +217,10 @@ void Supervisor::on_inc_ready(Inc& inc) {
   }
   log_.emit(ev);
   if (hooks_.on_ready) hooks_.on_ready();
+}
+
+void Supervisor::devices_serving() {
+  if (!policy_.standby || standby_) return;
   standby_timer_.expires_after(kStandbyDelay);
   standby_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) spawn_standby();

@@ -66,6 +66,9 @@ class Supervisor {
   std::optional<platform::DomId> domid() const { return active_ ? std::optional(active_->info.id) : std::nullopt; }
 
   Result<void> start();
+  // Every device of the running incarnation serves (or gave up): only now
+  // does a replacement warm standby start, so creating it never delays them.
+  void devices_serving();
   // The control channel of the running incarnation (nullptr if none).
   ctl::Channel* channel() { return active_ ? &active_->ch : nullptr; }
   // A device detected that this backend is broken (bad response, stalled

@@ -166,6 +166,40 @@ TEST_F(ShadowdTest, Recovery_DeviceBackToNormal_EventWithPhases) {
   EXPECT_TRUE(found) << ev.out;
 }
 
+// Warm standby: a kill promotes the Ready standby (no new domain on the
+// recovery path), and the replacement standby starts only once the devices
+// serve again, so creating it never delays them.
+TEST_F(ShadowdTest, WarmStandby_KillActive_StandbyPromotedReplacementAfterRecovery) {
+  set_policy("standby", "true");
+  start_shadowd();
+  ASSERT_TRUE(wait_until([&] { return status().value("standby", "") == "ready"; })) << status().dump();
+  int active = status()["pid"].get<int>();
+  int standby = status()["standby_pid"].get<int>();
+
+  ASSERT_EQ(::kill(active, SIGKILL), 0);
+
+  ASSERT_TRUE(wait_until([&] {
+    auto s = status();
+    return s.value("promotions", 0) == 1 && s.value("state", "") == "running" && s.value("standby", "") == "ready";
+  })) << status().dump();
+  auto s = status();
+  EXPECT_EQ(s["pid"].get<int>(), standby);  // the standby took over
+  EXPECT_NE(s["standby_pid"].get<int>(), standby);
+  EXPECT_NE(s["standby_pid"].get<int>(), active);
+  EXPECT_EQ(s["incarnations"].get<int>(), 3);
+  // Event order: the recovery (devices serve again) before the replacement's Ready.
+  std::vector<std::string> order;
+  std::istringstream lines(slurp(dir_ / "events.jsonl"));
+  for (std::string line; std::getline(lines, line);) {
+    auto j = json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    auto type = j.value("type", "");
+    if (type == "recovery" || type == "standby_ready") order.push_back(type);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"standby_ready", "recovery", "standby_ready"}));
+  std::printf("[ figure   ] standby promotion: fault to ready %.2f ms\n", s["last_fault_to_ready_ms"].get<double>());
+}
+
 TEST_F(ShadowdTest, RestartBudgetSpent_Fenced_OperatorRestartRevives) {
   set_policy("budget", "1");
   start_shadowd();
