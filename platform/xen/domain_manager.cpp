@@ -181,8 +181,15 @@ XenDomainManager::~XenDomainManager() {
       if (inc.evgen) libxl_evdisable_domain_death(ctx_, inc.evgen);
       if (!inc.destroyed) (void)destroy(id, inc.xen_name);
     }
+    // Nothing drives libxl's events any more: finish the background destroys
+    // synchronously (libxl's own wait also completes the pending operations).
+    for (auto [id, xen_name] : std::map(destroying_)) (void)destroy(id, xen_name);
     osevents_->detach();
-    libxl_ctx_free(ctx_);  // deregisters its fds through osevents_
+    if (destroying_.empty())
+      libxl_ctx_free(ctx_);  // deregisters its fds through osevents_
+    else  // libxl asserts when a context with operations in flight is freed
+      std::fprintf(stderr, "shadowd: xen: %zu domain destroy(s) still in flight at exit; libxl context left open\n",
+                   destroying_.size());
   }
   osevents_.reset();
   if (log_) xtl_logger_destroy(log_);
@@ -197,6 +204,8 @@ std::optional<std::string> XenDomainManager::xen_name(DomId id) const {
 std::string XenDomainManager::pick_xen_name(const std::string& name) const {
   for (const auto& [id, inc] : live_)
     if (!inc.destroyed && inc.xen_name == name) return name + "-" + std::to_string(next_serial_);
+  for (const auto& [id, xen_name] : destroying_)  // still exists in Xen until libxl is done
+    if (xen_name == name) return name + "-" + std::to_string(next_serial_);
   return name;
 }
 
@@ -272,10 +281,49 @@ Result<void> XenDomainManager::destroy(DomId id, const std::string& name) {
   return libxl_fail("destroying " + domain_label(id, name), "libxl_domain_destroy", rc);
 }
 
+// Destroying a live domain takes libxl seconds (it waits for the backends of
+// the domain's devices and their hotplug scripts), which shadowd's loop must
+// not wait for. Paused, the domain never runs again, so it is dead to its
+// peers at once; libxl finishes the destroy on the io_context.
+Result<void> XenDomainManager::destroy_in_background(DomId id, const std::string& name) {
+  if (int rc = libxl_domain_pause(ctx_, id, nullptr); rc != 0) {
+    if (libxl_domain_info(ctx_, nullptr, id) == ERROR_DOMAIN_NOTFOUND) return {};  // gone already
+    return libxl_fail("pausing " + domain_label(id, name) + " to destroy it", "libxl_domain_pause", rc);
+  }
+  auto* op = new PendingDestroy{this, id};
+  libxl_asyncop_how how{};
+  how.callback = &XenDomainManager::destroy_done;
+  how.u.for_callback = op;
+  destroying_[id] = name;
+  int rc = libxl_domain_destroy(ctx_, id, &how);  // may complete (and call back) in here
+  if (rc == 0) return {};
+  destroying_.erase(id);  // not started: no callback comes
+  delete op;
+  if (rc == ERROR_DOMAIN_NOTFOUND || libxl_domain_info(ctx_, nullptr, id) == ERROR_DOMAIN_NOTFOUND) return {};
+  return libxl_fail("destroying " + domain_label(id, name), "libxl_domain_destroy", rc);
+}
+
+// libxl's callback: may run inside any libxl call, so only bookkeeping here.
+void XenDomainManager::destroy_done(libxl_ctx*, int rc, void* p) {
+  std::unique_ptr<PendingDestroy> op(static_cast<PendingDestroy*>(p));
+  auto& self = *op->self;
+  auto it = self.destroying_.find(op->id);
+  if (it == self.destroying_.end()) return;
+  std::string name = it->second;
+  self.destroying_.erase(it);
+  if (rc == 0 || rc == ERROR_DOMAIN_NOTFOUND) return;
+  boost::asio::post(self.io_, [weak = std::weak_ptr<XenDomainManager*>(self.self_), id = op->id, name, rc] {
+    auto s = weak.lock();
+    if (!s || libxl_domain_info((*s)->ctx_, nullptr, id) == ERROR_DOMAIN_NOTFOUND) return;
+    std::fprintf(stderr, "shadowd: xen: destroying %s failed: libxl_domain_destroy returned %s; it stays paused\n",
+                 domain_label(id, name).c_str(), libxl_error_name(rc).c_str());
+  });
+}
+
 Result<void> XenDomainManager::kill(DomId id, int signal) {
   auto it = live_.find(id);
   if (it == live_.end() || it->second.destroyed) return {};  // already dead or dying: idempotent
-  if (auto d = destroy(id, it->second.xen_name); !d) return d;
+  if (auto d = destroy_in_background(id, it->second.xen_name); !d) return d;
   it->second.destroyed = true;
   // libxl will report DOMAIN_DEATH too; whichever comes first is reported.
   uint64_t serial = it->second.serial;
@@ -334,7 +382,7 @@ void XenDomainManager::on_event(const Event& ev) {
   // It shut down but still exists (xl's on_crash=destroy is ours to do):
   // destroy it first, so the next incarnation can take its name.
   if (!inc.destroyed) {
-    if (auto d = destroy(ev.domid, inc.xen_name); !d)
+    if (auto d = destroy_in_background(ev.domid, inc.xen_name); !d)
       std::fprintf(stderr, "shadowd: %s\n", d.error().message.c_str());
     inc.destroyed = true;
   }

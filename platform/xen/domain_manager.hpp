@@ -3,8 +3,9 @@
 //   create   DomainSpec -> libxl_domain_config (PV unless spec.type says
 //            otherwise) -> libxl_domain_create_new -> death events enabled
 //            -> libxl_domain_unpause
-//   kill     libxl_domain_destroy (every signal means destroy); a domain that
-//            is already gone counts as killed
+//   kill     pause, then libxl_domain_destroy in the background (every signal
+//            means destroy); the death is reported at once; a domain that is
+//            already gone counts as killed
 //   restart  kill + create the same spec
 //   death    libxl's DOMAIN_SHUTDOWN / DOMAIN_DEATH events, with libxl's fds
 //            and timeouts on the caller's io_context (osevent.hpp); reported
@@ -16,8 +17,8 @@
 //   "hang (watchdog)"                its Xen watchdog fired
 //   "shut down (poweroff|reboot|suspend|soft reset)"
 //   "destroyed"                      it vanished without shutting down (xl destroy)
-// A domain that shut down is destroyed before its death is reported, so the
-// next incarnation can take its name.
+// A domain that shut down is destroyed (in the background) when its death is
+// reported; a name still held by a domain being destroyed is not reused.
 //
 // Names: Xen needs unique domain names, but an active and a standby
 // incarnation share the spec's name. The first live incarnation gets the
@@ -27,8 +28,9 @@
 // Control channel: create() returns *ctl at once; it is a libxenvchan the
 // domain's runtime (drvdom --xen) offers at control_path(domid), connected
 // when it appears (vchan_link.hpp). Without a store (set_store) *ctl stays
-// invalid. libxl_domain_create_new and _destroy run synchronously, on the
-// caller's thread (they block the io_context for as long as Xen takes).
+// invalid. libxl_domain_create_new runs synchronously, on the caller's
+// thread (it blocks the io_context for as long as Xen takes to build the
+// domain); destroys run in the background, driven by the io_context.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -112,6 +114,13 @@ class XenDomainManager final : public platform::DomainManager {
   void report_death(platform::DomId id, uint64_t serial, std::string reason, int signal);
   // libxl_domain_destroy; success if the domain is gone either way.
   Result<void> destroy(platform::DomId id, const std::string& name);
+  // Pause now, destroy asynchronously (destroy_done); success if gone already.
+  Result<void> destroy_in_background(platform::DomId id, const std::string& name);
+  struct PendingDestroy {
+    XenDomainManager* self;
+    platform::DomId id;
+  };
+  static void destroy_done(libxl_ctx* ctx, int rc, void* op);
 
   boost::asio::io_context& io_;
   xentoollog_logger* log_ = nullptr;
@@ -120,6 +129,7 @@ class XenDomainManager final : public platform::DomainManager {
   DeathHandler on_death_;
   platform::Store* store_ = nullptr;
   std::map<platform::DomId, Incarnation> live_;
+  std::map<platform::DomId, std::string> destroying_;  // background destroys: domid -> Xen name
   uint64_t next_serial_ = 1;
   std::string disaster_;  // set once libxl reported one: no more creates
   // Posted handlers hold a weak reference: after destruction they do nothing.

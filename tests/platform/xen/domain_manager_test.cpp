@@ -334,6 +334,73 @@ TEST_F(XenDomainManagerTest, Kill_LiveDomain_DestroysIt) {
   EXPECT_FALSE(fake::libxl().domains.count(id));
 }
 
+TEST_F(XenDomainManagerTest, Kill_LiveDomain_PausedFirstThenDestroyedAsynchronously) {
+  auto id = create(pv_spec());
+
+  ASSERT_TRUE(mgr_->kill(id, SIGKILL));
+
+  auto n = std::to_string(id);
+  EXPECT_EQ(fake::libxl().calls, (std::vector<std::string>{"pause " + n, "destroy-async " + n}));
+}
+
+TEST_F(XenDomainManagerTest, Kill_DestroyStillRunning_DeathReportedAtOnceNameNotReused) {
+  auto id = create(pv_spec("netdd"));
+  fake::libxl().hold_destroys = true;
+
+  ASSERT_TRUE(mgr_->kill(id, SIGKILL));
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+  auto during = create(pv_spec("netdd"));
+  fake::libxl_finish_destroys();
+  settle(io_);
+  auto after = create(pv_spec("netdd"));
+
+  EXPECT_EQ(deaths_.size(), 1u);
+  EXPECT_EQ(deaths_[0].reason, "killed (destroyed by shadowd)");
+  EXPECT_NE(mgr_->xen_name(during), "netdd");  // the dying domain still holds the name in Xen
+  EXPECT_EQ(mgr_->xen_name(after), "netdd");
+  EXPECT_EQ(fake::libxl().destroys_in_flight, 0);
+}
+
+TEST_F(XenDomainManagerTest, Kill_BackgroundDestroyFails_SaidOnStderrDomainLeftPaused) {
+  auto id = create(pv_spec("netdd"));
+  fake::libxl().async_destroy_rc = ERROR_FAIL;
+
+  testing::internal::CaptureStderr();
+  auto r = mgr_->kill(id, SIGKILL);
+  settle(io_);
+  std::string err = testing::internal::GetCapturedStderr();
+
+  EXPECT_TRUE(r);  // the domain is paused: dead to its peers
+  EXPECT_EQ(fake::libxl().paused, std::vector<uint32_t>{id});
+  EXPECT_TRUE(fake::libxl().domains.count(id));
+  EXPECT_NE(err.find("libxl_domain_destroy returned ERROR_FAIL"), std::string::npos) << err;
+  EXPECT_NE(err.find("stays paused"), std::string::npos) << err;
+}
+
+TEST_F(XenDomainManagerTest, Kill_PauseFailsDomainStillThere_ReturnsErrorNotReported) {
+  auto id = create(pv_spec("netdd"));
+  fake::libxl().pause_rc = ERROR_FAIL;
+
+  auto r = mgr_->kill(id, SIGKILL);
+  settle(io_);
+
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("libxl_domain_pause returned ERROR_FAIL"), std::string::npos);
+  EXPECT_TRUE(deaths_.empty());
+}
+
+TEST_F(XenDomainManagerTest, Destructor_DestroyInFlight_FinishedBeforeLibxlIsFreed) {
+  auto id = create(pv_spec("netdd"));
+  fake::libxl().hold_destroys = true;
+  ASSERT_TRUE(mgr_->kill(id, SIGKILL));
+
+  mgr_.reset();
+
+  EXPECT_EQ(fake::libxl().destroys_in_flight, 0);
+  EXPECT_FALSE(fake::libxl().domains.count(id));
+  EXPECT_EQ(fake::libxl().ctx_frees, 1);
+}
+
 TEST_F(XenDomainManagerTest, Kill_Twice_DestroysOnceAndSucceedsTwice) {
   auto id = create(pv_spec());
 
@@ -345,14 +412,14 @@ TEST_F(XenDomainManagerTest, Kill_Twice_DestroysOnceAndSucceedsTwice) {
   EXPECT_EQ(fake::libxl().destroyed.size(), 1u);
 }
 
-TEST_F(XenDomainManagerTest, Kill_DomainAlreadyGoneInXen_Succeeds) {
+TEST_F(XenDomainManagerTest, Kill_DomainAlreadyGoneInXen_SucceedsWithoutDestroy) {
   auto id = create(pv_spec());
-  fake::libxl_vanish(id);  // libxl_domain_destroy now says ERROR_INVAL
+  fake::libxl_vanish(id);  // libxl_domain_pause now says ERROR_INVAL
 
   auto r = mgr_->kill(id, SIGKILL);
 
   EXPECT_TRUE(r) << r.error().to_string();
-  EXPECT_EQ(fake::libxl().destroyed, std::vector<uint32_t>{id});
+  EXPECT_TRUE(fake::libxl().destroyed.empty());
 }
 
 TEST_F(XenDomainManagerTest, Kill_UnknownId_SucceedsWithoutCallingLibxl) {

@@ -54,6 +54,11 @@ struct Hidden {
   std::deque<PendingEvent> pending;
   int fd_token = 0;       // &fd_token is libxl's for_libxl of the fd
   int timeout_token = 0;  // ... of the timeout
+  struct HeldDestroy {
+    libxl_asyncop_how how;
+    uint32_t domid;
+  };
+  std::vector<HeldDestroy> held;  // asynchronous destroys not finished yet
 };
 
 Libxl g_state;
@@ -90,6 +95,23 @@ void libxl_deliver_shutdown(uint32_t domid, int reason) {
 }
 
 void libxl_vanish(uint32_t domid) { g_state.domains.erase(domid); }
+
+namespace {
+// An asynchronous destroy finishes: the domain dies unless async_destroy_rc
+// says the destroy failed; then the application's callback runs.
+void finish_destroy(const libxl_asyncop_how& how, uint32_t domid) {
+  int rc = g_state.async_destroy_rc;
+  if (rc == 0 && g_state.domains.count(domid)) libxl_deliver_death(domid);
+  --g_state.destroys_in_flight;
+  how.callback(g_hidden.ctx, rc, how.u.for_callback);
+}
+}  // namespace
+
+void libxl_finish_destroys() {
+  auto held = std::move(g_hidden.held);
+  g_hidden.held.clear();
+  for (auto& h : held) finish_destroy(h.how, h.domid);
+}
 
 void libxl_disaster(const char* msg) {
   libxl_ctx* ctx = g_hidden.ctx;
@@ -303,11 +325,37 @@ int libxl_domain_unpause(libxl_ctx*, uint32_t domid, const libxl_asyncop_how*) {
 
 // As libxl does for a domid that does not exist: ERROR_INVAL. Destroying an
 // existing domain fires its death watches (DOMAIN_DEATH).
-int libxl_domain_destroy(libxl_ctx*, uint32_t domid, const libxl_asyncop_how*) {
+int libxl_domain_pause(libxl_ctx*, uint32_t domid, const libxl_asyncop_how*) {
+  if (g_state.pause_rc) return g_state.pause_rc;
+  if (!g_state.domains.count(domid)) return ERROR_INVAL;
+  g_state.paused.push_back(domid);
+  g_state.calls.push_back("pause " + std::to_string(domid));
+  return 0;
+}
+
+int libxl_domain_destroy(libxl_ctx*, uint32_t domid, const libxl_asyncop_how* how) {
+  bool async = how && how->callback;
   g_state.destroyed.push_back(domid);
+  g_state.calls.push_back((async ? "destroy-async " : "destroy ") + std::to_string(domid));
   if (g_state.destroy_rc) return g_state.destroy_rc;
   if (!g_state.domains.count(domid)) return ERROR_INVAL;
+  if (async) {
+    ++g_state.destroys_in_flight;
+    if (g_state.hold_destroys)
+      g_hidden.held.push_back({*how, domid});
+    else
+      fake::finish_destroy(*how, domid);  // libxl may complete inside the initiating call
+    return 0;
+  }
   fake::libxl_deliver_death(domid);
+  // libxl's own wait drives the pending operations on this domain too.
+  std::vector<fake::Hidden::HeldDestroy> mine;
+  std::erase_if(g_hidden.held, [&](const auto& h) {
+    if (h.domid != domid) return false;
+    mine.push_back(h);
+    return true;
+  });
+  for (auto& h : mine) fake::finish_destroy(h.how, h.domid);
   return 0;
 }
 

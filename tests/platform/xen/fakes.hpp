@@ -48,6 +48,13 @@ struct Libxl {
   int evenable_rc = 0;
   int unpause_rc = 0;
   int destroy_rc = 0;  // forced even for an existing domain (which then stays)
+  int pause_rc = 0;
+  // Asynchronous destroys (ao_how with a callback): the rc the callback gets
+  // (not 0: the domain stays), and whether they wait for libxl_finish_destroys
+  // (a synchronous destroy of the same domain finishes them too, as libxl's
+  // own wait does).
+  int async_destroy_rc = 0;
+  bool hold_destroys = false;
 
   // Domains that exist (create adds, destroy and vanish remove).
   std::set<uint32_t> domains;
@@ -57,6 +64,9 @@ struct Libxl {
   std::vector<CreatedDomain> created;
   std::vector<uint32_t> unpaused;
   std::vector<uint32_t> destroyed;  // every libxl_domain_destroy call
+  std::vector<uint32_t> paused;     // every successful libxl_domain_pause
+  std::vector<std::string> calls;   // "pause <id>", "destroy <id>", "destroy-async <id>", in order
+  int destroys_in_flight = 0;       // asynchronous destroys whose callback has not run
   int ctx_allocs = 0, ctx_frees = 0;
   int config_disposes = 0;
   int childproc_mode = -1;
@@ -84,6 +94,8 @@ void libxl_deliver_shutdown(uint32_t domid, int reason);   // LIBXL_SHUTDOWN_REA
 void libxl_vanish(uint32_t domid);
 // libxl's disaster callback, as when event handling broke.
 void libxl_disaster(const char* msg);
+// Completes the held asynchronous destroys (hold_destroys).
+void libxl_finish_destroys();
 
 // Drive the application's osevent hooks directly.
 void libxl_make_fd_readable();             // no event: only the fd
