@@ -11,6 +11,9 @@ namespace sd::xen {
 
 using platform::DomId;
 
+// Domain ids from here up are Xen's own (DOMID_FIRST_RESERVED in xen.h).
+constexpr DomId kFirstReservedDomid = 0x7FF0;
+
 std::string libxl_error_name(int rc) {
   const char* name = nullptr;
   switch (rc) {
@@ -185,11 +188,13 @@ XenDomainManager::~XenDomainManager() {
     // synchronously (libxl's own wait also completes the pending operations).
     for (auto [id, xen_name] : std::map(destroying_)) (void)destroy(id, xen_name);
     osevents_->detach();
-    if (destroying_.empty())
+    if (destroying_.empty() && building_.empty())
       libxl_ctx_free(ctx_);  // deregisters its fds through osevents_
     else  // libxl asserts when a context with operations in flight is freed
-      std::fprintf(stderr, "shadowd: xen: %zu domain destroy(s) still in flight at exit; libxl context left open\n",
-                   destroying_.size());
+      std::fprintf(stderr,
+                   "shadowd: xen: %zu domain build(s) and %zu destroy(s) still in flight at exit; libxl context "
+                   "left open\n",
+                   building_.size(), destroying_.size());
   }
   osevents_.reset();
   if (log_) xtl_logger_destroy(log_);
@@ -211,6 +216,20 @@ std::string XenDomainManager::pick_xen_name(const std::string& name) const {
 
 // ---- create ----------------------------------------------------------------
 
+// The hypervisor would pick the domid only when libxl has built the domain;
+// choosing it here lets create() return the incarnation at once while libxl
+// builds it in the background (create_done), so shadowd's loop never waits
+// for a domain to be built.
+std::optional<DomId> XenDomainManager::pick_domid() {
+  for (DomId tries = 1; tries < kFirstReservedDomid; ++tries) {
+    DomId id = next_domid_;
+    next_domid_ = next_domid_ + 1 >= kFirstReservedDomid ? 1 : next_domid_ + 1;
+    if (live_.count(id) || destroying_.count(id)) continue;
+    if (libxl_domain_info(ctx_, nullptr, id) == ERROR_DOMAIN_NOTFOUND) return id;
+  }
+  return std::nullopt;
+}
+
 Result<platform::DomainInfo> XenDomainManager::create(const platform::DomainSpec& spec, ctl::Channel* ctl) {
   if (!disaster_.empty())
     return fail(Code::kEscalate, "xen: libxl reported a disaster earlier (" + disaster_ + "); restart shadowd");
@@ -219,55 +238,99 @@ Result<platform::DomainInfo> XenDomainManager::create(const platform::DomainSpec
   if (auto ok = validate(spec, *type); !ok) return std::unexpected(ok.error());
   std::string xen_name = pick_xen_name(spec.name);
   std::string what = "creating domain '" + xen_name + "'";
+  auto domid = pick_domid();
+  if (!domid) return fail(Code::kRetry, "xen: " + what + ": no free domain id");
 
-  libxl_domain_config cfg;
-  libxl_domain_config_init(&cfg);
-  auto built = build_config(ctx_, spec, *type, xen_name, &cfg);
-  uint32_t domid = INVALID_DOMID;
-  int rc = built ? libxl_domain_create_new(ctx_, &cfg, &domid, nullptr, nullptr) : 0;
-  libxl_domain_config_dispose(&cfg);
-  if (!built) return std::unexpected(built.error());
-  if (rc != 0) {
-    // libxl cleans up after other errors; ERROR_ABORTED may leave a
-    // half-created domain behind.
-    if (rc == ERROR_ABORTED && domid != static_cast<uint32_t>(INVALID_DOMID)) (void)destroy(domid, xen_name);
-    return libxl_fail(what, "libxl_domain_create_new", rc);
+  // libxl reads the config and writes the domid until the build is done.
+  auto op = std::make_unique<PendingCreate>();
+  op->self = this;
+  op->domid = *domid;
+  op->serial = next_serial_++;
+  libxl_domain_config_init(&op->cfg);
+  if (auto built = build_config(ctx_, spec, *type, xen_name, &op->cfg); !built) {
+    libxl_domain_config_dispose(&op->cfg);
+    return std::unexpected(built.error());
   }
-
-  // Death events before the domain runs: nothing it does can be missed.
-  uint64_t serial = next_serial_++;
-  libxl_evgen_domain_death* evgen = nullptr;
-  rc = libxl_evenable_domain_death(ctx_, domid, serial, &evgen);
-  if (rc != 0) {
-    (void)destroy(domid, xen_name);
-    return libxl_fail(what, "libxl_evenable_domain_death", rc);
-  }
-  rc = libxl_domain_unpause(ctx_, domid, nullptr);
-  if (rc != 0) {
-    libxl_evdisable_domain_death(ctx_, evgen);
-    (void)destroy(domid, xen_name);
-    return libxl_fail(what, "libxl_domain_unpause", rc);
-  }
+  op->cfg.c_info.domid = *domid;
 
   Incarnation inc;
   inc.spec = spec;
-  inc.info = {domid, spec.name, -1, platform::Clock::now()};
+  inc.info = {*domid, spec.name, -1, platform::Clock::now()};
   inc.xen_name = xen_name;
-  inc.serial = serial;
-  inc.evgen = evgen;
+  inc.serial = op->serial;
+  inc.building = true;
   if (store_ && ctl) {
-    auto link = VchanLink::open(io_, *store_, static_cast<int>(domid), control_path(static_cast<int>(domid)));
+    // Watches for the runtime's vchan; it appears once the domain runs.
+    auto link = VchanLink::open(io_, *store_, static_cast<int>(*domid), control_path(static_cast<int>(*domid)));
     if (!link) {
-      libxl_evdisable_domain_death(ctx_, evgen);
-      (void)destroy(domid, xen_name);
+      libxl_domain_config_dispose(&op->cfg);
       return std::unexpected(link.error());
     }
     *ctl = std::move(link->first);
     inc.link = std::move(link->second);
   }
   auto info = inc.info;
-  live_[domid] = std::move(inc);
+  live_[*domid] = std::move(inc);  // before the call: the callback may come inside it
+  building_[*domid] = xen_name;
+
+  libxl_asyncop_how how{};
+  how.callback = &XenDomainManager::create_done;
+  how.u.for_callback = op.get();
+  auto* raw = op.release();
+  int rc = libxl_domain_create_new(ctx_, &raw->cfg, &raw->out, &how, nullptr);
+  if (rc != 0) {  // not started: no callback comes
+    building_.erase(*domid);
+    live_.erase(*domid);
+    libxl_domain_config_dispose(&raw->cfg);
+    delete raw;
+    return libxl_fail(what, "libxl_domain_create_new", rc);
+  }
   return info;
+}
+
+// libxl's callback: may run inside any libxl call; finish on the io_context.
+void XenDomainManager::create_done(libxl_ctx*, int rc, void* p) {
+  std::unique_ptr<PendingCreate> op(static_cast<PendingCreate*>(p));
+  libxl_domain_config_dispose(&op->cfg);
+  auto& self = *op->self;
+  auto it = self.building_.find(op->domid);
+  if (it == self.building_.end()) return;
+  std::string xen_name = it->second;
+  self.building_.erase(it);
+  boost::asio::post(self.io_, [weak = std::weak_ptr<XenDomainManager*>(self.self_), id = op->domid,
+                               serial = op->serial, xen_name, rc] {
+    if (auto s = weak.lock()) (*s)->on_built(id, serial, xen_name, rc);
+  });
+}
+
+// The domain is built (paused) or its build failed. A failure is the
+// incarnation's death; so is anything failing before it runs.
+void XenDomainManager::on_built(DomId id, uint64_t serial, const std::string& xen_name, int rc) {
+  std::string what = "creating domain '" + xen_name + "'";
+  auto it = live_.find(id);
+  bool wanted = it != live_.end() && it->second.serial == serial && !it->second.destroyed;
+  auto discard = [&] {
+    if (libxl_domain_info(ctx_, nullptr, id) != ERROR_DOMAIN_NOTFOUND) (void)destroy_in_background(id, xen_name);
+    else destroying_.erase(id);
+  };
+  if (!wanted) {  // killed while libxl built it: its death is reported already
+    discard();
+    return;
+  }
+  Incarnation& inc = it->second;
+  inc.building = false;
+  auto died = [&](const char* call, int code) {
+    std::string reason = "create failed (" + std::string(call) + " returned " + libxl_error_name(code) + ")";
+    std::fprintf(stderr, "shadowd: xen: %s: %s\n", what.c_str(), reason.c_str());
+    discard();
+    report_death(id, serial, reason, 0);
+  };
+  if (rc != 0) return died("libxl_domain_create_new", rc);
+  // Death events before the domain runs: nothing it does can be missed.
+  libxl_evgen_domain_death* evgen = nullptr;
+  if (rc = libxl_evenable_domain_death(ctx_, id, serial, &evgen); rc != 0) return died("libxl_evenable_domain_death", rc);
+  inc.evgen = evgen;
+  if (rc = libxl_domain_unpause(ctx_, id, nullptr); rc != 0) return died("libxl_domain_unpause", rc);
 }
 
 // ---- kill / restart --------------------------------------------------------
@@ -287,7 +350,10 @@ Result<void> XenDomainManager::destroy(DomId id, const std::string& name) {
 // peers at once; libxl finishes the destroy on the io_context.
 Result<void> XenDomainManager::destroy_in_background(DomId id, const std::string& name) {
   if (int rc = libxl_domain_pause(ctx_, id, nullptr); rc != 0) {
-    if (libxl_domain_info(ctx_, nullptr, id) == ERROR_DOMAIN_NOTFOUND) return {};  // gone already
+    if (libxl_domain_info(ctx_, nullptr, id) == ERROR_DOMAIN_NOTFOUND) {  // gone already
+      destroying_.erase(id);
+      return {};
+    }
     return libxl_fail("pausing " + domain_label(id, name) + " to destroy it", "libxl_domain_pause", rc);
   }
   auto* op = new PendingDestroy{this, id};
@@ -323,7 +389,10 @@ void XenDomainManager::destroy_done(libxl_ctx*, int rc, void* p) {
 Result<void> XenDomainManager::kill(DomId id, int signal) {
   auto it = live_.find(id);
   if (it == live_.end() || it->second.destroyed) return {};  // already dead or dying: idempotent
-  if (auto d = destroy_in_background(id, it->second.xen_name); !d) return d;
+  if (it->second.building)
+    destroying_[id] = it->second.xen_name;  // on_built destroys it once libxl is done
+  else if (auto d = destroy_in_background(id, it->second.xen_name); !d)
+    return d;
   it->second.destroyed = true;
   // libxl will report DOMAIN_DEATH too; whichever comes first is reported.
   uint64_t serial = it->second.serial;

@@ -1,8 +1,10 @@
 // Driver domains as real Xen domains, through libxl.
 //
 //   create   DomainSpec -> libxl_domain_config (PV unless spec.type says
-//            otherwise) -> libxl_domain_create_new -> death events enabled
-//            -> libxl_domain_unpause
+//            otherwise) with a domid chosen here -> libxl_domain_create_new
+//            in the background; create() returns at once; when libxl is done:
+//            death events enabled -> libxl_domain_unpause. A build that fails
+//            is the incarnation's death ("create failed (...)")
 //   kill     pause, then libxl_domain_destroy in the background (every signal
 //            means destroy); the death is reported at once; a domain that is
 //            already gone counts as killed
@@ -28,9 +30,8 @@
 // Control channel: create() returns *ctl at once; it is a libxenvchan the
 // domain's runtime (drvdom --xen) offers at control_path(domid), connected
 // when it appears (vchan_link.hpp). Without a store (set_store) *ctl stays
-// invalid. libxl_domain_create_new runs synchronously, on the caller's
-// thread (it blocks the io_context for as long as Xen takes to build the
-// domain); destroys run in the background, driven by the io_context.
+// invalid. Builds and destroys run in the background, driven by the
+// io_context: shadowd's loop never waits for Xen.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -92,6 +93,7 @@ class XenDomainManager final : public platform::DomainManager {
     uint64_t serial = 0;  // libxl_ev_user of its death events
     libxl_evgen_domain_death* evgen = nullptr;
     bool destroyed = false;  // kill() destroyed it; its death report is queued
+    bool building = false;   // libxl is still building it
     std::unique_ptr<VchanLink> link;  // its control channel
   };
   // What event_occurs copies out of a libxl_event before freeing it.
@@ -121,6 +123,16 @@ class XenDomainManager final : public platform::DomainManager {
     platform::DomId id;
   };
   static void destroy_done(libxl_ctx* ctx, int rc, void* op);
+  struct PendingCreate {
+    XenDomainManager* self;
+    platform::DomId domid;
+    uint64_t serial;
+    libxl_domain_config cfg;
+    uint32_t out = 0;
+  };
+  static void create_done(libxl_ctx* ctx, int rc, void* op);
+  void on_built(platform::DomId id, uint64_t serial, const std::string& xen_name, int rc);
+  std::optional<platform::DomId> pick_domid();
 
   boost::asio::io_context& io_;
   xentoollog_logger* log_ = nullptr;
@@ -130,6 +142,8 @@ class XenDomainManager final : public platform::DomainManager {
   platform::Store* store_ = nullptr;
   std::map<platform::DomId, Incarnation> live_;
   std::map<platform::DomId, std::string> destroying_;  // background destroys: domid -> Xen name
+  std::map<platform::DomId, std::string> building_;    // background builds: domid -> Xen name
+  platform::DomId next_domid_ = 1;
   uint64_t next_serial_ = 1;
   std::string disaster_;  // set once libxl reported one: no more creates
   // Posted handlers hold a weak reference: after destruction they do nothing.

@@ -37,9 +37,11 @@ class XenDomainManagerTest : public ::testing::Test {
     settle(io_, std::chrono::milliseconds(5));
     fake::libxl_reset();
   }
+  // Creates and lets the background build finish (death events on, unpaused).
   platform::DomId create(const platform::DomainSpec& s) {
     auto info = mgr_->create(s, nullptr);
     EXPECT_TRUE(info) << info.error().to_string();
+    settle(io_);
     return info ? info->id : 0;
   }
 
@@ -257,13 +259,17 @@ TEST_F(XenDomainManagerTest, Create_LibxlOutOfMemory_ReturnsRetry) {
   EXPECT_EQ(info.error().code, Code::kRetry);
 }
 
-TEST_F(XenDomainManagerTest, Create_EvenableFails_DestroysDomainAndReturnsError) {
+TEST_F(XenDomainManagerTest, Create_EvenableFails_DestroysDomainAndReportsItsDeath) {
   fake::libxl().evenable_rc = ERROR_FAIL;
 
   auto info = mgr_->create(pv_spec(), nullptr);
+  ASSERT_TRUE(info);
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
 
-  ASSERT_FALSE(info);
-  EXPECT_NE(info.error().message.find("libxl_evenable_domain_death"), std::string::npos);
+  EXPECT_EQ(deaths_[0].id, info->id);
+  EXPECT_NE(deaths_[0].reason.find("create failed (libxl_evenable_domain_death returned ERROR_FAIL"),
+            std::string::npos)
+      << deaths_[0].reason;
   EXPECT_EQ(fake::libxl().destroyed.size(), 1u);
   EXPECT_TRUE(fake::libxl().domains.empty());
 }
@@ -272,11 +278,70 @@ TEST_F(XenDomainManagerTest, Create_UnpauseFails_DestroysDomainAndDisablesDeathE
   fake::libxl().unpause_rc = ERROR_FAIL;
 
   auto info = mgr_->create(pv_spec(), nullptr);
+  ASSERT_TRUE(info);
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
 
-  ASSERT_FALSE(info);
-  EXPECT_NE(info.error().message.find("libxl_domain_unpause"), std::string::npos);
+  EXPECT_NE(deaths_[0].reason.find("libxl_domain_unpause returned ERROR_FAIL"), std::string::npos);
   EXPECT_TRUE(fake::libxl().domains.empty());
   EXPECT_EQ(fake::libxl().death_watches, 0);
+}
+
+// ---- create in the background ---------------------------------------------------
+
+TEST_F(XenDomainManagerTest, Create_BuildStillRunning_ReturnsAtOnceWithChosenDomid) {
+  fake::libxl().hold_creates = true;
+
+  auto info = mgr_->create(pv_spec(), nullptr);
+  settle(io_);
+
+  ASSERT_TRUE(info) << info.error().to_string();
+  EXPECT_TRUE(fake::libxl().unpaused.empty());  // not built yet
+  EXPECT_EQ(fake::libxl().creates_in_flight, 1);
+  fake::libxl_finish_creates();
+  settle(io_);
+  ASSERT_EQ(fake::libxl().created.size(), 1u);
+  EXPECT_EQ(fake::libxl().created[0].domid, info->id);  // libxl used the domid create() returned
+  EXPECT_EQ(fake::libxl().unpaused, std::vector<uint32_t>{info->id});
+  EXPECT_EQ(fake::libxl().death_watches, 1);
+}
+
+TEST_F(XenDomainManagerTest, Create_DomidsInUse_Skipped) {
+  fake::libxl().domains = {1, 2};  // someone else's domains
+
+  auto id = create(pv_spec());
+
+  EXPECT_EQ(id, 3u);
+}
+
+TEST_F(XenDomainManagerTest, Create_BuildFails_ReportedAsTheIncarnationsDeath) {
+  fake::libxl().async_create_rc = ERROR_FAIL;
+
+  auto info = mgr_->create(pv_spec("netdd"), nullptr);
+  ASSERT_TRUE(info);
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+
+  EXPECT_EQ(deaths_[0].id, info->id);
+  EXPECT_EQ(deaths_[0].name, "netdd");
+  EXPECT_NE(deaths_[0].reason.find("create failed (libxl_domain_create_new returned ERROR_FAIL"), std::string::npos)
+      << deaths_[0].reason;
+  EXPECT_FALSE(mgr_->xen_name(info->id));
+}
+
+TEST_F(XenDomainManagerTest, Kill_WhileBuilding_DeathAtOnceDomainDestroyedWhenBuilt) {
+  fake::libxl().hold_creates = true;
+  auto info = mgr_->create(pv_spec("netdd"), nullptr);
+  ASSERT_TRUE(info);
+
+  ASSERT_TRUE(mgr_->kill(info->id, SIGKILL));
+  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
+  EXPECT_EQ(deaths_[0].reason, "killed (destroyed by shadowd)");
+  fake::libxl_finish_creates();
+  settle(io_);
+
+  EXPECT_EQ(deaths_.size(), 1u);
+  EXPECT_TRUE(fake::libxl().unpaused.empty());  // it never ran
+  EXPECT_FALSE(fake::libxl().domains.count(info->id));
+  EXPECT_EQ(fake::libxl().destroys_in_flight, 0);
 }
 
 TEST_F(XenDomainManagerTest, Create_PvWithoutKernel_ReturnsInvalidInputWithoutCallingLibxl) {
@@ -336,6 +401,7 @@ TEST_F(XenDomainManagerTest, Kill_LiveDomain_DestroysIt) {
 
 TEST_F(XenDomainManagerTest, Kill_LiveDomain_PausedFirstThenDestroyedAsynchronously) {
   auto id = create(pv_spec());
+  fake::libxl().calls.clear();
 
   ASSERT_TRUE(mgr_->kill(id, SIGKILL));
 

@@ -48,12 +48,20 @@ struct PendingEvent {
   int reason;
 };
 
+struct HeldCreate {
+  libxl_asyncop_how how;
+  const libxl_domain_config* cfg;  // valid until the callback (libxl's rule)
+  uint32_t* out;
+  uint32_t domid;
+};
+
 struct Hidden {
   libxl_ctx* ctx = nullptr;  // the one live ctx
   std::map<libxl_evgen_domain_death*, bool> evgens;
   std::deque<PendingEvent> pending;
   int fd_token = 0;       // &fd_token is libxl's for_libxl of the fd
   int timeout_token = 0;  // ... of the timeout
+  std::vector<HeldCreate> held_creates;  // asynchronous creates not finished yet
   struct HeldDestroy {
     libxl_asyncop_how how;
     uint32_t domid;
@@ -289,11 +297,16 @@ void libxl_bitmap_set(libxl_bitmap* bitmap, int bit) {
 
 // ---- domains -----------------------------------------------------------------
 
-int libxl_domain_create_new(libxl_ctx*, libxl_domain_config* d, uint32_t* domid, const libxl_asyncop_how*,
-                            const libxl_asyncprogress_how*) {
-  if (g_state.create_rc) return g_state.create_rc;
-  fake::CreatedDomain c;
-  c.domid = *domid = g_state.next_domid++;
+}  // extern "C"
+
+namespace fake {
+namespace {
+// The build libxl does (synchronously, or for an asynchronous create when it
+// completes): the domain exists, paused.
+int build(const libxl_domain_config* d, uint32_t domid) {
+  if (g_state.domains.count(domid)) return ERROR_FAIL;  // Xen: the domid is taken
+  CreatedDomain c;
+  c.domid = domid;
   c.name = d->c_info.name ? d->c_info.name : "";
   c.c_type = d->c_info.type;
   c.b_type = d->b_info.type;
@@ -303,7 +316,7 @@ int libxl_domain_create_new(libxl_ctx*, libxl_domain_config* d, uint32_t* domid,
   c.max_vcpus = d->b_info.max_vcpus;
   for (int i = 0; i < d->num_nics; ++i) {
     const libxl_device_nic& n = d->nics[i];
-    fake::CreatedDomain::Nic nic{n.bridge ? n.bridge : "", n.script ? n.script : "", {}, static_cast<int>(n.backend_domid)};
+    CreatedDomain::Nic nic{n.bridge ? n.bridge : "", n.script ? n.script : "", {}, static_cast<int>(n.backend_domid)};
     std::memcpy(nic.mac, n.mac, 6);
     c.nics.push_back(nic);
   }
@@ -313,7 +326,47 @@ int libxl_domain_create_new(libxl_ctx*, libxl_domain_config* d, uint32_t* domid,
   c.ramdisk = d->b_info.ramdisk ? d->b_info.ramdisk : "";
   c.cmdline = d->b_info.cmdline ? d->b_info.cmdline : "";
   g_state.created.push_back(c);
-  g_state.domains.insert(c.domid);
+  g_state.domains.insert(domid);
+  return 0;
+}
+
+void finish_create(const HeldCreate& h) {
+  int rc = g_state.async_create_rc ? g_state.async_create_rc : build(h.cfg, h.domid);
+  if (rc == 0) *h.out = h.domid;
+  --g_state.creates_in_flight;
+  h.how.callback(g_hidden.ctx, rc, h.how.u.for_callback);
+}
+}  // namespace
+
+void libxl_finish_creates() {
+  auto held = std::move(g_hidden.held_creates);
+  g_hidden.held_creates.clear();
+  for (auto& h : held) finish_create(h);
+}
+}  // namespace fake
+
+extern "C" {
+
+// A domid in c_info is used as given (LIBXL_HAVE_CREATEINFO_DOMID), else the
+// next free one. With ao_how the build completes inside the call, or on
+// libxl_finish_creates when hold_creates is set.
+int libxl_domain_create_new(libxl_ctx*, libxl_domain_config* d, uint32_t* domid, const libxl_asyncop_how* how,
+                            const libxl_asyncprogress_how*) {
+  if (g_state.create_rc) return g_state.create_rc;
+  uint32_t want = d->c_info.domid;
+  uint32_t id = (want > 0 && want < 0x7FF0) ? want : g_state.next_domid++;
+  g_state.calls.push_back((how && how->callback ? "create-async " : "create ") + std::to_string(id));
+  if (!(how && how->callback)) {
+    int rc = fake::build(d, id);
+    if (rc == 0) *domid = id;
+    return rc;
+  }
+  ++g_state.creates_in_flight;
+  fake::HeldCreate h{*how, d, domid, id};
+  if (g_state.hold_creates)
+    g_hidden.held_creates.push_back(h);
+  else
+    fake::finish_create(h);
   return 0;
 }
 

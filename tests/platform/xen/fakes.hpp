@@ -55,6 +55,10 @@ struct Libxl {
   // own wait does).
   int async_destroy_rc = 0;
   bool hold_destroys = false;
+  // The same for asynchronous creates: the callback's rc, and whether the
+  // build waits for libxl_finish_creates.
+  int async_create_rc = 0;
+  bool hold_creates = false;
 
   // Domains that exist (create adds, destroy and vanish remove).
   std::set<uint32_t> domains;
@@ -65,8 +69,9 @@ struct Libxl {
   std::vector<uint32_t> unpaused;
   std::vector<uint32_t> destroyed;  // every libxl_domain_destroy call
   std::vector<uint32_t> paused;     // every successful libxl_domain_pause
-  std::vector<std::string> calls;   // "pause <id>", "destroy <id>", "destroy-async <id>", in order
+  std::vector<std::string> calls;   // "create[-async] <id>", "pause <id>", "destroy[-async] <id>", in order
   int destroys_in_flight = 0;       // asynchronous destroys whose callback has not run
+  int creates_in_flight = 0;        // ... creates
   int ctx_allocs = 0, ctx_frees = 0;
   int config_disposes = 0;
   int childproc_mode = -1;
@@ -94,8 +99,9 @@ void libxl_deliver_shutdown(uint32_t domid, int reason);   // LIBXL_SHUTDOWN_REA
 void libxl_vanish(uint32_t domid);
 // libxl's disaster callback, as when event handling broke.
 void libxl_disaster(const char* msg);
-// Completes the held asynchronous destroys (hold_destroys).
+// Completes the held asynchronous destroys (hold_destroys) / creates (hold_creates).
 void libxl_finish_destroys();
+void libxl_finish_creates();
 
 // Drive the application's osevent hooks directly.
 void libxl_make_fd_readable();             // no event: only the fd
