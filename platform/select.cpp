@@ -28,10 +28,9 @@ std::vector<std::string> available_platforms() {
 Result<std::unique_ptr<Platform>> make_platform(const std::string& name, boost::asio::io_context& io,
                                                 const Options& opts) {
   std::string chosen = name;
-  // auto stays on local until the Xen platform has its control channel,
-  // event channels and grants (libxenvchan, evtchn, gnttab); ask for xen
-  // explicitly to try what exists.
-  if (name == "auto") chosen = "local";
+  // auto: Xen when this is a Xen control domain whose toolstack answers,
+  // else the local platform (any Linux host).
+  if (name == "auto") chosen = xen_reason().empty() ? "xen" : "local";
   if (chosen == "local") return std::unique_ptr<Platform>(std::make_unique<local::LocalPlatform>(io, opts));
   if (chosen == "xen") {
 #ifdef SD_WITH_XEN
