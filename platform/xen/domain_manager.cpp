@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,8 @@ using platform::DomId;
 
 // Domain ids from here up are Xen's own (DOMID_FIRST_RESERVED in xen.h).
 constexpr DomId kFirstReservedDomid = 0x7FF0;
+// How long the destructor lets libxl finish its background builds/destroys.
+constexpr auto kDrainLimit = std::chrono::seconds(30);
 
 std::string libxl_error_name(int rc) {
   const char* name = nullptr;
@@ -178,23 +181,33 @@ XenDomainManager::XenDomainManager(boost::asio::io_context& io, xentoollog_logge
     : io_(io), log_(log), osevents_(std::make_unique<LibxlOsEvents>(io)) {}
 
 XenDomainManager::~XenDomainManager() {
-  self_.reset();
   if (ctx_) {
     for (auto& [id, inc] : live_) {
       if (inc.evgen) libxl_evdisable_domain_death(ctx_, inc.evgen);
-      if (!inc.destroyed) (void)destroy(id, inc.xen_name);
+      inc.evgen = nullptr;
+      if (inc.building)
+        inc.destroyed = true;  // on_built destroys it
+      else if (!inc.destroyed)
+        (void)destroy_in_background(id, inc.xen_name);
     }
-    // Nothing drives libxl's events any more: finish the background destroys
-    // synchronously (libxl's own wait also completes the pending operations).
-    for (auto [id, xen_name] : std::map(destroying_)) (void)destroy(id, xen_name);
+    // libxl finishes what it started only while its events are driven, and
+    // asserts when a context with operations in flight is freed: run the
+    // (stopped) io_context a while longer for them.
+    auto deadline = std::chrono::steady_clock::now() + kDrainLimit;
+    while ((!destroying_.empty() || !building_.empty()) && std::chrono::steady_clock::now() < deadline) {
+      io_.restart();
+      io_.run_one_for(std::chrono::milliseconds(50));
+    }
+    self_.reset();
     osevents_->detach();
     if (destroying_.empty() && building_.empty())
       libxl_ctx_free(ctx_);  // deregisters its fds through osevents_
-    else  // libxl asserts when a context with operations in flight is freed
+    else
       std::fprintf(stderr,
-                   "shadowd: xen: %zu domain build(s) and %zu destroy(s) still in flight at exit; libxl context "
-                   "left open\n",
-                   building_.size(), destroying_.size());
+                   "shadowd: xen: %zu domain build(s) and %zu destroy(s) still in flight after %lld s; left to "
+                   "Xen (xl list), libxl context left open\n",
+                   building_.size(), destroying_.size(),
+                   static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kDrainLimit).count()));
   }
   osevents_.reset();
   if (log_) xtl_logger_destroy(log_);
@@ -219,8 +232,16 @@ std::string XenDomainManager::pick_xen_name(const std::string& name) const {
 // The hypervisor would pick the domid only when libxl has built the domain;
 // choosing it here lets create() return the incarnation at once while libxl
 // builds it in the background (create_done), so shadowd's loop never waits
-// for a domain to be built.
+// for a domain to be built. Like Xen, count upwards past every domain that
+// exists: libxl refuses a domid destroyed within the last minute ("domain id
+// recently used"), and those lie below.
 std::optional<DomId> XenDomainManager::pick_domid() {
+  int n = 0;
+  if (libxl_dominfo* list = libxl_list_domain(ctx_, &n)) {
+    for (int i = 0; i < n; ++i)
+      if (list[i].domid + 1 < kFirstReservedDomid) next_domid_ = std::max<DomId>(next_domid_, list[i].domid + 1);
+    libxl_dominfo_list_free(list, n);
+  }
   for (DomId tries = 1; tries < kFirstReservedDomid; ++tries) {
     DomId id = next_domid_;
     next_domid_ = next_domid_ + 1 >= kFirstReservedDomid ? 1 : next_domid_ + 1;
@@ -296,7 +317,6 @@ void XenDomainManager::create_done(libxl_ctx*, int rc, void* p) {
   auto it = self.building_.find(op->domid);
   if (it == self.building_.end()) return;
   std::string xen_name = it->second;
-  self.building_.erase(it);
   boost::asio::post(self.io_, [weak = std::weak_ptr<XenDomainManager*>(self.self_), id = op->domid,
                                serial = op->serial, xen_name, rc] {
     if (auto s = weak.lock()) (*s)->on_built(id, serial, xen_name, rc);
@@ -306,6 +326,7 @@ void XenDomainManager::create_done(libxl_ctx*, int rc, void* p) {
 // The domain is built (paused) or its build failed. A failure is the
 // incarnation's death; so is anything failing before it runs.
 void XenDomainManager::on_built(DomId id, uint64_t serial, const std::string& xen_name, int rc) {
+  building_.erase(id);  // only now: the destructor waits for this
   std::string what = "creating domain '" + xen_name + "'";
   auto it = live_.find(id);
   bool wanted = it != live_.end() && it->second.serial == serial && !it->second.destroyed;

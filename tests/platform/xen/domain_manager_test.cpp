@@ -313,6 +313,21 @@ TEST_F(XenDomainManagerTest, Create_DomidsInUse_Skipped) {
   EXPECT_EQ(id, 3u);
 }
 
+TEST_F(XenDomainManagerTest, Create_AfterOthersDestroyed_DomidsKeepCountingUp) {
+  fake::libxl().domains = {0, 7};  // dom0 and someone's domain 7; 1-6 may be "recently used"
+  auto first = create(pv_spec());
+  fake::libxl().domains.erase(7);
+
+  auto second = create(pv_spec("other"));
+  ASSERT_TRUE(mgr_->kill(first, SIGKILL));
+  settle(io_);
+  auto third = create(pv_spec("third"));
+
+  EXPECT_EQ(first, 8u);
+  EXPECT_EQ(second, 9u);
+  EXPECT_EQ(third, 10u);  // not 8 again, just destroyed
+}
+
 TEST_F(XenDomainManagerTest, Create_BuildFails_ReportedAsTheIncarnationsDeath) {
   fake::libxl().async_create_rc = ERROR_FAIL;
 
@@ -416,6 +431,7 @@ TEST_F(XenDomainManagerTest, Kill_DestroyStillRunning_DeathReportedAtOnceNameNot
   ASSERT_TRUE(mgr_->kill(id, SIGKILL));
   ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
   auto during = create(pv_spec("netdd"));
+  fake::libxl().hold_destroys = false;
   fake::libxl_finish_destroys();
   settle(io_);
   auto after = create(pv_spec("netdd"));
@@ -455,15 +471,32 @@ TEST_F(XenDomainManagerTest, Kill_PauseFailsDomainStillThere_ReturnsErrorNotRepo
   EXPECT_TRUE(deaths_.empty());
 }
 
-TEST_F(XenDomainManagerTest, Destructor_DestroyInFlight_FinishedBeforeLibxlIsFreed) {
+TEST_F(XenDomainManagerTest, Destructor_DestroyInFlight_DrivesLibxlUntilDoneThenFrees) {
   auto id = create(pv_spec("netdd"));
   fake::libxl().hold_destroys = true;
   ASSERT_TRUE(mgr_->kill(id, SIGKILL));
+  fake::libxl_finish_when_driven();
 
   mgr_.reset();
 
   EXPECT_EQ(fake::libxl().destroys_in_flight, 0);
   EXPECT_FALSE(fake::libxl().domains.count(id));
+  EXPECT_EQ(fake::libxl().ctx_frees, 1);
+}
+
+TEST_F(XenDomainManagerTest, Destructor_LiveAndBuildingDomains_AllDestroyedBeforeLibxlIsFreed) {
+  auto live = create(pv_spec("netdd"));
+  fake::libxl().hold_creates = true;
+  auto building = mgr_->create(pv_spec("standby"), nullptr);
+  ASSERT_TRUE(building);
+  fake::libxl_finish_when_driven();
+
+  mgr_.reset();
+
+  EXPECT_FALSE(fake::libxl().domains.count(live));
+  EXPECT_FALSE(fake::libxl().domains.count(building->id));
+  EXPECT_EQ(fake::libxl().creates_in_flight, 0);
+  EXPECT_EQ(fake::libxl().destroys_in_flight, 0);
   EXPECT_EQ(fake::libxl().ctx_frees, 1);
 }
 

@@ -115,6 +115,11 @@ void finish_destroy(const libxl_asyncop_how& how, uint32_t domid) {
 }
 }  // namespace
 
+void libxl_finish_when_driven() {
+  g_state.finish_held_when_driven = true;
+  signal_fd();
+}
+
 void libxl_finish_destroys() {
   auto held = std::move(g_hidden.held);
   g_hidden.held.clear();
@@ -231,6 +236,10 @@ void libxl_osevent_occurred_fd(libxl_ctx* ctx, void* for_libxl, int, short, shor
   g_state.last_revents = revents;
   uint64_t n;
   (void)!::read(ctx->efd, &n, sizeof n);
+  if (g_state.finish_held_when_driven) {
+    fake::libxl_finish_destroys();
+    fake::libxl_finish_creates();
+  }
   std::deque<fake::PendingEvent> pending;
   pending.swap(g_hidden.pending);
   for (const auto& p : pending) {
@@ -411,6 +420,16 @@ int libxl_domain_destroy(libxl_ctx*, uint32_t domid, const libxl_asyncop_how* ho
   for (auto& h : mine) fake::finish_destroy(h.how, h.domid);
   return 0;
 }
+
+libxl_dominfo* libxl_list_domain(libxl_ctx*, int* n) {
+  *n = static_cast<int>(g_state.domains.size());
+  auto* list = static_cast<libxl_dominfo*>(std::calloc(g_state.domains.size() + 1, sizeof(libxl_dominfo)));
+  int i = 0;
+  for (uint32_t id : g_state.domains) list[i++].domid = id;
+  return list;
+}
+
+void libxl_dominfo_list_free(libxl_dominfo* list, int) { std::free(list); }
 
 int libxl_domain_info(libxl_ctx*, libxl_dominfo*, uint32_t domid) {
   return g_state.domains.count(domid) ? 0 : ERROR_DOMAIN_NOTFOUND;

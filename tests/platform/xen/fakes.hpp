@@ -59,6 +59,7 @@ struct Libxl {
   // build waits for libxl_finish_creates.
   int async_create_rc = 0;
   bool hold_creates = false;
+  bool finish_held_when_driven = false;  // see libxl_finish_when_driven
 
   // Domains that exist (create adds, destroy and vanish remove).
   std::set<uint32_t> domains;
@@ -102,6 +103,9 @@ void libxl_disaster(const char* msg);
 // Completes the held asynchronous destroys (hold_destroys) / creates (hold_creates).
 void libxl_finish_destroys();
 void libxl_finish_creates();
+// From now on the held ones finish once the application drives libxl's fd
+// (as libxl's own operations progress only then); makes the fd readable.
+void libxl_finish_when_driven();
 
 // Drive the application's osevent hooks directly.
 void libxl_make_fd_readable();             // no event: only the fd
