@@ -302,7 +302,9 @@ shadow_run() {
                 kv ${tag}_app_s "$(secs $a0 $(now_ms))"
                 mark ${tag}_app_done
             else
-                kv ${tag}_app "no result within 600 s"
+                # tells a hung download from a guest whose shell never got to start it
+                started=$(xenstore-read /local/domain/$GDOM/data/app-started 2>/dev/null || echo never)
+                kv ${tag}_app "no result within 600 s (guest started the app at uptime: $started)"
                 show_console guest1
             fi
             xctl devices

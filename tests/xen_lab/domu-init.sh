@@ -59,6 +59,7 @@ if [ "$role" = guest ] && [ -n "$mac" ]; then
     done
     echo "SDLAB-DOMU app: wget $url"
     t0=$(cut -d' ' -f1 /proc/uptime)
+    xenstore-write data/app-started "$t0"
     # bytes counted on a second branch of the stream (a FIFO; ash has no >(...))
     mkfifo /tmp/count
     wc -c < /tmp/count > /tmp/bytes.txt &
