@@ -22,7 +22,7 @@ import sys
 import time
 
 # Xen: serial console on COM1; dom0 gets 1 GiB and both vCPUs.
-XEN_CMDLINE = "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2"
+XEN_CMDLINE = "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus={smp}"
 DOM0_CMDLINE = "console=hvc0 earlyprintk=xen rdinit=/init quiet loglevel=4"
 ECHO = re.compile(r"SDLAB-(MARK|RESULT|DOMU)|TIMEOUT|\(XEN\) Xen version|Linux version|"
                   r"[Pp]anic|Oops|crashed|\berror\b|FATAL|^\(exit|^\$ ")
@@ -44,7 +44,7 @@ def qemu_argv(a, test):
     # 20261127-084108). See docs/XEN_LAB.md.
     return ["qemu-system-x86_64", "-accel", "tcg", "-cpu", a.cpu,
             "-m", str(a.mem), "-smp", str(a.smp), "-nographic", "-no-reboot", "-net", "none",
-            "-kernel", a.xen, "-append", XEN_CMDLINE,
+            "-kernel", a.xen, "-append", XEN_CMDLINE.format(smp=a.smp),
             "-initrd", f"{a.kernel} {dom0},{a.initrd}"]
 
 
@@ -95,7 +95,27 @@ def main():
         if "SDLAB-RESULT" in s:
             results.append(s[s.index("SDLAB-RESULT") + 13:])
 
+    # A dom0 test silent this long is stuck (or waiting very long): ask Xen,
+    # through its serial console, where every vCPU is (debug keys q: domains,
+    # r: run queues, d: registers and guest stacks). Ctrl-A three times
+    # switches the console input to Xen and back; QEMU's -nographic mux
+    # wants each Ctrl-A doubled.
+    last_out, dumps = time.time(), 0
+
+    def xen_dump():
+        toggle = b"\x01\x01" * 3
+        for keys in (toggle, b"q", b"r", b"d", toggle):
+            p.stdin.write(keys)
+            p.stdin.flush()
+            time.sleep(2)
+
     while True:
+        if time.time() - last_out > 240 and dumps < 2:
+            dumps += 1
+            last_out = time.time()
+            print(f"  [qemu] no output for 240 s: asking Xen for a vCPU dump (debug keys q r d, in the log)",
+                  flush=True)
+            xen_dump()
         if time.time() - t0 > a.timeout:
             print(f"  [qemu] TIMEOUT after {a.timeout:.0f}s, killing qemu", flush=True)
             p.kill()
@@ -109,6 +129,7 @@ def main():
         chunk = os.read(fd, 65536)
         if not chunk:
             break
+        last_out = time.time()
         buf += chunk
         while b"\n" in buf:
             raw, buf = buf.split(b"\n", 1)

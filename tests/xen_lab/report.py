@@ -95,7 +95,7 @@ def main():
     if "fatal" in kv:
         out_notes.append("dom0 test: " + kv["fatal"])
     if kv.get("xen_version"):
-        out_notes.append(f"Xen {kv['xen_version']} under QEMU TCG (2 vCPUs, 3 GiB, no KVM), "
+        out_notes.append(f"Xen {kv['xen_version']} under QEMU TCG ({os.environ.get('LAB_SMP') or 2} vCPUs, 3 GiB, no KVM), "
                          f"Debian {kv.get('dom0_kernel', '?')} as PV dom0 (1 GiB) and PV domUs")
     if boot_s is not None:
         out_notes.append(f"boot_s = QEMU start -> first successful `xl info` in dom0 "

@@ -18,6 +18,7 @@
 #   LAB_SHADOWD_ARGS  extra arguments for the `shadowd --platform xen` run in dom0 (e.g. -v)
 #   LAB_RUNS     which shadowd runs, in order (default "cold standby")
 #   LAB_CPU      QEMU -cpu model (default: see qemu_run.py)
+#   LAB_SMP      emulated CPUs, also dom0's vCPUs (default 2)
 # The last line of output is always one JSON object (also on failure).
 # Exit status: 0 when the dom0 test ran to the end, 1 otherwise.
 set -euo pipefail
@@ -337,6 +338,7 @@ fi
 # ---------------------------------------------------------------- 8. boot Xen + dom0 and run the test
 RUNNER=(python3 "$HERE/qemu_run.py" --xen "$XEN_BIN" --kernel "$KDIR/vmlinuz" --initrd "$DOM0_IMG")
 [[ -n ${LAB_CPU:-} ]] && RUNNER+=(--cpu "$LAB_CPU")
+[[ -n ${LAB_SMP:-} ]] && RUNNER+=(--smp "$LAB_SMP")
 if [[ $MODE == shell ]]; then
   trap - EXIT
   exec "${RUNNER[@]}" --shell
