@@ -30,18 +30,13 @@ ECHO = re.compile(r"SDLAB-(MARK|RESULT|DOMU)|TIMEOUT|\(XEN\) Xen version|Linux v
 
 def qemu_argv(a, test):
     dom0 = DOM0_CMDLINE + (" sdlab=test" if test else "")
-    # -cpu max,-smap: with SMAP exposed, QEMU 7.2's TCG kills a 64-bit PV dom0 in
-    # its first user-mode iretq (#PF in create_bounce_frame).
-    # -avx,-avx2,-fma,-f16c: TCG's AVX support is new in QEMU 7.2; with it,
-    # dom0 processes died at random (date, grep, tail, tr, once shadowd:
-    # SIGSEGV/SIGABRT inside glibc's AVX2 string functions). Without AVX,
-    # glibc takes its SSE2 paths.
-    # Known problem: processes in dom0 and the domUs still die now and then
-    # (SIGSEGV, heap corruption, an ld.so assertion), mostly after domains are
-    # destroyed; single-threaded TCG (tcg,thread=single) did not help and
-    # doubled every time, nor did hiding PCID/INVPCID from Xen (LAB_CPU=
-    # max,-smap,-avx,-avx2,-fma,-f16c,-pcid,-invpcid: 4 deaths in run
-    # 20261127-084108). See docs/XEN_LAB.md.
+    # -cpu Westmere: with QEMU 7.2's `max` model, processes in dom0 and the
+    # domUs died at random (SIGSEGV, heap corruption, ld.so assertions, a
+    # kernel image read back corrupt), 1-7 per run, whatever we turned off
+    # (SMAP, which otherwise kills dom0 at once, AVX, PCID, SMP, MTTCG).
+    # With the older Westmere model (no SMAP, AVX, PCID, XSAVE, FSGSBASE) a
+    # whole run had none (run 20261127-091614), at about 3x the boot time.
+    # See docs/XEN_LAB.md.
     return ["qemu-system-x86_64", "-accel", "tcg", "-cpu", a.cpu,
             "-m", str(a.mem), "-smp", str(a.smp), "-nographic", "-no-reboot", "-net", "none",
             "-kernel", a.xen, "-append", XEN_CMDLINE.format(smp=a.smp),
@@ -58,7 +53,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=1500)
     ap.add_argument("--mem", default=3072)
     ap.add_argument("--smp", default=2)
-    ap.add_argument("--cpu", default="max,-smap,-avx,-avx2,-fma,-f16c",
+    ap.add_argument("--cpu", default="Westmere",
                     help="QEMU -cpu model (the default is what works, see qemu_argv)")
     ap.add_argument("--shell", action="store_true", help="interactive dom0 shell, no test")
     a = ap.parse_args()
