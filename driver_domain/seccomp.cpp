@@ -12,9 +12,12 @@ Result<void> install_seccomp() {
   // What a backend needs: wait, move bytes over fds it was handed, map
   // granted pages, keep time, exit. No socket(), no open of devices it was
   // not given (openat is allowed only because the mount view is empty of
-  // host files), no process creation, no mount, no ptrace.
+  // host files), no process creation, no mount, no ptrace. The block
+  // backend adds only what a disk fd needs: flush (fdatasync) and discard
+  // (fallocate, which punches holes in the fd it was handed).
   static const char* const kAllowed[] = {
       "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "lseek",
+      "fdatasync", "fallocate",
       "recvmsg", "sendmsg", "recvfrom", "sendto", "recvmmsg", "sendmmsg",
       "poll", "ppoll", "epoll_wait", "epoll_pwait", "epoll_ctl", "epoll_create1", "select", "pselect6",
       "close", "fcntl", "dup", "dup3", "openat", "fstat", "newfstatat", "statx",
