@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -27,6 +29,9 @@ Result<std::unique_ptr<Blkback>> Blkback::create(std::unique_ptr<GrantedPages> p
     return fail(Code::kInvalidInput, "vbd attach: the disk is smaller than the " + std::to_string(disk.sectors) +
                                          " sectors the guest was promised");
   auto bb = std::unique_ptr<Blkback>(new Blkback());
+  bb->stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  bb->broken_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!bb->stop_ || !bb->broken_) return sys_fail("vbd attach: eventfd");
   bb->pages_ = std::move(pages);
   bb->to_front_ = std::move(fds[0]);
   bb->from_front_ = std::move(fds[1]);
@@ -36,16 +41,55 @@ Result<std::unique_ptr<Blkback>> Blkback::create(std::unique_ptr<GrantedPages> p
   auto r = ring::BackRing<blkif::Traits>::attach(ring_page, blkif::kPageSize, false);
   if (!r) return std::unexpected(r.error());
   bb->ring_.emplace(std::move(*r));
+  // Every page mapped before the thread starts: GrantedPages is not thread-safe.
+  bb->pages_->map_all();
+  bb->io_ = std::thread([p = bb.get()] { p->io_loop(); });
   return bb;
 }
 
-void Blkback::poll_fds(std::vector<pollfd>& fds) { fds.push_back({from_front_.get(), POLLIN, 0}); }
+Blkback::~Blkback() {
+  if (io_.joinable()) {
+    uint64_t one = 1;
+    (void)!::write(stop_.get(), &one, sizeof(one));
+    io_.join();
+  }
+}
+
+void Blkback::poll_fds(std::vector<pollfd>& fds) { fds.push_back({broken_.get(), POLLIN, 0}); }
+
+Result<void> Blkback::service() {
+  uint64_t v;
+  (void)!::read(broken_.get(), &v, sizeof(v));
+  std::lock_guard lk(error_m_);
+  if (error_) return std::unexpected(*error_);
+  return {};
+}
 
 void Blkback::inject(ctl::FaultKind k) {
   if (k == ctl::FaultKind::kStall)
     stalled_ = true;
   else
-    garbage_ = k;
+    garbage_ = static_cast<uint32_t>(k);
+}
+
+// The I/O thread: sleeps until the frontend kicks, serves the ring, until
+// the owner says stop or the frontend breaks the protocol.
+void Blkback::io_loop() {
+  for (;;) {
+    pollfd p[2] = {{from_front_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0 && errno != EINTR) return;
+    if (p[1].revents) return;
+    uint64_t v;
+    (void)!::read(from_front_.get(), &v, sizeof(v));  // nonblocking eventfd: clear the kicks
+    if (stalled_) continue;
+    if (auto e = serve_ring()) {
+      std::lock_guard lk(error_m_);
+      error_ = std::move(e);
+      uint64_t one = 1;
+      (void)!::write(broken_.get(), &one, sizeof(one));
+      return;
+    }
+  }
 }
 
 // Moves all of `iov` at `off`; a short transfer is continued where it stopped.
@@ -116,48 +160,55 @@ int16_t Blkback::execute(const blkif_request& r) {
   }
 }
 
-Result<void> Blkback::service() {
-  uint64_t v;
-  (void)!::read(from_front_.get(), &v, sizeof(v));  // nonblocking eventfd: clear the kicks
-  if (stalled_) return {};
+void Blkback::respond(const blkif_request& r, int16_t status, bool& notify) {
+  blkif_response rsp{};
+  rsp.id = r.id;
+  rsp.operation = r.operation;
+  rsp.status = status;
+  ++served_;
+  auto garbage = static_cast<ctl::FaultKind>(garbage_.load());
+  if (garbage == ctl::FaultKind::kBadId) {
+    rsp.id = r.id + 2 * blkif::kRingSize;  // never in flight
+    garbage_ = 0;
+  } else if (garbage == ctl::FaultKind::kBadGrant) {
+    rsp.status = 7;  // not a blkif status
+    garbage_ = 0;
+  } else if (garbage == ctl::FaultKind::kBadProd) {
+    if (dup_of_) {
+      rsp = *dup_of_;  // a second response for one id; this request gets none
+      garbage_ = 0;
+      dup_of_.reset();
+    } else {
+      dup_of_ = rsp;
+    }
+  }
+  (void)ring_->put_response(rsp);
+  // Published at once: a crash replays only what was not answered.
+  if (ring_->push_responses()) notify = true;
+}
+
+std::optional<Error> Blkback::serve_ring() {
   bool notify = false;
-  std::optional<blkif_response> first;  // kBadProd answers the second request with the first one's response
+  std::optional<Error> err;
   for (;;) {
     for (;;) {
       auto req = ring_->get_request();
-      if (!req) return std::unexpected(req.error());
+      if (!req) {
+        err = req.error();
+        break;
+      }
       if (!*req) break;
       const blkif_request r = **req;  // our copy; the guest cannot change it now
-      blkif_response rsp{};
-      rsp.id = r.id;
-      rsp.operation = r.operation;
-      rsp.status = execute(r);
-      ++served_;
-      if (garbage_ == ctl::FaultKind::kBadId) {
-        rsp.id = r.id + 2 * blkif::kRingSize;  // never in flight
-        garbage_.reset();
-      } else if (garbage_ == ctl::FaultKind::kBadGrant) {
-        rsp.status = 7;  // not a blkif status
-        garbage_.reset();
-      } else if (garbage_ == ctl::FaultKind::kBadProd) {
-        if (first) {
-          rsp = *first;  // a second response for one id; this request gets none
-          garbage_.reset();
-        } else {
-          first = rsp;
-        }
-      }
-      (void)ring_->put_response(rsp);
-      // Published at once: a crash replays only what was not answered.
-      if (ring_->push_responses()) notify = true;
+      respond(r, execute(r), notify);
+      if (stalled_) break;
     }
-    if (!ring_->final_check_for_requests()) break;
+    if (err || stalled_ || !ring_->final_check_for_requests()) break;
   }
   if (notify) {
     uint64_t one = 1;
     (void)!::write(to_front_.get(), &one, sizeof(one));
   }
-  return {};
+  return err;
 }
 
 }  // namespace sd::drvdom

@@ -178,21 +178,24 @@ void Blkfront::backend_fault_locked(const std::string& why) {
 // completes nothing (the guest sees one completion per request).
 void Blkfront::take_responses_locked() {
   bool any = false;
-  for (;;) {
-    auto r = ring_->get_response();
-    if (!r) return backend_fault_locked(r.error().message);
-    if (!*r) break;
-    const blkif_response rsp = **r;  // our copy; the backend cannot change it now
-    auto req = table_.complete(rsp);
-    if (!req) return backend_fault_locked(req.error().message);
-    log_.complete(static_cast<uint32_t>(rsp.id));
-    status_[rsp.id] = rsp.status;
-    done_[rsp.id] = 1;
-    ++stats_.completed;
-    any = true;
-  }
+  do {
+    for (;;) {
+      auto r = ring_->get_response();
+      if (!r) return backend_fault_locked(r.error().message);
+      if (!*r) break;
+      const blkif_response rsp = **r;  // our copy; the backend cannot change it now
+      auto req = table_.complete(rsp);
+      if (!req) return backend_fault_locked(req.error().message);
+      log_.complete(static_cast<uint32_t>(rsp.id));
+      status_[rsp.id] = rsp.status;
+      done_[rsp.id] = 1;
+      ++stats_.completed;
+      any = true;
+    }
+    // Responses published between the last read and rsp_event being set
+    // bring no notification: take them now.
+  } while (ring_->final_check_for_responses());
   if (any) cv_.notify_all();
-  (void)ring_->final_check_for_responses();
 }
 
 // The old backend is dead. Keep what it finished, then hand the next one a
@@ -274,6 +277,14 @@ int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_
   (void)ring_->put_request(req);
   log_.record(static_cast<uint32_t>(id), kReqRing, &req, blkif::kLoggedReq);  // the shadow's copy, same step
   stats_.max_inflight = std::max<uint64_t>(stats_.max_inflight, table_.count());
+  ++stats_.submitted;
+  switch (op) {
+    case BLKIF_OP_READ: ++stats_.reads; break;
+    case BLKIF_OP_WRITE: ++stats_.writes; break;
+    case BLKIF_OP_FLUSH_DISKCACHE: ++stats_.flushes; break;
+    case BLKIF_OP_WRITE_BARRIER: ++stats_.barriers; break;
+    default: ++stats_.discards;
+  }
   if (ring_->push_requests()) kick();
   cv_.wait(lk, [&] { return dead_ || done_[id]; });
   int rc = 0;

@@ -72,7 +72,10 @@ class Blkfront {
   int discard(uint64_t off, uint64_t len);      // DISCARD (whole sectors only)
 
   struct Stats {
-    uint64_t completed = 0, faults = 0, reconnects = 0, replayed = 0, max_inflight = 0;
+    uint64_t submitted = 0;  // requests put on the ring (replays not counted)
+    uint64_t completed = 0;  // responses taken (each request at most once)
+    uint64_t reads = 0, writes = 0, flushes = 0, barriers = 0, discards = 0;
+    uint64_t faults = 0, reconnects = 0, replayed = 0, max_inflight = 0;
   };
   Stats stats() const;
   bool dead() const;

@@ -151,7 +151,7 @@ class InflightTable {
   Result<uint64_t> add(const blkif_request& req) {
     if (req.id >= slots_.size() || slots_[req.id].in_flight)
       return fail(Code::kEscalate, "inflight: id " + std::to_string(req.id) + " is out of range or in flight");
-    slots_[req.id] = {true, next_order_, req};
+    slots_[req.id] = {true, false, next_order_, req};
     ++count_;
     return next_order_++;
   }
@@ -160,9 +160,11 @@ class InflightTable {
   // id, a duplicate response, a response whose operation differs from the
   // request's or whose status is not a blkif status.
   Result<blkif_request> complete(const blkif_response& rsp) {
-    if (rsp.id >= slots_.size() || !slots_[rsp.id].in_flight)
-      return fail(Code::kRestartReplay, "response for id " + std::to_string(rsp.id) +
-                                            " which is not in flight (never sent, or a duplicate response)");
+    if (rsp.id >= slots_.size() || (!slots_[rsp.id].in_flight && !slots_[rsp.id].answered))
+      return fail(Code::kRestartReplay, "response for id " + std::to_string(rsp.id) + " which is not in flight (unknown id)");
+    if (!slots_[rsp.id].in_flight)
+      return fail(Code::kRestartReplay, "second response for id " + std::to_string(rsp.id) +
+                                            " which is not in flight any more (duplicate response)");
     const Slot& s = slots_[rsp.id];
     if (rsp.operation != s.req.operation)
       return fail(Code::kRestartReplay, "response of operation " + op_name(rsp.operation) + " to a " +
@@ -172,6 +174,7 @@ class InflightTable {
                   "wrong status " + std::to_string(rsp.status) + " for " + op_name(s.req.operation));
     blkif_request req = s.req;
     slots_[rsp.id].in_flight = false;
+    slots_[rsp.id].answered = true;
     --count_;
     return req;
   }
@@ -198,6 +201,7 @@ class InflightTable {
  private:
   struct Slot {
     bool in_flight = false;
+    bool answered = false;  // the last request with this id got its response
     uint64_t order = 0;
     blkif_request req{};
   };
