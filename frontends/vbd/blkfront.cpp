@@ -177,15 +177,22 @@ void Blkfront::backend_fault_locked(const std::string& why) {
 // waiting for it hears of it: an unknown id or a second response for an id
 // completes nothing (the guest sees one completion per request).
 void Blkfront::take_responses_locked() {
+  std::optional<std::string> bad;
   bool any = false;
   do {
     for (;;) {
       auto r = ring_->get_response();
-      if (!r) return backend_fault_locked(r.error().message);
+      if (!r) {
+        bad = r.error().message;
+        break;
+      }
       if (!*r) break;
       const blkif_response rsp = **r;  // our copy; the backend cannot change it now
       auto req = table_.complete(rsp);
-      if (!req) return backend_fault_locked(req.error().message);
+      if (!req) {
+        bad = req.error().message;
+        break;
+      }
       log_.complete(static_cast<uint32_t>(rsp.id));
       status_[rsp.id] = rsp.status;
       done_[rsp.id] = 1;
@@ -194,8 +201,10 @@ void Blkfront::take_responses_locked() {
     }
     // Responses published between the last read and rsp_event being set
     // bring no notification: take them now.
-  } while (ring_->final_check_for_responses());
+  } while (!bad && ring_->final_check_for_responses());
+  // The valid responses before a bad one complete their callers.
   if (any) cv_.notify_all();
+  if (bad) backend_fault_locked(*bad);
 }
 
 // The old backend is dead. Keep what it finished, then hand the next one a
