@@ -214,27 +214,7 @@ void Blkfront::take_responses_locked() {
 void Blkfront::reconnect_locked(const ctl::Msg& m) {
   connected_ = true;
   take_responses_locked();  // stops at the first invalid response
-  ring_->reset();
-  // The content: the splitter log's copy of each request where it holds the
-  // whole request (the shadow's), else the table's copy.
-  std::vector<std::optional<blkif_request>> logged(blkif::kRingSize);
-  if (log_.enabled())
-    for (const auto& e : log_.inflight(kReqRing)) {
-      if (e.slot >= blkif::kRingSize || e.len != blkif::kLoggedReq) continue;
-      blkif_request q{};
-      std::memcpy(&q, e.req, e.len);
-      logged[e.slot] = q;
-    }
-  uint32_t replayed = 0;
-  for (blkif_request req : table_.in_order()) {
-    if (const auto& l = logged[req.id];
-        l && l->id == req.id && l->operation == req.operation && l->sector_number == req.sector_number &&
-        l->nr_segments == req.nr_segments && req.nr_segments <= 2)
-      req = *l;
-    (void)ring_->put_request(req);
-    ++replayed;
-  }
-  (void)ring_->push_requests();
+  uint32_t replayed = blkif::requeue(*ring_, table_, log_, kReqRing);
   connected_ = true;
   ++stats_.reconnects;
   stats_.replayed += replayed;

@@ -111,6 +111,10 @@ void* fs_init(fuse_conn_info* conn, fuse_config* cfg) {
   cfg->attr_timeout = 3600;  // the size never changes
   cfg->entry_timeout = 3600;
   conn->max_write = 1 << 20;
+  // The kernel keeps at most max_background asynchronous requests (libaio,
+  // io_uring) outstanding per connection (default 12): enough to fill the ring.
+  conn->max_background = 2 * sd::blkif::kRingSize;
+  conn->congestion_threshold = 3 * sd::blkif::kRingSize / 2;
   return nullptr;
 }
 

@@ -183,4 +183,31 @@ TEST(InflightTable, InOrder_IsSubmissionOrderWhateverTheIds) {
   EXPECT_EQ(order[2].sector_number, 16u);
 }
 
+TEST(BlkifRequeue, InFlightRequests_PutBackOnAResetRingInSubmissionOrder) {
+  alignas(4096) static uint8_t page[4096];
+  auto ring = ring::FrontRing<blkif::Traits>::attach(page, sizeof(page), true);
+  ASSERT_TRUE(ring);
+  auto log = shadow::SplitterLog::create(blkif::kRingSize);
+  ASSERT_TRUE(log);
+  blkif::InflightTable t(blkif::kRingSize);
+  blkif_request flush{};
+  flush.operation = BLKIF_OP_FLUSH_DISKCACHE;
+  flush.id = 2;
+  for (const auto& r : {rw(BLKIF_OP_WRITE, 5, 0, 1), flush, rw(BLKIF_OP_WRITE, 1, 8, 1)}) {
+    ASSERT_TRUE(t.add(r));
+    ASSERT_TRUE(ring->put_request(r));
+    log->record(static_cast<uint32_t>(r.id), 0, &r, blkif::kLoggedReq);
+  }
+  ring->push_requests();
+
+  uint32_t n = blkif::requeue(*ring, t, *log);
+
+  EXPECT_EQ(n, 3u);
+  EXPECT_EQ(ring->req_prod_published(), 3u);  // the ring starts again at 0
+  auto* s = reinterpret_cast<blkif_sring*>(page);
+  EXPECT_EQ(s->ring[0].req.id, 5u);
+  EXPECT_EQ(s->ring[1].req.operation, BLKIF_OP_FLUSH_DISKCACHE);
+  EXPECT_EQ(s->ring[2].req.sector_number, 8u);
+}
+
 }  // namespace

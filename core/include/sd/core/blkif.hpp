@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "sd/core/error.hpp"
+#include "sd/core/ring.hpp"
+#include "sd/core/splitter_log.hpp"
 #include "sd/core/xen_ring_compat.h"
 extern "C" {
 #include <xen/io/blkif.h>
@@ -209,5 +211,37 @@ class InflightTable {
   uint64_t next_order_ = 0;
   size_t count_ = 0;
 };
+
+// Recovery's requeue (xen-blkfront's blkif_recover: copy the shadow, reset,
+// requeue): hands `ring` back empty and puts every request still in flight
+// in `table` on it again, in submission order, taking the content from the
+// splitter log's copy (the shadow's) where the log holds the whole request
+// and it agrees with the table, else the table's copy. Publishes them and
+// returns how many were requeued. The ring must hold the table's capacity.
+inline uint32_t requeue(ring::FrontRing<Traits>& ring, const InflightTable& table, const shadow::SplitterLog& log,
+                        uint16_t log_ring = 0) {
+  std::vector<std::optional<blkif_request>> logged(table.capacity());
+  if (log.valid() && log.enabled())
+    for (const auto& e : log.inflight(log_ring)) {
+      if (e.slot >= logged.size() || e.len != kLoggedReq) continue;
+      blkif_request q{};
+      std::memcpy(&q, e.req, e.len);  // SAFETY: e is our copy; len checked
+      logged[e.slot] = q;
+    }
+  ring.reset();
+  uint32_t n = 0;
+  for (blkif_request req : table.in_order()) {
+    // The log keeps the header and two segments: the whole of a request of
+    // at most two pages.
+    if (const auto& l = logged[req.id];
+        l && l->id == req.id && l->operation == req.operation && l->sector_number == req.sector_number &&
+        l->nr_segments == req.nr_segments && req.nr_segments <= 2)
+      req = *l;
+    (void)ring.put_request(req);
+    ++n;
+  }
+  (void)ring.push_requests();
+  return n;
+}
 
 }  // namespace sd::blkif
