@@ -58,15 +58,20 @@ inline bool wait_until(const std::function<bool()>& pred, std::chrono::milliseco
   return pred();
 }
 
-// A program running in the background (argv, no shell), stdout and stderr
-// to `out`. Killed (SIGKILL) and reaped by the destructor if still running.
+// A program running in the background (argv, no shell), stderr to `out`
+// and stdout too unless `stdout_to` names another file. Killed (SIGKILL) and
+// reaped by the destructor if still running.
 class Background {
  public:
-  Background(const std::vector<std::string>& argv, const std::filesystem::path& out) : out_(out) {
+  Background(const std::vector<std::string>& argv, const std::filesystem::path& out,
+             const std::filesystem::path& stdout_to = {})
+      : out_(out) {
     std::fflush(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
-      if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(out.c_str(), "a", stderr)) _exit(126);
+      if (!std::freopen(out.c_str(), "w", stderr)) _exit(126);
+      if (!std::freopen(stdout_to.empty() ? out.c_str() : stdout_to.c_str(), stdout_to.empty() ? "a" : "w", stdout))
+        _exit(126);
       std::vector<char*> a;
       for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
       a.push_back(nullptr);

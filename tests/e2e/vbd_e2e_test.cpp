@@ -61,6 +61,11 @@ class VbdE2eTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    (void)run("umount -l " + (dir_ / "fs").string() + " 2>/dev/null");
+    if (front_ && front_->running()) {  // a failed test: let it detach its loop device and unmount
+      front_->signal(SIGTERM);
+      (void)front_->wait_for(10s);
+    }
     front_.reset();  // SIGKILLed if still up; the mount is lazily removed below
     (void)run("umount -l " + (dir_ / "mnt").string());
     if (pid_ > 0) {
@@ -72,12 +77,16 @@ class VbdE2eTest : public ::testing::Test {
         ::waitpid(pid_, &st, 0);
       }
     }
-    if (HasFailure()) std::fprintf(stderr, "shadowd log:\n%s\n", slurp(dir_ / "shadowd.log").c_str());
+    if (HasFailure())
+      std::fprintf(stderr, "shadowd log:\n%s\nevents:\n%s\n", slurp(dir_ / "shadowd.log").c_str(),
+                   slurp(dir_ / "events.jsonl").c_str());
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
 
-  void start() {
+  // shadowd, then sd-blkfront (with a loop device over the disk if `loop`;
+  // its name is the first line of front.out).
+  void start(bool loop = false) {
     std::fflush(nullptr);
     pid_ = ::fork();
     ASSERT_GE(pid_, 0);
@@ -90,11 +99,14 @@ class VbdE2eTest : public ::testing::Test {
     }
     ASSERT_TRUE(wait_until([&] { return detail().value("backend_up", false) && fs::exists(socket_); }, 10s))
         << slurp(dir_ / "shadowd.log");
-    front_ = std::make_unique<Background>(
-        std::vector<std::string>{SD_BLKFRONT, "--socket", socket_.string(), "--mount", (dir_ / "mnt").string()},
-        dir_ / "front.log");
+    std::vector<std::string> argv{SD_BLKFRONT, "--socket", socket_.string(), "--mount", (dir_ / "mnt").string()};
+    if (loop) argv.push_back("--loop");
+    front_ = std::make_unique<Background>(argv, dir_ / "front.log", dir_ / "front.out");
     ASSERT_TRUE(wait_until([&] { return detail().value("frontend_connected", false) && fs::exists(disk_); }, 10s))
         << front_->out();
+    if (loop)
+      ASSERT_TRUE(wait_until([&] { return slurp(dir_ / "front.out").find('\n') != std::string::npos; }, 10s))
+          << front_->out();
   }
 
   sd::e2e::CmdResult ctl(const std::string& args) {
@@ -127,6 +139,7 @@ class VbdE2eTest : public ::testing::Test {
   // Injects `kind` once the previous recovery is complete and fio has run a
   // little under the new incarnation; false if fio was no longer running.
   bool inject_while(Background& fio, const std::string& kind, size_t recoveries_before) {
+    if (!fio.running()) return false;
     EXPECT_TRUE(wait_until([&] { return events("recovery").size() >= recoveries_before; }, 10s));
     std::this_thread::sleep_for(300ms);
     if (!fio.running()) return false;
@@ -256,6 +269,39 @@ TEST_F(VbdE2eTest, HostileReplies_UnknownIdAndDuplicateResponse_DetectedRecovere
   auto c = stop_frontend();
   EXPECT_EQ(c.completed, c.submitted) << "a request completed twice, or never";
   EXPECT_EQ(c.faults, 4u);
+}
+
+TEST_F(VbdE2eTest, Ext4OnALoopDevice_KillsDuringASynchronousCopy_FsckCleanAndTheFileIntact) {
+  start(/*loop=*/true);
+  fs::path loopdev = slurp(dir_ / "front.out").substr(0, slurp(dir_ / "front.out").find('\n'));
+  ASSERT_EQ(loopdev.string().rfind("/dev/loop", 0), 0u) << slurp(dir_ / "front.out") << front_->out();
+  fs::create_directories(dir_ / "fs");
+  auto mk = run("mkfs.ext4 -q -F " + loopdev.string());
+  ASSERT_EQ(mk.rc, 0) << mk.err;
+  ASSERT_EQ(run("mount " + loopdev.string() + " " + (dir_ / "fs").string()).rc, 0);
+  ASSERT_EQ(run("head -c 192M /dev/urandom > " + (dir_ / "src.bin").string()).rc, 0);
+  Background copy({"dd", "if=" + (dir_ / "src.bin").string(), "of=" + (dir_ / "fs" / "dst.bin").string(), "bs=1M",
+                   "oflag=dsync", "conv=fsync", "status=none"},
+                  dir_ / "dd.out");
+  int kills = 0;
+  for (size_t k = 0; k < 5; ++k)
+    if (inject_while(copy, "kill", k)) ++kills;
+  ASSERT_TRUE(copy.wait_for(120s));
+  EXPECT_EQ(copy.rc(), 0) << copy.out();  // 192 MiB fit in ext4 on the 272 MiB disk
+  std::printf("[ figure   ] %d kills during the copy; dd exit %d\n", kills, copy.rc());
+  EXPECT_GE(kills, 3) << "the copy ended before the third kill";
+  auto same = run("cmp " + (dir_ / "src.bin").string() + " " + (dir_ / "fs" / "dst.bin").string());
+  EXPECT_EQ(same.rc, 0) << same.out << same.err;
+  ASSERT_EQ(run("umount " + (dir_ / "fs").string()).rc, 0);
+  auto fsck = run("fsck.ext4 -fn " + loopdev.string());
+  EXPECT_EQ(fsck.rc, 0) << fsck.out << fsck.err;
+  // And after a fresh mount (what is on the disk, not in the page cache).
+  ASSERT_EQ(run("mount " + loopdev.string() + " " + (dir_ / "fs").string()).rc, 0);
+  EXPECT_EQ(run("cmp " + (dir_ / "src.bin").string() + " " + (dir_ / "fs" / "dst.bin").string()).rc, 0);
+  EXPECT_EQ(run("umount " + (dir_ / "fs").string()).rc, 0);
+  auto c = stop_frontend();
+  EXPECT_EQ(c.completed, c.submitted);
+  EXPECT_GT(c.flushes, 0u);
 }
 
 TEST_F(VbdE2eTest, MissingDiskImage_ShadowdRefusesToStartAndNamesTheFile) {
