@@ -41,12 +41,12 @@ VbdShadow::~VbdShadow() { teardown(); }
 std::string VbdShadow::id() const { return guest_ + "/vbd/" + std::to_string(spec_.index); }
 
 Result<std::pair<UniqueFd, blkif::DiskState>> VbdShadow::open_disk(const std::string& target, bool readonly,
-                                                                   uint32_t queue_limit) {
+                                                                   uint32_t queue_limit, bool direct_io) {
   const std::string hint = " (hint: the disk's target= must name an existing image or block device, e.g. "
                            "`truncate -s 1G " + target + "`)";
   if (target.empty()) return fail(Code::kInvalidInput, "vbd: the disk has no target=" + hint);
   int mode = (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-  UniqueFd fd(::open(target.c_str(), mode | O_DIRECT));
+  UniqueFd fd(direct_io ? ::open(target.c_str(), mode | O_DIRECT) : -1);
   bool direct = bool(fd);
   if (direct) {
     // Some file systems accept O_DIRECT at open and refuse it at the first
@@ -86,7 +86,7 @@ Result<void> VbdShadow::setup() {
   auto access = spec_.params.find("access");
   bool ro = access != spec_.params.end() && (access->second == "r" || access->second == "ro");
   target_ = target == spec_.params.end() ? std::string() : target->second;
-  auto disk = open_disk(target_, ro, policy_.queue_limit);
+  auto disk = open_disk(target_, ro, policy_.queue_limit, spec_.params.count("direct-io-safe") != 0);
   if (!disk) return std::unexpected(disk.error());
   disk_ = std::move(disk->first);
   disk_state_ = disk->second;

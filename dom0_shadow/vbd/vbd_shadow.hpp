@@ -1,7 +1,7 @@
 // shadowd's side of one vbd (local platform): owns the disk (the image or
 // block device named by the guest's `disk = [ '...target=...' ]`, opened
-// here once, O_DIRECT where the file system allows, and handed to every
-// backend incarnation: the device outlives its driver), the guest's granted
+// here once and handed to every backend incarnation: the device outlives its
+// driver), the guest's granted
 // pool, the event channels and the splitter log, and listens on
 // <state_dir>/<guest>-vbd-<n>.sock for the guest's frontend (sd-blkfront).
 //
@@ -48,10 +48,14 @@ class VbdShadow final : public DeviceImpl {
 
   const std::filesystem::path& socket_path() const { return socket_; }
 
-  // Opens the disk named by `target` as shadowd does (O_DIRECT if the file
-  // system takes it) and describes it. Errors name the file and the fix.
+  // Opens the disk named by `target` as shadowd does and describes it.
+  // As xl: through the host's page cache (a disk with a volatile write
+  // cache: the guest's FLUSH_DISKCACHE makes it durable, and it survives any
+  // driver crash, being the host's), or with `direct_io` (the disk spec's
+  // `direct-io-safe` flag) O_DIRECT where the file system takes it.
+  // Errors name the file and the fix.
   static Result<std::pair<UniqueFd, blkif::DiskState>> open_disk(const std::string& target, bool readonly,
-                                                                 uint32_t queue_limit);
+                                                                 uint32_t queue_limit, bool direct_io);
 
  private:
   std::string id() const;

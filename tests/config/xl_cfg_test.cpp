@@ -126,6 +126,15 @@ TEST(XlCfg, DiskPositionalForm_FillsTargetFormatVdevAccess) {
   EXPECT_FALSE(cfg->devices[1].params.contains("format"));
 }
 
+TEST(XlCfg, DiskDirectIoSafeFlag_StoredBesideThePositionalItems) {
+  auto cfg = parse_domain_cfg_text("name = 'g'\ndisk = [ '/img/d.img,raw,xvda,rw,direct-io-safe' ]\n", "g.cfg");
+
+  ASSERT_TRUE(cfg) << to_string(cfg.error());
+  ASSERT_EQ(cfg->devices.size(), 1u);
+  EXPECT_EQ(cfg->devices[0].params.at("direct-io-safe"), "1");
+  EXPECT_EQ(cfg->devices[0].params.at("access"), "rw");
+}
+
 TEST(XlCfg, VsndNestedForm_BuildsCardWithPcmAndStreamChildren) {
   auto cfg = parse_domain_cfg_text(R"(name = "g"
 vsnd = [[ 'card, backend=snddd, short-name=c0, sample-rates=44100;48000, channels-max=2',

@@ -33,9 +33,14 @@ using sd::e2e::wait_until;
 
 class VbdE2eTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { make_host(""); }
+
+  // The host: one block driver domain, one guest whose disk (`disk_flags`
+  // appended to its spec) it backs.
+  void make_host(const std::string& disk_flags) {
     char tmpl[] = "/tmp/sd-vbde2e-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    if (!dir_.empty()) fs::remove_all(dir_);
     dir_ = tmpl;
     auto id = std::to_string(::getpid());
     dom_ = "blk" + id;
@@ -50,7 +55,7 @@ class VbdE2eTest : public ::testing::Test {
     ASSERT_EQ(run("truncate -s 272M " + image_.string()).rc, 0);
     std::ofstream(dir_ / "blkdd.cfg") << "name = \"" << dom_ << "\"\ndriver_domain = 1\nmemory = 128\n";
     std::ofstream(dir_ / "guest.cfg") << "name = \"" << guest_ << "\"\nmemory = 256\ndisk = [ 'backend=" << dom_
-                                      << ",vdev=xvda,target=" << image_.string() << "' ]\n";
+                                      << ",vdev=xvda," << disk_flags << "target=" << image_.string() << "' ]\n";
     std::ofstream(dir_ / "host.yaml") << "platform: local\npolicy_dir: policies\n"
                                       << "control_socket: " << (dir_ / "sd.sock").string() << "\n"
                                       << "state_dir: " << (dir_ / "state").string() << "\n"
@@ -136,12 +141,13 @@ class VbdE2eTest : public ::testing::Test {
     return std::make_unique<Background>(argv, dir_ / "fio.out");
   }
 
-  // Injects `kind` once the previous recovery is complete and fio has run a
-  // little under the new incarnation; false if fio was no longer running.
-  bool inject_while(Background& fio, const std::string& kind, size_t recoveries_before) {
+  // Injects `kind` once the previous recovery is complete and fio has run
+  // `gap` under the new incarnation; false if fio was no longer running.
+  bool inject_while(Background& fio, const std::string& kind, size_t recoveries_before,
+                    std::chrono::milliseconds gap = 300ms) {
     if (!fio.running()) return false;
     EXPECT_TRUE(wait_until([&] { return events("recovery").size() >= recoveries_before; }, 10s));
-    std::this_thread::sleep_for(300ms);
+    std::this_thread::sleep_for(gap);
     if (!fio.running()) return false;
     auto r = ctl("inject-fault " + dom_ + " " + kind);
     EXPECT_EQ(r.rc, 0) << r.out << r.err;
@@ -216,8 +222,9 @@ TEST_F(VbdE2eTest, FioVerify256MiB_TwentyKillsOfTheBlockDomain_ExitsZeroWithNoVe
   start();
   auto f = fio({"--rw=randwrite", "--size=256M", "--iodepth=16"});
   int kills = 0;
+  // 100 ms apart: the 20 kills land in the write phase (a few seconds).
   for (size_t k = 0; k < 20; ++k)
-    if (inject_while(*f, "kill", k)) ++kills;
+    if (inject_while(*f, "kill", k, 100ms)) ++kills;
   std::printf("[ figure   ] %d kill -9 of the block driver domain while fio ran\n", kills);
   EXPECT_EQ(kills, 20) << "fio finished before the 20th kill";
   expect_clean_fio(*f, 256ULL << 20);
@@ -250,16 +257,16 @@ TEST_F(VbdE2eTest, FioRandRwWithFsync_SegvAndHangFaults_ExitsZeroWithNoVerifyErr
 
 TEST_F(VbdE2eTest, HostileReplies_UnknownIdAndDuplicateResponse_DetectedRecoveredNoDoubleCompletion) {
   start();
-  auto f = fio({"--rw=randwrite", "--size=64M", "--iodepth=16"});
+  auto f = fio({"--rw=randwrite", "--size=128M", "--iodepth=16"});
   // bad-id: a response whose id was never in flight; bad-prod: a second
   // response for one id in place of another request's (vbd's meaning of the
   // garbage faults, driver_domain/vbd/blkback.hpp).
   const char* kinds[] = {"bad-id", "bad-prod", "bad-id", "bad-prod"};
   int injected = 0;
   for (size_t k = 0; k < 4; ++k)
-    if (inject_while(*f, kinds[k], k)) ++injected;
+    if (inject_while(*f, kinds[k], k, 100ms)) ++injected;
   EXPECT_EQ(injected, 4);
-  expect_clean_fio(*f, 64ULL << 20);
+  expect_clean_fio(*f, 128ULL << 20);
   print_recoveries();
   std::string causes;
   for (const auto& e : events("fault_detected")) causes += e.value("cause", "") + "\n";
@@ -285,7 +292,7 @@ TEST_F(VbdE2eTest, Ext4OnALoopDevice_KillsDuringASynchronousCopy_FsckCleanAndThe
                   dir_ / "dd.out");
   int kills = 0;
   for (size_t k = 0; k < 5; ++k)
-    if (inject_while(copy, "kill", k)) ++kills;
+    if (inject_while(copy, "kill", k, 100ms)) ++kills;
   ASSERT_TRUE(copy.wait_for(120s));
   EXPECT_EQ(copy.rc(), 0) << copy.out();  // 192 MiB fit in ext4 on the 272 MiB disk
   std::printf("[ figure   ] %d kills during the copy; dd exit %d\n", kills, copy.rc());
@@ -302,6 +309,20 @@ TEST_F(VbdE2eTest, Ext4OnALoopDevice_KillsDuringASynchronousCopy_FsckCleanAndThe
   auto c = stop_frontend();
   EXPECT_EQ(c.completed, c.submitted);
   EXPECT_GT(c.flushes, 0u);
+}
+
+TEST_F(VbdE2eTest, DirectIoSafeDisk_OpenedODirectAndFioVerifyAcrossKills) {
+  make_host("direct-io-safe,");
+  start();
+  EXPECT_TRUE(detail().value("o_direct", false)) << "the host file system refused O_DIRECT";
+  auto f = fio({"--rw=randwrite", "--size=64M", "--iodepth=16"});
+  int kills = 0;
+  for (size_t k = 0; k < 5; ++k)
+    if (inject_while(*f, "kill", k)) ++kills;
+  EXPECT_GE(kills, 3);
+  expect_clean_fio(*f, 64ULL << 20);
+  auto c = stop_frontend();
+  EXPECT_EQ(c.completed, c.submitted);
 }
 
 TEST_F(VbdE2eTest, MissingDiskImage_ShadowdRefusesToStartAndNamesTheFile) {
