@@ -2,7 +2,8 @@
 """vbd recovery benchmark (local platform). Prints tables; asserts nothing.
 
 The guest's disk is sd-blkfront's FUSE file; the block driver domain serves it
-from a sparse image on the host's file system (O_DIRECT where it allows).
+from a sparse image on the host's file system (through the host's page cache,
+or O_DIRECT with --direct-io-safe).
 
 1. I/O stall per crash: fio keeps 16 random 4 KiB writes in flight (libaio,
    direct) while a probe writes 4 KiB blocks one at a time (O_DIRECT) and
@@ -19,7 +20,7 @@ from a sparse image on the host's file system (O_DIRECT where it allows).
    requeue, 1..128), and the replay phase of the real recoveries of part 1
    by the number of requests they replayed.
 
-usage: bench/vbd_bench.py [--build DIR] [--kills N] [--rounds N] [--seconds S]
+usage: bench/vbd_bench.py [--build DIR] [--kills N] [--rounds N] [--seconds S] [--direct-io-safe] [--standby]
 Run as root, with nothing else heavy running.
 """
 import argparse
@@ -54,6 +55,9 @@ def progress(msg):
 class Host:
     """One shadowd with one block driver domain and a guest whose vbd sd-blkfront mounts."""
 
+    DIRECT = False  # --direct-io-safe: the disk spec carries xl's flag (O_DIRECT)
+    STANDBY = False  # --standby: the policy keeps a warm standby driver domain
+
     def __init__(self, build, tag, log_on=True, disk_mib=512):
         self.build = build
         self.dir = tempfile.mkdtemp(prefix="sd-vbdbench-")
@@ -61,14 +65,16 @@ class Host:
         pol = os.path.join(self.dir, "policies")
         shutil.copytree(os.path.join(ROOT, "config", "policies"), pol)
         y = open(os.path.join(pol, "vbd.yaml")).read().replace("budget: 20 ", "budget: 1000 ")
+        if Host.STANDBY:
+            y = y.replace("standby: false", "standby: true")
         open(os.path.join(pol, "vbd.yaml"), "w").write(y)
         self.image = os.path.join(self.dir, "xvda.img")
         with open(self.image, "wb") as f:
             f.truncate(disk_mib << 20)
         open(os.path.join(self.dir, "dd.cfg"), "w").write('name = "%s"\ndriver_domain = 1\nmemory = 128\n' % self.dom)
         open(os.path.join(self.dir, "g.cfg"), "w").write(
-            "name = \"%s\"\nmemory = 256\ndisk = [ 'backend=%s,vdev=xvda,target=%s' ]\n"
-            % (self.guest, self.dom, self.image))
+            "name = \"%s\"\nmemory = 256\ndisk = [ 'backend=%s,vdev=xvda,%starget=%s' ]\n"
+            % (self.guest, self.dom, "direct-io-safe," if Host.DIRECT else "", self.image))
         self.sock = os.path.join(self.dir, "sd.sock")
         state = os.path.join(self.dir, "state")
         self.events = os.path.join(self.dir, "events.jsonl")
@@ -204,8 +210,9 @@ def stall_per_crash(build, kills):
         stalls.append(max(hit) * 1000 if hit else 0.0)
     quiet = [(e - s) * 1000 for s, e in samples if all(abs(s - k) > 0.5 for k in kill_at)]
     totals = [r["phases_ms"]["total"] for r in recs]
-    print("\n1. I/O stall per crash: %d x kill -9 of the block driver domain, fio randwrite 4k iodepth 16 running"
-          % len(stalls))
+    print("\n1. I/O stall per crash: %d x kill -9 of the block driver domain, fio randwrite 4k iodepth 16 running; "
+          "disk %s%s" % (len(stalls), "O_DIRECT (direct-io-safe)" if Host.DIRECT else "through the host's page cache",
+                         "; warm standby" if Host.STANDBY else ""))
     print("%-44s %8s %8s %8s %8s" % ("", "p50 ms", "p99 ms", "max ms", "n"))
     print("%-44s %8.2f %8.2f %8.2f %8d" % ("probe write latency, no crash near", pct(quiet, 50), pct(quiet, 99),
                                            max(quiet) if quiet else float("nan"), len(quiet)))
@@ -278,7 +285,11 @@ def main():
     ap.add_argument("--kills", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=int, default=4)
+    ap.add_argument("--direct-io-safe", action="store_true", help="O_DIRECT on the disk image (xl's flag)")
+    ap.add_argument("--standby", action="store_true", help="policy standby: true (a warm standby driver domain)")
     a = ap.parse_args()
+    Host.DIRECT = a.direct_io_safe
+    Host.STANDBY = a.standby
     if os.geteuid() != 0:
         raise SystemExit("run as root (shadowd sandboxes its driver domains; sd-blkfront mounts FUSE)")
     if shutil.which("fio") is None:

@@ -1,6 +1,7 @@
 // vbd backend: serves a guest's blkif ring (xen/io/blkif.h) on the disk fd
 // it was handed (a disk image or block device that shadowd opened and keeps
-// across incarnations, O_DIRECT where the file system allows).
+// across incarnations: through the host's page cache, or O_DIRECT for a
+// disk whose spec says direct-io-safe).
 //
 // The ring is served by its own I/O thread, so the runtime's loop (control
 // channel, heartbeats) never waits for the disk: a slow disk is not a hung
