@@ -36,7 +36,7 @@ class Harness {
   // What to answer for one request (already executed on the disk).
   using Answer = std::function<std::vector<blkif_response>(const blkif_request&)>;
 
-  Harness() : disk_(kSectors * 512, 0) {
+  explicit Harness(uint32_t queue_limit = 256) : disk_(kSectors * 512, 0) {
     auto p = ctl::Channel::pair();
     shadowd_ = std::move(p->first);
     log_ = std::move(*shadow::SplitterLog::create(blkif::kRingSize));
@@ -56,7 +56,7 @@ class Harness {
     blkif::DiskState d{};
     d.sectors = kSectors;
     d.features = blkif::kFeatureFlush | blkif::kFeatureDiscard;
-    d.queue_limit = 256;
+    d.queue_limit = queue_limit;
     att.set_payload(d);
     int fds[3] = {log_.fd(), to_back_.get(), to_front_.get()};
     (void)shadowd_.send_fds(att, fds, 3);
@@ -267,6 +267,26 @@ TEST(Blkfront, RequestInFlight_RecordedInTheSplitterLog) {
   h.stop();
   h.shadowd_ = ctl::Channel();  // shadowd gone: the caller gets EIO, not a hang
   EXPECT_EQ(done.get(), -EIO);
+}
+
+TEST(Blkfront, QueueLimitReached_FurtherCallersBlockInsteadOfFailing) {
+  Harness h(/*queue_limit=*/2);
+  h.serve([](const blkif_request&) { return std::vector<blkif_response>{}; });  // an outage: nothing answered
+  std::vector<uint8_t> a(4096, 1);
+  auto w1 = std::async(std::launch::async, [&] { return h.front_->write(0, 4096, a.data()); });
+  auto w2 = std::async(std::launch::async, [&] { return h.front_->write(4096, 4096, a.data()); });
+  auto w3 = std::async(std::launch::async, [&] { return h.front_->write(8192, 4096, a.data()); });
+
+  ASSERT_TRUE(wait_for([&] { return h.log_.count(0) == 2; }));
+  std::this_thread::sleep_for(50ms);
+
+  EXPECT_EQ(h.log_.count(0), 2u);  // the third waits for a slot
+  EXPECT_EQ(w3.wait_for(0ms), std::future_status::timeout);
+  h.stop();
+  h.shadowd_ = ctl::Channel();  // shadowd gone: every caller returns
+  EXPECT_EQ(w1.get(), -EIO);
+  EXPECT_EQ(w2.get(), -EIO);
+  EXPECT_EQ(w3.get(), -EIO);
 }
 
 TEST(Blkfront, DuplicateResponse_ReportedAsFaultAndCompletesNothingTwice) {
