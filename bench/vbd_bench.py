@@ -176,7 +176,12 @@ class Probe(threading.Thread):
             self.samples.append((t0, time.monotonic()))
 
 
+LOAD0 = open("/proc/loadavg").read().split()[0]
+
+
 def stall_per_crash(build, kills):
+    global LOAD0
+    LOAD0 = open("/proc/loadavg").read().split()[0]
     progress("part 1: %d kills of the block driver domain under fio load, probe timing each write" % kills)
     h = Host(build, "s")
     try:
@@ -223,6 +228,9 @@ def stall_per_crash(build, kills):
     for ph in ("detect", "spawn", "replay", "resume"):
         v = [r["phases_ms"][ph] for r in recs]
         print("%-44s %8.2f %8.2f %8.2f %8d" % ("  phase " + ph, pct(v, 50), pct(v, 99), max(v), len(v)))
+    print("stalls over 50 ms: %d of %d; the five longest: %s ms" % (
+        sum(1 for x in stalls if x > 50), len(stalls), " ".join("%.1f" % x for x in sorted(stalls)[-5:])))
+    print("load average before/after: %s / %s" % (LOAD0, open("/proc/loadavg").read().split()[0]))
     return recs
 
 
