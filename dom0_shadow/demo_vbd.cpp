@@ -152,8 +152,10 @@ int demo_vbd(const std::string& sock, bool json_out, long duration, long nfaults
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   const uint64_t pass_bytes = std::min<uint64_t>(256ULL << 20, sectors * 512 / 4096 * 4096);
-  std::fprintf(stderr, "demo vbd: fio randwrite+verify (crc32c, 4k, iodepth 16) on %s (%s, driver domain %s) for %ld s; "
-               "%ld fault(s)\n", disk.c_str(), dev.c_str(), dom.c_str(), duration, nfaults);
+  std::fprintf(stderr,
+               "demo vbd: fio randwrite+verify (crc32c, 4k, iodepth 16) on %s (%s, driver domain %s) for %ld s; "
+               "%ld fault(s)\n",
+               disk.c_str(), dev.c_str(), dom.c_str(), duration, nfaults);
 
   // ---- fio passes for `duration` seconds on a thread; faults on this one.
   std::vector<FioPass> passes;

@@ -81,7 +81,8 @@ Result<std::pair<UniqueFd, blkif::DiskState>> VbdShadow::open_disk(const std::st
 }
 
 Result<void> VbdShadow::setup() {
-  if (plat_.name() != "local") return fail(Code::kUnavailable, "vbd shadow: only the local platform is wired up so far");
+  if (plat_.name() != "local")
+    return fail(Code::kUnavailable, "vbd shadow: only the local platform is wired up so far");
   auto target = spec_.params.find("target");
   auto access = spec_.params.find("access");
   bool ro = access != spec_.params.end() && (access->second == "r" || access->second == "ro");
@@ -282,7 +283,8 @@ void VbdShadow::on_fault() {
 // next backend; the disk keeps what the dead one wrote.
 void VbdShadow::on_backend_dead() {
   queued_at_death_ = shadow_.valid() ? shadow_.count(kReqRing) : 0;
-  log_.emit({{"type", "vbd_active"}, {"device", id()}, {"action", policy_.active_action}, {"inflight", queued_at_death_}});
+  log_.emit(
+      {{"type", "vbd_active"}, {"device", id()}, {"action", policy_.active_action}, {"inflight", queued_at_death_}});
 }
 
 void VbdShadow::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) {

@@ -258,7 +258,8 @@ int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_
     for (uint32_t i = 0; i < segs; ++i) {
       req.seg[i].gref = blkif::data_ref(id, i);
       req.seg[i].first_sect = 0;
-      req.seg[i].last_sect = static_cast<uint8_t>(std::min(blkif::kSectorsPerPage, sectors - i * blkif::kSectorsPerPage) - 1);
+      req.seg[i].last_sect =
+          static_cast<uint8_t>(std::min(blkif::kSectorsPerPage, sectors - i * blkif::kSectorsPerPage) - 1);
     }
     if (wdata) std::memcpy(data(id), wdata, size_t{sectors} * kSectorSize);
   }

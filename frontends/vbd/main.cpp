@@ -95,7 +95,8 @@ int fs_fallocate(const char*, int mode, off_t off, off_t len, fuse_file_info*) {
   if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
     return g_front->discard(static_cast<uint64_t>(off), static_cast<uint64_t>(len));
   // Preallocation inside the disk: every sector already exists.
-  if ((mode & ~FALLOC_FL_KEEP_SIZE) == 0 && static_cast<uint64_t>(off) + static_cast<uint64_t>(len) <= g_front->size_bytes())
+  if ((mode & ~FALLOC_FL_KEEP_SIZE) == 0 &&
+      static_cast<uint64_t>(off) + static_cast<uint64_t>(len) <= g_front->size_bytes())
     return 0;
   return -EOPNOTSUPP;
 }
@@ -149,9 +150,12 @@ int main(int argc, char** argv) {
   std::string socket, mount;
   bool loop = false;
   unsigned threads = 32;
-  static const option kOpts[] = {{"socket", required_argument, nullptr, 's'}, {"mount", required_argument, nullptr, 'm'},
-                                 {"name", required_argument, nullptr, 'n'},   {"loop", no_argument, nullptr, 'l'},
-                                 {"threads", required_argument, nullptr, 't'}, {"help", no_argument, nullptr, 'h'},
+  static const option kOpts[] = {{"socket", required_argument, nullptr, 's'},
+                                 {"mount", required_argument, nullptr, 'm'},
+                                 {"name", required_argument, nullptr, 'n'},
+                                 {"loop", no_argument, nullptr, 'l'},
+                                 {"threads", required_argument, nullptr, 't'},
+                                 {"help", no_argument, nullptr, 'h'},
                                  {nullptr, 0, nullptr, 0}};
   for (int c; (c = getopt_long(argc, argv, "h", kOpts, nullptr)) != -1;) {
     switch (c) {

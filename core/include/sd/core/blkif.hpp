@@ -163,7 +163,8 @@ class InflightTable {
   // request's or whose status is not a blkif status.
   Result<blkif_request> complete(const blkif_response& rsp) {
     if (rsp.id >= slots_.size() || (!slots_[rsp.id].in_flight && !slots_[rsp.id].answered))
-      return fail(Code::kRestartReplay, "response for id " + std::to_string(rsp.id) + " which is not in flight (unknown id)");
+      return fail(Code::kRestartReplay,
+                  "response for id " + std::to_string(rsp.id) + " which is not in flight (unknown id)");
     if (!slots_[rsp.id].in_flight)
       return fail(Code::kRestartReplay, "second response for id " + std::to_string(rsp.id) +
                                             " which is not in flight any more (duplicate response)");
