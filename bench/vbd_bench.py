@@ -25,7 +25,6 @@ Run as root, with nothing else heavy running.
 """
 import argparse
 import json
-import mmap
 import os
 import random
 import shutil
@@ -33,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -155,25 +153,38 @@ class Host:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Probe(threading.Thread):
-    """4 KiB O_DIRECT writes one at a time, each timestamped (CLOCK_MONOTONIC)."""
+PROBE = r"""
+import mmap, os, random, signal, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+buf.write(b"\xa5" * 4096)
+blocks = int(sys.argv[2]) // 4096
+out = []
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+rnd = random.Random(7)
+while not stop:
+    off = rnd.randrange(blocks) * 4096
+    t0 = time.monotonic()
+    os.pwrite(fd, buf, off)
+    out.append((t0, time.monotonic()))
+with open(sys.argv[3], "w") as f:
+    f.write("\n".join("%.6f %.6f" % x for x in out))
+"""
 
-    def __init__(self, path, span_bytes):
-        super().__init__(daemon=True)
-        self.fd = os.open(path, os.O_RDWR | os.O_DIRECT)
-        self.buf = mmap.mmap(-1, 4096)
-        self.buf.write(b"\xa5" * 4096)
-        self.blocks = span_bytes // 4096
-        self.samples = []  # (start, end)
-        self.stop = False
 
-    def run(self):
-        rnd = random.Random(7)
-        while not self.stop:
-            off = rnd.randrange(self.blocks) * 4096
-            t0 = time.monotonic()
-            os.pwrite(self.fd, self.buf, off)
-            self.samples.append((t0, time.monotonic()))
+class Probe:
+    """4 KiB O_DIRECT writes one at a time, each timestamped (CLOCK_MONOTONIC),
+    in a process of its own so that nothing the benchmark does delays it."""
+
+    def __init__(self, path, span_bytes, out):
+        self.out = out
+        self.proc = subprocess.Popen([sys.executable, "-c", PROBE, path, str(span_bytes), out])
+
+    def finish(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        return [tuple(map(float, line.split())) for line in open(self.out) if line.strip()]
 
 
 LOAD0 = open("/proc/loadavg").read().split()[0]
@@ -186,8 +197,7 @@ def stall_per_crash(build, kills):
     h = Host(build, "s")
     try:
         load = h.fio(kills, background=True)  # outlives the kill loop; stopped below
-        probe = Probe(h.disk, 256 << 20)
-        probe.start()
+        probe = Probe(h.disk, 256 << 20, os.path.join(h.dir, "probe.txt"))
         time.sleep(1.0)
         kill_at = []
         for k in range(kills):
@@ -201,11 +211,9 @@ def stall_per_crash(build, kills):
         while len(h.recoveries()) < kills and time.time() < deadline:
             time.sleep(0.02)
         time.sleep(0.5)
-        probe.stop = True
-        probe.join(5)
+        samples = probe.finish()
         load.terminate()
         load.wait(10)
-        samples = probe.samples
         recs = h.recoveries()
     finally:
         h.close()
