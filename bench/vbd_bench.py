@@ -133,9 +133,10 @@ class Host:
         argv = ["fio", "--name=b", "--filename=" + self.disk, "--ioengine=libaio", "--direct=1", "--bs=4k",
                 "--rw=randwrite", "--iodepth=16", "--size=256M", "--fallocate=none", "--time_based",
                 "--runtime=%d" % seconds, "--output-format=json"] + list(extra)
+        # cwd: a fio stopped early leaves its verify state file there, not in the caller's directory.
         if background:
-            return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        r = subprocess.run(argv, capture_output=True, text=True)
+            return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=self.dir)
+        r = subprocess.run(argv, capture_output=True, text=True, cwd=self.dir)
         return json.loads(r.stdout)["jobs"][0] if r.returncode == 0 else None
 
     def close(self):
