@@ -8,6 +8,7 @@
 #ifdef SD_WITH_XEN
 #include "vif/vif_shadow_xen.hpp"
 #endif
+#include "vbd/vbd_shadow.hpp"
 #include "vsnd/vsnd_shadow.hpp"
 
 namespace sd::dom0 {
@@ -68,38 +69,37 @@ Result<void> Daemon::start() {
   // Guest devices: the recovery state machine for each, plus the class
   // implementation where one exists on this platform.
   unsigned vif_number = 0;
+  // A device class reports the faults it detects to its driver domain's supervisor.
+  auto reporter = [this](std::string backend) -> FaultReporter {
+    return [this, backend](const std::string& cause, std::optional<platform::Clock::time_point> began) {
+      if (auto* s = find(backend)) s->fault(cause, began);
+    };
+  };
   for (const auto& g : cfg_.guests)
     for (const auto& spec : g.devices) {
       size_t handle = devices_.size();
       devices_.push_back(std::make_unique<DeviceShadow>(g.name, spec));
       std::unique_ptr<DeviceImpl> impl;
       if (spec.cls == config::DeviceClass::kVif && platform_->name() == "local" && cfg_.policies.count(spec.cls)) {
-        std::string backend = spec.backend;
         impl = std::make_unique<VifShadow>(io_, *platform_, g.name, spec, handle, vif_number++, cfg_.wire_netns,
                                            cfg_.policies.at(spec.cls), opts_.netfront_binary, *log_,
-                                           [this, backend](const std::string& cause,
-                                                           std::optional<platform::Clock::time_point> began) {
-                                             if (auto* s = find(backend)) s->fault(cause, began);
-                                           });
+                                           reporter(spec.backend));
       }
 #ifdef SD_WITH_XEN
       if (spec.cls == config::DeviceClass::kVif && platform_->name() == "xen" && cfg_.policies.count(spec.cls)) {
-        std::string backend = spec.backend;
         impl = std::make_unique<VifShadowXen>(io_, *platform_, g.name, spec, handle, cfg_.policies.at(spec.cls), *log_,
-                                              [this, backend](const std::string& cause,
-                                                              std::optional<platform::Clock::time_point> began) {
-                                                if (auto* s = find(backend)) s->fault(cause, began);
-                                              });
+                                              reporter(spec.backend));
       }
 #endif
       if (spec.cls == config::DeviceClass::kVsnd && platform_->name() == "local" && cfg_.policies.count(spec.cls)) {
-        std::string backend = spec.backend;
         impl = std::make_unique<VsndShadow>(io_, *platform_, g.name, spec, handle, cfg_.state_dir,
                                             cfg_.policies.at(spec.cls), *log_,
-                                            [this, backend](const std::string& cause,
-                                                            std::optional<platform::Clock::time_point> began) {
-                                              if (auto* s = find(backend)) s->fault(cause, began);
-                                            });
+                                            reporter(spec.backend));
+      }
+      if (spec.cls == config::DeviceClass::kVbd && platform_->name() == "local" && cfg_.policies.count(spec.cls)) {
+        impl = std::make_unique<VbdShadow>(io_, *platform_, g.name, spec, handle, cfg_.state_dir,
+                                           cfg_.policies.at(spec.cls), *log_,
+                                           reporter(spec.backend));
       }
       impls_.push_back(std::move(impl));
     }

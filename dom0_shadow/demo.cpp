@@ -9,6 +9,7 @@
 // line. Faults are injected one at a time: the next waits for its scheduled
 // time and for the previous one's recovery event.
 #include "demo.hpp"
+#include "demo_util.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -103,10 +104,10 @@ std::optional<json> Conn::recv() {
 // ---- help -------------------------------------------------------------------
 
 const char kDemoArgs[] =
-    "--classes vif|vsnd [--duration S] [--faults N] [--fault-kinds K,...] [--config HOST] [--json]";
+    "--classes vif|vsnd|vbd [--duration S] [--faults N] [--fault-kinds K,...] [--config HOST] [--json]";
 
 const char kDemoHelp[] =
-    "usage: shadowctl demo --classes vif|vsnd [--duration S] [--faults N] [--fault-kinds K,...]\n"
+    "usage: shadowctl demo --classes vif|vsnd|vbd [--duration S] [--faults N] [--fault-kinds K,...]\n"
     "                      [--config HOST] [--json]\n"
     "  Runs a real application through a guest device while faults are injected into the\n"
     "  driver domain behind it, then reports each fault's recovery and what the application saw.\n"
@@ -116,9 +117,12 @@ const char kDemoHelp[] =
     "  vsnd: aplay -D shadow through the ALSA plugin of the guest's vsnd plays a marked WAV\n"
     "  (every frame names its index); per fault the gap heard is measured from the virtual DAC's\n"
     "  recording, sample-accurately (needs alsa-utils).\n"
+    "  vbd: fio writes 4k blocks with crc32c and reads every one back through the guest's disk\n"
+    "  (sd-blkfront: a FUSE file), pass after pass for S seconds; per fault the recovery phases\n"
+    "  and the requests replayed; fio's exit codes and verify errors (needs fio).\n"
     "\n"
     "Options:\n"
-    "  --classes CLASS      the device class to exercise: vif or vsnd (vbd: not yet); required\n"
+    "  --classes CLASS      the device class to exercise: vif, vsnd or vbd; required\n"
     "  --duration S         length of the application run, whole seconds, 1..3600 (default 20)\n"
     "  --faults N           faults to inject, 0..1000 (default 5), at (i+1)*S/(N+1) s; a fault also\n"
     "                       waits for the previous one's recovery\n"
@@ -211,8 +215,7 @@ int parse_opts(const std::vector<std::string>& args, Opts* o) {
       o->classes.clear();
       for (auto& c : split_list(val)) {
         if (c.empty()) return bad("--classes: empty class name in '" + val + "'");
-        if (c == "vbd") return bad("--classes: class 'vbd' is not available yet (vif, vsnd)");
-        if (c != "vif" && c != "vsnd") return bad("--classes: unknown class '" + c + "' (vif, vsnd)");
+        if (c != "vif" && c != "vsnd" && c != "vbd") return bad("--classes: unknown class '" + c + "' (vif, vsnd, vbd)");
         if (std::find(o->classes.begin(), o->classes.end(), c) != o->classes.end())
           return bad("--classes: '" + c + "' given twice");
         o->classes.push_back(c);
@@ -240,7 +243,7 @@ int parse_opts(const std::vector<std::string>& args, Opts* o) {
     }
   }
   if (!have_classes) return bad("--classes is required (e.g. --classes vif)");
-  if (o->classes.size() > 1) return bad("--classes: one class per run (vif or vsnd)");
+  if (o->classes.size() > 1) return bad("--classes: one class per run (vif, vsnd or vbd)");
   return 0;
 }
 
@@ -549,6 +552,11 @@ bool start_shadowd(OwnShadowd& own, const std::string& sock, const std::string& 
     host = config_opt;
   } else if (auto h = first_existing({dir / ".." / ".." / "config" / "examples" / "demo-host" / "host.yaml"})) {
     host = *h;
+    std::string why;
+    if (!demo::ensure_demo_disk(&why)) {  // guest1's disk must exist for shadowd to start
+      pr.note("shadowctl: demo: " + why);
+      return false;
+    }
   } else {
     pr.note("shadowctl: demo: no shadowd answers at " + sock +
             " and the demo host file was not found from the shadowctl binary; give --config HOST");
@@ -631,6 +639,7 @@ int demo_main(const std::string& sock, bool json_out, const std::vector<std::str
   Opts o;
   if (int rc = parse_opts(args, &o)) return rc;
   if (o.classes.front() == "vsnd") return demo_vsnd(sock, json_out, o.duration, o.faults, o.kinds, o.config);
+  if (o.classes.front() == "vbd") return demo_vbd(sock, json_out, o.duration, o.faults, o.kinds, o.config);
   Progress pr;
 
   if (::geteuid() != 0) {

@@ -42,6 +42,10 @@ int demo_main(const std::string& socket, bool json_out, const std::vector<std::s
 // plugin while faults hit the sound driver domain; gaps from the DAC's recording.
 int demo_vsnd(const std::string& socket, bool json_out, long duration, long faults,
               const std::vector<std::string>& kinds, const std::string& config);
+// `shadowctl demo --classes vbd` (demo_vbd.cpp): fio write+verify passes
+// through sd-blkfront while faults hit the block driver domain.
+int demo_vbd(const std::string& socket, bool json_out, long duration, long faults,
+             const std::vector<std::string>& kinds, const std::string& config);
 extern const char kDemoArgs[];  // the usage line's argument part
 extern const char kDemoHelp[];  // `shadowctl demo --help`
 

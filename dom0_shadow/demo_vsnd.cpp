@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "demo.hpp"
+#include "demo_util.hpp"
 #include "sd/core/pcm_marks.hpp"
 
 namespace sd::shadowctl {
@@ -25,72 +26,9 @@ namespace sd::shadowctl {
 using nlohmann::json;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using namespace demo;
 
 namespace {
-
-std::optional<json> ask(const std::string& sock, const json& req, std::string* why = nullptr) {
-  Conn c;
-  if (!c.open(sock) || !c.send(req)) {
-    if (why) *why = "no shadowd answers at " + sock;
-    return std::nullopt;
-  }
-  auto r = c.recv();
-  if (!r || !r->value("ok", false)) {
-    if (why) *why = r ? r->value("error", std::string("refused")) : "no answer";
-    return std::nullopt;
-  }
-  return r;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-fs::path self_dir() {
-  std::error_code ec;
-  auto p = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::path(".") : p.parent_path();
-}
-
-std::optional<fs::path> first_existing(std::initializer_list<fs::path> cands) {
-  for (auto& c : cands)
-    if (fs::exists(c)) return fs::weakly_canonical(c);
-  return std::nullopt;
-}
-
-pid_t spawn(const std::vector<std::string>& argv, const fs::path& out, const std::string& alsa_conf) {
-  std::fflush(nullptr);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    if (!alsa_conf.empty()) ::setenv("ALSA_CONFIG_PATH", alsa_conf.c_str(), 1);
-    int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int null = ::open("/dev/null", O_RDONLY);
-    ::dup2(null, 0);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    std::vector<char*> a;
-    for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-    a.push_back(nullptr);
-    ::execvp(a[0], a.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Exit status, or -1 if still running after `timeout_s`.
-int wait_exit(pid_t pid, double timeout_s) {
-  auto until = Clock::now() + std::chrono::duration<double>(timeout_s);
-  for (;;) {
-    int st = 0;
-    if (::waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (Clock::now() > until) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
 
 struct VsndFault {
   std::string kind, cause;
@@ -127,28 +65,14 @@ int demo_vsnd(const std::string& sock, bool json_out, long duration, long nfault
   fs::path work = tmpl;
 
   // ---- shadowd: the running one, or one started here.
-  pid_t own = -1;
-  if (!ask(sock, {{"cmd", "list"}})) {
-    auto shadowd = first_existing({dir / "shadowd", dir / ".." / "dom0_shadow" / "shadowd"});
-    auto host = config.empty() ? first_existing({dir / ".." / ".." / "config" / "examples" / "demo-host" / "host.yaml"})
-                               : std::optional<fs::path>(config);
-    if (!shadowd || !host) {
-      std::fprintf(stderr, "shadowctl: demo: no shadowd at %s and none (or no demo host) to start; give --config\n",
-                   sock.c_str());
-      return 1;
-    }
-    std::fprintf(stderr, "demo: starting %s --config %s (log: %s)\n", shadowd->c_str(), host->c_str(),
-                 (work / "shadowd.log").c_str());
-    own = spawn({shadowd->string(), "--config", host->string(), "--socket", sock}, work / "shadowd.log", "");
+  OwnShadowd own;
+  std::string why;
+  if (!own.start(sock, config, work / "shadowd.log", &why)) {
+    std::fprintf(stderr, "shadowctl: demo: %s\n", why.c_str());
+    return 1;
   }
   auto finish = [&](int rc) {
-    if (own > 0) {
-      (void)ask(sock, {{"cmd", "shutdown"}});
-      if (wait_exit(own, 15) < 0) {
-        ::kill(own, SIGKILL);
-        ::waitpid(own, nullptr, 0);
-      }
-    }
+    own.stop(sock);
     std::error_code ec;
     if (rc == 0) fs::remove_all(work, ec);
     return rc;

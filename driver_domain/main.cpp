@@ -21,6 +21,7 @@
 
 #include "grant_mapper.hpp"
 #include "local/local_platform.hpp"
+#include "vbd/blkback.hpp"
 #include "vif/netback.hpp"
 #include "vsnd/sndback.hpp"
 #include <map>
@@ -235,6 +236,7 @@ class Runtime {
     uint32_t cls = 0;
     sd::netif::VifConfig cfg{};
     sd::sndif::StreamState stream{};  // vsnd: the stream to resume
+    sd::blkif::DiskState disk{};      // vbd: the disk as negotiated
     std::vector<sd::UniqueFd> fds;
     std::unique_ptr<sd::drvdom::GrantedPages> pages;
     std::unique_ptr<sd::platform::EventChannel> evt;  // Xen: bound from the XenPool
@@ -249,9 +251,11 @@ class Runtime {
     p.standby = (m.a & sd::ctl::kAttachStandby) != 0;
     p.cfg = m.get_payload<sd::netif::VifConfig>();
     p.stream = m.get_payload<sd::sndif::StreamState>();
+    p.disk = m.get_payload<sd::blkif::DiskState>();
     p.fds = std::move(fds);
-    p.pages = std::make_unique<sd::drvdom::GrantedPages>(p.cls == sd::sndif::kClassId ? sd::sndif::kPoolPages
-                                                                                      : sd::netif::kPoolPages);
+    p.pages = std::make_unique<sd::drvdom::GrantedPages>(p.cls == sd::sndif::kClassId   ? sd::sndif::kPoolPages
+                                                         : p.cls == sd::blkif::kClassId ? sd::blkif::kPoolPages
+                                                                                        : sd::netif::kPoolPages);
     pending_[m.b] = std::move(p);
   }
 
@@ -312,21 +316,22 @@ class Runtime {
     }
     it->second.cfg = m.get_payload<sd::netif::VifConfig>();
     it->second.stream = m.get_payload<sd::sndif::StreamState>();
+    it->second.disk = m.get_payload<sd::blkif::DiskState>();
     start_backend(m.b, it);
   }
 
-  // vsnd: [0] notify the frontend, [1] its kicks, [2] the DAC, [3] the DAC's interrupt.
-  void start_sndback(uint64_t handle, std::map<uint64_t, Pending>::iterator it) {
-    Pending& p = it->second;
+  // Serves the device with the backend `b` made (or reports why not), and
+  // tells shadowd either way.
+  template <class B>
+  void install(uint64_t handle, std::map<uint64_t, Pending>::iterator it, sd::Result<std::unique_ptr<B>> b) {
     Msg done;
     done.type = MsgType::kDevAttached;
     done.b = handle;
-    auto sb = sd::drvdom::Sndback::create(std::move(p.pages), std::move(p.fds), p.stream);
-    if (!sb) {
+    if (!b) {
       done.a = EINVAL;
-      done.set_text(sb.error().message);
+      done.set_text(b.error().message);
     } else {
-      backends_[handle] = std::move(*sb);
+      backends_[handle] = std::move(*b);
     }
     pending_.erase(it);
     (void)ch_.send(done);
@@ -334,23 +339,17 @@ class Runtime {
 
   void start_backend(uint64_t handle, std::map<uint64_t, Pending>::iterator it) {
     Pending& p = it->second;
-    if (p.cls == sd::sndif::kClassId) return start_sndback(handle, it);
-    Msg done;
-    done.type = MsgType::kDevAttached;
-    done.b = handle;
+    // vsnd: [0] notify the frontend, [1] its kicks, [2] the DAC, [3] the DAC's interrupt.
+    if (p.cls == sd::sndif::kClassId)
+      return install(handle, it, sd::drvdom::Sndback::create(std::move(p.pages), std::move(p.fds), p.stream));
+    // vbd: [0] notify the frontend, [1] its kicks, [2] the disk.
+    if (p.cls == sd::blkif::kClassId)
+      return install(handle, it, sd::drvdom::Blkback::create(std::move(p.pages), std::move(p.fds), p.disk));
     if (p.fds.size() == 3) {  // local: [0] notify the frontend, [1] its kicks, [2] the NIC
       p.evt = std::make_unique<sd::local::LocalEventChannel>(std::move(p.fds[0]), std::move(p.fds[1]));
       p.nic = std::move(p.fds[2]);
     }
-    auto nb = sd::drvdom::Netback::create(std::move(p.pages), std::move(p.evt), std::move(p.nic), p.cfg);
-    if (!nb) {
-      done.a = EINVAL;
-      done.set_text(nb.error().message);
-    } else {
-      backends_[handle] = std::move(*nb);
-    }
-    pending_.erase(it);
-    (void)ch_.send(done);
+    install(handle, it, sd::drvdom::Netback::create(std::move(p.pages), std::move(p.evt), std::move(p.nic), p.cfg));
   }
 
   std::string name_;

@@ -10,6 +10,7 @@
 #         (default: kill,segv,hang,garbage round-robin)
 #   e.g.  scripts/demo.sh;  scripts/demo.sh segv;  scripts/demo.sh --duration 60 --faults 10
 #         scripts/demo.sh --classes vsnd   (aplay through guest1's sound card; gaps per fault)
+#         scripts/demo.sh --classes vbd    (fio write+verify through guest1's disk; needs fio)
 # Exit status: that of shadowctl demo (0: transparent to the application).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,10 +23,10 @@ HOST=config/examples/demo-host/host.yaml
 if [[ ! -x $SHADOWD || ! -x $SHADOWCTL ]]; then
   scripts/deps.sh
   scripts/build.sh
-elif ! "$SHADOWCTL" demo --help >/dev/null 2>&1 || ! command -v iperf3 >/dev/null; then
+elif ! "$SHADOWCTL" demo --help >/dev/null 2>&1 || ! command -v iperf3 >/dev/null || ! command -v fio >/dev/null; then
   # A build from before `shadowctl demo`, or iperf3 missing: bring both up to date.
   scripts/deps.sh
-  ninja -C "$BUILD_DIR" shadowctl shadowd drvdom sd-netfront asound_module_pcm_shadow
+  ninja -C "$BUILD_DIR" shadowctl shadowd drvdom sd-netfront asound_module_pcm_shadow sd-blkfront
 fi
 
 ARGS=(--classes vif --duration 20 --faults 5)
@@ -37,6 +38,10 @@ ARGS+=("$@")
 
 echo "== checking $HOST"
 "$SHADOWD" --config "$HOST" --check
+# guest1's disk (guest1.cfg's target=) must exist before shadowd opens it.
+if [[ ! -e /var/lib/shadowd/guest1-xvda.img ]]; then
+  mkdir -p /var/lib/shadowd && truncate -s 1G /var/lib/shadowd/guest1-xvda.img
+fi
 echo
 echo "\$ shadowctl demo ${ARGS[*]}"
 rc=0

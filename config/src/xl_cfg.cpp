@@ -784,6 +784,10 @@ class Checker {
           error(line, where + ": unknown disk key '" + std::string(key) + "'", unknown_key_hint(key, kDiskKeys));
           continue;
         }
+      } else if (item == "direct-io-safe") {
+        // xl's flag: the backend may use O_DIRECT on the target.
+        key = item;
+        value = "1";
       } else {
         // Positional form TARGET,FORMAT,VDEV,ACCESS; an empty position keeps its default.
         if (item.empty()) {

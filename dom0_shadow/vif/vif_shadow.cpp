@@ -14,6 +14,7 @@
 #include <cstring>
 #include <functional>
 
+#include "frontend_link.hpp"
 #include "local/local_platform.hpp"
 #include "local/netns.hpp"
 #include "netsetup.hpp"
@@ -195,30 +196,7 @@ Result<void> VifShadow::start_frontend() {
 // pages); otherwise grant each page to `peer` first and send what the
 // grant table allows.
 Result<void> VifShadow::send_pool(ctl::Channel& ch, platform::DomId peer, bool owner) {
-  auto* lp = dynamic_cast<local::LocalGrantPool*>(pool_.get());
-  std::vector<UniqueFd> held;
-  std::vector<int> batch;
-  for (uint32_t first = 0; first < kPoolPages; first += ctl::Channel::kMaxFds) {
-    held.clear();
-    batch.clear();
-    uint32_t end = std::min<uint32_t>(first + ctl::Channel::kMaxFds, kPoolPages);
-    for (uint32_t ref = first; ref < end; ++ref) {
-      if (owner) {
-        batch.push_back(lp->owner_fd(ref));
-        continue;
-      }
-      auto fd = pool_->fd_for_peer(ref, peer);
-      if (!fd) return std::unexpected(fd.error());
-      batch.push_back(fd->get());
-      held.push_back(std::move(*fd));
-    }
-    ctl::Msg m;
-    m.type = ctl::MsgType::kGrantFds;
-    m.a = first;
-    m.b = handle_;
-    if (auto r = ch.send_fds(m, batch.data(), batch.size()); !r) return r;
-  }
-  return {};
+  return send_pool_fds(ch, *pool_, handle_, owner ? std::nullopt : std::optional<platform::DomId>(peer));
 }
 
 // The pool's pages are granted to exactly these backends.

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "local/local_platform.hpp"
+#include "frontend_link.hpp"
 
 namespace sd::dom0 {
 
@@ -56,18 +57,9 @@ Result<void> VsndShadow::setup() {
   front_evt_ = std::move(evt->first);
   back_evt_ = std::move(evt->second);
 
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  if (socket_.string().size() >= sizeof(a.sun_path))
-    return fail(Code::kInvalidInput, "vsnd socket path " + socket_.string() + " is too long (state_dir)");
-  std::memcpy(a.sun_path, socket_.c_str(), socket_.string().size());
-  listen_.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!listen_) return sys_fail("vsnd socket");
-  ::unlink(socket_.c_str());  // left over from an unclean stop
-  if (::bind(listen_.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
-    return sys_fail("bind " + socket_.string());
-  ::chmod(socket_.c_str(), 0660);
-  if (::listen(listen_.get(), 4) != 0) return sys_fail("listen " + socket_.string());
+  auto ls = listen_frontend_socket(socket_, "vsnd");
+  if (!ls) return std::unexpected(ls.error());
+  listen_ = std::move(*ls);
   listen_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(listen_.get()));
   arm_accept();
   watchdog_.expires_after(policy_.heartbeat_interval);
@@ -133,25 +125,7 @@ void VsndShadow::accept_frontend() {
 }
 
 Result<void> VsndShadow::send_pool(ctl::Channel& ch, platform::DomId peer, bool owner) {
-  auto* lp = dynamic_cast<local::LocalGrantPool*>(pool_.get());
-  std::vector<UniqueFd> held;
-  std::vector<int> batch;
-  for (uint32_t ref = 0; ref < kPoolPages; ++ref) {
-    if (owner) {
-      batch.push_back(lp->owner_fd(ref));
-      continue;
-    }
-    auto fd = pool_->fd_for_peer(ref, peer);
-    if (!fd) return std::unexpected(fd.error());
-    batch.push_back(fd->get());
-    held.push_back(std::move(*fd));
-  }
-  static_assert(kPoolPages <= ctl::Channel::kMaxFds, "one batch");
-  ctl::Msg m;
-  m.type = ctl::MsgType::kGrantFds;
-  m.a = 0;
-  m.b = handle_;
-  return ch.send_fds(m, batch.data(), batch.size());
+  return send_pool_fds(ch, *pool_, handle_, owner ? std::nullopt : std::optional<platform::DomId>(peer));
 }
 
 void VsndShadow::arm_frontend_read() {

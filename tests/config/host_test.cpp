@@ -31,9 +31,10 @@ TEST(Host, ShippedDemoHost_LoadsDomainsGuestAndAllPolicies) {
   EXPECT_EQ(host->control_socket, "/run/shadowd/shadowd.sock");
   EXPECT_EQ(host->state_dir, "/run/shadowd");
   EXPECT_EQ(host->event_log, fs::path("/run/shadowd/events.jsonl"));
-  ASSERT_EQ(host->driver_domains.size(), 2u);
+  ASSERT_EQ(host->driver_domains.size(), 3u);
   EXPECT_EQ(host->driver_domains[0].name, "netdd");
   EXPECT_EQ(host->driver_domains[1].name, "snddd");
+  EXPECT_EQ(host->driver_domains[2].name, "blkdd");
   ASSERT_EQ(host->guests.size(), 1u);
   EXPECT_EQ(host->guests[0].name, "guest1");
   EXPECT_EQ(host->policies.size(), 3u);

@@ -20,7 +20,7 @@ const std::filesystem::path kData = SD_CONFIG_TEST_DATA;
 
 // ------------------------------------------------------------ good input
 
-TEST(XlCfg, ShippedGuest1_ParsesNameSizesVifAndVsnd) {
+TEST(XlCfg, ShippedGuest1_ParsesNameSizesVifVsndAndDisk) {
   auto cfg = parse_domain_cfg(kSource / "examples/demo-host/guest1.cfg");
 
   ASSERT_TRUE(cfg) << to_string(cfg.error());
@@ -28,7 +28,7 @@ TEST(XlCfg, ShippedGuest1_ParsesNameSizesVifAndVsnd) {
   EXPECT_FALSE(cfg->driver_domain);
   EXPECT_EQ(cfg->memory_mb, 512);
   EXPECT_EQ(cfg->vcpus, 1);
-  ASSERT_EQ(cfg->devices.size(), 2u);
+  ASSERT_EQ(cfg->devices.size(), 3u);
   EXPECT_EQ(cfg->devices[0].cls, DeviceClass::kVif);
   EXPECT_EQ(cfg->devices[0].backend, "netdd");
   EXPECT_EQ(cfg->devices[0].params.at("mac"), "00:16:3e:5d:00:01");
@@ -36,6 +36,9 @@ TEST(XlCfg, ShippedGuest1_ParsesNameSizesVifAndVsnd) {
   EXPECT_EQ(cfg->devices[0].line, 10);
   EXPECT_EQ(cfg->devices[1].cls, DeviceClass::kVsnd);
   EXPECT_EQ(cfg->devices[1].backend, "snddd");
+  EXPECT_EQ(cfg->devices[2].cls, DeviceClass::kVbd);
+  EXPECT_EQ(cfg->devices[2].backend, "blkdd");
+  EXPECT_EQ(cfg->devices[2].params.at("target"), "/var/lib/shadowd/guest1-xvda.img");
 }
 
 TEST(XlCfg, ShippedNetdd_IsDriverDomainWithKernel) {
@@ -121,6 +124,15 @@ TEST(XlCfg, DiskPositionalForm_FillsTargetFormatVdevAccess) {
   EXPECT_EQ(cfg->devices[0].params.at("access"), "rw");
   EXPECT_EQ(cfg->devices[1].params.at("vdev"), "hdc");
   EXPECT_FALSE(cfg->devices[1].params.contains("format"));
+}
+
+TEST(XlCfg, DiskDirectIoSafeFlag_StoredBesideThePositionalItems) {
+  auto cfg = parse_domain_cfg_text("name = 'g'\ndisk = [ '/img/d.img,raw,xvda,rw,direct-io-safe' ]\n", "g.cfg");
+
+  ASSERT_TRUE(cfg) << to_string(cfg.error());
+  ASSERT_EQ(cfg->devices.size(), 1u);
+  EXPECT_EQ(cfg->devices[0].params.at("direct-io-safe"), "1");
+  EXPECT_EQ(cfg->devices[0].params.at("access"), "rw");
 }
 
 TEST(XlCfg, VsndNestedForm_BuildsCardWithPcmAndStreamChildren) {

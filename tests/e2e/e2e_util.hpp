@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <signal.h>
+#include <vector>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -55,6 +57,62 @@ inline bool wait_until(const std::function<bool()>& pred, std::chrono::milliseco
   }
   return pred();
 }
+
+// A program running in the background (argv, no shell), stderr to `out`
+// and stdout too unless `stdout_to` names another file. Killed (SIGKILL) and
+// reaped by the destructor if still running.
+class Background {
+ public:
+  Background(const std::vector<std::string>& argv, const std::filesystem::path& out,
+             const std::filesystem::path& stdout_to = {})
+      : out_(out) {
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      if (!std::freopen(out.c_str(), "w", stderr)) _exit(126);
+      if (!std::freopen(stdout_to.empty() ? out.c_str() : stdout_to.c_str(), stdout_to.empty() ? "a" : "w", stdout))
+        _exit(126);
+      std::vector<char*> a;
+      for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+      a.push_back(nullptr);
+      ::execvp(a[0], a.data());
+      _exit(127);
+    }
+  }
+  ~Background() {
+    if (pid_ > 0 && !done_) {
+      ::kill(pid_, SIGKILL);
+      reap(0);
+    }
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+  bool running() {
+    if (!done_ && pid_ > 0) reap(WNOHANG);
+    return !done_ && pid_ > 0;
+  }
+  bool wait_for(std::chrono::milliseconds t) {
+    return wait_until([&] { return !running(); }, t);
+  }
+  void signal(int sig) {
+    if (running()) ::kill(pid_, sig);
+  }
+  int rc() const { return rc_; }  // exit code, or 128 + signal
+  std::string out() const { return slurp(out_); }
+
+ private:
+  void reap(int flags) {
+    int st = 0;
+    if (::waitpid(pid_, &st, flags) == pid_) {
+      done_ = true;
+      rc_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+  }
+  pid_t pid_ = -1;
+  bool done_ = false;
+  int rc_ = -1;
+  std::filesystem::path out_;
+};
 
 // A host config in `dir` with one driver domain `dom` and one guest `guest`
 // whose vif (address `guest_ip`) it backs, the wire netns `wire`, control

@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""vbd recovery benchmark (local platform). Prints tables; asserts nothing.
+
+The guest's disk is sd-blkfront's FUSE file; the block driver domain serves it
+from a sparse image on the host's file system (through the host's page cache,
+or O_DIRECT with --direct-io-safe).
+
+1. I/O stall per crash: fio keeps 16 random 4 KiB writes in flight (libaio,
+   direct) while a probe writes 4 KiB blocks one at a time (O_DIRECT) and
+   timestamps each; the block driver domain is killed (kill -9) N times. A
+   crash's stall is the longest the probe waited for one write that was in
+   flight at the kill or issued within 100 ms after it (what a program sees:
+   how long its I/O stood still). shadowd's own phase timings are printed
+   beside.
+2. Splitter log on vs off, same run: two hosts (one started with
+   SD_SPLITTER_LOG=off), fio 4 KiB randwrite iodepth 16 for S seconds on each,
+   interleaved round after round so machine noise hits both alike. IOPS and
+   completion latency per side, and the ratio.
+3. Replay cost vs requests in flight: bench_vbd_replay (the frontend's
+   requeue, 1..128), and the replay phase of the real recoveries of part 1
+   by the number of requests they replayed.
+
+usage: bench/vbd_bench.py [--build DIR] [--kills N] [--rounds N] [--seconds S] [--direct-io-safe] [--standby]
+Run as root, with nothing else heavy running.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pct(values, p):
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    i = min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))
+    return v[i]
+
+
+def progress(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+class Host:
+    """One shadowd with one block driver domain and a guest whose vbd sd-blkfront mounts."""
+
+    DIRECT = False  # --direct-io-safe: the disk spec carries xl's flag (O_DIRECT)
+    STANDBY = False  # --standby: the policy keeps a warm standby driver domain
+
+    def __init__(self, build, tag, log_on=True, disk_mib=512):
+        self.build = build
+        self.dir = tempfile.mkdtemp(prefix="sd-vbdbench-")
+        self.dom, self.guest = "bblk%s" % tag, "bbg%s" % tag
+        pol = os.path.join(self.dir, "policies")
+        shutil.copytree(os.path.join(ROOT, "config", "policies"), pol)
+        y = open(os.path.join(pol, "vbd.yaml")).read().replace("budget: 20 ", "budget: 1000 ")
+        if Host.STANDBY:
+            y = y.replace("standby: false", "standby: true")
+        open(os.path.join(pol, "vbd.yaml"), "w").write(y)
+        self.image = os.path.join(self.dir, "xvda.img")
+        with open(self.image, "wb") as f:
+            f.truncate(disk_mib << 20)
+        open(os.path.join(self.dir, "dd.cfg"), "w").write('name = "%s"\ndriver_domain = 1\nmemory = 128\n' % self.dom)
+        open(os.path.join(self.dir, "g.cfg"), "w").write(
+            "name = \"%s\"\nmemory = 256\ndisk = [ 'backend=%s,vdev=xvda,%starget=%s' ]\n"
+            % (self.guest, self.dom, "direct-io-safe," if Host.DIRECT else "", self.image))
+        self.sock = os.path.join(self.dir, "sd.sock")
+        state = os.path.join(self.dir, "state")
+        self.events = os.path.join(self.dir, "events.jsonl")
+        open(os.path.join(self.dir, "host.yaml"), "w").write(
+            "platform: local\npolicy_dir: policies\ncontrol_socket: %s\nstate_dir: %s\nevent_log: %s\n"
+            "domains: [dd.cfg]\nguests: [g.cfg]\n" % (self.sock, state, self.events))
+        env = dict(os.environ)
+        if not log_on:
+            env["SD_SPLITTER_LOG"] = "off"
+        self.proc = subprocess.Popen([os.path.join(build, "dom0_shadow", "shadowd"), "--config",
+                                      os.path.join(self.dir, "host.yaml")], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.dir, "shadowd.log"), "w"))
+        self.wait(lambda: self.detail().get("backend_up"), "shadowd did not come up")
+        self.mnt = os.path.join(self.dir, "mnt")
+        os.mkdir(self.mnt)
+        self.front = subprocess.Popen([os.path.join(build, "frontends", "sd-blkfront"), "--socket",
+                                       os.path.join(state, "%s-vbd-0.sock" % self.guest), "--mount", self.mnt],
+                                      stdout=subprocess.DEVNULL,
+                                      stderr=open(os.path.join(self.dir, "front.log"), "w"))
+        self.disk = os.path.join(self.mnt, "disk")
+        self.wait(lambda: self.detail().get("frontend_connected") and os.path.exists(self.disk),
+                  "sd-blkfront did not come up")
+        self.log_on = bool(self.detail().get("splitter_log"))
+
+    def wait(self, pred, what):
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if pred():
+                return
+            time.sleep(0.05)
+        raise SystemExit(what + ": " + open(os.path.join(self.dir, "shadowd.log")).read())
+
+    def ctl(self, *args):
+        r = subprocess.run([os.path.join(self.build, "dom0_shadow", "shadowctl"), "--socket", self.sock] + list(args)
+                           + ["--json"], capture_output=True, text=True)
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return {}
+
+    def detail(self):
+        d = self.ctl("devices").get("devices", [{}])
+        return d[0].get("detail", {}) if d else {}
+
+    def recoveries(self):
+        out = []
+        if os.path.exists(self.events):
+            for line in open(self.events):
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if e.get("type") == "recovery":
+                    out.append(e)
+        return out
+
+    def fio(self, seconds, extra=(), background=False):
+        argv = ["fio", "--name=b", "--filename=" + self.disk, "--ioengine=libaio", "--direct=1", "--bs=4k",
+                "--rw=randwrite", "--iodepth=16", "--size=256M", "--fallocate=none", "--time_based",
+                "--runtime=%d" % seconds, "--output-format=json"] + list(extra)
+        # cwd: a fio stopped early leaves its verify state file there, not in the caller's directory.
+        if background:
+            return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=self.dir)
+        r = subprocess.run(argv, capture_output=True, text=True, cwd=self.dir)
+        return json.loads(r.stdout)["jobs"][0] if r.returncode == 0 else None
+
+    def close(self):
+        self.front.terminate()
+        try:
+            self.front.wait(10)
+        except subprocess.TimeoutExpired:
+            self.front.kill()
+        self.ctl("shutdown")
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+PROBE = r"""
+import mmap, os, random, signal, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+buf.write(b"\xa5" * 4096)
+blocks = int(sys.argv[2]) // 4096
+out = []
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+rnd = random.Random(7)
+while not stop:
+    off = rnd.randrange(blocks) * 4096
+    t0 = time.monotonic()
+    os.pwrite(fd, buf, off)
+    out.append((t0, time.monotonic()))
+with open(sys.argv[3], "w") as f:
+    f.write("\n".join("%.6f %.6f" % x for x in out))
+"""
+
+
+class Probe:
+    """4 KiB O_DIRECT writes one at a time, each timestamped (CLOCK_MONOTONIC),
+    in a process of its own so that nothing the benchmark does delays it."""
+
+    def __init__(self, path, span_bytes, out):
+        self.out = out
+        self.proc = subprocess.Popen([sys.executable, "-c", PROBE, path, str(span_bytes), out])
+
+    def finish(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        return [tuple(map(float, line.split())) for line in open(self.out) if line.strip()]
+
+
+LOAD0 = open("/proc/loadavg").read().split()[0]
+
+
+def stall_per_crash(build, kills):
+    global LOAD0
+    LOAD0 = open("/proc/loadavg").read().split()[0]
+    progress("part 1: %d kills of the block driver domain under fio load, probe timing each write" % kills)
+    h = Host(build, "s")
+    try:
+        load = h.fio(kills, background=True)  # outlives the kill loop; stopped below
+        probe = Probe(h.disk, 256 << 20, os.path.join(h.dir, "probe.txt"))
+        time.sleep(1.0)
+        kill_at = []
+        for k in range(kills):
+            deadline = time.time() + 10
+            while len(h.recoveries()) < k and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.15 + random.random() * 0.1)
+            kill_at.append(time.monotonic())
+            h.ctl("inject-fault", h.dom, "kill")
+        deadline = time.time() + 10
+        while len(h.recoveries()) < kills and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)
+        samples = probe.finish()
+        load.terminate()
+        load.wait(10)
+        recs = h.recoveries()
+    finally:
+        h.close()
+    stalls = []
+    for k in kill_at:
+        hit = [e - s for s, e in samples if s <= k + 0.1 and e >= k]
+        stalls.append(max(hit) * 1000 if hit else 0.0)
+    quiet = [(e - s) * 1000 for s, e in samples if all(abs(s - k) > 0.5 for k in kill_at)]
+    totals = [r["phases_ms"]["total"] for r in recs]
+    print("\n1. I/O stall per crash: %d x kill -9 of the block driver domain, fio randwrite 4k iodepth 16 running; "
+          "disk %s%s" % (len(stalls), "O_DIRECT (direct-io-safe)" if Host.DIRECT else "through the host's page cache",
+                         "; warm standby" if Host.STANDBY else ""))
+    print("%-44s %8s %8s %8s %8s" % ("", "p50 ms", "p99 ms", "max ms", "n"))
+    print("%-44s %8.2f %8.2f %8.2f %8d" % ("probe write latency, no crash near", pct(quiet, 50), pct(quiet, 99),
+                                           max(quiet) if quiet else float("nan"), len(quiet)))
+    print("%-44s %8.2f %8.2f %8.2f %8d" % ("I/O stall per crash (probe, app's view)", pct(stalls, 50),
+                                           pct(stalls, 99), max(stalls), len(stalls)))
+    print("%-44s %8.2f %8.2f %8.2f %8d" % ("shadowd recovery total (detect..resume)", pct(totals, 50),
+                                           pct(totals, 99), max(totals) if totals else float("nan"), len(totals)))
+    for ph in ("detect", "spawn", "replay", "resume"):
+        v = [r["phases_ms"][ph] for r in recs]
+        print("%-44s %8.2f %8.2f %8.2f %8d" % ("  phase " + ph, pct(v, 50), pct(v, 99), max(v), len(v)))
+    print("stalls over 50 ms: %d of %d; the five longest: %s ms" % (
+        sum(1 for x in stalls if x > 50), len(stalls), " ".join("%.1f" % x for x in sorted(stalls)[-5:])))
+    print("load average before/after: %s / %s" % (LOAD0, open("/proc/loadavg").read().split()[0]))
+    return recs
+
+
+def on_off(build, rounds, seconds):
+    progress("part 2: splitter log on vs off, %d interleaved rounds of %d s each" % (rounds, seconds))
+    on, off = Host(build, "on", True), Host(build, "off", False)
+    res = {True: [], False: []}
+    try:
+        if not on.log_on or off.log_on:
+            raise SystemExit("the splitter log is not on/off as asked (SD_SPLITTER_LOG)")
+        for h in (on, off):  # warm-up: allocate the images' blocks so both sides start alike
+            h.fio(2, ["--rw=write", "--bs=1M", "--time_based=0", "--runtime=60", "--size=256M"])
+        for r in range(rounds):
+            for h in ((on, off) if r % 2 == 0 else (off, on)):
+                j = h.fio(seconds)
+                if j:
+                    w = j["write"]
+                    res[h.log_on].append((w["iops"], w["clat_ns"]["mean"] / 1000,
+                                          w["clat_ns"]["percentile"]["50.000000"] / 1000,
+                                          w["clat_ns"]["percentile"]["99.000000"] / 1000))
+                progress("  round %d %s: %s IOPS" % (r + 1, "on " if h.log_on else "off",
+                                                      "%.0f" % res[h.log_on][-1][0] if j else "fio failed"))
+    finally:
+        on.close()
+        off.close()
+    print("\n2. Splitter log on vs off, same run: fio 4k randwrite iodepth 16, %d interleaved rounds x %d s per side"
+          % (rounds, seconds))
+    print("%-6s %10s %10s %12s %12s %12s" % ("log", "IOPS mean", "IOPS sd", "clat mean us", "clat p50 us",
+                                             "clat p99 us"))
+    for side in (True, False):
+        v = res[side]
+        if not v:
+            continue
+        print("%-6s %10.0f %10.0f %12.1f %12.1f %12.1f" % (
+            "on" if side else "off", statistics.mean(x[0] for x in v), statistics.pstdev([x[0] for x in v]),
+            statistics.mean(x[1] for x in v), statistics.median(x[2] for x in v), statistics.median(x[3] for x in v)))
+    if res[True] and res[False]:
+        ratio = statistics.mean(x[0] for x in res[True]) / statistics.mean(x[0] for x in res[False])
+        per_round = [a[0] / b[0] for a, b in zip(res[True], res[False])]
+        print("IOPS ratio on/off: %.3f (per round: %s)" % (ratio, " ".join("%.3f" % x for x in per_round)))
+
+
+def replay_cost(build, recs):
+    print("\n3. Replay cost vs requests in flight")
+    out = subprocess.run([os.path.join(build, "bench", "bench_vbd_replay")], capture_output=True, text=True).stdout
+    print(out.rstrip())
+    if recs:
+        by = {}
+        for r in recs:
+            by.setdefault(r.get("replayed", 0), []).append(r["phases_ms"]["replay"])
+        print("real recoveries of part 1 (replay phase = kReconnect sent .. kReconnected received, ms):")
+        print("%10s %8s %10s %10s" % ("replayed", "n", "median", "max"))
+        for n in sorted(by):
+            print("%10d %8d %10.3f %10.3f" % (n, len(by[n]), statistics.median(by[n]), max(by[n])))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--kills", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--direct-io-safe", action="store_true", help="O_DIRECT on the disk image (xl's flag)")
+    ap.add_argument("--standby", action="store_true", help="policy standby: true (a warm standby driver domain)")
+    a = ap.parse_args()
+    Host.DIRECT = a.direct_io_safe
+    Host.STANDBY = a.standby
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (shadowd sandboxes its driver domains; sd-blkfront mounts FUSE)")
+    if shutil.which("fio") is None:
+        raise SystemExit("fio not found (scripts/deps.sh)")
+    if a.kills < 1 or a.rounds < 1 or a.seconds < 1:
+        raise SystemExit("--kills, --rounds and --seconds must be >= 1")
+    recs = stall_per_crash(a.build, a.kills)
+    on_off(a.build, a.rounds, a.seconds)
+    replay_cost(a.build, recs)
+
+
+if __name__ == "__main__":
+    main()

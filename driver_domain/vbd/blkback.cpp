@@ -1,0 +1,214 @@
+#include "vbd/blkback.hpp"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace sd::drvdom {
+
+using blkif::kSectorSize;
+
+Result<std::unique_ptr<Blkback>> Blkback::create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
+                                                 const blkif::DiskState& disk) {
+  if (fds.size() != 3) return fail(Code::kInvalidInput, "vbd attach needs 3 fds, got " + std::to_string(fds.size()));
+  if (!pages || pages->size() < blkif::kPoolPages) return fail(Code::kInvalidInput, "vbd attach: pool too small");
+  uint8_t* ring_page = pages->get(blkif::kRingRef);
+  if (!ring_page) return fail(Code::kInvalidInput, "vbd attach: ring page not granted");
+  struct stat st;
+  if (::fstat(fds[2].get(), &st) != 0) return sys_fail("vbd attach: fstat disk");
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return fail(Code::kInvalidInput, "vbd attach: not a disk");
+  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) / kSectorSize < disk.sectors)
+    return fail(Code::kInvalidInput, "vbd attach: the disk is smaller than the " + std::to_string(disk.sectors) +
+                                         " sectors the guest was promised");
+  auto bb = std::unique_ptr<Blkback>(new Blkback());
+  bb->stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  bb->broken_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!bb->stop_ || !bb->broken_) return sys_fail("vbd attach: eventfd");
+  bb->pages_ = std::move(pages);
+  bb->to_front_ = std::move(fds[0]);
+  bb->from_front_ = std::move(fds[1]);
+  bb->disk_ = std::move(fds[2]);
+  bb->st_ = disk;
+  // init=false: the frontend owns the ring; continue from the shared rsp_prod.
+  auto r = ring::BackRing<blkif::Traits>::attach(ring_page, blkif::kPageSize, false);
+  if (!r) return std::unexpected(r.error());
+  bb->ring_.emplace(std::move(*r));
+  // Every page mapped before the thread starts: GrantedPages is not thread-safe.
+  bb->pages_->map_all();
+  bb->io_ = std::thread([p = bb.get()] { p->io_loop(); });
+  return bb;
+}
+
+Blkback::~Blkback() {
+  if (io_.joinable()) {
+    uint64_t one = 1;
+    (void)!::write(stop_.get(), &one, sizeof(one));
+    io_.join();
+  }
+}
+
+void Blkback::poll_fds(std::vector<pollfd>& fds) { fds.push_back({broken_.get(), POLLIN, 0}); }
+
+Result<void> Blkback::service() {
+  uint64_t v;
+  (void)!::read(broken_.get(), &v, sizeof(v));
+  std::lock_guard lk(error_m_);
+  if (error_) return std::unexpected(*error_);
+  return {};
+}
+
+void Blkback::inject(ctl::FaultKind k) {
+  if (k == ctl::FaultKind::kStall)
+    stalled_ = true;
+  else
+    garbage_ = static_cast<uint32_t>(k);
+}
+
+// The I/O thread: sleeps until the frontend kicks, serves the ring, until
+// the owner says stop or the frontend breaks the protocol.
+void Blkback::io_loop() {
+  for (;;) {
+    pollfd p[2] = {{from_front_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0 && errno != EINTR) return;
+    if (p[1].revents) return;
+    uint64_t v;
+    (void)!::read(from_front_.get(), &v, sizeof(v));  // nonblocking eventfd: clear the kicks
+    if (stalled_) continue;
+    if (auto e = serve_ring()) {
+      std::lock_guard lk(error_m_);
+      error_ = std::move(e);
+      uint64_t one = 1;
+      (void)!::write(broken_.get(), &one, sizeof(one));
+      return;
+    }
+  }
+}
+
+// Moves all of `iov` at `off`; a short transfer is continued where it stopped.
+static bool full_io(int fd, bool write, iovec* iov, int n, off_t off) {
+  while (n > 0) {
+    ssize_t got = write ? ::pwritev(fd, iov, n, off) : ::preadv(fd, iov, n, off);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    off += got;
+    while (n > 0 && static_cast<size_t>(got) >= iov->iov_len) {
+      got -= static_cast<ssize_t>(iov->iov_len);
+      ++iov;
+      --n;
+    }
+    if (n > 0) {
+      iov->iov_base = static_cast<uint8_t*>(iov->iov_base) + got;
+      iov->iov_len -= static_cast<size_t>(got);
+    }
+  }
+  return true;
+}
+
+int16_t Blkback::rw(const blkif_request& r) {
+  iovec iov[blkif::kSegs];
+  for (unsigned i = 0; i < r.nr_segments; ++i) {
+    uint8_t* page = pages_->get(r.seg[i].gref);  // a data page of this id: check_request
+    if (!page) return BLKIF_RSP_ERROR;
+    iov[i].iov_base = page + size_t{r.seg[i].first_sect} * kSectorSize;
+    iov[i].iov_len = size_t{r.seg[i].last_sect - r.seg[i].first_sect + 1u} * kSectorSize;
+  }
+  // The guest may change a page while we write it: it only changes its own data.
+  bool ok = full_io(disk_.get(), r.operation != BLKIF_OP_READ, iov, r.nr_segments,
+                    static_cast<off_t>(r.sector_number * kSectorSize));
+  return ok ? BLKIF_RSP_OKAY : BLKIF_RSP_ERROR;
+}
+
+int16_t Blkback::execute(const blkif_request& r) {
+  if (st_.readonly && r.operation != BLKIF_OP_READ) return BLKIF_RSP_ERROR;
+  if (auto e = blkif::check_request(r, st_.sectors); !e.empty()) {
+    std::fprintf(stderr, "blkback: refused request id %llu: %s\n", static_cast<unsigned long long>(r.id), e.c_str());
+    return BLKIF_RSP_ERROR;
+  }
+  switch (r.operation) {
+    case BLKIF_OP_READ:
+    case BLKIF_OP_WRITE:
+      return rw(r);
+    case BLKIF_OP_FLUSH_DISKCACHE:
+      return ::fdatasync(disk_.get()) == 0 ? BLKIF_RSP_OKAY : BLKIF_RSP_ERROR;
+    case BLKIF_OP_WRITE_BARRIER: {
+      // Everything before is done (ring order); make it durable, then this
+      // write, durably, before anything after it.
+      if (::fdatasync(disk_.get()) != 0) return BLKIF_RSP_ERROR;
+      if (r.nr_segments && rw(r) != BLKIF_RSP_OKAY) return BLKIF_RSP_ERROR;
+      return ::fdatasync(disk_.get()) == 0 ? BLKIF_RSP_OKAY : BLKIF_RSP_ERROR;
+    }
+    case BLKIF_OP_DISCARD: {
+      if (!(st_.features & blkif::kFeatureDiscard)) return BLKIF_RSP_EOPNOTSUPP;
+      blkif_request_discard d;
+      std::memcpy(&d, &r, sizeof(d));
+      int rc = ::fallocate(disk_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                           static_cast<off_t>(d.sector_number * kSectorSize),
+                           static_cast<off_t>(d.nr_sectors * kSectorSize));
+      if (rc == 0) return BLKIF_RSP_OKAY;
+      return errno == EOPNOTSUPP ? BLKIF_RSP_EOPNOTSUPP : BLKIF_RSP_ERROR;
+    }
+    default:
+      return BLKIF_RSP_EOPNOTSUPP;
+  }
+}
+
+void Blkback::respond(const blkif_request& r, int16_t status, bool& notify) {
+  blkif_response rsp{};
+  rsp.id = r.id;
+  rsp.operation = r.operation;
+  rsp.status = status;
+  ++served_;
+  auto garbage = static_cast<ctl::FaultKind>(garbage_.load());
+  if (garbage == ctl::FaultKind::kBadId) {
+    rsp.id = r.id + 2 * blkif::kRingSize;  // never in flight
+    garbage_ = 0;
+  } else if (garbage == ctl::FaultKind::kBadGrant) {
+    rsp.status = 7;  // not a blkif status
+    garbage_ = 0;
+  } else if (garbage == ctl::FaultKind::kBadProd) {
+    if (dup_of_) {
+      rsp = *dup_of_;  // a second response for one id; this request gets none
+      garbage_ = 0;
+      dup_of_.reset();
+    } else {
+      dup_of_ = rsp;
+    }
+  }
+  (void)ring_->put_response(rsp);
+  // Published at once: a crash replays only what was not answered.
+  if (ring_->push_responses()) notify = true;
+}
+
+std::optional<Error> Blkback::serve_ring() {
+  bool notify = false;
+  std::optional<Error> err;
+  for (;;) {
+    for (;;) {
+      auto req = ring_->get_request();
+      if (!req) {
+        err = req.error();
+        break;
+      }
+      if (!*req) break;
+      const blkif_request r = **req;  // our copy; the guest cannot change it now
+      respond(r, execute(r), notify);
+      if (stalled_) break;
+    }
+    if (err || stalled_ || !ring_->final_check_for_requests()) break;
+  }
+  if (notify) {
+    uint64_t one = 1;
+    (void)!::write(to_front_.get(), &one, sizeof(one));
+  }
+  return err;
+}
+
+}  // namespace sd::drvdom

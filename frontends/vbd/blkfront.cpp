@@ -1,0 +1,363 @@
+#include "vbd/blkfront.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+namespace sd::front {
+
+using blkif::kPageSize;
+using blkif::kSectorSize;
+constexpr uint16_t kReqRing = 0;
+
+Result<std::unique_ptr<Blkfront>> Blkfront::connect(const std::string& socket_path) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (socket_path.empty() || socket_path.size() >= sizeof(a.sun_path))
+    return fail(Code::kInvalidInput, "vbd socket path '" + socket_path + "' is empty or too long");
+  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size());
+  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!s) return sys_fail("socket");
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
+    return sys_fail("connect to shadowd's vbd socket " + socket_path);
+  return attach(ctl::Channel(std::move(s)));
+}
+
+Result<std::unique_ptr<Blkfront>> Blkfront::attach(ctl::Channel ch) {
+  auto f = std::unique_ptr<Blkfront>(new Blkfront());
+  f->ch_ = std::move(ch);
+  if (auto r = f->handshake(); !r) return std::unexpected(r.error());
+  f->stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!f->stop_) return sys_fail("eventfd");
+  f->service_ = std::thread([p = f.get()] { p->service_loop(); });
+  return f;
+}
+
+Blkfront::~Blkfront() {
+  if (service_.joinable()) {
+    uint64_t one = 1;
+    (void)!::write(stop_.get(), &one, sizeof(one));
+    service_.join();
+  }
+  if (ring_page_) ::munmap(ring_page_, kPageSize);
+  if (data_) ::munmap(data_, size_t{blkif::kRingSize} * blkif::kSegs * kPageSize);
+}
+
+// kDevAttach (splitter log, event-channel ends; payload: the disk) then
+// kGrantFds batches with the pool (this guest's own memory): map it,
+// initialise the ring, keep the disk state in the log, say so.
+Result<void> Blkfront::handshake() {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  std::vector<UniqueFd> pool(blkif::kPoolPages);
+  size_t got_pages = 0;
+  bool attached = false;
+  while (!attached || got_pages < blkif::kPoolPages) {
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+    pollfd p{ch_.fd(), POLLIN, 0};
+    if (left <= 0 || ::poll(&p, 1, left) <= 0) return fail(Code::kEscalate, "vbd: shadowd did not attach within 5 s");
+    std::vector<UniqueFd> fds;
+    auto m = ch_.recv_fds(&fds);
+    if (!m) return std::unexpected(m.error());
+    if (!*m) continue;
+    const ctl::Msg& msg = **m;
+    if (msg.type == ctl::MsgType::kDevAttach) {
+      if (fds.size() != 3) return fail(Code::kEscalate, "vbd attach: expected 3 fds");
+      handle_ = msg.b;
+      disk_ = msg.get_payload<blkif::DiskState>();
+      if (disk_.sectors == 0) return fail(Code::kEscalate, "vbd attach: a disk of 0 sectors");
+      auto log = shadow::SplitterLog::map(std::move(fds[0]), blkif::kRingSize);
+      if (!log) return std::unexpected(log.error());
+      log_ = std::move(*log);
+      to_back_ = std::move(fds[1]);
+      from_back_ = std::move(fds[2]);
+      attached = true;
+    } else if (msg.type == ctl::MsgType::kGrantFds) {
+      for (size_t i = 0; i < fds.size(); ++i) {
+        size_t ref = size_t{msg.a} + i;
+        if (ref >= pool.size() || pool[ref]) return fail(Code::kEscalate, "vbd attach: bad grant batch");
+        pool[ref] = std::move(fds[i]);
+        ++got_pages;
+      }
+    } else if (msg.type == ctl::MsgType::kDevAttached && msg.a != 0) {
+      return fail(Code::kEscalate, "vbd: shadowd refused: " + msg.get_text());
+    }
+  }
+  void* rp = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, pool[blkif::kRingRef].get(), 0);
+  if (rp == MAP_FAILED) return sys_fail("vbd: mmap ring page");
+  ring_page_ = static_cast<uint8_t*>(rp);
+  // The data pages side by side, so an id's kSegs pages take one memcpy.
+  const size_t ndata = size_t{blkif::kRingSize} * blkif::kSegs;
+  void* area = ::mmap(nullptr, ndata * kPageSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (area == MAP_FAILED) return sys_fail("vbd: mmap data area");
+  data_ = static_cast<uint8_t*>(area);
+  for (size_t i = 0; i < ndata; ++i) {
+    void* p = ::mmap(data_ + i * kPageSize, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+                     pool[blkif::kDataRef0 + i].get(), 0);
+    if (p == MAP_FAILED) return sys_fail("vbd: mmap data page");
+  }
+  auto r = ring::FrontRing<blkif::Traits>::attach(ring_page_, kPageSize, true);
+  if (!r) return std::unexpected(r.error());
+  ring_.emplace(std::move(*r));
+  limit_ = std::clamp<uint32_t>(disk_.queue_limit, 1, blkif::kRingSize);
+  log_.set_config(&disk_, sizeof(disk_));  // the negotiated disk, compacted
+  connected_ = true;
+  ctl::Msg ok;
+  ok.type = ctl::MsgType::kDevAttached;
+  ok.b = handle_;
+  if (auto s = ch_.send(ok); !s) return s;
+  return ch_.set_nonblocking(true);
+}
+
+void Blkfront::kick() {
+  uint64_t one = 1;
+  (void)!::write(to_back_.get(), &one, sizeof(one));
+}
+
+Blkfront::Stats Blkfront::stats() const {
+  std::lock_guard lk(m_);
+  return stats_;
+}
+
+bool Blkfront::dead() const {
+  std::lock_guard lk(m_);
+  return dead_;
+}
+
+// Responses and control messages, until the destructor says stop.
+void Blkfront::service_loop() {
+  for (;;) {
+    pollfd p[3] = {{from_back_.get(), POLLIN, 0}, {ch_.fd(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+    int r = ::poll(p, 3, 200);
+    if (r < 0 && errno != EINTR) break;
+    if (p[2].revents) break;
+    std::lock_guard lk(m_);
+    pump_locked();
+    if (dead_) break;
+  }
+}
+
+void Blkfront::pump_locked() {
+  for (;;) {
+    std::vector<UniqueFd> fds;
+    auto m = ch_.recv_fds(&fds);
+    if (!m) {
+      dead_ = true;  // shadowd is gone: nothing will answer
+      cv_.notify_all();
+      return;
+    }
+    if (!*m) break;
+    if ((*m)->type == ctl::MsgType::kBackendGone) connected_ = false;
+    if ((*m)->type == ctl::MsgType::kReconnect) reconnect_locked(**m);
+  }
+  uint64_t v;
+  (void)!::read(from_back_.get(), &v, sizeof(v));  // nonblocking eventfd: clear the notification
+  if (connected_) take_responses_locked();
+}
+
+void Blkfront::backend_fault_locked(const std::string& why) {
+  connected_ = false;
+  ++stats_.faults;
+  ctl::Msg f;
+  f.type = ctl::MsgType::kDevFault;
+  f.b = handle_;
+  f.set_text(why);
+  (void)ch_.send(f);
+}
+
+// Each response is checked against the in-flight table before the caller
+// waiting for it hears of it: an unknown id or a second response for an id
+// completes nothing (the guest sees one completion per request).
+void Blkfront::take_responses_locked() {
+  std::optional<std::string> bad;
+  bool any = false;
+  do {
+    for (;;) {
+      auto r = ring_->get_response();
+      if (!r) {
+        bad = r.error().message;
+        break;
+      }
+      if (!*r) break;
+      const blkif_response rsp = **r;  // our copy; the backend cannot change it now
+      auto req = table_.complete(rsp);
+      if (!req) {
+        bad = req.error().message;
+        break;
+      }
+      log_.complete(static_cast<uint32_t>(rsp.id));
+      status_[rsp.id] = rsp.status;
+      done_[rsp.id] = 1;
+      ++stats_.completed;
+      any = true;
+    }
+    // Responses published between the last read and rsp_event being set
+    // bring no notification: take them now.
+  } while (!bad && ring_->final_check_for_responses());
+  // The valid responses before a bad one complete their callers.
+  if (any) cv_.notify_all();
+  if (bad) backend_fault_locked(*bad);
+}
+
+// The old backend is dead. Keep what it finished, then hand the next one a
+// clean ring holding exactly the requests still in flight, in submission
+// order (xen-blkfront's blkif_recover: copy the shadow, reset, requeue), so
+// every flush and barrier stays behind what was issued before it.
+void Blkfront::reconnect_locked(const ctl::Msg& m) {
+  connected_ = true;
+  take_responses_locked();  // stops at the first invalid response
+  uint32_t replayed = blkif::requeue(*ring_, table_, log_, kReqRing);
+  connected_ = true;
+  ++stats_.reconnects;
+  stats_.replayed += replayed;
+  ctl::Msg done;
+  done.type = ctl::MsgType::kReconnected;
+  done.b = handle_;
+  done.a = replayed;
+  done.set_text(m.get_text());  // echoed: shadowd tells its reconnects apart
+  (void)ch_.send(done);
+  kick();
+}
+
+int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_t* wdata, uint8_t* rdata) {
+  std::unique_lock lk(m_);
+  // Blocks, never fails, while the ring is full or the queue limit reached
+  // (an outage fills both: the requests wait for the next backend).
+  cv_.wait(lk, [&] {
+    return dead_ || (table_.count() < limit_ && ring_->free_requests() > 0 &&
+                     std::count(busy_.begin(), busy_.end(), 0) > 0);
+  });
+  if (dead_) return -EIO;
+  size_t id = next_id_;
+  while (busy_[id]) id = (id + 1) % blkif::kRingSize;
+  next_id_ = (id + 1) % blkif::kRingSize;  // round robin: a stale duplicate is more likely caught
+  busy_[id] = 1;
+  done_[id] = 0;
+  blkif_request req{};
+  req.operation = op;
+  req.id = id;
+  if (op == BLKIF_OP_DISCARD) {
+    blkif_request_discard d{};
+    d.operation = op;
+    d.id = id;
+    d.sector_number = sector;
+    d.nr_sectors = sectors;
+    std::memcpy(&req, &d, sizeof(d));
+  } else if (op != BLKIF_OP_FLUSH_DISKCACHE) {
+    req.sector_number = sector;
+    uint32_t segs = (sectors + blkif::kSectorsPerPage - 1) / blkif::kSectorsPerPage;
+    req.nr_segments = static_cast<uint8_t>(segs);
+    for (uint32_t i = 0; i < segs; ++i) {
+      req.seg[i].gref = blkif::data_ref(id, i);
+      req.seg[i].first_sect = 0;
+      req.seg[i].last_sect =
+          static_cast<uint8_t>(std::min(blkif::kSectorsPerPage, sectors - i * blkif::kSectorsPerPage) - 1);
+    }
+    if (wdata) std::memcpy(data(id), wdata, size_t{sectors} * kSectorSize);
+  }
+  (void)table_.add(req);
+  (void)ring_->put_request(req);
+  log_.record(static_cast<uint32_t>(id), kReqRing, &req, blkif::kLoggedReq);  // the shadow's copy, same step
+  stats_.max_inflight = std::max<uint64_t>(stats_.max_inflight, table_.count());
+  ++stats_.submitted;
+  switch (op) {
+    case BLKIF_OP_READ: ++stats_.reads; break;
+    case BLKIF_OP_WRITE: ++stats_.writes; break;
+    case BLKIF_OP_FLUSH_DISKCACHE: ++stats_.flushes; break;
+    case BLKIF_OP_WRITE_BARRIER: ++stats_.barriers; break;
+    default: ++stats_.discards;
+  }
+  if (ring_->push_requests()) kick();
+  cv_.wait(lk, [&] { return dead_ || done_[id]; });
+  int rc = 0;
+  if (!done_[id]) {
+    rc = -EIO;  // shadowd is gone
+  } else if (status_[id] == BLKIF_RSP_EOPNOTSUPP) {
+    rc = -EOPNOTSUPP;
+  } else if (status_[id] != BLKIF_RSP_OKAY) {
+    rc = -EIO;
+  } else if (rdata) {
+    std::memcpy(rdata, data(id), size_t{sectors} * kSectorSize);
+  }
+  busy_[id] = 0;
+  done_[id] = 0;
+  cv_.notify_all();
+  return rc;
+}
+
+int Blkfront::rw_aligned(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata) {
+  constexpr uint64_t kMaxSectors = blkif::kMaxIoBytes / kSectorSize;
+  for (uint64_t done = 0; done < sectors;) {
+    uint32_t n = static_cast<uint32_t>(std::min(kMaxSectors, sectors - done));
+    int rc = submit(op, sector + done, n, wdata ? wdata + done * kSectorSize : nullptr,
+                    rdata ? rdata + done * kSectorSize : nullptr);
+    if (rc != 0) return rc;
+    done += n;
+  }
+  return 0;
+}
+
+int Blkfront::read(uint64_t off, size_t len, uint8_t* out) {
+  if (off > size_bytes() || len > size_bytes() - off) return -EINVAL;
+  if (len == 0) return 0;
+  if (off % kSectorSize == 0 && len % kSectorSize == 0)
+    return rw_aligned(BLKIF_OP_READ, off / kSectorSize, len / kSectorSize, nullptr, out);
+  uint64_t first = off / kSectorSize, last = (off + len - 1) / kSectorSize;
+  std::vector<uint8_t> buf((last - first + 1) * kSectorSize);
+  if (int rc = rw_aligned(BLKIF_OP_READ, first, last - first + 1, nullptr, buf.data()); rc != 0) return rc;
+  std::memcpy(out, buf.data() + off % kSectorSize, len);
+  return 0;
+}
+
+int Blkfront::write(uint64_t off, size_t len, const uint8_t* in) {
+  if (disk_.readonly) return -EROFS;
+  if (off > size_bytes() || len > size_bytes() - off) return -EINVAL;
+  if (len == 0) return 0;
+  if (off % kSectorSize == 0 && len % kSectorSize == 0)
+    return rw_aligned(BLKIF_OP_WRITE, off / kSectorSize, len / kSectorSize, in, nullptr);
+  // Partial sectors: read the sectors around, patch, write them back (a
+  // block device only moves whole sectors).
+  std::lock_guard rmw(rmw_);
+  uint64_t first = off / kSectorSize, last = (off + len - 1) / kSectorSize;
+  std::vector<uint8_t> buf((last - first + 1) * kSectorSize);
+  if (int rc = rw_aligned(BLKIF_OP_READ, first, last - first + 1, nullptr, buf.data()); rc != 0) return rc;
+  std::memcpy(buf.data() + off % kSectorSize, in, len);
+  return rw_aligned(BLKIF_OP_WRITE, first, last - first + 1, buf.data(), nullptr);
+}
+
+int Blkfront::barrier_write(uint64_t off, size_t len, const uint8_t* in) {
+  if (!(disk_.features & blkif::kFeatureBarrier)) return -EOPNOTSUPP;
+  if (off % kSectorSize || len % kSectorSize || len > blkif::kMaxIoBytes || off > size_bytes() ||
+      len > size_bytes() - off)
+    return -EINVAL;
+  return submit(BLKIF_OP_WRITE_BARRIER, off / kSectorSize, static_cast<uint32_t>(len / kSectorSize), in, nullptr);
+}
+
+int Blkfront::flush() {
+  if (!(disk_.features & blkif::kFeatureFlush)) return 0;  // no volatile cache to flush
+  return submit(BLKIF_OP_FLUSH_DISKCACHE, 0, 0, nullptr, nullptr);
+}
+
+int Blkfront::discard(uint64_t off, uint64_t len) {
+  if (!(disk_.features & blkif::kFeatureDiscard)) return -EOPNOTSUPP;
+  if (off > size_bytes() || len > size_bytes() - off) return -EINVAL;
+  // Whole sectors inside the range only: discarding is a hint.
+  uint64_t first = (off + kSectorSize - 1) / kSectorSize, end = (off + len) / kSectorSize;
+  if (end <= first) return 0;
+  for (uint64_t s = first; s < end;) {
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(end - s, 1u << 30));
+    if (int rc = submit(BLKIF_OP_DISCARD, s, n, nullptr, nullptr); rc != 0) return rc;
+    s += n;
+  }
+  return 0;
+}
+
+}  // namespace sd::front

@@ -1,0 +1,121 @@
+// vbd frontend, the beam splitter, as a library the FUSE program
+// (main.cpp, sd-blkfront) drives from many threads at once: blkif rings to
+// the backend on one side, the guest's programs' reads, writes, flushes and
+// discards on the other. Every request it posts is also recorded in the
+// shadow's splitter log in the same step, and kept in its in-flight table
+// (blkif::InflightTable, xen-blkfront's blk_shadow: a copy of the request
+// and its submission order); the negotiated disk state is kept in the log's
+// config area.
+//
+// It reaches shadowd by connecting to the vbd's unix socket; shadowd hands it
+// the splitter log, its event-channel ends, the disk state and the guest's
+// pool (ring page, kSegs data pages per request id).
+//
+// Callers block while no slot is free (the ring is full, the queue limit is
+// reached, or no backend serves): a request is never failed for an outage.
+// A service thread takes responses and control messages.
+//
+// Connection states (the disk stays usable in every one of them):
+//
+//  state      | event                          | action                                  | next
+//  -----------+--------------------------------+-----------------------------------------+----------
+//  Connected  | invalid response (unknown id,  | stop consuming, report kDevFault; the   | Paused
+//             |  duplicate, wrong operation or | request stays in flight (no completion) |
+//             |  status, rsp_prod beyond req)  |                                         |
+//  Connected  | kBackendGone                   | stop consuming responses                | Paused
+//  Paused     | request, ring slot free        | post (it waits in the ring)             | Paused
+//  Paused     | kReconnect                     | take valid responses, reset the ring,   | Connected
+//             |                                | replay in-flight requests in submission |
+//             |                                | order, kReconnected                     |
+//  any        | shadowd closes the socket      | every request fails with EIO            | Dead
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sd/core/blkif.hpp"
+#include "sd/core/control_channel.hpp"
+#include "sd/core/fd.hpp"
+#include "sd/core/ring.hpp"
+#include "sd/core/splitter_log.hpp"
+
+namespace sd::front {
+
+class Blkfront {
+ public:
+  // Connects to shadowd's vbd socket and attaches (bounded: 5 s).
+  static Result<std::unique_ptr<Blkfront>> connect(const std::string& socket_path);
+  // For tests: attach over an existing channel (shadowd's side sends first).
+  static Result<std::unique_ptr<Blkfront>> attach(ctl::Channel ch);
+  ~Blkfront();
+  Blkfront(const Blkfront&) = delete;
+  Blkfront& operator=(const Blkfront&) = delete;
+
+  uint64_t size_bytes() const { return disk_.sectors * blkif::kSectorSize; }
+  const blkif::DiskState& disk() const { return disk_; }
+
+  // Disk I/O at any byte offset and length inside the disk (edges that are
+  // not whole sectors are read, patched and written). Thread-safe; each
+  // blocks until the backend (this or a later incarnation) answered.
+  // Return 0, -EIO (the backend answered BLKIF_RSP_ERROR, or shadowd is
+  // gone), -EOPNOTSUPP (the disk lacks the feature), -EINVAL (outside the disk).
+  int read(uint64_t off, size_t len, uint8_t* out);
+  int write(uint64_t off, size_t len, const uint8_t* in);
+  int flush();                                  // FLUSH_DISKCACHE (fsync)
+  int barrier_write(uint64_t off, size_t len, const uint8_t* in);  // WRITE_BARRIER: ordered and durable
+  int discard(uint64_t off, uint64_t len);      // DISCARD (whole sectors only)
+
+  struct Stats {
+    uint64_t submitted = 0;  // requests put on the ring (replays not counted)
+    uint64_t completed = 0;  // responses taken (each request at most once)
+    uint64_t reads = 0, writes = 0, flushes = 0, barriers = 0, discards = 0;
+    uint64_t faults = 0, reconnects = 0, replayed = 0, max_inflight = 0;
+  };
+  Stats stats() const;
+  bool dead() const;
+
+ private:
+  Blkfront() = default;
+  Result<void> handshake();
+  void service_loop();
+  void pump_locked();
+  void take_responses_locked();
+  void backend_fault_locked(const std::string& why);
+  void reconnect_locked(const ctl::Msg& m);
+  void kick();
+  // One request of at most kMaxIoBytes; data in/out through the id's pages.
+  int submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_t* wdata, uint8_t* rdata);
+  int rw_aligned(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata);
+  uint8_t* data(uint64_t id) const { return data_ + id * blkif::kSegs * blkif::kPageSize; }
+
+  ctl::Channel ch_;
+  uint64_t handle_ = 0;
+  blkif::DiskState disk_{};
+  uint8_t* ring_page_ = nullptr;
+  uint8_t* data_ = nullptr;  // kRingSize * kSegs pages, contiguous per id
+  UniqueFd to_back_, from_back_, stop_;
+  shadow::SplitterLog log_;
+  uint32_t limit_ = blkif::kRingSize;
+
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  std::optional<ring::FrontRing<blkif::Traits>> ring_;
+  blkif::InflightTable table_{blkif::kRingSize};
+  std::vector<uint8_t> busy_ = std::vector<uint8_t>(blkif::kRingSize, 0);   // id's pages in use by a caller
+  std::vector<int16_t> status_ = std::vector<int16_t>(blkif::kRingSize, 0);
+  std::vector<uint8_t> done_ = std::vector<uint8_t>(blkif::kRingSize, 0);   // response taken, caller not back yet
+  size_t next_id_ = 0;
+  bool connected_ = false;
+  bool dead_ = false;
+  Stats stats_;
+  std::mutex rmw_;  // serialises read-modify-write of partial sectors
+  std::thread service_;
+};
+
+}  // namespace sd::front

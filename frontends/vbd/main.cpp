@@ -1,0 +1,264 @@
+// sd-blkfront: the guest's virtual disk for unmodified programs, as one file
+// in a FUSE file system (no kernel module beyond FUSE itself, which every
+// Linux has; xen-blkfront needs a Xen guest kernel). Reads, writes, fsync and
+// hole punching on <mountpoint>/disk become blkif READ, WRITE,
+// FLUSH_DISKCACHE and DISCARD requests through the beam splitter
+// (blkfront.cpp). The file is opened direct_io (no page cache in between:
+// what a program writes goes to the ring) and served by libfuse's
+// multithreaded loop, so a program with 16 asynchronous requests in flight
+// (fio --ioengine=libaio --direct=1 --iodepth=16) puts 16 on the ring.
+// For mkfs and mount, put a loop device over the file: `--loop` does it
+// (losetup) and prints the device.
+#define FUSE_USE_VERSION 312
+#include <fuse.h>
+#include <getopt.h>
+#include <linux/falloc.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "vbd/blkfront.hpp"
+
+extern char** environ;
+
+namespace {
+
+const char kUsage[] = "usage: sd-blkfront --socket PATH --mount DIR [--name FILE] [--loop] [--threads N]\n";
+constexpr const char* kDefaultName = "disk";
+
+sd::front::Blkfront* g_front = nullptr;
+std::string g_name = kDefaultName;
+
+bool is_disk(const char* path) { return path[0] == '/' && g_name == path + 1; }
+
+int fs_getattr(const char* path, struct stat* st, fuse_file_info*) {
+  std::memset(st, 0, sizeof(*st));
+  if (std::strcmp(path, "/") == 0) {
+    st->st_mode = S_IFDIR | 0755;
+    st->st_nlink = 2;
+    return 0;
+  }
+  if (!is_disk(path)) return -ENOENT;
+  st->st_mode = S_IFREG | (g_front->disk().readonly ? 0400 : 0600);
+  st->st_nlink = 1;
+  st->st_size = static_cast<off_t>(g_front->size_bytes());
+  st->st_blksize = 4096;
+  st->st_blocks = st->st_size / 512;
+  return 0;
+}
+
+int fs_readdir(const char* path, void* buf, fuse_fill_dir_t fill, off_t, fuse_file_info*, fuse_readdir_flags) {
+  if (std::strcmp(path, "/") != 0) return -ENOENT;
+  fill(buf, ".", nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
+  fill(buf, "..", nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
+  fill(buf, g_name.c_str(), nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
+  return 0;
+}
+
+int fs_open(const char* path, fuse_file_info* fi) {
+  if (!is_disk(path)) return -ENOENT;
+  if (g_front->disk().readonly && (fi->flags & O_ACCMODE) != O_RDONLY) return -EROFS;
+  fi->direct_io = 1;  // every read and write reaches the ring
+  return 0;
+}
+
+int fs_read(const char*, char* buf, size_t size, off_t off, fuse_file_info*) {
+  uint64_t end = g_front->size_bytes();
+  if (off < 0) return -EINVAL;
+  if (static_cast<uint64_t>(off) >= end) return 0;
+  size = static_cast<size_t>(std::min<uint64_t>(size, end - static_cast<uint64_t>(off)));
+  int rc = g_front->read(static_cast<uint64_t>(off), size, reinterpret_cast<uint8_t*>(buf));
+  return rc < 0 ? rc : static_cast<int>(size);
+}
+
+int fs_write(const char*, const char* buf, size_t size, off_t off, fuse_file_info*) {
+  uint64_t end = g_front->size_bytes();
+  if (off < 0) return -EINVAL;
+  if (static_cast<uint64_t>(off) >= end) return -ENOSPC;  // a disk does not grow
+  size = static_cast<size_t>(std::min<uint64_t>(size, end - static_cast<uint64_t>(off)));
+  int rc = g_front->write(static_cast<uint64_t>(off), size, reinterpret_cast<const uint8_t*>(buf));
+  return rc < 0 ? rc : static_cast<int>(size);
+}
+
+int fs_fsync(const char*, int, fuse_file_info*) { return g_front->flush(); }
+
+int fs_fallocate(const char*, int mode, off_t off, off_t len, fuse_file_info*) {
+  if (off < 0 || len < 0) return -EINVAL;
+  if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
+    return g_front->discard(static_cast<uint64_t>(off), static_cast<uint64_t>(len));
+  // Preallocation inside the disk: every sector already exists.
+  if ((mode & ~FALLOC_FL_KEEP_SIZE) == 0 &&
+      static_cast<uint64_t>(off) + static_cast<uint64_t>(len) <= g_front->size_bytes())
+    return 0;
+  return -EOPNOTSUPP;
+}
+
+int fs_truncate(const char* path, off_t size, fuse_file_info*) {
+  if (!is_disk(path)) return -ENOENT;
+  return static_cast<uint64_t>(size) == g_front->size_bytes() ? 0 : -EPERM;  // a disk keeps its size
+}
+
+void* fs_init(fuse_conn_info* conn, fuse_config* cfg) {
+  cfg->direct_io = 1;
+  cfg->kernel_cache = 0;
+  cfg->attr_timeout = 3600;  // the size never changes
+  cfg->entry_timeout = 3600;
+  conn->max_write = 1 << 20;
+  // The kernel keeps at most max_background asynchronous requests (libaio,
+  // io_uring) outstanding per connection (default 12): enough to fill the ring.
+  conn->max_background = 2 * sd::blkif::kRingSize;
+  conn->congestion_threshold = 3 * sd::blkif::kRingSize / 2;
+  return nullptr;
+}
+
+// Runs a command (losetup) without a shell; returns its stdout, "" on failure.
+std::string run_cmd(const std::vector<std::string>& argv) {
+  int p[2];
+  if (::pipe(p) != 0) return {};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+  posix_spawn_file_actions_addclose(&fa, p[0]);
+  std::vector<char*> a;
+  for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(p[1]);
+  std::string out;
+  char buf[256];
+  for (ssize_t n; rc == 0 && (n = ::read(p[0], buf, sizeof(buf))) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(p[0]);
+  int st = 0;
+  if (rc != 0 || ::waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return {};
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string socket, mount;
+  bool loop = false;
+  unsigned threads = 32;
+  static const option kOpts[] = {{"socket", required_argument, nullptr, 's'},
+                                 {"mount", required_argument, nullptr, 'm'},
+                                 {"name", required_argument, nullptr, 'n'},
+                                 {"loop", no_argument, nullptr, 'l'},
+                                 {"threads", required_argument, nullptr, 't'},
+                                 {"help", no_argument, nullptr, 'h'},
+                                 {nullptr, 0, nullptr, 0}};
+  for (int c; (c = getopt_long(argc, argv, "h", kOpts, nullptr)) != -1;) {
+    switch (c) {
+      case 's': socket = optarg; break;
+      case 'm': mount = optarg; break;
+      case 'n': g_name = optarg; break;
+      case 'l': loop = true; break;
+      case 't': {
+        char* end = nullptr;
+        unsigned long v = std::strtoul(optarg, &end, 10);
+        if (!end || *end || v < 1 || v > 256) {
+          std::fprintf(stderr, "sd-blkfront: --threads must be 1..256\n%s", kUsage);
+          return 2;
+        }
+        threads = static_cast<unsigned>(v);
+        break;
+      }
+      case 'h':
+        std::printf(
+            "%s\nExposes a guest's vbd as the file DIR/FILE (default \"disk\") in a FUSE file\n"
+            "system, served through shadowd's vbd socket PATH (<state_dir>/<guest>-vbd-<n>.sock).\n"
+            "  --loop       also attach a loop device over the file and print its name\n"
+            "  --threads N  FUSE worker threads (requests in flight at once; default 32)\n"
+            "Runs until DIR is unmounted (umount DIR) or SIGTERM/SIGINT.\n",
+            kUsage);
+        return 0;
+      default: std::fputs(kUsage, stderr); return 2;
+    }
+  }
+  if (socket.empty() || mount.empty() || optind != argc || g_name.empty() || g_name.find('/') != std::string::npos) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  auto front = sd::front::Blkfront::connect(socket);
+  if (!front) {
+    std::fprintf(stderr, "sd-blkfront: %s\n", front.error().to_string().c_str());
+    return 1;
+  }
+  g_front = front->get();
+
+  fuse_operations ops{};
+  ops.getattr = fs_getattr;
+  ops.readdir = fs_readdir;
+  ops.open = fs_open;
+  ops.read = fs_read;
+  ops.write = fs_write;
+  ops.fsync = fs_fsync;
+  ops.fallocate = fs_fallocate;
+  ops.truncate = fs_truncate;
+  ops.init = fs_init;
+  std::string prog = "sd-blkfront";
+  std::string opt = "-ofsname=sd-blkfront,subtype=vbd,default_permissions";
+  char* fargv[] = {prog.data(), opt.data(), nullptr};
+  fuse_args args = FUSE_ARGS_INIT(2, fargv);
+  fuse* f = fuse_new(&args, &ops, sizeof(ops), nullptr);
+  if (!f) {
+    std::fprintf(stderr, "sd-blkfront: fuse_new failed\n");
+    return 1;
+  }
+  if (fuse_mount(f, mount.c_str()) != 0) {
+    std::fprintf(stderr, "sd-blkfront: cannot mount FUSE at %s (is /dev/fuse there? root?)\n", mount.c_str());
+    fuse_destroy(f);
+    return 1;
+  }
+  fuse_set_signal_handlers(fuse_get_session(f));
+  std::string file = mount + "/" + g_name, loopdev;
+  std::thread loop_setup;
+  if (loop) {
+    // losetup opens the file, which this process serves: run it beside the loop.
+    loop_setup = std::thread([&] {
+      loopdev = run_cmd({"losetup", "--find", "--show", "--direct-io=on", file});
+      if (loopdev.empty()) loopdev = run_cmd({"losetup", "--find", "--show", file});
+      if (loopdev.empty())
+        std::fprintf(stderr, "sd-blkfront: losetup over %s failed\n", file.c_str());
+      else
+        std::printf("%s\n", loopdev.c_str());
+      std::fflush(stdout);
+    });
+  } else {
+    std::printf("%s\n", file.c_str());
+    std::fflush(stdout);
+  }
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(cfg, threads);
+  fuse_loop_cfg_set_idle_threads(cfg, threads);
+  int rc = fuse_loop_mt(f, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  if (loop_setup.joinable()) loop_setup.join();
+  if (!loopdev.empty()) (void)run_cmd({"losetup", "-d", loopdev});
+  auto st = g_front->stats();
+  // What the disk saw, for tests and benchmarks (each request completes once:
+  // completed == submitted once nothing is in flight).
+  std::fprintf(stderr,
+               "sd-blkfront: requests submitted %llu completed %llu (reads %llu writes %llu flushes %llu barriers %llu "
+               "discards %llu) faults %llu reconnects %llu replayed %llu max_inflight %llu\n",
+               (unsigned long long)st.submitted, (unsigned long long)st.completed, (unsigned long long)st.reads,
+               (unsigned long long)st.writes, (unsigned long long)st.flushes, (unsigned long long)st.barriers,
+               (unsigned long long)st.discards, (unsigned long long)st.faults, (unsigned long long)st.reconnects,
+               (unsigned long long)st.replayed, (unsigned long long)st.max_inflight);
+  fuse_remove_signal_handlers(fuse_get_session(f));
+  fuse_unmount(f);
+  fuse_destroy(f);
+  g_front = nullptr;
+  // libfuse's loop reports the signal that ended it: that is a clean stop.
+  return (rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : 1;
+}

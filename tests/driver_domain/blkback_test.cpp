@@ -1,0 +1,274 @@
+// The vbd backend (driver_domain/vbd/blkback.cpp) against a frontend faked in
+// this process and a temporary disk file: what reaches the disk, what is
+// refused, how requests are answered (and, on purpose, mis-answered).
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "sd/core/blkif.hpp"
+#include "sd/core/ring.hpp"
+#include "vbd/blkback.hpp"
+
+namespace {
+
+using namespace sd;
+using namespace std::chrono_literals;
+
+constexpr uint64_t kDiskBytes = 1 << 20;
+
+class BlkbackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char path[] = "/tmp/sd-blkback-XXXXXX";
+    disk_.reset(::mkstemp(path));
+    ASSERT_TRUE(disk_);
+    ::unlink(path);
+    ASSERT_EQ(::ftruncate(disk_.get(), kDiskBytes), 0);
+    pool_.resize(blkif::kPoolPages);
+    page_.resize(blkif::kPoolPages);
+    for (uint32_t i = 0; i < blkif::kPoolPages; ++i) {
+      pool_[i].reset(::memfd_create("page", MFD_CLOEXEC));
+      ASSERT_EQ(::ftruncate(pool_[i].get(), 4096), 0);
+      page_[i] = static_cast<uint8_t*>(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, pool_[i].get(), 0));
+    }
+    auto fr = ring::FrontRing<blkif::Traits>::attach(page_[blkif::kRingRef], 4096, true);
+    front_.emplace(std::move(*fr));
+    kick_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    notified_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  }
+  void TearDown() override {
+    back_.reset();
+    for (auto* p : page_) ::munmap(p, 4096);
+  }
+
+  void attach(uint32_t features = blkif::kFeatureFlush | blkif::kFeatureBarrier | blkif::kFeatureDiscard) {
+    auto pages = std::make_unique<drvdom::GrantedPages>(blkif::kPoolPages);
+    for (uint32_t i = 0; i < blkif::kPoolPages; ++i) pages->add(i, UniqueFd(::dup(pool_[i].get())));
+    std::vector<UniqueFd> fds;
+    fds.emplace_back(::dup(notified_.get()));
+    fds.emplace_back(::dup(kick_.get()));
+    fds.emplace_back(::dup(disk_.get()));
+    blkif::DiskState d{};
+    d.sectors = kDiskBytes / 512;
+    d.features = features;
+    auto b = drvdom::Blkback::create(std::move(pages), std::move(fds), d);
+    ASSERT_TRUE(b.has_value()) << b.error().message;
+    back_ = std::move(*b);
+  }
+
+  blkif_request rw(uint8_t op, uint64_t id, uint64_t sector, unsigned pages) {
+    blkif_request r{};
+    r.operation = op;
+    r.id = id;
+    r.sector_number = sector;
+    r.nr_segments = static_cast<uint8_t>(pages);
+    for (unsigned i = 0; i < pages; ++i) r.seg[i] = {blkif::data_ref(id, i), 0, 7};
+    return r;
+  }
+  uint8_t* data(uint64_t id, unsigned seg) { return page_[blkif::data_ref(id, seg)]; }
+
+  void post(const blkif_request& r) {
+    ASSERT_TRUE(front_->put_request(r));
+    front_->push_requests();
+    uint64_t one = 1;
+    ASSERT_EQ(::write(kick_.get(), &one, 8), 8);
+  }
+  // The next `n` responses (waits up to 2 s for them).
+  std::vector<blkif_response> responses(size_t n) {
+    std::vector<blkif_response> out;
+    auto deadline = std::chrono::steady_clock::now() + 2s;
+    while (out.size() < n && std::chrono::steady_clock::now() < deadline) {
+      auto r = front_->get_response();
+      if (!r) break;
+      if (*r)
+        out.push_back(**r);
+      else
+        std::this_thread::sleep_for(1ms);
+    }
+    return out;
+  }
+
+  UniqueFd disk_, kick_, notified_;
+  std::vector<UniqueFd> pool_;
+  std::vector<uint8_t*> page_;
+  std::optional<ring::FrontRing<blkif::Traits>> front_;
+  std::unique_ptr<drvdom::Blkback> back_;
+};
+
+TEST_F(BlkbackTest, WriteTwoPages_ReachTheDiskAtItsSector) {
+  attach();
+  std::memset(data(3, 0), 0xab, 4096);
+  std::memset(data(3, 1), 0xcd, 4096);
+
+  post(rw(BLKIF_OP_WRITE, 3, 16, 2));
+  auto rsp = responses(1);
+
+  ASSERT_EQ(rsp.size(), 1u);
+  EXPECT_EQ(rsp[0].id, 3u);
+  EXPECT_EQ(rsp[0].operation, BLKIF_OP_WRITE);
+  EXPECT_EQ(rsp[0].status, BLKIF_RSP_OKAY);
+  uint8_t got[2] = {};
+  ASSERT_EQ(::pread(disk_.get(), &got[0], 1, 16 * 512), 1);
+  ASSERT_EQ(::pread(disk_.get(), &got[1], 1, 16 * 512 + 4096), 1);
+  EXPECT_EQ(got[0], 0xab);
+  EXPECT_EQ(got[1], 0xcd);
+}
+
+TEST_F(BlkbackTest, ReadPartOfAPage_FillsOnlyThoseSectors) {
+  std::vector<uint8_t> blob(1024, 0x5a);
+  ASSERT_EQ(::pwrite(disk_.get(), blob.data(), blob.size(), 40 * 512), 1024);
+  attach();
+  std::memset(data(0, 0), 0, 4096);
+  auto r = rw(BLKIF_OP_READ, 0, 40, 1);
+  r.seg[0] = {blkif::data_ref(0, 0), 2, 3};  // sectors 2..3 of the page
+
+  post(r);
+  auto rsp = responses(1);
+
+  ASSERT_EQ(rsp.size(), 1u);
+  EXPECT_EQ(rsp[0].status, BLKIF_RSP_OKAY);
+  EXPECT_EQ(data(0, 0)[2 * 512], 0x5a);
+  EXPECT_EQ(data(0, 0)[4 * 512 - 1], 0x5a);
+  EXPECT_EQ(data(0, 0)[0], 0);
+  EXPECT_EQ(data(0, 0)[4 * 512], 0);
+}
+
+TEST_F(BlkbackTest, ManyRequestsOneKick_AllAnsweredInRingOrder) {
+  attach();
+  for (uint64_t id = 0; id < 16; ++id) ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_WRITE, id, id * 8, 1)));
+  blkif_request flush{};
+  flush.operation = BLKIF_OP_FLUSH_DISKCACHE;
+  flush.id = 16;
+  ASSERT_TRUE(front_->put_request(flush));
+  front_->push_requests();
+  uint64_t one = 1;
+  ASSERT_EQ(::write(kick_.get(), &one, 8), 8);
+
+  auto rsp = responses(17);
+
+  ASSERT_EQ(rsp.size(), 17u);
+  for (uint64_t i = 0; i < 17; ++i) EXPECT_EQ(rsp[i].id, i);
+  EXPECT_EQ(rsp[16].operation, BLKIF_OP_FLUSH_DISKCACHE);
+  EXPECT_EQ(rsp[16].status, BLKIF_RSP_OKAY);
+}
+
+TEST_F(BlkbackTest, Barrier_WritesAndAnswersOkay) {
+  attach();
+  std::memset(data(5, 0), 0x11, 4096);
+
+  post(rw(BLKIF_OP_WRITE_BARRIER, 5, 0, 1));
+  auto rsp = responses(1);
+
+  ASSERT_EQ(rsp.size(), 1u);
+  EXPECT_EQ(rsp[0].status, BLKIF_RSP_OKAY);
+  uint8_t b = 0;
+  ASSERT_EQ(::pread(disk_.get(), &b, 1, 0), 1);
+  EXPECT_EQ(b, 0x11);
+}
+
+TEST_F(BlkbackTest, Discard_PunchesAHoleThatReadsAsZeros) {
+  std::vector<uint8_t> blob(8192, 0x77);
+  ASSERT_EQ(::pwrite(disk_.get(), blob.data(), blob.size(), 0), 8192);
+  attach();
+  blkif_request_discard d{};
+  d.operation = BLKIF_OP_DISCARD;
+  d.id = 1;
+  d.sector_number = 0;
+  d.nr_sectors = 16;
+  blkif_request r{};
+  std::memcpy(&r, &d, sizeof(d));
+
+  post(r);
+  auto rsp = responses(1);
+
+  ASSERT_EQ(rsp.size(), 1u);
+  EXPECT_EQ(rsp[0].status, BLKIF_RSP_OKAY);
+  uint8_t b = 1;
+  ASSERT_EQ(::pread(disk_.get(), &b, 1, 4096), 1);
+  EXPECT_EQ(b, 0);
+}
+
+TEST_F(BlkbackTest, DiscardWithoutTheFeature_AnswersEopnotsupp) {
+  attach(blkif::kFeatureFlush);
+  blkif_request_discard d{};
+  d.operation = BLKIF_OP_DISCARD;
+  d.nr_sectors = 8;
+  blkif_request r{};
+  std::memcpy(&r, &d, sizeof(d));
+
+  post(r);
+  auto rsp = responses(1);
+
+  ASSERT_EQ(rsp.size(), 1u);
+  EXPECT_EQ(rsp[0].status, BLKIF_RSP_EOPNOTSUPP);
+}
+
+TEST_F(BlkbackTest, WriteBeyondTheDisk_AnsweredErrorDiskUntouched) {
+  attach();
+  std::memset(data(2, 0), 0xee, 4096);
+
+  post(rw(BLKIF_OP_WRITE, 2, kDiskBytes / 512 - 4, 1));
+  auto rsp = responses(1);
+
+  ASSERT_EQ(rsp.size(), 1u);
+  EXPECT_EQ(rsp[0].status, BLKIF_RSP_ERROR);
+  struct stat st;
+  ASSERT_EQ(::fstat(disk_.get(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), kDiskBytes);
+}
+
+TEST_F(BlkbackTest, InjectedBadId_AnswersAnIdNeverInFlight) {
+  attach();
+  back_->inject(ctl::FaultKind::kBadId);
+
+  post(rw(BLKIF_OP_READ, 4, 0, 1));
+  auto rsp = responses(1);
+
+  ASSERT_EQ(rsp.size(), 1u);
+  EXPECT_GE(rsp[0].id, blkif::kRingSize);
+}
+
+TEST_F(BlkbackTest, InjectedBadProd_AnswersTheFirstRequestTwiceAndTheSecondNever) {
+  attach();
+  back_->inject(ctl::FaultKind::kBadProd);
+  ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_READ, 1, 0, 1)));
+  ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_READ, 2, 8, 1)));
+  front_->push_requests();
+  uint64_t one = 1;
+  ASSERT_EQ(::write(kick_.get(), &one, 8), 8);
+
+  auto rsp = responses(2);
+
+  ASSERT_EQ(rsp.size(), 2u);
+  EXPECT_EQ(rsp[0].id, 1u);
+  EXPECT_EQ(rsp[1].id, 1u);
+}
+
+TEST_F(BlkbackTest, ImpossibleReqProd_ReportedAsAProtocolError) {
+  attach();
+  auto* s = reinterpret_cast<blkif_sring*>(page_[blkif::kRingRef]);
+  s->req_prod = 1000;  // far beyond what the ring can hold
+  uint64_t one = 1;
+  ASSERT_EQ(::write(kick_.get(), &one, 8), 8);
+
+  pollfd p{};
+  std::vector<pollfd> fds;
+  back_->poll_fds(fds);
+  ASSERT_EQ(fds.size(), 1u);
+  p = fds[0];
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  auto r = back_->service();
+
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("req_prod=1000"), std::string::npos);
+}
+
+}  // namespace

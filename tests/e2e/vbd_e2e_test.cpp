@@ -1,0 +1,336 @@
+// End-to-end for vbd: the real shadowd, drvdom (blkback) and sd-blkfront
+// (the guest's disk as a FUSE file), and an unmodified fio writing and
+// verifying through it while the block driver domain is killed, crashes,
+// hangs or answers with garbage. Asserts what the user checks: fio's exit
+// code, its I/O and verify errors, and that every request completed exactly
+// once (the frontend's own count).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "e2e_util.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+using sd::e2e::Background;
+using sd::e2e::run;
+using sd::e2e::slurp;
+using sd::e2e::wait_until;
+
+class VbdE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override { make_host(""); }
+
+  // The host: one block driver domain, one guest whose disk (`disk_flags`
+  // appended to its spec) it backs.
+  void make_host(const std::string& disk_flags) {
+    char tmpl[] = "/tmp/sd-vbde2e-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    if (!dir_.empty()) fs::remove_all(dir_);
+    dir_ = tmpl;
+    auto id = std::to_string(::getpid());
+    dom_ = "blk" + id;
+    guest_ = "bg" + id;
+    fs::create_directories(dir_ / "policies");
+    fs::create_directories(dir_ / "mnt");
+    for (auto cls : {"vif", "vsnd", "vbd"})
+      fs::copy_file(fs::path(SD_SOURCE_DIR) / "config/policies" / (std::string(cls) + ".yaml"),
+                    dir_ / "policies" / (std::string(cls) + ".yaml"));
+    // The disk: a sparse image on the host's file system, a little larger than fio's 256 MiB.
+    image_ = dir_ / "xvda.img";
+    ASSERT_EQ(run("truncate -s 272M " + image_.string()).rc, 0);
+    std::ofstream(dir_ / "blkdd.cfg") << "name = \"" << dom_ << "\"\ndriver_domain = 1\nmemory = 128\n";
+    std::ofstream(dir_ / "guest.cfg") << "name = \"" << guest_ << "\"\nmemory = 256\ndisk = [ 'backend=" << dom_
+                                      << ",vdev=xvda," << disk_flags << "target=" << image_.string() << "' ]\n";
+    std::ofstream(dir_ / "host.yaml") << "platform: local\npolicy_dir: policies\n"
+                                      << "control_socket: " << (dir_ / "sd.sock").string() << "\n"
+                                      << "state_dir: " << (dir_ / "state").string() << "\n"
+                                      << "event_log: " << (dir_ / "events.jsonl").string() << "\n"
+                                      << "domains: [blkdd.cfg]\nguests: [guest.cfg]\n";
+    socket_ = dir_ / "state" / (guest_ + "-vbd-0.sock");
+    disk_ = dir_ / "mnt" / "disk";
+  }
+
+  void TearDown() override {
+    (void)run("umount -l " + (dir_ / "fs").string() + " 2>/dev/null");
+    if (front_ && front_->running()) {  // a failed test: let it detach its loop device and unmount
+      front_->signal(SIGTERM);
+      (void)front_->wait_for(10s);
+    }
+    front_.reset();  // SIGKILLed if still up; the mount is lazily removed below
+    (void)run("umount -l " + (dir_ / "mnt").string());
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int st = 0;
+      if (!wait_until([&] { return ::waitpid(pid_, &st, WNOHANG) == pid_; }, 10s)) {
+        ADD_FAILURE() << "shadowd did not exit within 10 s of SIGTERM; killed";
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &st, 0);
+      }
+    }
+    if (HasFailure())
+      std::fprintf(stderr, "shadowd log:\n%s\nevents:\n%s\n", slurp(dir_ / "shadowd.log").c_str(),
+                   slurp(dir_ / "events.jsonl").c_str());
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // shadowd, then sd-blkfront (with a loop device over the disk if `loop`;
+  // its name is the first line of front.out).
+  void start(bool loop = false) {
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      std::string log = (dir_ / "shadowd.log").string();
+      if (!std::freopen(log.c_str(), "w", stderr) || !std::freopen(log.c_str(), "a", stdout)) _exit(126);
+      ::execl(SD_SHADOWD, "shadowd", "--config", (dir_ / "host.yaml").c_str(), "--drvdom", SD_DRVDOM,
+              static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ASSERT_TRUE(wait_until([&] { return detail().value("backend_up", false) && fs::exists(socket_); }, 10s))
+        << slurp(dir_ / "shadowd.log");
+    std::vector<std::string> argv{SD_BLKFRONT, "--socket", socket_.string(), "--mount", (dir_ / "mnt").string()};
+    if (loop) argv.push_back("--loop");
+    front_ = std::make_unique<Background>(argv, dir_ / "front.log", dir_ / "front.out");
+    ASSERT_TRUE(wait_until([&] { return detail().value("frontend_connected", false) && fs::exists(disk_); }, 10s))
+        << front_->out();
+    if (loop)
+      ASSERT_TRUE(wait_until([&] { return slurp(dir_ / "front.out").find('\n') != std::string::npos; }, 10s))
+          << front_->out();
+  }
+
+  sd::e2e::CmdResult ctl(const std::string& args) {
+    return run(std::string(SD_SHADOWCTL) + " --socket " + (dir_ / "sd.sock").string() + " " + args);
+  }
+  json detail() {
+    auto j = json::parse(ctl("devices --json").out, nullptr, false);
+    if (j.is_discarded() || !j.contains("devices") || j["devices"].empty()) return json::object();
+    return j["devices"][0].value("detail", json::object());
+  }
+  std::vector<json> events(const std::string& type) {
+    std::vector<json> out;
+    std::istringstream in(slurp(dir_ / "events.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      auto j = json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.value("type", "") == type) out.push_back(j);
+    }
+    return out;
+  }
+
+  // fio with crc32c verification on the guest's disk; json report in fio.json.
+  std::unique_ptr<Background> fio(const std::vector<std::string>& job) {
+    std::vector<std::string> argv{"fio", "--name=vbd", "--filename=" + disk_.string(), "--ioengine=libaio",
+                                  "--direct=1", "--bs=4k", "--verify=crc32c", "--fallocate=none",
+                                  "--output-format=json", "--output=" + (dir_ / "fio.json").string()};
+    argv.insert(argv.end(), job.begin(), job.end());
+    return std::make_unique<Background>(argv, dir_ / "fio.out");
+  }
+
+  // Injects `kind` once the previous recovery is complete and fio has run
+  // `gap` under the new incarnation; false if fio was no longer running.
+  bool inject_while(Background& fio, const std::string& kind, size_t recoveries_before,
+                    std::chrono::milliseconds gap = 300ms) {
+    if (!fio.running()) return false;
+    EXPECT_TRUE(wait_until([&] { return events("recovery").size() >= recoveries_before; }, 10s));
+    std::this_thread::sleep_for(gap);
+    if (!fio.running()) return false;
+    auto r = ctl("inject-fault " + dom_ + " " + kind);
+    EXPECT_EQ(r.rc, 0) << r.out << r.err;
+    return r.rc == 0;
+  }
+
+  // fio's verdict: exit code, I/O and verify errors, bytes moved.
+  void expect_clean_fio(Background& fio, uint64_t bytes_written) {
+    ASSERT_TRUE(fio.wait_for(240s)) << "fio still running";
+    auto report = json::parse(slurp(dir_ / "fio.json"), nullptr, false);
+    std::string out = fio.out();
+    std::printf("[ figure   ] fio exit code %d\n", fio.rc());
+    EXPECT_EQ(fio.rc(), 0) << out;
+    ASSERT_FALSE(report.is_discarded()) << out;
+    const auto& job = report["jobs"][0];
+    std::printf("[ figure   ] fio: error %d, written %llu bytes, read (verify) %llu bytes, write IOPS %.0f, "
+                "read IOPS %.0f\n",
+                job.value("error", -1), static_cast<unsigned long long>(job["write"].value("io_bytes", 0ULL)),
+                static_cast<unsigned long long>(job["read"].value("io_bytes", 0ULL)),
+                job["write"].value("iops", 0.0), job["read"].value("iops", 0.0));
+    EXPECT_EQ(job.value("error", -1), 0);
+    EXPECT_GE(job["write"].value("io_bytes", 0ULL), bytes_written);
+    // Verify reads back every block written: a verify error fails the job
+    // and prints "verify:" lines.
+    EXPECT_EQ(out.find("verify:"), std::string::npos) << out;
+    EXPECT_EQ(out.find("bad magic"), std::string::npos) << out;
+  }
+
+  // The frontend's own count when it exits: every request submitted was
+  // completed once (a second completion would make completed > submitted).
+  struct FrontCounts {
+    uint64_t submitted = 0, completed = 0, flushes = 0, faults = 0, reconnects = 0, replayed = 0, max_inflight = 0;
+  };
+  FrontCounts stop_frontend() {
+    FrontCounts c;
+    front_->signal(SIGTERM);
+    EXPECT_TRUE(front_->wait_for(10s)) << "sd-blkfront did not exit";
+    EXPECT_EQ(front_->rc(), 0) << front_->out();
+    std::smatch m;
+    std::string out = front_->out();
+    if (!std::regex_search(out, m,
+                           std::regex("submitted (\\d+) completed (\\d+) \\(reads \\d+ writes \\d+ flushes (\\d+) "
+                                      "barriers \\d+ discards \\d+\\) faults (\\d+) reconnects (\\d+) replayed (\\d+) "
+                                      "max_inflight (\\d+)"))) {
+      ADD_FAILURE() << "no request counts from sd-blkfront: " << out;
+      return c;
+    }
+    c = {std::stoull(m[1]), std::stoull(m[2]), std::stoull(m[3]), std::stoull(m[4]),
+         std::stoull(m[5]), std::stoull(m[6]), std::stoull(m[7])};
+    std::printf("[ figure   ] frontend: %llu requests submitted, %llu completed, %llu flushes, %llu bad responses "
+                "seen, %llu reconnects, %llu requests replayed, up to %llu in flight\n",
+                static_cast<unsigned long long>(c.submitted), static_cast<unsigned long long>(c.completed),
+                static_cast<unsigned long long>(c.flushes), static_cast<unsigned long long>(c.faults),
+                static_cast<unsigned long long>(c.reconnects), static_cast<unsigned long long>(c.replayed),
+                static_cast<unsigned long long>(c.max_inflight));
+    return c;
+  }
+
+  void print_recoveries() {
+    for (const auto& e : events("recovery"))
+      std::printf("[ figure   ] recovery (%s): total %.2f ms, %u requests replayed\n", e.value("cause", "").c_str(),
+                  e["phases_ms"].value("total", -1.0), e.value("replayed", 0u));
+  }
+
+  fs::path dir_, image_, socket_, disk_;
+  std::string dom_, guest_;
+  pid_t pid_ = -1;
+  std::unique_ptr<Background> front_;
+};
+
+TEST_F(VbdE2eTest, FioVerify256MiB_TwentyKillsOfTheBlockDomain_ExitsZeroWithNoVerifyErrors) {
+  start();
+  auto f = fio({"--rw=randwrite", "--size=256M", "--iodepth=16"});
+  int kills = 0;
+  // 100 ms apart: the 20 kills land in the write phase (a few seconds).
+  for (size_t k = 0; k < 20; ++k)
+    if (inject_while(*f, "kill", k, 100ms)) ++kills;
+  std::printf("[ figure   ] %d kill -9 of the block driver domain while fio ran\n", kills);
+  EXPECT_EQ(kills, 20) << "fio finished before the 20th kill";
+  expect_clean_fio(*f, 256ULL << 20);
+  print_recoveries();
+  EXPECT_GE(events("recovery").size(), 20u);
+  auto c = stop_frontend();
+  EXPECT_EQ(c.completed, c.submitted);
+  EXPECT_GT(c.max_inflight, 1u) << "fio's iodepth never reached the ring";
+  EXPECT_EQ(c.reconnects, events("recovery").size());
+}
+
+TEST_F(VbdE2eTest, FioRandRwWithFsync_SegvAndHangFaults_ExitsZeroWithNoVerifyErrors) {
+  start();
+  auto f = fio({"--rw=randrw", "--rwmixread=50", "--fsync=8", "--size=96M", "--iodepth=8"});
+  const char* kinds[] = {"segv", "hang", "segv", "hang", "segv"};
+  int faults = 0;
+  for (size_t k = 0; k < 5; ++k)
+    if (inject_while(*f, kinds[k], k)) ++faults;
+  EXPECT_EQ(faults, 5) << "fio finished before the last fault";
+  expect_clean_fio(*f, 40ULL << 20);  // about half of 96 MiB is written
+  print_recoveries();
+  std::string causes;
+  for (const auto& e : events("recovery")) causes += e.value("cause", "") + "\n";
+  EXPECT_NE(causes.find("SIGSEGV"), std::string::npos) << causes;
+  EXPECT_NE(causes.find("hang"), std::string::npos) << causes;
+  auto c = stop_frontend();
+  EXPECT_EQ(c.completed, c.submitted);
+  EXPECT_GT(c.flushes, 0u) << "fio's fsync never reached the ring as FLUSH_DISKCACHE";
+}
+
+TEST_F(VbdE2eTest, HostileReplies_UnknownIdAndDuplicateResponse_DetectedRecoveredNoDoubleCompletion) {
+  start();
+  auto f = fio({"--rw=randwrite", "--size=128M", "--iodepth=16"});
+  // bad-id: a response whose id was never in flight; bad-prod: a second
+  // response for one id in place of another request's (vbd's meaning of the
+  // garbage faults, driver_domain/vbd/blkback.hpp).
+  const char* kinds[] = {"bad-id", "bad-prod", "bad-id", "bad-prod"};
+  int injected = 0;
+  for (size_t k = 0; k < 4; ++k)
+    if (inject_while(*f, kinds[k], k, 100ms)) ++injected;
+  EXPECT_EQ(injected, 4);
+  expect_clean_fio(*f, 128ULL << 20);
+  print_recoveries();
+  std::string causes;
+  for (const auto& e : events("fault_detected")) causes += e.value("cause", "") + "\n";
+  std::printf("[ figure   ] causes:\n%s", causes.c_str());
+  EXPECT_NE(causes.find("(unknown id)"), std::string::npos) << causes;
+  EXPECT_NE(causes.find("(duplicate response)"), std::string::npos) << causes;
+  auto c = stop_frontend();
+  EXPECT_EQ(c.completed, c.submitted) << "a request completed twice, or never";
+  EXPECT_EQ(c.faults, 4u);
+}
+
+TEST_F(VbdE2eTest, Ext4OnALoopDevice_KillsDuringASynchronousCopy_FsckCleanAndTheFileIntact) {
+  start(/*loop=*/true);
+  fs::path loopdev = slurp(dir_ / "front.out").substr(0, slurp(dir_ / "front.out").find('\n'));
+  ASSERT_EQ(loopdev.string().rfind("/dev/loop", 0), 0u) << slurp(dir_ / "front.out") << front_->out();
+  fs::create_directories(dir_ / "fs");
+  auto mk = run("mkfs.ext4 -q -F " + loopdev.string());
+  ASSERT_EQ(mk.rc, 0) << mk.err;
+  ASSERT_EQ(run("mount " + loopdev.string() + " " + (dir_ / "fs").string()).rc, 0);
+  ASSERT_EQ(run("head -c 192M /dev/urandom > " + (dir_ / "src.bin").string()).rc, 0);
+  Background copy({"dd", "if=" + (dir_ / "src.bin").string(), "of=" + (dir_ / "fs" / "dst.bin").string(), "bs=1M",
+                   "oflag=dsync", "conv=fsync", "status=none"},
+                  dir_ / "dd.out");
+  int kills = 0;
+  for (size_t k = 0; k < 5; ++k)
+    if (inject_while(copy, "kill", k, 100ms)) ++kills;
+  ASSERT_TRUE(copy.wait_for(120s));
+  EXPECT_EQ(copy.rc(), 0) << copy.out();  // 192 MiB fit in ext4 on the 272 MiB disk
+  std::printf("[ figure   ] %d kills during the copy; dd exit %d\n", kills, copy.rc());
+  EXPECT_GE(kills, 3) << "the copy ended before the third kill";
+  auto same = run("cmp " + (dir_ / "src.bin").string() + " " + (dir_ / "fs" / "dst.bin").string());
+  EXPECT_EQ(same.rc, 0) << same.out << same.err;
+  ASSERT_EQ(run("umount " + (dir_ / "fs").string()).rc, 0);
+  auto fsck = run("fsck.ext4 -fn " + loopdev.string());
+  EXPECT_EQ(fsck.rc, 0) << fsck.out << fsck.err;
+  // And after a fresh mount (what is on the disk, not in the page cache).
+  ASSERT_EQ(run("mount " + loopdev.string() + " " + (dir_ / "fs").string()).rc, 0);
+  EXPECT_EQ(run("cmp " + (dir_ / "src.bin").string() + " " + (dir_ / "fs" / "dst.bin").string()).rc, 0);
+  EXPECT_EQ(run("umount " + (dir_ / "fs").string()).rc, 0);
+  auto c = stop_frontend();
+  EXPECT_EQ(c.completed, c.submitted);
+  EXPECT_GT(c.flushes, 0u);
+}
+
+TEST_F(VbdE2eTest, DirectIoSafeDisk_OpenedODirectAndFioVerifyAcrossKills) {
+  make_host("direct-io-safe,");
+  start();
+  EXPECT_TRUE(detail().value("o_direct", false)) << "the host file system refused O_DIRECT";
+  auto f = fio({"--rw=randwrite", "--size=64M", "--iodepth=16"});
+  int kills = 0;
+  for (size_t k = 0; k < 5; ++k)
+    if (inject_while(*f, "kill", k)) ++kills;
+  EXPECT_GE(kills, 3);
+  expect_clean_fio(*f, 64ULL << 20);
+  auto c = stop_frontend();
+  EXPECT_EQ(c.completed, c.submitted);
+}
+
+TEST_F(VbdE2eTest, MissingDiskImage_ShadowdRefusesToStartAndNamesTheFile) {
+  fs::remove(image_);
+  auto r = run(std::string(SD_SHADOWD) + " --config " + (dir_ / "host.yaml").string() + " --drvdom " + SD_DRVDOM);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find(image_.string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("truncate -s"), std::string::npos) << r.err;
+}
+
+}  // namespace
