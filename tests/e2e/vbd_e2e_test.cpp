@@ -109,9 +109,10 @@ class VbdE2eTest : public ::testing::Test {
     front_ = std::make_unique<Background>(argv, dir_ / "front.log", dir_ / "front.out");
     ASSERT_TRUE(wait_until([&] { return detail().value("frontend_connected", false) && fs::exists(disk_); }, 10s))
         << front_->out();
-    if (loop)
+    if (loop) {
       ASSERT_TRUE(wait_until([&] { return slurp(dir_ / "front.out").find('\n') != std::string::npos; }, 10s))
           << front_->out();
+    }
   }
 
   sd::e2e::CmdResult ctl(const std::string& args) {
