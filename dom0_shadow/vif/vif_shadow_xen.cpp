@@ -6,6 +6,10 @@
 
 #include "xen/vchan_link.hpp"
 
+extern "C" {
+#include <xen/io/xenbus.h>
+}
+
 namespace sd::dom0 {
 
 VifShadowXen::VifShadowXen(boost::asio::io_context& io, platform::Platform& plat, std::string guest,
@@ -82,9 +86,60 @@ void VifShadowXen::on_fault() {
   (void)front_.send(m);
 }
 
+// The device in xenstore the way the toolstack lays out a PV device, under
+// its own type (the kernels' netfront/netback drivers never bind it):
+// frontend  /local/domain/<guest>/device/sd-vif/<n>        owned by the guest
+// backend   /local/domain/<dd>/backend/sd-vif/<guest>/<n>  owned by the driver domain
+// Both ends talk to shadowd over vchans, so shadowd writes the XenbusStates
+// for them: the backend's per incarnation (InitWait, then Connected when it
+// serves); the frontend's Connected once the first backend serves, and never
+// anything else while the guest uses the device: a recovery only moves
+// backend/backend-id to the new domain.
+std::string VifShadowXen::front_dir() const {
+  return "/local/domain/" + std::to_string(guest_domid_) + "/device/sd-vif/" + std::to_string(spec_.index);
+}
+
+std::string VifShadowXen::back_dir(platform::DomId dd) const {
+  return "/local/domain/" + std::to_string(dd) + "/backend/sd-vif/" + std::to_string(guest_domid_) + "/" +
+         std::to_string(spec_.index);
+}
+
+void VifShadowXen::xenbus_write(const std::string& path, const std::string& value) {
+  if (auto r = plat_.store().write(path, value); !r)
+    log_.emit({{"type", "xenstore_error"}, {"device", id()}, {"error", r.error().message}});
+}
+
+void VifShadowXen::xenbus_state(const std::string& dir, int state) {
+  xenbus_write(dir + "/state", std::to_string(state));
+}
+
+void VifShadowXen::publish_backend(platform::DomId dd) {
+  auto& store = plat_.store();
+  std::string front = front_dir(), back = back_dir(dd);
+  xenbus_write(back + "/frontend", front);
+  xenbus_write(back + "/frontend-id", std::to_string(guest_domid_));
+  xenbus_write(back + "/handle", std::to_string(spec_.index));
+  xenbus_write(back + "/mac", netif::mac_string(cfg_.mac));
+  xenbus_state(back, XenbusStateInitWait);
+  if (!front_published_) {
+    xenbus_write(front + "/handle", std::to_string(spec_.index));
+    xenbus_write(front + "/mac", netif::mac_string(cfg_.mac));
+    xenbus_state(front, XenbusStateInitialising);
+    front_published_ = true;
+  }
+  xenbus_write(front + "/backend", back);
+  xenbus_write(front + "/backend-id", std::to_string(dd));
+  for (auto [dir, owner, reader] : {std::tuple{back, dd, static_cast<platform::DomId>(guest_domid_)},
+                                    std::tuple{front, static_cast<platform::DomId>(guest_domid_), dd}})
+    if (auto r = store.set_access(dir, owner, {reader}); !r)
+      log_.emit({{"type", "xenstore_error"}, {"device", id()}, {"error", r.error().message}});
+}
+
 void VifShadowXen::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Done done) {
+  if (domid_ != 0 && domid_ != domid) (void)plat_.store().remove(back_dir(domid_));  // if its domain left it
   backend_ = &ch;
   domid_ = domid;
+  publish_backend(domid);
   done_ = std::move(done);
   times_ = {};
   t_ready_ = platform::Clock::now();
@@ -151,6 +206,11 @@ void VifShadowXen::on_backend_msg(platform::DomId from, const ctl::Msg& m) {
     if (!done_ || from != domid_) return;
     if (m.a != 0) return finish(fail(Code::kRestartReplay, "backend refused the vif: " + m.get_text()));
     backend_up_ = true;
+    xenbus_state(back_dir(domid_), XenbusStateConnected);
+    if (!front_connected_) {  // from now on the guest's side stays Connected
+      xenbus_state(front_dir(), XenbusStateConnected);
+      front_connected_ = true;
+    }
     times_.resume_ms = ms_between(t_replayed_ == platform::Clock::time_point{} ? t_ready_ : t_replayed_,
                                   platform::Clock::now());
     ++recoveries_;
@@ -168,6 +228,11 @@ void VifShadowXen::finish(Result<ResumeTimes> r) {
 }
 
 void VifShadowXen::teardown() {
+  if (front_published_) {
+    (void)plat_.store().remove(front_dir());
+    if (domid_ != 0) (void)plat_.store().remove(back_dir(domid_));
+    front_published_ = front_connected_ = false;
+  }
   front_wait_.reset();
   link_.reset();  // the frontend sees its channel close
 }
@@ -181,6 +246,7 @@ nlohmann::json VifShadowXen::status() const {
           {"nic", nic_},
           {"backend_up", backend_up_},
           {"backend_domid", domid_},
+          {"xenbus_frontend", front_published_ ? nlohmann::json(front_dir()) : nlohmann::json(nullptr)},
           {"recoveries", recoveries_},
           {"last_fault", last_fault_}};
 }

@@ -8,7 +8,8 @@
 // the new rings and answers with the pool's refs (kReconnected + XenPool);
 // shadowd hands those and the config to the backend (kDevAttach +
 // kGrantRefs), which maps them and serves. The guest's device never goes
-// down: its TAP stays up and frames queue in the ring meanwhile.
+// down: its TAP stays up and frames queue in the ring meanwhile; in
+// xenstore it stays Connected (see publish_backend).
 //
 // Not yet on Xen: pre-attaching a warm standby (a promotion does the whole
 // attach, which is fast because the standby is already booted), active mode
@@ -54,6 +55,11 @@ class VifShadowXen final : public DeviceImpl {
   void on_frontend_msg(const ctl::Msg& m);
   void finish(Result<ResumeTimes> r);
   std::string id() const { return guest_ + "/vif/" + std::to_string(spec_.index); }
+  std::string front_dir() const;
+  std::string back_dir(platform::DomId dd) const;
+  void publish_backend(platform::DomId dd);
+  void xenbus_write(const std::string& path, const std::string& value);
+  void xenbus_state(const std::string& dir, int state);
 
   boost::asio::io_context& io_;
   platform::Platform& plat_;
@@ -74,6 +80,7 @@ class VifShadowXen final : public DeviceImpl {
   ctl::Channel* backend_ = nullptr;
   platform::DomId domid_ = 0;
   bool backend_up_ = false;
+  bool front_published_ = false, front_connected_ = false;  // its xenstore nodes
   Done done_;
   platform::Clock::time_point t_ready_{}, t_replayed_{};
   ResumeTimes times_{};

@@ -58,6 +58,16 @@ Result<void> XenStore::write(const std::string& path, const std::string& value) 
   return {};
 }
 
+Result<void> XenStore::set_access(const std::string& path, platform::DomId owner,
+                                  const std::vector<platform::DomId>& readers) {
+  std::vector<xs_permissions> perms;
+  perms.push_back({owner, XS_PERM_NONE});
+  for (auto r : readers) perms.push_back({r, XS_PERM_READ});
+  if (!xs_set_permissions(xs_, XBT_NULL, path.c_str(), perms.data(), static_cast<unsigned int>(perms.size())))
+    return xs_fail("xs_set_permissions", path, errno);
+  return {};
+}
+
 Result<void> XenStore::remove(const std::string& path) {
   if (xs_rm(xs_, XBT_NULL, path.c_str())) return {};
   int err = errno;

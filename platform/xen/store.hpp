@@ -43,6 +43,10 @@ class XenStore final : public platform::Store {
   Result<void> remove(const std::string& path) override;
   // Empty if the path is absent or cannot be listed.
   std::vector<std::string> list(const std::string& path) const override;
+  // xs_set_permissions: owner first (its entry is also what others get:
+  // nothing), then each reader with read access.
+  Result<void> set_access(const std::string& path, platform::DomId owner,
+                          const std::vector<platform::DomId>& readers) override;
   // 0 if xenstore refused the watch (see last_error()); the callback then
   // never runs.
   WatchId watch(const std::string& path, WatchFn fn) override;

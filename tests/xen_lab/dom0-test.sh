@@ -254,6 +254,13 @@ shadow_run() {
         if [ -n "$GDOM" ] && wait_for 120 'xctl --json devices 2>/dev/null | grep -q "\"backend_up\":true"'; then
             mark ${tag}_vif_attached
             xctl devices
+            # The guest's view of the device in xenstore (XenbusState), every
+            # change from now on: it should stay 4 (Connected) across the faults.
+            XB=/local/domain/$GDOM/device/sd-vif/0
+            ( xenstore-watch $XB | while read -r p; do
+                  echo "$(xenstore-read $XB/state 2>/dev/null || echo gone)/$(xenstore-read $XB/backend-id 2>/dev/null || echo -)"
+              done ) > /tmp/xenbus-$tag.txt 2>&1 &
+            XBPID=$!
             busybox ping -c 3 -W 5 10.200.0.2 > /tmp/ping.txt 2>&1; kv ${tag}_ping "$(tail -2 /tmp/ping.txt | tr '\n' ' ')"
             cat /tmp/ping.txt; ip -s link; bridge link; ip neigh
             a0=$(now_ms)
@@ -294,6 +301,12 @@ shadow_run() {
                 tail -20 /tmp/shadowd-$tag.log
             fi
         done
+        if [ -n "${XBPID:-}" ]; then
+            kill $XBPID 2>/dev/null; busybox pkill -f "xenstore-watch $XB" 2>/dev/null
+            # state/backend-id after each change, repeats folded
+            kv ${tag}_xenbus "$(uniq /tmp/xenbus-$tag.txt | tr '\n' ' ')"
+            XBPID=""
+        fi
         if [ $APP = 1 ]; then
             if watch_until /local/domain/$GDOM/data/app-result 600 "xenstore-read /local/domain/$GDOM/data/app-result"; then
                 res=$(xenstore-read /local/domain/$GDOM/data/app-result)

@@ -159,6 +159,12 @@ def main():
                          f"faults: exit {app['exit']}, {app['bytes'] or 'uncounted'} bytes, md5 "
                          f"{'matches' if app['md5_ok'] else 'DIFFERS'}, {app['seconds']} s")
     for run in ("xen", "standby"):
+        if f"{run}_xenbus" in kv:
+            seen = kv[f"{run}_xenbus"].split()
+            states = sorted({s.split("/")[0] for s in seen})
+            out_notes.append(f"{run}: the guest's device in xenstore (state/backend-id after every change, from "
+                             f"the first attach to the end of the faults): {' '.join(seen)}; "
+                             f"{'stayed Connected (4)' if states == ['4'] else 'states seen: ' + ', '.join(states)}")
         for k in (f"{run}_vif", f"{run}_ping", f"{run}_app"):
             if k in kv and run not in apps or k.endswith("_ping") and k in kv:
                 out_notes.append(f"{k}: {kv[k].strip()}")

@@ -126,7 +126,18 @@ void* xs_read(struct xs_handle*, xs_transaction_t, const char* path, unsigned in
 bool xs_write(struct xs_handle*, xs_transaction_t, const char* path, const void* data, unsigned int len) {
   if (g_xs.write_errno) return fake::fail_with(g_xs.write_errno, false);
   g_xs.kv[path] = std::string(static_cast<const char*>(data), len);
+  g_xs.writes.emplace_back(path, g_xs.kv[path]);
   fake::fire(path, false);
+  return true;
+}
+
+bool xs_set_permissions(struct xs_handle*, xs_transaction_t, const char* path, struct xs_permissions* perms,
+                        unsigned int num) {
+  if (g_xs.perms_errno) return fake::fail_with(g_xs.perms_errno, false);
+  if (!fake::exists(path)) return fake::fail_with(ENOENT, false);
+  auto& out = g_xs.perms[path];
+  out.clear();
+  for (unsigned int i = 0; i < num; ++i) out.emplace_back(perms[i].id, perms[i].perms);
   return true;
 }
 

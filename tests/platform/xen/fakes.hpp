@@ -127,7 +127,12 @@ struct Xenstore {
   int fileno_errno = 0;
   int check_watch_errno = 0;
 
+  int perms_errno = 0;
+
   std::map<std::string, std::string> kv;
+  std::vector<std::pair<std::string, std::string>> writes;  // every xs_write, in order
+  // xs_set_permissions per path: (domid, XS_PERM_*), the owner first.
+  std::map<std::string, std::vector<std::pair<unsigned int, unsigned int>>> perms;
   std::vector<std::pair<std::string, std::string>> watches;  // (path, token)
   std::deque<std::pair<std::string, std::string>> pending;   // events (path, token)
 

@@ -69,6 +69,35 @@ TEST_F(XenStoreTest, Write_ThenRead_ReturnsValue) {
   EXPECT_EQ(*v, "netdd");
 }
 
+TEST_F(XenStoreTest, SetAccess_OwnerAndReaders_OwnerFirstThenReadOnly) {
+  ASSERT_TRUE(store_->write("/local/domain/5/device/sd-vif/0/state", "1"));
+
+  auto r = store_->set_access("/local/domain/5/device/sd-vif/0", 5, {7});
+
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(fake::xenstore().perms["/local/domain/5/device/sd-vif/0"],
+            (std::vector<std::pair<unsigned, unsigned>>{{5, XS_PERM_NONE}, {7, XS_PERM_READ}}));
+}
+
+TEST_F(XenStoreTest, SetAccess_AbsentPath_InvalidInputNamingPath) {
+  auto r = store_->set_access("/nowhere", 5, {});
+
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kInvalidInput);
+  EXPECT_NE(r.error().message.find("no such store path /nowhere"), std::string::npos) << r.error().message;
+}
+
+TEST_F(XenStoreTest, SetAccess_Refused_InvalidInputNamingCall) {
+  ASSERT_TRUE(store_->write("/k", "v"));
+  fake::xenstore().perms_errno = EACCES;
+
+  auto r = store_->set_access("/k", 5, {});
+
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kInvalidInput);
+  EXPECT_NE(r.error().message.find("xs_set_permissions /k"), std::string::npos) << r.error().message;
+}
+
 TEST_F(XenStoreTest, Write_ValueWithNul_ReadBackWhole) {
   std::string value("a\0b", 3);
   ASSERT_TRUE(store_->write("/k", value));

@@ -209,5 +209,46 @@ TEST_F(VifShadowXenTest, FrontendReportsBadResponseWhileUp_FaultReported) {
   EXPECT_NE(faults_[0].find("id 999"), std::string::npos);
 }
 
+// The device's xenstore nodes, as a toolstack lays out a PV device: across a
+// recovery to another backend domain the guest's side never leaves
+// Connected; only backend/backend-id move.
+TEST_F(VifShadowXenTest, Recovery_XenbusFrontendStaysConnectedBackendMovesToNewDomain) {
+  const std::string front = "/local/domain/5/device/sd-vif/0";
+  const std::string back7 = "/local/domain/7/backend/sd-vif/5/0", back9 = "/local/domain/9/backend/sd-vif/5/0";
+  std::optional<Result<ResumeTimes>> done;
+  attach_backend_7(done);
+  ctl::Msg ok;
+  ok.type = ctl::MsgType::kDevAttached;
+  ok.b = 2;
+  vif_->on_backend_msg(7, ok);
+  auto& xs = fake::xenstore();
+  EXPECT_EQ(xs.kv[front + "/state"], "4");
+  EXPECT_EQ(xs.kv[back7 + "/state"], "4");
+  EXPECT_EQ(xs.kv[back7 + "/frontend-id"], "5");
+  EXPECT_EQ(xs.kv[front + "/backend"], back7);
+  EXPECT_EQ(xs.perms[front], (std::vector<std::pair<unsigned, unsigned>>{{5, XS_PERM_NONE}, {7, XS_PERM_READ}}));
+  EXPECT_EQ(xs.perms[back7], (std::vector<std::pair<unsigned, unsigned>>{{7, XS_PERM_NONE}, {5, XS_PERM_READ}}));
+
+  vif_->on_fault();
+  std::optional<Result<ResumeTimes>> done9;
+  vif_->on_backend_ready(shadow_end_, 9, [&](Result<ResumeTimes> r) { done9 = std::move(r); });
+  EXPECT_EQ(xs.kv[front + "/backend-id"], "9");
+  EXPECT_EQ(xs.kv[back9 + "/state"], "2");  // InitWait until it serves
+  EXPECT_FALSE(xs.kv.count(back7 + "/state"));
+  ASSERT_TRUE(front_recv());  // kBackendGone
+  ASSERT_TRUE(front_recv());  // kReconnect to 9
+  front_send(reconnected(5, netif::kPoolPages));
+  ASSERT_TRUE(backend_recv());
+  ASSERT_TRUE(backend_recv());
+  vif_->on_backend_msg(9, ok);
+
+  ASSERT_TRUE(done9 && *done9);
+  EXPECT_EQ(xs.kv[back9 + "/state"], "4");
+  std::vector<std::string> front_states;
+  for (auto& [path, value] : xs.writes)
+    if (path == front + "/state") front_states.push_back(value);
+  EXPECT_EQ(front_states, (std::vector<std::string>{"1", "4"}));  // Initialising, Connected, nothing else
+}
+
 }  // namespace
 }  // namespace sd::dom0

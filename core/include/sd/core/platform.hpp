@@ -122,6 +122,9 @@ class Store {
   virtual Result<void> write(const std::string& path, const std::string& value) = 0;
   virtual Result<void> remove(const std::string& path) = 0;  // removes the subtree
   virtual std::vector<std::string> list(const std::string& path) const = 0;  // direct children
+  // Who may use an existing `path` (xenstore's permissions): `owner` reads
+  // and writes it, `readers` read it, nobody else sees it (dom0 always can).
+  virtual Result<void> set_access(const std::string& path, DomId owner, const std::vector<DomId>& readers) = 0;
   // Fires (on the io_context) for every change at or below `path`, and once
   // right after registration, as xenstore does.
   virtual WatchId watch(const std::string& path, WatchFn fn) = 0;
