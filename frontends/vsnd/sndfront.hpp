@@ -26,6 +26,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -83,6 +84,10 @@ class Sndfront {
   uint64_t faults() const { return faults_; }
   uint64_t reconnects() const { return reconnects_; }
   std::chrono::milliseconds timeout{5000};
+  // For tests: runs in pump() each time the ring has been read empty, just
+  // before rsp_event is set again (a response the backend publishes here
+  // brings no event).
+  std::function<void()> on_ring_read_empty_for_test;
 
  private:
   Sndfront() = default;

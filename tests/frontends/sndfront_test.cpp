@@ -2,6 +2,7 @@
 // shadowd and a fake backend in this process: what it logs, how it splits
 // writes, what it reports as a backend fault, how it replays.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -175,6 +176,53 @@ TEST(Sndfront, Write_SplitAtPeriodsLoggedAndAcknowledged) {
   ASSERT_EQ(h.log_.get_config(&st, sizeof(st)), sizeof(st));
   EXPECT_EQ(st.open, 1);
   EXPECT_EQ(st.acked, pcm.size());
+}
+
+// The backend notifies only when rsp_event lies among the responses it
+// publishes. After a pump that took several responses, rsp_event still names
+// the first of them; a response published after the frontend read the ring
+// empty and before it set rsp_event again brings no event. The frontend must
+// take it in that same pump (ring.h's RING_FINAL_CHECK_FOR_RESPONSES): the
+// player polls event_fd and would otherwise sleep with the write acknowledged
+// in the ring and never counted.
+TEST(Sndfront, ResponsePublishedWhileRspEventIsArmed_TakenWithoutAnotherEvent) {
+  Harness h;
+  h.serve(Harness::ok);
+  ASSERT_EQ(h.front_->open(kBuffer, kPeriod).value_or(-1), 0);
+  h.stop();  // from here the test is the backend, step by step
+  std::vector<uint8_t> pcm(3 * kPeriod, 1);
+  ASSERT_EQ(h.front_->write(pcm.data(), pcm.size()).value_or(0), pcm.size());
+  std::vector<xensnd_req> reqs;
+  for (;;) {
+    auto q = h.back_->get_request();
+    ASSERT_TRUE(q);
+    if (!*q) break;
+    reqs.push_back(**q);
+  }
+  ASSERT_EQ(reqs.size(), 3u);
+  // Two answers, with an event (rsp_event asked for the first of them).
+  ASSERT_TRUE(h.back_->put_response(*Harness::ok(reqs[0])));
+  ASSERT_TRUE(h.back_->put_response(*Harness::ok(reqs[1])));
+  ASSERT_TRUE(h.back_->push_responses());
+  uint64_t one = 1;
+  ASSERT_EQ(::write(h.to_front_.get(), &one, 8), 8);
+  // The third lands while the frontend is between reading the ring empty and
+  // setting rsp_event again: the backend sees no reason to notify.
+  int drained = 0;
+  bool notified = true;
+  h.front_->on_ring_read_empty_for_test = [&] {
+    if (drained++ != 0) return;
+    (void)h.back_->put_response(*Harness::ok(reqs[2]));
+    notified = h.back_->push_responses();
+  };
+  ASSERT_TRUE(h.front_->pump());
+  h.front_->on_ring_read_empty_for_test = nullptr;
+  ASSERT_GE(drained, 1);
+  EXPECT_FALSE(notified);
+  pollfd p{h.front_->event_fd(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "an event is pending: the window was not the lost-wake-up one";
+  // Taken in that one pump, with no further event to prompt another.
+  EXPECT_EQ(h.front_->acked(), pcm.size());
 }
 
 TEST(Sndfront, WriteAnsweredWithNonErrnoStatus_ReportedAsWrongStatus) {
