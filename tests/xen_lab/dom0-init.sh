@@ -14,7 +14,7 @@ mount -t tmpfs tmpfs /dev/shm
 chmod 1777 /tmp
 hostname dom0
 echo "SDLAB-MARK dom0_init"
-# xen-netback + bridge: the driver domains' NICs are vifs on dom0's bridge wire0.
+# xen-netback + bridge: the driver domains' NICs are vifs on dom0's bridge xenbr0.
 for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback bridge; do modprobe $m; done
 /etc/init.d/xen start
 echo "SDLAB-MARK xen_tools_started"

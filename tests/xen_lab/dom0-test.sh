@@ -95,11 +95,11 @@ else
 fi
 xl list
 
-# The lab's outside world: bridge wire0 in dom0 (10.200.0.1). netdd's NIC (a
+# The lab's outside world: bridge xenbr0 in dom0 (10.200.0.1). netdd's NIC (a
 # vif served by dom0, netdd.cfg) joins it through libxl's vif-bridge hotplug;
 # guest1 reaches it only through its shadowed vif (sd-netfront -> netdd).
 modprobe bridge 2>/dev/null
-ip link add wire0 type bridge && ip addr add 10.200.0.1/24 dev wire0 && ip link set wire0 up
+ip link add xenbr0 type bridge && ip addr add 10.200.0.1/24 dev xenbr0 && ip link set xenbr0 up
 # A blob for the guest's download (the TCP stream across driver-domain crashes).
 mkdir -p /srv/www && dd if=/dev/urandom of=/srv/www/blob bs=1M count=${LAB_APP_MB:-48} 2>/dev/null
 BLOB_MD5=$(md5sum /srv/www/blob | cut -d' ' -f1); BLOB_BYTES=$(stat -c %s /srv/www/blob)

@@ -4,7 +4,7 @@
 # driver domain (sdrole=dd) and the guest (sdrole=guest). When its setup is
 # done it writes data/ready (relative path: /local/domain/<domid>/data/ready)
 # so dom0 can wait on a xenstore watch instead of polling.
-#   dd:    its NIC (eth0, a vif on dom0's bridge wire0) up, then drvdom --xen:
+#   dd:    its NIC (eth0, a vif on dom0's bridge xenbr0) up, then drvdom --xen:
 #          offers its control vchan to dom0 (shadowd), says Ready, serves the
 #          backends shadowd attaches
 #   guest: sd-netfront --xen makes the TAP eth0 (MAC sdmac=, address sdip=)

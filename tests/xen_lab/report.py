@@ -110,7 +110,7 @@ def main():
         out_notes.append(f"baseline not measured (asked for {a.restarts} restarts)")
     if res:
         out_notes.append("baseline = what an operator does by hand: `xl destroy` + `xl create` of netdd (with its "
-                         "NIC, a vif on dom0's bridge wire0 plugged by xl's hotplug) until its init is up; it does "
+                         "NIC, a vif on dom0's bridge xenbr0 plugged by xl's hotplug) until its init is up; it does "
                          "not count re-plugging the guest's vif, which stock Xen cannot do (the frontend stays "
                          "Connected to the dead backend, nothing re-attaches it); guest1 runs without devices "
                          f"there (state at the end '{kv.get('guest_state_end', '?')}')")
