@@ -34,8 +34,9 @@ def qemu_argv(a, test):
     # domUs died at random (SIGSEGV, heap corruption, ld.so assertions, a
     # kernel image read back corrupt), 1-7 per run, whatever we turned off
     # (SMAP, which otherwise kills dom0 at once, AVX, PCID, SMP, MTTCG).
-    # With the older Westmere model (no SMAP, AVX, PCID, XSAVE, FSGSBASE) a
-    # whole run had none (run 20261127-091614), at about 3x the boot time.
+    # With the older Westmere model (no SMAP, AVX, PCID, XSAVE, FSGSBASE)
+    # three whole runs had none (runs 20261127-091614, -093933, -095937);
+    # domains boot somewhat slower.
     # See docs/XEN_LAB.md.
     return ["qemu-system-x86_64", "-accel", "tcg", "-cpu", a.cpu,
             "-m", str(a.mem), "-smp", str(a.smp), "-nographic", "-no-reboot", "-net", "none",
