@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -41,6 +43,44 @@ Result<void> send_pool_fds(ctl::Channel& ch, platform::GrantPool& pool, uint64_t
     if (auto r = ch.send_fds(m, batch.data(), batch.size()); !r) return r;
   }
   return {};
+}
+
+std::optional<ctl::Channel> accept_frontend(int listen_fd, bool busy, const std::string& refusal) {
+  UniqueFd fd(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
+  if (!fd) return std::nullopt;
+  ctl::Channel ch(std::move(fd));
+  if (!busy) return ch;
+  ctl::Msg no;
+  no.type = ctl::MsgType::kDevAttached;
+  no.a = EBUSY;
+  no.set_text(refusal);
+  (void)ch.send(no);
+  return std::nullopt;
+}
+
+Result<shadow::SplitterLog> new_splitter_log(size_t slots) {
+  auto sh = shadow::SplitterLog::create(slots);
+  if (!sh) return sh;
+  if (const char* v = std::getenv("SD_SPLITTER_LOG"); v && std::string(v) == "off") sh->set_enabled(false);
+  return sh;
+}
+
+void read_frontend(std::unique_ptr<boost::asio::posix::stream_descriptor>& wait, ctl::Channel& ch,
+                   std::function<void(const ctl::Msg&)> on_msg, std::function<void(const std::string&)> on_closed) {
+  if (!wait) return;
+  wait->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                   [&wait, &ch, on_msg = std::move(on_msg), on_closed = std::move(on_closed)](
+                       const boost::system::error_code& ec) mutable {
+                     if (ec) return;
+                     for (;;) {
+                       auto m = ch.recv();
+                       if (!m) return on_closed(m.error().message);
+                       if (!*m) break;
+                       on_msg(**m);
+                       if (!wait) return;
+                     }
+                     read_frontend(wait, ch, std::move(on_msg), std::move(on_closed));
+                   });
 }
 
 Result<UniqueFd> listen_frontend_socket(const std::filesystem::path& path, const std::string& what) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <cstring>
 
@@ -22,6 +23,19 @@ Result<std::pair<Channel, Channel>> Channel::pair() {
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
     return sys_fail("socketpair");
   return std::pair<Channel, Channel>{Channel(UniqueFd(sv[0])), Channel(UniqueFd(sv[1]))};
+}
+
+Result<Channel> Channel::connect(const std::string& path, const std::string& what) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(a.sun_path))
+    return fail(Code::kInvalidInput, what + " socket path '" + path + "' is empty or too long");
+  std::memcpy(a.sun_path, path.c_str(), path.size());
+  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!s) return sys_fail("socket");
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
+    return sys_fail("connect to shadowd's " + what + " socket " + path);
+  return Channel(std::move(s));
 }
 
 Result<void> Channel::set_nonblocking(bool on) {

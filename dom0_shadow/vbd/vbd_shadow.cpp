@@ -132,23 +132,12 @@ void VbdShadow::arm_accept() {
 // event-channel ends, the disk and the pool (its own memory). One frontend
 // at a time: a second is refused.
 void VbdShadow::accept_frontend() {
-  UniqueFd fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!fd) return;
-  ctl::Channel ch(std::move(fd));
-  if (front_.valid()) {
-    ctl::Msg no;
-    no.type = ctl::MsgType::kDevAttached;
-    no.a = EBUSY;
-    no.set_text("the vbd " + id() + " is in use by another frontend");
-    (void)ch.send(no);
-    return;
-  }
-  auto sh = shadow::SplitterLog::create(blkif::kRingSize);
+  auto ch = sd::dom0::accept_frontend(listen_.get(), front_.valid(), "the vbd " + id() + " is in use by another frontend");
+  if (!ch) return;
+  auto sh = new_splitter_log(blkif::kRingSize);
   if (!sh) return;
   shadow_ = std::move(*sh);
-  // Benchmarks compare the splitter log on and off in one run.
-  if (const char* v = std::getenv("SD_SPLITTER_LOG"); v && std::string(v) == "off") shadow_.set_enabled(false);
-  front_ = std::move(ch);
+  front_ = std::move(*ch);
   front_ready_ = front_attached_ = false;
   auto* fe = dynamic_cast<local::LocalEventChannel*>(front_evt_.get());
   ctl::Msg att;
@@ -170,19 +159,8 @@ void VbdShadow::accept_frontend() {
 }
 
 void VbdShadow::arm_frontend_read() {
-  if (!front_wait_) return;
-  front_wait_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                          [this](const boost::system::error_code& ec) {
-                            if (ec) return;
-                            for (;;) {
-                              auto m = front_.recv();
-                              if (!m) return frontend_gone(m.error().message);
-                              if (!*m) break;
-                              on_frontend_msg(**m);
-                              if (!front_wait_) return;
-                            }
-                            arm_frontend_read();
-                          });
+  read_frontend(front_wait_, front_, [this](const ctl::Msg& m) { on_frontend_msg(m); },
+                [this](const std::string& why) { frontend_gone(why); });
 }
 
 // The frontend went away (unmounted, or died): the backend forgets the

@@ -88,11 +88,9 @@ Result<void> VifShadow::setup() {
   if (!evt) return std::unexpected(evt.error());
   front_evt_ = std::move(evt->first);
   back_evt_ = std::move(evt->second);
-  auto sh = shadow::SplitterLog::create(2 * netif::kRingSize);
+  auto sh = new_splitter_log(2 * netif::kRingSize);
   if (!sh) return std::unexpected(sh.error());
   shadow_ = std::move(*sh);
-  // Benchmarks compare the splitter log on and off in one run.
-  if (const char* v = std::getenv("SD_SPLITTER_LOG"); v && std::string(v) == "off") shadow_.set_enabled(false);
   if (auto r = start_frontend(); !r) return r;
   watchdog_.expires_after(policy_.heartbeat_interval);
   watchdog_.async_wait([this](const boost::system::error_code& ec) {
@@ -242,22 +240,12 @@ void VifShadow::on_standby_ready(ctl::Channel& ch, platform::DomId domid) {
 }
 
 void VifShadow::arm_frontend_read() {
-  if (!front_wait_) return;
-  front_wait_->async_wait(boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
-    if (ec) return;
-    for (;;) {
-      auto m = front_.recv();
-      if (!m) {
-        log_.emit({{"type", "frontend_gone"}, {"device", guest_ + "/vif/" + std::to_string(spec_.index)},
-                   {"error", m.error().message}});
-        front_wait_.reset();
-        return;
-      }
-      if (!*m) break;
-      on_frontend_msg(**m);
-    }
-    arm_frontend_read();
-  });
+  read_frontend(front_wait_, front_, [this](const ctl::Msg& m) { on_frontend_msg(m); },
+                [this](const std::string& why) {
+                  log_.emit({{"type", "frontend_gone"}, {"device", guest_ + "/vif/" + std::to_string(spec_.index)},
+                             {"error", why}});
+                  front_wait_.reset();
+                });
 }
 
 void VifShadow::on_frontend_msg(const ctl::Msg& m) {

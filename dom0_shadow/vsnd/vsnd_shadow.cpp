@@ -84,23 +84,12 @@ void VsndShadow::arm_accept() {
 // event-channel ends and the pool (its own memory), as vif does for
 // sd-netfront. One stream at a time: a second player is refused.
 void VsndShadow::accept_frontend() {
-  UniqueFd fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!fd) return;
-  ctl::Channel ch(std::move(fd));
-  if (front_.valid()) {
-    ctl::Msg no;
-    no.type = ctl::MsgType::kDevAttached;
-    no.a = EBUSY;
-    no.set_text("the vsnd " + id() + " is in use by another player");
-    (void)ch.send(no);
-    return;
-  }
-  auto sh = shadow::SplitterLog::create(sndif::kRingSize);
+  auto ch = sd::dom0::accept_frontend(listen_.get(), front_.valid(), "the vsnd " + id() + " is in use by another player");
+  if (!ch) return;
+  auto sh = new_splitter_log(sndif::kRingSize);
   if (!sh) return;
   shadow_ = std::move(*sh);
-  // Benchmarks compare the splitter log on and off in one run.
-  if (const char* v = std::getenv("SD_SPLITTER_LOG"); v && std::string(v) == "off") shadow_.set_enabled(false);
-  front_ = std::move(ch);
+  front_ = std::move(*ch);
   front_ready_ = front_attached_ = false;
   auto* fe = dynamic_cast<local::LocalEventChannel*>(front_evt_.get());
   ctl::Msg att;
@@ -129,19 +118,8 @@ Result<void> VsndShadow::send_pool(ctl::Channel& ch, platform::DomId peer, bool 
 }
 
 void VsndShadow::arm_frontend_read() {
-  if (!front_wait_) return;
-  front_wait_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                          [this](const boost::system::error_code& ec) {
-                            if (ec) return;
-                            for (;;) {
-                              auto m = front_.recv();
-                              if (!m) return frontend_gone(m.error().message);
-                              if (!*m) break;
-                              on_frontend_msg(**m);
-                              if (!front_wait_) return;
-                            }
-                            arm_frontend_read();
-                          });
+  read_frontend(front_wait_, front_, [this](const ctl::Msg& m) { on_frontend_msg(m); },
+                [this](const std::string& why) { frontend_gone(why); });
 }
 
 // The player closed the PCM (or died): the stream ends, the DAC halts, the

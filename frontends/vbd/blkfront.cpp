@@ -19,16 +19,9 @@ using blkif::kSectorSize;
 constexpr uint16_t kReqRing = 0;
 
 Result<std::unique_ptr<Blkfront>> Blkfront::connect(const std::string& socket_path) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  if (socket_path.empty() || socket_path.size() >= sizeof(a.sun_path))
-    return fail(Code::kInvalidInput, "vbd socket path '" + socket_path + "' is empty or too long");
-  std::memcpy(a.sun_path, socket_path.c_str(), socket_path.size());
-  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  if (!s) return sys_fail("socket");
-  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
-    return sys_fail("connect to shadowd's vbd socket " + socket_path);
-  return attach(ctl::Channel(std::move(s)));
+  auto ch = ctl::Channel::connect(socket_path, "vbd");
+  if (!ch) return std::unexpected(ch.error());
+  return attach(std::move(*ch));
 }
 
 Result<std::unique_ptr<Blkfront>> Blkfront::attach(ctl::Channel ch) {

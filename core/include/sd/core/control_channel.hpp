@@ -108,6 +108,9 @@ class Channel {
 
   // Makes a connected pair (both ends close-on-exec).
   static Result<std::pair<Channel, Channel>> pair();
+  // A frontend's end: connects to the device's unix socket at `path` in
+  // shadowd's state_dir; `what` ("vbd", "vsnd") names it in errors.
+  static Result<Channel> connect(const std::string& path, const std::string& what);
 
   int fd() const { return fd_.get(); }
   bool valid() const { return bool(fd_); }
