@@ -137,7 +137,9 @@ class VbdE2eTest : public ::testing::Test {
   std::unique_ptr<Background> fio(const std::vector<std::string>& job) {
     std::vector<std::string> argv{"fio", "--name=vbd", "--filename=" + disk_.string(), "--ioengine=libaio",
                                   "--direct=1", "--bs=4k", "--verify=crc32c", "--fallocate=none",
-                                  "--output-format=json", "--output=" + (dir_ / "fio.json").string()};
+                                  "--output-format=json", "--output=" + (dir_ / "fio.json").string(),
+                                  // no verify-state file in the test's working directory
+                                  "--verify_state_save=0"};
     argv.insert(argv.end(), job.begin(), job.end());
     return std::make_unique<Background>(argv, dir_ / "fio.out");
   }
