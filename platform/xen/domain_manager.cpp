@@ -356,15 +356,6 @@ void XenDomainManager::on_built(DomId id, uint64_t serial, const std::string& xe
 
 // ---- kill / restart --------------------------------------------------------
 
-Result<void> XenDomainManager::destroy(DomId id, const std::string& name) {
-  int rc = libxl_domain_destroy(ctx_, id, nullptr);
-  if (rc == 0 || rc == ERROR_DOMAIN_NOTFOUND) return {};
-  // libxl says ERROR_INVAL (among others) for a domid that no longer exists:
-  // ask it whether the domain is there at all.
-  if (libxl_domain_info(ctx_, nullptr, id) == ERROR_DOMAIN_NOTFOUND) return {};
-  return libxl_fail("destroying " + domain_label(id, name), "libxl_domain_destroy", rc);
-}
-
 // Destroying a live domain takes libxl seconds (it waits for the backends of
 // the domain's devices and their hotplug scripts), which shadowd's loop must
 // not wait for. Paused, the domain never runs again, so it is dead to its

@@ -114,8 +114,6 @@ class XenDomainManager final : public platform::DomainManager {
   void on_event(const Event& ev);
   // Removes the incarnation and reports its death.
   void report_death(platform::DomId id, uint64_t serial, std::string reason, int signal);
-  // libxl_domain_destroy; success if the domain is gone either way.
-  Result<void> destroy(platform::DomId id, const std::string& name);
   // Pause now, destroy asynchronously (destroy_done); success if gone already.
   Result<void> destroy_in_background(platform::DomId id, const std::string& name);
   struct PendingDestroy {

@@ -51,8 +51,7 @@ struct Libxl {
   int pause_rc = 0;
   // Asynchronous destroys (ao_how with a callback): the rc the callback gets
   // (not 0: the domain stays), and whether they wait for libxl_finish_destroys
-  // (a synchronous destroy of the same domain finishes them too, as libxl's
-  // own wait does).
+  // (or libxl_finish_when_driven).
   int async_destroy_rc = 0;
   bool hold_destroys = false;
   // The same for asynchronous creates: the callback's rc, and whether the
