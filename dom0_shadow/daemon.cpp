@@ -4,12 +4,14 @@
 #include <cstdio>
 #include <iostream>
 
-#include "vif/vif_shadow.hpp"
+#include "device_engine.hpp"
+#include "frontend_link.hpp"
+#include "vbd/vbd_hooks.hpp"
+#include "vif/vif_hooks.hpp"
+#include "vsnd/vsnd_hooks.hpp"
 #ifdef SD_WITH_XEN
 #include "vif/vif_shadow_xen.hpp"
 #endif
-#include "vbd/vbd_shadow.hpp"
-#include "vsnd/vsnd_shadow.hpp"
 
 namespace sd::dom0 {
 
@@ -56,6 +58,39 @@ std::vector<DeviceShadow*> Daemon::devices_of(const std::string& backend) {
   return out;
 }
 
+// One guest device: the engine with its class's hooks and the platform's
+// plumbing. The Xen vif still has its own shadow (its pool is granted by the
+// guest's frontend, not made by shadowd).
+Result<std::unique_ptr<DeviceImpl>> Daemon::make_device(const std::string& guest, const config::DeviceSpec& spec,
+                                                        uint64_t handle, unsigned& vif_number, FaultReporter report) {
+  const auto& policy = cfg_.policies.at(spec.cls);
+#ifdef SD_WITH_XEN
+  if (spec.cls == config::DeviceClass::kVif && platform_->name() == "xen")
+    return std::unique_ptr<DeviceImpl>(
+        std::make_unique<VifShadowXen>(io_, *platform_, guest, spec, handle, policy, *log_, std::move(report)));
+#endif
+  std::unique_ptr<ClassHooks> hooks;
+  switch (spec.cls) {
+    case config::DeviceClass::kVif:
+      hooks = std::make_unique<VifHooks>(guest, spec, vif_number++, cfg_.wire_netns, opts_.netfront_binary);
+      break;
+    case config::DeviceClass::kVsnd:
+      hooks = std::make_unique<VsndHooks>(guest, spec, cfg_.state_dir);
+      break;
+    case config::DeviceClass::kVbd:
+      hooks = std::make_unique<VbdHooks>(guest, spec, cfg_.state_dir);
+      break;
+  }
+  auto plumbing = platform_->make_device_plumbing(hooks->pool_pages());
+  if (!plumbing) return std::unexpected(plumbing.error());
+  std::string what = "the " + std::string(config::class_name(spec.cls)) + " " + guest + "/" +
+                     std::string(config::class_name(spec.cls)) + "/" + std::to_string(spec.index);
+  auto splitter = std::make_unique<FrontendSplitter>(io_, **plumbing, what, hooks->log_slots(), hooks->socket_path());
+  return std::unique_ptr<DeviceImpl>(std::make_unique<DeviceEngine>(io_, guest, spec, handle, policy, *log_,
+                                                                    std::move(report), std::move(*plumbing),
+                                                                    std::move(splitter), std::move(hooks)));
+}
+
 Result<void> Daemon::start() {
   platform::Options popts;
   popts.state_dir = cfg_.state_dir;
@@ -80,26 +115,10 @@ Result<void> Daemon::start() {
       size_t handle = devices_.size();
       devices_.push_back(std::make_unique<DeviceShadow>(g.name, spec));
       std::unique_ptr<DeviceImpl> impl;
-      if (spec.cls == config::DeviceClass::kVif && platform_->name() == "local" && cfg_.policies.count(spec.cls)) {
-        impl = std::make_unique<VifShadow>(io_, *platform_, g.name, spec, handle, vif_number++, cfg_.wire_netns,
-                                           cfg_.policies.at(spec.cls), opts_.netfront_binary, *log_,
-                                           reporter(spec.backend));
-      }
-#ifdef SD_WITH_XEN
-      if (spec.cls == config::DeviceClass::kVif && platform_->name() == "xen" && cfg_.policies.count(spec.cls)) {
-        impl = std::make_unique<VifShadowXen>(io_, *platform_, g.name, spec, handle, cfg_.policies.at(spec.cls), *log_,
-                                              reporter(spec.backend));
-      }
-#endif
-      if (spec.cls == config::DeviceClass::kVsnd && platform_->name() == "local" && cfg_.policies.count(spec.cls)) {
-        impl = std::make_unique<VsndShadow>(io_, *platform_, g.name, spec, handle, cfg_.state_dir,
-                                            cfg_.policies.at(spec.cls), *log_,
-                                            reporter(spec.backend));
-      }
-      if (spec.cls == config::DeviceClass::kVbd && platform_->name() == "local" && cfg_.policies.count(spec.cls)) {
-        impl = std::make_unique<VbdShadow>(io_, *platform_, g.name, spec, handle, cfg_.state_dir,
-                                           cfg_.policies.at(spec.cls), *log_,
-                                           reporter(spec.backend));
+      if (cfg_.policies.count(spec.cls)) {
+        auto made = make_device(g.name, spec, handle, vif_number, reporter(spec.backend));
+        if (!made) return fail(made.error().code, devices_.back()->id() + ": " + made.error().message);
+        impl = std::move(*made);
       }
       impls_.push_back(std::move(impl));
     }

@@ -42,6 +42,8 @@ class Daemon {
 
  private:
   Result<void> start();
+  Result<std::unique_ptr<DeviceImpl>> make_device(const std::string& guest, const config::DeviceSpec& spec,
+                                                  uint64_t handle, unsigned& vif_number, FaultReporter report);
   void shutdown();
   Supervisor* find(const std::string& name);
   std::vector<DeviceShadow*> devices_of(const std::string& backend);

@@ -1,86 +1,177 @@
 #include "frontend_link.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
-
-#include "local/local_platform.hpp"
 
 namespace sd::dom0 {
 
-Result<void> send_pool_fds(ctl::Channel& ch, platform::GrantPool& pool, uint64_t handle,
-                           std::optional<platform::DomId> peer) {
-  auto* lp = dynamic_cast<local::LocalGrantPool*>(&pool);
-  if (!peer && !lp) return fail(Code::kInvalidInput, "pool fds: owner fds exist on the local platform only");
-  const auto pages = static_cast<uint32_t>(pool.pages());
-  std::vector<UniqueFd> held;
-  std::vector<int> batch;
-  for (uint32_t first = 0; first < pages; first += ctl::Channel::kMaxFds) {
-    held.clear();
-    batch.clear();
-    uint32_t end = std::min<uint32_t>(first + ctl::Channel::kMaxFds, pages);
-    for (uint32_t ref = first; ref < end; ++ref) {
-      if (!peer) {
-        batch.push_back(lp->owner_fd(ref));
-        continue;
-      }
-      auto fd = pool.fd_for_peer(ref, *peer);
-      if (!fd) return std::unexpected(fd.error());
-      batch.push_back(fd->get());
-      held.push_back(std::move(*fd));
-    }
-    ctl::Msg m;
-    m.type = ctl::MsgType::kGrantFds;
-    m.a = first;
-    m.b = handle;
-    if (auto r = ch.send_fds(m, batch.data(), batch.size()); !r) return r;
+namespace {
+// How long a frontend shadowd started may take to map its pool.
+constexpr int kSpawnedAttachMs = 5000;
+}  // namespace
+
+FrontendSplitter::FrontendSplitter(boost::asio::io_context& io, platform::DevicePlumbing& plumbing, std::string what,
+                                   size_t log_slots, std::filesystem::path socket)
+    : io_(io), plumbing_(plumbing), what_(std::move(what)), log_slots_(log_slots), socket_(std::move(socket)) {}
+
+FrontendSplitter::~FrontendSplitter() { stop(); }
+
+Result<void> FrontendSplitter::start(Events& ev, std::optional<ctl::Channel> spawned) {
+  ev_ = &ev;
+  if (spawned) {
+    // Ours to wait for: the device is not up until the frontend has mapped everything.
+    if (auto r = offer(std::move(*spawned)); !r) return r;
+    pollfd p{front_.fd(), POLLIN, 0};
+    if (::poll(&p, 1, kSpawnedAttachMs) <= 0)
+      return fail(Code::kEscalate, what_ + ": frontend did not attach within 5 s");
+    auto m = front_.recv();
+    if (!m || !*m || (*m)->type != ctl::MsgType::kDevAttached || (*m)->a != 0)
+      return fail(Code::kEscalate,
+                  what_ + ": frontend attach failed" + (m && *m ? ": " + (*m)->get_text() : std::string()));
+    (void)front_.set_nonblocking(true);
+    ready_ = true;
+    if (auto r = ev_->on_frontend_ready(); !r) return r;
+    front_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(front_.fd()));
+    arm_read();
+    return {};
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(socket_.parent_path(), ec);
+  auto ls = listen_frontend_socket(socket_, what_);
+  if (!ls) return std::unexpected(ls.error());
+  listen_ = std::move(*ls);
+  listen_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(listen_.get()));
+  arm_accept();
+  return {};
+}
+
+// A fresh splitter log per frontend, then its end of the connection.
+Result<void> FrontendSplitter::offer(ctl::Channel ch) {
+  auto sh = new_splitter_log(log_slots_);
+  if (!sh) return std::unexpected(sh.error());
+  log_ = std::move(*sh);
+  front_ = std::move(ch);
+  ready_ = false;
+  ev_->on_frontend_connected();
+  if (auto r = plumbing_.offer_frontend(front_, ev_->frontend_attach(), log_.fd()); !r) {
+    front_ = ctl::Channel();
+    return r;
   }
   return {};
 }
 
-std::optional<ctl::Channel> accept_frontend(int listen_fd, bool busy, const std::string& refusal) {
-  UniqueFd fd(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
-  if (!fd) return std::nullopt;
+void FrontendSplitter::arm_accept() {
+  if (!listen_wait_) return;
+  listen_wait_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                           [this](const boost::system::error_code& ec) {
+                             if (ec) return;
+                             accept();
+                             arm_accept();
+                           });
+}
+
+void FrontendSplitter::accept() {
+  UniqueFd fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!fd) return;
   ctl::Channel ch(std::move(fd));
-  if (!busy) return ch;
-  ctl::Msg no;
-  no.type = ctl::MsgType::kDevAttached;
-  no.a = EBUSY;
-  no.set_text(refusal);
-  (void)ch.send(no);
-  return std::nullopt;
+  if (front_.valid()) {
+    ctl::Msg no;
+    no.type = ctl::MsgType::kDevAttached;
+    no.a = EBUSY;
+    no.set_text(what_ + " is in use by another frontend");
+    (void)ch.send(no);
+    return;
+  }
+  if (!offer(std::move(ch))) return;
+  (void)front_.set_nonblocking(true);
+  front_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(front_.fd()));
+  arm_read();
+}
+
+// Every whole message to on_msg, then wait again; a failed or closed channel
+// ends the frontend once.
+void FrontendSplitter::arm_read() {
+  if (!front_wait_) return;
+  front_wait_->async_wait(boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+    if (ec) return;
+    for (;;) {
+      auto m = front_.recv();
+      if (!m) return gone(m.error().message);
+      if (!*m) break;
+      on_msg(**m);
+      if (!front_wait_) return;
+    }
+    arm_read();
+  });
+}
+
+void FrontendSplitter::on_msg(const ctl::Msg& m) {
+  switch (m.type) {
+    case ctl::MsgType::kDevAttached:
+      if (m.a != 0 || ready_) return;
+      ready_ = true;
+      (void)ev_->on_frontend_ready();
+      return;
+    case ctl::MsgType::kReconnected:
+      if (ready_) ev_->on_repaired(m.a, m.get_text());
+      return;
+    case ctl::MsgType::kDevFault:
+      ev_->on_bad_response(m.get_text());
+      return;
+    case ctl::MsgType::kDevConfig:
+      ev_->on_config(m);
+      return;
+    default:
+      return;  // nothing else is a frontend's to send
+  }
+}
+
+void FrontendSplitter::gone(const std::string& why) {
+  front_wait_.reset();
+  front_ = ctl::Channel();
+  bool was_ready = ready_;
+  ready_ = false;
+  if (was_ready) ev_->on_frontend_gone(why);
+}
+
+void FrontendSplitter::backend_gone() {
+  ctl::Msg m;
+  m.type = ctl::MsgType::kBackendGone;
+  m.b = ev_ ? ev_->frontend_attach().b : 0;
+  (void)front_.send(m);
+}
+
+Result<void> FrontendSplitter::repair(const std::string& mode) {
+  ctl::Msg m;
+  m.type = ctl::MsgType::kReconnect;
+  m.b = ev_->frontend_attach().b;
+  m.set_text(mode);
+  return front_.send(m);
+}
+
+void FrontendSplitter::stop() {
+  front_wait_.reset();
+  front_ = ctl::Channel();
+  ready_ = false;
+  listen_wait_.reset();
+  if (listen_) {
+    listen_.reset();
+    ::unlink(socket_.c_str());
+  }
 }
 
 Result<shadow::SplitterLog> new_splitter_log(size_t slots) {
-  auto sh = shadow::SplitterLog::create(slots);
+  auto sh = shadow::SplitterLog::create(static_cast<uint32_t>(slots));
   if (!sh) return sh;
   if (const char* v = std::getenv("SD_SPLITTER_LOG"); v && std::string(v) == "off") sh->set_enabled(false);
   return sh;
-}
-
-void read_frontend(std::unique_ptr<boost::asio::posix::stream_descriptor>& wait, ctl::Channel& ch,
-                   std::function<void(const ctl::Msg&)> on_msg, std::function<void(const std::string&)> on_closed) {
-  if (!wait) return;
-  wait->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                   [&wait, &ch, on_msg = std::move(on_msg), on_closed = std::move(on_closed)](
-                       const boost::system::error_code& ec) mutable {
-                     if (ec) return;
-                     for (;;) {
-                       auto m = ch.recv();
-                       if (!m) return on_closed(m.error().message);
-                       if (!*m) break;
-                       on_msg(**m);
-                       if (!wait) return;
-                     }
-                     read_frontend(wait, ch, std::move(on_msg), std::move(on_closed));
-                   });
 }
 
 Result<UniqueFd> listen_frontend_socket(const std::filesystem::path& path, const std::string& what) {

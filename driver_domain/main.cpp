@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 #include <vector>
 #include "sd/core/control_channel.hpp"
+#include "sd/core/device_class.hpp"
 #include "seccomp.hpp"
 #include "xen_control.hpp"
 
@@ -233,29 +234,73 @@ class Runtime {
   // kGrantFds batches with the guest's granted pages; serving starts when the
   // last page has arrived (pages are mapped on first use).
   struct Pending {
-    uint32_t cls = 0;
-    sd::netif::VifConfig cfg{};
-    sd::sndif::StreamState stream{};  // vsnd: the stream to resume
-    sd::blkif::DiskState disk{};      // vbd: the disk as negotiated
-    std::vector<sd::UniqueFd> fds;
+    sd::DeviceClass cls{};
+    Msg attach;  // the class's payload: the state to resume (kDevGo replaces it)
+    std::vector<sd::UniqueFd> fds;  // [0] notify the frontend, [1] its kicks, then the class's resources
     std::unique_ptr<sd::drvdom::GrantedPages> pages;
     std::unique_ptr<sd::platform::EventChannel> evt;  // Xen: bound from the XenPool
     sd::UniqueFd nic;                                 // Xen: opened here
     bool standby = false;
   };
 
+  // The backends this runtime hosts, by class: the pool one connection
+  // has, and how a backend is made from a complete attach.
+  struct Kind {
+    size_t pool_pages;
+    sd::Result<std::unique_ptr<sd::drvdom::Backend>> (*make)(Pending& p);
+  };
+  static const Kind* kind(sd::DeviceClass c) {
+    static const std::map<sd::DeviceClass, Kind> kKinds = {
+        {sd::DeviceClass::kVif, {sd::netif::kPoolPages, &make_vif}},
+        {sd::DeviceClass::kVsnd, {sd::sndif::kPoolPages, &make_vsnd}},
+        {sd::DeviceClass::kVbd, {sd::blkif::kPoolPages, &make_vbd}},
+    };
+    auto it = kKinds.find(c);
+    return it == kKinds.end() ? nullptr : &it->second;
+  }
+  template <class B>
+  static sd::Result<std::unique_ptr<sd::drvdom::Backend>> up(sd::Result<std::unique_ptr<B>> b) {
+    if (!b) return std::unexpected(b.error());
+    return std::unique_ptr<sd::drvdom::Backend>(std::move(*b));
+  }
+  static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vif(Pending& p) {
+    if (p.fds.size() == 3) {  // local: the NIC after the event channel
+      p.evt = std::make_unique<sd::local::LocalEventChannel>(std::move(p.fds[0]), std::move(p.fds[1]));
+      p.nic = std::move(p.fds[2]);
+    }
+    return up(sd::drvdom::Netback::create(std::move(p.pages), std::move(p.evt), std::move(p.nic),
+                                          p.attach.get_payload<sd::netif::VifConfig>()));
+  }
+  static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vsnd(Pending& p) {  // resources: the DAC, its interrupt
+    return up(sd::drvdom::Sndback::create(std::move(p.pages), std::move(p.fds),
+                                          p.attach.get_payload<sd::sndif::StreamState>()));
+  }
+  static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vbd(Pending& p) {  // resources: the disk
+    return up(sd::drvdom::Blkback::create(std::move(p.pages), std::move(p.fds),
+                                          p.attach.get_payload<sd::blkif::DiskState>()));
+  }
+
+  void refuse(uint64_t handle, const std::string& why) {
+    Msg no;
+    no.type = MsgType::kDevAttached;
+    no.b = handle;
+    no.a = EINVAL;
+    no.set_text(why);
+    (void)ch_.send(no);
+  }
+
   void begin_attach(const Msg& m, std::vector<sd::UniqueFd>& fds) {
     backends_.erase(m.b);
+    pending_.erase(m.b);
+    auto cls = sd::device_class_from_wire(m.a & ~sd::ctl::kAttachStandby);
+    const Kind* k = cls ? kind(*cls) : nullptr;
+    if (!k) return refuse(m.b, "unknown device class " + std::to_string(m.a & ~sd::ctl::kAttachStandby));
     Pending p;
-    p.cls = m.a & ~sd::ctl::kAttachStandby;
+    p.cls = *cls;
     p.standby = (m.a & sd::ctl::kAttachStandby) != 0;
-    p.cfg = m.get_payload<sd::netif::VifConfig>();
-    p.stream = m.get_payload<sd::sndif::StreamState>();
-    p.disk = m.get_payload<sd::blkif::DiskState>();
+    p.attach = m;
     p.fds = std::move(fds);
-    p.pages = std::make_unique<sd::drvdom::GrantedPages>(p.cls == sd::sndif::kClassId   ? sd::sndif::kPoolPages
-                                                         : p.cls == sd::blkif::kClassId ? sd::blkif::kPoolPages
-                                                                                        : sd::netif::kPoolPages);
+    p.pages = std::make_unique<sd::drvdom::GrantedPages>(k->pool_pages);
     pending_[m.b] = std::move(p);
   }
 
@@ -314,16 +359,14 @@ class Runtime {
       (void)ch_.send(done);
       return;
     }
-    it->second.cfg = m.get_payload<sd::netif::VifConfig>();
-    it->second.stream = m.get_payload<sd::sndif::StreamState>();
-    it->second.disk = m.get_payload<sd::blkif::DiskState>();
+    std::memcpy(it->second.attach.text, m.text, sizeof(m.text));
     start_backend(m.b, it);
   }
 
-  // Serves the device with the backend `b` made (or reports why not), and
-  // tells shadowd either way.
-  template <class B>
-  void install(uint64_t handle, std::map<uint64_t, Pending>::iterator it, sd::Result<std::unique_ptr<B>> b) {
+  // Serves the device with the backend its class makes (or reports why
+  // not), and tells shadowd either way.
+  void start_backend(uint64_t handle, std::map<uint64_t, Pending>::iterator it) {
+    auto b = kind(it->second.cls)->make(it->second);
     Msg done;
     done.type = MsgType::kDevAttached;
     done.b = handle;
@@ -337,20 +380,6 @@ class Runtime {
     (void)ch_.send(done);
   }
 
-  void start_backend(uint64_t handle, std::map<uint64_t, Pending>::iterator it) {
-    Pending& p = it->second;
-    // vsnd: [0] notify the frontend, [1] its kicks, [2] the DAC, [3] the DAC's interrupt.
-    if (p.cls == sd::sndif::kClassId)
-      return install(handle, it, sd::drvdom::Sndback::create(std::move(p.pages), std::move(p.fds), p.stream));
-    // vbd: [0] notify the frontend, [1] its kicks, [2] the disk.
-    if (p.cls == sd::blkif::kClassId)
-      return install(handle, it, sd::drvdom::Blkback::create(std::move(p.pages), std::move(p.fds), p.disk));
-    if (p.fds.size() == 3) {  // local: [0] notify the frontend, [1] its kicks, [2] the NIC
-      p.evt = std::make_unique<sd::local::LocalEventChannel>(std::move(p.fds[0]), std::move(p.fds[1]));
-      p.nic = std::move(p.fds[2]);
-    }
-    install(handle, it, sd::drvdom::Netback::create(std::move(p.pages), std::move(p.evt), std::move(p.nic), p.cfg));
-  }
 
   std::string name_;
   sd::ctl::Channel ch_;

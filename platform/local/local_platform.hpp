@@ -80,6 +80,27 @@ class LocalGrantPool final : public platform::GrantPool {
   std::vector<Page> pages_;
 };
 
+class LocalDevicePlumbing final : public platform::DevicePlumbing {
+ public:
+  LocalDevicePlumbing(std::unique_ptr<LocalGrantPool> pool, std::unique_ptr<LocalEventChannel> front,
+                      std::unique_ptr<LocalEventChannel> back);
+  size_t pages() const override { return pool_->pages(); }
+  void* page(platform::GrantRef ref) override { return pool_->page(ref); }
+  platform::EventChannel& frontend_end() override { return *front_; }
+  platform::EventChannel& backend_end() override { return *back_; }
+  Result<void> offer_frontend(ctl::Channel& ch, const ctl::Msg& attach, int splitter_log_fd) override;
+  Result<void> grant_to(const std::vector<platform::DomId>& peers) override;
+  Result<void> offer_backend(ctl::Channel& ch, platform::DomId peer, const ctl::Msg& attach,
+                             const std::vector<int>& resources) override;
+
+ private:
+  std::unique_ptr<LocalGrantPool> pool_;
+  std::unique_ptr<LocalEventChannel> front_, back_;
+};
+
+// A connected pair of eventfd event-channel ends.
+Result<std::pair<std::unique_ptr<LocalEventChannel>, std::unique_ptr<LocalEventChannel>>> make_local_event_channel();
+
 class LocalStore final : public platform::Store {
  public:
   explicit LocalStore(boost::asio::io_context& io) : io_(io) {}
@@ -115,6 +136,7 @@ class LocalPlatform final : public platform::Platform {
   Result<std::pair<std::unique_ptr<platform::EventChannel>, std::unique_ptr<platform::EventChannel>>>
   make_event_channel() override;
   Result<std::unique_ptr<platform::GrantPool>> make_grant_pool(size_t pages) override;
+  Result<std::unique_ptr<platform::DevicePlumbing>> make_device_plumbing(size_t pages) override;
 
  private:
   LocalDomainManager domains_;

@@ -35,6 +35,10 @@ Result<std::unique_ptr<platform::GrantPool>> XenPlatform::make_grant_pool(size_t
   return fail(Code::kUnavailable, "xen platform: grant pools are not implemented on xen yet");
 }
 
+Result<std::unique_ptr<platform::DevicePlumbing>> XenPlatform::make_device_plumbing(size_t) {
+  return fail(Code::kUnavailable, "xen platform: device plumbing for shadowd's engine is not implemented on xen yet");
+}
+
 Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_context& io) {
   auto domains = XenDomainManager::open(io);
   if (!domains) return std::unexpected(domains.error());

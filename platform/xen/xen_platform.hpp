@@ -29,6 +29,9 @@ class XenPlatform final : public platform::Platform {
   make_event_channel() override;
   // kUnavailable: not implemented on xen yet.
   Result<std::unique_ptr<platform::GrantPool>> make_grant_pool(size_t pages) override;
+  // kUnavailable: on Xen the guest's own frontend grants its pool (the Xen
+  // vif shadow relays it); the engine's Xen plumbing is still to come.
+  Result<std::unique_ptr<platform::DevicePlumbing>> make_device_plumbing(size_t pages) override;
 
  private:
   // Destroyed in reverse order: the domains (and their vchan links, which

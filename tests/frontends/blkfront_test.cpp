@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "sd/core/device_class.hpp"
 #include "sd/core/blkif.hpp"
 #include "sd/core/control_channel.hpp"
 #include "sd/core/ring.hpp"
@@ -51,7 +52,7 @@ class Harness {
     }
     ctl::Msg att;
     att.type = ctl::MsgType::kDevAttach;
-    att.a = blkif::kClassId;
+    att.a = static_cast<uint32_t>(sd::DeviceClass::kVbd);
     att.b = 9;
     blkif::DiskState d{};
     d.sectors = kSectors;

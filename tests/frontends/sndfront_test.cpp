@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "sd/core/device_class.hpp"
 #include "sd/core/control_channel.hpp"
 #include "sd/core/ring.hpp"
 #include "sd/core/sndif.hpp"
@@ -60,7 +61,7 @@ class Harness {
         ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, pages_[sndif::kEvtRef].get(), 0));
     ctl::Msg att;
     att.type = ctl::MsgType::kDevAttach;
-    att.a = sndif::kClassId;
+    att.a = static_cast<uint32_t>(sd::DeviceClass::kVsnd);
     att.b = 7;
     int fds[3] = {log_.fd(), to_back_.get(), to_front_.get()};
     (void)shadowd_.send_fds(att, fds, 3);

@@ -20,10 +20,11 @@
 #include <vector>
 
 #include "sd/config/diagnostic.hpp"
+#include "sd/core/device_class.hpp"
 
 namespace sd::config {
 
-enum class DeviceClass { kVif, kVbd, kVsnd };  // cfg keys: vif, disk, vsnd
+using DeviceClass = sd::DeviceClass;  // core/include/sd/core/device_class.hpp
 
 // "vif", "vbd", "vsnd" (also the policy file stem and the policy's `class:`).
 std::string_view class_name(DeviceClass cls);

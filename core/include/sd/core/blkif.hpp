@@ -30,9 +30,6 @@ struct Traits {
   static uint64_t rsp_id(const Rsp& r) { return r.id; }
 };
 
-// config::DeviceClass::kVbd as kDevAttach carries it (drvdom does not link the config library).
-constexpr uint32_t kClassId = 3;
-
 constexpr unsigned kPageSize = 4096;
 constexpr unsigned kSectorSize = 512;  // blkif's unit for sector_number, first_sect, last_sect
 constexpr unsigned kSectorsPerPage = kPageSize / kSectorSize;

@@ -6,6 +6,8 @@
 //   EventChannel   notify the other end; an fd that Boost.Asio can wait on
 //   GrantPool      pages one side shares with a named peer domain
 //   Store          xenstore-style key/value tree with watches
+//   DevicePlumbing one device connection's pages and event channel, and how
+//                  they reach its frontend and each backend incarnation
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -131,6 +133,36 @@ class Store {
   virtual void unwatch(WatchId id) = 0;
 };
 
+// One device connection as the platform builds it: the guest's pool of
+// pages, the event channel between frontend and backend, and the handover
+// of both to the frontend and to each backend incarnation. shadowd's device
+// engine uses only this; how pages travel (fds on the local platform, grant
+// refs on Xen) stays inside the platform.
+class DevicePlumbing {
+ public:
+  virtual ~DevicePlumbing() = default;
+  virtual size_t pages() const = 0;
+  // shadowd's own mapping of pool page `ref` (active mode serves the rings
+  // through it); nullptr if out of range.
+  virtual void* page(GrantRef ref) = 0;
+  // The frontend's and the backend's ends of the event channel. shadowd
+  // uses the backend's end while it answers the rings itself.
+  virtual EventChannel& frontend_end() = 0;
+  virtual EventChannel& backend_end() = 0;
+  // Hands the guest's frontend its end: `attach` (kDevAttach with the class's
+  // payload) with the splitter log and its event-channel end, then every
+  // pool page (its own memory).
+  virtual Result<void> offer_frontend(ctl::Channel& ch, const ctl::Msg& attach, int splitter_log_fd) = 0;
+  // Grants the pool to exactly `peers` (a running backend and a warm
+  // standby may share it); every other grant is withdrawn.
+  virtual Result<void> grant_to(const std::vector<DomId>& peers) = 0;
+  // Hands backend `peer` its end: `attach` with the backend's event-channel
+  // end and the class's `resources` (the NIC, the disk, the DAC), then the
+  // pages granted to `peer`.
+  virtual Result<void> offer_backend(ctl::Channel& ch, DomId peer, const ctl::Msg& attach,
+                                     const std::vector<int>& resources) = 0;
+};
+
 struct Options {
   std::filesystem::path state_dir = "/run/shadowd";  // local: per-domain roots and logs
   std::filesystem::path drvdom_binary;                // local: the driver-domain runtime
@@ -146,6 +178,9 @@ class Platform {
   virtual Result<std::pair<std::unique_ptr<EventChannel>, std::unique_ptr<EventChannel>>>
   make_event_channel() = 0;
   virtual Result<std::unique_ptr<GrantPool>> make_grant_pool(size_t pages) = 0;
+  // A device connection with a pool of `pages` pages (kUnavailable where
+  // the platform has no plumbing for shadowed devices yet).
+  virtual Result<std::unique_ptr<DevicePlumbing>> make_device_plumbing(size_t pages) = 0;
 };
 
 // Which platforms this host can run: "local" always, "xen" when running in a

@@ -27,9 +27,6 @@ struct Traits {
   static uint64_t rsp_id(const Rsp& r) { return r.id; }
 };
 
-// config::DeviceClass::kVsnd as kDevAttach carries it (drvdom does not link the config library).
-constexpr uint32_t kClassId = 2;
-
 constexpr unsigned kPageSize = 4096;
 constexpr unsigned kRingSize = 32;  // entries of a one-page sndif ring (64-byte slots)
 

@@ -1,5 +1,5 @@
-// How shadowd opens a guest's disk (dom0_shadow/vbd/vbd_shadow.cpp,
-// VbdShadow::open_disk): what it tells the guest about it, and what a bad
+// How shadowd opens a guest's disk (dom0_shadow/vbd/vbd_hooks.cpp,
+// VbdHooks::open_disk): what it tells the guest about it, and what a bad
 // target= gets as an error.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -8,12 +8,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "vbd/vbd_shadow.hpp"
+#include "vbd/vbd_hooks.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using sd::dom0::VbdShadow;
+using sd::dom0::VbdHooks;
 
 class OpenDisk : public ::testing::Test {
  protected:
@@ -33,7 +33,7 @@ class OpenDisk : public ::testing::Test {
 };
 
 TEST_F(OpenDisk, SparseImage_SizeInSectorsAndAllFeatures) {
-  auto d = VbdShadow::open_disk(image(1 << 20).string(), false, 64, false);
+  auto d = VbdHooks::open_disk(image(1 << 20).string(), false, 64, false);
 
   ASSERT_TRUE(d.has_value()) << d.error().message;
   EXPECT_EQ(d->second.sectors, 2048u);
@@ -44,7 +44,7 @@ TEST_F(OpenDisk, SparseImage_SizeInSectorsAndAllFeatures) {
 }
 
 TEST_F(OpenDisk, ReadOnly_NoDiscardAndMarkedReadOnly) {
-  auto d = VbdShadow::open_disk(image(1 << 20).string(), true, 64, false);
+  auto d = VbdHooks::open_disk(image(1 << 20).string(), true, 64, false);
 
   ASSERT_TRUE(d.has_value()) << d.error().message;
   EXPECT_EQ(d->second.readonly, 1u);
@@ -52,7 +52,7 @@ TEST_F(OpenDisk, ReadOnly_NoDiscardAndMarkedReadOnly) {
 }
 
 TEST_F(OpenDisk, DirectIoSafe_OpenedODirectWhereTheFileSystemTakesIt) {
-  auto d = VbdShadow::open_disk(image(1 << 20).string(), false, 64, true);
+  auto d = VbdHooks::open_disk(image(1 << 20).string(), false, 64, true);
 
   ASSERT_TRUE(d.has_value()) << d.error().message;
   // ext4, xfs and tmpfs (6.6+) take it; a file system that refuses falls back.
@@ -62,7 +62,7 @@ TEST_F(OpenDisk, DirectIoSafe_OpenedODirectWhereTheFileSystemTakesIt) {
 
 TEST_F(OpenDisk, MissingTarget_ErrorNamesTheFileAndTheFix) {
   auto missing = (dir_ / "nope.img").string();
-  auto d = VbdShadow::open_disk(missing, false, 64, false);
+  auto d = VbdHooks::open_disk(missing, false, 64, false);
 
   ASSERT_FALSE(d.has_value());
   EXPECT_NE(d.error().message.find(missing), std::string::npos);
@@ -70,14 +70,14 @@ TEST_F(OpenDisk, MissingTarget_ErrorNamesTheFileAndTheFix) {
 }
 
 TEST_F(OpenDisk, EmptyImage_Refused) {
-  auto d = VbdShadow::open_disk(image(0).string(), false, 64, false);
+  auto d = VbdHooks::open_disk(image(0).string(), false, 64, false);
 
   ASSERT_FALSE(d.has_value());
   EXPECT_NE(d.error().message.find("is empty"), std::string::npos);
 }
 
 TEST_F(OpenDisk, Directory_RefusedAsNotADisk) {
-  auto d = VbdShadow::open_disk(dir_.string(), false, 64, false);
+  auto d = VbdHooks::open_disk(dir_.string(), false, 64, false);
 
   ASSERT_FALSE(d.has_value());
 }

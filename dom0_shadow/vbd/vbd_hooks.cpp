@@ -1,0 +1,121 @@
+#include "vbd/vbd_hooks.hpp"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+
+namespace sd::dom0 {
+
+constexpr uint16_t kReqRing = 0;
+
+VbdHooks::VbdHooks(const std::string& guest, const config::DeviceSpec& spec, const std::filesystem::path& state_dir)
+    : spec_(spec), socket_(state_dir / (guest + "-vbd-" + std::to_string(spec.index) + ".sock")) {}
+
+Result<std::pair<UniqueFd, blkif::DiskState>> VbdHooks::open_disk(const std::string& target, bool readonly,
+                                                                   uint32_t queue_limit, bool direct_io) {
+  const std::string hint = " (hint: the disk's target= must name an existing image or block device, e.g. "
+                           "`truncate -s 1G " + target + "`)";
+  if (target.empty()) return fail(Code::kInvalidInput, "vbd: the disk has no target=" + hint);
+  int mode = (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+  UniqueFd fd(direct_io ? ::open(target.c_str(), mode | O_DIRECT) : -1);
+  bool direct = bool(fd);
+  if (direct) {
+    // Some file systems accept O_DIRECT at open and refuse it at the first
+    // read (tmpfs before 6.6): try one aligned read.
+    void* buf = std::aligned_alloc(4096, 4096);
+    ssize_t n = buf ? ::pread(fd.get(), buf, 4096, 0) : -1;
+    if (n < 0 && errno == EINVAL) direct = false;
+    std::free(buf);
+  }
+  if (!direct) fd.reset(::open(target.c_str(), mode));
+  if (!fd) return fail(Code::kInvalidInput, "vbd: cannot open " + target + ": " + std::strerror(errno) + hint);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return sys_fail("vbd: fstat " + target);
+  uint64_t bytes = 0;
+  if (S_ISREG(st.st_mode)) {
+    bytes = static_cast<uint64_t>(st.st_size);
+  } else if (S_ISBLK(st.st_mode)) {
+    if (::ioctl(fd.get(), BLKGETSIZE64, &bytes) != 0) return sys_fail("vbd: BLKGETSIZE64 " + target);
+  } else {
+    return fail(Code::kInvalidInput, "vbd: " + target + " is neither a regular file nor a block device" + hint);
+  }
+  if (bytes < blkif::kSectorSize)
+    return fail(Code::kInvalidInput, "vbd: " + target + " is empty" + hint);
+  blkif::DiskState d{};
+  d.sectors = bytes / blkif::kSectorSize;
+  d.features = blkif::kFeatureFlush | blkif::kFeatureBarrier | (readonly ? 0 : blkif::kFeatureDiscard);
+  d.queue_limit = queue_limit;
+  d.o_direct = direct ? 1 : 0;
+  d.readonly = readonly ? 1 : 0;
+  d.generation = 1;
+  return std::pair{std::move(fd), d};
+}
+
+Result<std::optional<ctl::Channel>> VbdHooks::setup() {
+  auto target = spec_.params.find("target");
+  auto access = spec_.params.find("access");
+  bool ro = access != spec_.params.end() && (access->second == "r" || access->second == "ro");
+  target_ = target == spec_.params.end() ? std::string() : target->second;
+  auto disk = open_disk(target_, ro, engine().policy().queue_limit, spec_.params.count("direct-io-safe") != 0);
+  if (!disk) return std::unexpected(disk.error());
+  disk_ = std::move(disk->first);
+  disk_state_ = disk->second;
+  engine().events().emit({{"type", "vbd_up"},
+                          {"device", engine().id()},
+                          {"socket", socket_.string()},
+                          {"target", target_},
+                          {"sectors", disk_state_.sectors},
+                          {"o_direct", disk_state_.o_direct != 0}});
+  return std::optional<ctl::Channel>();
+}
+
+// The disk state to replay: the log's copy (what the frontend negotiated)
+// if it matches the disk shadowd opened, else shadowd's own.
+blkif::DiskState VbdHooks::replay_state() const {
+  blkif::DiskState s{};
+  const auto& log = engine().splitter_log();
+  if (!log.valid() || log.get_config(&s, sizeof(s)) != sizeof(s)) return disk_state_;
+  // Written by the guest: it may only narrow what shadowd offered.
+  if (s.sectors != disk_state_.sectors || (s.features & ~disk_state_.features) || s.readonly < disk_state_.readonly ||
+      s.o_direct != disk_state_.o_direct)
+    return disk_state_;
+  s.queue_limit = disk_state_.queue_limit;
+  return s;
+}
+
+// A request in flight for progress_timeout_ms under the current backend
+// (ages count from when it started serving, so requests replayed into it are
+// not held against it) means the backend stalled.
+std::optional<Stall> VbdHooks::progress(bool serving, uint64_t up_since_ns) {
+  if (!serving) return std::nullopt;
+  uint64_t now = shadow::now_ns(), since = std::max(up_since_ns, reported_ns_), oldest = now;
+  for (const auto& e : engine().splitter_log().inflight(kReqRing)) oldest = std::min(oldest, std::max(e.posted_ns, since));
+  auto age_ms = static_cast<int64_t>((now - oldest) / 1000000);
+  if (age_ms <= engine().policy().progress_timeout.count()) return std::nullopt;
+  reported_ns_ = now;  // one report per stall
+  return Stall{"hang (request pending " + std::to_string(age_ms) + " ms, progress watchdog)",
+               platform::Clock::now() - std::chrono::milliseconds(age_ms)};
+}
+
+nlohmann::json VbdHooks::status() const {
+  auto s = replay_state();
+  return {{"socket", socket_.string()},
+          {"target", target_},
+          {"sectors", disk_state_.sectors},
+          {"o_direct", disk_state_.o_direct != 0},
+          {"readonly", disk_state_.readonly != 0},
+          {"features", {{"flush", (s.features & blkif::kFeatureFlush) != 0},
+                        {"barrier", (s.features & blkif::kFeatureBarrier) != 0},
+                        {"discard", (s.features & blkif::kFeatureDiscard) != 0}}},
+          {"queue_limit", std::min<uint32_t>(engine().policy().queue_limit, blkif::kRingSize)}};
+}
+
+}  // namespace sd::dom0

@@ -1,0 +1,314 @@
+#include "vsnd/vsnd_hooks.hpp"
+
+#include <boost/asio/post.hpp>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+
+namespace sd::dom0 {
+
+constexpr uint16_t kReqRing = 0;
+
+VsndHooks::VsndHooks(const std::string& guest, const config::DeviceSpec& spec, const std::filesystem::path& state_dir)
+    : state_dir_(state_dir) {
+  std::string stem = guest + "-vsnd-" + std::to_string(spec.index);
+  socket_ = state_dir_ / (stem + ".sock");
+  wav_ = state_dir_ / (stem + ".wav");
+}
+
+VsndHooks::~VsndHooks() { teardown(); }
+
+Result<std::optional<ctl::Channel>> VsndHooks::setup() {
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir_, ec);
+  auto dac = Dac::create(wav_);
+  if (!dac) return std::unexpected(dac.error());
+  dac_ = std::move(*dac);
+  engine().events().emit({{"type", "vsnd_up"}, {"device", engine().id()}, {"socket", socket_.string()},
+                          {"wav", wav_.string()}});
+  return std::optional<ctl::Channel>();
+}
+
+// A player opened the PCM: a new stream, and the DAC starts a new
+// recording, halted until TRIGGER.
+void VsndHooks::frontend_connected() {
+  dac_->regs().run.store(0);
+  dac_->regs().flush_to.store(dac_->regs().wr.load());
+  dac_->restart_wav();
+  ++streams_;
+}
+
+// The player closed the PCM (or died): the stream ends, the DAC halts.
+void VsndHooks::frontend_gone() {
+  dac_->regs().run.store(0);
+  dac_->regs().flush_to.store(dac_->regs().wr.load());
+}
+
+// The stream to replay: the newest state in the splitter log if it checks
+// out, else a closed stream (the player's next requests open it again).
+sndif::StreamState VsndHooks::replay_state() const {
+  sndif::StreamState s{};
+  const auto& log = engine().splitter_log();
+  if (!log.valid() || log.get_config(&s, sizeof(s)) != sizeof(s)) return {};
+  if (s.open && !sndif::check_open(s.params).empty()) return {};
+  if (s.run > static_cast<uint8_t>(sndif::Run::kPaused)) s.run = static_cast<uint8_t>(sndif::Run::kStopped);
+  return s;
+}
+
+void VsndHooks::start_active() {
+  auto r = ring::BackRing<sndif::Traits>::attach(engine().plumbing().page(sndif::kRingRef), sndif::kPageSize, false);
+  if (!r) return;
+  active_ring_.emplace(std::move(*r));
+  active_queue_.clear();
+  ast_ = replay_state();
+  auto& regs = dac_->regs();
+  starved0_ = regs.starved.load();
+  discarded_ = 0;
+  uint64_t wr = regs.wr.load(), rd = regs.rd.load();
+  active_last_pos_ = ast_.acked - std::min<uint64_t>(wr >= rd ? wr - rd : 0, ast_.acked);
+  active_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(engine().io(), ::dup(dac_->irq_fd()));
+  engine().events().emit({{"type", "vsnd_active"}, {"device", engine().id()}, {"acked", ast_.acked}});
+  active_tick();
+  arm_active();
+}
+
+void VsndHooks::stop_active() {
+  active_wait_.reset();
+  active_ring_.reset();
+  active_queue_.clear();
+}
+
+// The DAC's interrupt (every 5 ms) paces active mode.
+void VsndHooks::arm_active() {
+  if (!active_wait_) return;
+  active_wait_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                           [this](const boost::system::error_code& ec) {
+                             if (ec || !active_ring_) return;
+                             uint64_t v;
+                             (void)!::read(dac_->irq_fd(), &v, sizeof(v));
+                             active_tick();
+                             arm_active();
+                           });
+}
+
+// Shadowd plays the backend: a write is acknowledged (its audio dropped)
+// once the DAC has played that much silence since the backend died; stream
+// control is applied to the DAC directly; position events go on.
+void VsndHooks::active_tick() {
+  auto& regs = dac_->regs();
+  bool notify = false;
+  for (;;) {
+    auto req = active_ring_->get_request();
+    if (!req) {
+      // A hostile index from the guest: stop answering, it gets nothing more.
+      engine().events().emit({{"type", "vsnd_frontend_protocol_error"}, {"device", engine().id()}, {"error", req.error().message}});
+      stop_active();
+      return;
+    }
+    if (!*req) break;
+    active_queue_.push_back(**req);
+  }
+  for (;;) {
+    while (!active_queue_.empty()) {
+      const xensnd_req r = active_queue_.front();
+      int32_t status = 0;
+      if (r.operation == XENSND_OP_WRITE) {
+        bool dropped = std::any_of(active_queue_.begin() + 1, active_queue_.end(), [](const xensnd_req& q) {
+          return q.operation == XENSND_OP_CLOSE || q.operation == XENSND_OP_OPEN ||
+                 (q.operation == XENSND_OP_TRIGGER && q.op.trigger.type == XENSND_OP_TRIGGER_STOP);
+        });
+        uint64_t silence = regs.starved.load() - starved0_;
+        if (!ast_.open || !sndif::check_rw(r.op.rw, ast_.params.buffer_sz).empty()) {
+          status = -EINVAL;
+        } else if (!dropped && silence < discarded_ + r.op.rw.length) {
+          break;  // real-time pace: not yet played that much silence
+        } else {
+          discarded_ += r.op.rw.length;
+          ast_.acked += r.op.rw.length;
+          ++active_writes_;
+          active_bytes_ += r.op.rw.length;
+        }
+      }
+      active_queue_.pop_front();
+      active_respond(r, r.operation == XENSND_OP_WRITE ? status : active_control(r));
+      notify = true;
+    }
+    if (active_queue_.empty()) break;
+    // Control requests behind a waiting write act at once, as on a backend.
+    auto it = std::find_if(active_queue_.begin() + 1, active_queue_.end(),
+                           [](const xensnd_req& q) { return q.operation != XENSND_OP_WRITE; });
+    if (it == active_queue_.end()) break;
+    const xensnd_req r = *it;
+    active_queue_.erase(it);
+    active_respond(r, active_control(r));
+    notify = true;
+  }
+  (void)active_ring_->final_check_for_requests();
+  active_position();
+  if (notify || active_last_pos_changed_) (void)engine().plumbing().backend_end().notify();
+  active_last_pos_changed_ = false;
+}
+
+void VsndHooks::active_respond(const xensnd_req& r, int32_t status) {
+  xensnd_resp rsp{};
+  rsp.id = r.id;
+  rsp.operation = r.operation;
+  rsp.status = status;
+  if (r.operation == XENSND_OP_HW_PARAM_QUERY) {
+    rsp.resp.hw_param.formats = 1ULL << sndif::kFormat;
+    rsp.resp.hw_param.rates = {sndif::kRate, sndif::kRate};
+    rsp.resp.hw_param.channels = {sndif::kChannels, sndif::kChannels};
+    rsp.resp.hw_param.buffer = {sndif::kMinPeriod * 2, sndif::kMaxBuffer};
+    rsp.resp.hw_param.period = {sndif::kMinPeriod, sndif::kMaxPeriod};
+  }
+  (void)active_ring_->put_response(rsp);
+  (void)active_ring_->push_responses();
+}
+
+// Stream control while no backend runs: applied to the DAC directly.
+int32_t VsndHooks::active_control(const xensnd_req& r) {
+  auto& regs = dac_->regs();
+  switch (r.operation) {
+    case XENSND_OP_OPEN:
+      if (!sndif::check_open(r.op.open).empty()) return -EINVAL;
+      ast_ = {};
+      ast_.open = 1;
+      ast_.params = r.op.open;
+      active_last_pos_ = 0;
+      regs.run.store(0);
+      regs.flush_to.store(regs.wr.load());
+      regs.fifo.store(sndif::dac_fifo(r.op.open));
+      starved0_ = regs.starved.load();
+      regs.stream_wr.store(0);
+      discarded_ = 0;
+      return 0;
+    case XENSND_OP_CLOSE:
+      ast_.open = 0;
+      regs.run.store(0);
+      regs.flush_to.store(regs.wr.load());
+      return 0;
+    case XENSND_OP_TRIGGER:
+      if (!ast_.open || r.op.trigger.type > XENSND_OP_TRIGGER_RESUME) return -EINVAL;
+      if (r.op.trigger.type == XENSND_OP_TRIGGER_START || r.op.trigger.type == XENSND_OP_TRIGGER_RESUME) {
+        regs.run.store(1);
+      } else {
+        regs.run.store(0);
+        if (r.op.trigger.type == XENSND_OP_TRIGGER_STOP) regs.flush_to.store(regs.wr.load());
+      }
+      return 0;
+    case XENSND_OP_SET_VOLUME:
+    case XENSND_OP_GET_VOLUME:
+    case XENSND_OP_MUTE:
+    case XENSND_OP_UNMUTE:
+      // Acknowledged; the setting is in the log and reaches the DAC with
+      // the next backend.
+      return ast_.open ? 0 : -EINVAL;
+    case XENSND_OP_HW_PARAM_QUERY:
+      return 0;
+    default:
+      return -ENOTSUP;  // READ: no capture stream
+  }
+}
+
+// CUR_POS as a backend would send it: what the DAC has played of the stream.
+void VsndHooks::active_position() {
+  if (!ast_.open) return;
+  auto& regs = dac_->regs();
+  uint64_t wr = regs.wr.load(), rd = regs.rd.load();
+  uint64_t queued = std::min<uint64_t>(wr >= rd ? wr - rd : 0, ast_.acked);
+  uint64_t pos = std::max(active_last_pos_, ast_.acked - queued);
+  if (pos == active_last_pos_) return;
+  if (pos - active_last_pos_ < ast_.params.period_sz && queued != 0) return;
+  auto* evt = static_cast<xensnd_event_page*>(engine().plumbing().page(sndif::kEvtRef));
+  // SAFETY: in_cons is the guest's: read once, only compared.
+  uint32_t cons = std::atomic_ref<uint32_t>(evt->in_cons).load(std::memory_order_acquire);
+  uint32_t prod = std::atomic_ref<uint32_t>(evt->in_prod).load(std::memory_order_relaxed);
+  if (prod - cons >= XENSND_IN_RING_LEN) return;
+  xensnd_evt e{};
+  e.id = evt_id_++;
+  e.type = XENSND_EVT_CUR_POS;
+  e.op.cur_pos.position = pos;
+  std::memcpy(&XENSND_IN_RING_REF(evt, prod), &e, sizeof(e));
+  std::atomic_ref<uint32_t>(evt->in_prod).store(prod + 1, std::memory_order_release);
+  active_last_pos_ = pos;
+  active_last_pos_changed_ = true;
+}
+
+// Progress watchdog. A write may legitimately wait as long as the player's
+// buffer lasts (the DAC takes audio at its own pace), so age is no measure;
+// starvation is: the DAC playing silence while the stream runs and writes
+// wait means the backend stopped feeding it. Other requests must be
+// answered within the timeout.
+std::optional<Stall> VsndHooks::progress(bool serving, uint64_t) {
+  auto& regs = dac_->regs();
+  const auto& policy = engine().policy();
+  const auto& log = engine().splitter_log();
+  uint64_t starved = regs.starved.load();
+  auto tick_ms = policy.heartbeat_interval.count();
+  std::optional<Stall> stall;
+  if (serving) {
+    bool writes_waiting = false, control_late = false;
+    uint64_t now = shadow::now_ns();
+    for (const auto& e : log.inflight(kReqRing)) {
+      xensnd_req q{};
+      std::memcpy(&q, e.req, std::min<size_t>(e.len, sizeof(q)));
+      if (q.operation == XENSND_OP_WRITE)
+        writes_waiting = true;
+      else if (now > e.posted_ns &&
+               static_cast<int64_t>((now - e.posted_ns) / 1000000) > policy.progress_timeout.count())
+        control_late = true;
+    }
+    starving_ms_ = (writes_waiting && regs.run.load() == 1 && starved > last_starved_) ? starving_ms_ + tick_ms : 0;
+    if (starving_ms_ > policy.progress_timeout.count() || control_late) {
+      stall = Stall{control_late ? std::string("hang (control request unanswered, progress watchdog)")
+                                 : "hang (DAC starved " + std::to_string(starving_ms_) +
+                                       " ms with writes pending, progress watchdog)",
+                    platform::Clock::now() - std::chrono::milliseconds(starving_ms_)};
+      starving_ms_ = 0;
+    }
+  } else {
+    starving_ms_ = 0;
+  }
+  last_starved_ = starved;
+  return stall;
+}
+
+void VsndHooks::teardown() {
+  stop_active();
+  dac_.reset();
+}
+
+nlohmann::json VsndHooks::status() const {
+  nlohmann::json j{{"socket", socket_.string()},
+                   {"wav", wav_.string()},
+                   {"player_connected", engine().frontend_ready()},
+                   {"streams", streams_},
+                   {"active_writes_acked", active_writes_},
+                   {"active_bytes_dropped", active_bytes_}};
+  auto s = replay_state();
+  j["stream"] = {{"open", s.open != 0},
+                 {"run", s.run == 1   ? "running"
+                         : s.run == 2 ? "paused"
+                                      : "stopped"},
+                 {"acked_bytes", s.acked},
+                 {"period_bytes", s.params.period_sz},
+                 {"buffer_bytes", s.params.buffer_sz},
+                 {"generation", s.generation}};
+  if (dac_) {
+    auto& r = const_cast<Dac&>(*dac_).regs();
+    j["dac"] = {{"played_bytes", r.played.load()},
+                {"starved_bytes", r.starved.load()},
+                {"faults", r.faults.load()},
+                {"wav_frames", dac_->frames_written()}};
+  }
+  return j;
+}
+
+}  // namespace sd::dom0
