@@ -5,13 +5,10 @@
 #include <iostream>
 
 #include "device_engine.hpp"
-#include "frontend_link.hpp"
 #include "vbd/vbd_hooks.hpp"
 #include "vif/vif_hooks.hpp"
 #include "vsnd/vsnd_hooks.hpp"
-#ifdef SD_WITH_XEN
-#include "vif/vif_shadow_xen.hpp"
-#endif
+
 
 namespace sd::dom0 {
 
@@ -59,16 +56,10 @@ std::vector<DeviceShadow*> Daemon::devices_of(const std::string& backend) {
 }
 
 // One guest device: the engine with its class's hooks and the platform's
-// plumbing. The Xen vif still has its own shadow (its pool is granted by the
-// guest's frontend, not made by shadowd).
+// plumbing.
 Result<std::unique_ptr<DeviceImpl>> Daemon::make_device(const std::string& guest, const config::DeviceSpec& spec,
                                                         uint64_t handle, unsigned& vif_number, FaultReporter report) {
   const auto& policy = cfg_.policies.at(spec.cls);
-#ifdef SD_WITH_XEN
-  if (spec.cls == config::DeviceClass::kVif && platform_->name() == "xen")
-    return std::unique_ptr<DeviceImpl>(
-        std::make_unique<VifShadowXen>(io_, *platform_, guest, spec, handle, policy, *log_, std::move(report)));
-#endif
   std::unique_ptr<ClassHooks> hooks;
   switch (spec.cls) {
     case config::DeviceClass::kVif:
@@ -81,14 +72,10 @@ Result<std::unique_ptr<DeviceImpl>> Daemon::make_device(const std::string& guest
       hooks = std::make_unique<VbdHooks>(guest, spec, cfg_.state_dir);
       break;
   }
-  auto plumbing = platform_->make_device_plumbing(hooks->pool_pages());
-  if (!plumbing) return std::unexpected(plumbing.error());
-  std::string what = "the " + std::string(config::class_name(spec.cls)) + " " + guest + "/" +
-                     std::string(config::class_name(spec.cls)) + "/" + std::to_string(spec.index);
-  auto splitter = std::make_unique<FrontendSplitter>(io_, **plumbing, what, hooks->log_slots(), hooks->socket_path());
-  return std::unique_ptr<DeviceImpl>(std::make_unique<DeviceEngine>(io_, guest, spec, handle, policy, *log_,
-                                                                    std::move(report), std::move(*plumbing),
-                                                                    std::move(splitter), std::move(hooks)));
+  auto engine = make_device_engine(io_, *platform_, guest, spec, handle, policy, *log_, std::move(report),
+                                   std::move(hooks));
+  if (!engine) return std::unexpected(engine.error());
+  return std::unique_ptr<DeviceImpl>(std::move(*engine));
 }
 
 Result<void> Daemon::start() {
@@ -117,7 +104,7 @@ Result<void> Daemon::start() {
       std::unique_ptr<DeviceImpl> impl;
       if (cfg_.policies.count(spec.cls)) {
         auto made = make_device(g.name, spec, handle, vif_number, reporter(spec.backend));
-        if (!made) return fail(made.error().code, devices_.back()->id() + ": " + made.error().message);
+        if (!made) return std::unexpected(made.error());
         impl = std::move(*made);
       }
       impls_.push_back(std::move(impl));

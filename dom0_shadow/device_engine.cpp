@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include "frontend_link.hpp"
+
 namespace sd::dom0 {
 
 namespace {
@@ -32,6 +34,11 @@ DeviceEngine::~DeviceEngine() { teardown(); }
 Result<void> DeviceEngine::setup() {
   auto spawned = hooks_->setup();
   if (!spawned) return std::unexpected(spawned.error());
+  if (!*spawned)
+    if (auto reached = plumbing_->connect_frontend()) {  // the platform reaches the guest's frontend itself
+      if (!*reached) return std::unexpected(reached->error());
+      spawned->emplace(std::move(**reached));
+    }
   if (auto r = splitter_->start(*this, std::move(*spawned)); !r) return r;
   arm_watchdog();
   return {};
@@ -91,6 +98,11 @@ void DeviceEngine::on_frontend_gone(const std::string& why) {
   }
 }
 
+void DeviceEngine::on_repair_failed(const Error& e) {
+  log_.emit({{"type", "repair_failed"}, {"device", id_}, {"error", e.message}});
+  finish(std::unexpected(e));
+}
+
 void DeviceEngine::on_bad_response(const std::string& what) {
   last_fault_ = what;
   ++bad_responses_;
@@ -139,7 +151,7 @@ void DeviceEngine::on_backend_dead() {
   hooks_->backend_dead();
   auto mode = hooks_->active_mode();
   if (mode.empty() || !splitter_->ready() || !front_attached_) return;
-  (void)splitter_->repair(mode);  // then on_repaired(mode) starts serving
+  (void)splitter_->repair(mode, 0);  // then on_repaired(mode) starts serving
 }
 
 void DeviceEngine::start_active() {
@@ -156,6 +168,7 @@ void DeviceEngine::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Don
   backend_ = &ch;
   domid_ = domid;
   backend_dead_ = false;
+  plumbing_->backend_starting(domid);
   promoted_ = standby_domid_ && *standby_domid_ == domid && standby_mapped_;
   if (standby_domid_ && *standby_domid_ == domid) standby_domid_.reset();
   done_ = std::move(done);
@@ -169,13 +182,14 @@ void DeviceEngine::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Don
     boost::asio::post(io_, [this] { finish(times_); });  // answered after this returns, as always
     return;
   }
-  if (!front_attached_) {
+  if (!front_attached_ && !plumbing_->frontend_in_guest()) {
     attach_backend();
     return;
   }
   // The old backend (or shadowd) is done with the ring: the splitter keeps
-  // what was finished, resets it and replays what is in flight.
-  if (auto r = splitter_->repair("attach"); !r) finish(std::unexpected(r.error()));
+  // what was finished, resets it and replays what is in flight (a guest
+  // that grants its own pool grants it to the new domain first).
+  if (auto r = splitter_->repair("attach", domid); !r) finish(std::unexpected(r.error()));
 }
 
 ctl::Msg DeviceEngine::backend_attach(bool standby) const {
@@ -235,6 +249,7 @@ void DeviceEngine::on_backend_msg(platform::DomId from, const ctl::Msg& m) {
   }
   backend_up_ = true;
   up_since_ns_ = shadow::now_ns();
+  plumbing_->backend_serving(domid_);
   times_.resume_ms =
       ms_between(t_replayed_ == platform::Clock::time_point{} ? t_ready_ : t_replayed_, platform::Clock::now());
   // Kick both ends: requests replayed before the attach are waiting.
@@ -287,8 +302,24 @@ nlohmann::json DeviceEngine::status() const {
                    {"recoveries", recoveries_},
                    {"standby_attached", standby_domid_.has_value() && standby_mapped_},
                    {"last_fault", last_fault_}};
+  for (const auto& [k, v] : plumbing_->status()) j[k] = v;
   j.update(hooks_->status());
   return j;
+}
+
+Result<std::unique_ptr<DeviceEngine>> make_device_engine(boost::asio::io_context& io, platform::Platform& plat,
+                                                         const std::string& guest, const config::DeviceSpec& spec,
+                                                         uint64_t handle, const config::Policy& policy, EventLog& log,
+                                                         FaultReporter report, std::unique_ptr<ClassHooks> hooks) {
+  platform::DeviceInfo info{guest, std::string(config::class_name(spec.cls)), spec.index, hooks->pool_pages(),
+                            hooks->published_nodes()};
+  std::string id = guest + "/" + info.type + "/" + std::to_string(spec.index);
+  auto plumbing = plat.make_device_plumbing(info);
+  if (!plumbing) return fail(plumbing.error().code, id + ": " + plumbing.error().message);
+  auto splitter = std::make_unique<FrontendSplitter>(io, **plumbing, "the " + info.type + " " + id, handle,
+                                                     hooks->log_slots(), hooks->socket_path());
+  return std::make_unique<DeviceEngine>(io, guest, spec, handle, policy, log, std::move(report), std::move(*plumbing),
+                                        std::move(splitter), std::move(hooks));
 }
 
 }  // namespace sd::dom0

@@ -31,6 +31,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,7 +86,9 @@ class ClassHooks {
   // A backend's kDevAttach / kDevGo payload: the state to replay (from the
   // splitter log where it checks out), and the class's resources for it.
   virtual void backend_payload(ctl::Msg& m) const = 0;
-  virtual std::vector<int> backend_resources() const = 0;
+  virtual platform::BackendResources backend_resources() const = 0;
+  // Nodes published with the device where the platform publishes it (vif: mac).
+  virtual std::map<std::string, std::string> published_nodes() const { return {}; }
   // Whether a warm standby is pre-attached (pages mapped, rings untouched
   // until kDevGo).
   virtual bool pre_attaches_standby() const { return false; }
@@ -126,6 +129,7 @@ class Splitter {
     virtual void on_frontend_connected() = 0;       // before it is offered anything
     virtual Result<void> on_frontend_ready() = 0;   // it mapped everything
     virtual void on_repaired(uint32_t replayed, const std::string& mode) = 0;
+    virtual void on_repair_failed(const Error& e) = 0;  // the frontend could not give a backend its ring
     virtual void on_bad_response(const std::string& what) = 0;
     virtual void on_config(const ctl::Msg& m) = 0;
     virtual void on_frontend_gone(const std::string& why) = 0;
@@ -140,9 +144,9 @@ class Splitter {
   // Stop taking responses: the backend is failing.
   virtual void backend_gone() = 0;
   // Repair the ring (keep what the dead backend finished, reset, requeue
-  // in-flight requests in order) for `mode`: "attach" (a new backend) or
-  // the class's active mode; on_repaired() follows.
-  virtual Result<void> repair(const std::string& mode) = 0;
+  // in-flight requests in order) for `mode`: "attach" (new backend `domid`)
+  // or the class's active mode; on_repaired() or on_repair_failed() follows.
+  virtual Result<void> repair(const std::string& mode, platform::DomId domid) = 0;
   virtual const shadow::SplitterLog& log() const = 0;
 };
 
@@ -184,6 +188,7 @@ class DeviceEngine final : public DeviceImpl, private Splitter::Events {
   void on_frontend_connected() override;
   Result<void> on_frontend_ready() override;
   void on_repaired(uint32_t replayed, const std::string& mode) override;
+  void on_repair_failed(const Error& e) override;
   void on_bad_response(const std::string& what) override;
   void on_config(const ctl::Msg& m) override;
   void on_frontend_gone(const std::string& why) override;
@@ -225,5 +230,13 @@ class DeviceEngine final : public DeviceImpl, private Splitter::Events {
   size_t inflight_at_death_ = 0;
   std::string last_fault_;
 };
+
+// The engine for one guest device: the class's `hooks`, the platform's
+// plumbing for it, the splitter in the guest's frontend. Errors name the
+// device (a guest not running on Xen, a class the platform does not serve).
+Result<std::unique_ptr<DeviceEngine>> make_device_engine(boost::asio::io_context& io, platform::Platform& plat,
+                                                         const std::string& guest, const config::DeviceSpec& spec,
+                                                         uint64_t handle, const config::Policy& policy, EventLog& log,
+                                                         FaultReporter report, std::unique_ptr<ClassHooks> hooks);
 
 }  // namespace sd::dom0

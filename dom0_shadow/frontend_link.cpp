@@ -18,13 +18,29 @@ constexpr int kSpawnedAttachMs = 5000;
 }  // namespace
 
 FrontendSplitter::FrontendSplitter(boost::asio::io_context& io, platform::DevicePlumbing& plumbing, std::string what,
-                                   size_t log_slots, std::filesystem::path socket)
-    : io_(io), plumbing_(plumbing), what_(std::move(what)), log_slots_(log_slots), socket_(std::move(socket)) {}
+                                   uint64_t handle, size_t log_slots, std::filesystem::path socket)
+    : io_(io),
+      plumbing_(plumbing),
+      what_(std::move(what)),
+      handle_(handle),
+      log_slots_(log_slots),
+      socket_(std::move(socket)) {}
 
 FrontendSplitter::~FrontendSplitter() { stop(); }
 
 Result<void> FrontendSplitter::start(Events& ev, std::optional<ctl::Channel> spawned) {
   ev_ = &ev;
+  if (spawned && plumbing_.frontend_in_guest()) {
+    // In a domain of its own, with its own memory: it takes the attach when
+    // it comes up and answers only repairs; nothing to wait for.
+    if (auto r = offer(std::move(*spawned)); !r) return r;
+    (void)front_.set_nonblocking(true);
+    ready_ = true;
+    if (auto r = ev_->on_frontend_ready(); !r) return r;
+    front_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(front_.fd()));
+    arm_read();
+    return {};
+  }
   if (spawned) {
     // Ours to wait for: the device is not up until the frontend has mapped everything.
     if (auto r = offer(std::move(*spawned)); !r) return r;
@@ -115,13 +131,25 @@ void FrontendSplitter::arm_read() {
 void FrontendSplitter::on_msg(const ctl::Msg& m) {
   switch (m.type) {
     case ctl::MsgType::kDevAttached:
-      if (m.a != 0 || ready_) return;
+      if (ready_) {
+        // A refusal after the attach: it could not give a backend its ring.
+        if (m.a != 0) ev_->on_repair_failed(Error{Code::kRestartReplay, "frontend: " + m.get_text()});
+        return;
+      }
+      if (m.a != 0) return;
       ready_ = true;
       (void)ev_->on_frontend_ready();
       return;
-    case ctl::MsgType::kReconnected:
-      if (ready_) ev_->on_repaired(m.a, m.get_text());
+    case ctl::MsgType::kReconnected: {
+      if (!ready_) return;
+      // A guest that grants its own pool answers only repairs for a new
+      // backend, with the pool in place of the echoed mode.
+      std::string mode = plumbing_.frontend_in_guest() ? "attach" : m.get_text();
+      if (mode == "attach")
+        if (auto r = plumbing_.frontend_repaired(m); !r) return ev_->on_repair_failed(r.error());
+      ev_->on_repaired(m.a, mode);
       return;
+    }
     case ctl::MsgType::kDevFault:
       ev_->on_bad_response(m.get_text());
       return;
@@ -144,14 +172,15 @@ void FrontendSplitter::gone(const std::string& why) {
 void FrontendSplitter::backend_gone() {
   ctl::Msg m;
   m.type = ctl::MsgType::kBackendGone;
-  m.b = ev_ ? ev_->frontend_attach().b : 0;
+  m.b = handle_;
   (void)front_.send(m);
 }
 
-Result<void> FrontendSplitter::repair(const std::string& mode) {
+Result<void> FrontendSplitter::repair(const std::string& mode, platform::DomId domid) {
   ctl::Msg m;
   m.type = ctl::MsgType::kReconnect;
-  m.b = ev_->frontend_attach().b;
+  m.a = domid;  // a guest that grants its own pool grants it to this domain
+  m.b = handle_;
   m.set_text(mode);
   return front_.send(m);
 }

@@ -3,7 +3,8 @@
 // request into the splitter log and talks to shadowd over a control
 // channel. Either shadowd starts the frontend itself and hands it its end
 // (vif), or frontends connect to the device's unix socket in shadowd's
-// state_dir (vsnd, vbd), one at a time; a second is refused.
+// state_dir (vsnd, vbd), one at a time; a second is refused; or the
+// platform reaches it (Xen: the guest runs it and offers a vchan).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -25,14 +26,14 @@ class FrontendSplitter final : public Splitter {
   // `what` names the device in messages ("the vbd guest1/vbd/0");
   // `socket` is where frontends connect (unused for a spawned frontend).
   FrontendSplitter(boost::asio::io_context& io, platform::DevicePlumbing& plumbing, std::string what,
-                   size_t log_slots, std::filesystem::path socket);
+                   uint64_t handle, size_t log_slots, std::filesystem::path socket);
   ~FrontendSplitter() override;
 
   Result<void> start(Events& ev, std::optional<ctl::Channel> spawned) override;
   void stop() override;
   bool ready() const override { return ready_; }
   void backend_gone() override;
-  Result<void> repair(const std::string& mode) override;
+  Result<void> repair(const std::string& mode, platform::DomId domid) override;
   const shadow::SplitterLog& log() const override { return log_; }
 
  private:
@@ -46,6 +47,7 @@ class FrontendSplitter final : public Splitter {
   boost::asio::io_context& io_;
   platform::DevicePlumbing& plumbing_;
   std::string what_;
+  uint64_t handle_;
   size_t log_slots_;
   std::filesystem::path socket_;
   Events* ev_ = nullptr;

@@ -32,7 +32,7 @@ class VbdHooks final : public ClassHooks {
   std::filesystem::path socket_path() const override { return socket_; }
   void frontend_payload(ctl::Msg& m) const override { m.set_payload(disk_state_); }
   void backend_payload(ctl::Msg& m) const override { m.set_payload(replay_state()); }
-  std::vector<int> backend_resources() const override { return {disk_.get()}; }
+  platform::BackendResources backend_resources() const override { return {{disk_.get()}, {}}; }
   std::optional<Stall> progress(bool serving, uint64_t up_since_ns) override;
   nlohmann::json status() const override;
 

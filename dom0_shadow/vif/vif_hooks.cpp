@@ -65,6 +65,12 @@ VifHooks::VifHooks(const std::string& guest, const config::DeviceSpec& spec, uns
 VifHooks::~VifHooks() { teardown(); }
 
 Result<std::optional<ctl::Channel>> VifHooks::setup() {
+  if (engine().plumbing().frontend_in_guest()) {
+    auto nic = engine().spec().params.find("nic");
+    nic_name_ = nic == engine().spec().params.end() ? "eth0" : nic->second;
+    return std::optional<ctl::Channel>();
+  }
+  topology_ = true;
   if (auto r = build_topology(); !r) return std::unexpected(r.error());
   auto ch = start_frontend();
   if (!ch) return std::unexpected(ch.error());
@@ -127,8 +133,18 @@ Result<ctl::Channel> VifHooks::start_frontend() {
   return std::move(chans->first);
 }
 
+platform::BackendResources VifHooks::backend_resources() const {
+  if (!topology_) return {{}, nic_name_};
+  return {{nic_.get()}, {}};
+}
+
 // The frontend mapped everything and posted its buffers: address its TAP.
 Result<void> VifHooks::frontend_ready() {
+  if (!topology_) {
+    engine().events().emit({{"type", "vif_up"}, {"device", engine().id()}, {"nic", nic_name_},
+                            {"mac", netif::mac_string(cfg_.mac)}});
+    return {};
+  }
   auto steps = std::vector<std::vector<std::string>>{
       {"addr", "add", topo_.guest_addr, "dev", topo_.guest_if},
       {"link", "set", topo_.guest_if, "up"},
@@ -170,7 +186,10 @@ bool VifHooks::frontend_config(const ctl::Msg& m) {
 // received frames wait in the NIC's socket. "drop": shadowd takes the
 // backend side of the tx ring and answers every request DROPPED, so the
 // guest's stack sees loss (as on a cable pull) instead of back-pressure.
-std::string VifHooks::active_mode() const { return engine().policy().active_action == "drop" ? "drop" : ""; }
+std::string VifHooks::active_mode() const {
+  // Where the guest grants its own pool shadowd cannot serve its ring: queue.
+  return topology_ && engine().policy().active_action == "drop" ? "drop" : "";
+}
 
 void VifHooks::start_active() {
   auto& pl = engine().plumbing();
@@ -234,17 +253,20 @@ void VifHooks::teardown() {
     front_pid_ = -1;
   }
   nic_.reset();
-  if (!topo_.guest_ns.empty()) {
+  if (topology_) {
+    topology_ = false;
     local::remove_netns(topo_.guest_ns);
     local::remove_netns(topo_.wire_ns);
     // Also made here (before its domain ever ran, if start-up failed early).
     local::remove_netns(topo_.driver_ns);
-    topo_.guest_ns.clear();
   }
 }
 
 nlohmann::json VifHooks::status() const {
   const auto& log = engine().splitter_log();
+  if (!topology_)
+    return {{"nic", nic_name_}, {"mac", netif::mac_string(cfg_.mac)}, {"mtu", cfg_.mtu},
+            {"config_generation", cfg_.generation}};
   return {{"guest_ns", topo_.guest_ns},
           {"tap", topo_.guest_if},
           {"guest_addr", topo_.guest_addr},

@@ -3,7 +3,9 @@
 // veth end in the driver domain's persistent netns, its peer in `wire`),
 // owns the NIC's packet socket (the device that outlives every driver), and
 // answers the tx ring in active mode "drop". The config to replay is the
-// guest's MAC/MTU/features from the splitter log.
+// guest's MAC/MTU/features from the splitter log. Where the guest runs its
+// own frontend in a domain of its own (Xen), there is no topology to build:
+// the backend is told its NIC by name (spec key nic=, else eth0).
 #pragma once
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -44,7 +46,8 @@ class VifHooks final : public ClassHooks {
   Result<void> frontend_ready() override;
   bool frontend_config(const ctl::Msg& m) override;
   void backend_payload(ctl::Msg& m) const override { m.set_payload(replay_config()); }
-  std::vector<int> backend_resources() const override { return {nic_.get()}; }
+  platform::BackendResources backend_resources() const override;
+  std::map<std::string, std::string> published_nodes() const override { return {{"mac", netif::mac_string(cfg_.mac)}}; }
   bool pre_attaches_standby() const override { return true; }
   std::string active_mode() const override;
   void start_active() override;
@@ -66,7 +69,9 @@ class VifHooks final : public ClassHooks {
   std::filesystem::path frontend_binary_;
   VifTopology topo_;
   netif::VifConfig cfg_{};
-  UniqueFd nic_;
+  UniqueFd nic_;             // local: the NIC's packet socket, shadowd's for good
+  std::string nic_name_;     // where the guest runs its own frontend: the driver domain's NIC
+  bool topology_ = false;    // shadowd built the guest's side (and tears it down)
   int front_pid_ = -1;
   // Active mode "drop": shadowd answers the tx ring itself while no backend runs.
   std::optional<ring::BackRing<netif::TxTraits>> drop_ring_;

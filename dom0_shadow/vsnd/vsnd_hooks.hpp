@@ -39,7 +39,7 @@ class VsndHooks final : public ClassHooks {
   void frontend_connected() override;
   void frontend_gone() override;
   void backend_payload(ctl::Msg& m) const override { m.set_payload(replay_state()); }
-  std::vector<int> backend_resources() const override { return {dac_->mem_fd(), dac_->irq_fd()}; }
+  platform::BackendResources backend_resources() const override { return {{dac_->mem_fd(), dac_->irq_fd()}, {}}; }
   std::string active_mode() const override { return "active"; }
   void start_active() override;
   void stop_active() override;

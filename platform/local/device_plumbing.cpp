@@ -67,16 +67,16 @@ Result<void> LocalDevicePlumbing::grant_to(const std::vector<platform::DomId>& p
 }
 
 Result<void> LocalDevicePlumbing::offer_backend(ctl::Channel& ch, platform::DomId peer, const ctl::Msg& attach,
-                                                const std::vector<int>& resources) {
+                                                const platform::BackendResources& resources) {
   // Order the runtime relies on: [0] notify the frontend, [1] its kicks, then the class's resources.
   std::vector<int> fds{back_->notify_fd(), back_->wait_fd()};
-  fds.insert(fds.end(), resources.begin(), resources.end());
+  fds.insert(fds.end(), resources.fds.begin(), resources.fds.end());
   if (auto r = ch.send_fds(attach, fds.data(), fds.size()); !r) return r;
   return send_pool(ch, *pool_, attach.b, peer);
 }
 
-Result<std::unique_ptr<platform::DevicePlumbing>> LocalPlatform::make_device_plumbing(size_t pages) {
-  auto pool = LocalGrantPool::create(pages);
+Result<std::unique_ptr<platform::DevicePlumbing>> LocalPlatform::make_device_plumbing(const platform::DeviceInfo& dev) {
+  auto pool = LocalGrantPool::create(dev.pages);
   if (!pool) return std::unexpected(pool.error());
   auto evt = make_local_event_channel();
   if (!evt) return std::unexpected(evt.error());

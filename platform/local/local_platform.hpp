@@ -91,7 +91,7 @@ class LocalDevicePlumbing final : public platform::DevicePlumbing {
   Result<void> offer_frontend(ctl::Channel& ch, const ctl::Msg& attach, int splitter_log_fd) override;
   Result<void> grant_to(const std::vector<platform::DomId>& peers) override;
   Result<void> offer_backend(ctl::Channel& ch, platform::DomId peer, const ctl::Msg& attach,
-                             const std::vector<int>& resources) override;
+                             const platform::BackendResources& resources) override;
 
  private:
   std::unique_ptr<LocalGrantPool> pool_;
@@ -136,7 +136,7 @@ class LocalPlatform final : public platform::Platform {
   Result<std::pair<std::unique_ptr<platform::EventChannel>, std::unique_ptr<platform::EventChannel>>>
   make_event_channel() override;
   Result<std::unique_ptr<platform::GrantPool>> make_grant_pool(size_t pages) override;
-  Result<std::unique_ptr<platform::DevicePlumbing>> make_device_plumbing(size_t pages) override;
+  Result<std::unique_ptr<platform::DevicePlumbing>> make_device_plumbing(const platform::DeviceInfo& dev) override;
 
  private:
   LocalDomainManager domains_;

@@ -1,5 +1,7 @@
 #include "xen/xen_platform.hpp"
 
+#include "xen/device_plumbing.hpp"
+
 #include <fstream>
 #include <sstream>
 
@@ -35,8 +37,12 @@ Result<std::unique_ptr<platform::GrantPool>> XenPlatform::make_grant_pool(size_t
   return fail(Code::kUnavailable, "xen platform: grant pools are not implemented on xen yet");
 }
 
-Result<std::unique_ptr<platform::DevicePlumbing>> XenPlatform::make_device_plumbing(size_t) {
-  return fail(Code::kUnavailable, "xen platform: device plumbing for shadowd's engine is not implemented on xen yet");
+Result<std::unique_ptr<platform::DevicePlumbing>> XenPlatform::make_device_plumbing(const platform::DeviceInfo& dev) {
+  if (dev.type != "vif")
+    return fail(Code::kUnavailable, "the " + dev.type + " class is not served on the xen platform yet (only vif)");
+  auto p = XenDevicePlumbing::create(io_, *store_, dev);
+  if (!p) return std::unexpected(p.error());
+  return std::unique_ptr<platform::DevicePlumbing>(std::move(*p));
 }
 
 Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_context& io) {
@@ -44,7 +50,7 @@ Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_contex
   if (!domains) return std::unexpected(domains.error());
   auto store = XenStore::open(io);
   if (!store) return std::unexpected(store.error());
-  return std::unique_ptr<platform::Platform>(std::make_unique<XenPlatform>(std::move(*domains), std::move(*store)));
+  return std::unique_ptr<platform::Platform>(std::make_unique<XenPlatform>(io, std::move(*domains), std::move(*store)));
 }
 
 Result<std::unique_ptr<platform::Platform>> create(boost::asio::io_context& io, const platform::Options&) {

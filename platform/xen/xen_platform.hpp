@@ -17,8 +17,8 @@ namespace sd::xen {
 
 class XenPlatform final : public platform::Platform {
  public:
-  XenPlatform(std::unique_ptr<XenDomainManager> domains, std::unique_ptr<XenStore> store)
-      : store_(std::move(store)), domains_(std::move(domains)) {
+  XenPlatform(boost::asio::io_context& io, std::unique_ptr<XenDomainManager> domains, std::unique_ptr<XenStore> store)
+      : io_(io), store_(std::move(store)), domains_(std::move(domains)) {
     domains_->set_store(store_.get());  // control vchans are found through xenstore
   }
   std::string name() const override { return "xen"; }
@@ -29,11 +29,13 @@ class XenPlatform final : public platform::Platform {
   make_event_channel() override;
   // kUnavailable: not implemented on xen yet.
   Result<std::unique_ptr<platform::GrantPool>> make_grant_pool(size_t pages) override;
-  // kUnavailable: on Xen the guest's own frontend grants its pool (the Xen
-  // vif shadow relays it); the engine's Xen plumbing is still to come.
-  Result<std::unique_ptr<platform::DevicePlumbing>> make_device_plumbing(size_t pages) override;
+  // The guest's own frontend grants its pool (xen/device_plumbing.hpp).
+  // kUnavailable for a class not yet served on Xen (vif only so far), or a
+  // guest that is not running.
+  Result<std::unique_ptr<platform::DevicePlumbing>> make_device_plumbing(const platform::DeviceInfo& dev) override;
 
  private:
+  boost::asio::io_context& io_;
   // Destroyed in reverse order: the domains (and their vchan links, which
   // watch xenstore) before the store.
   std::unique_ptr<XenStore> store_;

@@ -29,7 +29,7 @@ class FakeEvent final : public platform::EventChannel {
 struct BackendOffer {
   platform::DomId peer;
   ctl::Msg attach;
-  std::vector<int> resources;
+  platform::BackendResources resources;
 };
 
 class FakePlumbing final : public platform::DevicePlumbing {
@@ -44,7 +44,7 @@ class FakePlumbing final : public platform::DevicePlumbing {
     return {};
   }
   Result<void> offer_backend(ctl::Channel&, platform::DomId peer, const ctl::Msg& attach,
-                             const std::vector<int>& resources) override {
+                             const platform::BackendResources& resources) override {
     offers.push_back({peer, attach, resources});
     return {};
   }
@@ -63,7 +63,7 @@ class FakeSplitter final : public dom0::Splitter {
   void stop() override {}
   bool ready() const override { return is_ready; }
   void backend_gone() override { ++gone; }
-  Result<void> repair(const std::string& mode) override {
+  Result<void> repair(const std::string& mode, platform::DomId) override {
     repairs.push_back(mode);
     return {};
   }
@@ -89,7 +89,7 @@ class FakeHooks final : public dom0::ClassHooks {
   size_t log_slots() const override { return 8; }
   Result<std::optional<ctl::Channel>> setup() override { return std::optional<ctl::Channel>(); }
   void backend_payload(ctl::Msg& m) const override { m.set_text("state"); }
-  std::vector<int> backend_resources() const override { return {42}; }
+  platform::BackendResources backend_resources() const override { return {{42}, {}}; }
   bool pre_attaches_standby() const override { return standby; }
   std::string active_mode() const override { return mode; }
   void start_active() override { ++active_started; }
@@ -183,7 +183,7 @@ TEST_F(EngineTest, FirstBackend_GetsPoolStateAndResources) {
   EXPECT_EQ(plumbing->offers[0].attach.a, static_cast<uint32_t>(DeviceClass::kVbd));
   EXPECT_EQ(plumbing->offers[0].attach.b, kHandle);
   EXPECT_EQ(plumbing->offers[0].attach.get_text(), "state");
-  EXPECT_EQ(plumbing->offers[0].resources, std::vector<int>{42});
+  EXPECT_EQ(plumbing->offers[0].resources.fds, std::vector<int>{42});
   EXPECT_TRUE(splitter->repairs.empty());
 }
 

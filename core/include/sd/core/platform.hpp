@@ -133,34 +133,70 @@ class Store {
   virtual void unwatch(WatchId id) = 0;
 };
 
+// Which device connection to build (make_device_plumbing).
+struct DeviceInfo {
+  std::string guest;  // the guest's name
+  std::string type;   // "vif", "vbd", "vsnd"
+  int index = 0;      // its position among the guest's devices of that type
+  size_t pages = 0;   // pool pages of one connection
+  // Extra nodes a toolstack publishes for the device (Xen: mac for a vif).
+  std::map<std::string, std::string> nodes;
+};
+
+// What a backend is handed besides the pool and the event channel: devices
+// shadowd holds open (local: fds of the NIC socket, the disk, the DAC) and
+// the name of a device the driver domain owns itself (Xen: its NIC).
+struct BackendResources {
+  std::vector<int> fds;
+  std::string nic;
+};
+
 // One device connection as the platform builds it: the guest's pool of
 // pages, the event channel between frontend and backend, and the handover
 // of both to the frontend and to each backend incarnation. shadowd's device
 // engine uses only this; how pages travel (fds on the local platform, grant
-// refs on Xen) stays inside the platform.
+// refs on Xen) and where the device is published stay inside the platform.
 class DevicePlumbing {
  public:
   virtual ~DevicePlumbing() = default;
   virtual size_t pages() const = 0;
   // shadowd's own mapping of pool page `ref` (active mode serves the rings
-  // through it); nullptr if out of range.
+  // through it); nullptr if out of range or the pool is not shadowd's.
   virtual void* page(GrantRef ref) = 0;
   // The frontend's and the backend's ends of the event channel. shadowd
   // uses the backend's end while it answers the rings itself.
   virtual EventChannel& frontend_end() = 0;
   virtual EventChannel& backend_end() = 0;
+
+  // Whether the guest's frontend runs in a domain of its own and grants its
+  // pool itself to each backend domain (Xen): shadowd then neither builds
+  // the guest's side nor starts its frontend, and every new backend needs
+  // the frontend to repair (regrant) before it can be attached.
+  virtual bool frontend_in_guest() const { return false; }
+  // The guest's frontend, where the platform reaches it itself (Xen: the
+  // vchan it offers); nullopt where shadowd starts it or awaits it (local).
+  virtual std::optional<Result<ctl::Channel>> connect_frontend() { return std::nullopt; }
   // Hands the guest's frontend its end: `attach` (kDevAttach with the class's
   // payload) with the splitter log and its event-channel end, then every
   // pool page (its own memory).
   virtual Result<void> offer_frontend(ctl::Channel& ch, const ctl::Msg& attach, int splitter_log_fd) = 0;
+  // The frontend repaired its ring for a new backend (kReconnected); on Xen
+  // it carries the pool the guest granted, checked here (untrusted).
+  virtual Result<void> frontend_repaired(const ctl::Msg&) { return {}; }
+
   // Grants the pool to exactly `peers` (a running backend and a warm
   // standby may share it); every other grant is withdrawn.
   virtual Result<void> grant_to(const std::vector<DomId>& peers) = 0;
   // Hands backend `peer` its end: `attach` with the backend's event-channel
-  // end and the class's `resources` (the NIC, the disk, the DAC), then the
-  // pages granted to `peer`.
+  // end and the class's resources, then the pages granted to `peer`.
   virtual Result<void> offer_backend(ctl::Channel& ch, DomId peer, const ctl::Msg& attach,
-                                     const std::vector<int>& resources) = 0;
+                                     const BackendResources& resources) = 0;
+  // Where the device is published (Xen: xenstore's XenbusStates): backend
+  // `peer` is taking the device over / serves it.
+  virtual void backend_starting(DomId) {}
+  virtual void backend_serving(DomId) {}
+  // Platform facts for `shadowctl devices` ("key": "value").
+  virtual std::map<std::string, std::string> status() const { return {}; }
 };
 
 struct Options {
@@ -180,7 +216,7 @@ class Platform {
   virtual Result<std::unique_ptr<GrantPool>> make_grant_pool(size_t pages) = 0;
   // A device connection with a pool of `pages` pages (kUnavailable where
   // the platform has no plumbing for shadowed devices yet).
-  virtual Result<std::unique_ptr<DevicePlumbing>> make_device_plumbing(size_t pages) = 0;
+  virtual Result<std::unique_ptr<DevicePlumbing>> make_device_plumbing(const DeviceInfo& dev) = 0;
 };
 
 // Which platforms this host can run: "local" always, "xen" when running in a

@@ -1,7 +1,9 @@
-// shadowd's Xen vif shadow against the fake xenstore and libxenvchan: the
-// test plays the guest's frontend (a vchan server at the guest's
-// data/sd-vif-0) and the backend (the other end of a Channel pair).
-#include "vif/vif_shadow_xen.hpp"
+// shadowd's engine with the vif hooks and the Xen platform's plumbing,
+// against the fake xenstore and libxenvchan: the test plays the guest's
+// frontend (a vchan server at the guest's data/sd-vif-0) and the backend
+// (the other end of a Channel pair).
+#include "device_engine.hpp"
+#include "vif/vif_hooks.hpp"
 
 #include <gtest/gtest.h>
 
@@ -20,7 +22,7 @@ using xen::test::run_until;
 constexpr int kMsg = sizeof(ctl::Msg);
 constexpr const char* kFront = "/local/domain/5/data/sd-vif-0";
 
-class VifShadowXenTest : public ::testing::Test {
+class VifEngineXenTest : public ::testing::Test {
  protected:
   void SetUp() override {
     fake::libxl_reset();
@@ -35,13 +37,19 @@ class VifShadowXenTest : public ::testing::Test {
     spec_.backend = "netdd";
     spec_.params = {{"backend", "netdd"}, {"mac", "00:16:3e:5d:00:01"}};
     policy_.cls = config::DeviceClass::kVif;
-    vif_ = std::make_unique<VifShadowXen>(io_, *plat_, "guest1", spec_, 2, policy_, log_,
-                                          [this](const std::string& cause, auto) { faults_.push_back(cause); });
+    auto e = make("guest1");
+    ASSERT_TRUE(e) << e.error().to_string();
+    vif_ = std::move(*e);
     auto pair = ctl::Channel::pair();
     ASSERT_TRUE(pair);
     backend_ = std::move(pair->first);
     shadow_end_ = std::move(pair->second);
     ASSERT_TRUE(backend_.set_nonblocking(true));
+  }
+  Result<std::unique_ptr<DeviceEngine>> make(const std::string& guest) {
+    return make_device_engine(io_, *plat_, guest, spec_, 2, policy_, log_,
+                              [this](const std::string& cause, auto) { faults_.push_back(cause); },
+                              std::make_unique<VifHooks>(guest, spec_, 0, "wire", ""));
   }
   void TearDown() override {
     vif_.reset();
@@ -110,21 +118,27 @@ class VifShadowXenTest : public ::testing::Test {
   config::Policy policy_{};
   EventLog log_{std::nullopt};
   std::vector<std::string> faults_;
-  std::unique_ptr<VifShadowXen> vif_;
+  std::unique_ptr<DeviceEngine> vif_;
   ctl::Channel backend_, shadow_end_;
   libxenvchan* front_ = nullptr;
 };
 
-TEST_F(VifShadowXenTest, GuestNotRunning_SetupFailsNamingIt) {
-  VifShadowXen other(io_, *plat_, "guest9", spec_, 2, policy_, log_, [](const std::string&, auto) {});
-
-  auto r = other.setup();
+TEST_F(VifEngineXenTest, GuestNotRunning_FailsNamingIt) {
+  auto r = make("guest9");
 
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("guest9"), std::string::npos);
 }
 
-TEST_F(VifShadowXenTest, BackendReady_FrontendRegrantsAndBackendGetsPoolWithNic) {
+TEST_F(VifEngineXenTest, ClassNotServedOnXen_RefusedNamingClassAndPlatform) {
+  auto r = plat_->make_device_plumbing({"guest1", "vbd", 0, 11, {}});
+
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("vbd"), std::string::npos);
+  EXPECT_NE(r.error().message.find("xen"), std::string::npos);
+}
+
+TEST_F(VifEngineXenTest, BackendReady_FrontendRegrantsAndBackendGetsPoolWithNic) {
   ASSERT_TRUE(vif_->setup());
   frontend_offers();
   auto att = front_recv();
@@ -159,7 +173,7 @@ TEST_F(VifShadowXenTest, BackendReady_FrontendRegrantsAndBackendGetsPoolWithNic)
   EXPECT_EQ(vif_->status()["backend_up"], true);
 }
 
-TEST_F(VifShadowXenTest, FrontendSendsForeignPool_RecoveryFailsNothingSentToBackend) {
+TEST_F(VifEngineXenTest, FrontendSendsForeignPool_RecoveryFailsNothingSentToBackend) {
   ASSERT_TRUE(vif_->setup());
   frontend_offers();
   ASSERT_TRUE(front_recv());
@@ -175,7 +189,7 @@ TEST_F(VifShadowXenTest, FrontendSendsForeignPool_RecoveryFailsNothingSentToBack
   EXPECT_TRUE(m && !*m);  // nothing for the backend
 }
 
-TEST_F(VifShadowXenTest, BackendRefuses_RecoveryFailsWithItsReason) {
+TEST_F(VifEngineXenTest, BackendRefuses_RecoveryFailsWithItsReason) {
   std::optional<Result<ResumeTimes>> done;
   attach_backend_7(done);
 
@@ -191,7 +205,7 @@ TEST_F(VifShadowXenTest, BackendRefuses_RecoveryFailsWithItsReason) {
   EXPECT_NE(done->error().message.find("cannot map the pool"), std::string::npos);
 }
 
-TEST_F(VifShadowXenTest, FrontendReportsBadResponseWhileUp_FaultReported) {
+TEST_F(VifEngineXenTest, FrontendReportsBadResponseWhileUp_FaultReported) {
   std::optional<Result<ResumeTimes>> done;
   attach_backend_7(done);
   ctl::Msg ok;
@@ -212,7 +226,7 @@ TEST_F(VifShadowXenTest, FrontendReportsBadResponseWhileUp_FaultReported) {
 // The device's xenstore nodes, as a toolstack lays out a PV device: across a
 // recovery to another backend domain the guest's side never leaves
 // Connected; only backend/backend-id move.
-TEST_F(VifShadowXenTest, Recovery_XenbusFrontendStaysConnectedBackendMovesToNewDomain) {
+TEST_F(VifEngineXenTest, Recovery_XenbusFrontendStaysConnectedBackendMovesToNewDomain) {
   const std::string front = "/local/domain/5/device/sd-vif/0";
   const std::string back7 = "/local/domain/7/backend/sd-vif/5/0", back9 = "/local/domain/9/backend/sd-vif/5/0";
   std::optional<Result<ResumeTimes>> done;
