@@ -2,9 +2,6 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,21 +15,16 @@ using blkif::kPageSize;
 using blkif::kSectorSize;
 constexpr uint16_t kReqRing = 0;
 
-Result<std::unique_ptr<Blkfront>> Blkfront::connect(const std::string& socket_path) {
-  auto ch = ctl::Channel::connect(socket_path, "vbd");
-  if (!ch) return std::unexpected(ch.error());
-  return attach(std::move(*ch));
-}
-
 Result<std::unique_ptr<Blkfront>> Blkfront::attach(ctl::Channel ch) {
-  auto f = std::unique_ptr<Blkfront>(new Blkfront());
-  f->ch_ = std::move(ch);
-  if (auto r = f->handshake(); !r) return std::unexpected(r.error());
+  auto f = std::unique_ptr<Blkfront>(new Blkfront(std::move(ch)));
+  if (auto r = f->link_.wait_attached(*f, std::chrono::seconds(5)); !r) return std::unexpected(r.error());
   f->stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!f->stop_) return sys_fail("eventfd");
   f->service_ = std::thread([p = f.get()] { p->service_loop(); });
   return f;
 }
+
+Blkfront::Blkfront(ctl::Channel ch) : link_(std::move(ch), {"vbd", blkif::kRingSize, blkif::kPoolPages}) {}
 
 Blkfront::~Blkfront() {
   if (service_.joinable()) {
@@ -40,79 +32,22 @@ Blkfront::~Blkfront() {
     (void)!::write(stop_.get(), &one, sizeof(one));
     service_.join();
   }
-  if (ring_page_) ::munmap(ring_page_, kPageSize);
-  if (data_) ::munmap(data_, size_t{blkif::kRingSize} * blkif::kSegs * kPageSize);
 }
 
-// kDevAttach (splitter log, event-channel ends; payload: the disk) then
-// kGrantFds batches with the pool (this guest's own memory): map it,
-// initialise the ring, keep the disk state in the log, say so.
-Result<void> Blkfront::handshake() {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  std::vector<UniqueFd> pool(blkif::kPoolPages);
-  size_t got_pages = 0;
-  bool attached = false;
-  while (!attached || got_pages < blkif::kPoolPages) {
-    int left = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
-    pollfd p{ch_.fd(), POLLIN, 0};
-    if (left <= 0 || ::poll(&p, 1, left) <= 0) return fail(Code::kEscalate, "vbd: shadowd did not attach within 5 s");
-    std::vector<UniqueFd> fds;
-    auto m = ch_.recv_fds(&fds);
-    if (!m) return std::unexpected(m.error());
-    if (!*m) continue;
-    const ctl::Msg& msg = **m;
-    if (msg.type == ctl::MsgType::kDevAttach) {
-      if (fds.size() != 3) return fail(Code::kEscalate, "vbd attach: expected 3 fds");
-      handle_ = msg.b;
-      disk_ = msg.get_payload<blkif::DiskState>();
-      if (disk_.sectors == 0) return fail(Code::kEscalate, "vbd attach: a disk of 0 sectors");
-      auto log = shadow::SplitterLog::map(std::move(fds[0]), blkif::kRingSize);
-      if (!log) return std::unexpected(log.error());
-      log_ = std::move(*log);
-      to_back_ = std::move(fds[1]);
-      from_back_ = std::move(fds[2]);
-      attached = true;
-    } else if (msg.type == ctl::MsgType::kGrantFds) {
-      for (size_t i = 0; i < fds.size(); ++i) {
-        size_t ref = size_t{msg.a} + i;
-        if (ref >= pool.size() || pool[ref]) return fail(Code::kEscalate, "vbd attach: bad grant batch");
-        pool[ref] = std::move(fds[i]);
-        ++got_pages;
-      }
-    } else if (msg.type == ctl::MsgType::kDevAttached && msg.a != 0) {
-      return fail(Code::kEscalate, "vbd: shadowd refused: " + msg.get_text());
-    }
-  }
-  void* rp = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, pool[blkif::kRingRef].get(), 0);
-  if (rp == MAP_FAILED) return sys_fail("vbd: mmap ring page");
-  ring_page_ = static_cast<uint8_t*>(rp);
-  // The data pages side by side, so an id's kSegs pages take one memcpy.
-  const size_t ndata = size_t{blkif::kRingSize} * blkif::kSegs;
-  void* area = ::mmap(nullptr, ndata * kPageSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (area == MAP_FAILED) return sys_fail("vbd: mmap data area");
-  data_ = static_cast<uint8_t*>(area);
-  for (size_t i = 0; i < ndata; ++i) {
-    void* p = ::mmap(data_ + i * kPageSize, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-                     pool[blkif::kDataRef0 + i].get(), 0);
-    if (p == MAP_FAILED) return sys_fail("vbd: mmap data page");
-  }
+// The attach's payload is the disk; the pool is this guest's own memory,
+// mapped by the link (an id's kSegs data pages side by side, so they take
+// one memcpy): initialise the ring, keep the disk state in the log.
+Result<void> Blkfront::attached(FrontendLink& link) {
+  disk_ = link.attach_msg().get_payload<blkif::DiskState>();
+  if (disk_.sectors == 0) return fail(Code::kEscalate, "vbd attach: a disk of 0 sectors");
+  ring_page_ = link.page(blkif::kRingRef);
+  data_ = link.page(blkif::kDataRef0);
   auto r = ring::FrontRing<blkif::Traits>::attach(ring_page_, kPageSize, true);
   if (!r) return std::unexpected(r.error());
   ring_.emplace(std::move(*r));
   limit_ = std::clamp<uint32_t>(disk_.queue_limit, 1, blkif::kRingSize);
-  log_.set_config(&disk_, sizeof(disk_));  // the negotiated disk, compacted
-  connected_ = true;
-  ctl::Msg ok;
-  ok.type = ctl::MsgType::kDevAttached;
-  ok.b = handle_;
-  if (auto s = ch_.send(ok); !s) return s;
-  return ch_.set_nonblocking(true);
-}
-
-void Blkfront::kick() {
-  uint64_t one = 1;
-  (void)!::write(to_back_.get(), &one, sizeof(one));
+  log().set_config(&disk_, sizeof(disk_));  // the negotiated disk, compacted
+  return {};
 }
 
 Blkfront::Stats Blkfront::stats() const {
@@ -122,48 +57,34 @@ Blkfront::Stats Blkfront::stats() const {
 
 bool Blkfront::dead() const {
   std::lock_guard lk(m_);
-  return dead_;
+  return link_.gone();
 }
 
 // Responses and control messages, until the destructor says stop.
 void Blkfront::service_loop() {
   for (;;) {
-    pollfd p[3] = {{from_back_.get(), POLLIN, 0}, {ch_.fd(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+    pollfd p[3] = {{link_.wait_fd(), POLLIN, 0}, {link_.fd(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
     int r = ::poll(p, 3, 200);
     if (r < 0 && errno != EINTR) break;
     if (p[2].revents) break;
     std::lock_guard lk(m_);
     pump_locked();
-    if (dead_) break;
+    if (link_.gone()) break;
   }
 }
 
 void Blkfront::pump_locked() {
-  for (;;) {
-    std::vector<UniqueFd> fds;
-    auto m = ch_.recv_fds(&fds);
-    if (!m) {
-      dead_ = true;  // shadowd is gone: nothing will answer
-      cv_.notify_all();
-      return;
-    }
-    if (!*m) break;
-    if ((*m)->type == ctl::MsgType::kBackendGone) connected_ = false;
-    if ((*m)->type == ctl::MsgType::kReconnect) reconnect_locked(**m);
+  if (!link_.pump(*this)) {
+    cv_.notify_all();  // shadowd is gone: nothing will answer
+    return;
   }
-  uint64_t v;
-  (void)!::read(from_back_.get(), &v, sizeof(v));  // nonblocking eventfd: clear the notification
-  if (connected_) take_responses_locked();
+  link_.clear_kicks();
+  if (link_.connected()) take_responses_locked();
 }
 
 void Blkfront::backend_fault_locked(const std::string& why) {
-  connected_ = false;
   ++stats_.faults;
-  ctl::Msg f;
-  f.type = ctl::MsgType::kDevFault;
-  f.b = handle_;
-  f.set_text(why);
-  (void)ch_.send(f);
+  link_.fault(why);
 }
 
 // Each response is checked against the in-flight table before the caller
@@ -186,7 +107,7 @@ void Blkfront::take_responses_locked() {
         bad = req.error().message;
         break;
       }
-      log_.complete(static_cast<uint32_t>(rsp.id));
+      log().complete(static_cast<uint32_t>(rsp.id));
       status_[rsp.id] = rsp.status;
       done_[rsp.id] = 1;
       ++stats_.completed;
@@ -204,20 +125,12 @@ void Blkfront::take_responses_locked() {
 // clean ring holding exactly the requests still in flight, in submission
 // order (xen-blkfront's blkif_recover: copy the shadow, reset, requeue), so
 // every flush and barrier stays behind what was issued before it.
-void Blkfront::reconnect_locked(const ctl::Msg& m) {
-  connected_ = true;
+Result<FrontendLink::Repair> Blkfront::repair(const ctl::Msg&) {
   take_responses_locked();  // stops at the first invalid response
-  uint32_t replayed = blkif::requeue(*ring_, table_, log_, kReqRing);
-  connected_ = true;
+  uint32_t replayed = blkif::requeue(*ring_, table_, log(), kReqRing);
   ++stats_.reconnects;
   stats_.replayed += replayed;
-  ctl::Msg done;
-  done.type = ctl::MsgType::kReconnected;
-  done.b = handle_;
-  done.a = replayed;
-  done.set_text(m.get_text());  // echoed: shadowd tells its reconnects apart
-  (void)ch_.send(done);
-  kick();
+  return FrontendLink::Repair{replayed, std::nullopt};
 }
 
 int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_t* wdata, uint8_t* rdata) {
@@ -225,10 +138,10 @@ int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_
   // Blocks, never fails, while the ring is full or the queue limit reached
   // (an outage fills both: the requests wait for the next backend).
   cv_.wait(lk, [&] {
-    return dead_ || (table_.count() < limit_ && ring_->free_requests() > 0 &&
-                     std::count(busy_.begin(), busy_.end(), 0) > 0);
+    return link_.gone() || (table_.count() < limit_ && ring_->free_requests() > 0 &&
+                            std::count(busy_.begin(), busy_.end(), 0) > 0);
   });
-  if (dead_) return -EIO;
+  if (link_.gone()) return -EIO;
   size_t id = next_id_;
   while (busy_[id]) id = (id + 1) % blkif::kRingSize;
   next_id_ = (id + 1) % blkif::kRingSize;  // round robin: a stale duplicate is more likely caught
@@ -258,7 +171,7 @@ int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_
   }
   (void)table_.add(req);
   (void)ring_->put_request(req);
-  log_.record(static_cast<uint32_t>(id), kReqRing, &req, blkif::kLoggedReq);  // the shadow's copy, same step
+  log().record(static_cast<uint32_t>(id), kReqRing, &req, blkif::kLoggedReq);  // the shadow's copy, same step
   stats_.max_inflight = std::max<uint64_t>(stats_.max_inflight, table_.count());
   ++stats_.submitted;
   switch (op) {
@@ -268,8 +181,8 @@ int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_
     case BLKIF_OP_WRITE_BARRIER: ++stats_.barriers; break;
     default: ++stats_.discards;
   }
-  if (ring_->push_requests()) kick();
-  cv_.wait(lk, [&] { return dead_ || done_[id]; });
+  if (ring_->push_requests()) link_.kick();
+  cv_.wait(lk, [&] { return link_.gone() || done_[id]; });
   int rc = 0;
   if (!done_[id]) {
     rc = -EIO;  // shadowd is gone

@@ -39,21 +39,20 @@
 #include <thread>
 #include <vector>
 
+#include "common/frontend_link.hpp"
 #include "sd/core/blkif.hpp"
 #include "sd/core/control_channel.hpp"
 #include "sd/core/fd.hpp"
 #include "sd/core/ring.hpp"
-#include "sd/core/splitter_log.hpp"
 
 namespace sd::front {
 
-class Blkfront {
+class Blkfront final : private FrontendLink::Hooks {
  public:
-  // Connects to shadowd's vbd socket and attaches (bounded: 5 s).
-  static Result<std::unique_ptr<Blkfront>> connect(const std::string& socket_path);
-  // For tests: attach over an existing channel (shadowd's side sends first).
+  // Attaches over a channel to shadowd (bounded: 5 s); connect_frontend()
+  // reaches it at the vbd's socket.
   static Result<std::unique_ptr<Blkfront>> attach(ctl::Channel ch);
-  ~Blkfront();
+  ~Blkfront() override;
   Blkfront(const Blkfront&) = delete;
   Blkfront& operator=(const Blkfront&) = delete;
 
@@ -81,26 +80,27 @@ class Blkfront {
   bool dead() const;
 
  private:
-  Blkfront() = default;
-  Result<void> handshake();
+  explicit Blkfront(ctl::Channel ch);
+  // FrontendLink::Hooks (repair: with m_ held, from pump_locked)
+  Result<void> attached(FrontendLink& link) override;
+  Result<FrontendLink::Repair> repair(const ctl::Msg& m) override;
+  void resumed() override { link_.kick(); }
+
   void service_loop();
   void pump_locked();
   void take_responses_locked();
   void backend_fault_locked(const std::string& why);
-  void reconnect_locked(const ctl::Msg& m);
-  void kick();
   // One request of at most kMaxIoBytes; data in/out through the id's pages.
   int submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_t* wdata, uint8_t* rdata);
   int rw_aligned(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata);
+  shadow::SplitterLog& log() { return link_.log(); }
   uint8_t* data(uint64_t id) const { return data_ + id * blkif::kSegs * blkif::kPageSize; }
 
-  ctl::Channel ch_;
-  uint64_t handle_ = 0;
+  FrontendLink link_;
   blkif::DiskState disk_{};
   uint8_t* ring_page_ = nullptr;
   uint8_t* data_ = nullptr;  // kRingSize * kSegs pages, contiguous per id
-  UniqueFd to_back_, from_back_, stop_;
-  shadow::SplitterLog log_;
+  UniqueFd stop_;
   uint32_t limit_ = blkif::kRingSize;
 
   mutable std::mutex m_;
@@ -111,8 +111,6 @@ class Blkfront {
   std::vector<int16_t> status_ = std::vector<int16_t>(blkif::kRingSize, 0);
   std::vector<uint8_t> done_ = std::vector<uint8_t>(blkif::kRingSize, 0);   // response taken, caller not back yet
   size_t next_id_ = 0;
-  bool connected_ = false;
-  bool dead_ = false;
   Stats stats_;
   std::mutex rmw_;  // serialises read-modify-write of partial sectors
   std::thread service_;

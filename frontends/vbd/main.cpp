@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  auto front = sd::front::Blkfront::connect(socket);
+  auto front = sd::front::connect_frontend<sd::front::Blkfront>(socket, "vbd");
   if (!front) {
     std::fprintf(stderr, "sd-blkfront: %s\n", front.error().to_string().c_str());
     return 1;

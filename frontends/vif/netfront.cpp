@@ -3,7 +3,6 @@
 #include <net/if.h>
 #include <poll.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,97 +53,47 @@ void parse_dev_mcast(const std::string& text, const std::string& ifname, netif::
 
 Netfront::Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg,
                    std::unique_ptr<PoolSource> xen)
-    : ch_(std::move(ch)), tap_(std::move(tap)), ifname_(std::move(ifname)), cfg_(cfg), xen_(std::move(xen)) {}
+    : link_(std::move(ch), {"vif", 2 * kRingSize, xen ? 0u : static_cast<uint32_t>(netif::kPoolPages)}),
+      tap_(std::move(tap)),
+      ifname_(std::move(ifname)),
+      cfg_(cfg),
+      xen_(std::move(xen)) {}
 
 int Netfront::run() {
   std::vector<pollfd> fds;
   for (;;) {
     fds.clear();
-    fds.push_back({ch_.fd(), POLLIN, 0});
-    bool want_tap = attached_ && tx_ && tx_->free_requests() > 0;
+    fds.push_back({link_.fd(), POLLIN, 0});
+    bool want_tap = link_.attached() && tx_ && tx_->free_requests() > 0;
     fds.push_back({want_tap ? tap_.get() : -1, POLLIN, 0});
     fds.push_back({evt_ ? evt_->wait_fd() : -1, POLLIN, 0});
     int r = ::poll(fds.data(), fds.size(), 200);
     if (r < 0 && errno != EINTR) return 1;
-    if (fds[0].revents && !handle_ctl()) return 0;
-    if (fds[2].revents) (void)evt_->consume();
-    if (connected_) take_responses();
-    if (fds[1].revents) read_tap();
-    if (r == 0 && attached_) check_config();
-  }
-}
-
-// Returns false when shadowd is gone: the guest's device has no one left.
-bool Netfront::handle_ctl() {
-  std::vector<UniqueFd> fds;
-  auto m = ch_.recv_fds(&fds);
-  if (!m) {
-    std::fprintf(stderr, "netfront %s: control channel: %s\n", ifname_.c_str(), m.error().to_string().c_str());
-    return false;
-  }
-  if (!*m) return true;
-  switch ((*m)->type) {
-    case ctl::MsgType::kDevAttach:
-      if (auto a = attach(**m, fds); !a) std::fprintf(stderr, "netfront: attach: %s\n", a.error().to_string().c_str());
-      break;
-    case ctl::MsgType::kGrantFds:
-      if (auto a = add_grants(**m, fds); !a) {
-        ctl::Msg f;
-        f.type = ctl::MsgType::kDevAttached;
-        f.b = handle_;
-        f.a = EINVAL;
-        f.set_text(a.error().message);
-        (void)ch_.send(f);
+    if (fds[0].revents) {
+      // shadowd gone: the guest's device has no one left.
+      if (auto p = link_.pump(*this); !p) {
+        std::fprintf(stderr, "netfront %s: %s\n", ifname_.c_str(), p.error().to_string().c_str());
+        return 0;
       }
-      break;
-    case ctl::MsgType::kBackendGone:
-      connected_ = false;
-      break;
-    case ctl::MsgType::kReconnect:
-      reconnect(**m);
-      break;
-    case ctl::MsgType::kShutdown:
-      return false;
-    default:
-      break;
+    }
+    if (fds[2].revents && evt_) (void)evt_->consume();
+    if (link_.connected()) take_responses();
+    if (fds[1].revents) read_tap();
+    if (r == 0 && link_.attached()) check_config();
   }
-  return true;
 }
 
-Result<void> Netfront::attach(const ctl::Msg& m, std::vector<UniqueFd>& fds) {
+// The whole pool is here (local): set the rings up and post every receive
+// buffer. Xen: nothing yet; the first pool comes with the first kReconnect,
+// which names the backend's domain.
+Result<void> Netfront::attached(FrontendLink& link) {
   if (xen_) {
-    // Xen: nothing to receive; the log lives here and the first pool comes
-    // with the first kReconnect, which names the backend's domain.
-    handle_ = m.b;
-    auto log = shadow::SplitterLog::create(2 * kRingSize);
-    if (!log) return std::unexpected(log.error());
-    log_ = std::move(*log);
-    log_.set_config(&cfg_, sizeof(cfg_));
-    attached_ = true;
+    log().set_config(&cfg_, sizeof(cfg_));
     return {};
   }
-  if (fds.size() != 3) return fail(Code::kInvalidInput, "vif attach needs 3 fds");
-  handle_ = m.b;
-  auto log = shadow::SplitterLog::map(std::move(fds[0]), 2 * kRingSize);
-  if (!log) return std::unexpected(log.error());
-  log_ = std::move(*log);
-  evt_ = std::make_unique<local::LocalEventChannel>(std::move(fds[1]), std::move(fds[2]));
-  pages_.assign(netif::kPoolPages, nullptr);
-  mapped_ = 0;
-  return {};
-}
-
-Result<void> Netfront::add_grants(const ctl::Msg& m, std::vector<UniqueFd>& fds) {
-  for (size_t i = 0; i < fds.size(); ++i) {
-    size_t ref = size_t{m.a} + i;
-    if (ref >= pages_.size() || pages_[ref]) continue;
-    void* p = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i].get(), 0);
-    if (p == MAP_FAILED) return sys_fail("mmap pool page");
-    pages_[ref] = static_cast<uint8_t*>(p);
-    ++mapped_;
-  }
-  if (mapped_ < pages_.size() || attached_) return {};
-  // All pages here: set the rings up and post every receive buffer.
+  pages_.clear();
+  for (uint32_t ref = 0; ref < netif::kPoolPages; ++ref) pages_.push_back(link.page(ref));
+  evt_ = std::make_unique<local::LocalEventChannel>(link.take_notify_fd(), link.take_wait_fd());
   auto tx = ring::FrontRing<netif::TxTraits>::attach(pages_[netif::kTxRingRef], kPageSize, true);
   auto rx = ring::FrontRing<netif::RxTraits>::attach(pages_[netif::kRxRingRef], kPageSize, true);
   if (!tx || !rx) return fail(Code::kEscalate, "ring attach failed");
@@ -152,20 +101,14 @@ Result<void> Netfront::add_grants(const ctl::Msg& m, std::vector<UniqueFd>& fds)
   rx_.emplace(std::move(*rx));
   post_all_rx();
   rx_->push_requests();
-  log_.set_config(&cfg_, sizeof(cfg_));
-  attached_ = true;
-  connected_ = true;
-  ctl::Msg done;
-  done.type = ctl::MsgType::kDevAttached;
-  done.b = handle_;
-  (void)ch_.send(done);
+  log().set_config(&cfg_, sizeof(cfg_));
   return {};
 }
 
 void Netfront::post_rx(uint16_t id) {
   if (!rx_ids_.in_flight(id) && !rx_ids_.claim(id)) return;
   netif_rx_request req{id, 0, netif::rx_buf_ref(id)};
-  log_.record(rx_slot(id), kRxRing, &req, sizeof(req));
+  log().record(rx_slot(id), kRxRing, &req, sizeof(req));
   (void)rx_->put_request(req);
 }
 
@@ -192,7 +135,7 @@ void Netfront::read_tap() {
       continue;
     }
     netif_tx_request req{netif::tx_buf_ref(i), 0, 0, i, static_cast<uint16_t>(n)};
-    log_.record(tx_slot(i), kTxRing, &req, sizeof(req));  // the splitter: ring and shadow in one step
+    log().record(tx_slot(i), kTxRing, &req, sizeof(req));  // the splitter: ring and shadow in one step
     (void)tx_->put_request(req);
     ++posted;
     ++frames_tx_;
@@ -201,9 +144,9 @@ void Netfront::read_tap() {
 }
 
 void Netfront::take_responses() {
-  for (int round = 0; round < 4 && connected_; ++round) {
-    if (auto r = take_tx(); !r) return backend_fault(r.error().message);
-    if (auto r = take_rx(); !r) return backend_fault(r.error().message);
+  for (int round = 0; round < 4 && link_.connected(); ++round) {
+    if (auto r = take_tx(); !r) return link_.fault(r.error().message);
+    if (auto r = take_rx(); !r) return link_.fault(r.error().message);
     bool more = tx_->final_check_for_responses();
     more = rx_->final_check_for_responses() || more;
     if (!more) return;
@@ -216,7 +159,7 @@ Result<void> Netfront::take_tx() {
     if (!rsp) return std::unexpected(rsp.error());
     if (!*rsp) return {};
     const netif_tx_response& r = **rsp;
-    log_.complete(tx_slot(r.id));
+    log().complete(tx_slot(r.id));
     if (r.status != NETIF_RSP_OKAY && r.status != NETIF_RSP_DROPPED && r.status != NETIF_RSP_ERROR)
       return fail(Code::kRestartReplay, "tx response with bad status " + std::to_string(r.status));
   }
@@ -233,7 +176,7 @@ Result<void> Netfront::take_rx() {
     }
     if (!*rsp) break;
     const netif_rx_response& r = **rsp;
-    log_.complete(rx_slot(r.id));
+    log().complete(rx_slot(r.id));
     if (r.status > 0) {
       // A frame must lie inside the buffer page we granted for this id.
       if (r.status < static_cast<int>(netif::kEthHeader) || r.offset >= kPageSize ||
@@ -255,47 +198,29 @@ Result<void> Netfront::take_rx() {
   return out;
 }
 
-void Netfront::backend_fault(const std::string& why) {
-  connected_ = false;
-  ctl::Msg f;
-  f.type = ctl::MsgType::kDevFault;
-  f.b = handle_;
-  f.set_text(why);
-  (void)ch_.send(f);
-}
-
 // The old backend is dead. Keep what it finished, then hand the new one a
 // clean ring holding exactly the requests still in flight, in their order
 // (xen-blkfront's blkif_recover: copy the shadow, reset, requeue).
-void Netfront::reconnect(const ctl::Msg& req) {
-  if (!attached_) return;
+Result<FrontendLink::Repair> Netfront::repair(const ctl::Msg& m) {
   if (tx_) {
-    connected_ = true;
     (void)take_tx();  // stops at the first invalid response
     (void)take_rx();
-    connected_ = false;
   }
-  ctl::XenPool granted{};
+  FrontendLink::Repair done;
   if (xen_) {
-    auto g = regrant(req.a);
-    if (!g) {
-      ctl::Msg f;
-      f.type = ctl::MsgType::kDevAttached;
-      f.b = handle_;
-      f.a = EIO;
-      f.set_text("cannot grant the pool to domain " + std::to_string(req.a) + ": " + g.error().message);
-      (void)ch_.send(f);
-      return;
-    }
-    granted = *g;
+    auto g = regrant(m.a);
+    if (!g)
+      return fail(g.error().code,
+                  "cannot grant the pool to domain " + std::to_string(m.a) + ": " + g.error().message);
+    done.xen_pool = *g;  // shadowd passes it on to the new backend
   } else {
     tx_->reset();
     rx_->reset();
   }
   uint32_t replayed = 0;
   std::vector<bool> replay(kRingSize, false);
-  if (log_.enabled()) {
-    for (const auto& e : log_.inflight(kTxRing)) {
+  if (log().enabled()) {
+    for (const auto& e : log().inflight(kTxRing)) {
       netif_tx_request req;
       if (e.len != sizeof(req)) continue;
       std::memcpy(&req, e.req, sizeof(req));
@@ -309,21 +234,13 @@ void Netfront::reconnect(const ctl::Msg& req) {
   for (uint16_t id = 0; id < kRingSize; ++id)
     if (tx_ids_.in_flight(id) && !replay[id]) {
       (void)tx_ids_.complete(id);
-      log_.complete(tx_slot(id));
+      log().complete(tx_slot(id));
     }
   post_all_rx();
   tx_->push_requests();
   rx_->push_requests();
-  connected_ = true;
-  ctl::Msg done;
-  done.type = ctl::MsgType::kReconnected;
-  done.b = handle_;
-  done.a = replayed;
-  if (xen_)
-    done.set_payload(granted);  // shadowd passes it on to the new backend
-  else
-    done.set_text(req.get_text());  // echoed: shadowd tells its reconnects apart
-  (void)ch_.send(done);
+  done.replayed = replayed;
+  return done;
 }
 
 // Xen: a new pool granted to the new backend's domain, with fresh rings; the
@@ -382,12 +299,8 @@ void Netfront::check_config() {
     return;
   c.generation = cfg_.generation + 1;
   cfg_ = c;
-  log_.set_config(&cfg_, sizeof(cfg_));
-  ctl::Msg m;
-  m.type = ctl::MsgType::kDevConfig;
-  m.b = handle_;
-  m.set_payload(cfg_);
-  (void)ch_.send(m);
+  log().set_config(&cfg_, sizeof(cfg_));
+  link_.config(cfg_);
 }
 
 }  // namespace sd::front

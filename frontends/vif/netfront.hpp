@@ -21,11 +21,11 @@
 #include <string>
 #include <vector>
 
+#include "common/frontend_link.hpp"
 #include "sd/core/control_channel.hpp"
 #include "sd/core/netif.hpp"
 #include "sd/core/platform.hpp"
 #include "sd/core/ring.hpp"
-#include "sd/core/splitter_log.hpp"
 
 namespace sd::front {
 
@@ -50,7 +50,7 @@ class PoolSource {
   virtual Result<Pool> make(uint32_t backend_domid) = 0;
 };
 
-class Netfront {
+class Netfront final : private FrontendLink::Hooks {
  public:
   // tap: an open TAP fd (IFF_TAP | IFF_NO_PI); ifname: its name. With a
   // PoolSource (Xen) the pool is granted per backend domain and the
@@ -61,39 +61,34 @@ class Netfront {
   int run();
 
  private:
-  Result<void> attach(const ctl::Msg& m, std::vector<UniqueFd>& fds);
-  Result<void> add_grants(const ctl::Msg& m, std::vector<UniqueFd>& fds);
+  // FrontendLink::Hooks
+  Result<void> attached(FrontendLink& link) override;
+  Result<FrontendLink::Repair> repair(const ctl::Msg& m) override;
+
   void post_all_rx();
   void post_rx(uint16_t id);
   void read_tap();
   void take_responses();
   Result<void> take_tx();
   Result<void> take_rx();
-  void backend_fault(const std::string& why);
-  void reconnect(const ctl::Msg& req);
   Result<ctl::XenPool> regrant(uint32_t backend_domid);
   void check_config();
   void kick();
-  bool handle_ctl();
+  shadow::SplitterLog& log() { return link_.log(); }
 
-  ctl::Channel ch_;
+  FrontendLink link_;
   UniqueFd tap_;
   std::string ifname_;
   netif::VifConfig cfg_;
-  uint64_t handle_ = 0;
 
   std::vector<uint8_t*> pages_;
-  size_t mapped_ = 0;
   std::unique_ptr<platform::EventChannel> evt_;
   std::unique_ptr<PoolSource> xen_;
   std::shared_ptr<void> pool_keep_;  // Xen: the current backend's grants
-  shadow::SplitterLog log_;
   std::optional<ring::FrontRing<netif::TxTraits>> tx_;
   std::optional<ring::FrontRing<netif::RxTraits>> rx_;
   ring::IdTable tx_ids_{netif::kRingSize};
   ring::IdTable rx_ids_{netif::kRingSize};
-  bool connected_ = false;  // attached and consuming responses
-  bool attached_ = false;
   uint64_t frames_tx_ = 0, frames_rx_ = 0;
 };
 

@@ -214,7 +214,7 @@ extern "C" SND_PCM_PLUGIN_DEFINE_FUNC(shadow) {
     SNDERR("shadow: playback only");
     return -EINVAL;
   }
-  auto f = sd::front::Sndfront::connect(p->socket);
+  auto f = sd::front::connect_frontend<sd::front::Sndfront>(p->socket, "vsnd");
   if (!f) {
     SNDERR("shadow: %s", f.error().message.c_str());
     return -EIO;

@@ -1,10 +1,6 @@
 #include "vsnd/sndfront.hpp"
 
 #include <poll.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,79 +12,24 @@ namespace sd::front {
 using sndif::kPageSize;
 constexpr uint16_t kReqRing = 0;
 
-Result<std::unique_ptr<Sndfront>> Sndfront::connect(const std::string& socket_path) {
-  auto ch = ctl::Channel::connect(socket_path, "vsnd");
-  if (!ch) return std::unexpected(ch.error());
-  return attach(std::move(*ch));
-}
-
 Result<std::unique_ptr<Sndfront>> Sndfront::attach(ctl::Channel ch) {
-  auto f = std::unique_ptr<Sndfront>(new Sndfront());
-  f->ch_ = std::move(ch);
-  if (auto r = f->handshake(); !r) return std::unexpected(r.error());
+  auto f = std::unique_ptr<Sndfront>(new Sndfront(std::move(ch)));
+  if (auto r = f->link_.wait_attached(*f, std::chrono::seconds(5)); !r) return std::unexpected(r.error());
   return f;
 }
 
-Sndfront::~Sndfront() {
-  if (ring_page_) ::munmap(ring_page_, kPageSize);
-  if (evt_) ::munmap(evt_, kPageSize);
-  if (dir_) ::munmap(dir_, kPageSize);
-  if (buf_) ::munmap(buf_, size_t{sndif::kBufPages} * kPageSize);
-}
+Sndfront::Sndfront(ctl::Channel ch) : link_(std::move(ch), {"vsnd", sndif::kRingSize, sndif::kPoolPages}) {}
 
-// kDevAttach (splitter log, event-channel ends) then kGrantFds with the pool
-// (this guest's own memory): map, initialise the ring and event page, say so.
-Result<void> Sndfront::handshake() {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::vector<UniqueFd> pool(sndif::kPoolPages);
-  size_t got_pages = 0;
-  bool attached = false;
-  while (!attached || got_pages < sndif::kPoolPages) {
-    int left = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
-    pollfd p{ch_.fd(), POLLIN, 0};
-    if (left <= 0 || ::poll(&p, 1, left) <= 0) return fail(Code::kEscalate, "vsnd: shadowd did not attach within 5 s");
-    std::vector<UniqueFd> fds;
-    auto m = ch_.recv_fds(&fds);
-    if (!m) return std::unexpected(m.error());
-    if (!*m) continue;
-    const ctl::Msg& msg = **m;
-    if (msg.type == ctl::MsgType::kDevAttach) {
-      if (fds.size() != 3) return fail(Code::kEscalate, "vsnd attach: expected 3 fds");
-      handle_ = msg.b;
-      auto log = shadow::SplitterLog::map(std::move(fds[0]), sndif::kRingSize);
-      if (!log) return std::unexpected(log.error());
-      log_ = std::move(*log);
-      to_back_ = std::move(fds[1]);
-      from_back_ = std::move(fds[2]);
-      attached = true;
-    } else if (msg.type == ctl::MsgType::kGrantFds) {
-      for (size_t i = 0; i < fds.size(); ++i) {
-        size_t ref = size_t{msg.a} + i;
-        if (ref >= pool.size() || pool[ref]) return fail(Code::kEscalate, "vsnd attach: bad grant batch");
-        pool[ref] = std::move(fds[i]);
-        ++got_pages;
-      }
-    } else if (msg.type == ctl::MsgType::kDevAttached && msg.a != 0) {
-      return fail(Code::kEscalate, "vsnd: shadowd refused: " + msg.get_text());
-    }
-  }
-  auto map1 = [&](uint32_t ref) -> uint8_t* {
-    void* p = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, pool[ref].get(), 0);
-    return p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
-  };
-  ring_page_ = map1(sndif::kRingRef);
-  evt_ = reinterpret_cast<xensnd_event_page*>(map1(sndif::kEvtRef));
-  dir_ = map1(sndif::kDirRef);
-  // The buffer pages side by side, so PCM is copied in one piece.
-  void* area = ::mmap(nullptr, size_t{sndif::kBufPages} * kPageSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (!ring_page_ || !evt_ || !dir_ || area == MAP_FAILED) return sys_fail("vsnd: mmap pool");
-  buf_ = static_cast<uint8_t*>(area);
-  for (uint32_t i = 0; i < sndif::kBufPages; ++i) {
-    void* p = ::mmap(buf_ + size_t{i} * kPageSize, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-                     pool[sndif::kBufRef0 + i].get(), 0);
-    if (p == MAP_FAILED) return sys_fail("vsnd: mmap buffer page");
-  }
+Sndfront::~Sndfront() = default;
+
+// The pool is this guest's own memory, mapped by the link (the buffer pages
+// side by side, so PCM is copied in one piece): initialise the ring, the
+// event page and the page directory.
+Result<void> Sndfront::attached(FrontendLink& link) {
+  ring_page_ = link.page(sndif::kRingRef);
+  evt_ = reinterpret_cast<xensnd_event_page*>(link.page(sndif::kEvtRef));
+  dir_ = link.page(sndif::kDirRef);
+  buf_ = link.page(sndif::kBufRef0);
   auto r = ring::FrontRing<sndif::Traits>::attach(ring_page_, kPageSize, true);
   if (!r) return std::unexpected(r.error());
   ring_.emplace(std::move(*r));
@@ -99,33 +40,23 @@ Result<void> Sndfront::handshake() {
     grant_ref_t ref = sndif::kBufRef0 + i;
     std::memcpy(dir_ + offsetof(xensnd_page_directory, gref) + i * sizeof(ref), &ref, sizeof(ref));
   }
-  log_.set_config(&st_, sizeof(st_));
-  connected_ = true;
-  ctl::Msg ok;
-  ok.type = ctl::MsgType::kDevAttached;
-  ok.b = handle_;
-  if (auto s = ch_.send(ok); !s) return s;
-  return ch_.set_nonblocking(true);
-}
-
-void Sndfront::kick() {
-  uint64_t one = 1;
-  (void)!::write(to_back_.get(), &one, sizeof(one));
+  log().set_config(&st_, sizeof(st_));
+  return {};
 }
 
 void Sndfront::log_state() {
   ++st_.generation;
-  log_.set_config(&st_, sizeof(st_));
+  log().set_config(&st_, sizeof(st_));
 }
 
 Result<uint16_t> Sndfront::post(xensnd_req req) {
-  if (dead_) return fail(Code::kEscalate, "vsnd: shadowd is gone");
+  if (link_.gone()) return fail(Code::kEscalate, "vsnd: shadowd is gone");
   if (ring_->free_requests() == 0) return fail(Code::kRetry, "vsnd: ring full");
   auto id = ids_.allocate();
   if (!id) return fail(Code::kRetry, "vsnd: no free id");
   req.id = static_cast<uint16_t>(*id);
   (void)ring_->put_request(req);
-  log_.record(req.id, kReqRing, &req, sndif::kLoggedReq);  // the shadow's copy, same step
+  log().record(req.id, kReqRing, &req, sndif::kLoggedReq);  // the shadow's copy, same step
   sent_[req.id] = req;
   order_[req.id] = next_order_++;
   return req.id;
@@ -134,7 +65,7 @@ Result<uint16_t> Sndfront::post(xensnd_req req) {
 Result<int32_t> Sndfront::call(xensnd_req req, xensnd_resp* out) {
   auto id = post(req);
   if (!id) return std::unexpected(id.error());
-  if (ring_->push_requests()) kick();
+  if (ring_->push_requests()) link_.kick();
   done_.erase(*id);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!done_.count(*id)) {
@@ -150,52 +81,23 @@ Result<int32_t> Sndfront::call(xensnd_req req, xensnd_resp* out) {
 }
 
 Result<void> Sndfront::wait(int ms) {
-  pollfd p[2] = {{from_back_.get(), POLLIN, 0}, {ch_.fd(), POLLIN, 0}};
+  pollfd p[2] = {{link_.wait_fd(), POLLIN, 0}, {link_.fd(), POLLIN, 0}};
   int r = ::poll(p, 2, ms);
   if (r < 0 && errno != EINTR) return sys_fail("poll");
   return pump();
 }
 
 Result<void> Sndfront::pump() {
-  if (dead_) return fail(Code::kEscalate, "vsnd: shadowd is gone");
-  for (;;) {
-    std::vector<UniqueFd> fds;
-    auto m = ch_.recv_fds(&fds);
-    if (!m) {
-      dead_ = true;
-      return fail(Code::kEscalate, "vsnd: shadowd is gone: " + m.error().message);
-    }
-    if (!*m) break;
-    handle_ctl(**m, fds);
-  }
-  uint64_t v;
-  (void)!::read(from_back_.get(), &v, sizeof(v));  // nonblocking eventfd: clear the notification
-  if (connected_) (void)take_responses();
-  if (connected_) (void)take_events();
+  if (auto r = link_.pump(*this); !r) return r;
+  link_.clear_kicks();
+  if (link_.connected()) (void)take_responses();
+  if (link_.connected()) (void)take_events();
   return {};
 }
 
-bool Sndfront::handle_ctl(const ctl::Msg& m, std::vector<UniqueFd>&) {
-  switch (m.type) {
-    case ctl::MsgType::kBackendGone:
-      connected_ = false;
-      return true;
-    case ctl::MsgType::kReconnect:
-      reconnect(m);
-      return true;
-    default:
-      return false;
-  }
-}
-
 void Sndfront::backend_fault(const std::string& why) {
-  connected_ = false;
   ++faults_;
-  ctl::Msg f;
-  f.type = ctl::MsgType::kDevFault;
-  f.b = handle_;
-  f.set_text(why);
-  (void)ch_.send(f);
+  link_.fault(why);
 }
 
 Result<void> Sndfront::take_responses() {
@@ -229,7 +131,7 @@ Result<void> Sndfront::take_responses() {
       }
       sent_.erase(it);
       order_.erase(rsp.id);
-      log_.complete(rsp.id);
+      log().complete(rsp.id);
       on_response(req, rsp);
       done_[rsp.id] = {true, rsp};
       if (req.operation == XENSND_OP_WRITE) done_.erase(rsp.id);
@@ -319,10 +221,8 @@ Result<void> Sndfront::take_events() {
 // (a new incarnation, or shadowd in active mode) a clean ring holding exactly
 // the requests still in flight, in their order (xen-blkfront's
 // blkif_recover: copy the shadow, reset, requeue).
-void Sndfront::reconnect(const ctl::Msg& m) {
-  connected_ = true;
+Result<FrontendLink::Repair> Sndfront::repair(const ctl::Msg&) {
   (void)take_responses();  // stops at the first invalid response
-  connected_ = false;
   ring_->reset();
   ids_.clear();
   std::atomic_ref<uint32_t>(evt_->in_prod).store(0);
@@ -332,8 +232,8 @@ void Sndfront::reconnect(const ctl::Msg& m) {
   // the request (the shadow's), our own copy where the log keeps no bytes.
   std::vector<std::pair<uint64_t, uint16_t>> todo;
   std::map<uint16_t, std::vector<uint8_t>> logged;
-  if (log_.enabled()) {
-    for (const auto& e : log_.inflight(kReqRing))
+  if (log().enabled()) {
+    for (const auto& e : log().inflight(kReqRing))
       if (e.slot < sndif::kRingSize && sent_.count(static_cast<uint16_t>(e.slot)) && e.len == sndif::kLoggedReq) {
         logged[static_cast<uint16_t>(e.slot)].assign(e.req, e.req + e.len);
       }
@@ -354,15 +254,8 @@ void Sndfront::reconnect(const ctl::Msg& m) {
     ++replayed;
   }
   ring_->push_requests();
-  connected_ = true;
   ++reconnects_;
-  ctl::Msg done;
-  done.type = ctl::MsgType::kReconnected;
-  done.b = handle_;
-  done.a = replayed;
-  done.set_text(m.get_text());  // echoed: shadowd tells its reconnects apart
-  (void)ch_.send(done);
-  kick();
+  return FrontendLink::Repair{replayed, std::nullopt};
 }
 
 Result<int32_t> Sndfront::open(uint32_t buffer_bytes, uint32_t period_bytes) {
@@ -424,7 +317,7 @@ Result<xensnd_query_hw_param> Sndfront::query() {
 }
 
 Result<size_t> Sndfront::write(const uint8_t* data, size_t bytes) {
-  if (dead_) return fail(Code::kEscalate, "vsnd: shadowd is gone");
+  if (link_.gone()) return fail(Code::kEscalate, "vsnd: shadowd is gone");
   if (!st_.open) return fail(Code::kInvalidInput, "vsnd: write on a stream that is not open");
   const uint32_t bsz = st_.params.buffer_sz, psz = st_.params.period_sz;
   bytes -= bytes % sndif::kFrameBytes;
@@ -440,7 +333,7 @@ Result<size_t> Sndfront::write(const uint8_t* data, size_t bytes) {
     written_ += chunk;
     taken += chunk;
   }
-  if (taken && ring_->push_requests()) kick();
+  if (taken && ring_->push_requests()) link_.kick();
   return taken;
 }
 

@@ -33,24 +33,23 @@
 #include <string>
 #include <vector>
 
+#include "common/frontend_link.hpp"
 #include "sd/core/control_channel.hpp"
 #include "sd/core/ring.hpp"
 #include "sd/core/sndif.hpp"
-#include "sd/core/splitter_log.hpp"
 
 namespace sd::front {
 
-class Sndfront {
+class Sndfront final : private FrontendLink::Hooks {
  public:
-  // Connects to shadowd's vsnd socket and attaches (bounded: 5 s).
-  static Result<std::unique_ptr<Sndfront>> connect(const std::string& socket_path);
-  // For tests: attach over an existing channel (shadowd's side sends first).
+  // Attaches over a channel to shadowd (bounded: 5 s); connect_frontend()
+  // reaches it at the vsnd's socket.
   static Result<std::unique_ptr<Sndfront>> attach(ctl::Channel ch);
-  ~Sndfront();
+  ~Sndfront() override;
 
   // The fds the player should poll (readable = call pump()).
-  int event_fd() const { return from_back_.get(); }
-  int control_fd() const { return ch_.fd(); }
+  int event_fd() const { return link_.wait_fd(); }
+  int control_fd() const { return link_.fd(); }
 
   // Does everything ready without blocking: control messages, responses,
   // position events. An error means shadowd is gone (nothing will work).
@@ -90,28 +89,26 @@ class Sndfront {
   std::function<void()> on_ring_read_empty_for_test;
 
  private:
-  Sndfront() = default;
-  Result<void> handshake();
+  explicit Sndfront(ctl::Channel ch);
+  // FrontendLink::Hooks
+  Result<void> attached(FrontendLink& link) override;
+  Result<FrontendLink::Repair> repair(const ctl::Msg& m) override;
+  void resumed() override { link_.kick(); }
+
   Result<uint16_t> post(xensnd_req req);
   Result<int32_t> call(xensnd_req req, xensnd_resp* out = nullptr);
   Result<void> take_responses();
   Result<void> take_events();
   void on_response(const xensnd_req& req, const xensnd_resp& rsp);
   void backend_fault(const std::string& why);
-  void reconnect(const ctl::Msg& m);
   void log_state();
-  void kick();
-  bool handle_ctl(const ctl::Msg& m, std::vector<UniqueFd>& fds);
+  shadow::SplitterLog& log() { return link_.log(); }
 
-  ctl::Channel ch_;
-  uint64_t handle_ = 0;
-  std::vector<UniqueFd> pool_fds_;
+  FrontendLink link_;
   uint8_t* ring_page_ = nullptr;
   xensnd_event_page* evt_ = nullptr;
   uint8_t* dir_ = nullptr;
   uint8_t* buf_ = nullptr;  // kBufPages pages, contiguous
-  UniqueFd to_back_, from_back_;
-  shadow::SplitterLog log_;
   std::optional<ring::FrontRing<sndif::Traits>> ring_;
   ring::IdTable ids_{sndif::kRingSize};
   std::map<uint16_t, xensnd_req> sent_;                    // in flight, by id (our own copy)
@@ -123,8 +120,6 @@ class Sndfront {
   uint64_t position_ = 0;   // newest CUR_POS (never goes back for the player)
   uint64_t pos_floor_ = 0;  // newest CUR_POS from the current backend incarnation
   uint16_t next_id_ = 0;
-  bool connected_ = false;  // consuming responses
-  bool dead_ = false;
   uint64_t faults_ = 0, reconnects_ = 0;
 };
 
