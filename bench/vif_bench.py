@@ -82,7 +82,7 @@ class Host:
         time.sleep(0.3)
 
     def ctl(self, *args):
-        r = subprocess.run([os.path.join(self.build, "dom0_shadow", "shadowctl"), "--socket", self.sock, "--json"]
+        r = subprocess.run([os.path.join(self.build, "tools", "shadowctl", "shadowctl"), "--socket", self.sock, "--json"]
                            + list(args), capture_output=True, text=True)
         if r.returncode != 0:
             return {}
@@ -93,7 +93,7 @@ class Host:
         return d[0] if d else {}
 
     def recoveries(self):
-        out = subprocess.run([os.path.join(self.build, "dom0_shadow", "shadowctl"), "--socket", self.sock, "--json",
+        out = subprocess.run([os.path.join(self.build, "tools", "shadowctl", "shadowctl"), "--socket", self.sock, "--json",
                               "events", "-n", "100000"], capture_output=True, text=True).stdout
         evs = [json.loads(l) for l in out.splitlines() if l.strip()]
         return [e for e in evs if e.get("type") == "recovery"]

@@ -97,7 +97,7 @@ class Host:
             raise SystemExit("shadowd did not come up: " + open(os.path.join(self.dir, "shadowd.log")).read())
 
     def ctl(self, *args):
-        r = subprocess.run([os.path.join(self.build, "dom0_shadow", "shadowctl"), "--socket", self.sock] + list(args)
+        r = subprocess.run([os.path.join(self.build, "tools", "shadowctl", "shadowctl"), "--socket", self.sock] + list(args)
                            + ["--json"], capture_output=True, text=True)
         try:
             return json.loads(r.stdout)

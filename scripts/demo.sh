@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 if [[ $(id -u) != 0 ]]; then echo "demo.sh: run as root" >&2; exit 1; fi
 BUILD_DIR=${BUILD_DIR:-build}
 SHADOWD=$BUILD_DIR/dom0_shadow/shadowd
-SHADOWCTL=$BUILD_DIR/dom0_shadow/shadowctl
+SHADOWCTL=$BUILD_DIR/tools/shadowctl/shadowctl
 HOST=config/examples/demo-host/host.yaml
 
 if [[ ! -x $SHADOWD || ! -x $SHADOWCTL ]]; then

@@ -43,7 +43,7 @@ HOST_PKGS=(qemu-system-x86 debootstrap busybox-static cpio zstd gzip kmod binuti
 MODULES=(drivers/xen drivers/net/xen-netback drivers/net/xen-netfront.ko drivers/block/xen-blkback
          drivers/block/xen-blkfront.ko drivers/block/loop.ko drivers/net/veth.ko drivers/net/tun.ko
          drivers/net/dummy.ko net/bridge net/802 net/llc)
-BINARIES=(dom0_shadow/shadowd dom0_shadow/shadowctl driver_domain/drvdom frontends/sd-netfront)
+BINARIES=(dom0_shadow/shadowd tools/shadowctl/shadowctl driver_domain/drvdom frontends/sd-netfront)
 
 MODE=test
 case "${1:-}" in

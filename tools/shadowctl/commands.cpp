@@ -1,59 +1,30 @@
-// shadowctl: the operator's command line for shadowd, shaped like xl: one
-// table of subcommands, each with a one-line help.
-#include <getopt.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
+#include "commands.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <functional>
 #include <nlohmann/json.hpp>
-#include <string>
-#include <vector>
 
+#include "control_client.hpp"
 #include "demo.hpp"
 
+namespace sd::shadowctl {
 namespace {
 
 using nlohmann::json;
-
-struct Global {
-  std::string socket = "/run/shadowd/shadowd.sock";
-  bool json_out = false;
-};
-
-const char kUsage[] = "usage: shadowctl [--socket PATH] [--json] COMMAND [ARGS]\n";
-
-// ---- connection (Conn: demo.hpp) ------------------------------------------
-
-using sd::shadowctl::Conn;
+using tools::Conn;
 
 // Sends one request and returns the answer; prints the error and returns
 // nullopt when shadowd is unreachable or refuses.
 std::optional<json> call(const Global& g, const json& req, Conn* keep = nullptr) {
-  Conn local;
-  Conn& c = keep ? *keep : local;
-  if (!c.open(g.socket)) {
-    std::fprintf(stderr, "shadowctl: cannot reach shadowd at %s: %s (is shadowd running? use --socket)\n",
-                 g.socket.c_str(), std::strerror(errno));
-    return std::nullopt;
-  }
-  if (!c.send(req)) {
-    std::fprintf(stderr, "shadowctl: lost connection to shadowd\n");
-    return std::nullopt;
-  }
-  auto rep = c.recv();
-  if (!rep) {
-    std::fprintf(stderr, "shadowctl: no answer from shadowd\n");
-    return std::nullopt;
-  }
-  if (!(*rep)["ok"].is_boolean() || !(*rep)["ok"].get<bool>()) {
-    std::fprintf(stderr, "shadowctl: %s\n", (*rep).value("error", std::string("request failed")).c_str());
-    return std::nullopt;
-  }
-  return rep;
+  auto r = tools::request(g.socket, req, keep);
+  if (r) return std::move(*r);
+  if (r.error().kind == tools::RequestError::kUnreachable)
+    std::fprintf(stderr, "shadowctl: %s (is shadowd running? use --socket)\n", r.error().text.c_str());
+  else
+    std::fprintf(stderr, "shadowctl: %s\n", r.error().text.c_str());
+  return std::nullopt;
 }
 
 std::string fmt(const json& v, const char* unit = "") {
@@ -90,10 +61,6 @@ std::string event_line(const json& ev) {
   }
   return std::string(ts) + "  " + ev.value("type", std::string("?")) + rest;
 }
-
-// ---- subcommands ----------------------------------------------------------
-
-using Args = std::vector<std::string>;
 
 int cmd_list(const Global& g, const Args& a) {
   if (!a.empty()) return 2;
@@ -210,7 +177,7 @@ int cmd_policy(const Global& g, const Args& a) {
   return 0;
 }
 
-int cmd_demo(const Global& g, const Args& a) { return sd::shadowctl::demo_main(g.socket, g.json_out, a); }
+int cmd_demo(const Global& g, const Args& a) { return tools::demo::demo_main(g.socket, g.json_out, a); }
 
 int cmd_shutdown(const Global& g, const Args& a) {
   if (!a.empty()) return 2;
@@ -220,14 +187,6 @@ int cmd_shutdown(const Global& g, const Args& a) {
   return 0;
 }
 
-struct Command {
-  const char* name;
-  const char* args;
-  const char* help;
-  int (*fn)(const Global&, const Args&);
-  const char* long_help = nullptr;  // `shadowctl COMMAND --help`, when more than the one line
-};
-
 const Command kCommands[] = {
     {"list", "", "list driver domains with state and restart count", cmd_list},
     {"status", "[DOMAIN]", "show a driver domain's state, restarts and last recovery timings", cmd_status},
@@ -236,88 +195,14 @@ const Command kCommands[] = {
     {"inject-fault", "DOMAIN KIND", "make a driver domain fail: kill | segv | hang | sigsys", cmd_inject},
     {"restart", "DOMAIN", "restart a driver domain now (also one that is fenced)", cmd_restart},
     {"policy", "show CLASS", "print the policy in force for vif | vsnd | vbd", cmd_policy},
-    {"demo", sd::shadowctl::kDemoArgs,
+    {"demo", tools::demo::kDemoArgs,
      "run an application through a guest device while injecting faults; report the recoveries", cmd_demo,
-     sd::shadowctl::kDemoHelp},
+     tools::demo::kDemoHelp},
     {"shutdown", "", "stop all driver domains and shadowd", cmd_shutdown},
 };
 
-void help() {
-  std::printf(
-      "%s\n"
-      "Talks to shadowd over its control socket.\n\n"
-      "Options:\n"
-      "  -s, --socket PATH   shadowd's control socket (default /run/shadowd/shadowd.sock)\n"
-      "  -j, --json          print shadowd's answer as JSON (one object; events: one per line)\n"
-      "  -V, --version       print the version and exit\n"
-      "  -h, --help          this help\n\n"
-      "Commands:\n",
-      kUsage);
-  for (const auto& c : kCommands) {
-    std::string head = std::string(c.name) + (*c.args ? " " : "") + c.args;
-    if (head.size() > 26)
-      std::printf("  %s\n  %-26s %s\n", head.c_str(), "", c.help);
-    else
-      std::printf("  %-26s %s\n", head.c_str(), c.help);
-  }
-  std::printf("\nExit status: 0 success, 1 shadowd refused or is unreachable, 2 bad command line.\n");
-}
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  Global g;
-  static const option kOpts[] = {{"socket", required_argument, nullptr, 's'},
-                                 {"json", no_argument, nullptr, 'j'},
-                                 {"version", no_argument, nullptr, 'V'},
-                                 {"help", no_argument, nullptr, 'h'},
-                                 {nullptr, 0, nullptr, 0}};
-  opterr = 0;
-  // '+': stop at the first non-option, the subcommand; its own args follow.
-  for (int c; (c = getopt_long(argc, argv, "+:s:jVh", kOpts, nullptr)) != -1;) {
-    switch (c) {
-      case 's': g.socket = optarg; break;
-      case 'j': g.json_out = true; break;
-      case 'V': std::printf("shadowctl 0.1\n"); return 0;
-      case 'h': help(); return 0;
-      case ':':
-        std::fprintf(stderr, "shadowctl: option %s needs a value\n%s", argv[optind - 1], kUsage);
-        return 2;
-      default:
-        std::fprintf(stderr, "shadowctl: unknown option %s\n%s", argv[optind - 1], kUsage);
-        return 2;
-    }
-  }
-  if (optind >= argc) {
-    std::fprintf(stderr, "shadowctl: no command given\n%s", kUsage);
-    return 2;
-  }
-  std::string name = argv[optind];
-  Args args(argv + optind + 1, argv + argc);
-  if (name == "help") {
-    help();
-    return 0;
-  }
-  for (const auto& c : kCommands) {
-    if (name != c.name) continue;
-    // Options after the subcommand: --json is accepted anywhere, like xl.
-    Args rest;
-    for (auto& a : args) {
-      if (a == "--json" || a == "-j")
-        g.json_out = true;
-      else if (a == "-h" || a == "--help") {
-        if (c.long_help)
-          std::printf("%s", c.long_help);
-        else
-          std::printf("usage: shadowctl %s %s\n  %s\n", c.name, c.args, c.help);
-        return 0;
-      } else
-        rest.push_back(a);
-    }
-    int rc = c.fn(g, rest);
-    if (rc == 2) std::fprintf(stderr, "usage: shadowctl %s %s\n", c.name, c.args);
-    return rc;
-  }
-  std::fprintf(stderr, "shadowctl: unknown command '%s' (see shadowctl --help)\n%s", name.c_str(), kUsage);
-  return 2;
-}
+std::span<const Command> commands() { return kCommands; }
+
+}  // namespace sd::shadowctl
