@@ -23,7 +23,6 @@ or O_DIRECT with --direct-io-safe).
 usage: bench/vbd_bench.py [--build DIR] [--kills N] [--rounds N] [--seconds S] [--direct-io-safe] [--standby]
 Run as root, with nothing else heavy running.
 """
-import argparse
 import json
 import os
 import random
@@ -31,103 +30,35 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from sdbench import Host, arguments, header, loadavg, pct, pmax, progress, require_root
 
 
-def pct(values, p):
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    i = min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))
-    return v[i]
-
-
-def progress(msg):
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
-
-
-class Host:
-    """One shadowd with one block driver domain and a guest whose vbd sd-blkfront mounts."""
+class BlkHost(Host):
+    """A block driver domain serving a sparse image, and a guest whose vbd sd-blkfront mounts (FUSE)."""
 
     DIRECT = False  # --direct-io-safe: the disk spec carries xl's flag (O_DIRECT)
     STANDBY = False  # --standby: the policy keeps a warm standby driver domain
 
     def __init__(self, build, tag, log_on=True, disk_mib=512):
-        self.build = build
-        self.dir = tempfile.mkdtemp(prefix="sd-vbdbench-")
-        self.dom, self.guest = "bblk%s" % tag, "bbg%s" % tag
-        pol = os.path.join(self.dir, "policies")
-        shutil.copytree(os.path.join(ROOT, "config", "policies"), pol)
-        y = open(os.path.join(pol, "vbd.yaml")).read().replace("budget: 20 ", "budget: 1000 ")
-        if Host.STANDBY:
-            y = y.replace("standby: false", "standby: true")
-        open(os.path.join(pol, "vbd.yaml"), "w").write(y)
+        super().__init__(build, "vbd", "bblk%s" % tag, "bbg%s" % tag, standby=BlkHost.STANDBY)
         self.image = os.path.join(self.dir, "xvda.img")
         with open(self.image, "wb") as f:
             f.truncate(disk_mib << 20)
-        open(os.path.join(self.dir, "dd.cfg"), "w").write('name = "%s"\ndriver_domain = 1\nmemory = 128\n' % self.dom)
-        open(os.path.join(self.dir, "g.cfg"), "w").write(
-            "name = \"%s\"\nmemory = 256\ndisk = [ 'backend=%s,vdev=xvda,%starget=%s' ]\n"
-            % (self.guest, self.dom, "direct-io-safe," if Host.DIRECT else "", self.image))
-        self.sock = os.path.join(self.dir, "sd.sock")
-        state = os.path.join(self.dir, "state")
-        self.events = os.path.join(self.dir, "events.jsonl")
-        open(os.path.join(self.dir, "host.yaml"), "w").write(
-            "platform: local\npolicy_dir: policies\ncontrol_socket: %s\nstate_dir: %s\nevent_log: %s\n"
-            "domains: [dd.cfg]\nguests: [g.cfg]\n" % (self.sock, state, self.events))
-        env = dict(os.environ)
-        if not log_on:
-            env["SD_SPLITTER_LOG"] = "off"
-        self.proc = subprocess.Popen([os.path.join(build, "dom0_shadow", "shadowd"), "--config",
-                                      os.path.join(self.dir, "host.yaml")], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "shadowd.log"), "w"))
+        self.start("disk = [ 'backend=%s,vdev=xvda,%starget=%s' ]"
+                   % (self.dom, "direct-io-safe," if BlkHost.DIRECT else "", self.image), log_on=log_on)
         self.wait(lambda: self.detail().get("backend_up"), "shadowd did not come up")
         self.mnt = os.path.join(self.dir, "mnt")
         os.mkdir(self.mnt)
         self.front = subprocess.Popen([os.path.join(build, "frontends", "sd-blkfront"), "--socket",
-                                       os.path.join(state, "%s-vbd-0.sock" % self.guest), "--mount", self.mnt],
+                                       os.path.join(self.state, "%s-vbd-0.sock" % self.guest), "--mount", self.mnt],
                                       stdout=subprocess.DEVNULL,
                                       stderr=open(os.path.join(self.dir, "front.log"), "w"))
         self.disk = os.path.join(self.mnt, "disk")
         self.wait(lambda: self.detail().get("frontend_connected") and os.path.exists(self.disk),
                   "sd-blkfront did not come up")
         self.log_on = bool(self.detail().get("splitter_log"))
-
-    def wait(self, pred, what):
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if pred():
-                return
-            time.sleep(0.05)
-        raise SystemExit(what + ": " + open(os.path.join(self.dir, "shadowd.log")).read())
-
-    def ctl(self, *args):
-        r = subprocess.run([os.path.join(self.build, "tools", "shadowctl", "shadowctl"), "--socket", self.sock] + list(args)
-                           + ["--json"], capture_output=True, text=True)
-        try:
-            return json.loads(r.stdout)
-        except ValueError:
-            return {}
-
-    def detail(self):
-        d = self.ctl("devices").get("devices", [{}])
-        return d[0].get("detail", {}) if d else {}
-
-    def recoveries(self):
-        out = []
-        if os.path.exists(self.events):
-            for line in open(self.events):
-                try:
-                    e = json.loads(line)
-                except ValueError:
-                    continue
-                if e.get("type") == "recovery":
-                    out.append(e)
-        return out
 
     def fio(self, seconds, extra=(), background=False):
         argv = ["fio", "--name=b", "--filename=" + self.disk, "--ioengine=libaio", "--direct=1", "--bs=4k",
@@ -140,18 +71,14 @@ class Host:
         return json.loads(r.stdout)["jobs"][0] if r.returncode == 0 else None
 
     def close(self):
+        """sd-blkfront first (it holds the mount), then shadowd."""
         self.front.terminate()
         try:
             self.front.wait(10)
         except subprocess.TimeoutExpired:
             self.front.kill()
-        self.ctl("shutdown")
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
         subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().close()
 
 
 PROBE = r"""
@@ -188,29 +115,21 @@ class Probe:
         return [tuple(map(float, line.split())) for line in open(self.out) if line.strip()]
 
 
-LOAD0 = open("/proc/loadavg").read().split()[0]
-
-
 def stall_per_crash(build, kills):
-    global LOAD0
-    LOAD0 = open("/proc/loadavg").read().split()[0]
+    load0 = loadavg()
     progress("part 1: %d kills of the block driver domain under fio load, probe timing each write" % kills)
-    h = Host(build, "s")
+    h = BlkHost(build, "s")
     try:
         load = h.fio(kills, background=True)  # outlives the kill loop; stopped below
         probe = Probe(h.disk, 256 << 20, os.path.join(h.dir, "probe.txt"))
         time.sleep(1.0)
         kill_at = []
         for k in range(kills):
-            deadline = time.time() + 10
-            while len(h.recoveries()) < k and time.time() < deadline:
-                time.sleep(0.01)
+            h.wait_recoveries(k)
             time.sleep(0.15 + random.random() * 0.1)
             kill_at.append(time.monotonic())
             h.ctl("inject-fault", h.dom, "kill")
-        deadline = time.time() + 10
-        while len(h.recoveries()) < kills and time.time() < deadline:
-            time.sleep(0.02)
+        h.wait_recoveries(kills)
         time.sleep(0.5)
         samples = probe.finish()
         load.terminate()
@@ -224,28 +143,26 @@ def stall_per_crash(build, kills):
         stalls.append(max(hit) * 1000 if hit else 0.0)
     quiet = [(e - s) * 1000 for s, e in samples if all(abs(s - k) > 0.5 for k in kill_at)]
     totals = [r["phases_ms"]["total"] for r in recs]
+    progress("")
     print("\n1. I/O stall per crash: %d x kill -9 of the block driver domain, fio randwrite 4k iodepth 16 running; "
-          "disk %s%s" % (len(stalls), "O_DIRECT (direct-io-safe)" if Host.DIRECT else "through the host's page cache",
-                         "; warm standby" if Host.STANDBY else ""))
+          "disk %s%s" % (len(stalls),
+                         "O_DIRECT (direct-io-safe)" if BlkHost.DIRECT else "through the host's page cache",
+                         "; warm standby" if BlkHost.STANDBY else ""))
     print("%-44s %8s %8s %8s %8s" % ("", "p50 ms", "p99 ms", "max ms", "n"))
-    print("%-44s %8.2f %8.2f %8.2f %8d" % ("probe write latency, no crash near", pct(quiet, 50), pct(quiet, 99),
-                                           max(quiet) if quiet else float("nan"), len(quiet)))
-    print("%-44s %8.2f %8.2f %8.2f %8d" % ("I/O stall per crash (probe, app's view)", pct(stalls, 50),
-                                           pct(stalls, 99), max(stalls), len(stalls)))
-    print("%-44s %8.2f %8.2f %8.2f %8d" % ("shadowd recovery total (detect..resume)", pct(totals, 50),
-                                           pct(totals, 99), max(totals) if totals else float("nan"), len(totals)))
-    for ph in ("detect", "spawn", "replay", "resume"):
-        v = [r["phases_ms"][ph] for r in recs]
-        print("%-44s %8.2f %8.2f %8.2f %8d" % ("  phase " + ph, pct(v, 50), pct(v, 99), max(v), len(v)))
+    rows = [("probe write latency, no crash near", quiet), ("I/O stall per crash (probe, app's view)", stalls),
+            ("shadowd recovery total (detect..resume)", totals)]
+    rows += [("  phase " + ph, [r["phases_ms"][ph] for r in recs]) for ph in ("detect", "spawn", "replay", "resume")]
+    for name, v in rows:
+        print("%-44s %8.2f %8.2f %8.2f %8d" % (name, pct(v, 50), pct(v, 99), pmax(v), len(v)))
     print("stalls over 50 ms: %d of %d; the five longest: %s ms" % (
         sum(1 for x in stalls if x > 50), len(stalls), " ".join("%.1f" % x for x in sorted(stalls)[-5:])))
-    print("load average before/after: %s / %s" % (LOAD0, open("/proc/loadavg").read().split()[0]))
+    print("load average before/after: %s / %s" % (load0, loadavg()))
     return recs
 
 
 def on_off(build, rounds, seconds):
     progress("part 2: splitter log on vs off, %d interleaved rounds of %d s each" % (rounds, seconds))
-    on, off = Host(build, "on", True), Host(build, "off", False)
+    on, off = BlkHost(build, "on", True), BlkHost(build, "off", False)
     res = {True: [], False: []}
     try:
         if not on.log_on or off.log_on:
@@ -265,6 +182,7 @@ def on_off(build, rounds, seconds):
     finally:
         on.close()
         off.close()
+    progress("")
     print("\n2. Splitter log on vs off, same run: fio 4k randwrite iodepth 16, %d interleaved rounds x %d s per side"
           % (rounds, seconds))
     print("%-6s %10s %10s %12s %12s %12s" % ("log", "IOPS mean", "IOPS sd", "clat mean us", "clat p50 us",
@@ -297,22 +215,21 @@ def replay_cost(build, recs):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap = arguments(__doc__)
     ap.add_argument("--kills", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--direct-io-safe", action="store_true", help="O_DIRECT on the disk image (xl's flag)")
     ap.add_argument("--standby", action="store_true", help="policy standby: true (a warm standby driver domain)")
     a = ap.parse_args()
-    Host.DIRECT = a.direct_io_safe
-    Host.STANDBY = a.standby
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (shadowd sandboxes its driver domains; sd-blkfront mounts FUSE)")
+    BlkHost.DIRECT = a.direct_io_safe
+    BlkHost.STANDBY = a.standby
+    require_root("shadowd sandboxes its driver domains; sd-blkfront mounts FUSE")
     if shutil.which("fio") is None:
         raise SystemExit("fio not found (scripts/deps.sh)")
     if a.kills < 1 or a.rounds < 1 or a.seconds < 1:
         raise SystemExit("--kills, --rounds and --seconds must be >= 1")
+    header("vbd")
     recs = stall_per_crash(a.build, a.kills)
     on_off(a.build, a.rounds, a.seconds)
     replay_cost(a.build, recs)

@@ -16,93 +16,31 @@ compares normal-mode throughput and CPU with the splitter log on and off.
 usage: bench/vif_bench.py [--build DIR] [--kills N] [--quick]
 Run as root, with nothing else heavy running.
 """
-import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from sdbench import Host, arguments, header, pct, progress, require_root
 
 
-def pct(values, p):
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    i = min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))
-    return v[i]
-
-
-def progress(msg):
-    sys.stderr.write("\r\033[K" + msg if sys.stderr.isatty() else msg + "\n")
-    sys.stderr.flush()
-
-
-class Host:
-    """One shadowd with one net driver domain and one guest, private names."""
+class VifHost(Host):
+    """A net driver domain and a guest whose vif reaches a wire namespace, on a subnet of its own."""
 
     def __init__(self, build, tag, subnet, standby=False, budget=1000, log_on=True):
-        self.build = build
-        self.dir = tempfile.mkdtemp(prefix="sd-bench-")
-        self.dom, self.guest, self.wire = "bn%s" % tag, "bg%s" % tag, "bw%s" % tag
+        super().__init__(build, "vif", "bn%s" % tag, "bg%s" % tag, budget=budget, standby=standby)
+        self.wire = "bw%s" % tag
+        self.base_restarts = 0  # restarts before this measurement: outages() waits for each next one
         self.guest_ip, self.wire_ip = "10.250.%d.2" % subnet, "10.250.%d.1" % subnet
-        pol = os.path.join(self.dir, "policies")
-        shutil.copytree(os.path.join(ROOT, "config", "policies"), pol)
-        y = open(os.path.join(pol, "vif.yaml")).read()
-        y = y.replace("standby: false", "standby: %s" % ("true" if standby else "false"))
-        y = y.replace("budget: 20 ", "budget: %d " % budget)
-        open(os.path.join(pol, "vif.yaml"), "w").write(y)
-        open(os.path.join(self.dir, "dd.cfg"), "w").write('name = "%s"\ndriver_domain = 1\nmemory = 256\n' % self.dom)
-        open(os.path.join(self.dir, "g.cfg"), "w").write(
-            "name = \"%s\"\nmemory = 256\nvif = [ 'backend=%s,mac=00:16:3e:5d:%02x:02,ip=%s' ]\n"
-            % (self.guest, self.dom, subnet, self.guest_ip))
-        self.sock = os.path.join(self.dir, "sd.sock")
-        open(os.path.join(self.dir, "host.yaml"), "w").write(
-            "platform: local\npolicy_dir: policies\ncontrol_socket: %s\nstate_dir: %s\nwire_netns: %s\n"
-            "domains: [dd.cfg]\nguests: [g.cfg]\n" % (self.sock, os.path.join(self.dir, "state"), self.wire))
-        env = dict(os.environ)
-        if not log_on:
-            env["SD_SPLITTER_LOG"] = "off"
-        self.proc = subprocess.Popen([os.path.join(build, "dom0_shadow", "shadowd"), "--config",
-                                      os.path.join(self.dir, "host.yaml")], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "shadowd.log"), "w"))
-        deadline = time.time() + 20
-        while time.time() < deadline:
+        self.start("vif = [ 'backend=%s,mac=00:16:3e:5d:%02x:02,ip=%s' ]" % (self.dom, subnet, self.guest_ip),
+                   dd_memory=256, log_on=log_on, host_extra="wire_netns: %s\n" % self.wire)
+
+        def up():
             st = self.status()
-            if st.get("state") == "running" and (not standby or st.get("standby") == "ready"):
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("shadowd did not come up: " + open(os.path.join(self.dir, "shadowd.log")).read())
+            return st.get("state") == "running" and (not standby or st.get("standby") == "ready")
+        self.wait(up, "shadowd did not come up")
         time.sleep(0.3)
-
-    def ctl(self, *args):
-        r = subprocess.run([os.path.join(self.build, "tools", "shadowctl", "shadowctl"), "--socket", self.sock, "--json"]
-                           + list(args), capture_output=True, text=True)
-        if r.returncode != 0:
-            return {}
-        return json.loads(r.stdout.splitlines()[-1]) if r.stdout.strip() else {}
-
-    def status(self):
-        d = self.ctl("status", self.dom).get("domains", [{}])
-        return d[0] if d else {}
-
-    def recoveries(self):
-        out = subprocess.run([os.path.join(self.build, "tools", "shadowctl", "shadowctl"), "--socket", self.sock, "--json",
-                              "events", "-n", "100000"], capture_output=True, text=True).stdout
-        evs = [json.loads(l) for l in out.splitlines() if l.strip()]
-        return [e for e in evs if e.get("type") == "recovery"]
-
-    def kill_driver(self):
-        pid = self.status().get("pid")
-        t = time.monotonic_ns()
-        os.kill(pid, signal.SIGKILL)
-        return t
 
     def wait_restarts(self, n, timeout=5.0):
         deadline = time.time() + timeout
@@ -112,15 +50,6 @@ class Host:
                 return True
             time.sleep(0.01)
         return False
-
-    def close(self):
-        self.ctl("shutdown")
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def netns(ns, *cmd):
@@ -138,7 +67,9 @@ def outages(host, build, kills, spacing=0.3, rate=2000):
     time.sleep(1.0)
     kill_times = []
     for i in range(kills):
-        kill_times.append(host.kill_driver())
+        t = host.kill_driver()
+        if t is not None:
+            kill_times.append(t)
         host.wait_restarts(i + 1 + host.base_restarts)
         progress("  kill %d/%d" % (i + 1, kills))
         time.sleep(spacing)
@@ -174,10 +105,7 @@ def iperf_across_kills(host, build, seconds=10, kills=5, port=5301):
                                  str(port), "-t", str(seconds), "-J"), stdout=subprocess.PIPE, text=True)
     for i in range(kills):
         time.sleep(seconds / (kills + 1))
-        try:
-            host.kill_driver()
-        except (TypeError, ProcessLookupError):
-            pass  # no running driver (fenced): nothing to kill
+        host.kill_driver()  # does nothing when no driver runs (fenced)
     out, _ = cli.communicate()
     srv.kill()
     srv.wait()
@@ -215,15 +143,13 @@ def throughput(host, seconds, port):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap = arguments(__doc__)
     ap.add_argument("--kills", type=int, default=50, help="kills per shadow mode for the outage table (>= 50)")
     ap.add_argument("--quick", action="store_true", help="10 kills, short runs (smoke test of the bench)")
     a = ap.parse_args()
     kills = 10 if a.quick else a.kills
     tsec = 3 if a.quick else 8
-    if os.geteuid() != 0:
-        sys.exit("vif_bench: run as root")
+    require_root()
 
     modes = [
         ("restart only", dict(log_on=False, standby=False)),
@@ -232,18 +158,16 @@ def main():
     ]
     rows = []
     phase_rows = []
-    print("vif recovery benchmark, local platform, %s, %d CPUs" % (time.strftime("%Y-%m-%d"), os.cpu_count()))
+    header("vif")
     # No shadow: the driver domain is never restarted.
     progress("no shadow: iperf3 across one kill")
-    h = Host(a.build, "n%d" % (os.getpid() % 100000), 10, budget=0)
-    h.base_restarts = 0
+    h = VifHost(a.build, "n%d" % (os.getpid() % 100000), 10, budget=0)
     app = iperf_across_kills(h, a.build, seconds=tsec, kills=1, port=5310)
     h.close()
     rows.append(("no shadow", None, None, None, None, app, None))
     for i, (name, kw) in enumerate(modes):
         progress("%s: outages over %d kills" % (name, kills if "shadow" in name else max(10, kills // 2)))
-        h = Host(a.build, "%d%d" % (i, os.getpid() % 10000), 11 + i, **kw)
-        h.base_restarts = 0
+        h = VifHost(a.build, "%d%d" % (i, os.getpid() % 10000), 11 + i, **kw)
         n = kills if "shadow" in name else max(10, kills // 2)
         outs, lost, sent, worst = outages(h, a.build, n)
         recs = h.recoveries()[-n:]
@@ -279,8 +203,8 @@ def main():
                                           ("detect", "spawn", "replay", "resume", "total")))
 
     progress("normal mode: splitter log on vs off")
-    on = Host(a.build, "on%d" % (os.getpid() % 10000), 20, log_on=True)
-    off = Host(a.build, "of%d" % (os.getpid() % 10000), 21, log_on=False)
+    on = VifHost(a.build, "on%d" % (os.getpid() % 10000), 20, log_on=True)
+    off = VifHost(a.build, "of%d" % (os.getpid() % 10000), 21, log_on=False)
     res = {"on": [], "off": []}
     for r in range(3):
         for key, h in (("off", off), ("on", on)):

@@ -15,34 +15,19 @@ usage: bench/vsnd_bench.py [--build DIR] [--kills N] [--hangs N] [--cpu-seconds 
                            [--plot FILE]
 Run as root, with nothing else heavy running.
 """
-import argparse
 import array
 import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from sdbench import ROOT, Host, arguments, header, pct, pmax, progress, require_root
+
 RATE = 48000
-
-
-def pct(values, p):
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    i = min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))
-    return v[i]
-
-
-def progress(msg):
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
 
 
 def cpu_s(pid):
@@ -55,74 +40,21 @@ def cpu_s(pid):
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Host:
-    """One shadowd with one sound driver domain and one guest with a vsnd."""
+class SndHost(Host):
+    """A sound driver domain and a guest with a vsnd; aplay reaches it through the ALSA plugin."""
 
     def __init__(self, build, tag, log_on=True):
-        self.build = build
-        self.dir = tempfile.mkdtemp(prefix="sd-vsndbench-")
-        self.dom, self.guest = "bsnd%s" % tag, "bsg%s" % tag
-        pol = os.path.join(self.dir, "policies")
-        shutil.copytree(os.path.join(ROOT, "config", "policies"), pol)
-        y = open(os.path.join(pol, "vsnd.yaml")).read().replace("budget: 20 ", "budget: 1000 ")
-        open(os.path.join(pol, "vsnd.yaml"), "w").write(y)
-        open(os.path.join(self.dir, "dd.cfg"), "w").write('name = "%s"\ndriver_domain = 1\nmemory = 128\n' % self.dom)
-        open(os.path.join(self.dir, "g.cfg"), "w").write(
-            "name = \"%s\"\nmemory = 256\nvsnd = [[ 'card, backend=%s, short-name=c0', 'pcm, name=p0', "
-            "'stream, unique-id=s0, type=p' ]]\n" % (self.guest, self.dom))
-        self.sock = os.path.join(self.dir, "sd.sock")
-        state = os.path.join(self.dir, "state")
-        self.events = os.path.join(self.dir, "events.jsonl")
-        open(os.path.join(self.dir, "host.yaml"), "w").write(
-            "platform: local\npolicy_dir: policies\ncontrol_socket: %s\nstate_dir: %s\nevent_log: %s\n"
-            "domains: [dd.cfg]\nguests: [g.cfg]\n" % (self.sock, state, self.events))
-        self.pcm_sock = os.path.join(state, "%s-vsnd-0.sock" % self.guest)
-        self.wav = os.path.join(state, "%s-vsnd-0.wav" % self.guest)
+        super().__init__(build, "vsnd", "bsnd%s" % tag, "bsg%s" % tag)
+        self.start("vsnd = [[ 'card, backend=%s, short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]]"
+                   % self.dom, log_on=log_on)
+        self.pcm_sock = os.path.join(self.state, "%s-vsnd-0.sock" % self.guest)
+        self.wav = os.path.join(self.state, "%s-vsnd-0.wav" % self.guest)
         rc = os.path.join(self.dir, "asoundrc")
         open(rc, "w").write('pcm_type.shadow { lib "%s" }\npcm.shadow { type shadow socket "%s" }\n'
                             % (os.path.join(build, "frontends", "libasound_module_pcm_shadow.so"), self.pcm_sock))
         self.alsa_env = dict(os.environ, ALSA_CONFIG_PATH="/usr/share/alsa/alsa.conf:" + rc)
-        env = dict(os.environ)
-        if not log_on:
-            env["SD_SPLITTER_LOG"] = "off"
-        self.proc = subprocess.Popen([os.path.join(build, "dom0_shadow", "shadowd"), "--config",
-                                      os.path.join(self.dir, "host.yaml")], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "shadowd.log"), "w"))
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if self.detail().get("backend_up") and os.path.exists(self.pcm_sock):
-                break
-            time.sleep(0.05)
-        else:
-            raise SystemExit("shadowd did not come up: " + open(os.path.join(self.dir, "shadowd.log")).read())
-
-    def ctl(self, *args):
-        r = subprocess.run([os.path.join(self.build, "tools", "shadowctl", "shadowctl"), "--socket", self.sock] + list(args)
-                           + ["--json"], capture_output=True, text=True)
-        try:
-            return json.loads(r.stdout)
-        except ValueError:
-            return {}
-
-    def status(self):
-        d = self.ctl("status", self.dom).get("domains", [{}])
-        return d[0] if d else {}
-
-    def detail(self):
-        d = self.ctl("devices").get("devices", [{}])
-        return d[0].get("detail", {}) if d else {}
-
-    def recoveries(self):
-        out = []
-        if os.path.exists(self.events):
-            for line in open(self.events):
-                try:
-                    e = json.loads(line)
-                except ValueError:
-                    continue
-                if e.get("type") == "recovery":
-                    out.append(e)
-        return out
+        self.wait(lambda: self.detail().get("backend_up") and os.path.exists(self.pcm_sock),
+                  "shadowd did not come up")
 
     def play(self, wav):
         return subprocess.Popen(["aplay", "-q", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", wav],
@@ -135,26 +67,13 @@ class Host:
 
     def fault(self, kind, n_before):
         """Injects once the previous recovery finished; returns the output frame it struck at."""
-        deadline = time.time() + 10
-        while len(self.recoveries()) < n_before and time.time() < deadline:
-            time.sleep(0.01)
+        self.wait_recoveries(n_before)
         at = self.detail().get("dac", {}).get("wav_frames", 0)
         if kind == "kill":
-            pid = self.status().get("pid")
-            if pid:
-                os.kill(pid, signal.SIGKILL)
+            self.kill_driver()
         else:
             self.ctl("inject-fault", self.dom, kind)
         return at
-
-    def close(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def marks(build, seconds, path):
@@ -178,7 +97,7 @@ def per_fault(analysis, at_frames):
 
 
 def fault_run(build, kind, n, spacing, tag):
-    h = Host(build, tag)
+    h = SndHost(build, tag)
     try:
         seconds = int(n * spacing + 4)
         wav = os.path.join(h.dir, "in.wav")
@@ -201,7 +120,7 @@ def fault_run(build, kind, n, spacing, tag):
 
 
 def cpu_run(build, log_on, seconds, tag):
-    h = Host(build, tag, log_on=log_on)
+    h = SndHost(build, tag, log_on=log_on)
     try:
         wav = os.path.join(h.dir, "in.wav")
         marks(build, seconds, wav)
@@ -219,7 +138,7 @@ def cpu_run(build, log_on, seconds, tag):
 
 def envelope_plot(build, out_png):
     """Sine through the plugin; one kill, one hang; envelope (peak per 2 ms) around each."""
-    h = Host(build, "p")
+    h = SndHost(build, "p")
     try:
         wav = os.path.join(h.dir, "sine.wav")
         n = 9 * RATE
@@ -261,38 +180,36 @@ def envelope_plot(build, out_png):
             'unset multiplot\n' % (out_png, dat, dat))
         r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
         if r.returncode != 0:
-            progress("gnuplot failed: " + r.stderr)
+            print("gnuplot failed: " + r.stderr, file=sys.stderr)
         return at_kill, at_hang
     finally:
         h.close()
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap = arguments(__doc__)
     ap.add_argument("--kills", type=int, default=40)
     ap.add_argument("--hangs", type=int, default=5)
     ap.add_argument("--cpu-seconds", type=int, default=15)
     ap.add_argument("--cpu-rounds", type=int, default=4)
     ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "vsnd_crash_envelope.png"))
     args = ap.parse_args()
-    args.build = os.path.abspath(args.build)
-    if os.geteuid() != 0:
-        raise SystemExit("run as root")
-    print("vsnd recovery benchmark, local platform, %s, %d CPUs" % (time.strftime("%Y-%m-%d"), os.cpu_count()))
+    require_root()
+    header("vsnd")
     print("aplay --period-time=20000 --buffer-time=200000 (period 20 ms = 960 frames); DAC FIFO 3 periods\n")
 
     progress("kills")
     kills = fault_run(args.build, "kill", args.kills, 1.5, "k")
     progress("hangs")
     hangs = fault_run(args.build, "hang", args.hangs, 2.0, "h")
+    progress("")
     print("%-24s %4s %8s %10s %10s %10s %12s %14s %9s" % ("fault", "n", "aplay rc", "gap p50", "gap p99", "gap max",
                                                           "input lost", "recovery p50", "complete"))
     for name, r in (("kill -9", kills), ("hang (heartbeat 100 ms)", hangs)):
         g = [x[0] for x in r["faults"]]
         lost = sum(max(0, x[1]) for x in r["faults"])
         print("%-24s %4d %8d %7.2f ms %7.2f ms %7.2f ms %9d fr %11.2f ms %9s" % (
-            name, len(g), r["rc"], pct(g, 50), pct(g, 99), max(g) if g else float("nan"), lost,
+            name, len(g), r["rc"], pct(g, 50), pct(g, 99), pmax(g), lost,
             pct(r["recovery_ms"], 50), r["analysis"]["complete"]))
     print("\nper kill, gap ms: " + " ".join("%.2f" % x[0] for x in kills["faults"]))
     print("per hang, gap ms: " + " ".join("%.2f" % x[0] for x in hangs["faults"]))
@@ -304,6 +221,7 @@ def main():
     for rnd in range(args.cpu_rounds):
         for mode in (("on", "off") if rnd % 2 == 0 else ("off", "on")):
             res[mode].append(cpu_run(args.build, mode == "on", args.cpu_seconds, "c%s%d" % (mode, rnd)))
+    progress("")
     print("\nnormal mode, %d s of audio, %d runs each (alternating), splitter log on vs off (same run)"
           % (args.cpu_seconds, args.cpu_rounds))
     print("%-14s %12s %12s %12s %12s %10s %9s" % ("splitter log", "aplay+plugin", "shadowd+DAC", "drvdom",
@@ -322,6 +240,7 @@ def main():
     if shutil.which("gnuplot"):
         progress("plot")
         envelope_plot(args.build, args.plot)
+        progress("")
         print("\nenvelope plot: %s" % args.plot)
     else:
         print("\n(no gnuplot: plot skipped; scripts/deps.sh installs gnuplot-nox)")

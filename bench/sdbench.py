@@ -1,0 +1,176 @@
+"""What the benchmarks (vif_bench.py, vsnd_bench.py, vbd_bench.py) share.
+
+A private shadowd per run (its host config, start, control, stop), the
+percentiles their tables print, progress on stderr and the run's header line.
+One copy here, so that a change of shadowd's config, of shadowctl or of how a
+percentile is taken reaches the three benchmarks alike.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pct(values, p):
+    """The p-th percentile, nearest rank; nan when there are no values (a table row still prints)."""
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    i = min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))
+    return v[i]
+
+
+def pmax(values):
+    """max(), nan when there are no values."""
+    return max(values) if values else float("nan")
+
+
+def progress(msg):
+    """How far the run is, on stderr so that stdout holds only the tables. On a terminal each message
+    replaces the previous one; progress("") clears the line before a table is printed."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K" + msg)
+    elif msg:
+        sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+def loadavg():
+    """The 1-minute load average: the figures only mean something on an idle machine, so the run says how busy
+    it was."""
+    return open("/proc/loadavg").read().split()[0]
+
+
+def header(cls):
+    """The first line of every benchmark's output: what, when, on how many CPUs, how busy."""
+    print("%s recovery benchmark, local platform, %s, %d CPUs, load average %s"
+          % (cls, time.strftime("%Y-%m-%d"), os.cpu_count(), loadavg()))
+
+
+def arguments(doc):
+    """The command line every benchmark takes (--build); the script adds its own options."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", type=os.path.abspath, default=os.path.join(ROOT, "build"), metavar="DIR",
+                    help="the build tree with shadowd and the helpers (default: build/)")
+    return ap
+
+
+def require_root(why="shadowd sandboxes its driver domains"):
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (%s)" % why)
+
+
+class Host:
+    """One shadowd on the local platform with one driver domain and one guest, in a directory of its own and
+    with names of its own, so that several run side by side (splitter log on vs off) without meeting.
+
+    The policy is the shipped one with a large restart budget (a benchmark kills the driver many times a
+    minute) and the standby as asked. A subclass adds the guest's device and calls start()."""
+
+    def __init__(self, build, cls, dom, guest, budget=1000, standby=False):
+        self.build, self.cls, self.dom, self.guest = build, cls, dom, guest
+        self.dir = tempfile.mkdtemp(prefix="sd-%sbench-" % cls)
+        self.sock = os.path.join(self.dir, "sd.sock")
+        self.state = os.path.join(self.dir, "state")
+        self.events = os.path.join(self.dir, "events.jsonl")
+        self.proc = None
+        pol = os.path.join(self.dir, "policies")
+        shutil.copytree(os.path.join(ROOT, "config", "policies"), pol)
+        path = os.path.join(pol, cls + ".yaml")
+        y = open(path).read().replace("budget: 20 ", "budget: %d " % budget)
+        y = y.replace("standby: false", "standby: %s" % ("true" if standby else "false"))
+        open(path, "w").write(y)
+
+    def start(self, device, dd_memory=128, log_on=True, host_extra=""):
+        """Writes the driver domain's and the guest's xl configs (`device` is the guest's device line) and the
+        host config, and starts shadowd; SD_SPLITTER_LOG=off when log_on is false."""
+        open(os.path.join(self.dir, "dd.cfg"), "w").write(
+            'name = "%s"\ndriver_domain = 1\nmemory = %d\n' % (self.dom, dd_memory))
+        open(os.path.join(self.dir, "g.cfg"), "w").write('name = "%s"\nmemory = 256\n%s\n' % (self.guest, device))
+        open(os.path.join(self.dir, "host.yaml"), "w").write(
+            "platform: local\npolicy_dir: policies\ncontrol_socket: %s\nstate_dir: %s\nevent_log: %s\n%s"
+            "domains: [dd.cfg]\nguests: [g.cfg]\n" % (self.sock, self.state, self.events, host_extra))
+        env = dict(os.environ)
+        if not log_on:
+            env["SD_SPLITTER_LOG"] = "off"
+        self.proc = subprocess.Popen([os.path.join(self.build, "dom0_shadow", "shadowd"), "--config",
+                                      os.path.join(self.dir, "host.yaml")], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.dir, "shadowd.log"), "w"))
+
+    def wait(self, pred, what, timeout=20.0):
+        """Polls pred() until it holds; else stops the run with shadowd's log."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if pred():
+                return
+            time.sleep(0.05)
+        raise SystemExit(what + ": " + open(os.path.join(self.dir, "shadowd.log")).read())
+
+    def ctl(self, *args):
+        """One shadowctl command; its JSON answer, {} when it failed."""
+        r = subprocess.run([os.path.join(self.build, "tools", "shadowctl", "shadowctl"), "--socket", self.sock, "--json"]
+                           + list(args), capture_output=True, text=True)
+        try:
+            return json.loads(r.stdout) if r.returncode == 0 else {}
+        except ValueError:
+            return {}
+
+    def status(self):
+        """The driver domain's status (state, pid, restarts, standby)."""
+        d = self.ctl("status", self.dom).get("domains", [{}])
+        return d[0] if d else {}
+
+    def detail(self):
+        """The guest device's class-specific detail (backend_up, frontend_connected, ...)."""
+        d = self.ctl("devices").get("devices", [{}])
+        return d[0].get("detail", {}) if d else {}
+
+    def recoveries(self):
+        """Every recovery event so far, from the event log (phases_ms per recovery)."""
+        out = []
+        if os.path.exists(self.events):
+            for line in open(self.events):
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue  # a line being written
+                if e.get("type") == "recovery":
+                    out.append(e)
+        return out
+
+    def wait_recoveries(self, n, timeout=10.0):
+        """Until n recoveries are done (so that the next fault does not strike one in progress)."""
+        deadline = time.time() + timeout
+        while len(self.recoveries()) < n and time.time() < deadline:
+            time.sleep(0.01)
+
+    def kill_driver(self):
+        """kill -9 of the driver domain from outside shadowd, as a crash; the time of the kill
+        (CLOCK_MONOTONIC ns), None when no driver domain runs."""
+        pid = self.status().get("pid")
+        if not pid:
+            return None
+        t = time.monotonic_ns()
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return None
+        return t
+
+    def close(self):
+        """Stops shadowd (it stops its driver domains) and removes the directory."""
+        if self.proc:
+            self.ctl("shutdown")
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
