@@ -111,6 +111,10 @@ Result<void> VifShadow::build_topology() {
             topo_.driver_ns}},
       {topo_.wire_ns, {"addr", "add", topo_.wire_addr, "dev", topo_.wire_if}},
       {topo_.wire_ns, {"link", "set", topo_.wire_if, "up"}},
+      // Guests in one /24 all get the same wire address, each on its own veth:
+      // a host route sends each guest's replies down its own veth.
+      {topo_.wire_ns, {"route", "replace", topo_.guest_addr.substr(0, topo_.guest_addr.find('/')) + "/32", "dev",
+                       topo_.wire_if}},
       {topo_.wire_ns, {"link", "set", "lo", "up"}},
       {topo_.driver_ns, {"link", "set", topo_.nic_if, "up"}},
       {topo_.driver_ns, {"link", "set", "lo", "up"}},
