@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -404,6 +405,7 @@ void VifShadow::on_backend_msg(platform::DomId from, const ctl::Msg& m) {
     backend_up_ = true;
     first_attach_ = false;
     auto now = platform::Clock::now();
+    up_since_ = now;
     times_.resume_ms = ms_between(t_replayed_ == platform::Clock::time_point{} ? t_ready_ : t_replayed_, now);
     // Kick both ends: requests replayed before the attach are waiting.
     (void)back_evt_->notify();
@@ -428,12 +430,17 @@ void VifShadow::finish(Result<ResumeTimes> r) {
 // the policy allows means the driver is stuck, even if it answers heartbeats.
 void VifShadow::watchdog_tick() {
   if (backend_up_ && shadow_.enabled()) {
-    double age = shadow_.oldest_ms(kTxRing);
+    // Ages count from when the current backend started serving: requests
+    // posted before it (during an outage, or while shadowd was still setting
+    // up other guests' devices) are not held against it.
+    auto now = platform::Clock::now();
+    double age = std::min(shadow_.oldest_ms(kTxRing), ms_between(up_since_, now));
     if (age > static_cast<double>(policy_.progress_timeout.count())) {
       char b[64];
       std::snprintf(b, sizeof(b), "%.0f", age);
-      auto began = platform::Clock::now() - std::chrono::microseconds(static_cast<int64_t>(age * 1000));
+      auto began = now - std::chrono::microseconds(static_cast<int64_t>(age * 1000));
       report_(std::string("hang (tx request pending ") + b + " ms, progress watchdog)", began);
+      up_since_ = now;  // one report per stall
     }
   }
   watchdog_.expires_after(policy_.heartbeat_interval);

@@ -95,6 +95,7 @@ class VifShadow final : public DeviceImpl {
   platform::DomId domid_ = 0;
   bool first_attach_ = true;
   bool backend_up_ = false;
+  platform::Clock::time_point up_since_;  // the progress watchdog ages requests from here
   std::optional<platform::DomId> standby_domid_;  // pre-attached warm standby
   bool standby_mapped_ = false;
   bool promoted_ = false;  // the backend being attached is a pre-attached standby
