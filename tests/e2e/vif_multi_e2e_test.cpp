@@ -222,7 +222,10 @@ class VifMultiGuestE2eTest : public ::testing::Test {
     for (auto& ev : recs) {
       double total = ev["phases_ms"].value("total", 0.0);
       max_outage = std::max(max_outage, total);
-      outages += " " + std::to_string(total).substr(0, 6);
+      char b[96];
+      std::snprintf(b, sizeof(b), " %.1f (spawn %.1f replay %.1f resume %.1f)", total, ev["phases_ms"].value("spawn", 0.0),
+                    ev["phases_ms"].value("replay", 0.0), ev["phases_ms"].value("resume", 0.0));
+      outages += b;
     }
     std::printf("[ figure   ] %d guests, per-kill recovery of the driver domain (phases_ms.total), ms:%s\n", n,
                 outages.c_str());
