@@ -232,7 +232,7 @@ class Runtime {
 
   // Attach = kDevAttach (class, config, event channels, device) followed by
   // kGrantFds batches with the guest's granted pages; serving starts when the
-  // last page has arrived (pages are mapped on first use).
+  // last page has arrived (each page is mapped as it arrives).
   struct Pending {
     sd::DeviceClass cls{};
     Msg attach;  // the class's payload: the state to resume (kDevGo replaces it)
@@ -308,12 +308,21 @@ class Runtime {
     auto it = pending_.find(m.b);
     if (it == pending_.end()) return;
     Pending& p = it->second;
-    // Pages are mapped when the backend first uses them (see GrantedPages).
+    // Each page is mapped as it arrives and its fd closed (see GrantedPages).
     for (size_t i = 0; i < fds.size(); ++i) (void)p.pages->add(size_t{m.a} + i, std::move(fds[i]));
     if (p.pages->received() < p.pages->size()) return;
+    if (int e = p.pages->map_error()) {
+      Msg done;
+      done.type = MsgType::kDevAttached;
+      done.b = m.b;
+      done.a = static_cast<uint32_t>(e);
+      done.set_text(std::string("mapping the granted pages: ") + std::strerror(e));
+      pending_.erase(it);
+      (void)ch_.send(done);
+      return;
+    }
     if (p.standby) {
-      // Warm standby: everything mapped now, rings untouched until kDevGo.
-      p.pages->map_all();
+      // Warm standby: every page is mapped already; rings untouched until kDevGo.
       Msg ready;
       ready.type = MsgType::kDevAttached;
       ready.b = m.b;

@@ -5,8 +5,10 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -61,6 +63,7 @@ class HostLoader {
       load_cfgs(*list, /*driver=*/false, host.guests);
     }
     check_names(host);
+    check_vif_addresses(host);
     auto used = check_backends(host);
     load_policies(host, used);
 
@@ -145,6 +148,56 @@ class HostLoader {
     };
     for (const auto& d : host.driver_domains) check(d);
     for (const auto& g : host.guests) check(g);
+  }
+
+  // On the local platform a vif's wire address is .1 of the /24 of its ip=
+  // (.254 for a guest at .1), shared by every guest of that /24 (shadowd's
+  // vif topology). So no two vifs may have one address, and no vif may have
+  // the wire address of a /24 it is in.
+  void check_vif_addresses(const HostConfig& host) {
+    struct Where {
+      const DomainCfg* cfg;
+      const DeviceSpec* dev;
+    };
+    auto parse = [](const std::string& param, uint32_t* out) {
+      std::string ip = param.substr(0, param.find_first_of(" /"));
+      unsigned a, b, c, d;
+      char extra;
+      if (std::sscanf(ip.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &extra) != 4 || a > 255 || b > 255 || c > 255 ||
+          d > 255)
+        return false;
+      *out = a << 24 | b << 16 | c << 8 | d;
+      return true;
+    };
+    auto text = [](uint32_t v) {
+      return std::to_string(v >> 24) + "." + std::to_string(v >> 16 & 255) + "." + std::to_string(v >> 8 & 255) + "." +
+             std::to_string(v & 255);
+    };
+    auto at = [](const Where& w) { return w.cfg->file + ":" + std::to_string(w.dev->line); };
+    std::map<uint32_t, Where> guests, wires;
+    std::vector<std::pair<uint32_t, Where>> order;
+    for (const auto& g : host.guests)
+      for (const auto& dev : g.devices) {
+        uint32_t ip;
+        if (dev.cls != DeviceClass::kVif || dev.backend == kDom0Name || !dev.params.count("ip") ||
+            !parse(dev.params.at("ip"), &ip))
+          continue;
+        Where w{&g, &dev};
+        if (auto [it, fresh] = guests.emplace(ip, w); !fresh) {
+          diags_.push_back({g.file, dev.line,
+                            device_label(dev) + ": address " + text(ip) + " is already used by " + at(it->second),
+                            "give every vif its own ip="});
+          continue;
+        }
+        wires.emplace((ip & ~255u) | ((ip & 255u) == 1 ? 254u : 1u), w);
+        order.emplace_back(ip, w);
+      }
+    for (const auto& [ip, w] : order)
+      if (auto it = wires.find(ip); it != wires.end())
+        diags_.push_back({w.cfg->file, w.dev->line,
+                          device_label(*w.dev) + ": address " + text(ip) + " is the wire address of the vif at " +
+                              at(it->second) + " (the wire side of a /24 is its .1, or .254 when a guest is .1)",
+                          "give the guests of one /24 addresses other than .1 and .254"});
   }
 
   // Every backend= must name a listed driver domain (Domain-0, the default,

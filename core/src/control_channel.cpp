@@ -113,6 +113,9 @@ Result<std::optional<Msg>> Channel::recv_fds(std::vector<UniqueFd>* fds_out) {
     }
   }
   if (n == 0) return fail(Code::kSystem, "peer closed the control channel");
+  if (n == static_cast<ssize_t>(sizeof(m)) && (mh.msg_flags & MSG_CTRUNC))
+    return fail(Code::kRestartReplay, "control message's fds truncated (" + std::to_string(fds.size()) +
+                                          " received; the receiver's fd limit?)");
   if (n != static_cast<ssize_t>(sizeof(m)) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
     return fail(Code::kRestartReplay, "malformed control message (size " + std::to_string(n) + ")");
   if (fds_out) *fds_out = std::move(fds);

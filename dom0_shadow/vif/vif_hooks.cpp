@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -89,6 +90,9 @@ Result<void> VifHooks::build_topology() {
             topo_.driver_ns}},
       {topo_.wire_ns, {"addr", "add", topo_.wire_addr, "dev", topo_.wire_if}},
       {topo_.wire_ns, {"link", "set", topo_.wire_if, "up"}},
+      // Guests may share a /24 (one wire address): each one's replies leave by its own NIC.
+      {topo_.wire_ns, {"route", "replace", topo_.guest_addr.substr(0, topo_.guest_addr.find('/')) + "/32", "dev",
+                       topo_.wire_if}},
       {topo_.wire_ns, {"link", "set", "lo", "up"}},
       {topo_.driver_ns, {"link", "set", topo_.nic_if, "up"}},
       {topo_.driver_ns, {"link", "set", "lo", "up"}},
@@ -235,12 +239,16 @@ void VifHooks::drop_pending() {
 
 // A transmit request the backend sits on for longer than the policy allows
 // means the driver is stuck, even if it answers heartbeats.
-std::optional<Stall> VifHooks::progress(bool serving, uint64_t) {
+std::optional<Stall> VifHooks::progress(bool serving, uint64_t up_since_ns) {
   if (!serving) return std::nullopt;
-  double age = engine().splitter_log().oldest_ms(kTxRing);
+  // Ages count from when this backend started serving (or the last report):
+  // requests posted before it attached are not held against it.
+  uint64_t since = std::max(up_since_ns, reported_ns_), now = shadow::now_ns();
+  double age = std::min(engine().splitter_log().oldest_ms(kTxRing), static_cast<double>(now - since) / 1e6);
   if (age <= static_cast<double>(engine().policy().progress_timeout.count())) return std::nullopt;
   char b[64];
   std::snprintf(b, sizeof(b), "%.0f", age);
+  reported_ns_ = now;  // one report per stall
   return Stall{std::string("hang (tx request pending ") + b + " ms, progress watchdog)",
                platform::Clock::now() - std::chrono::microseconds(static_cast<int64_t>(age * 1000))};
 }

@@ -41,8 +41,6 @@ Result<std::unique_ptr<Blkback>> Blkback::create(std::unique_ptr<GrantedPages> p
   auto r = ring::BackRing<blkif::Traits>::attach(ring_page, blkif::kPageSize, false);
   if (!r) return std::unexpected(r.error());
   bb->ring_.emplace(std::move(*r));
-  // Every page mapped before the thread starts: GrantedPages is not thread-safe.
-  bb->pages_->map_all();
   bb->io_ = std::thread([p = bb.get()] { p->io_loop(); });
   return bb;
 }

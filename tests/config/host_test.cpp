@@ -125,6 +125,21 @@ TEST(Host, DuplicateDomainName_ReportsSecondCfgNameLine) {
   EXPECT_TRUE(HasDiag(host.error(), "host/guest_dup_name.cfg", 2, "domain name 'netdd' is already used by"));
 }
 
+TEST(Host, GuestsInOneSlash24_Load) {
+  auto host = load_host(kHosts / "vif_same_net.yaml");
+
+  ASSERT_TRUE(host) << (host ? "" : host.error().front().message);
+  EXPECT_EQ(host->guests.size(), 2u);
+}
+
+TEST(Host, VifAddressTwiceOrTheWireAddress_ReportsEachAtItsLine) {
+  auto host = load_host(kHosts / "vif_addresses.yaml");
+
+  ASSERT_FALSE(host);
+  EXPECT_TRUE(HasDiag(host.error(), "host/guest_vif_b.cfg", 3, "address 10.9.0.2 is already used by"));
+  EXPECT_TRUE(HasDiag(host.error(), "host/guest_vif_c.cfg", 3, "address 10.9.0.1 is the wire address of the vif at"));
+}
+
 TEST(Host, UnknownKey_ReportsLineAndNearestKey) {
   auto host = load_host(kHosts / "unknown_key.yaml");
 

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 
 namespace sd::e2e {
 
@@ -140,6 +141,40 @@ inline void write_private_host(const std::filesystem::path& dir, const std::file
                                    << "wire_netns: " << h.wire << "\n"
                                    << "domains: [dd.cfg]\n"
                                    << "guests: [guest1.cfg]\n";
+}
+
+// A host config in `dir` like write_private_host's, with one vif guest per
+// entry of `guests` (name, address), every vif on the one driver domain `dom`.
+struct MultiGuestHost {
+  std::string dom, wire;
+  std::vector<std::pair<std::string, std::string>> guests;  // name, vif ip=
+};
+
+inline void write_multi_guest_host(const std::filesystem::path& dir, const std::filesystem::path& source_dir,
+                                   const MultiGuestHost& h) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir / "policies");
+  for (auto cls : {"vif", "vsnd", "vbd"})
+    fs::copy_file(source_dir / "config/policies" / (std::string(cls) + ".yaml"),
+                  dir / "policies" / (std::string(cls) + ".yaml"));
+  std::ofstream(dir / "dd.cfg") << "name = \"" << h.dom << "\"\ndriver_domain = 1\nmemory = 128\nvcpus = 1\n";
+  std::string guests;
+  for (size_t i = 0; i < h.guests.size(); ++i) {
+    char mac[32];
+    std::snprintf(mac, sizeof(mac), "00:16:3e:5d:%02zx:%02zx", (i + 1) >> 8, (i + 1) & 0xff);
+    std::string file = "guest" + std::to_string(i + 1) + ".cfg";
+    std::ofstream(dir / file) << "name = \"" << h.guests[i].first << "\"\nmemory = 256\nvcpus = 1\nvif = [ 'backend="
+                              << h.dom << ",mac=" << mac << ",ip=" << h.guests[i].second << "' ]\n";
+    guests += (i ? ", " : "") + file;
+  }
+  std::ofstream(dir / "host.yaml") << "platform: local\n"
+                                   << "policy_dir: policies\n"
+                                   << "control_socket: " << (dir / "sd.sock").string() << "\n"
+                                   << "state_dir: " << (dir / "state").string() << "\n"
+                                   << "event_log: " << (dir / "events.jsonl").string() << "\n"
+                                   << "wire_netns: " << h.wire << "\n"
+                                   << "domains: [dd.cfg]\n"
+                                   << "guests: [" << guests << "]\n";
 }
 
 // Sets `key: value` in a policy file, keeping the rest of the file; false if
