@@ -1,4 +1,4 @@
-"""What the benchmarks (vif_bench.py, vsnd_bench.py, vbd_bench.py) share.
+"""What the benchmarks (vif_bench.py, vsnd_bench.py, vbd_bench.py, devices_bench.py) share.
 
 A private shadowd per run (its host config, start, control, stop), the
 percentiles their tables print, progress on stderr and the run's header line.
@@ -89,14 +89,18 @@ class Host:
         open(path, "w").write(y)
 
     def start(self, device, dd_memory=128, log_on=True, host_extra=""):
-        """Writes the driver domain's and the guest's xl configs (`device` is the guest's device line) and the
-        host config, and starts shadowd; SD_SPLITTER_LOG=off when log_on is false."""
+        """Writes the driver domain's and the guests' xl configs and the host config, and starts shadowd;
+        SD_SPLITTER_LOG=off when log_on is false. `device` is the guest's device line, or a list of
+        (guest name, device line), one guest each, all on the one driver domain."""
         open(os.path.join(self.dir, "dd.cfg"), "w").write(
             'name = "%s"\ndriver_domain = 1\nmemory = %d\n' % (self.dom, dd_memory))
-        open(os.path.join(self.dir, "g.cfg"), "w").write('name = "%s"\nmemory = 256\n%s\n' % (self.guest, device))
+        guests = device if isinstance(device, list) else [(self.guest, device)]
+        for i, (name, line) in enumerate(guests):
+            open(os.path.join(self.dir, "g%d.cfg" % i), "w").write('name = "%s"\nmemory = 256\n%s\n' % (name, line))
         open(os.path.join(self.dir, "host.yaml"), "w").write(
             "platform: local\npolicy_dir: policies\ncontrol_socket: %s\nstate_dir: %s\nevent_log: %s\n%s"
-            "domains: [dd.cfg]\nguests: [g.cfg]\n" % (self.sock, self.state, self.events, host_extra))
+            "domains: [dd.cfg]\nguests: [%s]\n" % (self.sock, self.state, self.events, host_extra,
+                                                    ", ".join("g%d.cfg" % i for i in range(len(guests)))))
         env = dict(os.environ)
         if not log_on:
             env["SD_SPLITTER_LOG"] = "off"

@@ -61,7 +61,8 @@ class Daemon {
   // A recovery in progress per driver domain: devices still resuming.
   struct Recovery {
     size_t pending = 0;
-    double replay_ms = 0, resume_ms = 0;
+    platform::Clock::time_point ready{};  // the new incarnation was Ready: every device's recovery starts
+    double replay_ms = 0, resume_ms = 0, devices_ms = 0;
     uint32_t replayed = 0;
     nlohmann::json devices = nlohmann::json::array();
   };

@@ -27,7 +27,7 @@ void GrantBroker::answer(const ctl::Msg& m, platform::DomId peer, ctl::Channel& 
     (void)ch.send(reply);
     return;
   }
-  auto fd = it->second->fd_for_peer(static_cast<platform::GrantRef>(m.b), peer);
+  auto fd = it->second->fd_for_peer(peer);  // the whole pool: page m.b at offset m.b * 4096
   if (!fd) {
     reply.a = EPERM;
     reply.set_text(fd.error().message);

@@ -1,15 +1,13 @@
 // The pages a guest granted to this driver domain for one device, indexed by
-// pool ref. Local platform: one fd per page (what the grant broker sent),
-// mapped as soon as it arrives and its fd closed at once, so attached devices
-// hold no fds (drvdom's RLIMIT_NOFILE is 1024 and one vif's pool alone is 514
-// pages). Xen: one mapping of the whole pool made with gntdev
-// (xen_grants.hpp), released through `unmap`.
+// pool ref. Local platform: fds holding runs of pages (shadowd sends the
+// whole pool as one fd), each mapped as soon as it arrives and closed at
+// once, so attached devices hold no fds (drvdom's RLIMIT_NOFILE is 1024).
+// Xen: one mapping of the whole pool made with gntdev (xen_grants.hpp),
+// released through `unmap`.
 //
-// Limits left on the local platform: one mapping per page per device (vif
-// 514, vbd 353, vsnd 35: the classes' kPoolPages) against vm.max_map_count
-// (65530 by default, less the runtime's own), so about 120 vifs per driver
-// domain; and 4 KiB of address space per page against the domain's `memory`
-// (RLIMIT_AS): a vif takes about 2 MiB, so `memory = 128` holds about 50.
+// Limits left on the local platform: address space, 4 KiB per page against
+// the domain's `memory` (RLIMIT_AS): a vif's pool is about 2 MiB, so
+// `memory = 256` holds about 100 vifs beside the runtime.
 #pragma once
 
 #include <sys/mman.h>
@@ -17,8 +15,10 @@
 #include <cerrno>
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
+#include "sd/core/control_channel.hpp"
 #include "sd/core/fd.hpp"
 
 namespace sd::drvdom {
@@ -35,27 +35,34 @@ class GrantedPages {
       unmap_(base_, maps_.size());
       return;
     }
-    for (auto* p : maps_)
-      if (p) ::munmap(p, kPage);
+    for (auto [p, n] : runs_) ::munmap(p, n * kPage);
   }
   GrantedPages(const GrantedPages&) = delete;
   GrantedPages& operator=(const GrantedPages&) = delete;
 
-  // Maps the page for `ref` read-write and closes `fd`. False if `ref` is out
-  // of range or already given (not counted as received); a page that cannot
-  // be mapped counts as received and sets map_error() (the attach fails).
-  bool add(size_t ref, UniqueFd fd) {
-    if (base_ || ref >= maps_.size() || maps_[ref] || given_[ref]) return false;
-    given_[ref] = true;
-    ++received_;
-    void* p = ::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  // Maps the pages `fd` holds (ctl::granted_pages) read-write from `ref` on
+  // and closes `fd`; returns how many pages it took (the next fd's ref is
+  // ref + that). 0 if they do not fit the pool or a page is already given;
+  // an fd that cannot be mapped takes one page and sets map_error() (the
+  // attach fails).
+  size_t add(size_t ref, UniqueFd fd) {
+    auto n = ctl::granted_pages(fd.get());
+    size_t count = n ? *n : 1;
+    if (base_ || ref >= maps_.size() || count > maps_.size() - ref) return 0;
+    for (size_t i = ref; i < ref + count; ++i)
+      if (given_[i]) return 0;
+    for (size_t i = ref; i < ref + count; ++i) given_[i] = true;
+    received_ += count;
+    void* p = n ? ::mmap(nullptr, count * kPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0) : MAP_FAILED;
     if (p == MAP_FAILED) {
-      if (!map_error_) map_error_ = errno;
-      return false;
+      if (!map_error_) map_error_ = n ? errno : EINVAL;
+      return count;
     }
-    maps_[ref] = static_cast<uint8_t*>(p);
-    return true;
+    runs_.emplace_back(static_cast<uint8_t*>(p), count);
+    for (size_t i = 0; i < count; ++i) maps_[ref + i] = static_cast<uint8_t*>(p) + i * kPage;
+    return count;
   }
+  // Pages received so far (mapped or not).
   size_t received() const { return received_; }
   size_t size() const { return maps_.size(); }
   // errno of the first page that could not be mapped, 0 if none.
@@ -69,6 +76,7 @@ class GrantedPages {
   static constexpr size_t kPage = 4096;
   std::vector<uint8_t*> maps_;
   std::vector<bool> given_ = std::vector<bool>(maps_.size(), false);
+  std::vector<std::pair<uint8_t*, size_t>> runs_;  // local: each fd's mapping, in pages
   size_t received_ = 0;
   int map_error_ = 0;
   uint8_t* base_ = nullptr;  // Xen: the whole pool in one mapping

@@ -231,8 +231,8 @@ class Runtime {
   }
 
   // Attach = kDevAttach (class, config, event channels, device) followed by
-  // kGrantFds batches with the guest's granted pages; serving starts when the
-  // last page has arrived (each page is mapped as it arrives).
+  // kGrantFds with the guest's granted pages; serving starts when the last
+  // page has arrived (mapped as they arrive).
   struct Pending {
     sd::DeviceClass cls{};
     Msg attach;  // the class's payload: the state to resume (kDevGo replaces it)
@@ -308,8 +308,14 @@ class Runtime {
     auto it = pending_.find(m.b);
     if (it == pending_.end()) return;
     Pending& p = it->second;
-    // Each page is mapped as it arrives and its fd closed (see GrantedPages).
-    for (size_t i = 0; i < fds.size(); ++i) (void)p.pages->add(size_t{m.a} + i, std::move(fds[i]));
+    // Mapped as they arrive, fds closed (see GrantedPages); each fd's pages
+    // follow the previous one's. A run that does not fit ends the batch.
+    size_t ref = m.a;
+    for (auto& fd : fds) {
+      size_t took = p.pages->add(ref, std::move(fd));
+      if (took == 0) break;
+      ref += took;
+    }
     if (p.pages->received() < p.pages->size()) return;
     if (int e = p.pages->map_error()) {
       Msg done;

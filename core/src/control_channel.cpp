@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <cstring>
@@ -16,6 +17,15 @@ void Msg::set_text(std::string_view s) {
 
 std::string Msg::get_text() const {
   return std::string(text, strnlen(text, sizeof(text)));
+}
+
+Result<size_t> granted_pages(int fd) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return sys_fail("fstat granted pages");
+  if (!S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size % 4096 != 0)
+    return fail(Code::kInvalidInput, "granted pages: not a file of whole pages (" + std::to_string(st.st_size) +
+                                         " bytes)");
+  return static_cast<size_t>(st.st_size / 4096);
 }
 
 Result<std::pair<Channel, Channel>> Channel::pair() {

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
@@ -104,18 +105,22 @@ Result<void> FrontendLink::on_attach(const ctl::Msg& m, std::vector<UniqueFd>& f
   return {};
 }
 
-// kGrantFds: a batch of pages from ref m.a on, mapped at once (the fds close
-// here: a pool holds hundreds of pages).
+// kGrantFds: runs of pages from ref m.a on (each fd's after the previous
+// one's), mapped into the reserved pool at once; the fds close here.
 Result<void> FrontendLink::on_grants(const ctl::Msg& m, std::vector<UniqueFd>& fds) {
-  for (size_t i = 0; i < fds.size(); ++i) {
-    size_t ref = size_t{m.a} + i;
-    if (ref >= mapped_.size() || mapped_[ref])
+  size_t ref = m.a;
+  for (auto& fd : fds) {
+    auto n = ctl::granted_pages(fd.get());
+    if (!n) return fail(Code::kInvalidInput, spec_.what + " attach: " + n.error().message);
+    if (ref >= mapped_.size() || *n > mapped_.size() - ref ||
+        std::any_of(mapped_.begin() + ref, mapped_.begin() + ref + *n, [](uint8_t b) { return b != 0; }))
       return fail(Code::kInvalidInput, spec_.what + " attach: bad grant batch (ref " + std::to_string(ref) + ")");
-    void* p = ::mmap(page(static_cast<uint32_t>(ref)), kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-                     fds[i].get(), 0);
-    if (p == MAP_FAILED) return sys_fail(spec_.what + ": mmap pool page");
-    mapped_[ref] = 1;
-    ++got_pages_;
+    void* p = ::mmap(page(static_cast<uint32_t>(ref)), *n * kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+                     fd.get(), 0);
+    if (p == MAP_FAILED) return sys_fail(spec_.what + ": mmap pool pages");
+    std::fill(mapped_.begin() + ref, mapped_.begin() + ref + *n, 1);
+    got_pages_ += *n;
+    ref += *n;
   }
   return {};
 }

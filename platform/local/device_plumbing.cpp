@@ -1,8 +1,7 @@
-// A device connection on the local platform: the pool is memfd pages (one
-// per page, so a backend receives fds only for what was granted to it), the
-// event channel is a pair of eventfds, and both travel over the control
-// channel with SCM_RIGHTS in batches of ctl::Channel::kMaxFds.
-#include <algorithm>
+// A device connection on the local platform: the pool is one sealed memfd
+// (a backend receives it only once every page is granted to it), the event
+// channel is a pair of eventfds, and both travel over the control channel
+// with SCM_RIGHTS.
 #include <optional>
 #include <vector>
 
@@ -12,35 +11,22 @@ namespace sd::local {
 
 namespace {
 
-// The pool, one kGrantFds message per batch of pages, in ref order.
-// owner: the guest's frontend (every page, its own memory); otherwise the
-// pages granted to `peer` (a page not granted to it is an error).
+// The pool in one kGrantFds message (first ref 0, one fd for every page).
+// owner: the guest's frontend (its own memory); otherwise `peer`, to whom
+// every page must be granted.
 Result<void> send_pool(ctl::Channel& ch, const LocalGrantPool& pool, uint64_t handle,
                        std::optional<platform::DomId> peer) {
-  const auto pages = static_cast<uint32_t>(pool.pages());
-  std::vector<UniqueFd> held;
-  std::vector<int> batch;
-  for (uint32_t first = 0; first < pages; first += ctl::Channel::kMaxFds) {
-    held.clear();
-    batch.clear();
-    uint32_t end = std::min<uint32_t>(first + ctl::Channel::kMaxFds, pages);
-    for (uint32_t ref = first; ref < end; ++ref) {
-      if (!peer) {
-        batch.push_back(pool.owner_fd(ref));
-        continue;
-      }
-      auto fd = pool.fd_for_peer(ref, *peer);
-      if (!fd) return std::unexpected(fd.error());
-      batch.push_back(fd->get());
-      held.push_back(std::move(*fd));
-    }
-    ctl::Msg m;
-    m.type = ctl::MsgType::kGrantFds;
-    m.a = first;
-    m.b = handle;
-    if (auto r = ch.send_fds(m, batch.data(), batch.size()); !r) return r;
+  UniqueFd held;
+  if (peer) {
+    auto fd = pool.fd_for_peer(*peer);
+    if (!fd) return std::unexpected(fd.error());
+    held = std::move(*fd);
   }
-  return {};
+  ctl::Msg m;
+  m.type = ctl::MsgType::kGrantFds;
+  m.a = 0;
+  m.b = handle;
+  return ch.send(m, peer ? held.get() : pool.owner_fd());
 }
 
 }  // namespace

@@ -57,27 +57,29 @@ class LocalEventChannel final : public platform::EventChannel {
   UniqueFd tx_, rx_;
 };
 
+// The pool is one sealed memfd (its size can never change, so no peer can
+// make another's mapping fault), mapped once by each side.
 class LocalGrantPool final : public platform::GrantPool {
  public:
   static Result<std::unique_ptr<LocalGrantPool>> create(size_t pages);
   ~LocalGrantPool() override;
-  size_t pages() const override { return pages_.size(); }
+  size_t pages() const override { return grants_.size(); }
   void* page(platform::GrantRef ref) override;
   Result<void> grant(platform::GrantRef ref, platform::DomId peer, bool readonly) override;
   Result<void> revoke(platform::GrantRef ref) override;
-  Result<UniqueFd> fd_for_peer(platform::GrantRef ref, platform::DomId peer) const override;
-  // The owner's (guest's) own fd for a page, to hand to the guest's frontend.
-  int owner_fd(platform::GrantRef ref) const { return ref < pages_.size() ? pages_[ref].memfd.get() : -1; }
+  Result<UniqueFd> fd_for_peer(platform::DomId peer) const override;
+  // The owner's (guest's) own fd, to hand to the guest's frontend.
+  int owner_fd() const { return memfd_.get(); }
 
  private:
-  struct Page {
-    mutable UniqueFd ro_fd;  // opened once, dup'ed for each peer (recovery re-grants every page)
-    UniqueFd memfd;
-    void* map = nullptr;
+  struct Grant {
     std::vector<platform::DomId> peers;  // a page may be granted to a running and a standby backend
     bool readonly = false;
   };
-  std::vector<Page> pages_;
+  std::vector<Grant> grants_;
+  UniqueFd memfd_;
+  mutable UniqueFd ro_fd_;  // opened once, dup'ed for each read-only peer
+  uint8_t* map_ = nullptr;
 };
 
 class LocalDevicePlumbing final : public platform::DevicePlumbing {

@@ -56,13 +56,31 @@ TEST(GrantedPagesTest, OutOfRangeOrSecondFdForARef_Refused) {
   EXPECT_EQ(pages.get(1), nullptr);
 }
 
+// The local platform's pool: one fd holding every page, one mapping.
+TEST(GrantedPagesTest, OneFdForARunOfPages_EachPageAtItsRef) {
+  UniqueFd fd(::memfd_create("pool", MFD_CLOEXEC));
+  ASSERT_TRUE(fd);
+  ASSERT_EQ(::ftruncate(fd.get(), 3 * 4096), 0);
+  for (uint8_t i = 0; i < 3; ++i) ASSERT_EQ(::pwrite(fd.get(), &i, 1, i * 4096), 1);
+  const size_t before = open_fds();
+  drvdom::GrantedPages pages(4);
+  EXPECT_EQ(pages.add(1, UniqueFd(::dup(fd.get()))), 3u);
+  EXPECT_EQ(open_fds(), before);
+  EXPECT_EQ(pages.received(), 3u);
+  EXPECT_EQ(pages.get(0), nullptr);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(pages.get(1 + i)[0], i);
+  EXPECT_EQ(pages.add(0, UniqueFd(::dup(fd.get()))), 0u);  // would run past the pool
+  EXPECT_EQ(pages.add(0, page_with(9)), 1u);
+  EXPECT_EQ(pages.map_error(), 0);
+}
+
 TEST(GrantedPagesTest, UnmappableFd_CountsReceivedAndReportsError) {
   drvdom::GrantedPages pages(2);
   EXPECT_TRUE(pages.add(0, page_with(1)));
   int p[2];
   ASSERT_EQ(::pipe(p), 0);
   ::close(p[1]);
-  EXPECT_FALSE(pages.add(1, UniqueFd(p[0])));  // a pipe cannot be mapped
+  EXPECT_EQ(pages.add(1, UniqueFd(p[0])), 1u);  // a pipe cannot be mapped: one page taken, unmapped
   EXPECT_EQ(pages.received(), 2u);
   EXPECT_NE(pages.map_error(), 0);
   EXPECT_EQ(pages.get(1), nullptr);

@@ -198,12 +198,12 @@ TEST_F(SandboxTest, GrantedPage_Mapped_SeesOwnerData) {
   auto pool = plat_->make_grant_pool(4);
   ASSERT_TRUE(pool.has_value());
   uint64_t pattern = 0x1122334455667788ULL;
-  std::memcpy((*pool)->page(1), &pattern, sizeof(pattern));
+  std::memcpy((*pool)->page(0), &pattern, sizeof(pattern));
   start();
-  ASSERT_TRUE((*pool)->grant(1, info_.id, false).has_value());
+  for (platform::GrantRef ref = 0; ref < 4; ++ref) ASSERT_TRUE((*pool)->grant(ref, info_.id, false).has_value());
   uint32_t pool_id = broker_.add(pool->get());
 
-  auto r = probe(ctl::ProbeKind::kMapGrant, "ro", (uint64_t{pool_id} << 32) | 1);
+  auto r = probe(ctl::ProbeKind::kMapGrant, "ro", (uint64_t{pool_id} << 32) | 0);
 
   EXPECT_EQ(r.a, 0u) << r.get_text();
   EXPECT_EQ(r.get_text(), "1122334455667788");
@@ -239,6 +239,7 @@ TEST_F(SandboxTest, ReadOnlyGrant_WritableMap_Refused) {
   ASSERT_TRUE(pool.has_value());
   start();
   ASSERT_TRUE((*pool)->grant(0, info_.id, /*readonly=*/true).has_value());
+  ASSERT_TRUE((*pool)->grant(1, info_.id, /*readonly=*/true).has_value());
   uint32_t pool_id = broker_.add(pool->get());
 
   auto r = probe(ctl::ProbeKind::kMapGrant, "rw", (uint64_t{pool_id} << 32) | 0);

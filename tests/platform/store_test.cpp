@@ -4,6 +4,9 @@
 
 #include "local/local_platform.hpp"
 #include "local/netns.hpp"
+#include "sd/core/control_channel.hpp"
+#include <unistd.h>
+#include <cstring>
 
 namespace {
 
@@ -108,18 +111,34 @@ TEST(LocalGrantPool, OutOfRangeRef_Rejected) {
 
   EXPECT_EQ((*pool)->page(2), nullptr);
   EXPECT_FALSE((*pool)->grant(2, 1, false).has_value());
-  EXPECT_FALSE((*pool)->fd_for_peer(7, 1).has_value());
 }
 
 TEST(LocalGrantPool, RevokedGrant_NoLongerHandedOut) {
   auto pool = local::LocalGrantPool::create(2);
   ASSERT_TRUE(pool.has_value());
   ASSERT_TRUE((*pool)->grant(0, 5, false).has_value());
-  ASSERT_TRUE((*pool)->fd_for_peer(0, 5).has_value());
+  EXPECT_FALSE((*pool)->fd_for_peer(5).has_value());  // page 1 is not granted to 5
+  ASSERT_TRUE((*pool)->grant(1, 5, false).has_value());
+  ASSERT_TRUE((*pool)->fd_for_peer(5).has_value());
 
   ASSERT_TRUE((*pool)->revoke(0).has_value());
 
-  EXPECT_FALSE((*pool)->fd_for_peer(0, 5).has_value());
+  EXPECT_FALSE((*pool)->fd_for_peer(5).has_value());
+}
+
+TEST(LocalGrantPool, WholePoolInOneSealedFd_PagesAtTheirOffsets) {
+  auto pool = local::LocalGrantPool::create(3);
+  ASSERT_TRUE(pool.has_value());
+  std::memset((*pool)->page(2), 0x5a, 4096);
+  for (platform::GrantRef ref = 0; ref < 3; ++ref) ASSERT_TRUE((*pool)->grant(ref, 5, false).has_value());
+  auto fd = (*pool)->fd_for_peer(5);
+  ASSERT_TRUE(fd.has_value());
+  EXPECT_EQ(ctl::granted_pages(fd->get()).value_or(0), 3u);
+  uint8_t b = 0;
+  EXPECT_EQ(::pread(fd->get(), &b, 1, 2 * 4096 + 17), 1);
+  EXPECT_EQ(b, 0x5a);
+  // A peer cannot shrink the pool under its owner's mapping.
+  EXPECT_NE(::ftruncate(fd->get(), 4096), 0);
 }
 
 TEST(Netns, BadName_Rejected) {

@@ -34,7 +34,8 @@ enum class MsgType : uint32_t {
   kShutdown = 104,
   // device plumbing (b = device handle); same messages to drvdom and frontends
   kDevAttach = 110,   // shadowd -> drvdom / frontend: a = class, payload = class config; fds attached
-  kGrantFds = 111,    // shadowd -> drvdom / frontend: a = first grant ref; one fd per page attached, in ref order
+  kGrantFds = 111,    // shadowd -> drvdom / frontend: a = first grant ref; fds attached in ref order, each
+                      // holding whole pages from there on (granted_pages(); local: one fd, the whole pool)
   kDevAttached = 112, // drvdom / frontend -> shadowd: serving (a = 0) or refused (a = errno, text = why)
   kDevConfig = 113,   // shadowd -> drvdom: new config state (payload); frontend -> shadowd: config changed
   kBackendGone = 114, // shadowd -> frontend: stop consuming responses, the backend is failing
@@ -99,6 +100,10 @@ struct Msg {
   }
 };
 static_assert(sizeof(Msg) == 256);
+
+// How many 4 KiB pages a kGrantFds fd holds (its size); kInvalidInput if it
+// is not a file of whole pages (a pipe, an empty or torn file).
+Result<size_t> granted_pages(int fd);
 
 // One end of a control channel. Not thread-safe; one owner.
 class Channel {

@@ -99,8 +99,8 @@ class EventChannel {
   virtual Result<uint64_t> consume() = 0;  // clears pending notifications; returns how many (0 = none)
 };
 
-// Pages shared by their owner with one peer domain. A grant ref is a page
-// index into the pool; the peer can map only pages granted to it.
+// Pages shared by their owner with peer domains. A grant ref is a page
+// index into the pool; a peer can map only what is granted to it.
 class GrantPool {
  public:
   virtual ~GrantPool() = default;
@@ -110,9 +110,11 @@ class GrantPool {
   // e.g. a running and a standby backend); revoke() withdraws all grants.
   virtual Result<void> grant(GrantRef ref, DomId peer, bool readonly) = 0;
   virtual Result<void> revoke(GrantRef ref) = 0;
-  // Broker side: a new fd the peer receives to map `ref` (read-only if the
-  // grant is), or kInvalidInput if the page is not granted to `peer`.
-  virtual Result<UniqueFd> fd_for_peer(GrantRef ref, DomId peer) const = 0;
+  // A new fd through which `peer` maps the whole pool (page i at offset
+  // i * 4096; read-only if any page is granted read-only), or kInvalidInput
+  // naming the first page not granted to `peer`. One fd and one mapping per
+  // pool: a recovery hands a new domain hundreds of pages per device.
+  virtual Result<UniqueFd> fd_for_peer(DomId peer) const = 0;
 };
 
 class Store {

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Recovery vs devices on one driver domain (local platform). Prints a table and a plot; asserts nothing.
+
+One driver domain serves N guests with one device each (vif: N guests whose
+sd-netfront shadowd starts, each on the same wire; vbd: N guests whose disk
+an sd-blkfront mounts). The driver domain is killed (kill -9) K times; per
+kill shadowd's `recovery` event gives the phases: detect, spawn (death to a
+Ready incarnation), and from Ready to the last device serving again
+(replay + resume of every device, which run side by side), and the total.
+Devices are connected and idle, so the figures are the cost of the devices
+themselves, not of the requests in flight (vif_bench / vbd_bench measure
+those).
+
+usage: bench/devices_bench.py [--build DIR] [--kills K] [--vifs 1,4,16,64] [--disks 1,4,16] [--plot FILE]
+Run as root, with nothing else heavy running.
+"""
+import os
+import shutil
+import subprocess
+import time
+
+from sdbench import ROOT, Host, arguments, header, pct, pmax, progress, require_root
+
+
+class ManyHost(Host):
+    """One driver domain of class `cls` with `n` guests, one device each."""
+
+    def __init__(self, build, cls, n, tag):
+        super().__init__(build, cls, "m%s%s" % (cls[1:], tag), "mg%s" % tag)
+        self.n, self.fronts = n, []
+        names = ["%s%d" % (self.guest, i) for i in range(n)]
+        if cls == "vif":
+            self.wire = "mw%s" % tag
+            lines = ["vif = [ 'backend=%s,mac=00:16:3e:6d:%02x:%02x,ip=10.233.%d.%d' ]"
+                     % (self.dom, i >> 8, i & 0xff, i // 200, 2 + i % 200) for i in range(n)]
+            self.start(list(zip(names, lines)), dd_memory=256, host_extra="wire_netns: %s\n" % self.wire)
+        else:
+            lines = []
+            for i in range(n):
+                img = os.path.join(self.dir, "d%d.img" % i)
+                with open(img, "wb") as f:
+                    f.truncate(64 << 20)
+                lines.append("disk = [ 'backend=%s,vdev=xvda,target=%s' ]" % (self.dom, img))
+            self.start(list(zip(names, lines)))
+        self.wait(lambda: self.status().get("state") == "running", "shadowd did not come up", timeout=60)
+        if cls == "vbd":
+            for i, name in enumerate(names):
+                mnt = os.path.join(self.dir, "mnt%d" % i)
+                os.mkdir(mnt)
+                self.fronts.append(subprocess.Popen(
+                    [os.path.join(build, "frontends", "sd-blkfront"), "--socket",
+                     os.path.join(self.state, "%s-vbd-0.sock" % name), "--mount", mnt],
+                    stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "front%d.log" % i), "w")))
+
+        def connected():
+            devs = self.ctl("devices").get("devices", [])
+            return len(devs) == n and all(d.get("detail", {}).get("frontend_connected") and
+                                          d.get("detail", {}).get("backend_up") for d in devs)
+        self.wait(connected, "the devices did not all connect", timeout=60)
+
+    def close(self):
+        for f in self.fronts:
+            f.terminate()
+        for f in self.fronts:
+            try:
+                f.wait(10)
+            except subprocess.TimeoutExpired:
+                f.kill()
+        for i in range(len(self.fronts)):
+            subprocess.run(["umount", "-l", os.path.join(self.dir, "mnt%d" % i)], stderr=subprocess.DEVNULL)
+        super().close()
+
+
+def measure(build, cls, n, kills, tag):
+    """Kills the driver domain `kills` times; the recovery events."""
+    h = ManyHost(build, cls, n, tag)
+    try:
+        for k in range(kills):
+            progress("  %s x%d: kill %d/%d" % (cls, n, k + 1, kills))
+            before = len(h.recoveries())
+            if h.kill_driver() is None:
+                break
+            h.wait_recoveries(before + 1, timeout=30)
+            # Every device serves again before the next kill.
+            h.wait(lambda: all(d.get("detail", {}).get("backend_up") for d in h.ctl("devices").get("devices", [])),
+                   "devices did not come back", timeout=30)
+            time.sleep(0.05)
+        return h.recoveries()
+    finally:
+        h.close()
+
+
+def plot(rows, out_png):
+    """Recovery total p50/p99 against devices per driver domain, one line per class (gnuplot, PNG)."""
+    dat = out_png + ".dat"
+    with open(dat, "w") as f:
+        for cls in ("vif", "vbd"):
+            f.write("# %s\n" % cls)
+            for r in rows:
+                if r["cls"] == cls:
+                    f.write("%d %.3f %.3f\n" % (r["n"], r["p50"], r["p99"]))
+            f.write("\n\n")
+    gp = out_png + ".gp"
+    open(gp, "w").write(
+        'set terminal pngcairo size 800,450 font ",10"\nset output "%s"\n'
+        'set title "Recovery of one driver-domain kill vs devices on it"\n'
+        'set xlabel "devices on the driver domain"\nset ylabel "recovery total (ms)"\n'
+        'set logscale x 2\nset key top left\nset grid\n'
+        'plot "%s" index 0 using 1:2 with linespoints title "vif p50", '
+        '"" index 0 using 1:3 with linespoints dt 2 title "vif p99", '
+        '"" index 1 using 1:2 with linespoints title "vbd p50", '
+        '"" index 1 using 1:3 with linespoints dt 2 title "vbd p99"\n' % (out_png, dat))
+    r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
+    for f in (dat, gp):
+        os.unlink(f)
+    return r.returncode == 0
+
+
+def main():
+    ap = arguments(__doc__)
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--vifs", default="1,4,16,64")
+    ap.add_argument("--disks", default="1,4,16")
+    ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "recovery_vs_devices.png"))
+    args = ap.parse_args()
+    require_root()
+    header("devices")
+    rows = []
+    plan = [("vif", int(n)) for n in args.vifs.split(",") if n] + [("vbd", int(n)) for n in args.disks.split(",") if n]
+    for i, (cls, n) in enumerate(plan):
+        recs = measure(args.build, cls, n, args.kills, "%d%d" % (os.getpid() % 1000, i))
+        ph = lambda k: [r["phases_ms"].get(k, 0) for r in recs]
+        per_dev = [d.get("resume_ms", 0) for r in recs for d in r.get("devices", [])]
+        rows.append({"cls": cls, "n": n, "kills": len(recs), "p50": pct(ph("total"), 50), "p99": pct(ph("total"), 99),
+                     "max": pmax(ph("total")), "spawn": pct(ph("spawn"), 50), "devices": pct(ph("devices"), 50),
+                     "dev_p50": pct(per_dev, 50)})
+    progress("")
+    print("%-5s %8s %6s %10s %10s %10s %10s %14s %16s" % ("class", "devices", "kills", "total p50", "total p99",
+                                                          "total max", "spawn p50", "devices p50", "one device p50"))
+    for r in rows:
+        print("%-5s %8d %6d %10.2f %10.2f %10.2f %10.2f %14.2f %16.2f" % (
+            r["cls"], r["n"], r["kills"], r["p50"], r["p99"], r["max"], r["spawn"], r["devices"], r["dev_p50"]))
+    print("(ms; total = detect + spawn + devices; devices = Ready to the last device serving; "
+          "one device = Ready to that device serving)")
+    if shutil.which("gnuplot") and plot(rows, args.plot):
+        print("plot: %s" % os.path.relpath(args.plot, ROOT))
+
+
+if __name__ == "__main__":
+    main()
