@@ -206,8 +206,11 @@ void Daemon::device_resumed(const std::string& name, size_t idx, Result<ResumeTi
   Recovery& rec = recovering_[name];
   auto* dev = devices_[idx].get();
   if (!r) {
-    // The new backend failed too; its death starts the next round.
+    // This device is not served (the backend refused or lost it, or died:
+    // its death then starts the next round). The others serve on.
     log_->emit({{"type", "resume_failed"}, {"device", dev->id()}, {"error", r.error().message}});
+    if (dev->on_failed(r.error().message))
+      log_->emit({{"type", "device_state"}, {"device", dev->id()}, {"state", "failed"}, {"error", r.error().message}});
     if (rec.pending > 0 && --rec.pending == 0)
       if (auto* sup = find(name)) sup->devices_serving();
     return;

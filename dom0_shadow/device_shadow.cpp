@@ -10,6 +10,7 @@ std::string_view state_name(DeviceState s) {
     case DeviceState::kActive: return "active";
     case DeviceState::kRecovering: return "recovering";
     case DeviceState::kFenced: return "fenced";
+    case DeviceState::kFailed: return "failed";
   }
   return "?";
 }
@@ -20,7 +21,7 @@ DeviceShadow::DeviceShadow(std::string guest, const config::DeviceSpec& spec)
       cls_(spec.cls) {}
 
 bool DeviceShadow::on_backend_fault(Clock::time_point when) {
-  if (state_ == DeviceState::kNormal) {
+  if (state_ == DeviceState::kNormal || state_ == DeviceState::kFailed) {
     fault_at_ = when;
     state_ = DeviceState::kActive;
     return true;
@@ -36,6 +37,10 @@ bool DeviceShadow::on_backend_ready() {
   if (state_ == DeviceState::kFenced) {
     fault_at_ = Clock::now();
     state_ = DeviceState::kRecovering;
+    return true;
+  }
+  if (state_ == DeviceState::kFailed) {
+    state_ = DeviceState::kRecovering;  // keep the first fault time, if any
     return true;
   }
   if (state_ != DeviceState::kActive) return false;
@@ -57,12 +62,20 @@ bool DeviceShadow::on_fenced() {
   return true;
 }
 
+bool DeviceShadow::on_failed(const std::string& why) {
+  if (state_ == DeviceState::kFenced) return false;
+  state_ = DeviceState::kFailed;
+  error_ = why;
+  return true;
+}
+
 nlohmann::json DeviceShadow::to_json() const {
   nlohmann::json j{{"device", id_},
                    {"class", std::string(config::class_name(cls_))},
                    {"backend", backend_},
                    {"state", std::string(state_name(state_))},
                    {"recoveries", recoveries_}};
+  if (state_ == DeviceState::kFailed) j["error"] = error_;
   j["last_outage_ms"] = last_outage_ms_ ? nlohmann::json(*last_outage_ms_) : nlohmann::json(nullptr);
   return j;
 }

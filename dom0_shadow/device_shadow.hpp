@@ -12,6 +12,10 @@
 //  Active      | restart budget exhausted     | keep answering errors, no restarts  | Fenced
 //  Normal      | restart budget exhausted     | (only if the fault came in Normal)  | Fenced
 //  Fenced      | operator restart             | as "backend fault" then ready       | Active
+//  any but     | this device could not be     | report it (event, `devices`); the   | Failed
+//   Fenced     |   attached (refused, lost)   |   domain's other devices serve on   |
+//  Failed      | backend fault / new backend  | try again with the next incarnation | Active /
+//              |   ready                      |                                     | Recovering
 //
 // The guest's device never leaves Connected in any of these states.
 #pragma once
@@ -25,7 +29,7 @@
 
 namespace sd::dom0 {
 
-enum class DeviceState { kNormal, kActive, kRecovering, kFenced };
+enum class DeviceState { kNormal, kActive, kRecovering, kFenced, kFailed };
 std::string_view state_name(DeviceState s);
 
 class DeviceShadow {
@@ -44,6 +48,7 @@ class DeviceShadow {
   bool on_backend_ready();
   bool on_replayed();
   bool on_fenced();
+  bool on_failed(const std::string& why);
 
   // Time spent in active mode by the last completed recovery, in ms.
   std::optional<double> last_outage_ms() const { return last_outage_ms_; }
@@ -57,6 +62,7 @@ class DeviceShadow {
   Clock::time_point fault_at_{};
   std::optional<double> last_outage_ms_;
   uint64_t recoveries_ = 0;
+  std::string error_;  // why the device failed (state Failed)
 };
 
 }  // namespace sd::dom0

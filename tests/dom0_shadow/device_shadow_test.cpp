@@ -74,3 +74,31 @@ TEST(DeviceShadow, Fenced_OperatorRestartReady_Recovers) {
 }
 
 }  // namespace
+
+// A device its backend could not attach is reported failed; the next
+// incarnation (after a fault, or just Ready) tries it again.
+TEST(DeviceShadow, Failed_ReportedThenRetriedByTheNextIncarnation) {
+  DeviceShadow d("guest1", vif0());
+  EXPECT_TRUE(d.on_failed("backend refused the vbd: no such disk"));
+  EXPECT_EQ(d.state(), DeviceState::kFailed);
+  EXPECT_EQ(d.to_json()["state"], "failed");
+  EXPECT_EQ(d.to_json()["error"], "backend refused the vbd: no such disk");
+
+  EXPECT_TRUE(d.on_backend_fault(DeviceShadow::Clock::now()));
+  EXPECT_EQ(d.state(), DeviceState::kActive);
+  EXPECT_TRUE(d.on_backend_ready());
+  EXPECT_TRUE(d.on_replayed());
+  EXPECT_EQ(d.state(), DeviceState::kNormal);
+  EXPECT_FALSE(d.to_json().contains("error"));
+
+  EXPECT_TRUE(d.on_failed("lost"));
+  EXPECT_TRUE(d.on_backend_ready());
+  EXPECT_EQ(d.state(), DeviceState::kRecovering);
+}
+
+TEST(DeviceShadow, Fenced_NotMarkedFailed) {
+  DeviceShadow d("guest1", vif0());
+  ASSERT_TRUE(d.on_fenced());
+  EXPECT_FALSE(d.on_failed("x"));
+  EXPECT_EQ(d.state(), DeviceState::kFenced);
+}

@@ -110,10 +110,12 @@ int cmd_devices(const Global& g, const Args& a) {
   if (g.json_out) return std::printf("%s\n", r->dump().c_str()), 0;
   std::printf("%-20s %-6s %-12s %-11s %10s %14s\n", "Device", "Class", "Backend", "State", "Recoveries",
               "Last outage");
-  for (auto& d : (*r)["devices"])
+  for (auto& d : (*r)["devices"]) {
     std::printf("%-20s %-6s %-12s %-11s %10s %14s\n", fmt(d["device"]).c_str(), fmt(d["class"]).c_str(),
                 fmt(d["backend"]).c_str(), fmt(d["state"]).c_str(), fmt(d["recoveries"]).c_str(),
                 fmt(d["last_outage_ms"], " ms").c_str());
+    if (d.contains("error")) std::printf("  error: %s\n", fmt(d["error"]).c_str());
+  }
   return 0;
 }
 
