@@ -16,7 +16,7 @@
 #include <optional>
 #include <vector>
 
-#include "local/local_platform.hpp"
+#include "sd/core/platform.hpp"
 
 namespace {
 
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   sd::platform::Options o;
   o.state_dir = std::filesystem::path(tmpl) / "state";
   o.drvdom_binary = drvdom;
-  std::optional<sd::local::LocalPlatform> plat(std::in_place, io, o);
+  auto plat = std::move(sd::platform::make_platform("local", io, o).value());
   std::optional<Clock::time_point> died;
   plat->domains().on_death([&](const sd::platform::DeathInfo& d) { died = d.detected; });
 

@@ -143,7 +143,7 @@ Result<void> Daemon::start() {
       for (size_t i = 0; i < devices_.size(); ++i)
         if (devices_[i]->backend() == name && impls_[i]) impls_[i]->on_standby_ready(ch, domid);
     };
-    supervisors_[name] = std::make_unique<Supervisor>(io_, *platform_, dom, *pol, *log_, broker_, std::move(hooks));
+    supervisors_[name] = std::make_unique<Supervisor>(io_, *platform_, dom, *pol, *log_, std::move(hooks));
   }
 
   for (size_t i = 0; i < impls_.size(); ++i)

@@ -13,7 +13,6 @@
 #include "device_impl.hpp"
 #include "device_shadow.hpp"
 #include "event_log.hpp"
-#include "grant_broker.hpp"
 #include "sd/config/host.hpp"
 #include "sd/core/platform.hpp"
 #include "supervisor.hpp"
@@ -54,7 +53,6 @@ class Daemon {
   boost::asio::signal_set signals_;
   std::unique_ptr<platform::Platform> platform_;
   std::unique_ptr<EventLog> log_;
-  GrantBroker broker_;
   std::map<std::string, std::unique_ptr<Supervisor>> supervisors_;
   std::vector<std::unique_ptr<DeviceShadow>> devices_;
   std::vector<std::unique_ptr<DeviceImpl>> impls_;  // same index as devices_ (= device handle); may be null

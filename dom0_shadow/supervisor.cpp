@@ -31,13 +31,12 @@ std::string_view state_name(DomainState s) {
 }
 
 Supervisor::Supervisor(boost::asio::io_context& io, platform::Platform& plat, config::DomainCfg cfg,
-                       config::Policy policy, EventLog& log, GrantBroker& broker, DomainHooks hooks)
+                       config::Policy policy, EventLog& log, DomainHooks hooks)
     : io_(io),
       plat_(plat),
       cfg_(std::move(cfg)),
       policy_(std::move(policy)),
       log_(log),
-      broker_(broker),
       hooks_(std::move(hooks)),
       heartbeat_timer_(io),
       restart_timer_(io),
@@ -167,9 +166,6 @@ void Supervisor::on_control_readable(platform::DomId id) {
         break;
       case ctl::MsgType::kPong:
         if (msg.b <= ping_seq_) inc->last_pong = Clock::now();
-        break;
-      case ctl::MsgType::kMapGrant:
-        broker_.answer(msg, inc->info.id, inc->ch);
         break;
       case ctl::MsgType::kProbeResult:
         break;  // probes are for tests that hold the channel themselves

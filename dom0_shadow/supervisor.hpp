@@ -33,7 +33,6 @@
 #include <string>
 
 #include "event_log.hpp"
-#include "grant_broker.hpp"
 #include "sd/config/policy.hpp"
 #include "sd/config/xl_cfg.hpp"
 #include "sd/core/platform.hpp"
@@ -58,7 +57,7 @@ class Supervisor {
  public:
   using Clock = platform::Clock;
   Supervisor(boost::asio::io_context& io, platform::Platform& plat, config::DomainCfg cfg, config::Policy policy,
-             EventLog& log, GrantBroker& broker, DomainHooks hooks);
+             EventLog& log, DomainHooks hooks);
   ~Supervisor();
 
   const std::string& name() const { return cfg_.name; }
@@ -119,7 +118,6 @@ class Supervisor {
   config::DomainCfg cfg_;
   config::Policy policy_;
   EventLog& log_;
-  GrantBroker& broker_;
   DomainHooks hooks_;
 
   DomainState state_ = DomainState::kStopped;

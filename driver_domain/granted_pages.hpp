@@ -2,8 +2,8 @@
 // pool ref. Local platform: fds holding runs of pages (shadowd sends the
 // whole pool as one fd), each mapped as soon as it arrives and closed at
 // once, so attached devices hold no fds (drvdom's RLIMIT_NOFILE is 1024).
-// Xen: one mapping of the whole pool made with gntdev (xen_grants.hpp),
-// released through `unmap`.
+// Xen: one mapping of the whole pool made with gntdev
+// (sd/platform/xen/grants.hpp), released through `unmap`.
 //
 // Limits left on the local platform: address space, 4 KiB per page against
 // the domain's `memory` (RLIMIT_AS): a vif's pool is about 2 MiB, so

@@ -19,8 +19,7 @@
 #include <sstream>
 #include <string>
 
-#include "grant_mapper.hpp"
-#include "local/local_platform.hpp"
+#include "sd/platform/local/event_channel.hpp"
 #include "vbd/blkback.hpp"
 #include "vif/netback.hpp"
 #include "vsnd/sndback.hpp"
@@ -96,7 +95,7 @@ std::string list_netdevs() {
 
 class Runtime {
  public:
-  Runtime(std::string name, sd::ctl::Channel ch) : name_(std::move(name)), ch_(std::move(ch)), grants_(ch_) {}
+  Runtime(std::string name, sd::ctl::Channel ch) : name_(std::move(name)), ch_(std::move(ch)) {}
 
   int run() {
     Msg ready;
@@ -106,12 +105,6 @@ class Runtime {
     if (!ch_.send(ready)) return 1;
     std::vector<pollfd> fds;
     for (;;) {
-      while (!grants_.deferred().empty()) {
-        Msg m = grants_.deferred().front();
-        grants_.deferred().pop_front();
-        std::vector<sd::UniqueFd> none;
-        if (!handle(m, none)) return 0;
-      }
       fds.clear();
       fds.push_back({ch_.fd(), POLLIN, 0});
       for (auto& [h, b] : backends_) b->poll_fds(fds);
@@ -207,22 +200,6 @@ class Runtime {
       case sd::ctl::ProbeKind::kNetDevs:
         out.set_text(list_netdevs());
         break;
-      case sd::ctl::ProbeKind::kMapGrant: {
-        // b = pool << 32 | ref; text "rw" asks for a writable map.
-        uint32_t pool = static_cast<uint32_t>(m.b >> 32), ref = static_cast<uint32_t>(m.b);
-        auto p = grants_.map(pool, ref, m.get_text() == "rw");
-        if (!p) {
-          out.a = EPERM;
-          out.set_text(p.error().to_string());
-        } else {
-          uint64_t v;
-          std::memcpy(&v, *p, sizeof(v));
-          char buf[32];
-          std::snprintf(buf, sizeof(buf), "%016" PRIx64, v);
-          out.set_text(buf);
-        }
-        break;
-      }
       default:
         out.a = EINVAL;
         out.set_text("unknown probe");
@@ -398,7 +375,6 @@ class Runtime {
 
   std::string name_;
   sd::ctl::Channel ch_;
-  sd::drvdom::GrantMapper grants_;
   std::map<uint64_t, Pending> pending_;
   std::map<uint64_t, std::unique_ptr<sd::drvdom::Backend>> backends_;
 };

@@ -14,9 +14,9 @@
 #include <cstdio>
 #include <cstring>
 
-#include "xen/evtchn.hpp"
-#include "xen/grants.hpp"
-#include "xen/vchan_pump.hpp"
+#include "sd/platform/xen/evtchn.hpp"
+#include "sd/platform/xen/grants.hpp"
+#include "sd/platform/xen/vchan.hpp"
 
 namespace sd::drvdom {
 

@@ -15,7 +15,7 @@
 #include <cstring>
 #include <functional>
 
-#include "local/netns.hpp"
+#include "sd/core/netns.hpp"
 #include "netsetup.hpp"
 
 namespace sd::dom0 {
@@ -82,7 +82,7 @@ Result<std::optional<ctl::Channel>> VifHooks::setup() {
 // offloads off so every frame fits one granted page.
 Result<void> VifHooks::build_topology() {
   for (const auto& ns : {topo_.guest_ns, topo_.wire_ns, topo_.driver_ns})
-    if (auto r = local::ensure_netns(ns); !r) return std::unexpected(r.error());
+    if (auto r = ensure_netns(ns); !r) return std::unexpected(r.error());
   (void)ip(topo_.wire_ns, {"link", "del", topo_.wire_if});  // left over from an unclean stop
   (void)ip(topo_.driver_ns, {"link", "del", topo_.nic_if});
   auto steps = std::vector<std::pair<std::string, std::vector<std::string>>>{
@@ -263,10 +263,10 @@ void VifHooks::teardown() {
   nic_.reset();
   if (topology_) {
     topology_ = false;
-    local::remove_netns(topo_.guest_ns);
-    local::remove_netns(topo_.wire_ns);
+    remove_netns(topo_.guest_ns);
+    remove_netns(topo_.wire_ns);
     // Also made here (before its domain ever ran, if start-up failed early).
-    local::remove_netns(topo_.driver_ns);
+    remove_netns(topo_.driver_ns);
   }
 }
 

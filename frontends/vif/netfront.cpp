@@ -12,7 +12,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "local/local_platform.hpp"
+#include "sd/platform/local/event_channel.hpp"
 
 namespace sd::front {
 

@@ -1,8 +1,8 @@
 #include "vif/xen_pool.hpp"
 
-#include "xen/evtchn.hpp"
-#include "xen/grants.hpp"
-#include "xen/vchan_pump.hpp"
+#include "sd/platform/xen/evtchn.hpp"
+#include "sd/platform/xen/grants.hpp"
+#include "sd/platform/xen/vchan.hpp"
 
 namespace sd::front {
 

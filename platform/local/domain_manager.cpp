@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "local/local_platform.hpp"
-#include "local/netns.hpp"
+#include "sd/core/netns.hpp"
 #include "local/sandbox.hpp"
 
 namespace sd::local {

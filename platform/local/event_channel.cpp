@@ -1,7 +1,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "local/local_platform.hpp"
+#include "sd/platform/local/event_channel.hpp"
 
 namespace sd::local {
 

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "sd/core/platform.hpp"
+#include "sd/platform/local/event_channel.hpp"
 
 namespace sd::local {
 
@@ -42,19 +43,6 @@ class LocalDomainManager final : public platform::DomainManager {
   platform::DomId next_id_ = 1;
   std::map<platform::DomId, Incarnation> live_;
   std::map<std::string, std::string> netns_;  // domain name -> its persistent netns
-};
-
-class LocalEventChannel final : public platform::EventChannel {
- public:
-  // tx: the eventfd this end writes; rx: the eventfd it waits on.
-  LocalEventChannel(UniqueFd tx, UniqueFd rx) : tx_(std::move(tx)), rx_(std::move(rx)) {}
-  Result<void> notify() override;
-  int wait_fd() const override { return rx_.get(); }
-  Result<uint64_t> consume() override;
-  int notify_fd() const { return tx_.get(); }  // handed to the peer over SCM_RIGHTS
-
- private:
-  UniqueFd tx_, rx_;
 };
 
 // The pool is one sealed memfd (its size can never change, so no peer can

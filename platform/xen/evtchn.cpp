@@ -1,4 +1,4 @@
-#include "xen/evtchn.hpp"
+#include "sd/platform/xen/evtchn.hpp"
 
 #include <poll.h>
 

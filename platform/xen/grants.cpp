@@ -1,4 +1,4 @@
-#include "xen/grants.hpp"
+#include "sd/platform/xen/grants.hpp"
 
 #include <sys/mman.h>
 

@@ -19,9 +19,8 @@
 #include <string>
 #include <utility>
 
-#include "sd/core/control_channel.hpp"
-#include "sd/core/error.hpp"
 #include "sd/core/fd.hpp"
+#include "sd/platform/xen/vchan.hpp"
 
 struct libxenvchan;
 struct xentoollog_logger;
@@ -61,15 +60,6 @@ class VchanPump {
   bool closed_ = false;
 };
 
-// Where a driver domain's runtime offers its control vchan to dom0 (its own
-// xenstore home, writable by it and readable by dom0).
-inline std::string control_path(int domid) { return "/local/domain/" + std::to_string(domid) + "/data/sd-ctl"; }
-
-// Where a guest's vif frontend (sd-netfront --xen) offers its control vchan.
-inline std::string vif_channel_path(int guest_domid, uint64_t index) {
-  return "/local/domain/" + std::to_string(guest_domid) + "/data/sd-vif-" + std::to_string(index);
-}
-
 // Server side (runs in the domain that offers the pages: drvdom, frontends):
 // offers a vchan to `peer` at `xs_path` (xenstore: ring-ref, event-channel).
 // kUnavailable with the reason if it cannot (no gntalloc/evtchn device, no
@@ -78,16 +68,6 @@ Result<libxenvchan*> vchan_server(int peer, const std::string& xs_path);
 // Client side (shadowd in dom0): connects to the vchan `domid` offers at
 // `xs_path`. kRetry if it is not there yet.
 Result<libxenvchan*> vchan_client(int domid, const std::string& xs_path);
-
-// In a domU: this domain's id and name, from its own xenstore home.
-// kUnavailable when not on Xen.
-Result<std::pair<int, std::string>> self_identity();
-
-// Server side with its pump on a thread of its own (drvdom, frontends: their
-// loops stay the same on both platforms): offers the vchan to `peer` at
-// `xs_path` and returns the Channel end. The thread ends when the vchan or
-// the Channel closes.
-Result<ctl::Channel> offer_channel(int peer, const std::string& xs_path);
 
 // A Channel whose messages travel over `v` through a pump; returns the
 // Channel end and the pump (whose owner must call service()).

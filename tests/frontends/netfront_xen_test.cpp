@@ -14,7 +14,7 @@
 #include <cstring>
 #include <thread>
 
-#include "local/local_platform.hpp"
+#include "sd/platform/local/event_channel.hpp"
 #include "sd/core/ring.hpp"
 #include "vif/netfront.hpp"
 

@@ -1,10 +1,11 @@
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <boost/asio/io_context.hpp>
 
 #include "local/local_platform.hpp"
-#include "local/netns.hpp"
 #include "sd/core/control_channel.hpp"
+#include "sd/core/netns.hpp"
 #include <unistd.h>
 #include <cstring>
 
@@ -141,10 +142,26 @@ TEST(LocalGrantPool, WholePoolInOneSealedFd_PagesAtTheirOffsets) {
   EXPECT_NE(::ftruncate(fd->get(), 4096), 0);
 }
 
+// What a driver domain gets for a read-only grant cannot be mapped writable
+// (drvdom maps pages read-write, so such an attach fails).
+TEST(LocalGrantPool, ReadOnlyGrant_PeerFd_NotMappableWritable) {
+  auto pool = local::LocalGrantPool::create(2);
+  ASSERT_TRUE(pool.has_value());
+  ASSERT_TRUE((*pool)->grant(0, 5, /*readonly=*/true).has_value());
+  ASSERT_TRUE((*pool)->grant(1, 5, /*readonly=*/true).has_value());
+  auto fd = (*pool)->fd_for_peer(5);
+  ASSERT_TRUE(fd.has_value());
+
+  void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd->get(), 0);
+
+  EXPECT_EQ(p, MAP_FAILED);
+  EXPECT_EQ(errno, EACCES);
+}
+
 TEST(Netns, BadName_Rejected) {
-  EXPECT_FALSE(local::valid_netns_name("../etc"));
-  EXPECT_FALSE(local::valid_netns_name(""));
-  EXPECT_TRUE(local::valid_netns_name("sd-netdd"));
+  EXPECT_FALSE(valid_netns_name("../etc"));
+  EXPECT_FALSE(valid_netns_name(""));
+  EXPECT_TRUE(valid_netns_name("sd-netdd"));
 }
 
 }  // namespace

@@ -6,8 +6,8 @@
 #include <cstring>
 
 #include "fakes.hpp"
-#include "xen/evtchn.hpp"
-#include "xen/grants.hpp"
+#include "sd/platform/xen/evtchn.hpp"
+#include "sd/platform/xen/grants.hpp"
 
 extern "C" {
 #include <xengnttab.h>

@@ -25,12 +25,10 @@ enum class MsgType : uint32_t {
   kReady = 1,        // sandbox is up; a = protocol version
   kPong = 2,         // b = sequence number of the ping
   kProbeResult = 3,  // a = 0 or errno; text = detail
-  kMapGrant = 4,     // a = pool id, b = grant ref: ask for a granted page
   // shadowd -> driver domain
   kPing = 100,       // b = sequence number
   kFault = 101,      // a = FaultKind: make this incarnation fail on purpose
   kProbe = 102,      // a = ProbeKind, b = argument, text = argument
-  kMapReply = 103,   // a = 0 (fd attached) or errno
   kShutdown = 104,
   // device plumbing (b = device handle); same messages to drvdom and frontends
   kDevAttach = 110,   // shadowd -> drvdom / frontend: a = class, payload = class config; fds attached
@@ -73,7 +71,7 @@ enum class FaultKind : uint32_t {
   kBadProd = 7,      // publish rsp_prod beyond req_prod
   kBadGrant = 8,     // answer with an offset/size outside the granted page (wild grant use)
 };
-enum class ProbeKind : uint32_t { kOpenPath = 1, kNetDevs = 2, kMapGrant = 3 };
+enum class ProbeKind : uint32_t { kOpenPath = 1, kNetDevs = 2 };
 
 constexpr uint32_t kProtocolVersion = 1;
 

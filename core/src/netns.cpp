@@ -1,4 +1,4 @@
-#include "local/netns.hpp"
+#include "sd/core/netns.hpp"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -8,7 +8,7 @@
 
 #include <thread>
 
-namespace sd::local {
+namespace sd {
 namespace {
 constexpr const char* kNetnsDir = "/run/netns";
 }
@@ -62,4 +62,4 @@ void remove_netns(const std::string& name) {
   ::unlink(path.c_str());
 }
 
-}  // namespace sd::local
+}  // namespace sd
