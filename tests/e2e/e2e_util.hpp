@@ -1,5 +1,7 @@
 // Helpers shared by the end-to-end tests: run a command, read a file, wait
-// (bounded) for a condition.
+// (bounded) for a condition, programs in the background, host files, shadowd
+// and what it and the applications report (events, fio, sd-blkfront, the
+// virtual DAC's recording).
 #pragma once
 
 #include <stdlib.h>
@@ -11,12 +13,18 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
 #include <signal.h>
-#include <vector>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
+
+#include "sd/core/pcm_marks.hpp"
 
 namespace sd::e2e {
 
@@ -115,32 +123,66 @@ class Background {
   std::filesystem::path out_;
 };
 
+// One guest of a host file: its name and its device lines, as an operator
+// writes them in its xl cfg (`vif = [ ... ]`, `disk = [ ... ]`, `vsnd = [[ ... ]]`).
+struct GuestCfg {
+  std::string name;
+  std::vector<std::string> devices;
+};
+
+// A host file in `dir` (host.yaml) on the local platform: the driver domains
+// named `domains` (dd1.cfg, dd2.cfg, ...), the guests (guest1.cfg, ...), the
+// control socket `dir`/sd.sock, state in `dir`/state, the event log
+// `dir`/events.jsonl, `extra` appended as host.yaml lines, and the shipped
+// policies copied to `dir`/policies (so a test may edit them).
+inline void write_host(const std::filesystem::path& dir, const std::filesystem::path& source_dir,
+                       const std::vector<std::string>& domains, const std::vector<GuestCfg>& guests,
+                       const std::string& extra = "") {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir / "policies");
+  for (auto cls : {"vif", "vsnd", "vbd"})
+    fs::copy_file(source_dir / "config/policies" / (std::string(cls) + ".yaml"),
+                  dir / "policies" / (std::string(cls) + ".yaml"), fs::copy_options::overwrite_existing);
+  std::string dom_files, guest_files;
+  for (size_t i = 0; i < domains.size(); ++i) {
+    std::string file = "dd" + std::to_string(i + 1) + ".cfg";
+    std::ofstream(dir / file) << "name = \"" << domains[i] << "\"\ndriver_domain = 1\nmemory = 128\nvcpus = 1\n";
+    dom_files += (i ? ", " : "") + file;
+  }
+  for (size_t i = 0; i < guests.size(); ++i) {
+    std::string file = "guest" + std::to_string(i + 1) + ".cfg";
+    std::ofstream cfg(dir / file);
+    cfg << "name = \"" << guests[i].name << "\"\nmemory = 256\nvcpus = 1\n";
+    for (const auto& d : guests[i].devices) cfg << d << "\n";
+    guest_files += (i ? ", " : "") + file;
+  }
+  std::ofstream(dir / "host.yaml") << "platform: local\n"
+                                   << "policy_dir: policies\n"
+                                   << "control_socket: " << (dir / "sd.sock").string() << "\n"
+                                   << "state_dir: " << (dir / "state").string() << "\n"
+                                   << "event_log: " << (dir / "events.jsonl").string() << "\n"
+                                   << extra << "domains: [" << dom_files << "]\n"
+                                   << "guests: [" << guest_files << "]\n";
+}
+
+// The vif line of a guest's cfg: on driver domain `dom`, the n-th MAC of
+// Xen's range (00:16:3e:5d:00:01 for 1), address `ip`.
+inline std::string vif_line(const std::string& dom, size_t n, const std::string& ip) {
+  char mac[32];
+  std::snprintf(mac, sizeof(mac), "00:16:3e:5d:%02zx:%02zx", n >> 8, n & 0xff);
+  return "vif = [ 'backend=" + dom + ",mac=" + mac + ",ip=" + ip + "' ]";
+}
+
 // A host config in `dir` with one driver domain `dom` and one guest `guest`
-// whose vif (address `guest_ip`) it backs, the wire netns `wire`, control
-// socket, state and event log inside `dir`, and the shipped policies copied
-// to `dir`/policies (so a test may edit them).
+// whose vif (address `guest_ip`) it backs, and the wire netns `wire`
+// (write_host's files and paths).
 struct PrivateHost {
   std::string dom, guest, wire, guest_ip;
 };
 
 inline void write_private_host(const std::filesystem::path& dir, const std::filesystem::path& source_dir,
                                const PrivateHost& h) {
-  namespace fs = std::filesystem;
-  fs::create_directories(dir / "policies");
-  for (auto cls : {"vif", "vsnd", "vbd"})
-    fs::copy_file(source_dir / "config/policies" / (std::string(cls) + ".yaml"),
-                  dir / "policies" / (std::string(cls) + ".yaml"));
-  std::ofstream(dir / "dd.cfg") << "name = \"" << h.dom << "\"\ndriver_domain = 1\nmemory = 128\nvcpus = 1\n";
-  std::ofstream(dir / "guest1.cfg") << "name = \"" << h.guest << "\"\nmemory = 256\nvcpus = 1\nvif = [ 'backend="
-                                    << h.dom << ",mac=00:16:3e:5d:00:01,ip=" << h.guest_ip << "' ]\n";
-  std::ofstream(dir / "host.yaml") << "platform: local\n"
-                                   << "policy_dir: policies\n"
-                                   << "control_socket: " << (dir / "sd.sock").string() << "\n"
-                                   << "state_dir: " << (dir / "state").string() << "\n"
-                                   << "event_log: " << (dir / "events.jsonl").string() << "\n"
-                                   << "wire_netns: " << h.wire << "\n"
-                                   << "domains: [dd.cfg]\n"
-                                   << "guests: [guest1.cfg]\n";
+  write_host(dir, source_dir, {h.dom}, {{h.guest, {vif_line(h.dom, 1, h.guest_ip)}}}, "wire_netns: " + h.wire + "\n");
 }
 
 // A host config in `dir` like write_private_host's, with one vif guest per
@@ -152,29 +194,157 @@ struct MultiGuestHost {
 
 inline void write_multi_guest_host(const std::filesystem::path& dir, const std::filesystem::path& source_dir,
                                    const MultiGuestHost& h) {
-  namespace fs = std::filesystem;
-  fs::create_directories(dir / "policies");
-  for (auto cls : {"vif", "vsnd", "vbd"})
-    fs::copy_file(source_dir / "config/policies" / (std::string(cls) + ".yaml"),
-                  dir / "policies" / (std::string(cls) + ".yaml"));
-  std::ofstream(dir / "dd.cfg") << "name = \"" << h.dom << "\"\ndriver_domain = 1\nmemory = 128\nvcpus = 1\n";
-  std::string guests;
-  for (size_t i = 0; i < h.guests.size(); ++i) {
-    char mac[32];
-    std::snprintf(mac, sizeof(mac), "00:16:3e:5d:%02zx:%02zx", (i + 1) >> 8, (i + 1) & 0xff);
-    std::string file = "guest" + std::to_string(i + 1) + ".cfg";
-    std::ofstream(dir / file) << "name = \"" << h.guests[i].first << "\"\nmemory = 256\nvcpus = 1\nvif = [ 'backend="
-                              << h.dom << ",mac=" << mac << ",ip=" << h.guests[i].second << "' ]\n";
-    guests += (i ? ", " : "") + file;
+  std::vector<GuestCfg> guests;
+  for (size_t i = 0; i < h.guests.size(); ++i)
+    guests.push_back({h.guests[i].first, {vif_line(h.dom, i + 1, h.guests[i].second)}});
+  write_host(dir, source_dir, {h.dom}, guests, "wire_netns: " + h.wire + "\n");
+}
+
+// Every line of the JSON event log `log` whose "type" is `type` (every
+// line if `type` is empty).
+inline std::vector<nlohmann::json> read_events(const std::filesystem::path& log, const std::string& type = "") {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(slurp(log));
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && (type.empty() || j.value("type", "") == type)) out.push_back(j);
   }
-  std::ofstream(dir / "host.yaml") << "platform: local\n"
-                                   << "policy_dir: policies\n"
-                                   << "control_socket: " << (dir / "sd.sock").string() << "\n"
-                                   << "state_dir: " << (dir / "state").string() << "\n"
-                                   << "event_log: " << (dir / "events.jsonl").string() << "\n"
-                                   << "wire_netns: " << h.wire << "\n"
-                                   << "domains: [dd.cfg]\n"
-                                   << "guests: [" << guests << "]\n";
+  return out;
+}
+
+// shadowd on the host file `dir`/host.yaml (write_host's layout): its output
+// in `dir`/shadowd.log, asked through `shadowctl` on `dir`/sd.sock, its
+// events read from `dir`/events.jsonl. SIGKILLed by the destructor if still
+// running (stop() first to see it exit).
+class Shadowd {
+ public:
+  Shadowd(std::filesystem::path dir, std::string shadowd, std::string shadowctl)
+      : dir_(std::move(dir)), shadowd_(std::move(shadowd)), shadowctl_(std::move(shadowctl)) {}
+  // Starts it: --config HOST then `args` (--drvdom PATH, ...).
+  void start(const std::vector<std::string>& args) {
+    std::vector<std::string> argv{shadowd_, "--config", (dir_ / "host.yaml").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    proc_ = std::make_unique<Background>(argv, dir_ / "shadowd.log");
+  }
+  bool running() { return proc_ && proc_->running(); }
+  // SIGTERM, then waits up to `t` for it to exit; its exit code (-1: still
+  // running, or never started).
+  int stop(std::chrono::milliseconds t = std::chrono::seconds(20)) {
+    if (!proc_) return -1;
+    proc_->signal(SIGTERM);
+    return proc_->wait_for(t) ? proc_->rc() : -1;
+  }
+  std::string log() const { return slurp(dir_ / "shadowd.log"); }
+
+  CmdResult ctl(const std::string& args) const {
+    return run(shadowctl_ + " --socket " + (dir_ / "sd.sock").string() + " " + args);
+  }
+  // `shadowctl devices --json`'s devices; [] while none answers.
+  nlohmann::json devices() const {
+    auto j = nlohmann::json::parse(ctl("devices --json").out, nullptr, false);
+    if (j.is_discarded() || !j.contains("devices")) return nlohmann::json::array();
+    return j["devices"];
+  }
+  // The driver domain's entry of `shadowctl status DOM --json`; {} while none answers.
+  nlohmann::json status(const std::string& dom) const {
+    auto r = ctl("status " + dom + " --json");
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    if (r.rc != 0 || j.is_discarded() || !j.contains("domains") || j["domains"].empty()) return nlohmann::json::object();
+    return j["domains"][0];
+  }
+  std::vector<nlohmann::json> events(const std::string& type = "") const {
+    return read_events(dir_ / "events.jsonl", type);
+  }
+
+ private:
+  std::filesystem::path dir_;
+  std::string shadowd_, shadowctl_;
+  std::unique_ptr<Background> proc_;
+};
+
+// One "[ figure ]" line per recovery event: its cause, phases and the
+// requests replayed.
+inline void print_recoveries(const std::vector<nlohmann::json>& recoveries) {
+  for (const auto& e : recoveries) {
+    auto ph = e.value("phases_ms", nlohmann::json::object());
+    std::printf("[ figure   ] recovery (%s): total %.2f ms (detect %.2f spawn %.2f replay %.2f resume %.2f), "
+                "%u requests replayed\n",
+                e.value("cause", "").c_str(), ph.value("total", -1.0), ph.value("detect", -1.0),
+                ph.value("spawn", -1.0), ph.value("replay", -1.0), ph.value("resume", -1.0), e.value("replayed", 0u));
+  }
+}
+
+// What fio said about one job (its --output-format=json report and its
+// messages): exit code, the job's error, bytes written and read back, and
+// whether any verify error was printed.
+struct FioVerdict {
+  int rc = -1, error = -1;
+  uint64_t written = 0, read = 0;
+  double write_iops = 0, read_iops = 0;
+  bool report = false;         // the JSON report was there
+  bool verify_errors = false;  // "verify:" or "bad magic" in its messages
+};
+
+inline FioVerdict fio_verdict(int rc, const std::filesystem::path& json_report, const std::string& messages) {
+  FioVerdict v;
+  v.rc = rc;
+  auto r = nlohmann::json::parse(slurp(json_report), nullptr, false);
+  if (!r.is_discarded() && r.contains("jobs") && !r["jobs"].empty()) {
+    const auto& job = r["jobs"][0];
+    v.report = true;
+    v.error = job.value("error", -1);
+    v.written = job["write"].value("io_bytes", uint64_t{0});
+    v.read = job["read"].value("io_bytes", uint64_t{0});
+    v.write_iops = job["write"].value("iops", 0.0);
+    v.read_iops = job["read"].value("iops", 0.0);
+  }
+  v.verify_errors = messages.find("verify:") != std::string::npos || messages.find("bad magic") != std::string::npos;
+  return v;
+}
+
+// sd-blkfront's count when it exits ("submitted N completed N (...) faults N
+// reconnects N replayed N max_inflight N"); nullopt if it printed none.
+struct BlkfrontCounts {
+  uint64_t submitted = 0, completed = 0, flushes = 0, faults = 0, reconnects = 0, replayed = 0, max_inflight = 0;
+};
+
+inline std::optional<BlkfrontCounts> blkfront_counts(const std::string& out) {
+  static const std::regex counts(
+      "submitted (\\d+) completed (\\d+) \\(reads \\d+ writes \\d+ flushes (\\d+) barriers \\d+ discards \\d+\\) "
+      "faults (\\d+) reconnects (\\d+) replayed (\\d+) max_inflight (\\d+)");
+  std::smatch m;
+  if (!std::regex_search(out, m, counts)) return std::nullopt;
+  return BlkfrontCounts{std::stoull(m[1]), std::stoull(m[2]), std::stoull(m[3]), std::stoull(m[4]),
+                        std::stoull(m[5]), std::stoull(m[6]), std::stoull(m[7])};
+}
+
+// The virtual DAC's recording at `wav` against the marked input of
+// `input_frames` (sd/core/pcm_marks.hpp); prints every gap, prefixed with
+// `label`. nullopt if there is no WAV there.
+inline std::optional<sd::pcm::Analysis> analyze_recording(const std::filesystem::path& wav, uint64_t input_frames,
+                                                          const std::string& label = "") {
+  auto a = sd::pcm::analyze(slurp(wav));
+  if (!a) return a;
+  std::string p = label.empty() ? "" : label + ": ";
+  for (size_t i = 0; i < a->gaps.size(); ++i)
+    std::printf("[ figure   ] %sgap %zu at %.3f s of output: %llu frames of silence (%.2f ms), input %s %lld frames\n",
+                p.c_str(), i + 1, static_cast<double>(a->gaps[i].at) / sd::pcm::kRate,
+                static_cast<unsigned long long>(a->gaps[i].silent), a->gaps[i].ms(),
+                a->gaps[i].skipped >= 0 ? "skipped" : "repeated", static_cast<long long>(std::llabs(a->gaps[i].skipped)));
+  std::printf("[ figure   ] %srecording: %llu frames, %llu of the %llu input frames, %zu gap(s), %llu foreign\n",
+              p.c_str(), static_cast<unsigned long long>(a->frames), static_cast<unsigned long long>(a->marked),
+              static_cast<unsigned long long>(input_frames), a->gaps.size(),
+              static_cast<unsigned long long>(a->foreign));
+  return a;
+}
+
+// The asoundrc a guest's user writes (README: "Sound") for the vsnd at
+// `socket`, at `path`; returns the ALSA_CONFIG_PATH that reads it.
+inline std::string write_asoundrc(const std::filesystem::path& path, const std::string& plugin,
+                                  const std::filesystem::path& socket) {
+  std::ofstream(path) << "pcm_type.shadow { lib \"" << plugin << "\" }\n"
+                      << "pcm.shadow {\n  type shadow\n  socket \"" << socket.string() << "\"\n}\n";
+  return "/usr/share/alsa/alsa.conf:" + path.string();
 }
 
 // Sets `key: value` in a policy file, keeping the rest of the file; false if

@@ -45,22 +45,13 @@ class VbdE2eTest : public ::testing::Test {
     auto id = std::to_string(::getpid());
     dom_ = "blk" + id;
     guest_ = "bg" + id;
-    fs::create_directories(dir_ / "policies");
     fs::create_directories(dir_ / "mnt");
-    for (auto cls : {"vif", "vsnd", "vbd"})
-      fs::copy_file(fs::path(SD_SOURCE_DIR) / "config/policies" / (std::string(cls) + ".yaml"),
-                    dir_ / "policies" / (std::string(cls) + ".yaml"));
     // The disk: a sparse image on the host's file system, a little larger than fio's 256 MiB.
     image_ = dir_ / "xvda.img";
     ASSERT_EQ(run("truncate -s 272M " + image_.string()).rc, 0);
-    std::ofstream(dir_ / "blkdd.cfg") << "name = \"" << dom_ << "\"\ndriver_domain = 1\nmemory = 128\n";
-    std::ofstream(dir_ / "guest.cfg") << "name = \"" << guest_ << "\"\nmemory = 256\ndisk = [ 'backend=" << dom_
-                                      << ",vdev=xvda," << disk_flags << "target=" << image_.string() << "' ]\n";
-    std::ofstream(dir_ / "host.yaml") << "platform: local\npolicy_dir: policies\n"
-                                      << "control_socket: " << (dir_ / "sd.sock").string() << "\n"
-                                      << "state_dir: " << (dir_ / "state").string() << "\n"
-                                      << "event_log: " << (dir_ / "events.jsonl").string() << "\n"
-                                      << "domains: [blkdd.cfg]\nguests: [guest.cfg]\n";
+    sd::e2e::write_host(dir_, SD_SOURCE_DIR, {dom_},
+                        {{guest_, {"disk = [ 'backend=" + dom_ + ",vdev=xvda," + disk_flags + "target=" +
+                                   image_.string() + "' ]"}}});
     socket_ = dir_ / "state" / (guest_ + "-vbd-0.sock");
     disk_ = dir_ / "mnt" / "disk";
   }
@@ -123,15 +114,7 @@ class VbdE2eTest : public ::testing::Test {
     if (j.is_discarded() || !j.contains("devices") || j["devices"].empty()) return json::object();
     return j["devices"][0].value("detail", json::object());
   }
-  std::vector<json> events(const std::string& type) {
-    std::vector<json> out;
-    std::istringstream in(slurp(dir_ / "events.jsonl"));
-    for (std::string line; std::getline(in, line);) {
-      auto j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.value("type", "") == type) out.push_back(j);
-    }
-    return out;
-  }
+  std::vector<json> events(const std::string& type) { return sd::e2e::read_events(dir_ / "events.jsonl", type); }
 
   // fio with crc32c verification on the guest's disk; json report in fio.json.
   std::unique_ptr<Background> fio(const std::vector<std::string>& job) {
@@ -160,60 +143,43 @@ class VbdE2eTest : public ::testing::Test {
   // fio's verdict: exit code, I/O and verify errors, bytes moved.
   void expect_clean_fio(Background& fio, uint64_t bytes_written) {
     ASSERT_TRUE(fio.wait_for(240s)) << "fio still running";
-    auto report = json::parse(slurp(dir_ / "fio.json"), nullptr, false);
     std::string out = fio.out();
-    std::printf("[ figure   ] fio exit code %d\n", fio.rc());
-    EXPECT_EQ(fio.rc(), 0) << out;
-    ASSERT_FALSE(report.is_discarded()) << out;
-    const auto& job = report["jobs"][0];
+    auto v = sd::e2e::fio_verdict(fio.rc(), dir_ / "fio.json", out);
+    std::printf("[ figure   ] fio exit code %d\n", v.rc);
+    EXPECT_EQ(v.rc, 0) << out;
+    ASSERT_TRUE(v.report) << out;
     std::printf("[ figure   ] fio: error %d, written %llu bytes, read (verify) %llu bytes, write IOPS %.0f, "
                 "read IOPS %.0f\n",
-                job.value("error", -1), static_cast<unsigned long long>(job["write"].value("io_bytes", 0ULL)),
-                static_cast<unsigned long long>(job["read"].value("io_bytes", 0ULL)),
-                job["write"].value("iops", 0.0), job["read"].value("iops", 0.0));
-    EXPECT_EQ(job.value("error", -1), 0);
-    EXPECT_GE(job["write"].value("io_bytes", 0ULL), bytes_written);
+                v.error, static_cast<unsigned long long>(v.written), static_cast<unsigned long long>(v.read),
+                v.write_iops, v.read_iops);
+    EXPECT_EQ(v.error, 0);
+    EXPECT_GE(v.written, bytes_written);
     // Verify reads back every block written: a verify error fails the job
     // and prints "verify:" lines.
-    EXPECT_EQ(out.find("verify:"), std::string::npos) << out;
-    EXPECT_EQ(out.find("bad magic"), std::string::npos) << out;
+    EXPECT_FALSE(v.verify_errors) << out;
   }
 
   // The frontend's own count when it exits: every request submitted was
   // completed once (a second completion would make completed > submitted).
-  struct FrontCounts {
-    uint64_t submitted = 0, completed = 0, flushes = 0, faults = 0, reconnects = 0, replayed = 0, max_inflight = 0;
-  };
-  FrontCounts stop_frontend() {
-    FrontCounts c;
+  sd::e2e::BlkfrontCounts stop_frontend() {
     front_->signal(SIGTERM);
     EXPECT_TRUE(front_->wait_for(10s)) << "sd-blkfront did not exit";
     EXPECT_EQ(front_->rc(), 0) << front_->out();
-    std::smatch m;
-    std::string out = front_->out();
-    if (!std::regex_search(out, m,
-                           std::regex("submitted (\\d+) completed (\\d+) \\(reads \\d+ writes \\d+ flushes (\\d+) "
-                                      "barriers \\d+ discards \\d+\\) faults (\\d+) reconnects (\\d+) replayed (\\d+) "
-                                      "max_inflight (\\d+)"))) {
-      ADD_FAILURE() << "no request counts from sd-blkfront: " << out;
-      return c;
+    auto c = sd::e2e::blkfront_counts(front_->out());
+    if (!c) {
+      ADD_FAILURE() << "no request counts from sd-blkfront: " << front_->out();
+      return {};
     }
-    c = {std::stoull(m[1]), std::stoull(m[2]), std::stoull(m[3]), std::stoull(m[4]),
-         std::stoull(m[5]), std::stoull(m[6]), std::stoull(m[7])};
     std::printf("[ figure   ] frontend: %llu requests submitted, %llu completed, %llu flushes, %llu bad responses "
                 "seen, %llu reconnects, %llu requests replayed, up to %llu in flight\n",
-                static_cast<unsigned long long>(c.submitted), static_cast<unsigned long long>(c.completed),
-                static_cast<unsigned long long>(c.flushes), static_cast<unsigned long long>(c.faults),
-                static_cast<unsigned long long>(c.reconnects), static_cast<unsigned long long>(c.replayed),
-                static_cast<unsigned long long>(c.max_inflight));
-    return c;
+                static_cast<unsigned long long>(c->submitted), static_cast<unsigned long long>(c->completed),
+                static_cast<unsigned long long>(c->flushes), static_cast<unsigned long long>(c->faults),
+                static_cast<unsigned long long>(c->reconnects), static_cast<unsigned long long>(c->replayed),
+                static_cast<unsigned long long>(c->max_inflight));
+    return *c;
   }
 
-  void print_recoveries() {
-    for (const auto& e : events("recovery"))
-      std::printf("[ figure   ] recovery (%s): total %.2f ms, %u requests replayed\n", e.value("cause", "").c_str(),
-                  e["phases_ms"].value("total", -1.0), e.value("replayed", 0u));
-  }
+  void print_recoveries() { sd::e2e::print_recoveries(events("recovery")); }
 
   fs::path dir_, image_, socket_, disk_;
   std::string dom_, guest_;

@@ -94,24 +94,12 @@ class VsndE2eTest : public ::testing::Test {
     auto id = std::to_string(::getpid());
     dom_ = "snd" + id;
     guest_ = "sg" + id;
-    fs::create_directories(dir_ / "policies");
-    for (auto cls : {"vif", "vsnd", "vbd"})
-      fs::copy_file(fs::path(SD_SOURCE_DIR) / "config/policies" / (std::string(cls) + ".yaml"),
-                    dir_ / "policies" / (std::string(cls) + ".yaml"));
-    std::ofstream(dir_ / "snddd.cfg") << "name = \"" << dom_ << "\"\ndriver_domain = 1\nmemory = 128\n";
-    std::ofstream(dir_ / "guest.cfg") << "name = \"" << guest_ << "\"\nmemory = 256\nvsnd = [[ 'card, backend=" << dom_
-                                      << ", short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]]\n";
-    std::ofstream(dir_ / "host.yaml") << "platform: local\npolicy_dir: policies\n"
-                                      << "control_socket: " << (dir_ / "sd.sock").string() << "\n"
-                                      << "state_dir: " << (dir_ / "state").string() << "\n"
-                                      << "event_log: " << (dir_ / "events.jsonl").string() << "\n"
-                                      << "domains: [snddd.cfg]\nguests: [guest.cfg]\n";
+    sd::e2e::write_host(dir_, SD_SOURCE_DIR, {dom_},
+                        {{guest_, {"vsnd = [[ 'card, backend=" + dom_ +
+                                   ", short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]]"}}});
     socket_ = dir_ / "state" / (guest_ + "-vsnd-0.sock");
     wav_out_ = dir_ / "state" / (guest_ + "-vsnd-0.wav");
-    // The asoundrc a guest's user writes (README: "Sound").
-    std::ofstream(dir_ / "asoundrc") << "pcm_type.shadow { lib \"" << SD_PCM_PLUGIN << "\" }\n"
-                                     << "pcm.shadow {\n  type shadow\n  socket \"" << socket_.string() << "\"\n}\n";
-    alsa_conf_ = "/usr/share/alsa/alsa.conf:" + (dir_ / "asoundrc").string();
+    alsa_conf_ = sd::e2e::write_asoundrc(dir_ / "asoundrc", SD_PCM_PLUGIN, socket_);
   }
 
   void TearDown() override {
@@ -153,15 +141,7 @@ class VsndE2eTest : public ::testing::Test {
     if (j.is_discarded() || !j.contains("devices") || j["devices"].empty()) return json::object();
     return j["devices"][0].value("detail", json::object());
   }
-  std::vector<json> events(const std::string& type) {
-    std::vector<json> out;
-    std::istringstream in(slurp(dir_ / "events.jsonl"));
-    for (std::string line; std::getline(in, line);) {
-      auto j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.value("type", "") == type) out.push_back(j);
-    }
-    return out;
-  }
+  std::vector<json> events(const std::string& type) { return sd::e2e::read_events(dir_ / "events.jsonl", type); }
   // Injects `kind` once the previous recovery (if any) is complete; notes
   // where in the recording (output frame) the fault struck.
   void inject(const std::string& kind, size_t recoveries_before) {
@@ -179,20 +159,9 @@ class VsndE2eTest : public ::testing::Test {
 
   // The DAC's recording against the input; prints every gap.
   sd::pcm::Analysis recording(uint64_t input_frames) {
-    auto a = sd::pcm::analyze(slurp(wav_out_));
+    auto a = sd::e2e::analyze_recording(wav_out_, input_frames);
     EXPECT_TRUE(a.has_value()) << "the DAC wrote no WAV at " << wav_out_;
-    if (!a) return {};
-    for (size_t i = 0; i < a->gaps.size(); ++i)
-      std::printf("[ figure   ] gap %zu at %.3f s of output: %llu frames of silence (%.2f ms), input %s %lld frames\n",
-                  i + 1, static_cast<double>(a->gaps[i].at) / sd::pcm::kRate,
-                  static_cast<unsigned long long>(a->gaps[i].silent), a->gaps[i].ms(),
-                  a->gaps[i].skipped >= 0 ? "skipped" : "repeated",
-                  static_cast<long long>(std::llabs(a->gaps[i].skipped)));
-    std::printf("[ figure   ] recording: %llu frames, %llu of the %llu input frames, %zu gap(s), %llu foreign\n",
-                static_cast<unsigned long long>(a->frames), static_cast<unsigned long long>(a->marked),
-                static_cast<unsigned long long>(input_frames), a->gaps.size(),
-                static_cast<unsigned long long>(a->foreign));
-    return *a;
+    return a.value_or(sd::pcm::Analysis{});
   }
 
   static void expect_clean_player(const Player& p) {
@@ -234,9 +203,7 @@ TEST_F(VsndE2eTest, Aplay_FiveKillsOfTheSoundDomain_ExitsZeroAndRecordingIsTheIn
   ASSERT_TRUE(aplay.wait_for(30s)) << "aplay still running";
   expect_clean_player(aplay);
   EXPECT_TRUE(wait_until([&] { return events("recovery").size() >= 5; }, 5s));
-  for (const auto& e : events("recovery"))
-    std::printf("[ figure   ] recovery (%s): total %.2f ms\n", e.value("cause", "").c_str(),
-                e["phases_ms"].value("total", -1.0));
+  sd::e2e::print_recoveries(events("recovery"));
   auto a = recording(20 * sd::pcm::kRate);
   print_gap_per_fault(a);
   EXPECT_TRUE(a.complete(20 * sd::pcm::kRate)) << "first " << a.first_index << " end " << a.end_index;
