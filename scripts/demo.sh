@@ -2,15 +2,16 @@
 # The main job on one machine (README): an application runs through a guest's
 # network device while faults are injected into the driver domain behind it;
 # `shadowctl demo` brings up the demo host (unless a shadowd already runs),
-# runs iperf3 from guest1 to the wire netns, injects the faults, reports each
-# recovery and whether iperf3 noticed, and shuts down cleanly.
+# runs iperf3 from guest1 and guest2 to the wire netns at once, injects the
+# faults, reports each recovery and whether either guest's iperf3 noticed, and
+# shuts down cleanly.
 #
 # Usage: scripts/demo.sh [KIND[,KIND...]] [shadowctl demo options...]
 #   KIND: kill | segv | hang | sigsys | stall | bad-id | bad-prod | bad-grant | garbage
 #         (default: kill,segv,hang,garbage round-robin)
 #   e.g.  scripts/demo.sh;  scripts/demo.sh segv;  scripts/demo.sh --duration 60 --faults 10
-#         scripts/demo.sh --classes vsnd   (aplay through guest1's sound card; gaps per fault)
-#         scripts/demo.sh --classes vbd    (fio write+verify through guest1's disk; needs fio)
+#         scripts/demo.sh --classes vsnd   (aplay through each guest's sound card; gaps per fault)
+#         scripts/demo.sh --classes vbd    (fio write+verify through each guest's disk; needs fio)
 # Exit status: that of shadowctl demo (0: transparent to the application).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,10 +39,10 @@ ARGS+=("$@")
 
 echo "== checking $HOST"
 "$SHADOWD" --config "$HOST" --check
-# guest1's disk (guest1.cfg's target=) must exist before shadowd opens it.
-if [[ ! -e /var/lib/shadowd/guest1-xvda.img ]]; then
-  mkdir -p /var/lib/shadowd && truncate -s 1G /var/lib/shadowd/guest1-xvda.img
-fi
+# Every guest's disk (the target= in guest1.cfg, guest2.cfg) must exist before shadowd opens it.
+for img in $(grep -ho "target=[^,' ]*" "$(dirname "$HOST")"/*.cfg | cut -d= -f2); do
+  if [[ ! -e $img ]]; then mkdir -p "$(dirname "$img")" && truncate -s 1G "$img"; fi
+done
 echo
 echo "\$ shadowctl demo ${ARGS[*]}"
 rc=0

@@ -22,7 +22,7 @@ const fs::path kPolicies = fs::path(SD_CONFIG_TEST_DATA) / "policies";
 
 // ------------------------------------------------------------ good input
 
-TEST(Host, ShippedDemoHost_LoadsDomainsGuestAndAllPolicies) {
+TEST(Host, ShippedDemoHost_LoadsDomainsGuestsAndAllPolicies) {
   auto host = load_host(kSource / "examples/demo-host/host.yaml");
 
   ASSERT_TRUE(host) << to_string(host.error());
@@ -35,8 +35,9 @@ TEST(Host, ShippedDemoHost_LoadsDomainsGuestAndAllPolicies) {
   EXPECT_EQ(host->driver_domains[0].name, "netdd");
   EXPECT_EQ(host->driver_domains[1].name, "snddd");
   EXPECT_EQ(host->driver_domains[2].name, "blkdd");
-  ASSERT_EQ(host->guests.size(), 1u);
+  ASSERT_EQ(host->guests.size(), 2u);
   EXPECT_EQ(host->guests[0].name, "guest1");
+  EXPECT_EQ(host->guests[1].name, "guest2");
   EXPECT_EQ(host->policies.size(), 3u);
   EXPECT_EQ(host->policies.at(DeviceClass::kVif).queue_limit, 1024u);
 }

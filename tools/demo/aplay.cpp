@@ -1,13 +1,17 @@
-// `shadowctl demo --classes vsnd`: an unmodified aplay plays a marked WAV
-// (every frame names its own index, sd/core/pcm_marks.hpp) through the ALSA
-// plugin of the guest's vsnd while faults are injected into the sound driver
-// domain; the virtual DAC's recording is then compared with the input frame
-// by frame and the report gives, per fault, shadowd's recovery phases and the
-// gap a listener heard (silence inserted, input skipped), sample-accurate.
+// `shadowctl demo --classes vsnd`: an unmodified aplay per guest plays a
+// marked WAV (every frame names its own index, sd/core/pcm_marks.hpp)
+// through the ALSA plugin of that guest's vsnd, every sound card the sound
+// driver domain serves at once, while faults are injected into that driver
+// domain; each virtual DAC's recording is then compared with the input frame
+// by frame and the report gives, per fault, shadowd's recovery phases and,
+// per guest, the gap a listener heard (silence inserted, input skipped),
+// sample-accurate.
 #include <signal.h>
 #include <unistd.h>
 
+#include <deque>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "faults.hpp"
@@ -22,6 +26,23 @@ namespace sd::tools::demo {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
+namespace {
+
+// One guest's sound card and its player.
+struct Card {
+  std::string guest, device, pcm_sock, wav_out;
+  Child aplay;
+  std::vector<uint64_t> at_frame;  // per fault: the DAC's recorded frames when it went in
+  std::vector<double> gap_ms;      // per fault: the silence heard in the second after it
+  std::vector<int64_t> skipped;    // per fault: input frames skipped there (negative: repeated)
+  int rc = -1;
+  std::string out;
+  bool clean_output = false, complete = false;
+  std::optional<pcm::Analysis> analysis;
+};
+
+}  // namespace
+
 int run_aplay(const std::string& sock, bool json_out, const Opts& o) {
   FILE* out = table_stream(json_out);
   Progress pr;
@@ -34,109 +55,152 @@ int run_aplay(const std::string& sock, bool json_out, const Opts& o) {
   const fs::path work = run.dir();
   auto finish = [&](int rc) { return run.end(rc); };
 
-  // ---- the vsnd and its driver domain.
-  auto vsnd = wait_device(sock, "vsnd", pr);
-  if (!vsnd) return finish(1);
-  const std::string dom = vsnd->value("backend", ""), dev = vsnd->value("device", "");
-  const std::string pcm_sock = (*vsnd)["detail"].value("socket", ""), wav_out = (*vsnd)["detail"].value("wav", "");
+  // ---- the sound cards and their driver domain.
+  auto vsnds = wait_devices(sock, "vsnd", pr);
+  if (vsnds.empty()) return finish(1);
+  const std::string dom = vsnds.front().value("backend", "");
+  std::deque<Card> cards;  // a Child does not move
+  for (auto& v : vsnds) {
+    Card& c = cards.emplace_back();
+    c.guest = guest_of(v);
+    c.device = v.value("device", "");
+    c.pcm_sock = v["detail"].value("socket", "");
+    c.wav_out = v["detail"].value("wav", "");
+    c.at_frame.resize(static_cast<size_t>(o.faults));
+  }
 
-  // ---- the guest's asoundrc and the music.
-  std::ofstream(work / "asoundrc") << "pcm_type.shadow { lib \"" << plugin->string() << "\" }\n"
-                                   << "pcm.shadow { type shadow socket \"" << pcm_sock << "\" }\n";
+  // ---- the music, and each guest's asoundrc naming its card.
   const uint64_t frames = static_cast<uint64_t>(o.duration) * pcm::kRate;
   std::ofstream(work / "in.wav", std::ios::binary) << pcm::make_wav(frames);
-  pr.note(strf("demo vsnd: aplay -D shadow (%s, driver domain %s) for %ld s; %ld fault(s)", dev.c_str(), dom.c_str(),
-               o.duration, o.faults));
-  auto wav_frames = [&] {
-    auto d = ask(sock, {{"cmd", "devices"}});
-    if (d)
-      for (auto& x : (*d)["devices"])
-        if (x.value("device", "") == dev) return x["detail"]["dac"].value("wav_frames", uint64_t{0});
-    return uint64_t{0};
+  pr.note(strf("demo vsnd: aplay -D shadow on %zu card(s) of driver domain %s for %ld s; %ld fault(s)", cards.size(),
+               dom.c_str(), o.duration, o.faults));
+  auto stop_players = [&] {
+    for (auto& c : cards) c.aplay.stop(2);
   };
-  Child aplay;
-  std::string why;
-  if (!aplay.start({"aplay", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", (work / "in.wav").string()},
-                   {.file = work / "aplay.out"}, &why, "/usr/share/alsa/alsa.conf:" + (work / "asoundrc").string())) {
-    pr.note("shadowctl: demo: cannot start aplay: " + why);
-    return finish(1);
+  for (auto& c : cards) {
+    fs::path asoundrc = work / (c.guest + ".asoundrc");
+    std::ofstream(asoundrc) << "pcm_type.shadow { lib \"" << plugin->string() << "\" }\n"
+                            << "pcm.shadow { type shadow socket \"" << c.pcm_sock << "\" }\n";
+    std::string why;
+    if (!c.aplay.start(
+            {"aplay", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", (work / "in.wav").string()},
+            {.file = work / (c.guest + ".aplay.out")}, &why, "/usr/share/alsa/alsa.conf:" + asoundrc.string())) {
+      pr.note("shadowctl: demo: cannot start aplay for " + c.device + ": " + why);
+      stop_players();
+      return finish(1);
+    }
+    pr.note("demo vsnd: " + c.guest + ": aplay -D shadow through " + c.device);
   }
   auto t0 = Clock::now();
+  // Each card's recorded frames, by device.
+  auto mark_wav_frames = [&](size_t fault) {
+    auto d = ask(sock, {{"cmd", "devices"}});
+    if (!d) return;
+    for (auto& x : (*d)["devices"])
+      for (auto& c : cards)
+        if (x.value("device", "") == c.device) c.at_frame[fault] = x["detail"]["dac"].value("wav_frames", uint64_t{0});
+  };
+  auto all_done = [&] {
+    bool done = true;
+    for (auto& c : cards) done = c.aplay.poll_exit() && done;
+    return done;
+  };
 
   // ---- faults, one at a time: at its time, after the previous recovery.
-  std::vector<uint64_t> at_frame(static_cast<size_t>(o.faults));
-  auto faults = run_polled_faults(
-      {.sock = sock,
-       .domain = dom,
-       .label = "demo vsnd",
-       .n = o.faults,
-       .duration_s = o.duration,
-       .kinds = o.kinds,
-       .elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); },
-       .app_done = [&] { return aplay.poll_exit(); },
-       .on_inject = [&](size_t i) { at_frame[i] = wav_frames(); }},
-      pr);
-  if (!aplay.wait_exit(static_cast<double>(o.duration) + 30)) {
-    ::kill(-aplay.pid, SIGKILL);
-    aplay.wait_exit(5);
-  }
-  const int aplay_rc = aplay.rc();
-  std::string aplay_out = slurp(work / "aplay.out");
+  auto faults = run_polled_faults({.sock = sock,
+                                   .domain = dom,
+                                   .label = "demo vsnd",
+                                   .n = o.faults,
+                                   .duration_s = o.duration,
+                                   .kinds = o.kinds,
+                                   .elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); },
+                                   .app_done = all_done,
+                                   .on_inject = mark_wav_frames},
+                                  pr);
+  for (auto& c : cards)
+    if (!c.aplay.wait_exit(static_cast<double>(o.duration) + 30)) {
+      ::kill(-c.aplay.pid, SIGKILL);
+      c.aplay.wait_exit(5);
+    }
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  auto a = pcm::analyze(slurp(wav_out));
 
-  // ---- per fault: the gap a listener heard.
-  std::vector<double> gap_ms(faults.size());
-  std::vector<int64_t> skipped(faults.size());
-  for (size_t i = 0; i < faults.size(); ++i) {
-    if (!a || faults[i].at_s < 0) continue;
-    for (const auto& g : a->gaps)
-      if (g.at + pcm::kRate / 10 >= at_frame[i] && g.at < at_frame[i] + pcm::kRate) {
-        gap_ms[i] += g.ms();
-        skipped[i] += g.skipped;
-      }
-  }
-  bool clean_output = aplay_out.find("underrun") == std::string::npos && aplay_out.find("rror") == std::string::npos;
+  // ---- per guest and fault: the gap a listener heard.
   size_t recovered = 0;
   for (auto& f : faults) recovered += f.recovered;
-  bool complete = a && a->complete(frames);
-  bool transparent = aplay_rc == 0 && clean_output && recovered == faults.size() && complete;
+  bool players_ok = true;
+  for (auto& c : cards) {
+    c.rc = c.aplay.rc();
+    c.out = slurp(work / (c.guest + ".aplay.out"));
+    c.analysis = pcm::analyze(slurp(c.wav_out));
+    c.gap_ms.assign(faults.size(), 0);
+    c.skipped.assign(faults.size(), 0);
+    for (size_t i = 0; i < faults.size(); ++i) {
+      if (!c.analysis || faults[i].at_s < 0) continue;
+      for (const auto& g : c.analysis->gaps)
+        if (g.at + pcm::kRate / 10 >= c.at_frame[i] && g.at < c.at_frame[i] + pcm::kRate) {
+          c.gap_ms[i] += g.ms();
+          c.skipped[i] += g.skipped;
+        }
+    }
+    c.clean_output = c.out.find("underrun") == std::string::npos && c.out.find("rror") == std::string::npos;
+    c.complete = c.analysis && c.analysis->complete(frames);
+    players_ok = players_ok && c.rc == 0 && c.clean_output && c.complete;
+  }
+  bool transparent = players_ok && recovered == faults.size();
 
-  std::fprintf(out,
-               "\ndemo vsnd: aplay -D shadow of %ld s marked 48 kHz S16_LE stereo through %s; driver domain %s\n\n",
-               o.duration, dev.c_str(), dom.c_str());
-  std::fprintf(out, "%s  %9s %9s  %s\n", phases_head().c_str(), "gap ms", "lost fr", "cause as detected");
+  std::fprintf(out, "\ndemo vsnd: aplay -D shadow of %ld s marked 48 kHz S16_LE stereo; driver domain %s\n",
+               o.duration, dom.c_str());
+  for (auto& c : cards) std::fprintf(out, "  %s: through %s\n", c.guest.c_str(), c.device.c_str());
+  std::string guest_head;
+  for (auto& c : cards) guest_head += strf("  %15s %9s", (c.guest + " gap ms").c_str(), "lost fr");
+  std::fprintf(out, "\n%s%s  %s\n", phases_head().c_str(), guest_head.c_str(), "cause as detected");
   for (size_t i = 0; i < faults.size(); ++i) {
     const auto& f = faults[i];
-    std::fprintf(out, "%s  %9.2f %9lld  %s\n", phases_row(i + 1, f.kind, strf("%.2f", f.at_s), f.phases).c_str(),
-                 gap_ms[i], static_cast<long long>(skipped[i]), f.cause.empty() ? "-" : f.cause.c_str());
+    std::string per_guest;
+    for (auto& c : cards) per_guest += strf("  %15.2f %9lld", c.gap_ms[i], static_cast<long long>(c.skipped[i]));
+    std::fprintf(out, "%s%s  %s\n", phases_row(i + 1, f.kind, strf("%.2f", f.at_s), f.phases).c_str(),
+                 per_guest.c_str(), f.cause.empty() ? "-" : f.cause.c_str());
   }
   std::fprintf(out,
-               "     gap: silence the DAC played in the second after the fault (from its recording, sample-accurate);\n"
-               "     lost fr: input frames skipped there (negative: repeated)\n\n");
-  std::fprintf(out, "aplay: exit %d, messages: %s\n", aplay_rc, clean_output ? "none" : aplay_out.c_str());
-  if (a)
-    std::fprintf(out,
-                 "recording: %llu frames, %llu of the input, %zu gap(s), %llu foreign; the input apart from gaps: %s\n",
-                 static_cast<unsigned long long>(a->frames), static_cast<unsigned long long>(a->marked), a->gaps.size(),
-                 static_cast<unsigned long long>(a->foreign), complete ? "yes" : "NO");
-  print_verdict(out, recovered, faults.size(), transparent, "aplay exited 0, no xrun or error, every fault recovered");
+               "     gap: silence each guest's DAC played in the second after the fault (from its recording,\n"
+               "     sample-accurate); lost fr: input frames skipped there (negative: repeated)\n\n");
+  for (auto& c : cards) {
+    std::fprintf(out, "aplay %s: exit %d, messages: %s\n", c.guest.c_str(), c.rc,
+                 c.clean_output ? "none" : c.out.c_str());
+    if (c.analysis)
+      std::fprintf(out,
+                   "recording %s: %llu frames, %llu of the input, %zu gap(s), %llu foreign; the input apart from "
+                   "gaps: %s\n",
+                   c.guest.c_str(), static_cast<unsigned long long>(c.analysis->frames),
+                   static_cast<unsigned long long>(c.analysis->marked), c.analysis->gaps.size(),
+                   static_cast<unsigned long long>(c.analysis->foreign), c.complete ? "yes" : "NO");
+    else
+      std::fprintf(out, "recording %s: no WAV at %s\n", c.guest.c_str(), c.wav_out.c_str());
+  }
+  print_verdict(out, recovered, faults.size(), transparent,
+                "every guest's aplay exited 0, no xrun or error, every fault recovered");
   if (json_out) {
     json jf = json::array();
     for (size_t i = 0; i < faults.size(); ++i) {
       const auto& f = faults[i];
+      json per_guest = json::object();
+      for (auto& c : cards) per_guest[c.guest] = {{"gap_ms", c.gap_ms[i]}, {"input_skipped_frames", c.skipped[i]}};
       jf.push_back({{"kind", f.kind},
                     {"at_s", f.at_s},
                     {"recovered", f.recovered},
                     {"cause", f.cause},
                     {"phases_ms", f.phases},
-                    {"gap_ms", gap_ms[i]},
-                    {"input_skipped_frames", skipped[i]}});
+                    {"guests", per_guest}});
     }
-    json s = summary(json::array({"vsnd"}), o.duration, dev, dom, jf,
-                     {{"name", "aplay"}, {"exit", aplay_rc}, {"clean_output", clean_output}}, recovered, transparent);
-    s["recording_complete"] = complete;
-    print_summary(s);
+    json apps = json::array();
+    for (auto& c : cards)
+      apps.push_back({{"guest", c.guest},
+                      {"device", c.device},
+                      {"name", "aplay"},
+                      {"exit", c.rc},
+                      {"clean_output", c.clean_output},
+                      {"recording_complete", c.complete}});
+    print_summary(summary(json::array({"vsnd"}), o.duration, dom, jf, apps, recovered, transparent));
   }
   return finish(transparent ? 0 : 1);
 }

@@ -125,11 +125,18 @@ void FollowedFaults::give_up(bool interrupted) {
 // ---- vsnd, vbd ---------------------------------------------------------------------
 
 std::vector<PolledFault> run_polled_faults(const PolledSchedule& s, Progress& pr) {
-  auto restarts = [&] {
-    auto st = ask(s.sock, {{"cmd", "status"}, {"domain", s.domain}});
-    return st ? (*st)["domains"][0].value("restarts", uint64_t{0}) : uint64_t{0};
+  // The events after `seq` about the domain (the last 200 events shadowd keeps).
+  auto events_after = [&](uint64_t seq) {
+    std::vector<json> out;
+    if (auto ev = ask(s.sock, {{"cmd", "events"}, {"n", 200}}))
+      for (auto& e : (*ev)["events"])
+        if (e.value("seq", uint64_t{0}) > seq && e.value("domain", "") == s.domain) out.push_back(e);
+    return out;
   };
-  uint64_t restarts0 = restarts();
+  auto last_seq = [&] {
+    auto ev = ask(s.sock, {{"cmd", "events"}, {"n", 1}});
+    return ev && !(*ev)["events"].empty() ? (*ev)["events"].back().value("seq", uint64_t{0}) : uint64_t{0};
+  };
   std::vector<PolledFault> faults(static_cast<size_t>(s.n));
   for (size_t i = 0; i < faults.size(); ++i) {
     PolledFault& f = faults[i];
@@ -142,26 +149,33 @@ std::vector<PolledFault> run_polled_faults(const PolledSchedule& s, Progress& pr
     while (s.elapsed() < when && !s.app_done()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (s.app_done()) break;
     if (s.on_inject) s.on_inject(i);
+    const uint64_t before = last_seq();
     f.at_s = s.elapsed();
     std::string why;
     if (!ask(s.sock, {{"cmd", "inject-fault"}, {"domain", s.domain}, {"kind", f.kind}}, &why)) {
       f.cause = "not injected: " + why;
       continue;
     }
-    auto until = Clock::now() + std::chrono::seconds(20);
-    while (restarts() < restarts0 + i + 1 && Clock::now() < until)
+    // This fault's recovery: the first recovery event of the domain after it went in.
+    bool fenced = false;
+    auto until = Clock::now() + std::chrono::duration<double>(kRecoveryTimeoutS);
+    while (!f.recovered && !fenced && Clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the recovery event follows the restart
-    if (auto ev = ask(s.sock, {{"cmd", "events"}, {"n", 200}}))
-      for (auto& e : (*ev)["events"])
-        if (e.value("type", "") == "recovery" && e.value("domain", "") == s.domain) {
-          f.recovered = restarts() >= restarts0 + i + 1;
+      for (auto& e : events_after(before))
+        if (e.value("type", "") == "recovery") {
+          f.recovered = true;
           f.cause = e.value("cause", "");
           f.phases = e["phases_ms"];
           f.event = e;
+          break;
+        } else if (e.value("type", "") == "domain_fenced") {
+          fenced = true;
+          f.cause = s.domain + " fenced (restart budget spent)";
         }
+    }
     pr.note(strf("%s: %.1f s: fault %zu (%s): %s", s.label.c_str(), f.at_s, i + 1, f.kind.c_str(),
-                 f.recovered ? f.cause.c_str() : "no recovery seen"));
+                 f.recovered || fenced ? f.cause.c_str() : "no recovery seen"));
+    if (fenced) break;
   }
   return faults;
 }

@@ -5,8 +5,9 @@
 // Two ways to follow a fault, both kept from the per-class demos they came
 // from: FollowedFaults (vif) reads shadowd's events stream in the caller's
 // poll loop and times each recovery as the demo saw it; run_polled_faults
-// (vsnd, vbd) blocks, polling the driver domain's restart count and reading
-// the recovery event after it.
+// (vsnd, vbd) blocks, polling shadowd's recent events for the domain's first
+// recovery event after the fault went in (by the events' seq, so a slow
+// recovery is never given the previous fault's event).
 #pragma once
 
 #include <chrono>
@@ -42,7 +43,8 @@ struct FollowedFault {
   double recovered_s = -1;
   std::string cause, died_cause, note;
   nlohmann::json phases = nullptr;
-  nlohmann::json interval = nullptr;  // the application's report for the interval the fault hit
+  // Per guest: the application's report for the interval the fault hit.
+  nlohmann::json intervals = nlohmann::json::object();
 };
 
 class FollowedFaults {

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <regex>
 #include <thread>
 
 #include "control_client.hpp"
@@ -21,18 +22,25 @@ std::optional<json> ask(const std::string& sock, const json& req, std::string* w
   return std::nullopt;
 }
 
-bool ensure_demo_disk(std::string* why) {
-  fs::path img = kDemoDiskImage;
+bool ensure_demo_disks(const fs::path& host_file, std::string* why) {
+  static const std::regex target("target=([^,' \\]]+)");
   std::error_code ec;
-  if (fs::exists(img, ec)) return true;
-  fs::create_directories(img.parent_path(), ec);
-  int fd = ::open(img.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0 || ::ftruncate(fd, off_t{1} << 30) != 0) {
-    if (why) *why = "cannot create the demo disk " + img.string() + ": " + std::strerror(errno);
-    if (fd >= 0) ::close(fd);
-    return false;
+  for (const auto& e : fs::directory_iterator(host_file.parent_path(), ec)) {
+    if (e.path().extension() != ".cfg") continue;
+    std::string cfg = slurp(e.path());
+    for (std::sregex_iterator m(cfg.begin(), cfg.end(), target), end; m != end; ++m) {
+      fs::path img = (*m)[1].str();
+      if (fs::exists(img, ec)) continue;
+      fs::create_directories(img.parent_path(), ec);
+      int fd = ::open(img.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd < 0 || ::ftruncate(fd, off_t{1} << 30) != 0) {
+        if (why) *why = "cannot create the demo disk " + img.string() + ": " + std::strerror(errno);
+        if (fd >= 0) ::close(fd);
+        return false;
+      }
+      ::close(fd);
+    }
   }
-  ::close(fd);
   return true;
 }
 
@@ -59,7 +67,7 @@ bool OwnShadowd::start(const std::string& sock, const std::string& config, Progr
   } else if (auto h = first_existing({dir / ".." / ".." / ".." / "config" / "examples" / "demo-host" / "host.yaml"})) {
     host = *h;
     std::string why;
-    if (!ensure_demo_disk(&why)) {  // guest1's disk must exist for shadowd to start
+    if (!ensure_demo_disks(host, &why)) {  // the guests' disks must exist for shadowd to start
       pr.note("shadowctl: demo: " + why);
       return false;
     }
@@ -142,16 +150,32 @@ std::optional<json> find_device(const std::string& sock, const std::string& cls,
   return std::nullopt;
 }
 
-std::optional<json> wait_device(const std::string& sock, const std::string& cls, Progress& pr) {
+std::vector<json> wait_devices(const std::string& sock, const std::string& cls, Progress& pr) {
   auto ready_by = Clock::now() + std::chrono::seconds(30);
   for (;;) {
-    if (auto d = find_device(sock, cls)) return d;
+    std::vector<json> out;
+    bool all_up = true;
+    if (auto d = ask(sock, {{"cmd", "devices"}}))
+      for (auto& x : (*d)["devices"]) {
+        if (x.value("class", "") != cls || (!out.empty() && x.value("backend", "") != out[0].value("backend", "")))
+          continue;
+        all_up = all_up && x.contains("detail") && x["detail"].value("backend_up", false);
+        out.push_back(x);
+      }
+    if (!out.empty() && all_up) return out;
     if (Clock::now() > ready_by) {
-      pr.note("shadowctl: demo: no " + cls + " device with its driver domain up at " + sock + " after 30 s");
-      return std::nullopt;
+      pr.note("shadowctl: demo: " +
+              (out.empty() ? "no " + cls + " device" : "not every " + cls + " device on " + out[0].value("backend", "")) +
+              " with its driver domain up at " + sock + " after 30 s");
+      return {};
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+}
+
+std::string guest_of(const json& device) {
+  std::string id = device.value("device", "");
+  return id.substr(0, id.find('/'));
 }
 
 }  // namespace sd::tools::demo

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "process.hpp"
 #include "report.hpp"
@@ -18,10 +19,10 @@ namespace sd::tools::demo {
 // ok, else nullopt with the reason in *why.
 std::optional<nlohmann::json> ask(const std::string& sock, const nlohmann::json& req, std::string* why = nullptr);
 
-// The demo host's disk image (config/examples/demo-host/guest1.cfg's target):
-// created sparse (1 GiB) if missing, so the demo host starts out of the box.
-constexpr const char* kDemoDiskImage = "/var/lib/shadowd/guest1-xvda.img";
-bool ensure_demo_disk(std::string* why);
+// The disk images of the demo host's guests (every `target=` in the xl cfg
+// files beside `host_file`): each created sparse (1 GiB) if missing, so the
+// demo host starts out of the box. False (and *why) if one cannot be.
+bool ensure_demo_disks(const std::filesystem::path& host_file, std::string* why);
 
 class OwnShadowd {
  public:
@@ -70,7 +71,12 @@ class ScratchRun {
 // passes `also` (if given).
 std::optional<nlohmann::json> find_device(const std::string& sock, const std::string& cls,
                                           const std::function<bool(const nlohmann::json& detail)>& also = {});
-// find_device, tried every 100 ms for 30 s; says so on `pr` when none comes.
-std::optional<nlohmann::json> wait_device(const std::string& sock, const std::string& cls, Progress& pr);
+// The devices the demo runs its workload on: every device of class `cls` on
+// the driver domain of the first one (the domain its faults go into), one per
+// guest device, in shadowd's order, once all of their backends are up; tried
+// every 100 ms for 30 s. Empty (said on `pr`) when none comes.
+std::vector<nlohmann::json> wait_devices(const std::string& sock, const std::string& cls, Progress& pr);
+// The guest a device entry belongs to: "guest1" for "guest1/vif/0".
+std::string guest_of(const nlohmann::json& device);
 
 }  // namespace sd::tools::demo

@@ -62,10 +62,11 @@ void print_verdict(FILE* out, size_t recovered, size_t faults, bool transparent,
                transparent ? strf("yes (%s)", yes_because).c_str() : "NO");
 }
 
-json summary(const json& classes, long duration, const std::string& device, const std::string& domain, json faults,
-             json app, size_t recovered, bool transparent) {
-  return {{"classes", classes},   {"duration_s", duration}, {"device", device},       {"domain", domain},
-          {"faults", std::move(faults)}, {"app", std::move(app)}, {"recovered", recovered}, {"transparent", transparent}};
+json summary(const json& classes, long duration, const std::string& domain, json faults, json apps,
+             size_t recovered, bool transparent) {
+  return {{"classes", classes},          {"duration_s", duration},     {"domain", domain},
+          {"faults", std::move(faults)}, {"apps", std::move(apps)},    {"recovered", recovered},
+          {"transparent", transparent}};
 }
 
 void print_summary(const json& summary) {

@@ -39,10 +39,12 @@ std::string phases_row(size_t n, const std::string& kind, const std::string& at,
 // The last line: "recovered N/M faults; transparent: ...".
 void print_verdict(FILE* out, size_t recovered, size_t faults, bool transparent, const char* yes_because);
 
-// The JSON summary's keys every workload has; the workload adds its own.
-nlohmann::json summary(const nlohmann::json& classes, long duration, const std::string& device,
-                       const std::string& domain, nlohmann::json faults, nlohmann::json app, size_t recovered,
-                       bool transparent);
+// The JSON summary's keys every workload has: the driver domain, the faults,
+// and `apps`, one per guest device the workload ran on (each with its
+// "guest", "device" and what the application reported); the workload adds
+// its own.
+nlohmann::json summary(const nlohmann::json& classes, long duration, const std::string& domain,
+                       nlohmann::json faults, nlohmann::json apps, size_t recovered, bool transparent);
 void print_summary(const nlohmann::json& summary);
 
 }  // namespace sd::tools::demo

@@ -14,12 +14,14 @@ struct Opts {
   std::string config;
 };
 
-// Each returns the exit status: 0 transparent, 1 not or could not run.
-// iperf3 from the guest's netns to the wire netns (iperf3.cpp).
+// Each runs its application once per guest device of the class on one
+// driver domain, all at once, and returns the exit status: 0 transparent
+// (for every guest), 1 not or could not run.
+// iperf3 from each guest's netns to the wire netns (iperf3.cpp).
 int run_iperf3(const std::string& sock, bool json_out, const Opts& o);
-// aplay through the ALSA plugin; gaps from the DAC's recording (aplay.cpp).
+// aplay through each card's ALSA plugin; gaps from its DAC's recording (aplay.cpp).
 int run_aplay(const std::string& sock, bool json_out, const Opts& o);
-// fio write+verify through sd-blkfront (fio.cpp).
+// fio write+verify through each disk's sd-blkfront (fio.cpp).
 int run_fio(const std::string& sock, bool json_out, const Opts& o);
 
 }  // namespace sd::tools::demo
