@@ -4,6 +4,7 @@
 // virtual DAC's recording).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -273,6 +274,94 @@ inline void print_recoveries(const std::vector<nlohmann::json>& recoveries) {
                 ph.value("spawn", -1.0), ph.value("replay", -1.0), ph.value("resume", -1.0), e.value("replayed", 0u));
   }
 }
+
+inline std::string tail(const std::string& s, size_t n = 8000) { return s.size() > n ? s.substr(s.size() - n) : s; }
+
+// A fixture for one driver domain serving many guests' devices: a scratch
+// directory, the driver domain's name, and the shadowd of write_host's files
+// (the derived SetUp calls make_dir, writes the host and sets shadowd_).
+// TearDown stops the test's own programs first (stop_programs), then shadowd
+// (a failure unless it exits 0 on SIGTERM; its log printed after any
+// failure), then removes the directory.
+class DriverDomainTest : public ::testing::Test {
+ protected:
+  // /tmp/sd-`what`-XXXXXX; the driver domain is `dom_prefix` + our pid.
+  void make_dir(const std::string& what, const std::string& dom_prefix) {
+    std::string tmpl = "/tmp/sd-" + what + "-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    id_ = std::to_string(::getpid());
+    dom_ = dom_prefix + id_;
+  }
+  virtual void stop_programs() {}
+  void TearDown() override {
+    stop_programs();
+    if (shadowd_) {
+      int rc = shadowd_->stop();
+      if (rc != 0) ADD_FAILURE() << "shadowd did not exit 0 within 20 s of SIGTERM (rc " << rc << ")";
+      if (HasFailure()) std::fprintf(stderr, "shadowd log (tail):\n%s\n", tail(shadowd_->log()).c_str());
+      shadowd_.reset();
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // Starts shadowd (`args` after the host file) and waits until it has `n`
+  // devices, each with its backend up and its frontend socket there; they
+  // go to *devices.
+  void start_shadowd(const std::vector<std::string>& args, size_t n, nlohmann::json* devices) {
+    shadowd_->start(args);
+    ASSERT_TRUE(wait_until(
+        [&] {
+          *devices = shadowd_->devices();
+          if (devices->size() != n) return false;
+          for (auto& d : *devices)
+            if (!d["detail"].value("backend_up", false) || !std::filesystem::exists(d["detail"].value("socket", "")))
+              return false;
+          return true;
+        },
+        std::chrono::seconds(30)))
+        << devices->dump() << "\n" << shadowd_->log();
+  }
+  // Every one of the `n` devices serving after `recoveries` recoveries each:
+  // state normal, backend up, and its frontend connected if `frontends`.
+  bool all_serving(size_t n, int recoveries, bool frontends) {
+    auto ds = shadowd_->devices();
+    if (ds.size() != n) return false;
+    for (auto& d : ds) {
+      auto det = d.value("detail", nlohmann::json::object());
+      if (d.value("state", "") != "normal" || d.value("recoveries", -1) != recoveries ||
+          !det.value("backend_up", false) || (frontends && !det.value("frontend_connected", false)))
+        return false;
+    }
+    return true;
+  }
+  // Kills the driver domain (its `kill`-th kill, counting from 1) and waits
+  // for it to run again with every one of the `n` devices serving
+  // (all_serving) after `kill` recoveries.
+  void kill_and_recover(int kill, size_t n, bool frontends) {
+    auto r = shadowd_->ctl("inject-fault " + dom_ + " kill");
+    ASSERT_EQ(r.rc, 0) << r.out << r.err;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          auto s = shadowd_->status(dom_);
+          return s.value("restarts", -1) == kill && s.value("state", "") == "running" &&
+                 all_serving(n, kill, frontends);
+        },
+        std::chrono::seconds(20)))
+        << "kill " << kill << " not recovered: " << shadowd_->status(dom_).dump() << "\n"
+        << shadowd_->devices().dump();
+  }
+  // No fencing: neither the driver domain nor any device.
+  void expect_none_fenced() {
+    EXPECT_TRUE(shadowd_->events("domain_fenced").empty());
+    for (const auto& e : shadowd_->events("device_state")) EXPECT_NE(e.value("state", ""), "fenced") << e.dump();
+  }
+
+  std::filesystem::path dir_;
+  std::string id_, dom_;
+  std::unique_ptr<Shadowd> shadowd_;
+};
 
 // What fio said about one job (its --output-format=json report and its
 // messages): exit code, the job's error, bytes written and read back, and

@@ -40,17 +40,14 @@ struct Disk {
   std::unique_ptr<Background> front, fio;
 };
 
-class VbdMultiDiskE2eTest : public ::testing::Test {
+class VbdMultiDiskE2eTest : public sd::e2e::DriverDomainTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/sd-vbdmulti-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto id = std::to_string(::getpid());
-    dom_ = "mblk" + id;
+    make_dir("vbdmulti", "mblk");
+    if (HasFatalFailure()) return;
     std::vector<sd::e2e::GuestCfg> guests;
     for (int g = 0; g < kGuests; ++g) {
-      std::string name = "mbg" + id + "x" + std::to_string(g), specs;
+      std::string name = "mbg" + id_ + "x" + std::to_string(g), specs;
       for (const char* vdev : kVdevs) {
         fs::path image = dir_ / (name + "-" + vdev + ".img");
         ASSERT_EQ(run("truncate -s 64M " + image.string()).rc, 0);
@@ -63,7 +60,7 @@ class VbdMultiDiskE2eTest : public ::testing::Test {
     shadowd_ = std::make_unique<sd::e2e::Shadowd>(dir_, SD_SHADOWD, SD_SHADOWCTL);
   }
 
-  void TearDown() override {
+  void stop_programs() override {
     for (auto& d : disks_) {
       d.fio.reset();
       if (d.front && d.front->running()) {  // a failed test: let it unmount
@@ -73,47 +70,14 @@ class VbdMultiDiskE2eTest : public ::testing::Test {
       d.front.reset();
       (void)run("umount -l " + d.mnt.string() + " 2>/dev/null");
     }
-    if (shadowd_) {
-      int rc = shadowd_->stop();
-      if (rc != 0) ADD_FAILURE() << "shadowd did not exit 0 within 20 s of SIGTERM (rc " << rc << ")";
-      if (HasFailure())
-        std::fprintf(stderr, "shadowd log (tail):\n%s\n", tail(shadowd_->log()).c_str());
-      shadowd_.reset();
-    }
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  static std::string tail(const std::string& s, size_t n = 8000) { return s.size() > n ? s.substr(s.size() - n) : s; }
-
-  // Every disk's frontend connected and every backend up, after `recoveries` each.
-  bool all_serving(int recoveries) {
-    auto ds = shadowd_->devices();
-    if (ds.size() != disks_.size()) return false;
-    for (auto& d : ds) {
-      auto det = d.value("detail", json::object());
-      if (d.value("state", "") != "normal" || d.value("recoveries", -1) != recoveries ||
-          !det.value("backend_up", false) || !det.value("frontend_connected", false))
-        return false;
-    }
-    return true;
   }
 
   // shadowd up with its eight disks, then one sd-blkfront per disk, each
   // mounting it at its own directory.
   void start() {
-    shadowd_->start({"--drvdom", SD_DRVDOM});
     json devs;
-    ASSERT_TRUE(wait_until(
-        [&] {
-          devs = shadowd_->devices();
-          if (devs.size() != kGuests * std::size(kVdevs)) return false;
-          for (auto& d : devs)
-            if (!d["detail"].value("backend_up", false) || !fs::exists(d["detail"].value("socket", ""))) return false;
-          return true;
-        },
-        30s))
-        << devs.dump() << "\n" << shadowd_->log();
+    start_shadowd({"--drvdom", SD_DRVDOM}, kGuests * std::size(kVdevs), &devs);
+    if (HasFatalFailure()) return;
     for (auto& d : devs) {
       Disk disk;
       disk.device = d.value("device", "");
@@ -129,7 +93,7 @@ class VbdMultiDiskE2eTest : public ::testing::Test {
         [&] {
           for (auto& d : disks_)
             if (!fs::exists(d.mnt / "disk")) return false;
-          return all_serving(0);
+          return all_serving(disks_.size(), 0, true);
         },
         30s))
         << shadowd_->devices().dump();
@@ -155,9 +119,6 @@ class VbdMultiDiskE2eTest : public ::testing::Test {
     return true;
   }
 
-  fs::path dir_;
-  std::string dom_;
-  std::unique_ptr<sd::e2e::Shadowd> shadowd_;
   std::vector<Disk> disks_;
 };
 
@@ -172,17 +133,9 @@ TEST_F(VbdMultiDiskE2eTest, EightDisksOneBlkdd_FioVerifyOnEachAcrossFiveKills_Al
   for (int k = 0; k < kKills; ++k) {
     std::this_thread::sleep_for(200ms);
     if (!all_fio_running()) break;
-    auto r = shadowd_->ctl("inject-fault " + dom_ + " kill");
-    ASSERT_EQ(r.rc, 0) << r.out << r.err;
     ++kills;
-    ASSERT_TRUE(wait_until(
-        [&] {
-          auto s = shadowd_->status(dom_);
-          return s.value("restarts", -1) == k + 1 && s.value("state", "") == "running" && all_serving(k + 1);
-        },
-        20s))
-        << "kill " << k + 1 << " not recovered: " << shadowd_->status(dom_).dump() << "\n"
-        << shadowd_->devices().dump();
+    kill_and_recover(k + 1, disks_.size(), true);
+    if (HasFatalFailure()) return;
   }
   EXPECT_EQ(kills, kKills) << "a fio finished before the last kill";
 
@@ -204,10 +157,8 @@ TEST_F(VbdMultiDiskE2eTest, EightDisksOneBlkdd_FioVerifyOnEachAcrossFiveKills_Al
   auto recs = shadowd_->events("recovery");
   sd::e2e::print_recoveries(recs);
   EXPECT_EQ(recs.size(), static_cast<size_t>(kKills));
-  EXPECT_TRUE(shadowd_->events("domain_fenced").empty());
-  for (const auto& e : shadowd_->events("device_state"))
-    EXPECT_NE(e.value("state", ""), "fenced") << e.dump();
-  EXPECT_TRUE(all_serving(kKills)) << shadowd_->devices().dump();
+  expect_none_fenced();
+  EXPECT_TRUE(all_serving(disks_.size(), kKills, true)) << shadowd_->devices().dump();
 
   // Each frontend's own count: every request it submitted completed once.
   for (auto& d : disks_) {

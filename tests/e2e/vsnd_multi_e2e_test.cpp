@@ -39,36 +39,21 @@ struct Card {
   std::unique_ptr<Background> aplay;
 };
 
-class VsndMultiCardE2eTest : public ::testing::Test {
+class VsndMultiCardE2eTest : public sd::e2e::DriverDomainTest {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/sd-vsndmulti-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto id = std::to_string(::getpid());
-    dom_ = "msnd" + id;
+    make_dir("vsndmulti", "msnd");
+    if (HasFatalFailure()) return;
     std::vector<sd::e2e::GuestCfg> guests;
     for (int g = 0; g < kGuests; ++g)
-      guests.push_back({"msg" + id + "x" + std::to_string(g),
+      guests.push_back({"msg" + id_ + "x" + std::to_string(g),
                         {"vsnd = [[ 'card, backend=" + dom_ +
                          ", short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]]"}});
     sd::e2e::write_host(dir_, SD_SOURCE_DIR, {dom_}, guests);
     shadowd_ = std::make_unique<sd::e2e::Shadowd>(dir_, SD_SHADOWD, SD_SHADOWCTL);
   }
 
-  void TearDown() override {
-    cards_.clear();  // players killed
-    if (shadowd_) {
-      int rc = shadowd_->stop();
-      if (rc != 0) ADD_FAILURE() << "shadowd did not exit 0 within 20 s of SIGTERM (rc " << rc << ")";
-      if (HasFailure()) std::fprintf(stderr, "shadowd log (tail):\n%s\n", tail(shadowd_->log()).c_str());
-      shadowd_.reset();
-    }
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  static std::string tail(const std::string& s, size_t n = 8000) { return s.size() > n ? s.substr(s.size() - n) : s; }
+  void stop_programs() override { cards_.clear(); }  // players killed
 
   json detail(const std::string& device) {
     for (auto& d : shadowd_->devices())
@@ -76,31 +61,11 @@ class VsndMultiCardE2eTest : public ::testing::Test {
     return json::object();
   }
 
-  // Both cards serving, after `recoveries` each.
-  bool all_serving(int recoveries) {
-    auto ds = shadowd_->devices();
-    if (ds.size() != cards_.size()) return false;
-    for (auto& d : ds)
-      if (d.value("state", "") != "normal" || d.value("recoveries", -1) != recoveries ||
-          !d["detail"].value("backend_up", false))
-        return false;
-    return true;
-  }
-
   // shadowd up with both cards; each guest's asoundrc naming its card.
   void start() {
-    shadowd_->start({"--drvdom", SD_DRVDOM});
     json devs;
-    ASSERT_TRUE(wait_until(
-        [&] {
-          devs = shadowd_->devices();
-          if (devs.size() != kGuests) return false;
-          for (auto& d : devs)
-            if (!d["detail"].value("backend_up", false) || !fs::exists(d["detail"].value("socket", ""))) return false;
-          return true;
-        },
-        30s))
-        << devs.dump() << "\n" << shadowd_->log();
+    start_shadowd({"--drvdom", SD_DRVDOM}, kGuests, &devs);
+    if (HasFatalFailure()) return;
     for (auto& d : devs) {
       Card c;
       c.device = d.value("device", "");
@@ -112,9 +77,6 @@ class VsndMultiCardE2eTest : public ::testing::Test {
     }
   }
 
-  fs::path dir_;
-  std::string dom_;
-  std::unique_ptr<sd::e2e::Shadowd> shadowd_;
   std::vector<Card> cards_;
 };
 
@@ -138,16 +100,8 @@ TEST_F(VsndMultiCardE2eTest, TwoPlayersOnTwoCardsOfOneSnddd_ThreeKills_BothExitZ
   for (int k = 0; k < kKills; ++k) {
     std::this_thread::sleep_for(2500ms);
     for (auto& c : cards_) ASSERT_TRUE(c.aplay->running()) << c.device << ": aplay ended before kill " << k + 1;
-    auto r = shadowd_->ctl("inject-fault " + dom_ + " kill");
-    ASSERT_EQ(r.rc, 0) << r.out << r.err;
-    ASSERT_TRUE(wait_until(
-        [&] {
-          auto s = shadowd_->status(dom_);
-          return s.value("restarts", -1) == k + 1 && s.value("state", "") == "running" && all_serving(k + 1);
-        },
-        10s))
-        << "kill " << k + 1 << " not recovered: " << shadowd_->status(dom_).dump() << "\n"
-        << shadowd_->devices().dump();
+    kill_and_recover(k + 1, cards_.size(), false);
+    if (HasFatalFailure()) return;
   }
 
   for (auto& c : cards_) ASSERT_TRUE(c.aplay->wait_for(30s)) << c.device << ": aplay still running";
@@ -160,7 +114,7 @@ TEST_F(VsndMultiCardE2eTest, TwoPlayersOnTwoCardsOfOneSnddd_ThreeKills_BothExitZ
   }
   sd::e2e::print_recoveries(shadowd_->events("recovery"));
   EXPECT_EQ(shadowd_->events("recovery").size(), static_cast<size_t>(kKills));
-  EXPECT_TRUE(shadowd_->events("domain_fenced").empty());
+  expect_none_fenced();
 
   // Each card's recording: the input, apart from gaps of at most 20 ms,
   // whether heard as silence or as input skipped.

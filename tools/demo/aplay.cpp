@@ -107,16 +107,11 @@ int run_aplay(const std::string& sock, bool json_out, const Opts& o) {
   };
 
   // ---- faults, one at a time: at its time, after the previous recovery.
-  auto faults = run_polled_faults({.sock = sock,
-                                   .domain = dom,
-                                   .label = "demo vsnd",
-                                   .n = o.faults,
-                                   .duration_s = o.duration,
-                                   .kinds = o.kinds,
-                                   .elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); },
-                                   .app_done = all_done,
-                                   .on_inject = mark_wav_frames},
-                                  pr);
+  PolledSchedule schedule = polled_schedule(sock, dom, o);
+  schedule.elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  schedule.app_done = all_done;
+  schedule.on_inject = mark_wav_frames;
+  auto faults = run_polled_faults(schedule, pr);
   for (auto& c : cards)
     if (!c.aplay.wait_exit(static_cast<double>(o.duration) + 30)) {
       ::kill(-c.aplay.pid, SIGKILL);

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "host.hpp"
+#include "workloads.hpp"
 
 namespace sd::tools::demo {
 
@@ -123,6 +124,15 @@ void FollowedFaults::give_up(bool interrupted) {
 }
 
 // ---- vsnd, vbd ---------------------------------------------------------------------
+
+PolledSchedule polled_schedule(const std::string& sock, const std::string& dom, const Opts& o) {
+  return {.sock = sock,
+          .domain = dom,
+          .label = "demo " + o.classes.front(),
+          .n = o.faults,
+          .duration_s = o.duration,
+          .kinds = o.kinds};
+}
 
 std::vector<PolledFault> run_polled_faults(const PolledSchedule& s, Progress& pr) {
   // The events after `seq` about the domain (the last 200 events shadowd keeps).

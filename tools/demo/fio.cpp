@@ -153,16 +153,11 @@ int run_fio(const std::string& sock, bool json_out, const Opts& o) {
       ++fio_done;
     });
   }
-  auto faults = run_polled_faults({.sock = sock,
-                                   .domain = dom,
-                                   .label = "demo vbd",
-                                   .n = o.faults,
-                                   .duration_s = o.duration,
-                                   .kinds = o.kinds,
-                                   .expand_garbage = true,
-                                   .elapsed = elapsed,
-                                   .app_done = [&] { return fio_done.load() == disks.size(); }},
-                                  pr);
+  PolledSchedule schedule = polled_schedule(sock, dom, o);
+  schedule.expand_garbage = true;
+  schedule.elapsed = elapsed;
+  schedule.app_done = [&] { return fio_done.load() == disks.size(); };
+  auto faults = run_polled_faults(schedule, pr);
   for (auto& d : disks) d.runner.join();
 
   // ---- each frontend's own count: every request completed exactly once.

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "faults.hpp"
+
 namespace sd::tools::demo {
 
 struct Opts {
@@ -13,6 +15,11 @@ struct Opts {
   std::vector<std::string> kinds{"kill", "segv", "hang", "garbage"};
   std::string config;
 };
+
+// The polled fault schedule of `o` (its faults, their kinds, the run's
+// length) into driver domain `dom`, labelled "demo CLASS"; the workload adds
+// how its application is timed and seen to end.
+PolledSchedule polled_schedule(const std::string& sock, const std::string& dom, const Opts& o);
 
 // Each runs its application once per guest device of the class on one
 // driver domain, all at once, and returns the exit status: 0 transparent
