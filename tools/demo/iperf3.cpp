@@ -398,7 +398,8 @@ int run_iperf3(const std::string& sock, bool json_out, const Opts& o) {
   }
   if (faults.empty()) std::fprintf(out, "  (no faults injected)\n");
   std::fprintf(out,
-               "     phases (shadowd's recovery event) in ms; seen: inject request sent -> recovery event received,\n"
+               "     phases (shadowd's recovery event) in ms (replay, resume: the slowest device's; devices: Ready to\n"
+               "     the last device serving); seen: inject request sent -> recovery event received,\n"
                "     ms, as measured by the demo; Gbit/s and retr: each guest's iperf3 1 s interval in which the\n"
                "     fault hit\n\n");
 

@@ -48,13 +48,15 @@ std::string fmt_ms(const json& v) {
 }
 
 std::string phases_head() {
-  return strf("%3s  %-9s %6s  %8s %8s %8s %8s %8s", "#", "kind", "at s", "detect", "spawn", "replay", "resume", "total");
+  return strf("%3s  %-9s %6s  %8s %8s %8s %8s %8s %8s", "#", "kind", "at s", "detect", "spawn", "replay", "resume",
+              "devices", "total");
 }
 
 std::string phases_row(size_t n, const std::string& kind, const std::string& at, const json& phases) {
   auto ph = [&](const char* k) { return fmt_ms(phases.is_object() && phases.contains(k) ? phases[k] : json()); };
-  return strf("%3zu  %-9s %6s  %8s %8s %8s %8s %8s", n, kind.c_str(), at.c_str(), ph("detect").c_str(),
-              ph("spawn").c_str(), ph("replay").c_str(), ph("resume").c_str(), ph("total").c_str());
+  return strf("%3zu  %-9s %6s  %8s %8s %8s %8s %8s %8s", n, kind.c_str(), at.c_str(), ph("detect").c_str(),
+              ph("spawn").c_str(), ph("replay").c_str(), ph("resume").c_str(), ph("devices").c_str(),
+              ph("total").c_str());
 }
 
 void print_verdict(FILE* out, size_t recovered, size_t faults, bool transparent, const char* yes_because) {

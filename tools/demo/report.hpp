@@ -32,8 +32,9 @@ std::string fmt_ms(const nlohmann::json& v);
 // Where the table goes: stdout, or stderr when stdout carries the JSON.
 inline FILE* table_stream(bool json_out) { return json_out ? stderr : stdout; }
 // The columns every demo's table starts with: the fault's number, kind,
-// time, and the phases of shadowd's recovery event (detect, spawn, replay,
-// resume, total). Each workload appends its own columns.
+// time, and the phases of shadowd's recovery event (detect, spawn, the
+// slowest device's replay and resume, devices: Ready to the last device
+// serving, total). Each workload appends its own columns.
 std::string phases_head();
 std::string phases_row(size_t n, const std::string& kind, const std::string& at, const nlohmann::json& phases);
 // The last line: "recovered N/M faults; transparent: ...".
