@@ -40,6 +40,12 @@ Daemon::~Daemon() {
   shutdown();
   // Supervisors before the platform: they hold its domains.
   supervisors_.clear();
+  // The device engines before the platform too: they own its device
+  // plumbing, whose destructor uses the platform's store (on Xen,
+  // XenDevicePlumbing removes its xenstore nodes and its VchanLink unwatches).
+  // Left to the member destructors they ran after platform_.reset(), on a
+  // freed XenStore: shadowd segfaulted after shadowd_stopped on Xen.
+  impls_.clear();
   platform_.reset();
 }
 

@@ -179,7 +179,12 @@ void DeviceEngine::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Don
     backend_up_ = true;
     up_since_ns_ = shadow::now_ns();
     ++recoveries_;
-    boost::asio::post(io_, [this] { finish(times_); });  // answered after this returns, as always
+    // Answered after this returns, as always. The engine may be gone by
+    // then (shadowd's teardown runs the io_context again while the platform
+    // drains): then nothing.
+    boost::asio::post(io_, [this, alive = std::weak_ptr<bool>(alive_)] {
+      if (alive.lock()) finish(times_);
+    });
     return;
   }
   if (!front_attached_ && !plumbing_->frontend_in_guest()) {

@@ -229,6 +229,9 @@ class DeviceEngine final : public DeviceImpl, private Splitter::Events {
   uint64_t recoveries_ = 0, replayed_total_ = 0, bad_responses_ = 0, frontends_ = 0;
   size_t inflight_at_death_ = 0;
   std::string last_fault_;
+  // Handlers posted to the io_context hold a weak reference: after
+  // destruction they do nothing.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // The engine for one guest device: the class's `hooks`, the platform's

@@ -316,6 +316,18 @@ TEST_F(EngineTest, NoFrontend_ResumesAtOnceAfterReturning) {
   EXPECT_TRUE(plumbing->offers.empty());
 }
 
+// shadowd's teardown destroys the engines, then runs the io_context again
+// while the platform drains: an answer still queued for a destroyed engine
+// must do nothing.
+TEST_F(EngineTest, NoFrontend_EngineDestroyedBeforeAnswer_AnswerDropped) {
+  engine->on_backend_ready(backend, 3, record());
+  engine.reset();
+
+  io.poll();
+
+  EXPECT_TRUE(results.empty());
+}
+
 TEST_F(EngineTest, FrontendArrivesLater_AttachedToServingBackend) {
   engine->on_backend_ready(backend, 3, record());
   io.poll();

@@ -264,5 +264,22 @@ TEST_F(VifEngineXenTest, Recovery_XenbusFrontendStaysConnectedBackendMovesToNewD
   EXPECT_EQ(front_states, (std::vector<std::string>{"1", "4"}));  // Initialising, Connected, nothing else
 }
 
+// The engine's plumbing uses the platform's store until it is destroyed
+// (it removes the device's nodes): shadowd must destroy its engines before
+// the platform (Daemon::~Daemon), or this runs on a freed XenStore.
+TEST_F(VifEngineXenTest, EngineDestroyedBeforePlatform_RemovesItsNodesFromTheStore) {
+  const std::string front = "/local/domain/5/device/sd-vif/0", back7 = "/local/domain/7/backend/sd-vif/5/0";
+  std::optional<Result<ResumeTimes>> done;
+  attach_backend_7(done);
+  auto& xs = fake::xenstore();
+  ASSERT_TRUE(xs.kv.count(front + "/state"));
+  ASSERT_TRUE(xs.kv.count(back7 + "/state"));
+
+  vif_.reset();  // as shadowd's teardown: engines, then the platform (TearDown)
+
+  EXPECT_FALSE(xs.kv.count(front + "/state"));
+  EXPECT_FALSE(xs.kv.count(back7 + "/state"));
+}
+
 }  // namespace
 }  // namespace sd::dom0
