@@ -211,31 +211,34 @@ void Daemon::on_domain_ready(const std::string& name) {
 void Daemon::device_resumed(const std::string& name, size_t idx, Result<ResumeTimes> r) {
   Recovery& rec = recovering_[name];
   auto* dev = devices_[idx].get();
+  nlohmann::json j;
   if (!r) {
     // This device is not served (the backend refused or lost it, or died:
-    // its death then starts the next round). The others serve on.
+    // its death then starts the next round). The others serve on, and the
+    // recovery event lists it with its error.
     log_->emit({{"type", "resume_failed"}, {"device", dev->id()}, {"error", r.error().message}});
     if (dev->on_failed(r.error().message))
       log_->emit({{"type", "device_state"}, {"device", dev->id()}, {"state", "failed"}, {"error", r.error().message}});
-    if (rec.pending > 0 && --rec.pending == 0)
-      if (auto* sup = find(name)) sup->devices_serving();
-    return;
+    j = dev->to_json();
+    j["error"] = r.error().message;
+  } else {
+    dev->on_replayed();
+    // The devices recover side by side: each one's phases, and the time from
+    // Ready to the last one serving.
+    double serving_ms = ms_between(rec.ready, platform::Clock::now());
+    rec.replay_ms = std::max(rec.replay_ms, r->replay_ms);
+    rec.resume_ms = std::max(rec.resume_ms, r->resume_ms);
+    rec.devices_ms = std::max(rec.devices_ms, serving_ms);
+    rec.replayed += r->replayed;
+    j = dev->to_json();
+    j["replay_ms"] = r->replay_ms;
+    j["resume_ms"] = r->resume_ms;
+    j["serving_ms"] = serving_ms;
+    j["replayed"] = r->replayed;
   }
-  dev->on_replayed();
-  // The devices recover side by side: each one's phases, and the time from
-  // Ready to the last one serving.
-  double serving_ms = ms_between(rec.ready, platform::Clock::now());
-  rec.replay_ms = std::max(rec.replay_ms, r->replay_ms);
-  rec.resume_ms = std::max(rec.resume_ms, r->resume_ms);
-  rec.devices_ms = std::max(rec.devices_ms, serving_ms);
-  rec.replayed += r->replayed;
-  auto j = dev->to_json();
-  j["replay_ms"] = r->replay_ms;
-  j["resume_ms"] = r->resume_ms;
-  j["serving_ms"] = serving_ms;
-  j["replayed"] = r->replayed;
+  if (!impls_[idx] || rec.pending == 0) return;  // not part of a recovery round
   rec.devices.push_back(std::move(j));
-  if (impls_[idx] && rec.pending > 0 && --rec.pending == 0) {
+  if (--rec.pending == 0) {
     emit_recovery(name);
     if (auto* sup = find(name)) sup->devices_serving();
   }

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "sd/config/yaml_fields.hpp"
+#include "sd/core/limits.hpp"
 
 namespace sd::config {
 
@@ -65,6 +66,7 @@ class HostLoader {
     check_names(host);
     check_vif_addresses(host);
     auto used = check_backends(host);
+    check_capacity(host);
     load_policies(host, used);
 
     if (!diags_.empty()) return std::unexpected(std::move(diags_));
@@ -238,6 +240,60 @@ class HostLoader {
     for (const auto& d : host.driver_domains) check(d);
     for (const auto& g : host.guests) check(g);
     return used;
+  }
+
+  static std::string mib(uint64_t kib) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.1f MiB", static_cast<double>(kib) / 1024);
+    return b;
+  }
+  // "vif X, disk Y, vsnd Z": what one device of each class takes.
+  template <class F>
+  static std::string costs(F what) {
+    std::string out;
+    for (DeviceClass c : kAllClasses) out += (out.empty() ? "" : ", ") + std::string(cfg_key(c)) + " " + what(limits::device_cost(c));
+    return "one device takes: " + out;
+  }
+
+  // Every driver domain can hold the devices put on it (sd/core/limits.hpp):
+  // the address space of their pools and backends within its `memory`, and
+  // their fds within its fd limit. The first device that does not fit is
+  // reported at its line: that is the one to move or the domain to grow.
+  void check_capacity(const HostConfig& host) {
+    for (const auto& dd : host.driver_domains) {
+      uint64_t kib = limits::kRuntimeUseKiB;
+      unsigned fds = limits::kRuntimeFds;
+      const uint64_t room_kib = dd.memory_mb ? (static_cast<uint64_t>(*dd.memory_mb) + limits::kRuntimeMiB) << 10 : 0;
+      bool reported = false;
+      auto add = [&](const DomainCfg& cfg) {
+        for (const auto& dev : cfg.devices) {
+          if (dev.backend != dd.name || reported) continue;
+          const auto cost = limits::device_cost(dev.cls);
+          kib += cost.kib;
+          fds += cost.fds;
+          const std::string label = device_label(dev) + " of " + cfg.name + ": driver domain '" + dd.name + "' ";
+          if (room_kib && kib > room_kib) {
+            const uint64_t need_mb = (kib + 1023) / 1024 - limits::kRuntimeMiB;
+            diags_.push_back({cfg.file, dev.line,
+                              label + "cannot hold it: its devices up to here need " + std::to_string(need_mb) +
+                                  " MiB, its memory is " + std::to_string(*dd.memory_mb) + " MiB (" + dd.file + ":" +
+                                  std::to_string(dd.memory_line) + ")",
+                              costs([](limits::DeviceCost c) { return mib(c.kib); }) + ": raise memory in " +
+                                  dd.file + " or give this device another backend"});
+            reported = true;
+          } else if (fds > limits::kDomainFds) {
+            diags_.push_back({cfg.file, dev.line,
+                              label + "cannot hold it: its devices up to here keep " + std::to_string(fds) +
+                                  " fds open, a driver domain may have " + std::to_string(limits::kDomainFds),
+                              costs([](limits::DeviceCost c) { return std::to_string(c.fds) + " fds"; }) +
+                                  ": give this device another backend"});
+            reported = true;
+          }
+        }
+      };
+      for (const auto& d : host.driver_domains) add(d);
+      for (const auto& g : host.guests) add(g);
+    }
   }
 
   void load_policies(HostConfig& host, const std::map<DeviceClass, std::string>& used) {

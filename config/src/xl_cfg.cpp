@@ -619,6 +619,7 @@ class Checker {
       }
     } else if (k == "memory") {
       cfg.memory_mb = want_positive(s);
+      cfg.memory_line = s.line;
     } else if (k == "vcpus") {
       cfg.vcpus = want_positive(s);
     } else if (k == "kernel") {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "local/local_platform.hpp"
+#include "sd/core/limits.hpp"
 #include "sd/core/netns.hpp"
 #include "local/sandbox.hpp"
 
@@ -69,7 +70,7 @@ Result<platform::DomainInfo> LocalDomainManager::create(const platform::DomainSp
   sb.netns_fd = netns.get();
   sb.control_fd = chans->second.fd();
   // The memory setting caps the address space, with room for the runtime itself.
-  if (spec.memory_mb) sb.memory_bytes = static_cast<uint64_t>(*spec.memory_mb) * 1024 * 1024 + (64ULL << 20);
+  if (spec.memory_mb) sb.memory_bytes = (static_cast<uint64_t>(*spec.memory_mb) + limits::kRuntimeMiB) << 20;
   auto sp = spawn_sandboxed(sb);
   if (!sp) return std::unexpected(sp.error());
 

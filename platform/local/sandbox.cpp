@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "sd/core/limits.hpp"
+
 namespace sd::local {
 namespace {
 
@@ -108,7 +110,7 @@ void bind_file(const char* src, const char* dst, bool readonly) {
   // rlimits: no core files, bounded fds/processes/memory.
   rlimit core{0, 0};
   ::setrlimit(RLIMIT_CORE, &core);
-  rlimit nofile{1024, 1024};
+  rlimit nofile{limits::kDomainFds, limits::kDomainFds};
   ::setrlimit(RLIMIT_NOFILE, &nofile);
   rlimit nproc{256, 256};
   ::setrlimit(RLIMIT_NPROC, &nproc);

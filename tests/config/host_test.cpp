@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace sd::config {
@@ -214,6 +216,84 @@ TEST(HostWire, PathLikeName_RejectedAtItsLine) {
 
   ASSERT_FALSE(host);
   EXPECT_NE(to_string(host.error()).find("bad_wire.yaml:4:"), std::string::npos) << to_string(host.error());
+}
+
+}  // namespace
+}  // namespace sd::config
+
+// ------------------------------------------------- driver domain capacity
+
+namespace sd::config {
+namespace {
+
+// A host with one driver domain of `memory` MiB (none when 0) and `guests`
+// guests, each with the device line `line` (%d: the guest's number).
+class HostCapacity : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("sd-capacity-" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::filesystem::path write(int memory, int guests, const char* line) {
+    std::ofstream(dir_ / "dd.cfg") << "name = \"dd\"\ndriver_domain = 1\n"
+                                   << (memory ? "memory = " + std::to_string(memory) + "\n" : "");
+    std::string list;
+    for (int i = 0; i < guests; ++i) {
+      char dev[256];
+      std::snprintf(dev, sizeof dev, line, i / 200, 2 + i % 200);
+      std::ofstream(dir_ / ("g" + std::to_string(i) + ".cfg")) << "name = \"g" << i << "\"\n" << dev << "\n";
+      list += (i ? ", g" : "g") + std::to_string(i) + ".cfg";
+    }
+    std::ofstream(dir_ / "host.yaml") << "policy_dir: " << (kPolicies / "full").string()
+                                      << "\ndomains: [dd.cfg]\nguests: [" << list << "]\n";
+    return dir_ / "host.yaml";
+  }
+  std::filesystem::path dir_;
+};
+
+constexpr const char* kVif = "vif = [ 'backend=dd,ip=10.77.%d.%d' ]";
+constexpr const char* kDisk = "disk = [ 'backend=dd,vdev=xvda,target=/tmp/sd-capacity-%d-%d.img' ]";
+
+TEST_F(HostCapacity, SixtyFourVifsInTheDefaultMemory_Load) {
+  auto host = load_host(write(256, 64, kVif));
+
+  ASSERT_TRUE(host) << to_string(host.error());
+}
+
+TEST_F(HostCapacity, MoreVifsThanMemoryHolds_FirstOneOverReportedAtItsLineWithTheDomainsMemoryLine) {
+  // 16 MiB + the runtime's room: 35 vifs of 2 MiB fit beside the runtime, the 36th does not.
+  auto host = load_host(write(16, 40, kVif));
+
+  ASSERT_FALSE(host);
+  ASSERT_EQ(host.error().size(), 1u) << to_string(host.error());
+  const std::string text = to_string(host.error());
+  EXPECT_NE(text.find("g35.cfg:2:"), std::string::npos) << text;
+  EXPECT_NE(text.find("vif[0] of g35: driver domain 'dd' cannot hold it"), std::string::npos) << text;
+  EXPECT_NE(text.find("its memory is 16 MiB (" + (dir_ / "dd.cfg").string() + ":3)"), std::string::npos) << text;
+  EXPECT_NE(text.find("raise memory"), std::string::npos) << text;
+}
+
+TEST_F(HostCapacity, DisksCountTheirIoThreadsStack) {
+  // A disk takes 9.4 MiB: 128 + 64 MiB hold 19 beside the runtime, not 20.
+  EXPECT_TRUE(load_host(write(128, 19, kDisk)));
+  auto host = load_host(write(128, 20, kDisk));
+  ASSERT_FALSE(host);
+  EXPECT_NE(to_string(host.error()).find("g19.cfg:2: disk[0] of g19"), std::string::npos) << to_string(host.error());
+}
+
+TEST_F(HostCapacity, NoMemorySet_FdLimitStillHolds) {
+  // 3 fds per vif: (1024 - 16) / 3 = 336 vifs fit, the 337th does not.
+  EXPECT_TRUE(load_host(write(0, 336, kVif)));
+  auto host = load_host(write(0, 337, kVif));
+  ASSERT_FALSE(host);
+  const std::string text = to_string(host.error());
+  EXPECT_NE(text.find("g336.cfg:2:"), std::string::npos) << text;
+  EXPECT_NE(text.find("1024"), std::string::npos) << text;
 }
 
 }  // namespace

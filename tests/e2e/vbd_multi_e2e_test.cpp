@@ -176,4 +176,92 @@ TEST_F(VbdMultiDiskE2eTest, EightDisksOneBlkdd_FioVerifyOnEachAcrossFiveKills_Al
   }
 }
 
+// A disk its driver domain cannot attach (its image shrunk under it, as an
+// operator's mistaken truncate would do) is reported failed, with the driver
+// domain's reason, in the events and in `shadowctl devices`, while the seven
+// others recover and their fio runs on untouched; once the image is whole
+// again the next incarnation serves it again.
+TEST_F(VbdMultiDiskE2eTest, OneDiskShrunkUnderItsDriver_ReportedFailedOthersServeOn_ServedAgainOnceRestored) {
+  start();
+  if (HasFatalFailure()) return;
+  Disk& victim = disks_.back();
+  std::string image;
+  for (auto& d : shadowd_->devices())
+    if (d.value("device", "") == victim.device) image = d["detail"].value("target", "");
+  ASSERT_FALSE(image.empty()) << shadowd_->devices().dump();
+  for (size_t i = 0; i + 1 < disks_.size(); ++i) start_fio(disks_[i], "2M");
+  std::this_thread::sleep_for(200ms);
+
+  ASSERT_EQ(run("truncate -s 1M " + image).rc, 0);
+  auto r = shadowd_->ctl("inject-fault " + dom_ + " kill");
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  auto others_serving = [&](int recoveries) {
+    for (auto& d : shadowd_->devices()) {
+      if (d.value("device", "") == victim.device) continue;
+      auto det = d.value("detail", json::object());
+      if (d.value("state", "") != "normal" || d.value("recoveries", -1) != recoveries ||
+          !det.value("backend_up", false) || !det.value("frontend_connected", false))
+        return false;
+    }
+    return true;
+  };
+  auto victim_state = [&] {
+    for (auto& d : shadowd_->devices())
+      if (d.value("device", "") == victim.device) return d.value("state", "");
+    return std::string();
+  };
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = shadowd_->status(dom_);
+        return s.value("restarts", -1) == 1 && s.value("state", "") == "running" && victim_state() == "failed" &&
+               others_serving(1);
+      },
+      20s))
+      << shadowd_->status(dom_).dump() << "\n" << shadowd_->devices().dump();
+
+  // What the operator sees: the event with the driver domain's reason, and
+  // the device listed failed with it.
+  bool evented = false;
+  for (const auto& e : shadowd_->events("device_state"))
+    if (e.value("device", "") == victim.device && e.value("state", "") == "failed") {
+      evented = true;
+      EXPECT_NE(e.value("error", "").find("smaller"), std::string::npos) << e.dump();
+    }
+  EXPECT_TRUE(evented);
+  auto text = shadowd_->ctl("devices");
+  EXPECT_EQ(text.rc, 0);
+  EXPECT_NE(text.out.find("failed"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("error: "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("smaller"), std::string::npos) << text.out;
+  auto recs = shadowd_->events("recovery");
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0]["devices"].size(), disks_.size()) << recs[0].dump();
+
+  for (size_t i = 0; i + 1 < disks_.size(); ++i) {
+    ASSERT_TRUE(disks_[i].fio->wait_for(240s)) << disks_[i].device << ": fio still running";
+    auto v = sd::e2e::fio_verdict(disks_[i].fio->rc(), disks_[i].mnt.string() + ".fio.json", disks_[i].fio->out());
+    EXPECT_EQ(v.rc, 0) << disks_[i].device << ": " << disks_[i].fio->out();
+    EXPECT_FALSE(v.verify_errors) << disks_[i].device;
+  }
+  EXPECT_TRUE(shadowd_->events("domain_fenced").empty());
+
+  // Restored: the next incarnation attaches it again and it takes I/O.
+  ASSERT_EQ(run("truncate -s 64M " + image).rc, 0);
+  r = shadowd_->ctl("inject-fault " + dom_ + " kill");
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = shadowd_->status(dom_);
+        return s.value("restarts", -1) == 2 && s.value("state", "") == "running" && victim_state() == "normal" &&
+               others_serving(2);
+      },
+      20s))
+      << shadowd_->devices().dump();
+  start_fio(victim, "1M");
+  ASSERT_TRUE(victim.fio->wait_for(120s));
+  auto v = sd::e2e::fio_verdict(victim.fio->rc(), victim.mnt.string() + ".fio.json", victim.fio->out());
+  EXPECT_EQ(v.rc, 0) << victim.fio->out();
+  EXPECT_FALSE(v.verify_errors);
+}
+
 }  // namespace

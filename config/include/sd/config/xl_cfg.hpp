@@ -60,6 +60,7 @@ struct DomainCfg {
   std::optional<std::string> on_crash, on_poweroff, on_reboot;
   std::vector<DeviceSpec> devices;  // in file order (the order of the vif/disk/vsnd keys, then list order)
   int name_line = 0;
+  int memory_line = 0;
 };
 
 Parsed<DomainCfg> parse_domain_cfg(const std::filesystem::path& path);
