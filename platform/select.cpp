@@ -19,12 +19,6 @@ std::string xen_reason() {
 }
 }  // namespace
 
-std::vector<std::string> available_platforms() {
-  std::vector<std::string> out{"local"};
-  if (xen_reason().empty()) out.push_back("xen");
-  return out;
-}
-
 Result<std::unique_ptr<Platform>> make_platform(const std::string& name, boost::asio::io_context& io,
                                                 const Options& opts) {
   std::string chosen = name;

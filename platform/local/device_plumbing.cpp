@@ -1,55 +1,66 @@
-// A device connection on the local platform: the pool is one sealed memfd
-// (a backend receives it only once every page is granted to it), the event
-// channel is a pair of eventfds, and both travel over the control channel
-// with SCM_RIGHTS.
-#include <optional>
+// A device connection on the local platform: the pool and the event
+// channel's ends travel over the control channel with SCM_RIGHTS.
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <vector>
 
 #include "local/local_platform.hpp"
 
 namespace sd::local {
 
-namespace {
-
-// The pool in one kGrantFds message (first ref 0, one fd for every page).
-// owner: the guest's frontend (its own memory); otherwise `peer`, to whom
-// every page must be granted.
-Result<void> send_pool(ctl::Channel& ch, const LocalGrantPool& pool, uint64_t handle,
-                       std::optional<platform::DomId> peer) {
-  UniqueFd held;
-  if (peer) {
-    auto fd = pool.fd_for_peer(*peer);
-    if (!fd) return std::unexpected(fd.error());
-    held = std::move(*fd);
-  }
-  ctl::Msg m;
-  m.type = ctl::MsgType::kGrantFds;
-  m.a = 0;
-  m.b = handle;
-  return ch.send(m, peer ? held.get() : pool.owner_fd());
+Result<std::pair<std::unique_ptr<LocalEventChannel>, std::unique_ptr<LocalEventChannel>>> make_local_event_channel() {
+  // One eventfd per direction: a->b and b->a.
+  UniqueFd ab(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), ba(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!ab || !ba) return sys_fail("eventfd");
+  UniqueFd ab2(::dup(ab.get())), ba2(::dup(ba.get()));
+  if (!ab2 || !ba2) return sys_fail("dup eventfd");
+  return std::make_pair(std::make_unique<LocalEventChannel>(std::move(ab), std::move(ba)),
+                        std::make_unique<LocalEventChannel>(std::move(ba2), std::move(ab2)));
 }
 
-}  // namespace
+Result<std::unique_ptr<LocalDevicePlumbing>> LocalDevicePlumbing::create(size_t pages) {
+  if (pages == 0 || pages > 65536) return fail(Code::kInvalidInput, "grant pool size must be 1..65536 pages");
+  std::unique_ptr<LocalDevicePlumbing> p(new LocalDevicePlumbing());
+  p->memfd_.reset(::memfd_create("sd-grant-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!p->memfd_) return sys_fail("memfd_create");
+  if (::ftruncate(p->memfd_.get(), static_cast<off_t>(pages * 4096)) != 0) return sys_fail("ftruncate grant pool");
+  if (::fcntl(p->memfd_.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+    return sys_fail("seal grant pool");
+  void* m = ::mmap(nullptr, pages * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, p->memfd_.get(), 0);
+  if (m == MAP_FAILED) return sys_fail("mmap grant pool");
+  p->map_ = static_cast<uint8_t*>(m);
+  p->pages_ = pages;
+  auto evt = make_local_event_channel();
+  if (!evt) return std::unexpected(evt.error());
+  p->front_ = std::move(evt->first);
+  p->back_ = std::move(evt->second);
+  return p;
+}
 
-LocalDevicePlumbing::LocalDevicePlumbing(std::unique_ptr<LocalGrantPool> pool, std::unique_ptr<LocalEventChannel> front,
-                                         std::unique_ptr<LocalEventChannel> back)
-    : pool_(std::move(pool)), front_(std::move(front)), back_(std::move(back)) {}
+LocalDevicePlumbing::~LocalDevicePlumbing() {
+  if (map_) ::munmap(map_, pages_ * 4096);
+}
 
+Result<UniqueFd> LocalDevicePlumbing::pool_fd_for(platform::DomId peer) const {
+  if (std::find(peers_.begin(), peers_.end(), peer) == peers_.end())
+    return fail(Code::kInvalidInput, "the pool is not granted to domain " + std::to_string(peer));
+  UniqueFd fd(::fcntl(memfd_.get(), F_DUPFD_CLOEXEC, 0));
+  if (!fd) return sys_fail("dup grant pool");
+  return fd;
+}
+
+// The pool goes in one kGrantFds message (first ref 0, one fd for every page).
 Result<void> LocalDevicePlumbing::offer_frontend(ctl::Channel& ch, const ctl::Msg& attach, int splitter_log_fd) {
   int fds[3] = {splitter_log_fd, front_->notify_fd(), front_->wait_fd()};
   if (auto r = ch.send_fds(attach, fds, 3); !r) return r;
   (void)front_->consume();  // a new frontend starts with no stale kicks
   (void)back_->consume();
-  return send_pool(ch, *pool_, attach.b, std::nullopt);
-}
-
-Result<void> LocalDevicePlumbing::grant_to(const std::vector<platform::DomId>& peers) {
-  for (uint32_t ref = 0; ref < pool_->pages(); ++ref) {
-    if (auto r = pool_->revoke(ref); !r) return r;
-    for (auto p : peers)
-      if (auto r = pool_->grant(ref, p, false); !r) return r;
-  }
-  return {};
+  ctl::Msg m{.type = ctl::MsgType::kGrantFds, .a = 0, .b = attach.b};
+  return ch.send(m, memfd_.get());  // the guest's own memory
 }
 
 Result<void> LocalDevicePlumbing::offer_backend(ctl::Channel& ch, platform::DomId peer, const ctl::Msg& attach,
@@ -58,16 +69,16 @@ Result<void> LocalDevicePlumbing::offer_backend(ctl::Channel& ch, platform::DomI
   std::vector<int> fds{back_->notify_fd(), back_->wait_fd()};
   fds.insert(fds.end(), resources.fds.begin(), resources.fds.end());
   if (auto r = ch.send_fds(attach, fds.data(), fds.size()); !r) return r;
-  return send_pool(ch, *pool_, attach.b, peer);
+  auto pool = pool_fd_for(peer);
+  if (!pool) return std::unexpected(pool.error());
+  ctl::Msg m{.type = ctl::MsgType::kGrantFds, .a = 0, .b = attach.b};
+  return ch.send(m, pool->get());
 }
 
 Result<std::unique_ptr<platform::DevicePlumbing>> LocalPlatform::make_device_plumbing(const platform::DeviceInfo& dev) {
-  auto pool = LocalGrantPool::create(dev.pages);
-  if (!pool) return std::unexpected(pool.error());
-  auto evt = make_local_event_channel();
-  if (!evt) return std::unexpected(evt.error());
-  return std::unique_ptr<platform::DevicePlumbing>(
-      std::make_unique<LocalDevicePlumbing>(std::move(*pool), std::move(evt->first), std::move(evt->second)));
+  auto p = LocalDevicePlumbing::create(dev.pages);
+  if (!p) return std::unexpected(p.error());
+  return std::unique_ptr<platform::DevicePlumbing>(std::move(*p));
 }
 
 }  // namespace sd::local

@@ -45,46 +45,36 @@ class LocalDomainManager final : public platform::DomainManager {
   std::map<std::string, std::string> netns_;  // domain name -> its persistent netns
 };
 
-// The pool is one sealed memfd (its size can never change, so no peer can
-// make another's mapping fault), mapped once by each side.
-class LocalGrantPool final : public platform::GrantPool {
- public:
-  static Result<std::unique_ptr<LocalGrantPool>> create(size_t pages);
-  ~LocalGrantPool() override;
-  size_t pages() const override { return grants_.size(); }
-  void* page(platform::GrantRef ref) override;
-  Result<void> grant(platform::GrantRef ref, platform::DomId peer, bool readonly) override;
-  Result<void> revoke(platform::GrantRef ref) override;
-  Result<UniqueFd> fd_for_peer(platform::DomId peer) const override;
-  // The owner's (guest's) own fd, to hand to the guest's frontend.
-  int owner_fd() const { return memfd_.get(); }
-
- private:
-  struct Grant {
-    std::vector<platform::DomId> peers;  // a page may be granted to a running and a standby backend
-    bool readonly = false;
-  };
-  std::vector<Grant> grants_;
-  UniqueFd memfd_;
-  mutable UniqueFd ro_fd_;  // opened once, dup'ed for each read-only peer
-  uint8_t* map_ = nullptr;
-};
-
+// A device connection: its pool is one sealed memfd (its size can never
+// change, so no peer can make another's mapping fault), mapped once by each
+// side and granted whole, so a backend maps every page of it or none; its
+// event channel is a pair of eventfds.
 class LocalDevicePlumbing final : public platform::DevicePlumbing {
  public:
-  LocalDevicePlumbing(std::unique_ptr<LocalGrantPool> pool, std::unique_ptr<LocalEventChannel> front,
-                      std::unique_ptr<LocalEventChannel> back);
-  size_t pages() const override { return pool_->pages(); }
-  void* page(platform::GrantRef ref) override { return pool_->page(ref); }
+  // kInvalidInput unless 1 <= pages <= 65536.
+  static Result<std::unique_ptr<LocalDevicePlumbing>> create(size_t pages);
+  ~LocalDevicePlumbing() override;
+  size_t pages() const override { return pages_; }
+  void* page(platform::GrantRef ref) override { return ref < pages_ ? map_ + size_t{ref} * 4096 : nullptr; }
   platform::EventChannel& frontend_end() override { return *front_; }
   platform::EventChannel& backend_end() override { return *back_; }
   Result<void> offer_frontend(ctl::Channel& ch, const ctl::Msg& attach, int splitter_log_fd) override;
-  Result<void> grant_to(const std::vector<platform::DomId>& peers) override;
+  Result<void> grant_to(const std::vector<platform::DomId>& peers) override {
+    peers_ = peers;
+    return {};
+  }
   Result<void> offer_backend(ctl::Channel& ch, platform::DomId peer, const ctl::Msg& attach,
                              const platform::BackendResources& resources) override;
+  // A new fd through which `peer` maps the whole pool (page i at offset
+  // i * 4096), or kInvalidInput if the pool is not granted to `peer`.
+  Result<UniqueFd> pool_fd_for(platform::DomId peer) const;
 
  private:
-  std::unique_ptr<LocalGrantPool> pool_;
+  LocalDevicePlumbing() = default;
+  UniqueFd memfd_;
+  uint8_t* map_ = nullptr;
+  size_t pages_ = 0;
+  std::vector<platform::DomId> peers_;  // a running and a standby backend may share the pool
   std::unique_ptr<LocalEventChannel> front_, back_;
 };
 
@@ -119,13 +109,10 @@ class LocalStore final : public platform::Store {
 
 class LocalPlatform final : public platform::Platform {
  public:
-  LocalPlatform(boost::asio::io_context& io, platform::Options opts);
+  LocalPlatform(boost::asio::io_context& io, platform::Options opts) : domains_(io, std::move(opts)), store_(io) {}
   std::string name() const override { return "local"; }
   platform::DomainManager& domains() override { return domains_; }
   platform::Store& store() override { return store_; }
-  Result<std::pair<std::unique_ptr<platform::EventChannel>, std::unique_ptr<platform::EventChannel>>>
-  make_event_channel() override;
-  Result<std::unique_ptr<platform::GrantPool>> make_grant_pool(size_t pages) override;
   Result<std::unique_ptr<platform::DevicePlumbing>> make_device_plumbing(const platform::DeviceInfo& dev) override;
 
  private:

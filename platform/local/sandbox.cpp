@@ -25,10 +25,7 @@ namespace {
 // Everything the child needs is prepared before clone: after clone the child
 // of a multi-threaded parent may only make system calls (no malloc).
 struct ChildPlan {
-  std::string root, old_root, usr, proc, dev, tmp, etc, lib, lib64, bin, ldcache, drvdom;
-  std::string dev_null, dev_zero, dev_urandom;
-  std::string binary;
-  std::string name;
+  std::string root, binary, name;
   std::vector<std::string> args;
   std::vector<char*> argv;
   int netns_fd = -1, control_fd = -1, log_fd = -1;
@@ -66,25 +63,24 @@ void bind_file(const char* src, const char* dst, bool readonly) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (p.netns_fd >= 0) must(::setns(p.netns_fd, CLONE_NEWNET), "setns(net)");
 
-  // Minimal filesystem view: a fresh tmpfs root with read-only /usr only.
+  // Minimal filesystem view: a fresh tmpfs root with read-only /usr only,
+  // built from inside it (relative paths: no strings to make after clone).
   must(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make / private");
   must(::mount("sdroot", p.root.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755"), "mount root tmpfs");
-  for (const std::string* d : {&p.usr, &p.proc, &p.dev, &p.tmp, &p.etc, &p.old_root})
-    must(::mkdir(d->c_str(), 0755), d->c_str());
-  must(::symlink("usr/lib", p.lib.c_str()), "symlink lib");
-  must(::symlink("usr/lib64", p.lib64.c_str()), "symlink lib64");
-  must(::symlink("usr/bin", p.bin.c_str()), "symlink bin");
-  must(::mount("/usr", p.usr.c_str(), nullptr, MS_BIND | MS_REC, nullptr), "bind /usr");
-  must(::mount(nullptr, p.usr.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr),
+  must(::chdir(p.root.c_str()), "chdir to the new root");
+  for (const char* d : {"usr", "proc", "dev", "tmp", "etc", ".old"}) must(::mkdir(d, 0755), d);
+  must(::symlink("usr/lib", "lib"), "symlink lib");
+  must(::symlink("usr/lib64", "lib64"), "symlink lib64");
+  must(::symlink("usr/bin", "bin"), "symlink bin");
+  must(::mount("/usr", "usr", nullptr, MS_BIND | MS_REC, nullptr), "bind /usr");
+  must(::mount(nullptr, "usr", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr),
        "remount /usr read-only");
-  if (::access("/etc/ld.so.cache", R_OK) == 0) bind_file("/etc/ld.so.cache", p.ldcache.c_str(), true);
-  bind_file(p.binary.c_str(), p.drvdom.c_str(), true);
-  bind_file("/dev/null", p.dev_null.c_str(), false);
-  bind_file("/dev/zero", p.dev_zero.c_str(), false);
-  bind_file("/dev/urandom", p.dev_urandom.c_str(), false);
-  must(::mount("sdtmp", p.tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4m,mode=1777"), "mount /tmp");
+  if (::access("/etc/ld.so.cache", R_OK) == 0) bind_file("/etc/ld.so.cache", "etc/ld.so.cache", true);
+  bind_file(p.binary.c_str(), "drvdom", true);
+  for (const char* dev : {"/dev/null", "/dev/zero", "/dev/urandom"}) bind_file(dev, dev + 1, false);  // at dev/...
+  must(::mount("sdtmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4m,mode=1777"), "mount /tmp");
 
-  must(::syscall(SYS_pivot_root, p.root.c_str(), p.old_root.c_str()), "pivot_root");
+  must(::syscall(SYS_pivot_root, ".", ".old"), "pivot_root");
   must(::chdir("/"), "chdir /");
   must(::umount2("/.old", MNT_DETACH), "detach old root");
   must(::rmdir("/.old"), "rmdir /.old");
@@ -141,20 +137,6 @@ Result<Spawned> spawn_sandboxed(const SandboxSpec& spec) {
   std::error_code ec;
   std::filesystem::create_directories(spec.root_dir, ec);
   if (ec) return fail(Code::kSystem, "create " + p.root + ": " + ec.message());
-  p.old_root = p.root + "/.old";
-  p.usr = p.root + "/usr";
-  p.proc = p.root + "/proc";
-  p.dev = p.root + "/dev";
-  p.tmp = p.root + "/tmp";
-  p.etc = p.root + "/etc";
-  p.lib = p.root + "/lib";
-  p.lib64 = p.root + "/lib64";
-  p.bin = p.root + "/bin";
-  p.ldcache = p.root + "/etc/ld.so.cache";
-  p.drvdom = p.root + "/drvdom";
-  p.dev_null = p.dev + "/null";
-  p.dev_zero = p.dev + "/zero";
-  p.dev_urandom = p.dev + "/urandom";
   p.binary = spec.binary.string();
   p.name = spec.name;
   p.args = {"drvdom", "--name", spec.name, "--control-fd", "3"};

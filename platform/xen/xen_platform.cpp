@@ -28,15 +28,6 @@ std::string unavailable_reason() {
   return {};
 }
 
-Result<std::pair<std::unique_ptr<platform::EventChannel>, std::unique_ptr<platform::EventChannel>>>
-XenPlatform::make_event_channel() {
-  return fail(Code::kUnavailable, "xen platform: event channels are not implemented on xen yet");
-}
-
-Result<std::unique_ptr<platform::GrantPool>> XenPlatform::make_grant_pool(size_t) {
-  return fail(Code::kUnavailable, "xen platform: grant pools are not implemented on xen yet");
-}
-
 Result<std::unique_ptr<platform::DevicePlumbing>> XenPlatform::make_device_plumbing(const platform::DeviceInfo& dev) {
   if (dev.type != "vif")
     return fail(Code::kUnavailable, "the " + dev.type + " class is not served on the xen platform yet (only vif)");

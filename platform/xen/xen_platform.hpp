@@ -1,8 +1,5 @@
 // The Xen platform: libxl for driver domains (domain_manager.hpp) and the
-// real xenstore (store.hpp), both driven by shadowd's io_context. Event
-// channels and grants (libxenevtchn, libxengnttab) and the vchan control
-// channel are not built yet: make_event_channel() and make_grant_pool()
-// return kUnavailable.
+// real xenstore (store.hpp), both driven by shadowd's io_context.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -24,11 +21,6 @@ class XenPlatform final : public platform::Platform {
   std::string name() const override { return "xen"; }
   platform::DomainManager& domains() override { return *domains_; }
   platform::Store& store() override { return *store_; }
-  // kUnavailable: not implemented on xen yet.
-  Result<std::pair<std::unique_ptr<platform::EventChannel>, std::unique_ptr<platform::EventChannel>>>
-  make_event_channel() override;
-  // kUnavailable: not implemented on xen yet.
-  Result<std::unique_ptr<platform::GrantPool>> make_grant_pool(size_t pages) override;
   // The guest's own frontend grants its pool (xen/device_plumbing.hpp).
   // kUnavailable for a class not yet served on Xen (vif only so far), or a
   // guest that is not running.

@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-#include <sys/mman.h>
 
 #include <boost/asio/io_context.hpp>
 
@@ -95,9 +94,7 @@ TEST(LocalStore, Unwatch_NoMoreEvents) {
 }
 
 TEST(LocalEventChannel, Notify_OtherEndSeesOneEvent) {
-  boost::asio::io_context io;
-  local::LocalPlatform p(io, {});
-  auto pair = p.make_event_channel();
+  auto pair = local::make_local_event_channel();
   ASSERT_TRUE(pair.has_value());
 
   ASSERT_TRUE(pair->first->notify().has_value());
@@ -106,33 +103,33 @@ TEST(LocalEventChannel, Notify_OtherEndSeesOneEvent) {
   EXPECT_EQ(pair->first->consume().value_or(99), 0u);
 }
 
-TEST(LocalGrantPool, OutOfRangeRef_Rejected) {
-  auto pool = local::LocalGrantPool::create(2);
-  ASSERT_TRUE(pool.has_value());
+TEST(LocalDevicePlumbing, OutOfRangeRef_NoPage) {
+  auto dev = local::LocalDevicePlumbing::create(2);
+  ASSERT_TRUE(dev.has_value());
 
-  EXPECT_EQ((*pool)->page(2), nullptr);
-  EXPECT_FALSE((*pool)->grant(2, 1, false).has_value());
+  EXPECT_NE((*dev)->page(1), nullptr);
+  EXPECT_EQ((*dev)->page(2), nullptr);
 }
 
-TEST(LocalGrantPool, RevokedGrant_NoLongerHandedOut) {
-  auto pool = local::LocalGrantPool::create(2);
-  ASSERT_TRUE(pool.has_value());
-  ASSERT_TRUE((*pool)->grant(0, 5, false).has_value());
-  EXPECT_FALSE((*pool)->fd_for_peer(5).has_value());  // page 1 is not granted to 5
-  ASSERT_TRUE((*pool)->grant(1, 5, false).has_value());
-  ASSERT_TRUE((*pool)->fd_for_peer(5).has_value());
+TEST(LocalDevicePlumbing, GrantWithdrawn_PoolNoLongerHandedOut) {
+  auto dev = local::LocalDevicePlumbing::create(2);
+  ASSERT_TRUE(dev.has_value());
+  EXPECT_FALSE((*dev)->pool_fd_for(5).has_value());  // not granted to 5 yet
+  ASSERT_TRUE((*dev)->grant_to({5, 6}).has_value());
+  ASSERT_TRUE((*dev)->pool_fd_for(5).has_value());
 
-  ASSERT_TRUE((*pool)->revoke(0).has_value());
+  ASSERT_TRUE((*dev)->grant_to({6}).has_value());
 
-  EXPECT_FALSE((*pool)->fd_for_peer(5).has_value());
+  EXPECT_FALSE((*dev)->pool_fd_for(5).has_value());
+  EXPECT_TRUE((*dev)->pool_fd_for(6).has_value());
 }
 
-TEST(LocalGrantPool, WholePoolInOneSealedFd_PagesAtTheirOffsets) {
-  auto pool = local::LocalGrantPool::create(3);
-  ASSERT_TRUE(pool.has_value());
-  std::memset((*pool)->page(2), 0x5a, 4096);
-  for (platform::GrantRef ref = 0; ref < 3; ++ref) ASSERT_TRUE((*pool)->grant(ref, 5, false).has_value());
-  auto fd = (*pool)->fd_for_peer(5);
+TEST(LocalDevicePlumbing, WholePoolInOneSealedFd_PagesAtTheirOffsets) {
+  auto dev = local::LocalDevicePlumbing::create(3);
+  ASSERT_TRUE(dev.has_value());
+  std::memset((*dev)->page(2), 0x5a, 4096);
+  ASSERT_TRUE((*dev)->grant_to({5}).has_value());
+  auto fd = (*dev)->pool_fd_for(5);
   ASSERT_TRUE(fd.has_value());
   EXPECT_EQ(ctl::granted_pages(fd->get()).value_or(0), 3u);
   uint8_t b = 0;
@@ -140,22 +137,6 @@ TEST(LocalGrantPool, WholePoolInOneSealedFd_PagesAtTheirOffsets) {
   EXPECT_EQ(b, 0x5a);
   // A peer cannot shrink the pool under its owner's mapping.
   EXPECT_NE(::ftruncate(fd->get(), 4096), 0);
-}
-
-// What a driver domain gets for a read-only grant cannot be mapped writable
-// (drvdom maps pages read-write, so such an attach fails).
-TEST(LocalGrantPool, ReadOnlyGrant_PeerFd_NotMappableWritable) {
-  auto pool = local::LocalGrantPool::create(2);
-  ASSERT_TRUE(pool.has_value());
-  ASSERT_TRUE((*pool)->grant(0, 5, /*readonly=*/true).has_value());
-  ASSERT_TRUE((*pool)->grant(1, 5, /*readonly=*/true).has_value());
-  auto fd = (*pool)->fd_for_peer(5);
-  ASSERT_TRUE(fd.has_value());
-
-  void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd->get(), 0);
-
-  EXPECT_EQ(p, MAP_FAILED);
-  EXPECT_EQ(errno, EACCES);
 }
 
 TEST(Netns, BadName_Rejected) {

@@ -39,26 +39,6 @@ TEST_F(XenPlatformTest, Open_FakesAvailable_StoreIsXenstore) {
   EXPECT_EQ(fake::xenstore().kv.at("/x"), "1");
 }
 
-TEST_F(XenPlatformTest, MakeEventChannel_NotYet_ReturnsUnavailable) {
-  auto p = open_platform(io_);
-  ASSERT_TRUE(p);
-
-  auto ch = (*p)->make_event_channel();
-
-  ASSERT_FALSE(ch);
-  EXPECT_EQ(ch.error().code, Code::kUnavailable);
-}
-
-TEST_F(XenPlatformTest, MakeGrantPool_NotYet_ReturnsUnavailable) {
-  auto p = open_platform(io_);
-  ASSERT_TRUE(p);
-
-  auto pool = (*p)->make_grant_pool(4);
-
-  ASSERT_FALSE(pool);
-  EXPECT_EQ(pool.error().code, Code::kUnavailable);
-}
-
 TEST_F(XenPlatformTest, Open_XenstoreUnreachable_ReturnsUnavailableAndFreesCtx) {
   fake::xenstore().open_errno = ECONNREFUSED;
 

@@ -4,7 +4,6 @@
 //
 //   DomainManager  create / kill / restart driver domains, report their death
 //   EventChannel   notify the other end; an fd that Boost.Asio can wait on
-//   GrantPool      pages one side shares with a named peer domain
 //   Store          xenstore-style key/value tree with watches
 //   DevicePlumbing one device connection's pages and event channel, and how
 //                  they reach its frontend and each backend incarnation
@@ -97,24 +96,6 @@ class EventChannel {
   virtual Result<void> notify() = 0;  // wake the other end
   virtual int wait_fd() const = 0;    // readable when the other end notified
   virtual Result<uint64_t> consume() = 0;  // clears pending notifications; returns how many (0 = none)
-};
-
-// Pages shared by their owner with peer domains. A grant ref is a page
-// index into the pool; a peer can map only what is granted to it.
-class GrantPool {
- public:
-  virtual ~GrantPool() = default;
-  virtual size_t pages() const = 0;
-  virtual void* page(GrantRef ref) = 0;  // owner's mapping; nullptr if out of range
-  // Grants `ref` to `peer` as well (a page may be granted to several peers,
-  // e.g. a running and a standby backend); revoke() withdraws all grants.
-  virtual Result<void> grant(GrantRef ref, DomId peer, bool readonly) = 0;
-  virtual Result<void> revoke(GrantRef ref) = 0;
-  // A new fd through which `peer` maps the whole pool (page i at offset
-  // i * 4096; read-only if any page is granted read-only), or kInvalidInput
-  // naming the first page not granted to `peer`. One fd and one mapping per
-  // pool: a recovery hands a new domain hundreds of pages per device.
-  virtual Result<UniqueFd> fd_for_peer(DomId peer) const = 0;
 };
 
 class Store {
@@ -212,18 +193,10 @@ class Platform {
   virtual std::string name() const = 0;
   virtual DomainManager& domains() = 0;
   virtual Store& store() = 0;
-  // A connected pair of event-channel ends (local: one eventfd per direction).
-  virtual Result<std::pair<std::unique_ptr<EventChannel>, std::unique_ptr<EventChannel>>>
-  make_event_channel() = 0;
-  virtual Result<std::unique_ptr<GrantPool>> make_grant_pool(size_t pages) = 0;
   // A device connection with a pool of `pages` pages (kUnavailable where
   // the platform has no plumbing for shadowed devices yet).
   virtual Result<std::unique_ptr<DevicePlumbing>> make_device_plumbing(const DeviceInfo& dev) = 0;
 };
-
-// Which platforms this host can run: "local" always, "xen" when running in a
-// Xen dom0 with the toolstack libraries.
-std::vector<std::string> available_platforms();
 
 // name: "auto" (xen if available, else local), "local" or "xen".
 // kUnavailable with a reason when the platform cannot run here.
