@@ -18,29 +18,18 @@ constexpr DomId kFirstReservedDomid = 0x7FF0;
 constexpr auto kDrainLimit = std::chrono::seconds(30);
 
 std::string libxl_error_name(int rc) {
-  const char* name = nullptr;
-  switch (rc) {
-    case ERROR_NONSPECIFIC: name = "ERROR_NONSPECIFIC"; break;
-    case ERROR_VERSION: name = "ERROR_VERSION"; break;
-    case ERROR_FAIL: name = "ERROR_FAIL"; break;
-    case ERROR_NI: name = "ERROR_NI"; break;
-    case ERROR_NOMEM: name = "ERROR_NOMEM"; break;
-    case ERROR_INVAL: name = "ERROR_INVAL"; break;
-    case ERROR_BADFAIL: name = "ERROR_BADFAIL"; break;
-    case ERROR_GUEST_TIMEDOUT: name = "ERROR_GUEST_TIMEDOUT"; break;
-    case ERROR_TIMEDOUT: name = "ERROR_TIMEDOUT"; break;
-    case ERROR_NOPARAVIRT: name = "ERROR_NOPARAVIRT"; break;
-    case ERROR_NOT_READY: name = "ERROR_NOT_READY"; break;
-    case ERROR_OSEVENT_REG_FAIL: name = "ERROR_OSEVENT_REG_FAIL"; break;
-    case ERROR_LOCK_FAIL: name = "ERROR_LOCK_FAIL"; break;
-    case ERROR_DOMAIN_NOTFOUND: name = "ERROR_DOMAIN_NOTFOUND"; break;
-    case ERROR_ABORTED: name = "ERROR_ABORTED"; break;
-    case ERROR_NOTFOUND: name = "ERROR_NOTFOUND"; break;
-    case ERROR_DOMAIN_DESTROYED: name = "ERROR_DOMAIN_DESTROYED"; break;
-    default: break;
-  }
-  std::string n = std::to_string(rc);
-  return name ? std::string(name) + " (" + n + ")" : "libxl error " + n;
+#define SD_NAMED(e) {e, #e}
+  static constexpr std::pair<int, const char*> kNames[] = {
+      SD_NAMED(ERROR_NONSPECIFIC),      SD_NAMED(ERROR_VERSION),         SD_NAMED(ERROR_FAIL),
+      SD_NAMED(ERROR_NI),               SD_NAMED(ERROR_NOMEM),           SD_NAMED(ERROR_INVAL),
+      SD_NAMED(ERROR_BADFAIL),          SD_NAMED(ERROR_GUEST_TIMEDOUT),  SD_NAMED(ERROR_TIMEDOUT),
+      SD_NAMED(ERROR_NOPARAVIRT),       SD_NAMED(ERROR_NOT_READY),       SD_NAMED(ERROR_OSEVENT_REG_FAIL),
+      SD_NAMED(ERROR_LOCK_FAIL),        SD_NAMED(ERROR_DOMAIN_NOTFOUND), SD_NAMED(ERROR_ABORTED),
+      SD_NAMED(ERROR_NOTFOUND),         SD_NAMED(ERROR_DOMAIN_DESTROYED)};
+#undef SD_NAMED
+  for (auto [code, name] : kNames)
+    if (code == rc) return std::string(name) + " (" + std::to_string(rc) + ")";
+  return "libxl error " + std::to_string(rc);
 }
 
 namespace {
@@ -211,12 +200,6 @@ XenDomainManager::~XenDomainManager() {
   }
   osevents_.reset();
   if (log_) xtl_logger_destroy(log_);
-}
-
-std::optional<std::string> XenDomainManager::xen_name(DomId id) const {
-  auto it = live_.find(id);
-  if (it == live_.end()) return std::nullopt;
-  return it->second.xen_name;
 }
 
 std::string XenDomainManager::pick_xen_name(const std::string& name) const {

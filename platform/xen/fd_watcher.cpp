@@ -95,6 +95,4 @@ void FdWatcher::set_events(short events) {
   arm(st_);
 }
 
-short FdWatcher::events() const { return st_->events; }
-
 }  // namespace sd::xen

@@ -40,7 +40,6 @@ class FdWatcher {
   // Replaces the watched events; readiness of the new set that already holds
   // is delivered (asynchronously).
   void set_events(short events);
-  short events() const;
 
   struct State;  // shared with the pending Asio handlers
 

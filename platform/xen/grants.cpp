@@ -22,7 +22,6 @@ Result<std::unique_ptr<SharedPool>> SharedPool::share(uint32_t peer, size_t page
   if (!p->h_)
     return fail(Code::kUnavailable,
                 std::string("xen: xengntshr_open: ") + std::strerror(errno) + " (is xen-gntalloc loaded?)");
-  p->peer_ = peer;
   std::vector<uint32_t> refs(pages);
   void* base = xengntshr_share_pages(p->h_, peer, static_cast<int>(pages), refs.data(), 1);
   if (!base)

@@ -37,7 +37,6 @@ class SharedPool {
   uint8_t* page(size_t i) const { return i < pages_ ? base_ + i * 4096 : nullptr; }
   size_t pages() const { return pages_; }
   uint32_t directory_ref() const { return dir_ref_; }
-  uint32_t peer() const { return peer_; }
 
  private:
   SharedPool() = default;
@@ -45,7 +44,7 @@ class SharedPool {
   uint8_t* base_ = nullptr;
   uint8_t* dir_ = nullptr;
   size_t pages_ = 0;
-  uint32_t dir_ref_ = 0, peer_ = 0;
+  uint32_t dir_ref_ = 0;
 };
 
 // Peer side: maps the pool `owner` shares, given its directory ref. The
