@@ -1,7 +1,11 @@
 #include "sd/config/diagnostic.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <limits>
+#include <sstream>
 
 namespace sd::config {
 
@@ -23,6 +27,32 @@ std::string to_string(const Diagnostics& diags) {
 }
 
 sd::Error to_error(const Diagnostics& diags) { return sd::Error{sd::Code::kInvalidInput, to_string(diags)}; }
+
+void sort_by_line(Diagnostics& diags) {
+  std::stable_sort(diags.begin(), diags.end(),
+                   [](const Diagnostic& a, const Diagnostic& b) { return a.line < b.line; });
+}
+
+Parsed<std::string> read_file(const std::filesystem::path& path, std::string_view what, std::string_view hint) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int e = errno;
+    return std::unexpected(Diagnostics{
+        {path.string(), 0, "cannot read the " + std::string(what) + ": " + std::strerror(e), std::string(hint)}});
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+std::string join(std::span<const std::string_view> items, std::string_view sep) {
+  std::string out;
+  for (auto k : items) {
+    if (!out.empty()) out += sep;
+    out += k;
+  }
+  return out;
+}
 
 namespace {
 
@@ -56,12 +86,7 @@ std::string unknown_key_hint(std::string_view key, std::span<const std::string_v
   // Close enough to be a typo: up to 2 edits, or a third of the key for long ones.
   size_t limit = std::max<size_t>(2, key.size() / 3);
   if (!best.empty() && best_dist <= limit) return "did you mean '" + std::string(best) + "'?";
-  std::string list;
-  for (auto k : known) {
-    if (!list.empty()) list += ", ";
-    list += k;
-  }
-  return "known keys: " + list;
+  return "known keys: " + join(known, ", ");
 }
 
 }  // namespace sd::config

@@ -3,14 +3,12 @@
 // exist for the classes in use).
 #include "sd/config/host.hpp"
 
+#include <arpa/inet.h>
+
 #include <array>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "sd/config/yaml_fields.hpp"
 #include "sd/core/limits.hpp"
@@ -39,16 +37,9 @@ class HostLoader {
   explicit HostLoader(const fs::path& path) : path_(path), dir_(path.parent_path()), reader_(path.string(), diags_) {}
 
   Parsed<HostConfig> run() {
-    std::ifstream in(path_, std::ios::binary);
-    if (!in) {
-      int e = errno;
-      reader_.error(0, std::string("cannot read the host file: ") + std::strerror(e),
-                    "check the path given to shadowd --config");
-      return std::unexpected(std::move(diags_));
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    auto doc = reader_.load(text.str());
+    auto text = read_file(path_, "host file", "check the path given to shadowd --config");
+    if (!text) return std::unexpected(std::move(text.error()));
+    auto doc = reader_.load(*text);
     if (!doc) return std::unexpected(std::move(diags_));
     auto root = reader_.root(*doc, kHostKeys);
     if (!root) return std::unexpected(std::move(diags_));
@@ -161,19 +152,17 @@ class HostLoader {
       const DomainCfg* cfg;
       const DeviceSpec* dev;
     };
+    // The first address of ip= if it is IPv4 (the xl cfg check made sure it is well formed).
     auto parse = [](const std::string& param, uint32_t* out) {
-      std::string ip = param.substr(0, param.find_first_of(" /"));
-      unsigned a, b, c, d;
-      char extra;
-      if (std::sscanf(ip.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &extra) != 4 || a > 255 || b > 255 || c > 255 ||
-          d > 255)
-        return false;
-      *out = a << 24 | b << 16 | c << 8 | d;
+      in_addr a;
+      if (inet_pton(AF_INET, param.substr(0, param.find_first_of(" /")).c_str(), &a) != 1) return false;
+      *out = ntohl(a.s_addr);
       return true;
     };
     auto text = [](uint32_t v) {
-      return std::to_string(v >> 24) + "." + std::to_string(v >> 16 & 255) + "." + std::to_string(v >> 8 & 255) + "." +
-             std::to_string(v & 255);
+      in_addr a{htonl(v)};
+      char buf[INET_ADDRSTRLEN];
+      return std::string(inet_ntop(AF_INET, &a, buf, sizeof buf));
     };
     auto at = [](const Where& w) { return w.cfg->file + ":" + std::to_string(w.dev->line); };
     std::map<uint32_t, Where> guests, wires;

@@ -9,44 +9,38 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <cerrno>
 #include <charconv>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <set>
 #include <sstream>
 
 namespace sd::config {
 
+namespace {
+// Each class's name (policy file stem, policy `class:`) and its xl cfg key.
+struct ClassNames {
+  DeviceClass cls;
+  std::string_view name, cfg_key;
+};
+constexpr ClassNames kClassNames[] = {
+    {DeviceClass::kVif, "vif", "vif"}, {DeviceClass::kVbd, "vbd", "disk"}, {DeviceClass::kVsnd, "vsnd", "vsnd"}};
+}  // namespace
+
 std::string_view class_name(DeviceClass cls) {
-  switch (cls) {
-    case DeviceClass::kVif:
-      return "vif";
-    case DeviceClass::kVbd:
-      return "vbd";
-    case DeviceClass::kVsnd:
-      return "vsnd";
-  }
+  for (const auto& c : kClassNames)
+    if (c.cls == cls) return c.name;
   return "unknown";
 }
 
 std::optional<DeviceClass> parse_class_name(std::string_view name) {
-  if (name == "vif") return DeviceClass::kVif;
-  if (name == "vbd") return DeviceClass::kVbd;
-  if (name == "vsnd") return DeviceClass::kVsnd;
+  for (const auto& c : kClassNames)
+    if (c.name == name) return c.cls;
   return std::nullopt;
 }
 
 std::string_view cfg_key(DeviceClass cls) {
-  switch (cls) {
-    case DeviceClass::kVif:
-      return "vif";
-    case DeviceClass::kVbd:
-      return "disk";
-    case DeviceClass::kVsnd:
-      return "vsnd";
-  }
+  for (const auto& c : kClassNames)
+    if (c.cls == cls) return c.cfg_key;
   return "unknown";
 }
 
@@ -58,15 +52,6 @@ bool contains(std::span<const std::string_view> set, std::string_view s) {
   for (auto k : set)
     if (k == s) return true;
   return false;
-}
-
-std::string join(std::span<const std::string_view> set, std::string_view sep) {
-  std::string out;
-  for (auto k : set) {
-    if (!out.empty()) out += sep;
-    out += k;
-  }
-  return out;
 }
 
 std::string_view trim(std::string_view s) {
@@ -106,9 +91,20 @@ bool valid_domain_name(std::string_view s) {
 }
 constexpr std::string_view kNameHint = "use 1-64 characters from A-Z a-z 0-9 _ . -";
 
+// Where the lexer, the parser and the checker put their errors.
+struct Reporter {
+  const std::string& file_;
+  Diagnostics& diags_;
+  void error(int line, std::string msg, std::string hint) {
+    diags_.push_back({file_, line, std::move(msg), std::move(hint)});
+  }
+};
+
 // ---------------------------------------------------------------- lexer
 
+// kEq .. kSemi are the characters of kPunct, in that order.
 enum class Tok { kIdent, kInt, kString, kEq, kLBracket, kRBracket, kComma, kSemi, kBad, kEnd };
+constexpr std::string_view kPunct = "=[],;";
 
 struct Token {
   Tok kind = Tok::kEnd;
@@ -120,33 +116,18 @@ struct Token {
 
 std::string describe(const Token& t) {
   switch (t.kind) {
-    case Tok::kIdent:
-      return "'" + t.text + "'";
-    case Tok::kInt:
-      return "number " + t.text;
-    case Tok::kString:
-      return "string '" + t.text + "'";
-    case Tok::kEq:
-      return "'='";
-    case Tok::kLBracket:
-      return "'['";
-    case Tok::kRBracket:
-      return "']'";
-    case Tok::kComma:
-      return "','";
-    case Tok::kSemi:
-      return "';'";
-    case Tok::kBad:
-      return "a bad token";
-    case Tok::kEnd:
-      return "end of file";
+    case Tok::kIdent: return "'" + t.text + "'";
+    case Tok::kInt: return "number " + t.text;
+    case Tok::kString: return "string '" + t.text + "'";
+    case Tok::kBad: return "a bad token";
+    case Tok::kEnd: return "end of file";
+    default: return {'\'', kPunct[static_cast<size_t>(t.kind) - static_cast<size_t>(Tok::kEq)], '\''};
   }
-  return "?";
 }
 
-class Lexer {
+class Lexer : Reporter {
  public:
-  Lexer(std::string_view src, const std::string& file, Diagnostics& diags) : src_(src), file_(file), diags_(diags) {}
+  Lexer(std::string_view src, const std::string& file, Diagnostics& diags) : Reporter{file, diags}, src_(src) {}
 
   std::vector<Token> run() {
     std::vector<Token> out;
@@ -176,10 +157,6 @@ class Lexer {
   }
 
  private:
-  void error(int line, std::string msg, std::string hint) {
-    diags_.push_back({file_, line, std::move(msg), std::move(hint)});
-  }
-
   void skip_blanks() {
     while (pos_ < src_.size()) {
       char c = src_[pos_];
@@ -265,24 +242,9 @@ class Lexer {
 
   void lex_punct(Token& t) {
     char c = src_[pos_++];
-    switch (c) {
-      case '=':
-        t.kind = Tok::kEq;
-        return;
-      case '[':
-        t.kind = Tok::kLBracket;
-        return;
-      case ']':
-        t.kind = Tok::kRBracket;
-        return;
-      case ',':
-        t.kind = Tok::kComma;
-        return;
-      case ';':
-        t.kind = Tok::kSemi;
-        return;
-      default:
-        break;
+    if (size_t i = kPunct.find(c); i != std::string_view::npos) {
+      t.kind = static_cast<Tok>(static_cast<size_t>(Tok::kEq) + i);
+      return;
     }
     t.kind = Tok::kBad;
     if (c == '+' && pos_ < src_.size() && src_[pos_] == '=') {
@@ -291,18 +253,14 @@ class Lexer {
       error(t.line, "'+=' is not supported", "write the whole value with '='");
       return;
     }
-    std::string shown = std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c) : "\\x" + [&] {
-      char buf[3];
-      std::snprintf(buf, sizeof buf, "%02x", static_cast<unsigned char>(c));
-      return std::string(buf);
-    }();
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+    std::string shown = std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c) : hex;
     error(t.line, "unexpected character '" + shown + "'",
           "settings are KEY = VALUE with strings in quotes, numbers bare and lists in [ ]");
   }
 
   std::string_view src_;
-  const std::string& file_;
-  Diagnostics& diags_;
   size_t pos_ = 0;
   int line_ = 1;
   bool at_line_start_ = true;
@@ -324,10 +282,10 @@ struct Setting {
   Value value;
 };
 
-class Parser {
+class Parser : Reporter {
  public:
   Parser(std::vector<Token> toks, const std::string& file, Diagnostics& diags)
-      : toks_(std::move(toks)), file_(file), diags_(diags) {}
+      : Reporter{file, diags}, toks_(std::move(toks)) {}
 
   std::vector<Setting> run() {
     std::vector<Setting> out;
@@ -350,9 +308,6 @@ class Parser {
     const Token& t = peek();
     if (pos_ + 1 < toks_.size()) ++pos_;
     return t;
-  }
-  void error(int line, std::string msg, std::string hint) {
-    diags_.push_back({file_, line, std::move(msg), std::move(hint)});
   }
 
   // A line starting with `IDENT =`: where the next setting begins.
@@ -396,7 +351,7 @@ class Parser {
 
   std::optional<Value> value(const Setting& s) {
     const Token& t = peek();
-    if (at_statement_start()) {  // `KEY =` with nothing after it on that line
+    if (at_statement_start() || t.kind == Tok::kEnd) {  // `KEY =` with nothing after it on that line
       error(s.line, "missing value for '" + s.key + "'", "write " + s.key + " = VALUE");
       return std::nullopt;
     }
@@ -416,9 +371,6 @@ class Parser {
         error(t.line, "unquoted value '" + t.text + "' for '" + s.key + "'",
               "quote strings: " + s.key + " = \"" + t.text + "\"");
         advance();
-        return std::nullopt;
-      case Tok::kEnd:
-        error(s.line, "missing value for '" + s.key + "'", "write " + s.key + " = VALUE");
         return std::nullopt;
       default:
         error(t.line, "expected a value for '" + s.key + "', found " + describe(t),
@@ -467,8 +419,6 @@ class Parser {
 
   std::vector<Token> toks_;
   size_t pos_ = 0;
-  const std::string& file_;
-  Diagnostics& diags_;
 };
 
 // ---------------------------------------------------------------- checks
@@ -543,9 +493,30 @@ bool valid_vdev(std::string_view s) {
   return true;
 }
 
-class Checker {
+// Top-level keys whose value is a quoted string, where it goes, and the
+// values allowed (empty: any).
+struct StringKey {
+  std::string_view key;
+  std::optional<std::string> DomainCfg::* field;
+  std::span<const std::string_view> allowed;
+};
+const StringKey kStringKeys[] = {
+    {"kernel", &DomainCfg::kernel, {}},          {"ramdisk", &DomainCfg::ramdisk, {}},
+    {"extra", &DomainCfg::extra, {}},            {"cmdline", &DomainCfg::cmdline, {}},
+    {"type", &DomainCfg::type, kTypes},          {"on_crash", &DomainCfg::on_crash, kActions},
+    {"on_poweroff", &DomainCfg::on_poweroff, kActions}, {"on_reboot", &DomainCfg::on_reboot, kActions}};
+
+// "a or b", "a, b or c": the values a device spec key allows, in messages.
+std::string one_of(std::initializer_list<std::string_view> allowed) {
+  std::string out;
+  for (auto it = allowed.begin(); it != allowed.end(); ++it)
+    out += std::string(it == allowed.begin() ? "" : it + 1 == allowed.end() ? " or " : ", ") + std::string(*it);
+  return out;
+}
+
+class Checker : Reporter {
  public:
-  Checker(const std::string& file, Diagnostics& diags) : file_(file), diags_(diags) {}
+  Checker(const std::string& file, Diagnostics& diags) : Reporter{file, diags} {}
 
   DomainCfg build(const std::vector<Setting>& settings) {
     DomainCfg cfg;
@@ -570,13 +541,17 @@ class Checker {
   }
 
  private:
-  void error(int line, std::string msg, std::string hint) {
-    diags_.push_back({file_, line, std::move(msg), std::move(hint)});
-  }
+  using Params = std::map<std::string, std::string>;
+  using CheckValue = void (Checker::*)(const std::string& where, std::string_view key, std::string_view v, int line);
 
-  std::optional<std::string> want_string(const Setting& s) {
-    if (s.value.kind == Value::kString) return s.value.str;
-    error(s.value.line, "'" + s.key + "' must be a quoted string", "write " + s.key + " = \"...\"");
+  // A quoted string, one of `allowed` unless that is empty.
+  std::optional<std::string> want_string(const Setting& s, std::span<const std::string_view> allowed = {}) {
+    if (s.value.kind != Value::kString) {
+      error(s.value.line, "'" + s.key + "' must be a quoted string", "write " + s.key + " = \"...\"");
+      return std::nullopt;
+    }
+    if (allowed.empty() || contains(allowed, s.value.str)) return s.value.str;
+    error(s.value.line, "'" + s.key + "' cannot be \"" + s.value.str + "\"", "use one of: " + join(allowed, ", "));
     return std::nullopt;
   }
 
@@ -593,16 +568,13 @@ class Checker {
     return s.value.num;
   }
 
-  std::optional<std::string> want_choice(const Setting& s, std::span<const std::string_view> allowed) {
-    auto v = want_string(s);
-    if (!v) return std::nullopt;
-    if (contains(allowed, *v)) return v;
-    error(s.value.line, "'" + s.key + "' cannot be \"" + *v + "\"", "use one of: " + join(allowed, ", "));
-    return std::nullopt;
-  }
-
   void apply(DomainCfg& cfg, const Setting& s) {
     const std::string& k = s.key;
+    for (const auto& sk : kStringKeys)
+      if (k == sk.key) {
+        cfg.*sk.field = want_string(s, sk.allowed);
+        return;
+      }
     if (k == "name") {
       auto v = want_string(s);
       if (v && !valid_domain_name(*v)) {
@@ -622,22 +594,6 @@ class Checker {
       cfg.memory_line = s.line;
     } else if (k == "vcpus") {
       cfg.vcpus = want_positive(s);
-    } else if (k == "kernel") {
-      cfg.kernel = want_string(s);
-    } else if (k == "ramdisk") {
-      cfg.ramdisk = want_string(s);
-    } else if (k == "extra") {
-      cfg.extra = want_string(s);
-    } else if (k == "cmdline") {
-      cfg.cmdline = want_string(s);
-    } else if (k == "type") {
-      cfg.type = want_choice(s, kTypes);
-    } else if (k == "on_crash") {
-      cfg.on_crash = want_choice(s, kActions);
-    } else if (k == "on_poweroff") {
-      cfg.on_poweroff = want_choice(s, kActions);
-    } else if (k == "on_reboot") {
-      cfg.on_reboot = want_choice(s, kActions);
     } else {
       devices(cfg, s);
     }
@@ -667,9 +623,15 @@ class Checker {
     }
   }
 
-  // Records KEY=VALUE in params unless empty or repeated.
-  bool add_param(std::map<std::string, std::string>& params, const std::string& where, std::string_view key,
-                 std::string_view value, int line) {
+  // The spec, unless it had errors since `errors_before`; backend= named the backend.
+  std::optional<DeviceSpec> finish(DeviceSpec dev, size_t errors_before) {
+    if (diags_.size() != errors_before) return std::nullopt;
+    if (auto it = dev.params.find("backend"); it != dev.params.end()) dev.backend = it->second;
+    return dev;
+  }
+
+  // Records KEY=VALUE in params unless empty or repeated; checks a backend's name.
+  bool add_param(Params& params, const std::string& where, std::string_view key, std::string_view value, int line) {
     if (value.empty()) {
       error(line, where + ": empty value for '" + std::string(key) + "'", "give a value or remove the item");
       return false;
@@ -678,52 +640,59 @@ class Checker {
       error(line, where + ": '" + std::string(key) + "' given twice", "keep one");
       return false;
     }
+    if (key == "backend" && !valid_domain_name(value))
+      error(line, where + ": bad backend domain name '" + std::string(value) + "'", std::string(kNameHint));
     return true;
   }
 
-  void check_backend(const std::string& where, std::string_view v, int line) {
-    if (!valid_domain_name(v)) {
-      error(line, where + ": bad backend domain name '" + std::string(v) + "'", std::string(kNameHint));
-    }
-  }
-
-  // Shared by vif and disk: splits an item at its first '='.
+  // Shared by every spec: splits an item at its first '='.
   static std::optional<std::pair<std::string_view, std::string_view>> key_value(std::string_view item) {
     size_t eq = item.find('=');
     if (eq == std::string_view::npos) return std::nullopt;
     return std::pair{trim(item.substr(0, eq)), trim(item.substr(eq + 1))};
   }
 
-  std::optional<DeviceSpec> vif(std::string_view spec, int index, int line) {
-    DeviceSpec dev{DeviceClass::kVif, index, std::string(kDom0Name), {}, {}, line};
-    const std::string where = "vif[" + std::to_string(index) + "]";
-    size_t errors_before = diags_.size();
-    for (auto item : split(spec, ',')) {
+  // KEY=VALUE items of a vif or vsnd spec (empty ones skipped) into params:
+  // each a known key of `what`, set once, its value checked by `check`.
+  void kv_items(const std::string& where, std::span<const std::string_view> items, std::string_view what,
+                std::span<const std::string_view> known, const char* not_kv_hint, CheckValue check, int line,
+                Params& params) {
+    for (auto item : items) {
       if (item.empty()) continue;
       auto kv = key_value(item);
       if (!kv) {
-        error(line, where + ": '" + std::string(item) + "' is not KEY=VALUE",
-              "a vif spec is KEY=VALUE items separated by ',', e.g. 'backend=netdd,mac=00:16:3e:00:00:01'");
+        error(line, where + ": '" + std::string(item) + "' is not KEY=VALUE", not_kv_hint);
         continue;
       }
       auto [key, value] = *kv;
-      if (!contains(kVifKeys, key)) {
-        error(line, where + ": unknown vif key '" + std::string(key) + "'", unknown_key_hint(key, kVifKeys));
+      if (!contains(known, key)) {
+        error(line, where + ": unknown " + std::string(what) + " key '" + std::string(key) + "'",
+              unknown_key_hint(key, known));
         continue;
       }
-      if (!add_param(dev.params, where, key, value, line)) continue;
-      check_vif_value(where, key, value, line);
+      if (add_param(params, where, key, value, line)) (this->*check)(where, key, value, line);
     }
-    if (diags_.size() != errors_before) return std::nullopt;
-    if (auto it = dev.params.find("backend"); it != dev.params.end()) dev.backend = it->second;
-    return dev;
+  }
+
+  // "WHERE: KEY 'V' is not A or B" unless v is one of `allowed`.
+  void check_one_of(const std::string& where, std::string_view key, std::string_view v, int line,
+                    std::initializer_list<std::string_view> allowed, const char* hint) {
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end())
+      error(line, where + ": " + std::string(key) + " '" + std::string(v) + "' is not " + one_of(allowed), hint);
+  }
+
+  std::optional<DeviceSpec> vif(std::string_view spec, int index, int line) {
+    DeviceSpec dev{DeviceClass::kVif, index, std::string(kDom0Name), {}, {}, line};
+    size_t errors_before = diags_.size();
+    kv_items("vif[" + std::to_string(index) + "]", split(spec, ','), "vif", kVifKeys,
+             "a vif spec is KEY=VALUE items separated by ',', e.g. 'backend=netdd,mac=00:16:3e:00:00:01'",
+             &Checker::check_vif_value, line, dev.params);
+    return finish(std::move(dev), errors_before);
   }
 
   void check_vif_value(const std::string& where, std::string_view key, std::string_view v, int line) {
     std::string sv(v);
-    if (key == "backend") {
-      check_backend(where, v, line);
-    } else if (key == "mac") {
+    if (key == "mac") {
       if (!valid_mac(v)) {
         error(line, where + ": bad mac '" + sv + "'",
               "write six hex byte pairs separated by ':', e.g. 00:16:3e:5d:00:01");
@@ -752,9 +721,7 @@ class Checker {
               "an interface name has at most 15 characters and no '/' or spaces");
       }
     } else if (key == "type") {
-      if (v != "vif" && v != "ioemu") {
-        error(line, where + ": type '" + sv + "' is not vif or ioemu", "use type=vif (or ioemu for HVM)");
-      }
+      check_one_of(where, key, v, line, {"vif", "ioemu"}, "use type=vif (or ioemu for HVM)");
     }
     // bridge, script, model, rate: free text, checked by the platform that uses them.
   }
@@ -804,8 +771,7 @@ class Checker {
         value = item;
       }
       given.insert(std::string(key));
-      if (!add_param(dev.params, where, key, value, line)) continue;
-      check_disk_value(where, key, value, line);
+      if (add_param(dev.params, where, key, value, line)) check_disk_value(where, key, value, line);
     }
     // Only when absent: a vdev= or target= with a bad value is reported above.
     if (!given.contains("vdev")) {
@@ -814,23 +780,18 @@ class Checker {
     if (!given.contains("target")) {
       error(line, where + ": no target", "add target=/path/to/image as the last item");
     }
-    if (diags_.size() != errors_before) return std::nullopt;
-    if (auto it = dev.params.find("backend"); it != dev.params.end()) dev.backend = it->second;
-    return dev;
+    return finish(std::move(dev), errors_before);
   }
 
   void check_disk_value(const std::string& where, std::string_view key, std::string_view v, int line) {
-    std::string sv(v);
-    if (key == "backend") {
-      check_backend(where, v, line);
-    } else if (key == "vdev" && !valid_vdev(v)) {
-      error(line, where + ": bad vdev '" + sv + "'", "name the guest device like xvda, xvdb or sda");
-    } else if (key == "format" && v != "raw" && v != "qcow2") {
-      error(line, where + ": format '" + sv + "' is not raw or qcow2", "use format=raw or format=qcow2");
-    } else if (key == "access" && v != "r" && v != "ro" && v != "w" && v != "rw") {
-      error(line, where + ": access '" + sv + "' is not r, ro, w or rw", "use access=rw (or ro for read-only)");
-    } else if (key == "devtype" && v != "disk" && v != "cdrom") {
-      error(line, where + ": devtype '" + sv + "' is not disk or cdrom", "use devtype=cdrom or leave it out");
+    if (key == "vdev" && !valid_vdev(v)) {
+      error(line, where + ": bad vdev '" + std::string(v) + "'", "name the guest device like xvda, xvdb or sda");
+    } else if (key == "format") {
+      check_one_of(where, key, v, line, {"raw", "qcow2"}, "use format=raw or format=qcow2");
+    } else if (key == "access") {
+      check_one_of(where, key, v, line, {"r", "ro", "w", "rw"}, "use access=rw (or ro for read-only)");
+    } else if (key == "devtype") {
+      check_one_of(where, key, v, line, {"disk", "cdrom"}, "use devtype=cdrom or leave it out");
     }
   }
 
@@ -853,7 +814,7 @@ class Checker {
                 "write [ 'card, backend=snddd', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]");
           continue;
         }
-        std::map<std::string, std::string> params;
+        Params params;
         auto kind = snd_item(where, item.str, item.line, /*flat=*/false, params);
         if (!kind) continue;
         if (i == 0 && *kind != "card") {
@@ -876,15 +837,13 @@ class Checker {
       error(v.line, where + ": a card must be a string or a list of strings",
             "write vsnd = [[ 'card, backend=snddd, short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]]");
     }
-    if (diags_.size() != errors_before) return std::nullopt;
-    if (auto it = dev.params.find("backend"); it != dev.params.end()) dev.backend = it->second;
-    return dev;
+    return finish(std::move(dev), errors_before);
   }
 
   // One vsnd string: "KIND, KEY=VALUE, ...". In a flat card the kind word is
   // optional (it can only be card). Returns the kind, or nullopt on error.
   std::optional<std::string> snd_item(const std::string& where, std::string_view s, int line, bool flat,
-                                      std::map<std::string, std::string>& params) {
+                                      Params& params) {
     auto items = split(s, ',');
     std::string kind = "card";
     size_t first = 0;
@@ -910,22 +869,9 @@ class Checker {
                                               : kind == "pcm" ? std::span<const std::string_view>(kPcmKeys)
                                                               : std::span<const std::string_view>(kStreamKeys);
     size_t errors_before = diags_.size();
-    for (size_t i = first; i < items.size(); ++i) {
-      if (items[i].empty()) continue;
-      auto kv = key_value(items[i]);
-      if (!kv) {
-        error(line, where + ": '" + std::string(items[i]) + "' is not KEY=VALUE",
-              "after the card/pcm/stream word, write KEY=VALUE items separated by ','");
-        continue;
-      }
-      auto [key, value] = *kv;
-      if (!contains(known, key)) {
-        error(line, where + ": unknown " + kind + " key '" + std::string(key) + "'", unknown_key_hint(key, known));
-        continue;
-      }
-      if (!add_param(params, where, key, value, line)) continue;
-      check_snd_value(where, key, value, line);
-    }
+    kv_items(where, std::span(items).subspan(first), kind, known,
+             "after the card/pcm/stream word, write KEY=VALUE items separated by ','", &Checker::check_snd_value, line,
+             params);
     if (params.contains("channels-min") && params.contains("channels-max")) {
       auto lo = to_int(params["channels-min"]), hi = to_int(params["channels-max"]);
       if (lo && hi && *lo > *hi) {
@@ -948,11 +894,8 @@ class Checker {
 
   void check_snd_value(const std::string& where, std::string_view key, std::string_view v, int line) {
     std::string sv(v);
-    if (key == "backend") {
-      check_backend(where, v, line);
-    } else if (key == "type") {
-      if (v != "p" && v != "c")
-        error(line, where + ": type '" + sv + "' is not p or c", "use type=p (playback) or type=c (capture)");
+    if (key == "type") {
+      check_one_of(where, key, v, line, {"p", "c"}, "use type=p (playback) or type=c (capture)");
     } else if (key == "sample-rates") {
       for (auto r : split(v, ';')) {
         auto n = to_int(r);
@@ -981,8 +924,6 @@ class Checker {
     }
   }
 
-  const std::string& file_;
-  Diagnostics& diags_;
   std::set<std::string> unique_ids_;
 };
 
@@ -994,24 +935,16 @@ Parsed<DomainCfg> parse_domain_cfg_text(std::string_view text, std::string file_
   auto settings = Parser(std::move(tokens), file_label, diags).run();
   DomainCfg cfg = Checker(file_label, diags).build(settings);
   if (!diags.empty()) {
-    // Lexer, parser and checker each append; report in file order.
-    std::stable_sort(diags.begin(), diags.end(),
-                     [](const Diagnostic& a, const Diagnostic& b) { return a.line < b.line; });
+    sort_by_line(diags);  // lexer, parser and checker each append
     return std::unexpected(std::move(diags));
   }
   return cfg;
 }
 
 Parsed<DomainCfg> parse_domain_cfg(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int e = errno;
-    return std::unexpected(Diagnostics{{path.string(), 0, std::string("cannot read the file: ") + std::strerror(e),
-                                        "check the path and its permissions"}});
-  }
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  return parse_domain_cfg_text(buf.str(), path.string());
+  auto text = read_file(path, "file", "check the path and its permissions");
+  if (!text) return std::unexpected(std::move(text.error()));
+  return parse_domain_cfg_text(*text, path.string());
 }
 
 }  // namespace sd::config

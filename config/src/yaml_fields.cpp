@@ -139,12 +139,7 @@ std::optional<Map> YamlReader::to_map(const YAML::Node& node, std::string path, 
 
 std::optional<Map> YamlReader::root(const YAML::Node& doc, std::span<const std::string_view> known) {
   if (doc.IsNull()) {
-    error(
-        0, "the file is empty", "expected KEY: VALUE lines; known keys: " + [&] {
-          std::string s;
-          for (auto k : known) s += (s.empty() ? "" : ", ") + std::string(k);
-          return s;
-        }());
+    error(0, "the file is empty", "expected KEY: VALUE lines; known keys: " + join(known, ", "));
     return std::nullopt;
   }
   if (!doc.IsMap()) {
@@ -167,8 +162,7 @@ const Field* YamlReader::need(const Map& m, std::string_view key, bool required,
 
 std::optional<Map> YamlReader::submap(const Map& parent, std::string_view key, std::span<const std::string_view> known,
                                       bool required) {
-  std::string keys;
-  for (auto k : known) keys += (keys.empty() ? "" : ", ") + std::string(k);
+  std::string keys = join(known, ", ");
   const Field* f = parent.find(key);
   if (!f && required) {
     error(parent.line, "missing required key '" + parent.qualify(key) + "'",
@@ -197,19 +191,26 @@ const YAML::Node* YamlReader::scalar(const Map& m, const Field& f, std::string_v
   return &f.value;
 }
 
+// A scalar that is not quoted: a quoted "1024" is a string in YAML.
+const YAML::Node* YamlReader::number(const Map& m, const Field& f, std::string_view what, std::string_view example) {
+  const YAML::Node* v = scalar(m, f, what, example);
+  if (v && quoted(*v)) {
+    error(f.line, "'" + m.qualify(f.key.Scalar()) + "' must be a number, not the quoted string \"" + v->Scalar() + "\"",
+          "remove the quotes");
+    return nullptr;
+  }
+  return v;
+}
+
 std::optional<uint64_t> YamlReader::uint(const Map& m, std::string_view key, uint64_t lo, uint64_t hi,
                                          std::optional<uint64_t> fallback, std::string_view unit) {
-  std::string range = std::to_string(lo) + ".." + std::to_string(hi);
-  const Field* f = need(m, key, !fallback, "<" + range + ">");
+  std::string example = "<" + std::to_string(lo) + ".." + std::to_string(hi) + ">";
+  const Field* f = need(m, key, !fallback, example);
   if (!f) return fallback;
-  const YAML::Node* v = scalar(m, *f, "a whole number", "<" + range + ">");
+  const YAML::Node* v = number(m, *f, "a whole number", example);
   if (!v) return std::nullopt;
   const std::string& s = v->Scalar();
   std::string name = m.qualify(key);
-  if (quoted(*v)) {
-    error(f->line, "'" + name + "' must be a number, not the quoted string \"" + s + "\"", "remove the quotes");
-    return std::nullopt;
-  }
   uint64_t n = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
   bool digits = p == s.data() + s.size();
@@ -231,17 +232,13 @@ std::optional<uint64_t> YamlReader::uint(const Map& m, std::string_view key, uin
 
 std::optional<double> YamlReader::real(const Map& m, std::string_view key, double lo, double hi,
                                        std::optional<double> fallback) {
-  std::string range = format_double(lo) + ".." + format_double(hi);
-  const Field* f = need(m, key, !fallback, "<" + range + ">");
+  std::string example = "<" + format_double(lo) + ".." + format_double(hi) + ">";
+  const Field* f = need(m, key, !fallback, example);
   if (!f) return fallback;
-  const YAML::Node* v = scalar(m, *f, "a number", "<" + range + ">");
+  const YAML::Node* v = number(m, *f, "a number", example);
   if (!v) return std::nullopt;
   const std::string& s = v->Scalar();
   std::string name = m.qualify(key);
-  if (quoted(*v)) {
-    error(f->line, "'" + name + "' must be a number, not the quoted string \"" + s + "\"", "remove the quotes");
-    return std::nullopt;
-  }
   double d = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
   if (ec != std::errc() || p != s.data() + s.size() || !std::isfinite(d)) {
@@ -284,8 +281,7 @@ std::optional<std::string> YamlReader::string(const Map& m, std::string_view key
 std::optional<std::string> YamlReader::choice(const Map& m, std::string_view key,
                                               std::span<const std::string_view> allowed,
                                               std::optional<std::string> fallback) {
-  std::string options;
-  for (auto a : allowed) options += (options.empty() ? "" : "|") + std::string(a);
+  std::string options = join(allowed, "|");
   const Field* f = need(m, key, !fallback, options);
   if (!f) return fallback;
   const YAML::Node* v = scalar(m, *f, "one of " + options, options);

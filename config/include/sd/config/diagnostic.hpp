@@ -7,6 +7,7 @@
 #pragma once
 
 #include <expected>
+#include <filesystem>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,6 +38,16 @@ std::string to_string(const Diagnostics& diags);
 
 // Bridges to sd::Result: an kInvalidInput error whose message is to_string(diags).
 sd::Error to_error(const Diagnostics& diags);
+
+// Sorts by line, keeping the order of diagnostics on one line (each stage of
+// a parser appends its own; operators read them in file order).
+void sort_by_line(Diagnostics& diags);
+
+// The whole file, or "cannot read the WHAT: <why>" with `hint`.
+Parsed<std::string> read_file(const std::filesystem::path& path, std::string_view what, std::string_view hint);
+
+// "a, b, c" (with sep ", ") for hints that list what is allowed.
+std::string join(std::span<const std::string_view> items, std::string_view sep);
 
 // Hint for an unknown key: "did you mean 'X'?" when one known key is close by
 // edit distance, otherwise "known keys: a, b, c".

@@ -79,6 +79,7 @@ class YamlReader {
                             std::span<const std::string_view> known);
   const Field* need(const Map& m, std::string_view key, bool required, std::string_view example);
   const YAML::Node* scalar(const Map& m, const Field& f, std::string_view what, std::string_view example);
+  const YAML::Node* number(const Map& m, const Field& f, std::string_view what, std::string_view example);
 
   std::string file_;
   Diagnostics& diags_;
