@@ -63,10 +63,7 @@ std::optional<json> Conn::take() {
 
 std::optional<json> Conn::recv() {
   for (;;) {
-    if (auto j = take()) {
-      if (j->is_discarded()) return std::nullopt;
-      return j;
-    }
+    if (auto j = take()) return j->is_discarded() ? std::nullopt : j;
     char tmp[4096];
     ssize_t n = ::read(fd_, tmp, sizeof(tmp));
     if (n < 0 && errno == EINTR) continue;

@@ -6,9 +6,6 @@
 // by frame and the report gives, per fault, shadowd's recovery phases and,
 // per guest, the gap a listener heard (silence inserted, input skipped),
 // sample-accurate.
-#include <signal.h>
-#include <unistd.h>
-
 #include <deque>
 #include <fstream>
 #include <optional>
@@ -16,10 +13,7 @@
 
 #include "faults.hpp"
 #include "host.hpp"
-#include "process.hpp"
-#include "report.hpp"
 #include "sd/core/pcm_marks.hpp"
-#include "workloads.hpp"
 
 namespace sd::tools::demo {
 
@@ -44,22 +38,22 @@ struct Card {
 }  // namespace
 
 int run_aplay(const std::string& sock, bool json_out, const Opts& o) {
-  FILE* out = table_stream(json_out);
   Progress pr;
   if (!can_run("it runs shadowd", {"aplay"}, "alsa-utils")) return 1;
   auto plugin = find_frontend("libasound_module_pcm_shadow.so");
   if (!plugin) return 1;
-  // ---- shadowd: the running one, or one started here.
   ScratchRun run;
   if (!run.begin("vsnd", sock, o.config, pr)) return 1;
   const fs::path work = run.dir();
-  auto finish = [&](int rc) { return run.end(rc); };
+  std::deque<Card> cards;  // a Child does not move
+  run.on_end = [&] {
+    for (auto& c : cards) c.aplay.stop(2);
+  };
 
   // ---- the sound cards and their driver domain.
   auto vsnds = wait_devices(sock, "vsnd", pr);
-  if (vsnds.empty()) return finish(1);
+  if (vsnds.empty()) return run.end(1);
   const std::string dom = vsnds.front().value("backend", "");
-  std::deque<Card> cards;  // a Child does not move
   for (auto& v : vsnds) {
     Card& c = cards.emplace_back();
     c.guest = guest_of(v);
@@ -68,60 +62,44 @@ int run_aplay(const std::string& sock, bool json_out, const Opts& o) {
     c.wav_out = v["detail"].value("wav", "");
     c.at_frame.resize(static_cast<size_t>(o.faults));
   }
+  FaultSchedule sched(sock, dom, o, pr);
+  std::string why;
+  if (!sched.follow(&why)) return run.fail(why);
 
   // ---- the music, and each guest's asoundrc naming its card.
   const uint64_t frames = static_cast<uint64_t>(o.duration) * pcm::kRate;
   std::ofstream(work / "in.wav", std::ios::binary) << pcm::make_wav(frames);
   pr.note(strf("demo vsnd: aplay -D shadow on %zu card(s) of driver domain %s for %ld s; %ld fault(s)", cards.size(),
                dom.c_str(), o.duration, o.faults));
-  auto stop_players = [&] {
-    for (auto& c : cards) c.aplay.stop(2);
-  };
   for (auto& c : cards) {
     fs::path asoundrc = work / (c.guest + ".asoundrc");
     std::ofstream(asoundrc) << "pcm_type.shadow { lib \"" << plugin->string() << "\" }\n"
                             << "pcm.shadow { type shadow socket \"" << c.pcm_sock << "\" }\n";
-    std::string why;
     if (!c.aplay.start(
             {"aplay", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", (work / "in.wav").string()},
-            {.file = work / (c.guest + ".aplay.out")}, &why, "/usr/share/alsa/alsa.conf:" + asoundrc.string())) {
-      pr.note("shadowctl: demo: cannot start aplay for " + c.device + ": " + why);
-      stop_players();
-      return finish(1);
-    }
+            &why, work / (c.guest + ".aplay.out"), "/usr/share/alsa/alsa.conf:" + asoundrc.string()))
+      return run.fail("cannot start aplay for " + c.device + ": " + why);
     pr.note("demo vsnd: " + c.guest + ": aplay -D shadow through " + c.device);
   }
-  auto t0 = Clock::now();
-  // Each card's recorded frames, by device.
-  auto mark_wav_frames = [&](size_t fault) {
-    auto d = ask(sock, {{"cmd", "devices"}});
-    if (!d) return;
-    for (auto& x : (*d)["devices"])
-      for (auto& c : cards)
-        if (x.value("device", "") == c.device) c.at_frame[fault] = x["detail"]["dac"].value("wav_frames", uint64_t{0});
+
+  // ---- faults while they play; before each, every card's recorded frames.
+  sched.on_inject = [&](size_t fault) {
+    if (auto d = ask(sock, {{"cmd", "devices"}}))
+      for (auto& x : (*d)["devices"])
+        for (auto& c : cards)
+          if (x.value("device", "") == c.device)
+            c.at_frame[fault] = x["detail"]["dac"].value("wav_frames", uint64_t{0});
   };
   auto all_done = [&] {
     bool done = true;
     for (auto& c : cards) done = c.aplay.poll_exit() && done;
     return done;
   };
-
-  // ---- faults, one at a time: at its time, after the previous recovery.
-  PolledSchedule schedule = polled_schedule(sock, dom, o);
-  schedule.elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
-  schedule.app_done = all_done;
-  schedule.on_inject = mark_wav_frames;
-  auto faults = run_polled_faults(schedule, pr);
-  for (auto& c : cards)
-    if (!c.aplay.wait_exit(static_cast<double>(o.duration) + 30)) {
-      ::kill(-c.aplay.pid, SIGKILL);
-      c.aplay.wait_exit(5);
-    }
+  sched.run(Clock::now(), "aplay", all_done, run.on_end);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto& faults = sched.faults;
 
   // ---- per guest and fault: the gap a listener heard.
-  size_t recovered = 0;
-  for (auto& f : faults) recovered += f.recovered;
   bool players_ok = true;
   for (auto& c : cards) {
     c.rc = c.aplay.rc();
@@ -141,21 +119,19 @@ int run_aplay(const std::string& sock, bool json_out, const Opts& o) {
     c.complete = c.analysis && c.analysis->complete(frames);
     players_ok = players_ok && c.rc == 0 && c.clean_output && c.complete;
   }
-  bool transparent = players_ok && recovered == faults.size();
+  bool transparent = players_ok && sched.recovered == faults.size() && !sched.interrupted;
 
+  FILE* out = table_stream(json_out);
   std::fprintf(out, "\ndemo vsnd: aplay -D shadow of %ld s marked 48 kHz S16_LE stereo; driver domain %s\n",
                o.duration, dom.c_str());
   for (auto& c : cards) std::fprintf(out, "  %s: through %s\n", c.guest.c_str(), c.device.c_str());
-  std::string guest_head;
-  for (auto& c : cards) guest_head += strf("  %15s %9s", (c.guest + " gap ms").c_str(), "lost fr");
-  std::fprintf(out, "\n%s%s  %s\n", phases_head().c_str(), guest_head.c_str(), "cause as detected");
-  for (size_t i = 0; i < faults.size(); ++i) {
-    const auto& f = faults[i];
-    std::string per_guest;
-    for (auto& c : cards) per_guest += strf("  %15.2f %9lld", c.gap_ms[i], static_cast<long long>(c.skipped[i]));
-    std::fprintf(out, "%s%s  %s\n", phases_row(i + 1, f.kind, strf("%.2f", f.at_s), f.phases).c_str(),
-                 per_guest.c_str(), f.cause.empty() ? "-" : f.cause.c_str());
-  }
+  std::string head;
+  for (auto& c : cards) head += strf("  %15s %9s", (c.guest + " gap ms").c_str(), "lost fr");
+  sched.print_table(out, head, [&](size_t i) {
+    std::string cells;
+    for (auto& c : cards) cells += strf("  %15.2f %9lld", c.gap_ms[i], static_cast<long long>(c.skipped[i]));
+    return cells;
+  });
   std::fprintf(out,
                "     gap: silence each guest's DAC played in the second after the fault (from its recording,\n"
                "     sample-accurate); lost fr: input frames skipped there (negative: repeated)\n\n");
@@ -172,32 +148,20 @@ int run_aplay(const std::string& sock, bool json_out, const Opts& o) {
     else
       std::fprintf(out, "recording %s: no WAV at %s\n", c.guest.c_str(), c.wav_out.c_str());
   }
-  print_verdict(out, recovered, faults.size(), transparent,
+  sched.print_notes(out);
+  print_verdict(out, sched.recovered, faults.size(), transparent,
                 "every guest's aplay exited 0, no xrun or error, every fault recovered");
   if (json_out) {
-    json jf = json::array();
-    for (size_t i = 0; i < faults.size(); ++i) {
-      const auto& f = faults[i];
-      json per_guest = json::object();
-      for (auto& c : cards) per_guest[c.guest] = {{"gap_ms", c.gap_ms[i]}, {"input_skipped_frames", c.skipped[i]}};
-      jf.push_back({{"kind", f.kind},
-                    {"at_s", f.at_s},
-                    {"recovered", f.recovered},
-                    {"cause", f.cause},
-                    {"phases_ms", f.phases},
-                    {"guests", per_guest}});
-    }
     json apps = json::array();
     for (auto& c : cards)
-      apps.push_back({{"guest", c.guest},
-                      {"device", c.device},
-                      {"name", "aplay"},
-                      {"exit", c.rc},
-                      {"clean_output", c.clean_output},
-                      {"recording_complete", c.complete}});
-    print_summary(summary(json::array({"vsnd"}), o.duration, dom, jf, apps, recovered, transparent));
+      apps.push_back({{"guest", c.guest}, {"device", c.device}, {"name", "aplay"}, {"exit", c.rc},
+                      {"clean_output", c.clean_output}, {"recording_complete", c.complete}});
+    print_summary(sched.summary(apps, transparent, [&](size_t i, json& j) {
+      j["guests"] = json::object();
+      for (auto& c : cards) j["guests"][c.guest] = {{"gap_ms", c.gap_ms[i]}, {"input_skipped_frames", c.skipped[i]}};
+    }));
   }
-  return finish(transparent ? 0 : 1);
+  return run.end(transparent ? 0 : 1);
 }
 
 }  // namespace sd::tools::demo

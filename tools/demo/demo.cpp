@@ -7,9 +7,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <set>
+#include <sstream>
 
 #include "faults.hpp"
-#include "workloads.hpp"
 
 namespace sd::tools::demo {
 
@@ -61,18 +62,13 @@ const char kDemoHelp[] =
 
 namespace {
 
-std::vector<std::string> split_list(const std::string& s) {
+// "a, b,c" -> a, b, c; empty items kept.
+std::vector<std::string> split_list(std::string s) {
+  std::erase(s, ' ');
   std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == ',') {
-      out.push_back(cur);
-      cur.clear();
-    } else if (c != ' ') {
-      cur += c;
-    }
-  }
-  out.push_back(cur);
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+  if (s.empty() || s.back() == ',') out.push_back("");
   return out;
 }
 
@@ -103,10 +99,8 @@ int parse_opts(const std::vector<std::string>& args, Opts* o) {
       a = a.substr(0, eq);
       has_val = true;
     }
-    static const char* const kWithValue[] = {"--classes", "--duration", "--faults", "--fault-kinds", "--config"};
-    if (std::find_if(std::begin(kWithValue), std::end(kWithValue), [&](const char* k) { return a == k; }) ==
-        std::end(kWithValue))
-      return bad("unknown option '" + a + "' (see shadowctl demo --help)");
+    static const std::set<std::string> kOptions{"--classes", "--duration", "--faults", "--fault-kinds", "--config"};
+    if (!kOptions.contains(a)) return bad("unknown option '" + a + "' (see shadowctl demo --help)");
     if (!has_val) {
       if (i + 1 >= args.size()) return bad("option " + a + " needs a value");
       val = args[++i];
@@ -129,8 +123,7 @@ int parse_opts(const std::vector<std::string>& args, Opts* o) {
     } else if (a == "--fault-kinds") {
       o->kinds.clear();
       for (auto& k : split_list(val)) {
-        if (std::find_if(kFaultKinds.begin(), kFaultKinds.end(), [&](const char* x) { return k == x; }) ==
-            kFaultKinds.end())
+        if (std::ranges::find(kFaultKinds, k) == kFaultKinds.end())
           return bad("--fault-kinds: unknown kind '" + k +
                      "' (kill, segv, hang, sigsys, stall, bad-id, bad-prod, bad-grant, garbage)");
         o->kinds.push_back(k);

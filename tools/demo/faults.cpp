@@ -1,9 +1,10 @@
 #include "faults.hpp"
 
-#include <thread>
+#include <poll.h>
+
+#include <algorithm>
 
 #include "host.hpp"
-#include "workloads.hpp"
 
 namespace sd::tools::demo {
 
@@ -16,55 +17,56 @@ double secs(Clock::duration d) { return std::chrono::duration<double>(d).count()
 
 const std::span<const char* const> kFaultKinds{kKinds};
 
-double fault_due_s(size_t i, long n, long duration_s) {
-  return static_cast<double>(i + 1) * static_cast<double>(duration_s) / static_cast<double>(n + 1);
+std::string Fault::cause_text() const {
+  std::string c = recovered ? cause : (!died_cause.empty() ? died_cause + "; " : "") + note;
+  if (recovered && !note.empty()) c += " (" + note + ")";
+  return c.empty() ? "-" : c;
 }
 
-std::string fault_kind(const std::vector<std::string>& kinds, size_t i) { return kinds[i % kinds.size()]; }
-
-// ---- vif ---------------------------------------------------------------------------
-
-FollowedFaults::FollowedFaults(std::string sock, std::string domain, std::string label, long n, long duration_s,
-                               const std::vector<std::string>& kinds, Clock::time_point t0, Progress& pr,
-                               std::vector<std::string>& notes)
-    : faults(static_cast<size_t>(n)),
+FaultSchedule::FaultSchedule(std::string sock, std::string dom, const Opts& o, Progress& pr, bool expand_garbage)
+    : faults(static_cast<size_t>(o.faults)),
       sock_(std::move(sock)),
-      dom_(std::move(domain)),
-      label_(std::move(label)),
-      t0_(t0),
-      pr_(pr),
-      notes_(notes) {
+      dom_(std::move(dom)),
+      label_("demo " + o.classes.front()),
+      o_(o),
+      pr_(pr) {
+  static const char* const kGarbage[] = {"bad-id", "bad-prod", "bad-grant"};
   for (size_t i = 0; i < faults.size(); ++i) {
-    faults[i].kind = fault_kind(kinds, i);
-    faults[i].sched_s = fault_due_s(i, n, duration_s);
+    faults[i].kind = o.kinds[i % o.kinds.size()];
+    if (expand_garbage && faults[i].kind == "garbage") faults[i].kind = kGarbage[i % 3];
   }
 }
 
-void FollowedFaults::on_event(const json& ev) {
+bool FaultSchedule::follow(std::string* why) {
+  auto r = request(sock_, {{"cmd", "events"}, {"n", 1}, {"follow", true}}, &events_, 10);
+  if (!r) *why = "cannot follow shadowd's events: " + r.error().text;
+  return r.has_value();
+}
+
+void FaultSchedule::on_event(const json& ev) {
   if (!ev.is_object() || ev.value("domain", "") != dom_) return;
   std::string type = ev.value("type", "");
-  FollowedFault* f = cur_ >= 0 ? &faults[static_cast<size_t>(cur_)] : nullptr;
+  Fault* f = cur_ >= 0 ? &faults[static_cast<size_t>(cur_)] : nullptr;
   if (type == "fault_injected") {
-    if (f && !f->anchored) f->anchored = true;
+    if (f) f->anchored = true;
   } else if (type == "domain_died" || type == "fault_detected") {
     if (f && f->anchored && f->died_cause.empty()) f->died_cause = ev.value("cause", "");
   } else if (type == "domain_fenced") {
     fenced = true;
-    notes_.push_back(dom_ + " was fenced (restart budget spent)");
+    notes.push_back(dom_ + " was fenced (restart budget spent)");
     pr_.note(label_ + ": " + dom_ + " fenced: no more restarts");
     if (f) f->note = "fenced";
     cur_ = -1;
   } else if (type == "recovery") {
     if (f && f->anchored && !f->recovered) {
       f->recovered = true;
-      f->recovered_s = secs(Clock::now() - t0_);
       f->observed_ms = secs(Clock::now() - f->at) * 1000;
       f->cause = ev.value("cause", f->died_cause);
       f->phases = ev.contains("phases_ms") ? ev["phases_ms"] : json(nullptr);
+      f->event = ev;
       ++recovered;
-      pr_.note(strf("%s: %.1f s: fault %ld (%s) recovered: %s, total %s ms", label_.c_str(), f->recovered_s,
-                    cur_ + 1, f->kind.c_str(), f->cause.c_str(),
-                    fmt_ms(f->phases.is_object() ? f->phases.value("total", json()) : json()).c_str()));
+      pr_.note(strf("%s: %.1f s: fault %ld (%s) recovered: %s, total %s ms", label_.c_str(), elapsed(), cur_ + 1,
+                    f->kind.c_str(), f->cause.c_str(), fmt_total(f->phases).c_str()));
       cur_ = -1;
     } else {
       unexpected.push_back(ev);
@@ -73,122 +75,95 @@ void FollowedFaults::on_event(const json& ev) {
   }
 }
 
-void FollowedFaults::tick(bool may_inject) {
-  const double e = secs(Clock::now() - t0_);
-  // A fault whose recovery never comes.
+void FaultSchedule::tick() {
+  const double e = elapsed();
+  // The next fault is due at (i+1)*S/(n+1) s, and after the previous one's recovery.
+  const double due = double(next + 1) * double(o_.duration) / double(o_.faults + 1);
   if (cur_ >= 0 && secs(Clock::now() - faults[static_cast<size_t>(cur_)].at) > kRecoveryTimeoutS) {
     faults[static_cast<size_t>(cur_)].note = strf("no recovery within %.0f s", kRecoveryTimeoutS);
     pr_.note(strf("%s: fault %ld: no recovery within %.0f s", label_.c_str(), cur_ + 1, kRecoveryTimeoutS));
     cur_ = -1;
   }
-  // The next fault: at its time, after the previous one's recovery.
-  if (cur_ < 0 && next < faults.size() && e >= faults[next].sched_s && Clock::now() >= retry_at_ && may_inject &&
-      !fenced) {
-    FollowedFault& f = faults[next];
-    auto sent = Clock::now();
-    std::string why;
-    auto r = ask(sock_, {{"cmd", "inject-fault"}, {"domain", dom_}, {"kind", f.kind}}, &why);
-    if (r) {
-      f.at = sent;
-      f.at_s = secs(sent - t0_);
-      cur_ = static_cast<long>(next);
-      ++next;
-      pr_.note(strf("%s: %.1f s: fault %zu/%zu: %s into %s", label_.c_str(), f.at_s, next, faults.size(),
-                    f.kind.c_str(), dom_.c_str()));
-    } else if (why.find("not running") != std::string::npos && e < f.sched_s + kRecoveryTimeoutS) {
-      retry_at_ = Clock::now() + std::chrono::milliseconds(50);  // between incarnations: try again
-    } else {
-      f.note = "not injected: " + why;
-      pr_.note(strf("%s: fault %zu (%s) not injected: %s", label_.c_str(), next + 1, f.kind.c_str(), why.c_str()));
-      ++next;
-    }
+  if (cur_ >= 0 || next >= faults.size() || e < due || Clock::now() < retry_at_ || !events_open || fenced) return;
+  Fault& f = faults[next];
+  if (on_inject) on_inject(next);
+  auto sent = Clock::now();
+  std::string why;
+  if (ask(sock_, {{"cmd", "inject-fault"}, {"domain", dom_}, {"kind", f.kind}}, &why)) {
+    f.at = sent;
+    f.at_s = secs(sent - t0_);
+    cur_ = static_cast<long>(next++);
+    pr_.note(strf("%s: %.1f s: fault %zu/%zu: %s into %s", label_.c_str(), f.at_s, next, faults.size(),
+                  f.kind.c_str(), dom_.c_str()));
+  } else if (why.find("not running") != std::string::npos && e < due + kRecoveryTimeoutS) {
+    retry_at_ = Clock::now() + std::chrono::milliseconds(50);  // between incarnations: try again
+  } else {
+    f.note = "not injected: " + why;
+    pr_.note(strf("%s: fault %zu (%s) not injected: %s", label_.c_str(), next + 1, f.kind.c_str(), why.c_str()));
+    ++next;
   }
 }
 
-void FollowedFaults::not_injected(bool events_open, bool interrupted, const std::string& app_ended) {
+void FaultSchedule::pump(int timeout_ms) {
+  pollfd p{events_.fd(), POLLIN, 0};
+  ::poll(&p, events_open ? 1 : 0, timeout_ms);
+  if (!events_open) return;
+  if (!events_.fill()) {
+    events_open = false;
+    notes.push_back("lost the events stream (shadowd stopped?)");
+    pr_.note(label_ + ": lost the events stream from shadowd");
+  }
+  while (auto m = events_.take())
+    if (!m->is_discarded() && m->contains("event")) on_event((*m)["event"]);
+}
+
+void FaultSchedule::run(Clock::time_point t0, const std::string& app, const std::function<bool()>& app_done,
+                        const std::function<void()>& stop_app) {
+  t0_ = t0;
+  const double d = static_cast<double>(o_.duration);
+  auto status = [&](bool force) {
+    double e = elapsed();
+    std::string over = !app_done() && e > d + 1 ? strf(" (%s %.0f s over its run time)", app.c_str(), e - d) : "";
+    pr_.status(strf("%s: %.1f/%ld s, faults %zu/%zu, recovered %zu%s", label_.c_str(), std::min(e, d), o_.duration,
+                    next, faults.size(), recovered, over.c_str()),
+               force);
+  };
+  while (!app_done()) {
+    pump(100);
+    if (demo::interrupted()) {
+      interrupted = true;
+      notes.push_back("interrupted");
+      pr_.note(label_ + ": interrupted; stopping " + app);
+    } else if (elapsed() > d + 30) {  // the application gets this long, then is stopped
+      overtime = true;
+    }
+    if (interrupted || overtime) {
+      app_end_s = elapsed();
+      stop_app();
+      break;
+    }
+    tick();
+    status(false);
+  }
+  app_end_s = elapsed();
   for (size_t i = next; i < faults.size(); ++i)
     if (faults[i].note.empty())
-      faults[i].note = fenced         ? "not injected: " + dom_ + " is fenced"
-                       : !events_open ? std::string("not injected: lost the events stream")
-                       : interrupted  ? std::string("not injected: interrupted")
-                                      : "not injected: " + app_ended;
-}
-
-bool FollowedFaults::awaiting() const {
-  return cur_ >= 0 && secs(Clock::now() - faults[static_cast<size_t>(cur_)].at) < kRecoveryTimeoutS;
-}
-
-void FollowedFaults::give_up(bool interrupted) {
-  if (cur_ >= 0 && faults[static_cast<size_t>(cur_)].note.empty())
-    faults[static_cast<size_t>(cur_)].note = interrupted ? "interrupted before recovery" : "no recovery seen";
-}
-
-// ---- vsnd, vbd ---------------------------------------------------------------------
-
-PolledSchedule polled_schedule(const std::string& sock, const std::string& dom, const Opts& o) {
-  return {.sock = sock,
-          .domain = dom,
-          .label = "demo " + o.classes.front(),
-          .n = o.faults,
-          .duration_s = o.duration,
-          .kinds = o.kinds};
-}
-
-std::vector<PolledFault> run_polled_faults(const PolledSchedule& s, Progress& pr) {
-  // The events after `seq` about the domain (the last 200 events shadowd keeps).
-  auto events_after = [&](uint64_t seq) {
-    std::vector<json> out;
-    if (auto ev = ask(s.sock, {{"cmd", "events"}, {"n", 200}}))
-      for (auto& e : (*ev)["events"])
-        if (e.value("seq", uint64_t{0}) > seq && e.value("domain", "") == s.domain) out.push_back(e);
-    return out;
+      faults[i].note = "not injected: " + (fenced         ? dom_ + " is fenced"
+                                           : !events_open ? std::string("lost the events stream")
+                                           : interrupted  ? std::string("interrupted")
+                                                          : app + " ended first");
+  // The last fault's recovery, if it is still under way.
+  auto awaiting = [&] {
+    return cur_ >= 0 && secs(Clock::now() - faults[static_cast<size_t>(cur_)].at) < kRecoveryTimeoutS;
   };
-  auto last_seq = [&] {
-    auto ev = ask(s.sock, {{"cmd", "events"}, {"n", 1}});
-    return ev && !(*ev)["events"].empty() ? (*ev)["events"].back().value("seq", uint64_t{0}) : uint64_t{0};
-  };
-  std::vector<PolledFault> faults(static_cast<size_t>(s.n));
-  for (size_t i = 0; i < faults.size(); ++i) {
-    PolledFault& f = faults[i];
-    f.kind = fault_kind(s.kinds, i);
-    if (s.expand_garbage && f.kind == "garbage") {
-      static const char* const kGarbage[] = {"bad-id", "bad-prod", "bad-grant"};
-      f.kind = kGarbage[i % 3];
-    }
-    double when = fault_due_s(i, s.n, s.duration_s);
-    while (s.elapsed() < when && !s.app_done()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (s.app_done()) break;
-    if (s.on_inject) s.on_inject(i);
-    const uint64_t before = last_seq();
-    f.at_s = s.elapsed();
-    std::string why;
-    if (!ask(s.sock, {{"cmd", "inject-fault"}, {"domain", s.domain}, {"kind", f.kind}}, &why)) {
-      f.cause = "not injected: " + why;
-      continue;
-    }
-    // This fault's recovery: the first recovery event of the domain after it went in.
-    bool fenced = false;
-    auto until = Clock::now() + std::chrono::duration<double>(kRecoveryTimeoutS);
-    while (!f.recovered && !fenced && Clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      for (auto& e : events_after(before))
-        if (e.value("type", "") == "recovery") {
-          f.recovered = true;
-          f.cause = e.value("cause", "");
-          f.phases = e["phases_ms"];
-          f.event = e;
-          break;
-        } else if (e.value("type", "") == "domain_fenced") {
-          fenced = true;
-          f.cause = s.domain + " fenced (restart budget spent)";
-        }
-    }
-    pr.note(strf("%s: %.1f s: fault %zu (%s): %s", s.label.c_str(), f.at_s, i + 1, f.kind.c_str(),
-                 f.recovered || fenced ? f.cause.c_str() : "no recovery seen"));
-    if (fenced) break;
+  while (awaiting() && events_open && !demo::interrupted()) {
+    pump(100);
+    status(false);
   }
-  return faults;
+  if (cur_ >= 0 && faults[static_cast<size_t>(cur_)].note.empty())
+    faults[static_cast<size_t>(cur_)].note = demo::interrupted() ? "interrupted before recovery" : "no recovery seen";
+  status(true);
+  pr_.clear();
 }
 
 }  // namespace sd::tools::demo
-

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <regex>
@@ -15,9 +16,6 @@
 
 #include "faults.hpp"
 #include "host.hpp"
-#include "process.hpp"
-#include "report.hpp"
-#include "workloads.hpp"
 
 namespace sd::tools::demo {
 
@@ -27,8 +25,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct FioPass {
-  int rc = -1;
-  int error = -1;
+  int rc = -1, error = -1;
   uint64_t written = 0, verified = 0;
   double write_iops = 0;
   bool verify_clean = false;
@@ -47,7 +44,7 @@ FioPass fio_pass(const fs::path& disk, const fs::path& files, uint64_t bytes) {
                  "--fallocate=none", "--output-format=json", "--output=" + js.string(),
                  // a pass stopped at the end of the demo would leave its verify state in the caller's directory
                  "--verify_state_save=0"},
-                {.file = log}, &why) &&
+                &why, log) &&
       !fio.wait_exit(600)) {
     ::kill(-fio.pid, SIGKILL);
     fio.wait_exit(5);
@@ -81,7 +78,6 @@ struct Disk {
 }  // namespace
 
 int run_fio(const std::string& sock, bool json_out, const Opts& o) {
-  FILE* out = table_stream(json_out);
   Progress pr;
   if (!can_run("it runs shadowd and mounts the guests' disks", {"fio"})) return 1;
   auto blkfront = find_frontend("sd-blkfront");
@@ -90,18 +86,17 @@ int run_fio(const std::string& sock, bool json_out, const Opts& o) {
   if (!run.begin("vbd", sock, o.config, pr)) return 1;
   const fs::path work = run.dir();
   std::deque<Disk> disks;  // a Child does not move
-  auto finish = [&](int rc) {
+  run.on_end = [&] {
     for (auto& d : disks) {
       d.front.stop(10);
       std::error_code ec;
       fs::remove(d.mnt, ec);  // empty once sd-blkfront unmounted it
     }
-    return run.end(rc);
   };
 
   // ---- the disks and their driver domain.
   auto vbds = wait_devices(sock, "vbd", pr);
-  if (vbds.empty()) return finish(1);
+  if (vbds.empty()) return run.end(1);
   const std::string dom = vbds.front().value("backend", "");
   for (auto& v : vbds) {
     Disk& d = disks.emplace_back();
@@ -112,27 +107,28 @@ int run_fio(const std::string& sock, bool json_out, const Opts& o) {
     d.mnt = work / ("mnt-" + fs::path(d.vbd_sock).stem().string());
     fs::create_directories(d.mnt);
   }
+  FaultSchedule sched(sock, dom, o, pr, /*expand_garbage=*/true);
+  std::string why;
+  if (!sched.follow(&why)) return run.fail(why);
 
   // ---- each guest's disk: its sd-blkfront mounts it as a file.
+  for (auto& d : disks)
+    if (!d.front.start({blkfront->string(), "--socket", d.vbd_sock, "--mount", d.mnt.string()}, &why,
+                       d.mnt.string() + ".front.log"))
+      return run.fail("cannot start sd-blkfront for " + d.device + ": " + why);
   for (auto& d : disks) {
-    std::string why;
-    if (!d.front.start({blkfront->string(), "--socket", d.vbd_sock, "--mount", d.mnt.string()},
-                       {.file = d.mnt.string() + ".front.log"}, &why)) {
-      pr.note("shadowctl: demo: cannot start sd-blkfront for " + d.device + ": " + why);
-      return finish(1);
-    }
-  }
-  for (auto& d : disks) {
-    auto connected = [&](const json& detail) {
-      return detail.value("frontend_connected", false) && detail.value("socket", "") == d.vbd_sock;
+    auto connected = [&] {
+      if (auto r = ask(sock, {{"cmd", "devices"}}))
+        for (auto& x : (*r)["devices"])
+          if (x.contains("detail") && x["detail"].value("socket", "") == d.vbd_sock)
+            return x["detail"].value("backend_up", false) && x["detail"].value("frontend_connected", false);
+      return false;
     };
     auto ready_by = Clock::now() + std::chrono::seconds(10);
-    while (!(find_device(sock, "vbd", connected) && fs::exists(d.mnt / "disk"))) {
-      if (Clock::now() > ready_by || d.front.poll_exit()) {
-        pr.note("shadowctl: demo: sd-blkfront for " + d.device + " did not come up: " +
-                slurp(d.mnt.string() + ".front.log"));
-        return finish(1);
-      }
+    while (!(connected() && fs::exists(d.mnt / "disk"))) {
+      if (Clock::now() > ready_by || d.front.poll_exit())
+        return run.fail("sd-blkfront for " + d.device + " did not come up: " +
+                        slurp(d.mnt.string() + ".front.log"));
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     pr.note(strf("demo vbd: %s: fio randwrite+verify (crc32c, 4k, iodepth 16) on %s (%s)", d.guest.c_str(),
@@ -143,22 +139,19 @@ int run_fio(const std::string& sock, bool json_out, const Opts& o) {
 
   // ---- fio passes for `duration` seconds, one thread per disk; faults on this one.
   std::atomic<size_t> fio_done{0};
-  auto t0 = Clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  std::atomic<bool> stop{false};
+  const auto t0 = Clock::now();
   for (auto& d : disks) {
     const uint64_t pass_bytes = std::min<uint64_t>(256ULL << 20, d.sectors * 512 / 4096 * 4096);
-    d.runner = std::thread([&d, &fio_done, &elapsed, pass_bytes, duration = o.duration] {
+    d.runner = std::thread([&d, &fio_done, &stop, t0, pass_bytes, duration = o.duration] {
       do d.passes.push_back(fio_pass(d.mnt / "disk", d.mnt.string() + ".fio", pass_bytes));
-      while (elapsed() < static_cast<double>(duration) && d.passes.back().rc == 0);
+      while (Clock::now() - t0 < std::chrono::seconds(duration) && d.passes.back().rc == 0 && !stop);
       ++fio_done;
     });
   }
-  PolledSchedule schedule = polled_schedule(sock, dom, o);
-  schedule.expand_garbage = true;
-  schedule.elapsed = elapsed;
-  schedule.app_done = [&] { return fio_done.load() == disks.size(); };
-  auto faults = run_polled_faults(schedule, pr);
+  sched.run(t0, "fio", [&] { return fio_done.load() == disks.size(); }, [&] { stop = true; });
   for (auto& d : disks) d.runner.join();
+  const auto& faults = sched.faults;
 
   // ---- each frontend's own count: every request completed exactly once.
   bool apps_ok = true;
@@ -180,22 +173,14 @@ int run_fio(const std::string& sock, bool json_out, const Opts& o) {
     d.exactly_once = front_rc == 0 && d.submitted > 0 && d.submitted == d.completed;
     apps_ok = apps_ok && d.fio_ok && d.exactly_once;
   }
+  const size_t injected = std::ranges::count_if(faults, [](const Fault& f) { return f.at_s >= 0; });
+  bool transparent = apps_ok && sched.recovered == injected && !sched.interrupted;
+  auto replayed = [&](size_t i) { return faults[i].event.is_object() ? faults[i].event.value("replayed", 0u) : 0u; };
 
-  size_t recovered = 0, injected = 0;
-  for (auto& f : faults) {
-    recovered += f.recovered;
-    injected += f.at_s >= 0;
-  }
-  bool transparent = apps_ok && recovered == injected;
-
+  FILE* out = table_stream(json_out);
   std::fprintf(out, "\ndemo vbd: fio 4k randwrite + crc32c verify, iodepth 16; driver domain %s\n", dom.c_str());
   for (auto& d : disks) std::fprintf(out, "  %s: through %s\n", d.guest.c_str(), d.device.c_str());
-  std::fprintf(out, "\n%s  %8s  %s\n", phases_head().c_str(), "replayed", "cause as detected");
-  for (size_t i = 0; i < faults.size(); ++i) {
-    const auto& f = faults[i];
-    std::fprintf(out, "%s  %8u  %s\n", phases_row(i + 1, f.kind, strf("%.2f", f.at_s), f.phases).c_str(),
-                 f.event.is_object() ? f.event.value("replayed", 0u) : 0u, f.cause.empty() ? "-" : f.cause.c_str());
-  }
+  sched.print_table(out, strf("  %8s", "replayed"), [&](size_t i) { return strf("  %8u", replayed(i)); });
   std::fprintf(out,
                "     replayed: requests in flight at the fault that the frontends resubmitted, in order (all disks)\n\n");
   for (auto& d : disks) {
@@ -210,29 +195,23 @@ int run_fio(const std::string& sock, bool json_out, const Opts& o) {
                  d.guest.c_str(), static_cast<unsigned long long>(d.submitted),
                  static_cast<unsigned long long>(d.completed), d.exactly_once ? "yes" : "NO");
   }
-  print_verdict(out, recovered, injected, transparent,
+  sched.print_notes(out);
+  print_verdict(out, sched.recovered, injected, transparent,
                 "every guest's fio passes exited 0 with 0 verify errors, every fault recovered");
   if (json_out) {
-    json jf = json::array(), apps = json::array();
-    for (auto& f : faults)
-      jf.push_back({{"kind", f.kind}, {"at_s", f.at_s}, {"recovered", f.recovered}, {"cause", f.cause},
-                    {"phases_ms", f.phases}, {"replayed", f.event.is_object() ? f.event.value("replayed", 0u) : 0u}});
+    json apps = json::array();
     for (auto& d : disks) {
       json jp = json::array();
       for (auto& p : d.passes)
         jp.push_back({{"exit", p.rc}, {"error", p.error}, {"written", p.written}, {"verified", p.verified},
                       {"verify_clean", p.verify_clean}, {"write_iops", p.write_iops}});
-      apps.push_back({{"guest", d.guest},
-                      {"device", d.device},
-                      {"name", "fio"},
-                      {"passes", jp},
-                      {"written", d.written},
-                      {"verified", d.verified},
+      apps.push_back({{"guest", d.guest}, {"device", d.device}, {"name", "fio"}, {"passes", jp},
+                      {"written", d.written}, {"verified", d.verified},
                       {"requests", {{"submitted", d.submitted}, {"completed", d.completed}}}});
     }
-    print_summary(summary(json::array({"vbd"}), o.duration, dom, jf, apps, recovered, transparent));
+    print_summary(sched.summary(apps, transparent, [&](size_t i, json& j) { j["replayed"] = replayed(i); }));
   }
-  return finish(transparent ? 0 : 1);
+  return run.end(transparent ? 0 : 1);
 }
 
 }  // namespace sd::tools::demo

@@ -23,15 +23,16 @@ Child::~Child() {
   if (err >= 0) ::close(err);
 }
 
-bool Child::start(const std::vector<std::string>& argv, const Output& output, std::string* why,
+bool Child::start(const std::vector<std::string>& argv, std::string* why, const fs::path& file,
                   const std::string& alsa_config) {
+  const bool capture = file.empty();
   int po[2] = {-1, -1}, pe[2] = {-1, -1};
-  if (output.capture && (::pipe2(po, O_CLOEXEC) != 0 || ::pipe2(pe, O_CLOEXEC) != 0)) {
+  if (capture && (::pipe2(po, O_CLOEXEC) != 0 || ::pipe2(pe, O_CLOEXEC) != 0)) {
     *why = std::string("pipe: ") + std::strerror(errno);
     return false;
   }
   int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-  int file = output.file.empty() ? -1 : ::open(output.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd_out = capture ? -1 : ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
@@ -39,7 +40,7 @@ bool Child::start(const std::vector<std::string>& argv, const Output& output, st
   pid_t p = ::fork();
   if (p < 0) {
     *why = std::string("fork: ") + std::strerror(errno);
-    for (int fd : {po[0], po[1], pe[0], pe[1], devnull, file})
+    for (int fd : {po[0], po[1], pe[0], pe[1], devnull, fd_out})
       if (fd >= 0) ::close(fd);
     return false;
   }
@@ -49,18 +50,18 @@ bool Child::start(const std::vector<std::string>& argv, const Output& output, st
     ::signal(SIGINT, SIG_DFL);
     ::signal(SIGTERM, SIG_DFL);
     if (!alsa_config.empty()) ::setenv("ALSA_CONFIG_PATH", alsa_config.c_str(), 1);
-    int to = file >= 0 ? file : output.fd >= 0 ? output.fd : devnull;
+    int to = fd_out >= 0 ? fd_out : devnull;
     ::dup2(devnull, 0);
-    ::dup2(output.capture ? po[1] : to, 1);
-    ::dup2(output.capture ? pe[1] : to, 2);
+    ::dup2(capture ? po[1] : to, 1);
+    ::dup2(capture ? pe[1] : to, 2);
     ::execvp(cargv[0], cargv.data());
     std::fprintf(stderr, "cannot run %s: %s\n", cargv[0], std::strerror(errno));
     ::_exit(127);
   }
   ::setpgid(p, p);
   if (devnull >= 0) ::close(devnull);
-  if (file >= 0) ::close(file);
-  if (output.capture) {
+  if (fd_out >= 0) ::close(fd_out);
+  if (capture) {
     ::close(po[1]);
     ::close(pe[1]);
     out = po[0];
@@ -125,30 +126,14 @@ void Child::drain() {
   drain_fd(err, err_buf);
 }
 
-int Child::exit_code() const {
-  if (!exited) return -1;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return -1;
-}
+int Child::exit_code() const { return exited && WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
 
-int Child::rc() const {
-  if (!exited) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+int Child::rc() const { return exited && WIFSIGNALED(status) ? 128 + WTERMSIG(status) : exit_code(); }
 
 std::string Child::exit_text() const {
   if (!exited) return "still running";
   if (WIFEXITED(status)) return std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("killed by SIG") + sigabbrev_np(WTERMSIG(status));
-  return "?";
-}
-
-bool in_path(const std::string& prog) {
-  const char* p = std::getenv("PATH");
-  std::stringstream ss(p ? p : "/usr/sbin:/usr/bin:/sbin:/bin");
-  for (std::string dir; std::getline(ss, dir, ':');)
-    if (!dir.empty() && ::access((dir + "/" + prog).c_str(), X_OK) == 0) return true;
-  return false;
+  return std::string("killed by SIG") + sigabbrev_np(WTERMSIG(status));
 }
 
 std::string slurp(const fs::path& p) {
@@ -198,11 +183,17 @@ bool can_run(const char* root_for, std::initializer_list<const char*> progs, con
     std::fprintf(stderr, "shadowctl: demo: needs root (%s)\n", root_for);
     return false;
   }
-  for (const char* prog : progs)
-    if (!in_path(prog)) {
+  const char* path = std::getenv("PATH");
+  for (const char* prog : progs) {
+    bool found = false;
+    std::stringstream ss(path ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
+    for (std::string dir; !found && std::getline(ss, dir, ':');)
+      found = !dir.empty() && ::access((dir + "/" + prog).c_str(), X_OK) == 0;
+    if (!found) {
       std::fprintf(stderr, "shadowctl: demo: %s not found in PATH (scripts/deps.sh installs %s)\n", prog, pkg);
       return false;
     }
+  }
   return true;
 }
 

@@ -12,14 +12,6 @@
 
 namespace sd::tools::demo {
 
-// Where a child's stdout and stderr go: pipes read with drain(), a file
-// (created or truncated), or an fd (-1: /dev/null).
-struct Output {
-  bool capture = false;
-  std::filesystem::path file;
-  int fd = -1;
-};
-
 struct Child {
   pid_t pid = -1;
   int out = -1, err = -1;  // our ends of its stdout/stderr pipes (-1: not captured)
@@ -33,9 +25,10 @@ struct Child {
   ~Child();
   // Starts argv in its own process group (a Ctrl-C at the terminal reaches
   // only shadowctl, which then stops its children in order), stdin
-  // /dev/null; ALSA_CONFIG_PATH set when alsa_config is not empty. False
-  // (and *why) if it could not.
-  bool start(const std::vector<std::string>& argv, const Output& output, std::string* why,
+  // /dev/null, stdout and stderr to `file` (created or truncated) or, with
+  // none, to pipes read with drain(); ALSA_CONFIG_PATH set when alsa_config
+  // is not empty. False (and *why) if it could not.
+  bool start(const std::vector<std::string>& argv, std::string* why, const std::filesystem::path& file = {},
              const std::string& alsa_config = "");
   bool running() const { return pid > 0 && !exited; }
   // Reaps without blocking; true once it has exited.
@@ -45,15 +38,14 @@ struct Child {
   // TERM, then KILL if it does not go.
   void stop(double grace_s = 3);
   void drain();
-  // Its exit code; -1 while running or when a signal ended it.
+  // Its exit code, or for rc() 128 + the signal that ended it; -1 while
+  // running (and for exit_code() when a signal ended it).
   int exit_code() const;
-  // Its exit code, 128 + the signal that ended it, or -1 while running.
   int rc() const;
   // "0", "1", "killed by SIGKILL", "still running".
   std::string exit_text() const;
 };
 
-bool in_path(const std::string& prog);
 std::string slurp(const std::filesystem::path& p);
 // The last n non-empty lines, each indented by two spaces.
 std::string last_lines(const std::string& s, size_t n);

@@ -1,7 +1,10 @@
 // What the demo prints: the progress on stderr while it runs, and the report
 // at the end (a table with one row per fault, then the application's
 // verdict; with --json the table goes to stderr and one JSON object to stdout).
+// The fault table and the JSON summary are FaultSchedule's (faults.hpp).
 #pragma once
+
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -13,11 +16,10 @@ namespace sd::tools::demo {
 using Clock = std::chrono::steady_clock;
 
 struct Progress {
-  bool tty;
+  bool tty = ::isatty(2) == 1;
   bool drawn = false;
   Clock::time_point last{};
 
-  Progress();
   void clear();
   // A line that stays (a fault injected, a recovery, a warning).
   void note(const std::string& s);
@@ -28,24 +30,13 @@ struct Progress {
 std::string strf(const char* f, ...) __attribute__((format(printf, 1, 2)));
 // A number of ms as "12.34", anything else as "-".
 std::string fmt_ms(const nlohmann::json& v);
+// The total of a recovery event's phases_ms, as fmt_ms.
+std::string fmt_total(const nlohmann::json& phases);
 
 // Where the table goes: stdout, or stderr when stdout carries the JSON.
 inline FILE* table_stream(bool json_out) { return json_out ? stderr : stdout; }
-// The columns every demo's table starts with: the fault's number, kind,
-// time, and the phases of shadowd's recovery event (detect, spawn, the
-// slowest device's replay and resume, devices: Ready to the last device
-// serving, total). Each workload appends its own columns.
-std::string phases_head();
-std::string phases_row(size_t n, const std::string& kind, const std::string& at, const nlohmann::json& phases);
 // The last line: "recovered N/M faults; transparent: ...".
 void print_verdict(FILE* out, size_t recovered, size_t faults, bool transparent, const char* yes_because);
-
-// The JSON summary's keys every workload has: the driver domain, the faults,
-// and `apps`, one per guest device the workload ran on (each with its
-// "guest", "device" and what the application reported); the workload adds
-// its own.
-nlohmann::json summary(const nlohmann::json& classes, long duration, const std::string& domain,
-                       nlohmann::json faults, nlohmann::json apps, size_t recovered, bool transparent);
 void print_summary(const nlohmann::json& summary);
 
 }  // namespace sd::tools::demo

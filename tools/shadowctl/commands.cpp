@@ -4,7 +4,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "control_client.hpp"
 #include "demo.hpp"
@@ -20,11 +22,21 @@ using tools::Conn;
 std::optional<json> call(const Global& g, const json& req, Conn* keep = nullptr) {
   auto r = tools::request(g.socket, req, keep);
   if (r) return std::move(*r);
-  if (r.error().kind == tools::RequestError::kUnreachable)
-    std::fprintf(stderr, "shadowctl: %s (is shadowd running? use --socket)\n", r.error().text.c_str());
-  else
-    std::fprintf(stderr, "shadowctl: %s\n", r.error().text.c_str());
+  std::fprintf(stderr, "shadowctl: %s%s\n", r.error().text.c_str(),
+               r.error().kind == tools::RequestError::kUnreachable ? " (is shadowd running? use --socket)" : "");
   return std::nullopt;
+}
+
+// Sends req; prints the answer as JSON with --json, else hands it to `text`.
+// The exit status.
+int answer(const Global& g, const json& req, const std::function<void(json&)>& text) {
+  auto r = call(g, req);
+  if (!r) return 1;
+  if (g.json_out)
+    std::printf("%s\n", r->dump().c_str());
+  else
+    text(*r);
+  return 0;
 }
 
 std::string fmt(const json& v, const char* unit = "") {
@@ -64,59 +76,52 @@ std::string event_line(const json& ev) {
 
 int cmd_list(const Global& g, const Args& a) {
   if (!a.empty()) return 2;
-  auto r = call(g, {{"cmd", "list"}});
-  if (!r) return 1;
-  if (g.json_out) return std::printf("%s\n", r->dump().c_str()), 0;
-  std::printf("%-16s %6s  %-10s %8s %8s\n", "Name", "ID", "State", "Restarts", "Devices");
-  for (auto& d : (*r)["domains"])
-    std::printf("%-16s %6s  %-10s %8s %8s\n", fmt(d["name"]).c_str(), fmt(d["domid"]).c_str(),
-                fmt(d["state"]).c_str(), fmt(d["restarts"]).c_str(), fmt(d["devices"]).c_str());
-  return 0;
+  return answer(g, {{"cmd", "list"}}, [](json& r) {
+    std::printf("%-16s %6s  %-10s %8s %8s\n", "Name", "ID", "State", "Restarts", "Devices");
+    for (auto& d : r["domains"])
+      std::printf("%-16s %6s  %-10s %8s %8s\n", fmt(d["name"]).c_str(), fmt(d["domid"]).c_str(),
+                  fmt(d["state"]).c_str(), fmt(d["restarts"]).c_str(), fmt(d["devices"]).c_str());
+  });
 }
 
 int cmd_status(const Global& g, const Args& a) {
   if (a.size() > 1) return 2;
   json req{{"cmd", "status"}};
   if (a.size() == 1) req["domain"] = a[0];
-  auto r = call(g, req);
-  if (!r) return 1;
-  if (g.json_out) return std::printf("%s\n", r->dump().c_str()), 0;
-  bool first = true;
-  for (auto& d : (*r)["domains"]) {
-    if (!first) std::printf("\n");
-    first = false;
-    std::printf("name:              %s\n", fmt(d["name"]).c_str());
-    std::printf("state:             %s\n", fmt(d["state"]).c_str());
-    std::printf("domid:             %s\n", fmt(d["domid"]).c_str());
-    std::printf("pid:               %s\n", fmt(d["pid"]).c_str());
-    std::printf("incarnations:      %s\n", fmt(d["incarnations"]).c_str());
-    std::printf("restarts:          %s\n", fmt(d["restarts"]).c_str());
-    std::printf("last cause:        %s\n", d["last_cause"].get<std::string>().empty() ? "-" : fmt(d["last_cause"]).c_str());
-    std::printf("last detect:       %s\n", fmt(d["last_detect_ms"], " ms").c_str());
-    std::printf("death to ready:    %s\n", fmt(d["last_death_to_ready_ms"], " ms").c_str());
-    std::printf("fault to ready:    %s\n", fmt(d["last_fault_to_ready_ms"], " ms").c_str());
-    std::printf("start to ready:    %s\n", fmt(d["last_start_ms"], " ms").c_str());
-    std::printf("standby:           %s (promotions: %s)\n", fmt(d["standby"]).c_str(), fmt(d["promotions"]).c_str());
-    std::printf("policy:            %s\n", fmt(d["policy"]).c_str());
-    std::printf("cfg:               %s\n", fmt(d["cfg"]).c_str());
-  }
-  return 0;
+  return answer(g, req, [](json& r) {
+    const char* sep = "";
+    for (auto& d : r["domains"]) {
+      std::printf("%s", std::exchange(sep, "\n"));
+      std::printf("name:              %s\n", fmt(d["name"]).c_str());
+      std::printf("state:             %s\n", fmt(d["state"]).c_str());
+      std::printf("domid:             %s\n", fmt(d["domid"]).c_str());
+      std::printf("pid:               %s\n", fmt(d["pid"]).c_str());
+      std::printf("incarnations:      %s\n", fmt(d["incarnations"]).c_str());
+      std::printf("restarts:          %s\n", fmt(d["restarts"]).c_str());
+      std::printf("last cause:        %s\n", d["last_cause"].get<std::string>().empty() ? "-" : fmt(d["last_cause"]).c_str());
+      std::printf("last detect:       %s\n", fmt(d["last_detect_ms"], " ms").c_str());
+      std::printf("death to ready:    %s\n", fmt(d["last_death_to_ready_ms"], " ms").c_str());
+      std::printf("fault to ready:    %s\n", fmt(d["last_fault_to_ready_ms"], " ms").c_str());
+      std::printf("start to ready:    %s\n", fmt(d["last_start_ms"], " ms").c_str());
+      std::printf("standby:           %s (promotions: %s)\n", fmt(d["standby"]).c_str(), fmt(d["promotions"]).c_str());
+      std::printf("policy:            %s\n", fmt(d["policy"]).c_str());
+      std::printf("cfg:               %s\n", fmt(d["cfg"]).c_str());
+    }
+  });
 }
 
 int cmd_devices(const Global& g, const Args& a) {
   if (!a.empty()) return 2;
-  auto r = call(g, {{"cmd", "devices"}});
-  if (!r) return 1;
-  if (g.json_out) return std::printf("%s\n", r->dump().c_str()), 0;
-  std::printf("%-20s %-6s %-12s %-11s %10s %14s\n", "Device", "Class", "Backend", "State", "Recoveries",
-              "Last outage");
-  for (auto& d : (*r)["devices"]) {
-    std::printf("%-20s %-6s %-12s %-11s %10s %14s\n", fmt(d["device"]).c_str(), fmt(d["class"]).c_str(),
-                fmt(d["backend"]).c_str(), fmt(d["state"]).c_str(), fmt(d["recoveries"]).c_str(),
-                fmt(d["last_outage_ms"], " ms").c_str());
-    if (d.contains("error")) std::printf("  error: %s\n", fmt(d["error"]).c_str());
-  }
-  return 0;
+  return answer(g, {{"cmd", "devices"}}, [](json& r) {
+    std::printf("%-20s %-6s %-12s %-11s %10s %14s\n", "Device", "Class", "Backend", "State", "Recoveries",
+                "Last outage");
+    for (auto& d : r["devices"]) {
+      std::printf("%-20s %-6s %-12s %-11s %10s %14s\n", fmt(d["device"]).c_str(), fmt(d["class"]).c_str(),
+                  fmt(d["backend"]).c_str(), fmt(d["state"]).c_str(), fmt(d["recoveries"]).c_str(),
+                  fmt(d["last_outage_ms"], " ms").c_str());
+      if (d.contains("error")) std::printf("  error: %s\n", fmt(d["error"]).c_str());
+    }
+  });
 }
 
 int cmd_events(const Global& g, const Args& a) {
@@ -154,29 +159,20 @@ int cmd_events(const Global& g, const Args& a) {
 
 int cmd_inject(const Global& g, const Args& a) {
   if (a.size() != 2) return 2;
-  auto r = call(g, {{"cmd", "inject-fault"}, {"domain", a[0]}, {"kind", a[1]}});
-  if (!r) return 1;
-  if (g.json_out) return std::printf("%s\n", r->dump().c_str()), 0;
-  std::printf("injected %s into %s\n", a[1].c_str(), a[0].c_str());
-  return 0;
+  return answer(g, {{"cmd", "inject-fault"}, {"domain", a[0]}, {"kind", a[1]}},
+                [&](const json&) { std::printf("injected %s into %s\n", a[1].c_str(), a[0].c_str()); });
 }
 
 int cmd_restart(const Global& g, const Args& a) {
   if (a.size() != 1) return 2;
-  auto r = call(g, {{"cmd", "restart"}, {"domain", a[0]}});
-  if (!r) return 1;
-  if (g.json_out) return std::printf("%s\n", r->dump().c_str()), 0;
-  std::printf("restarting %s\n", a[0].c_str());
-  return 0;
+  return answer(g, {{"cmd", "restart"}, {"domain", a[0]}},
+                [&](const json&) { std::printf("restarting %s\n", a[0].c_str()); });
 }
 
 int cmd_policy(const Global& g, const Args& a) {
   if (a.size() != 2 || a[0] != "show") return 2;
-  auto r = call(g, {{"cmd", "policy-show"}, {"class", a[1]}});
-  if (!r) return 1;
-  if (g.json_out) return std::printf("%s\n", r->dump().c_str()), 0;
-  std::printf("# %s\n%s", fmt((*r)["file"]).c_str(), fmt((*r)["yaml"]).c_str());
-  return 0;
+  return answer(g, {{"cmd", "policy-show"}, {"class", a[1]}},
+                [](json& r) { std::printf("# %s\n%s", fmt(r["file"]).c_str(), fmt(r["yaml"]).c_str()); });
 }
 
 int cmd_demo(const Global& g, const Args& a) { return tools::demo::demo_main(g.socket, g.json_out, a); }
