@@ -202,6 +202,12 @@ XenDomainManager::~XenDomainManager() {
   if (log_) xtl_logger_destroy(log_);
 }
 
+std::optional<std::string> XenDomainManager::xen_name(DomId id) const {
+  auto it = live_.find(id);
+  if (it == live_.end()) return std::nullopt;
+  return it->second.xen_name;
+}
+
 std::string XenDomainManager::pick_xen_name(const std::string& name) const {
   for (const auto& [id, inc] : live_)
     if (!inc.destroyed && inc.xen_name == name) return name + "-" + std::to_string(next_serial_);

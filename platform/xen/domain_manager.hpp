@@ -82,6 +82,9 @@ class XenDomainManager final : public platform::DomainManager {
   // Where control vchans are watched for (the platform's XenStore).
   void set_store(platform::Store* store) { store_ = store; }
 
+  // The incarnation's name in Xen (`xl list`); nullopt if not live here.
+  std::optional<std::string> xen_name(platform::DomId id) const;
+
  private:
   struct Incarnation {
     platform::DomainSpec spec;
