@@ -211,7 +211,7 @@ void Daemon::on_domain_ready(const std::string& name) {
 void Daemon::device_resumed(const std::string& name, size_t idx, Result<ResumeTimes> r) {
   Recovery& rec = recovering_[name];
   auto* dev = devices_[idx].get();
-  nlohmann::json j;
+  nlohmann::json figures;  // this device's own, for its line in the recovery event
   if (!r) {
     // This device is not served (the backend refused or lost it, or died:
     // its death then starts the next round). The others serve on, and the
@@ -219,8 +219,7 @@ void Daemon::device_resumed(const std::string& name, size_t idx, Result<ResumeTi
     log_->emit({{"type", "resume_failed"}, {"device", dev->id()}, {"error", r.error().message}});
     if (dev->on_failed(r.error().message))
       log_->emit({{"type", "device_state"}, {"device", dev->id()}, {"state", "failed"}, {"error", r.error().message}});
-    j = dev->to_json();
-    j["error"] = r.error().message;
+    figures["error"] = r.error().message;
   } else {
     dev->on_replayed();
     // The devices recover side by side: each one's phases, and the time from
@@ -230,13 +229,14 @@ void Daemon::device_resumed(const std::string& name, size_t idx, Result<ResumeTi
     rec.resume_ms = std::max(rec.resume_ms, r->resume_ms);
     rec.devices_ms = std::max(rec.devices_ms, serving_ms);
     rec.replayed += r->replayed;
-    j = dev->to_json();
-    j["replay_ms"] = r->replay_ms;
-    j["resume_ms"] = r->resume_ms;
-    j["serving_ms"] = serving_ms;
-    j["replayed"] = r->replayed;
+    figures = {{"replay_ms", r->replay_ms},
+               {"resume_ms", r->resume_ms},
+               {"serving_ms", serving_ms},
+               {"replayed", r->replayed}};
   }
   if (!impls_[idx] || rec.pending == 0) return;  // not part of a recovery round
+  auto j = dev->to_json();
+  j.update(figures);
   rec.devices.push_back(std::move(j));
   if (--rec.pending == 0) {
     emit_recovery(name);
