@@ -249,40 +249,45 @@ class HostLoader {
   // their fds within its fd limit. The first device that does not fit is
   // reported at its line: that is the one to move or the domain to grow.
   void check_capacity(const HostConfig& host) {
-    for (const auto& dd : host.driver_domains) {
+    struct Load {
+      const DomainCfg* dd;
       uint64_t kib = limits::kRuntimeUseKiB;
       unsigned fds = limits::kRuntimeFds;
-      const uint64_t room_kib = dd.memory_mb ? (static_cast<uint64_t>(*dd.memory_mb) + limits::kRuntimeMiB) << 10 : 0;
-      bool reported = false;
-      auto add = [&](const DomainCfg& cfg) {
-        for (const auto& dev : cfg.devices) {
-          if (dev.backend != dd.name || reported) continue;
-          const auto cost = limits::device_cost(dev.cls);
-          kib += cost.kib;
-          fds += cost.fds;
-          const std::string label = device_label(dev) + " of " + cfg.name + ": driver domain '" + dd.name + "' ";
-          if (room_kib && kib > room_kib) {
-            const uint64_t need_mb = (kib + 1023) / 1024 - limits::kRuntimeMiB;
-            diags_.push_back({cfg.file, dev.line,
-                              label + "cannot hold it: its devices up to here need " + std::to_string(need_mb) +
-                                  " MiB, its memory is " + std::to_string(*dd.memory_mb) + " MiB (" + dd.file + ":" +
-                                  std::to_string(dd.memory_line) + ")",
-                              costs([](limits::DeviceCost c) { return mib(c.kib); }) + ": raise memory in " +
-                                  dd.file + " or give this device another backend"});
-            reported = true;
-          } else if (fds > limits::kDomainFds) {
-            diags_.push_back({cfg.file, dev.line,
-                              label + "cannot hold it: its devices up to here keep " + std::to_string(fds) +
-                                  " fds open, a driver domain may have " + std::to_string(limits::kDomainFds),
-                              costs([](limits::DeviceCost c) { return std::to_string(c.fds) + " fds"; }) +
-                                  ": give this device another backend"});
-            reported = true;
-          }
+      bool full = false;  // reported once, at the first device over
+    };
+    std::map<std::string, Load> loads;
+    for (const auto& dd : host.driver_domains) loads.emplace(dd.name, Load{&dd});
+    auto add = [&](const DomainCfg& cfg) {
+      for (const auto& dev : cfg.devices) {
+        auto it = loads.find(dev.backend);
+        if (it == loads.end() || it->second.full) continue;
+        Load& l = it->second;
+        const DomainCfg& dd = *l.dd;
+        const auto cost = limits::device_cost(dev.cls);
+        l.kib += cost.kib;
+        l.fds += cost.fds;
+        const std::string label = device_label(dev) + " of " + cfg.name + ": driver domain '" + dd.name + "' ";
+        if (dd.memory_mb && l.kib > (static_cast<uint64_t>(*dd.memory_mb) + limits::kRuntimeMiB) << 10) {
+          const uint64_t need_mb = (l.kib + 1023) / 1024 - limits::kRuntimeMiB;
+          diags_.push_back({cfg.file, dev.line,
+                            label + "cannot hold it: its devices up to here need " + std::to_string(need_mb) +
+                                " MiB, its memory is " + std::to_string(*dd.memory_mb) + " MiB (" + dd.file + ":" +
+                                std::to_string(dd.memory_line) + ")",
+                            costs([](limits::DeviceCost c) { return mib(c.kib); }) + ": raise memory in " + dd.file +
+                                " or give this device another backend"});
+          l.full = true;
+        } else if (l.fds > limits::kDomainFds) {
+          diags_.push_back({cfg.file, dev.line,
+                            label + "cannot hold it: its devices up to here keep " + std::to_string(l.fds) +
+                                " fds open, a driver domain may have " + std::to_string(limits::kDomainFds),
+                            costs([](limits::DeviceCost c) { return std::to_string(c.fds) + " fds"; }) +
+                                ": give this device another backend"});
+          l.full = true;
         }
-      };
-      for (const auto& d : host.driver_domains) add(d);
-      for (const auto& g : host.guests) add(g);
-    }
+      }
+    };
+    for (const auto& d : host.driver_domains) add(d);
+    for (const auto& g : host.guests) add(g);
   }
 
   void load_policies(HostConfig& host, const std::map<DeviceClass, std::string>& used) {
