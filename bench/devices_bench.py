@@ -11,7 +11,7 @@ Devices are connected and idle, so the figures are the cost of the devices
 themselves, not of the requests in flight (vif_bench / vbd_bench measure
 those).
 
-usage: bench/devices_bench.py [--build DIR] [--kills K] [--vifs 1,4,16,64] [--disks 1,4,16] [--plot FILE]
+usage: bench/devices_bench.py [--build DIR] [--kills K] [--vifs 1,4,16,64] [--disks 1,4,16] [--memory MiB] [--plot FILE]
 Run as root, with nothing else heavy running.
 """
 import os
@@ -25,7 +25,7 @@ from sdbench import ROOT, Host, arguments, header, pct, pmax, progress, require_
 class ManyHost(Host):
     """One driver domain of class `cls` with `n` guests, one device each."""
 
-    def __init__(self, build, cls, n, tag):
+    def __init__(self, build, cls, n, tag, memory=None):
         super().__init__(build, cls, "m%s%s" % (cls[1:], tag), "mg%s" % tag)
         self.n, self.fronts = n, []
         names = ["%s%d" % (self.guest, i) for i in range(n)]
@@ -33,7 +33,7 @@ class ManyHost(Host):
             self.wire = "mw%s" % tag
             lines = ["vif = [ 'backend=%s,mac=00:16:3e:6d:%02x:%02x,ip=10.233.%d.%d' ]"
                      % (self.dom, i >> 8, i & 0xff, i // 200, 2 + i % 200) for i in range(n)]
-            self.start(list(zip(names, lines)), dd_memory=256, host_extra="wire_netns: %s\n" % self.wire)
+            self.start(list(zip(names, lines)), dd_memory=memory or 256, host_extra="wire_netns: %s\n" % self.wire)
         else:
             lines = []
             for i in range(n):
@@ -41,7 +41,7 @@ class ManyHost(Host):
                 with open(img, "wb") as f:
                     f.truncate(64 << 20)
                 lines.append("disk = [ 'backend=%s,vdev=xvda,target=%s' ]" % (self.dom, img))
-            self.start(list(zip(names, lines)))
+            self.start(list(zip(names, lines)), dd_memory=memory or 128)
         self.wait(lambda: self.status().get("state") == "running", "shadowd did not come up", timeout=60)
         if cls == "vbd":
             for i, name in enumerate(names):
@@ -71,10 +71,17 @@ class ManyHost(Host):
         super().close()
 
 
-def measure(build, cls, n, kills, tag):
-    """Kills the driver domain `kills` times; the recovery events."""
-    h = ManyHost(build, cls, n, tag)
+def footprint(pid):
+    """The driver domain's address space (KiB) and open fds, as it serves its devices."""
+    vm = [l.split()[1] for l in open("/proc/%d/status" % pid) if l.startswith("VmSize:")]
+    return int(vm[0]), len(os.listdir("/proc/%d/fd" % pid))
+
+
+def measure(build, cls, n, kills, tag, memory):
+    """Kills the driver domain `kills` times; its footprint with the devices attached, and the recovery events."""
+    h = ManyHost(build, cls, n, tag, memory)
     try:
+        fp = footprint(h.status()["pid"])
         for k in range(kills):
             progress("  %s x%d: kill %d/%d" % (cls, n, k + 1, kills))
             before = len(h.recoveries())
@@ -85,7 +92,7 @@ def measure(build, cls, n, kills, tag):
             h.wait(lambda: all(d.get("detail", {}).get("backend_up") for d in h.ctl("devices").get("devices", [])),
                    "devices did not come back", timeout=30)
             time.sleep(0.05)
-        return h.recoveries()
+        return fp, h.recoveries()
     finally:
         h.close()
 
@@ -121,6 +128,7 @@ def main():
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--vifs", default="1,4,16,64")
     ap.add_argument("--disks", default="1,4,16")
+    ap.add_argument("--memory", type=int, help="the driver domain's memory= in MiB (default: vif 256, vbd 128)")
     ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "recovery_vs_devices.png"))
     args = ap.parse_args()
     require_root()
@@ -128,20 +136,29 @@ def main():
     rows = []
     plan = [("vif", int(n)) for n in args.vifs.split(",") if n] + [("vbd", int(n)) for n in args.disks.split(",") if n]
     for i, (cls, n) in enumerate(plan):
-        recs = measure(args.build, cls, n, args.kills, "%d%d" % (os.getpid() % 1000, i))
+        fp, recs = measure(args.build, cls, n, args.kills, "%d%d" % (os.getpid() % 1000, i), args.memory)
         ph = lambda k: [r["phases_ms"].get(k, 0) for r in recs]
-        per_dev = [d.get("resume_ms", 0) for r in recs for d in r.get("devices", [])]
+        per_dev = [d.get("serving_ms", 0) for r in recs for d in r.get("devices", [])]
         rows.append({"cls": cls, "n": n, "kills": len(recs), "p50": pct(ph("total"), 50), "p99": pct(ph("total"), 99),
                      "max": pmax(ph("total")), "spawn": pct(ph("spawn"), 50), "devices": pct(ph("devices"), 50),
-                     "dev_p50": pct(per_dev, 50)})
+                     "dev_p50": pct(per_dev, 50), "vm_kib": fp[0], "fds": fp[1]})
     progress("")
-    print("%-5s %8s %6s %10s %10s %10s %10s %14s %16s" % ("class", "devices", "kills", "total p50", "total p99",
-                                                          "total max", "spawn p50", "devices p50", "one device p50"))
+    print("%-5s %8s %6s %10s %10s %10s %10s %14s %16s %10s %5s" % (
+        "class", "devices", "kills", "total p50", "total p99", "total max", "spawn p50", "devices p50",
+        "one device p50", "VmSize KiB", "fds"))
     for r in rows:
-        print("%-5s %8d %6d %10.2f %10.2f %10.2f %10.2f %14.2f %16.2f" % (
-            r["cls"], r["n"], r["kills"], r["p50"], r["p99"], r["max"], r["spawn"], r["devices"], r["dev_p50"]))
+        print("%-5s %8d %6d %10.2f %10.2f %10.2f %10.2f %14.2f %16.2f %10d %5d" % (
+            r["cls"], r["n"], r["kills"], r["p50"], r["p99"], r["max"], r["spawn"], r["devices"], r["dev_p50"],
+            r["vm_kib"], r["fds"]))
     print("(ms; total = detect + spawn + devices; devices = Ready to the last device serving; "
-          "one device = Ready to that device serving)")
+          "one device = Ready to that device serving; VmSize, fds: the driver domain's, its devices attached)")
+    by = {(r["cls"], r["n"]): r for r in rows}
+    for cls in ("vif", "vbd"):
+        ns = sorted(n for c, n in by if c == cls)
+        if len(ns) > 1:
+            a, b = by[(cls, ns[0])], by[(cls, ns[-1])]
+            print("per %s (from %d to %d devices): %.0f KiB of address space, %.1f fds" % (
+                cls, ns[0], ns[-1], (b["vm_kib"] - a["vm_kib"]) / (ns[-1] - ns[0]), (b["fds"] - a["fds"]) / (ns[-1] - ns[0])))
     if shutil.which("gnuplot") and plot(rows, args.plot):
         print("plot: %s" % os.path.relpath(args.plot, ROOT))
 
