@@ -39,7 +39,6 @@ class Dac {
   // Starts a new WAV file (a new stream); the old one is finalised.
   void restart_wav();
   uint64_t frames_written() const { return wav_frames_.load(); }
-  const std::filesystem::path& wav_path() const { return wav_; }
 
  private:
   Dac() = default;

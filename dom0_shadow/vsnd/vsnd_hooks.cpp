@@ -157,18 +157,7 @@ void VsndHooks::active_tick() {
 }
 
 void VsndHooks::active_respond(const xensnd_req& r, int32_t status) {
-  xensnd_resp rsp{};
-  rsp.id = r.id;
-  rsp.operation = r.operation;
-  rsp.status = status;
-  if (r.operation == XENSND_OP_HW_PARAM_QUERY) {
-    rsp.resp.hw_param.formats = 1ULL << sndif::kFormat;
-    rsp.resp.hw_param.rates = {sndif::kRate, sndif::kRate};
-    rsp.resp.hw_param.channels = {sndif::kChannels, sndif::kChannels};
-    rsp.resp.hw_param.buffer = {sndif::kMinPeriod * 2, sndif::kMaxBuffer};
-    rsp.resp.hw_param.period = {sndif::kMinPeriod, sndif::kMaxPeriod};
-  }
-  (void)active_ring_->put_response(rsp);
+(void)active_ring_->put_response(sndif::response_to(r, status));
   (void)active_ring_->push_responses();
 }
 

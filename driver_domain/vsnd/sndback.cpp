@@ -118,17 +118,7 @@ bool Sndback::copy_to_dac(const xensnd_rw_req& rw) {
 }
 
 void Sndback::respond(const xensnd_req& req, int32_t status) {
-  xensnd_resp rsp{};
-  rsp.id = req.id;
-  rsp.operation = req.operation;
-  rsp.status = status;
-  if (req.operation == XENSND_OP_HW_PARAM_QUERY) {
-    rsp.resp.hw_param.formats = 1ULL << sndif::kFormat;
-    rsp.resp.hw_param.rates = {sndif::kRate, sndif::kRate};
-    rsp.resp.hw_param.channels = {sndif::kChannels, sndif::kChannels};
-    rsp.resp.hw_param.buffer = {sndif::kMinPeriod * 2, sndif::kMaxBuffer};
-    rsp.resp.hw_param.period = {sndif::kMinPeriod, sndif::kMaxPeriod};
-  }
+  xensnd_resp rsp = sndif::response_to(req, status);
   if (garbage_ == ctl::FaultKind::kBadId) {
     rsp.id = static_cast<uint16_t>(req.id + 2 * sndif::kRingSize);  // never in flight
     garbage_.reset();

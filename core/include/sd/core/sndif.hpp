@@ -96,6 +96,23 @@ inline std::string check_rw(const xensnd_rw_req& rw, uint32_t buffer_sz) {
 // A response status is 0 or a negative errno.
 inline bool plausible_status(int32_t s) { return s == 0 || (s < 0 && s > -4096); }
 
+// The response to `req` with `status`; a HW_PARAM_QUERY gets the card's one
+// configuration (both the backend and shadowd's active mode answer it).
+inline xensnd_resp response_to(const xensnd_req& req, int32_t status) {
+  xensnd_resp rsp{};
+  rsp.id = req.id;
+  rsp.operation = req.operation;
+  rsp.status = status;
+  if (req.operation == XENSND_OP_HW_PARAM_QUERY) {
+    rsp.resp.hw_param.formats = 1ULL << kFormat;
+    rsp.resp.hw_param.rates = {kRate, kRate};
+    rsp.resp.hw_param.channels = {kChannels, kChannels};
+    rsp.resp.hw_param.buffer = {kMinPeriod * 2, kMaxBuffer};
+    rsp.resp.hw_param.period = {kMinPeriod, kMaxPeriod};
+  }
+  return rsp;
+}
+
 inline std::string op_name(uint8_t op) {
   static const char* const kNames[] = {"OPEN",       "CLOSE", "READ",   "WRITE",   "SET_VOLUME",
                                        "GET_VOLUME", "MUTE",  "UNMUTE", "TRIGGER", "HW_PARAM_QUERY"};
