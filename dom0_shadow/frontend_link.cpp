@@ -30,27 +30,20 @@ FrontendSplitter::~FrontendSplitter() { stop(); }
 
 Result<void> FrontendSplitter::start(Events& ev, std::optional<ctl::Channel> spawned) {
   ev_ = &ev;
-  if (spawned && plumbing_.frontend_in_guest()) {
-    // In a domain of its own, with its own memory: it takes the attach when
-    // it comes up and answers only repairs; nothing to wait for.
-    if (auto r = offer(std::move(*spawned)); !r) return r;
-    (void)front_.set_nonblocking(true);
-    ready_ = true;
-    if (auto r = ev_->on_frontend_ready(); !r) return r;
-    front_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(front_.fd()));
-    arm_read();
-    return {};
-  }
   if (spawned) {
-    // Ours to wait for: the device is not up until the frontend has mapped everything.
     if (auto r = offer(std::move(*spawned)); !r) return r;
-    pollfd p{front_.fd(), POLLIN, 0};
-    if (::poll(&p, 1, kSpawnedAttachMs) <= 0)
-      return fail(Code::kEscalate, what_ + ": frontend did not attach within 5 s");
-    auto m = front_.recv();
-    if (!m || !*m || (*m)->type != ctl::MsgType::kDevAttached || (*m)->a != 0)
-      return fail(Code::kEscalate,
-                  what_ + ": frontend attach failed" + (m && *m ? ": " + (*m)->get_text() : std::string()));
+    // In a domain of its own, with its own memory, it takes the attach when it
+    // comes up and answers only repairs. Otherwise ours to wait for: the
+    // device is not up until the frontend has mapped everything.
+    if (!plumbing_.frontend_in_guest()) {
+      pollfd p{front_.fd(), POLLIN, 0};
+      if (::poll(&p, 1, kSpawnedAttachMs) <= 0)
+        return fail(Code::kEscalate, what_ + ": frontend did not attach within 5 s");
+      auto m = front_.recv();
+      if (!m || !*m || (*m)->type != ctl::MsgType::kDevAttached || (*m)->a != 0)
+        return fail(Code::kEscalate,
+                    what_ + ": frontend attach failed" + (m && *m ? ": " + (*m)->get_text() : std::string()));
+    }
     (void)front_.set_nonblocking(true);
     ready_ = true;
     if (auto r = ev_->on_frontend_ready(); !r) return r;
