@@ -239,14 +239,6 @@ int Blkfront::write(uint64_t off, size_t len, const uint8_t* in) {
   return rw_aligned(BLKIF_OP_WRITE, first, last - first + 1, buf.data(), nullptr);
 }
 
-int Blkfront::barrier_write(uint64_t off, size_t len, const uint8_t* in) {
-  if (!(disk_.features & blkif::kFeatureBarrier)) return -EOPNOTSUPP;
-  if (off % kSectorSize || len % kSectorSize || len > blkif::kMaxIoBytes || off > size_bytes() ||
-      len > size_bytes() - off)
-    return -EINVAL;
-  return submit(BLKIF_OP_WRITE_BARRIER, off / kSectorSize, static_cast<uint32_t>(len / kSectorSize), in, nullptr);
-}
-
 int Blkfront::flush() {
   if (!(disk_.features & blkif::kFeatureFlush)) return 0;  // no volatile cache to flush
   return submit(BLKIF_OP_FLUSH_DISKCACHE, 0, 0, nullptr, nullptr);

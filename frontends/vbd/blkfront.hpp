@@ -67,7 +67,6 @@ class Blkfront final : private FrontendLink::Hooks {
   int read(uint64_t off, size_t len, uint8_t* out);
   int write(uint64_t off, size_t len, const uint8_t* in);
   int flush();                                  // FLUSH_DISKCACHE (fsync)
-  int barrier_write(uint64_t off, size_t len, const uint8_t* in);  // WRITE_BARRIER: ordered and durable
   int discard(uint64_t off, uint64_t len);      // DISCARD (whole sectors only)
 
   struct Stats {

@@ -127,14 +127,6 @@ inline bool plausible_status(int16_t s) {
   return s == BLKIF_RSP_OKAY || s == BLKIF_RSP_ERROR || s == BLKIF_RSP_EOPNOTSUPP;
 }
 
-// Sectors a read/write request moves.
-inline uint64_t request_sectors(const blkif_request& r) {
-  uint64_t n = 0;
-  for (unsigned i = 0; i < std::min<unsigned>(r.nr_segments, kSegs); ++i)
-    n += r.seg[i].last_sect >= r.seg[i].first_sect ? r.seg[i].last_sect - r.seg[i].first_sect + 1u : 0;
-  return n;
-}
-
 // The frontend's in-flight table (xen-blkfront's blk_shadow): for every id a
 // copy of the request as sent and its submission order. A response is taken
 // once: a response for an id not in flight, or a second one for the same
@@ -191,10 +183,6 @@ class InflightTable {
   }
 
   bool in_flight(uint64_t id) const { return id < slots_.size() && slots_[id].in_flight; }
-  std::optional<uint64_t> order_of(uint64_t id) const {
-    if (!in_flight(id)) return std::nullopt;
-    return slots_[id].order;
-  }
   size_t count() const { return count_; }
   size_t capacity() const { return slots_.size(); }
 
