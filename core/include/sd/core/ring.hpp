@@ -119,6 +119,38 @@ void init_shared_header(Sring* s) {
   std::atomic_thread_fence(std::memory_order_release);
 }
 
+// Attaching an end: the entry count and where our indices start. init: the
+// header is initialised and we start at 0; else at our own producer index on
+// the page (`own_prod`), read once. SAFETY: untrusted index, read once; any
+// value is a valid start (an impossible peer index relative to it is caught
+// by the next get_response/get_request).
+template <class Sring>
+Result<std::pair<unsigned, RING_IDX>> attach_at(void* shared, size_t bytes, bool init, RING_IDX Sring::*own_prod) {
+  auto n = entries_for<Sring>(shared, bytes);
+  if (!n) return std::unexpected(n.error());
+  auto* s = static_cast<Sring*>(shared);
+  if (init) init_shared_header(s);
+  return std::pair{*n, init ? RING_IDX{0} : load_acquire(s->*own_prod)};
+}
+
+// RING_PUSH_{REQUESTS,RESPONSES}_AND_CHECK_NOTIFY: publishes `pvt` in the
+// shared producer index `prod` and returns true if the peer's `event` lies
+// among the entries just published (send the event then). Unlike the macro,
+// the old producer value is `pub`, our copy of what we last published, not a
+// re-read of the shared page.
+inline bool publish(RING_IDX& prod, RING_IDX& event, RING_IDX& pub, RING_IDX pvt) {
+  const RING_IDX old_prod = pub;
+  // xen_wmb: the peer sees the slots before the new producer index.
+  std::atomic_thread_fence(std::memory_order_release);
+  store_relaxed(prod, pvt);
+  pub = pvt;
+  // xen_mb: the peer sees the new producer index before we read its event index.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // SAFETY: untrusted index, read once; it only decides whether to notify.
+  const RING_IDX ev = load_relaxed(event);
+  return static_cast<RING_IDX>(pvt - ev) < static_cast<RING_IDX>(pvt - old_prod);
+}
+
 // Geometry shared by both ends: the header and the masked slot array.
 template <class T>
 class RingArea {
@@ -171,18 +203,9 @@ class FrontRing {
   // Errors: kInvalidInput if `shared` is null or misaligned, or `bytes`
   // cannot hold the header and one entry.
   static Result<FrontRing> attach(void* shared, size_t bytes, bool init) {
-    auto n = detail::entries_for<Sring>(shared, bytes);
-    if (!n) return std::unexpected(n.error());
-    auto* s = static_cast<Sring*>(shared);
-    RING_IDX start = 0;
-    if (init) {
-      detail::init_shared_header(s);
-    } else {
-      // SAFETY: untrusted index, read once; any value is a valid start (an
-      // impossible rsp_prod relative to it is caught by get_response).
-      start = detail::load_acquire(s->req_prod);
-    }
-    return FrontRing(s, *n, start);
+    auto at = detail::attach_at<Sring>(shared, bytes, init, &Sring::req_prod);
+    if (!at) return std::unexpected(at.error());
+    return FrontRing(static_cast<Sring*>(shared), at->first, at->second);
   }
 
   FrontRing(FrontRing&&) noexcept = default;
@@ -209,24 +232,10 @@ class FrontRing {
     return {};
   }
 
-  // Publishes the requests put so far (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY).
-  // Returns true if the backend asked to be notified (req_event lies among
-  // the requests just published): send the event then.
-  // Unlike the macro, the old producer value is our private copy of what we
-  // last published, not a re-read of the shared page.
+  // Publishes the requests put so far; true if the backend asked to be
+  // notified: send the event then (detail::publish).
   bool push_requests() {
-    Sring* s = area_.sring();
-    const RING_IDX old_prod = req_prod_pub_;
-    const RING_IDX new_prod = req_prod_pvt_;
-    // xen_wmb: the backend sees the request slots before the new req_prod.
-    std::atomic_thread_fence(std::memory_order_release);
-    detail::store_relaxed(s->req_prod, new_prod);
-    req_prod_pub_ = new_prod;
-    // xen_mb: the backend sees the new req_prod before we read req_event.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    // SAFETY: untrusted index, read once; it only decides whether to notify.
-    const RING_IDX event = detail::load_relaxed(s->req_event);
-    return static_cast<RING_IDX>(new_prod - event) < static_cast<RING_IDX>(new_prod - old_prod);
+    return detail::publish(area_.sring()->req_prod, area_.sring()->req_event, req_prod_pub_, req_prod_pvt_);
   }
 
   // The next response, copied once out of the shared page.
@@ -321,18 +330,9 @@ class BackRing {
   //               backend takes over a ring).
   // Errors: kInvalidInput as for FrontRing::attach.
   static Result<BackRing> attach(void* shared, size_t bytes, bool init) {
-    auto n = detail::entries_for<Sring>(shared, bytes);
-    if (!n) return std::unexpected(n.error());
-    auto* s = static_cast<Sring*>(shared);
-    RING_IDX start = 0;
-    if (init) {
-      detail::init_shared_header(s);
-    } else {
-      // SAFETY: untrusted index, read once; any value is a valid start (an
-      // impossible req_prod relative to it is caught by get_request).
-      start = detail::load_acquire(s->rsp_prod);
-    }
-    return BackRing(s, *n, start);
+    auto at = detail::attach_at<Sring>(shared, bytes, init, &Sring::rsp_prod);
+    if (!at) return std::unexpected(at.error());
+    return BackRing(static_cast<Sring*>(shared), at->first, at->second);
   }
 
   BackRing(BackRing&&) noexcept = default;
@@ -387,22 +387,10 @@ class BackRing {
     return {};
   }
 
-  // Publishes the responses put so far (RING_PUSH_RESPONSES_AND_CHECK_NOTIFY).
-  // Returns true if the frontend asked to be notified. The old producer value
-  // is our private copy of what we last published.
+  // Publishes the responses put so far; true if the frontend asked to be
+  // notified (detail::publish).
   bool push_responses() {
-    Sring* s = area_.sring();
-    const RING_IDX old_prod = rsp_prod_pub_;
-    const RING_IDX new_prod = rsp_prod_pvt_;
-    // xen_wmb: the frontend sees the response slots before the new rsp_prod.
-    std::atomic_thread_fence(std::memory_order_release);
-    detail::store_relaxed(s->rsp_prod, new_prod);
-    rsp_prod_pub_ = new_prod;
-    // xen_mb: the frontend sees the new rsp_prod before we read rsp_event.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    // SAFETY: untrusted index, read once; it only decides whether to notify.
-    const RING_IDX event = detail::load_relaxed(s->rsp_event);
-    return static_cast<RING_IDX>(new_prod - event) < static_cast<RING_IDX>(new_prod - old_prod);
+    return detail::publish(area_.sring()->rsp_prod, area_.sring()->rsp_event, rsp_prod_pub_, rsp_prod_pvt_);
   }
 
   // RING_FINAL_CHECK_FOR_REQUESTS: returns true if requests (or an impossible
