@@ -63,13 +63,6 @@ Result<void> Blkback::service() {
   return {};
 }
 
-void Blkback::inject(ctl::FaultKind k) {
-  if (k == ctl::FaultKind::kStall)
-    stalled_ = true;
-  else
-    garbage_ = static_cast<uint32_t>(k);
-}
-
 // The I/O thread: sleeps until the frontend kicks, serves the ring, until
 // the owner says stop or the frontend breaks the protocol.
 void Blkback::io_loop() {
@@ -164,21 +157,15 @@ void Blkback::respond(const blkif_request& r, int16_t status, bool& notify) {
   rsp.operation = r.operation;
   rsp.status = status;
   ++served_;
-  auto garbage = static_cast<ctl::FaultKind>(garbage_.load());
-  if (garbage == ctl::FaultKind::kBadId) {
+  if (garbage(ctl::FaultKind::kBadId)) {
     rsp.id = r.id + 2 * blkif::kRingSize;  // never in flight
-    garbage_ = 0;
-  } else if (garbage == ctl::FaultKind::kBadGrant) {
+  } else if (garbage(ctl::FaultKind::kBadGrant)) {
     rsp.status = 7;  // not a blkif status
-    garbage_ = 0;
-  } else if (garbage == ctl::FaultKind::kBadProd) {
-    if (dup_of_) {
-      rsp = *dup_of_;  // a second response for one id; this request gets none
-      garbage_ = 0;
-      dup_of_.reset();
-    } else {
-      dup_of_ = rsp;
-    }
+  } else if (dup_of_) {
+    rsp = *dup_of_;  // kBadProd: a second response for one id; this request gets none
+    dup_of_.reset();
+  } else if (garbage(ctl::FaultKind::kBadProd)) {
+    dup_of_ = rsp;
   }
   (void)ring_->put_response(rsp);
   // Published at once: a crash replays only what was not answered.

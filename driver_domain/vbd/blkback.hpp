@@ -44,11 +44,9 @@ class Blkback final : public Backend {
   void poll_fds(std::vector<pollfd>& fds) override;
   // Reports what the I/O thread found wrong with the frontend's ring.
   Result<void> service() override;
-  void set_config(const ctl::Msg&) override {}
-  // kBadId: answer a request with an id that is not in flight; kBadProd:
-  // answer one request twice (and the next one not at all); kBadGrant:
-  // answer with a status that is not a blkif status; kStall: stop serving.
-  void inject(ctl::FaultKind k) override;
+  // Faults (inject): kBadId answers a request with an id that is not in
+  // flight; kBadProd answers one request twice (and the next one not at all);
+  // kBadGrant answers with a status that is not a blkif status.
 
   uint64_t served() const { return served_.load(); }
 
@@ -67,8 +65,6 @@ class Blkback final : public Backend {
   std::optional<ring::BackRing<blkif::Traits>> ring_;  // the I/O thread's
   blkif::DiskState st_{};
   std::atomic<uint64_t> served_{0};
-  std::atomic<bool> stalled_{false};
-  std::atomic<uint32_t> garbage_{0};  // a ctl::FaultKind to play once, 0 = none
   std::optional<blkif_response> dup_of_;  // kBadProd: the response to send twice
   std::mutex error_m_;
   std::optional<Error> error_;

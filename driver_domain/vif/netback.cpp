@@ -43,13 +43,6 @@ void Netback::poll_fds(std::vector<pollfd>& fds) {
 
 void Netback::set_config(const ctl::Msg& m) { cfg_ = m.get_payload<netif::VifConfig>(); }
 
-void Netback::inject(ctl::FaultKind k) {
-  if (k == ctl::FaultKind::kStall)
-    stalled_ = true;
-  else
-    garbage_ = k;
-}
-
 uint8_t* Netback::buffer(grant_ref_t ref) {
   // Ring pages are not buffers; anything past the pool was never granted.
   if (ref < 2) return nullptr;
@@ -83,20 +76,16 @@ Result<void> Netback::do_tx(bool& notify) {
       } else if (::send(nic_.get(), page + r.offset, r.size, 0) < 0) {
         rsp.status = NETIF_RSP_DROPPED;
       }
-      if (garbage_ == ctl::FaultKind::kBadId) {
-        rsp.id = static_cast<uint16_t>(r.id + netif::kRingSize + 7);  // never a valid id
-        garbage_.reset();
-      }
+      if (garbage(ctl::FaultKind::kBadId)) rsp.id = static_cast<uint16_t>(r.id + netif::kRingSize + 7);  // never valid
       (void)tx_->put_response(rsp);
       // Publish each response at once: if this incarnation dies, the
       // frontend replays only what was not answered, so answering late
       // would make frames that already left go out twice.
       if (tx_->push_responses()) notify = true;
-      if (garbage_ == ctl::FaultKind::kBadProd) {
+      if (garbage(ctl::FaultKind::kBadProd)) {
         // Publish more responses than there are requests.
         auto* s = reinterpret_cast<netif_tx_sring*>(pages_->get(netif::kTxRingRef));
         std::atomic_ref<RING_IDX>(s->rsp_prod).store(tx_->rsp_prod_pvt() + 100, std::memory_order_release);
-        garbage_.reset();
         notify = true;
         return {};
       }
@@ -134,10 +123,7 @@ Result<void> Netback::do_rx(bool& notify) {
       continue;  // too big for one page, runt, or not for this guest: dropped, buffer reused
     rx_posted_.pop_front();
     netif_rx_response rsp{r.id, 0, NETRXF_data_validated, static_cast<int16_t>(n)};
-    if (garbage_ == ctl::FaultKind::kBadGrant) {
-      rsp.offset = kPageSize - 16;  // claims data beyond the granted page
-      garbage_.reset();
-    }
+    if (garbage(ctl::FaultKind::kBadGrant)) rsp.offset = kPageSize - 16;  // claims data beyond the granted page
     (void)rx_->put_response(rsp);
     // A frame taken from the NIC is published at once: a crash before this
     // point loses at most the one frame in hand.

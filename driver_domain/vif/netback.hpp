@@ -26,7 +26,9 @@ class Netback final : public Backend {
   void poll_fds(std::vector<pollfd>& fds) override;
   Result<void> service() override;
   void set_config(const ctl::Msg& m) override;
-  void inject(ctl::FaultKind k) override;
+  // Faults (inject): kBadId answers a tx request with an id never sent;
+  // kBadProd publishes a tx rsp_prod beyond the requests; kBadGrant answers an
+  // rx buffer with data beyond its page.
 
  private:
   Netback() = default;
@@ -41,8 +43,6 @@ class Netback final : public Backend {
   std::optional<ring::BackRing<netif::TxTraits>> tx_;
   std::optional<ring::BackRing<netif::RxTraits>> rx_;
   std::deque<netif_rx_request> rx_posted_;  // buffers taken off the ring, waiting for frames
-  bool stalled_ = false;
-  std::optional<ctl::FaultKind> garbage_;
 };
 
 }  // namespace sd::drvdom

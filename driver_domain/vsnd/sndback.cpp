@@ -60,13 +60,6 @@ void Sndback::poll_fds(std::vector<pollfd>& fds) {
   fds.push_back({irq_.get(), POLLIN, 0});
 }
 
-void Sndback::inject(ctl::FaultKind k) {
-  if (k == ctl::FaultKind::kStall)
-    stalled_ = true;
-  else
-    garbage_ = k;
-}
-
 // The stream's buffer pages, from the page directory the frontend granted.
 std::string Sndback::open_stream(const xensnd_open_req& o) {
   if (auto e = sndif::check_open(o); !e.empty()) return e;
@@ -119,13 +112,10 @@ bool Sndback::copy_to_dac(const xensnd_rw_req& rw) {
 
 void Sndback::respond(const xensnd_req& req, int32_t status) {
   xensnd_resp rsp = sndif::response_to(req, status);
-  if (garbage_ == ctl::FaultKind::kBadId) {
+  if (garbage(ctl::FaultKind::kBadId))
     rsp.id = static_cast<uint16_t>(req.id + 2 * sndif::kRingSize);  // never in flight
-    garbage_.reset();
-  } else if (garbage_ == ctl::FaultKind::kBadProd) {
+  else if (garbage(ctl::FaultKind::kBadProd))
     rsp.status = 7;  // neither 0 nor a negative errno
-    garbage_.reset();
-  }
   (void)ring_->put_response(rsp);
   // Published at once: a crash replays only what was not answered.
   if (ring_->push_responses()) notify_ = true;
@@ -136,7 +126,7 @@ void Sndback::send_position(bool force) {
   uint64_t wr = regs_->wr.load(), rd = regs_->rd.load(std::memory_order_acquire);
   uint64_t queued = wr >= rd ? std::min<uint64_t>(wr - rd, st_.acked) : 0;
   uint64_t pos = std::max(last_pos_, st_.acked - queued);
-  bool backwards = garbage_ == ctl::FaultKind::kBadGrant && last_pos_ > 0;
+  bool backwards = last_pos_ > 0 && garbage(ctl::FaultKind::kBadGrant, /*take=*/false);
   if (!backwards && pos == last_pos_) return;
   if (!backwards && !force && pos - last_pos_ < st_.params.period_sz && queued != 0) return;
   // SAFETY: in_cons is written by the frontend: read once, only compared.
@@ -147,11 +137,10 @@ void Sndback::send_position(bool force) {
   e.id = evt_id_++;
   e.type = XENSND_EVT_CUR_POS;
   e.op.cur_pos.position = backwards ? last_pos_ - std::min<uint64_t>(last_pos_, 4 * st_.params.period_sz) : pos;
-  if (backwards) {
-    garbage_.reset();
-  } else {
+  if (backwards)
+    garbage(ctl::FaultKind::kBadGrant);
+  else
     last_pos_ = pos;
-  }
   std::memcpy(&XENSND_IN_RING_REF(evt_, prod), &e, sizeof(e));
   std::atomic_ref<uint32_t>(evt_->in_prod).store(prod + 1, std::memory_order_release);
   notify_ = true;

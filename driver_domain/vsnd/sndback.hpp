@@ -35,11 +35,9 @@ class Sndback final : public Backend {
   ~Sndback() override;
   void poll_fds(std::vector<pollfd>& fds) override;
   Result<void> service() override;
-  void set_config(const ctl::Msg&) override {}
-  // kBadId: answer with an id not in flight; kBadProd: answer with a status
-  // that is neither 0 nor an errno; kBadGrant: a CUR_POS event whose position
-  // goes backwards; kStall: stop serving.
-  void inject(ctl::FaultKind k) override;
+  // Faults (inject): kBadId answers with an id not in flight; kBadProd with a
+  // status that is neither 0 nor an errno; kBadGrant sends a CUR_POS event
+  // whose position goes backwards.
 
  private:
   Sndback() = default;
@@ -63,8 +61,6 @@ class Sndback final : public Backend {
   uint64_t last_pos_ = 0;      // last CUR_POS sent
   uint16_t evt_id_ = 0;
   bool notify_ = false;
-  bool stalled_ = false;
-  std::optional<ctl::FaultKind> garbage_;
 };
 
 }  // namespace sd::drvdom
