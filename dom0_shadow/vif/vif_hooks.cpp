@@ -156,15 +156,16 @@ Result<void> VifHooks::frontend_ready() {
   };
   for (auto& args : steps)
     if (auto r = ip(topo_.guest_ns, args); !r) return r;
-  engine().events().emit({{"type", "vif_up"},
-                          {"device", engine().id()},
-                          {"guest_ns", topo_.guest_ns},
-                          {"guest_addr", topo_.guest_addr},
-                          {"wire_ns", topo_.wire_ns},
-                          {"wire_addr", topo_.wire_addr},
-                          {"nic", topo_.driver_ns + "/" + topo_.nic_if},
-                          {"mac", netif::mac_string(cfg_.mac)}});
+  auto up = topology_json();
+  up.update({{"type", "vif_up"}, {"device", engine().id()}});
+  engine().events().emit(up);
   return {};
+}
+
+nlohmann::json VifHooks::topology_json() const {
+  return {{"guest_ns", topo_.guest_ns}, {"guest_addr", topo_.guest_addr},
+          {"wire_ns", topo_.wire_ns},   {"wire_addr", topo_.wire_addr},
+          {"nic", topo_.driver_ns + "/" + topo_.nic_if}, {"mac", netif::mac_string(cfg_.mac)}};
 }
 
 // Config written by the guest (log or message) is checked before use.
@@ -275,19 +276,11 @@ nlohmann::json VifHooks::status() const {
   if (!topology_)
     return {{"nic", nic_name_}, {"mac", netif::mac_string(cfg_.mac)}, {"mtu", cfg_.mtu},
             {"config_generation", cfg_.generation}};
-  return {{"guest_ns", topo_.guest_ns},
-          {"tap", topo_.guest_if},
-          {"guest_addr", topo_.guest_addr},
-          {"wire_ns", topo_.wire_ns},
-          {"wire_addr", topo_.wire_addr},
-          {"nic", topo_.driver_ns + "/" + topo_.nic_if},
-          {"mac", netif::mac_string(cfg_.mac)},
-          {"mtu", cfg_.mtu},
-          {"config_generation", cfg_.generation},
-          {"tx_inflight", log.valid() ? log.count(0) : 0},
-          {"rx_posted", log.valid() ? log.count(1) : 0},
-          {"tx_dropped_in_active_mode", dropped_},
-          {"frontend_pid", front_pid_}};
+  auto j = topology_json();
+  j.update({{"tap", topo_.guest_if}, {"mtu", cfg_.mtu}, {"config_generation", cfg_.generation},
+            {"tx_inflight", log.valid() ? log.count(0) : 0}, {"rx_posted", log.valid() ? log.count(1) : 0},
+            {"tx_dropped_in_active_mode", dropped_}, {"frontend_pid", front_pid_}});
+  return j;
 }
 
 }  // namespace sd::dom0

@@ -54,6 +54,7 @@ class VifHooks final : public ClassHooks {
   void stop_active() override;
   std::optional<Stall> progress(bool serving, uint64_t up_since_ns) override;
   nlohmann::json status() const override;
+  nlohmann::json topology_json() const;  // where the guest's vif leads (vif_up event, status)
 
   const VifTopology& topology() const { return topo_; }
 

@@ -74,10 +74,7 @@ void Dac::restart_wav() { new_wav_ = !wav_.empty(); }
 
 void Dac::finish_wav() {
   if (!out_) return;
-  uint8_t h[44];
-  wav_header(h, wav_frames_.load());
-  std::fflush(out_);
-  (void)!::pwrite(fileno(out_), h, sizeof(h), 0);
+  write_wav_header();
   std::fclose(out_);
   out_ = nullptr;
 }
@@ -170,11 +167,16 @@ void Dac::tick(uint64_t frames) {
   if (out_) {
     std::fwrite(out.data(), 1, out.size(), out_);
     wav_frames_ += frames;
-    uint8_t h[44];
-    wav_header(h, wav_frames_.load());
-    std::fflush(out_);
-    (void)!::pwrite(fileno(out_), h, sizeof(h), 0);
+    write_wav_header();
   }
+}
+
+// Kept current after every tick, so that the WAV reads whole however shadowd ends.
+void Dac::write_wav_header() {
+  uint8_t h[44];
+  wav_header(h, wav_frames_.load());
+  std::fflush(out_);
+  (void)!::pwrite(fileno(out_), h, sizeof(h), 0);
 }
 
 }  // namespace sd::dom0

@@ -45,6 +45,7 @@ class Dac {
   void run();
   void tick(uint64_t frames);
   void finish_wav();
+  void write_wav_header();  // out_ must be open
 
   UniqueFd mem_, irq_;
   uint8_t* base_ = nullptr;
