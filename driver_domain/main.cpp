@@ -95,6 +95,9 @@ std::string list_netdevs() {
 
 class Runtime {
  public:
+  // Control messages taken per loop turn at most: serving never starves.
+  static constexpr size_t kMessagesPerTurn = 256;
+
   Runtime(std::string name, sd::ctl::Channel ch) : name_(std::move(name)), ch_(std::move(ch)) {}
 
   int run() {
@@ -111,7 +114,10 @@ class Runtime {
       int r = ::poll(fds.data(), fds.size(), -1);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return 1;
-      if (fds[0].revents) {
+      // Every message waiting, before the backends: a recovery of many
+      // devices arrives as a burst of attaches (one poll turn each would
+      // service every backend once per message).
+      for (size_t n = 0; fds[0].revents && n < kMessagesPerTurn; ++n) {
         std::vector<sd::UniqueFd> got;
         auto m = ch_.recv_fds(&got);
         if (!m) {
@@ -119,7 +125,8 @@ class Runtime {
           std::fprintf(stderr, "drvdom %s: control channel: %s\n", name_.c_str(), m.error().to_string().c_str());
           return 1;
         }
-        if (*m && !handle(**m, got)) return 0;
+        if (!*m) break;
+        if (!handle(**m, got)) return 0;
       }
       for (auto it = backends_.begin(); it != backends_.end();) {
         if (auto s = it->second->service(); !s) {
