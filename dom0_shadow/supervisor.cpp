@@ -326,20 +326,33 @@ void Supervisor::on_death(const platform::DeathInfo& d) {
              {"signal", d.signal},
              {"exit_code", d.exit_code},
              {"detect_ms", *last_detect_ms_}});
-  if (hooks_.on_fault) hooks_.on_fault(fault_at_);
-  if (hooks_.on_dead) hooks_.on_dead();
   // A recovery that needs more than one incarnation (one failed to start)
   // is still timed from its first fault.
   if (!recovering_since_) recovering_since_ = fault_at_;
-  fault_at_ = {};
+  const auto fault_at = std::exchange(fault_at_, {});
   injected_.reset();
-  schedule_restart();
+  // A cold start is the long pole of the recovery: it begins before the
+  // devices go active, so that the new domain starts while shadowd answers
+  // for the old one (on many devices that is milliseconds). A promotion or a
+  // fence must find the devices active already.
+  const Restart plan = plan_restart();
+  if (plan == Restart::kSpawn) restart(plan);
+  if (hooks_.on_fault) hooks_.on_fault(fault_at);
+  if (hooks_.on_dead) hooks_.on_dead();
+  if (plan != Restart::kSpawn) restart(plan);
 }
 
-void Supervisor::schedule_restart() {
+Supervisor::Restart Supervisor::plan_restart() {
   auto now = Clock::now();
   while (!restart_times_.empty() && now - restart_times_.front() > policy_.restart_window) restart_times_.pop_front();
-  if (restart_times_.size() >= policy_.restart_budget) {
+  if (restart_times_.size() >= policy_.restart_budget) return Restart::kFence;
+  if (config::restart_backoff(policy_, static_cast<uint32_t>(restart_times_.size())).count() != 0)
+    return Restart::kBackoff;
+  return standby_ && standby_->ready && standby_->pending_cause.empty() ? Restart::kPromote : Restart::kSpawn;
+}
+
+void Supervisor::restart(Restart r) {
+  if (r == Restart::kFence) {
     state_ = DomainState::kFenced;
     log_.emit({{"type", "domain_fenced"},
                {"domain", cfg_.name},
@@ -350,9 +363,9 @@ void Supervisor::schedule_restart() {
     return;
   }
   auto backoff = config::restart_backoff(policy_, static_cast<uint32_t>(restart_times_.size()));
-  restart_times_.push_back(now);
+  restart_times_.push_back(Clock::now());
   ++restarts_;
-  if (backoff.count() == 0 && standby_ && standby_->ready && standby_->pending_cause.empty()) {
+  if (r == Restart::kPromote) {
     // Hot backup: the standby is already Ready; promote it.
     ++promotions_;
     active_ = std::move(standby_);
@@ -362,7 +375,7 @@ void Supervisor::schedule_restart() {
     return;
   }
   state_ = DomainState::kBackoff;
-  if (backoff.count() == 0) {
+  if (r == Restart::kSpawn) {
     spawn();
     return;
   }

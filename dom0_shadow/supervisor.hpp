@@ -109,7 +109,11 @@ class Supervisor {
   void heartbeat_tick();
   void kill_inc(Inc& inc, const std::string& cause);
   void kill_for(const std::string& cause);
-  void schedule_restart();
+  // After a death: fence (budget spent), promote the ready standby, spawn
+  // now, or spawn after the backoff. Planned first, done by restart().
+  enum class Restart { kFence, kPromote, kSpawn, kBackoff };
+  Restart plan_restart();
+  void restart(Restart r);
   Inc* find_inc(platform::DomId id);
   Clock::time_point fault_start(platform::DomId id, Clock::time_point fallback) const;
 
