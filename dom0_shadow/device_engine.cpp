@@ -47,10 +47,7 @@ Result<void> DeviceEngine::setup() {
 // --- the frontend side ------------------------------------------------------
 
 ctl::Msg DeviceEngine::frontend_attach() {
-  ctl::Msg att;
-  att.type = ctl::MsgType::kDevAttach;
-  att.a = static_cast<uint32_t>(hooks_->cls());
-  att.b = handle_;
+  ctl::Msg att{.type = ctl::MsgType::kDevAttach, .a = static_cast<uint32_t>(hooks_->cls()), .b = handle_};
   hooks_->frontend_payload(att);
   return att;
 }
@@ -90,12 +87,7 @@ void DeviceEngine::on_frontend_gone(const std::string& why) {
     ++recoveries_;
     finish(times_);
   }
-  if (backend_up_ && backend_) {
-    ctl::Msg m;
-    m.type = ctl::MsgType::kDevDetach;
-    m.b = handle_;
-    (void)backend_->send(m);
-  }
+  if (backend_up_ && backend_) (void)backend_->send(ctl::Msg{.type = ctl::MsgType::kDevDetach, .b = handle_});
 }
 
 void DeviceEngine::on_repair_failed(const Error& e) {
@@ -198,10 +190,9 @@ void DeviceEngine::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Don
 }
 
 ctl::Msg DeviceEngine::backend_attach(bool standby) const {
-  ctl::Msg m;
-  m.type = ctl::MsgType::kDevAttach;
-  m.a = static_cast<uint32_t>(hooks_->cls()) | (standby ? ctl::kAttachStandby : 0);
-  m.b = handle_;
+  ctl::Msg m{.type = ctl::MsgType::kDevAttach,
+             .a = static_cast<uint32_t>(hooks_->cls()) | (standby ? ctl::kAttachStandby : 0),
+             .b = handle_};
   hooks_->backend_payload(m);
   return m;
 }
@@ -212,9 +203,7 @@ void DeviceEngine::attach_backend() {
   if (!backend_ || !splitter_->ready()) return;
   front_attached_ = true;
   if (promoted_) {
-    ctl::Msg go;
-    go.type = ctl::MsgType::kDevGo;
-    go.b = handle_;
+    ctl::Msg go{.type = ctl::MsgType::kDevGo, .b = handle_};
     hooks_->backend_payload(go);
     if (auto r = backend_->send(go); !r) finish(std::unexpected(r.error()));
     return;

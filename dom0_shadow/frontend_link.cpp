@@ -91,9 +91,7 @@ void FrontendSplitter::accept() {
   if (!fd) return;
   ctl::Channel ch(std::move(fd));
   if (front_.valid()) {
-    ctl::Msg no;
-    no.type = ctl::MsgType::kDevAttached;
-    no.a = EBUSY;
+    ctl::Msg no{.type = ctl::MsgType::kDevAttached, .a = EBUSY};
     no.set_text(what_ + " is in use by another frontend");
     (void)ch.send(no);
     return;
@@ -163,17 +161,12 @@ void FrontendSplitter::gone(const std::string& why) {
 }
 
 void FrontendSplitter::backend_gone() {
-  ctl::Msg m;
-  m.type = ctl::MsgType::kBackendGone;
-  m.b = handle_;
-  (void)front_.send(m);
+  (void)front_.send(ctl::Msg{.type = ctl::MsgType::kBackendGone, .b = handle_});
 }
 
 Result<void> FrontendSplitter::repair(const std::string& mode, platform::DomId domid) {
-  ctl::Msg m;
-  m.type = ctl::MsgType::kReconnect;
-  m.a = domid;  // a guest that grants its own pool grants it to this domain
-  m.b = handle_;
+  // a = the new domain: a guest that grants its own pool grants it there.
+  ctl::Msg m{.type = ctl::MsgType::kReconnect, .a = domid, .b = handle_};
   m.set_text(mode);
   return front_.send(m);
 }

@@ -101,11 +101,7 @@ class Runtime {
   Runtime(std::string name, sd::ctl::Channel ch) : name_(std::move(name)), ch_(std::move(ch)) {}
 
   int run() {
-    Msg ready;
-    ready.type = MsgType::kReady;
-    ready.a = sd::ctl::kProtocolVersion;
-    ready.set_text(name_);
-    if (!ch_.send(ready)) return 1;
+    if (!say(MsgType::kReady, 0, sd::ctl::kProtocolVersion, name_)) return 1;
     std::vector<pollfd> fds;
     for (;;) {
       fds.clear();
@@ -131,11 +127,7 @@ class Runtime {
       for (auto it = backends_.begin(); it != backends_.end();) {
         if (auto s = it->second->service(); !s) {
           // The frontend broke the protocol: report, stop serving it.
-          Msg f;
-          f.type = MsgType::kDevFault;
-          f.b = it->first;
-          f.set_text(s.error().message);
-          (void)ch_.send(f);
+          say(MsgType::kDevFault, it->first, 0, s.error().message);
           it = backends_.erase(it);
         } else {
           ++it;
@@ -165,13 +157,9 @@ class Runtime {
       case MsgType::kDevGo:
         go(m);
         return true;
-      case MsgType::kPing: {
-        Msg pong;
-        pong.type = MsgType::kPong;
-        pong.b = m.b;
-        (void)ch_.send(pong);
+      case MsgType::kPing:
+        say(MsgType::kPong, m.b);
         return true;
-      }
       case MsgType::kFault: {
         std::fprintf(stderr, "drvdom %s: injected fault %u\n", name_.c_str(), m.a);
         std::fflush(stderr);
@@ -264,13 +252,12 @@ class Runtime {
                                           p.attach.get_payload<sd::blkif::DiskState>()));
   }
 
-  void refuse(uint64_t handle, const std::string& why) {
-    Msg no;
-    no.type = MsgType::kDevAttached;
-    no.b = handle;
-    no.a = EINVAL;
-    no.set_text(why);
-    (void)ch_.send(no);
+  // One message to shadowd: about device `b` (kDevAttached: a = 0 or an
+  // errno, text = why), or the runtime's own. False if it could not be sent.
+  bool say(MsgType type, uint64_t b, uint32_t a = 0, std::string_view text = {}) {
+    Msg m{.type = type, .a = a, .b = b};
+    m.set_text(text);
+    return ch_.send(m).has_value();
   }
 
   void begin_attach(const Msg& m, std::vector<sd::UniqueFd>& fds) {
@@ -278,7 +265,10 @@ class Runtime {
     pending_.erase(m.b);
     auto cls = sd::device_class_from_wire(m.a & ~sd::ctl::kAttachStandby);
     const Kind* k = cls ? kind(*cls) : nullptr;
-    if (!k) return refuse(m.b, "unknown device class " + std::to_string(m.a & ~sd::ctl::kAttachStandby));
+    if (!k) {
+      say(MsgType::kDevAttached, m.b, EINVAL, "unknown device class " + std::to_string(m.a & ~sd::ctl::kAttachStandby));
+      return;
+    }
     Pending p;
     p.cls = *cls;
     p.standby = (m.a & sd::ctl::kAttachStandby) != 0;
@@ -302,22 +292,14 @@ class Runtime {
     }
     if (p.pages->received() < p.pages->size()) return;
     if (int e = p.pages->map_error()) {
-      Msg done;
-      done.type = MsgType::kDevAttached;
-      done.b = m.b;
-      done.a = static_cast<uint32_t>(e);
-      done.set_text(std::string("mapping the granted pages: ") + std::strerror(e));
       pending_.erase(it);
-      (void)ch_.send(done);
+      say(MsgType::kDevAttached, m.b, static_cast<uint32_t>(e),
+          std::string("mapping the granted pages: ") + std::strerror(e));
       return;
     }
+    // Warm standby: every page is mapped already; rings untouched until kDevGo.
     if (p.standby) {
-      // Warm standby: every page is mapped already; rings untouched until kDevGo.
-      Msg ready;
-      ready.type = MsgType::kDevAttached;
-      ready.b = m.b;
-      ready.set_text("standby");
-      (void)ch_.send(ready);
+      say(MsgType::kDevAttached, m.b, 0, "standby");
       return;
     }
     start_backend(m.b, it);
@@ -330,13 +312,8 @@ class Runtime {
     const auto pool = m.get_payload<sd::ctl::XenPool>();
     auto dev = sd::drvdom::attach_xen_pool(pool, sd::netif::kPoolPages);
     if (!dev) {
-      Msg done;
-      done.type = MsgType::kDevAttached;
-      done.b = m.b;
-      done.a = EINVAL;
-      done.set_text(dev.error().message);
       pending_.erase(it);
-      (void)ch_.send(done);
+      say(MsgType::kDevAttached, m.b, EINVAL, dev.error().message);
       return;
     }
     std::fprintf(stderr, "drvdom %s: device %" PRIu64 ": pool of domain %u mapped, event channel %u, NIC %.15s\n",
@@ -349,13 +326,8 @@ class Runtime {
 
   void go(const Msg& m) {
     auto it = pending_.find(m.b);
-    Msg done;
-    done.type = MsgType::kDevAttached;
-    done.b = m.b;
     if (it == pending_.end() || it->second.pages->received() < it->second.pages->size()) {
-      done.a = ENOENT;
-      done.set_text("no standby attach to start");
-      (void)ch_.send(done);
+      say(MsgType::kDevAttached, m.b, ENOENT, "no standby attach to start");
       return;
     }
     std::memcpy(it->second.attach.text, m.text, sizeof(m.text));
@@ -366,19 +338,14 @@ class Runtime {
   // not), and tells shadowd either way.
   void start_backend(uint64_t handle, std::map<uint64_t, Pending>::iterator it) {
     auto b = kind(it->second.cls)->make(it->second);
-    Msg done;
-    done.type = MsgType::kDevAttached;
-    done.b = handle;
-    if (!b) {
-      done.a = EINVAL;
-      done.set_text(b.error().message);
-    } else {
-      backends_[handle] = std::move(*b);
-    }
     pending_.erase(it);
-    (void)ch_.send(done);
+    if (!b) {
+      say(MsgType::kDevAttached, handle, EINVAL, b.error().message);
+      return;
+    }
+    backends_[handle] = std::move(*b);
+    say(MsgType::kDevAttached, handle);
   }
-
 
   std::string name_;
   sd::ctl::Channel ch_;

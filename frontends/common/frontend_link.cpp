@@ -148,10 +148,7 @@ void FrontendLink::reconnect(Hooks& h, const ctl::Msg& m) {
     answer(ctl::MsgType::kDevAttached, EIO, r.error().message);
     return;
   }
-  ctl::Msg done;
-  done.type = ctl::MsgType::kReconnected;
-  done.b = handle_;
-  done.a = r->replayed;
+  ctl::Msg done{.type = ctl::MsgType::kReconnected, .a = r->replayed, .b = handle_};
   if (r->xen_pool)
     done.set_payload(*r->xen_pool);  // shadowd passes it on to the new backend
   else
@@ -161,10 +158,7 @@ void FrontendLink::reconnect(Hooks& h, const ctl::Msg& m) {
 }
 
 void FrontendLink::answer(ctl::MsgType t, uint32_t a, const std::string& text) {
-  ctl::Msg m;
-  m.type = t;
-  m.b = handle_;
-  m.a = a;
+  ctl::Msg m{.type = t, .a = a, .b = handle_};
   m.set_text(text);
   (void)ch_.send(m);
 }

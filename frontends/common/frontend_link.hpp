@@ -116,9 +116,7 @@ class FrontendLink {
   void fault(const std::string& why);  // kDevFault: the backend broke the protocol; pauses
   template <class P>
   void config(const P& payload) {      // kDevConfig: the guest changed the device
-    ctl::Msg m;
-    m.type = ctl::MsgType::kDevConfig;
-    m.b = handle_;
+    ctl::Msg m{.type = ctl::MsgType::kDevConfig, .b = handle_};
     m.set_payload(payload);
     (void)ch_.send(m);
   }

@@ -53,7 +53,7 @@ Result<UniqueFd> LocalDevicePlumbing::pool_fd_for(platform::DomId peer) const {
   return fd;
 }
 
-// The pool goes in one kGrantFds message (first ref 0, one fd for every page).
+// The pool goes in one kGrantFds message (first ref 0, one fd holding every page).
 Result<void> LocalDevicePlumbing::offer_frontend(ctl::Channel& ch, const ctl::Msg& attach, int splitter_log_fd) {
   int fds[3] = {splitter_log_fd, front_->notify_fd(), front_->wait_fd()};
   if (auto r = ch.send_fds(attach, fds, 3); !r) return r;
