@@ -171,7 +171,6 @@ class DeviceEngine final : public DeviceImpl, private Splitter::Events {
   // For the class hooks.
   boost::asio::io_context& io() { return io_; }
   const std::string& id() const { return id_; }
-  const std::string& guest() const { return guest_; }
   const config::DeviceSpec& spec() const { return spec_; }
   uint64_t handle() const { return handle_; }
   const config::Policy& policy() const { return policy_; }

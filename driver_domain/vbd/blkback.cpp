@@ -156,7 +156,6 @@ void Blkback::respond(const blkif_request& r, int16_t status, bool& notify) {
   rsp.id = r.id;
   rsp.operation = r.operation;
   rsp.status = status;
-  ++served_;
   if (garbage(ctl::FaultKind::kBadId)) {
     rsp.id = r.id + 2 * blkif::kRingSize;  // never in flight
   } else if (garbage(ctl::FaultKind::kBadGrant)) {

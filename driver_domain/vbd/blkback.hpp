@@ -48,8 +48,6 @@ class Blkback final : public Backend {
   // flight; kBadProd answers one request twice (and the next one not at all);
   // kBadGrant answers with a status that is not a blkif status.
 
-  uint64_t served() const { return served_.load(); }
-
  private:
   Blkback() = default;
   void io_loop();
@@ -64,7 +62,6 @@ class Blkback final : public Backend {
   UniqueFd broken_;  // eventfd: the I/O thread found the ring broken (error_)
   std::optional<ring::BackRing<blkif::Traits>> ring_;  // the I/O thread's
   blkif::DiskState st_{};
-  std::atomic<uint64_t> served_{0};
   std::optional<blkif_response> dup_of_;  // kBadProd: the response to send twice
   std::mutex error_m_;
   std::optional<Error> error_;

@@ -55,11 +55,6 @@ Blkfront::Stats Blkfront::stats() const {
   return stats_;
 }
 
-bool Blkfront::dead() const {
-  std::lock_guard lk(m_);
-  return link_.gone();
-}
-
 // Responses and control messages, until the destructor says stop.
 void Blkfront::service_loop() {
   for (;;) {

@@ -76,7 +76,6 @@ class Blkfront final : private FrontendLink::Hooks {
     uint64_t faults = 0, reconnects = 0, replayed = 0, max_inflight = 0;
   };
   Stats stats() const;
-  bool dead() const;
 
  private:
   explicit Blkfront(ctl::Channel ch);

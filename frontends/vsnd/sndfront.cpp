@@ -96,7 +96,6 @@ Result<void> Sndfront::pump() {
 }
 
 void Sndfront::backend_fault(const std::string& why) {
-  ++faults_;
   link_.fault(why);
 }
 
@@ -254,7 +253,6 @@ Result<FrontendLink::Repair> Sndfront::repair(const ctl::Msg&) {
     ++replayed;
   }
   ring_->push_requests();
-  ++reconnects_;
   return FrontendLink::Repair{replayed, std::nullopt};
 }
 
@@ -284,7 +282,7 @@ Result<int32_t> Sndfront::trigger(uint8_t type) {
   return call(r);
 }
 
-// Volume and mute values travel in the stream's buffer; only while nothing
+// Volume values travel in the stream's buffer; only while nothing
 // is queued in it (before the first write).
 Result<int32_t> Sndfront::set_volume(int32_t left_mdb, int32_t right_mdb) {
   if (!st_.open || written_ != st_.acked) return fail(Code::kRetry, "vsnd: volume only on an idle open stream");
@@ -294,26 +292,6 @@ Result<int32_t> Sndfront::set_volume(int32_t left_mdb, int32_t right_mdb) {
   r.operation = XENSND_OP_SET_VOLUME;
   r.op.rw = {0, 8};
   return call(r);
-}
-
-Result<int32_t> Sndfront::mute(bool on) {
-  if (!st_.open || written_ != st_.acked) return fail(Code::kRetry, "vsnd: mute only on an idle open stream");
-  int32_t v[2] = {on, on};
-  std::memcpy(buf_, v, sizeof(v));
-  xensnd_req r{};
-  r.operation = on ? XENSND_OP_MUTE : XENSND_OP_UNMUTE;
-  r.op.rw = {0, 8};
-  return call(r);
-}
-
-Result<xensnd_query_hw_param> Sndfront::query() {
-  xensnd_req r{};
-  r.operation = XENSND_OP_HW_PARAM_QUERY;
-  xensnd_resp rsp{};
-  auto s = call(r, &rsp);
-  if (!s) return std::unexpected(s.error());
-  if (*s != 0) return fail(Code::kRetry, "vsnd: HW_PARAM_QUERY status " + std::to_string(*s));
-  return rsp.resp.hw_param;
 }
 
 Result<size_t> Sndfront::write(const uint8_t* data, size_t bytes) {

@@ -64,8 +64,6 @@ class Sndfront final : private FrontendLink::Hooks {
   Result<int32_t> close_stream();
   Result<int32_t> trigger(uint8_t type);
   Result<int32_t> set_volume(int32_t left_mdb, int32_t right_mdb);
-  Result<int32_t> mute(bool on);
-  Result<xensnd_query_hw_param> query();
 
   // Copies up to `bytes` of PCM into the shared buffer behind what was
   // written before and posts WRITE requests for it (split at period
@@ -80,8 +78,6 @@ class Sndfront final : private FrontendLink::Hooks {
   uint64_t acked() const { return st_.acked; }
   uint64_t position() const { return position_; }
   const sndif::StreamState& state() const { return st_; }
-  uint64_t faults() const { return faults_; }
-  uint64_t reconnects() const { return reconnects_; }
   std::chrono::milliseconds timeout{5000};
   // For tests: runs in pump() each time the ring has been read empty, just
   // before rsp_event is set again (a response the backend publishes here
@@ -120,7 +116,6 @@ class Sndfront final : private FrontendLink::Hooks {
   uint64_t position_ = 0;   // newest CUR_POS (never goes back for the player)
   uint64_t pos_floor_ = 0;  // newest CUR_POS from the current backend incarnation
   uint16_t next_id_ = 0;
-  uint64_t faults_ = 0, reconnects_ = 0;
 };
 
 }  // namespace sd::front

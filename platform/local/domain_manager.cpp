@@ -76,7 +76,6 @@ Result<platform::DomainInfo> LocalDomainManager::create(const platform::DomainSp
 
   DomId id = next_id_++;
   Incarnation inc;
-  inc.spec = spec;
   inc.info = {id, spec.name, sp->pid, platform::Clock::now()};
   inc.pidfd = std::move(sp->pidfd);
   inc.waiter = std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(inc.pidfd.get()));
@@ -119,14 +118,6 @@ Result<void> LocalDomainManager::kill(DomId id, int signal) {
   if (::syscall(SYS_pidfd_send_signal, it->second.pidfd.get(), signal, nullptr, 0) != 0 && errno != ESRCH)
     return sys_fail("pidfd_send_signal");
   return {};
-}
-
-Result<platform::DomainInfo> LocalDomainManager::restart(DomId id, ctl::Channel* ctl) {
-  auto it = live_.find(id);
-  if (it == live_.end()) return fail(Code::kInvalidInput, "no live domain with id " + std::to_string(id));
-  platform::DomainSpec spec = it->second.spec;
-  if (auto k = kill(id, SIGKILL); !k) return std::unexpected(k.error());
-  return create(spec, ctl);
 }
 
 void LocalDomainManager::forget(const std::string& name) {

@@ -20,13 +20,11 @@ class LocalDomainManager final : public platform::DomainManager {
 
   Result<platform::DomainInfo> create(const platform::DomainSpec& spec, ctl::Channel* ctl) override;
   Result<void> kill(platform::DomId id, int signal) override;
-  Result<platform::DomainInfo> restart(platform::DomId id, ctl::Channel* ctl) override;
   void on_death(DeathHandler h) override { on_death_ = std::move(h); }
   void forget(const std::string& name) override;
 
  private:
   struct Incarnation {
-    platform::DomainSpec spec;
     platform::DomainInfo info;
     UniqueFd pidfd;
     std::unique_ptr<boost::asio::posix::stream_descriptor> waiter;

@@ -264,7 +264,6 @@ Result<platform::DomainInfo> XenDomainManager::create(const platform::DomainSpec
   op->cfg.c_info.domid = *domid;
 
   Incarnation inc;
-  inc.spec = spec;
   inc.info = {*domid, spec.name, -1, platform::Clock::now()};
   inc.xen_name = xen_name;
   inc.serial = op->serial;
@@ -401,14 +400,6 @@ Result<void> XenDomainManager::kill(DomId id, int signal) {
     if (auto self = weak.lock()) (*self)->report_death(id, serial, "killed (destroyed by shadowd)", signal);
   });
   return {};
-}
-
-Result<platform::DomainInfo> XenDomainManager::restart(DomId id, ctl::Channel* ctl) {
-  auto it = live_.find(id);
-  if (it == live_.end()) return fail(Code::kInvalidInput, "xen: no live domain with id " + std::to_string(id));
-  platform::DomainSpec spec = it->second.spec;
-  if (auto k = kill(id, SIGKILL); !k) return std::unexpected(k.error());
-  return create(spec, ctl);
 }
 
 // ---- death -----------------------------------------------------------------

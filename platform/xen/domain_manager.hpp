@@ -8,7 +8,6 @@
 //   kill     pause, then libxl_domain_destroy in the background (every signal
 //            means destroy); the death is reported at once; a domain that is
 //            already gone counts as killed
-//   restart  kill + create the same spec
 //   death    libxl's DOMAIN_SHUTDOWN / DOMAIN_DEATH events, with libxl's fds
 //            and timeouts on the caller's io_context (osevent.hpp); reported
 //            once per incarnation, on the io_context, through on_death()
@@ -74,7 +73,6 @@ class XenDomainManager final : public platform::DomainManager {
   Result<platform::DomainInfo> create(const platform::DomainSpec& spec, ctl::Channel* ctl) override;
   Result<void> kill(platform::DomId id, int signal) override;
   // kInvalidInput if `id` is not a live incarnation of this manager.
-  Result<platform::DomainInfo> restart(platform::DomId id, ctl::Channel* ctl) override;
   void on_death(DeathHandler h) override { on_death_ = std::move(h); }
   void forget(const std::string&) override {}  // nothing persists per name on Xen (yet)
   // A Xen domain boots a kernel before its runtime can say Ready.
@@ -87,7 +85,6 @@ class XenDomainManager final : public platform::DomainManager {
 
  private:
   struct Incarnation {
-    platform::DomainSpec spec;
     platform::DomainInfo info;
     std::string xen_name;
     uint64_t serial = 0;  // libxl_ev_user of its death events

@@ -643,41 +643,6 @@ TEST_F(XenDomainManagerTest, DeathEvent_AfterManagerDestroyed_NotReported) {
   EXPECT_TRUE(deaths_.empty());
 }
 
-// ---- restart ---------------------------------------------------------------------------
-
-TEST_F(XenDomainManagerTest, Restart_LiveDomain_DestroysAndCreatesSameSpec) {
-  auto spec = pv_spec("netdd");
-  spec.memory_mb = 128;
-  auto old_id = create(spec);
-
-  auto info = mgr_->restart(old_id, nullptr);
-
-  ASSERT_TRUE(info) << info.error().to_string();
-  EXPECT_NE(info->id, old_id);
-  EXPECT_EQ(fake::libxl().destroyed, std::vector<uint32_t>{old_id});
-  ASSERT_EQ(fake::libxl().created.size(), 2u);
-  EXPECT_EQ(fake::libxl().created[1].name, "netdd");
-  EXPECT_EQ(fake::libxl().created[1].max_memkb, 128u * 1024);
-}
-
-TEST_F(XenDomainManagerTest, Restart_UnknownId_ReturnsInvalidInput) {
-  auto info = mgr_->restart(4242, nullptr);
-
-  ASSERT_FALSE(info);
-  EXPECT_EQ(info.error().code, Code::kInvalidInput);
-}
-
-TEST_F(XenDomainManagerTest, Restart_LiveDomain_ReportsOldIncarnationDeath) {
-  auto old_id = create(pv_spec());
-
-  ASSERT_TRUE(mgr_->restart(old_id, nullptr));
-  ASSERT_TRUE(run_until(io_, [&] { return !deaths_.empty(); }));
-  settle(io_);
-
-  ASSERT_EQ(deaths_.size(), 1u);
-  EXPECT_EQ(deaths_[0].id, old_id);
-}
-
 // ---- destruction --------------------------------------------------------------------------
 
 TEST_F(XenDomainManagerTest, Destructor_LiveDomains_DestroysThem) {

@@ -80,8 +80,6 @@ class DomainManager {
   // Sends a signal (local) or destroys (Xen: SIGKILL = xl destroy). Idempotent:
   // killing a domain that is already dead succeeds.
   virtual Result<void> kill(DomId id, int signal) = 0;
-  // Kills (if alive) and creates the same spec again.
-  virtual Result<DomainInfo> restart(DomId id, ctl::Channel* ctl) = 0;
   virtual void on_death(DeathHandler h) = 0;
   // Releases persistent resources of a named domain (local: its netns).
   virtual void forget(const std::string& name) = 0;
