@@ -2,13 +2,11 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
-#include <iostream>
 
 #include "device_engine.hpp"
 #include "vbd/vbd_hooks.hpp"
 #include "vif/vif_hooks.hpp"
 #include "vsnd/vsnd_hooks.hpp"
-
 
 namespace sd::dom0 {
 

@@ -257,10 +257,8 @@ void Supervisor::heartbeat_tick() {
       continue;
     }
     if (!ping_now) continue;
-    ctl::Msg ping;
-    ping.type = ctl::MsgType::kPing;
-    ping.b = ping_seq_;
-    (void)inc->ch.send(ping);  // a full channel is itself a sign of a hang; the timeout catches it
+    // A full channel is itself a sign of a hang; the timeout catches it.
+    (void)inc->ch.send(ctl::Msg{.type = ctl::MsgType::kPing, .b = ping_seq_});
   }
   if (state_ == DomainState::kStopped) return;
   heartbeat_timer_.expires_after(check_period());
@@ -279,10 +277,6 @@ void Supervisor::kill_inc(Inc& inc, const std::string& cause) {
   (void)plat_.domains().kill(inc.info.id, SIGKILL);
 }
 
-void Supervisor::kill_for(const std::string& cause) {
-  if (active_) kill_inc(*active_, cause);
-}
-
 // When the current fault began: an injection into this incarnation that is
 // recent enough to be the cause, else what the detector says. An injected
 // fault that never fired (no traffic) must not stretch a later, unrelated one.
@@ -297,7 +291,7 @@ void Supervisor::fault(const std::string& cause, std::optional<Clock::time_point
   if (!active_ || !active_->pending_cause.empty()) return;  // already being handled
   if (fault_at_ == Clock::time_point{}) fault_at_ = fault_start(active_->info.id, began.value_or(Clock::now()));
   log_.emit({{"type", "fault_detected"}, {"domain", cfg_.name}, {"domid", active_->info.id}, {"cause", cause}});
-  kill_for(cause);
+  kill_inc(*active_, cause);
 }
 
 void Supervisor::on_death(const platform::DeathInfo& d) {
@@ -305,10 +299,7 @@ void Supervisor::on_death(const platform::DeathInfo& d) {
     log_.emit({{"type", "standby_died"}, {"domain", cfg_.name}, {"domid", d.id},
                {"cause", standby_->pending_cause.empty() ? d.reason : standby_->pending_cause + "; " + d.reason}});
     standby_.reset();
-    standby_timer_.expires_after(kStandbyDelay);
-    standby_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (!ec) spawn_standby();
-    });
+    devices_serving();  // a new standby after the delay
     return;
   }
   if (!active_ || d.id != active_->info.id) return;  // an older incarnation: already handled
@@ -409,10 +400,7 @@ Result<void> Supervisor::inject(const std::string& kind) {
                                          "' (expected kill, segv, hang, sigsys, stall, bad-id, bad-prod, bad-grant or "
                                          "garbage)");
   }
-  ctl::Msg m;
-  m.type = ctl::MsgType::kFault;
-  m.a = static_cast<uint32_t>(it->second);
-  return active_->ch.send(m);
+  return active_->ch.send(ctl::Msg{.type = ctl::MsgType::kFault, .a = static_cast<uint32_t>(it->second)});
 }
 
 Result<void> Supervisor::restart_now() {
@@ -439,9 +427,7 @@ void Supervisor::stop() {
   standby_timer_.cancel();
   for (auto* inc : {active_.get(), standby_.get()}) {
     if (!inc) continue;
-    ctl::Msg m;
-    m.type = ctl::MsgType::kShutdown;
-    (void)inc->ch.send(m);
+    (void)inc->ch.send(ctl::Msg{.type = ctl::MsgType::kShutdown});
     (void)plat_.domains().kill(inc->info.id, SIGKILL);
   }
   active_.reset();

@@ -108,7 +108,6 @@ class Supervisor {
   void on_inc_ready(Inc& inc);
   void heartbeat_tick();
   void kill_inc(Inc& inc, const std::string& cause);
-  void kill_for(const std::string& cause);
   // After a death: fence (budget spent), promote the ready standby, spawn
   // now, or spawn after the backoff. Planned first, done by restart().
   enum class Restart { kFence, kPromote, kSpawn, kBackoff };

@@ -11,7 +11,6 @@
 #include <cerrno>
 #include <cstring>
 
-
 namespace sd::dom0 {
 
 constexpr uint16_t kReqRing = 0;

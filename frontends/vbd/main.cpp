@@ -57,9 +57,7 @@ int fs_getattr(const char* path, struct stat* st, fuse_file_info*) {
 
 int fs_readdir(const char* path, void* buf, fuse_fill_dir_t fill, off_t, fuse_file_info*, fuse_readdir_flags) {
   if (std::strcmp(path, "/") != 0) return -ENOENT;
-  fill(buf, ".", nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
-  fill(buf, "..", nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
-  fill(buf, g_name.c_str(), nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
+  for (const char* name : {".", "..", g_name.c_str()}) fill(buf, name, nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
   return 0;
 }
 
@@ -196,16 +194,9 @@ int main(int argc, char** argv) {
   }
   g_front = front->get();
 
-  fuse_operations ops{};
-  ops.getattr = fs_getattr;
-  ops.readdir = fs_readdir;
-  ops.open = fs_open;
-  ops.read = fs_read;
-  ops.write = fs_write;
-  ops.fsync = fs_fsync;
-  ops.fallocate = fs_fallocate;
-  ops.truncate = fs_truncate;
-  ops.init = fs_init;
+  fuse_operations ops{.getattr = fs_getattr, .truncate = fs_truncate, .open = fs_open, .read = fs_read,
+                      .write = fs_write, .fsync = fs_fsync, .readdir = fs_readdir, .init = fs_init,
+                      .fallocate = fs_fallocate};
   std::string prog = "sd-blkfront";
   std::string opt = "-ofsname=sd-blkfront,subtype=vbd,default_permissions";
   char* fargv[] = {prog.data(), opt.data(), nullptr};
