@@ -7,14 +7,15 @@
 #      state 'c'; then recover it by hand (destroy + create)
 #   3b. shadowd --platform xen in the background, driven with shadowctl: a
 #      kill, a drvdom crash and a kernel crash of netdd, each recovered by
-#      shadowd; first cold restarts, then with a warm standby domain
+#      shadowd; first cold restarts, then with a warm standby domain, then
+#      cold again with two guests (guest1, guest2) whose vifs share netdd
 #   4. optional: shadowd --platform local inside dom0 (/lab/local-test.sh)
 # Xenstore waits use watches, not polling (only shadowd's control socket is
 # polled, at 1 s). Results go to the serial console as
 #   SDLAB-MARK <name> [info]     progress (the host runner timestamps them)
 #   SDLAB-KV <key> <base64>      results (base64 so any text survives)
 # and the host runner (qemu_run.py) turns them into the JSON report.
-LAB_RESTARTS=3; LAB_LOCAL=1; LAB_SHADOWD_ARGS=""; LAB_RUNS="cold standby"
+LAB_RESTARTS=3; LAB_LOCAL=1; LAB_SHADOWD_ARGS=""; LAB_RUNS="cold standby multi"
 [ -r /lab/lab.env ] && . /lab/lab.env
 SD=/opt/shadowd/bin
 XH=/lab/hosts/xen
@@ -221,16 +222,22 @@ wait_for() {
         sleep 1
     done
 }
-# shadow_run TAG HOSTDIR FAULTS...: start shadowd, inject the faults, record per fault
+# shadow_run TAG HOSTDIR GUESTS FAULTS...: start shadowd, inject the faults, record per fault
 #   SDLAB-KV <tag>_<fault> "fault_to_ready_ms death_to_ready_ms restarts cause"
+# GUESTS: the guests (../xen/<name>.cfg), each with one vif on netdd. Per
+# guest: its download (<tag>_app for guest1, <tag>_app_<guest> for others) and
+# its device's XenbusStates (<tag>_xenbus, <tag>_xenbus_<guest>).
 shadow_run() {
-    tag=$1; host=$2; shift 2
-    # The guest (started by the operator, before shadowd): its init starts
-    # sd-netfront --xen and waits for data/app-cmd.
-    xl domid guest1 >/dev/null 2>&1 && xl destroy guest1
-    grep -v '^vif' $XH/guest1.cfg > /tmp/guest1-novif.cfg
-    GDOM=""
-    if create_and_wait guest1 /tmp/guest1-novif.cfg; then GDOM=$DOMID; mark ${tag}_guest_ready domid=$GDOM; fi
+    tag=$1; host=$2; GUESTS=$3; shift 3
+    # The guests (started by the operator, before shadowd): each one's init
+    # starts sd-netfront --xen and waits for data/app-cmd.
+    GDOMS=""
+    for g in $GUESTS; do
+        xl domid $g >/dev/null 2>&1 && xl destroy $g
+        grep -v '^vif' $XH/$g.cfg > /tmp/$g-novif.cfg
+        if create_and_wait $g /tmp/$g-novif.cfg; then GDOMS="$GDOMS $g:$DOMID"; mark ${tag}_${g}_ready domid=$DOMID; fi
+    done
+    n_guests=$(echo $GUESTS | wc -w)
     echo "\$ shadowd --platform xen --config $host/host.yaml $LAB_SHADOWD_ARGS &"
     s0=$(now_ms)
     shadowd --platform xen --config $host/host.yaml $LAB_SHADOWD_ARGS > /tmp/shadowd-$tag.log 2>&1 &
@@ -248,23 +255,29 @@ shadow_run() {
             wait_for 240 'status_field standby | grep -q "^ready"' && mark standby_ready
         fi
         echo "\$ shadowctl list"; xctl list; xl list
-        # The guest's vif is attached when shadowd's device reports a recovery
-        # (the first attach counts as one) and the backend is up.
-        APP=0
-        if [ -n "$GDOM" ] && wait_for 120 'xctl --json devices 2>/dev/null | grep -q "\"backend_up\":true"'; then
+        # The guests' vifs are attached when shadowd's devices report a recovery
+        # (the first attach counts as one) and every backend is up.
+        APP=0; XBPIDS=""
+        if [ $(echo $GDOMS | wc -w) = $n_guests ] &&
+           wait_for 120 '[ "$(xctl --json devices 2>/dev/null | grep -o "\"backend_up\":true" | wc -l)" -ge $n_guests ]'; then
             mark ${tag}_vif_attached
             xctl devices
-            # The guest's view of the device in xenstore (XenbusState), every
-            # change from now on: it should stay 4 (Connected) across the faults.
-            XB=/local/domain/$GDOM/device/sd-vif/0
-            ( xenstore-watch $XB | while read -r p; do
-                  echo "$(xenstore-read $XB/state 2>/dev/null || echo gone)/$(xenstore-read $XB/backend-id 2>/dev/null || echo -)"
-              done ) > /tmp/xenbus-$tag.txt 2>&1 &
-            XBPID=$!
-            busybox ping -c 3 -W 5 10.200.0.2 > /tmp/ping.txt 2>&1; kv ${tag}_ping "$(tail -2 /tmp/ping.txt | tr '\n' ' ')"
-            cat /tmp/ping.txt; ip -s link; bridge link; ip neigh
+            for gd in $GDOMS; do
+                g=${gd%%:*}; d=${gd#*:}; sfx=$([ $g = guest1 ] || echo _$g)
+                # The guest's view of its device in xenstore (XenbusState), every
+                # change from now on: it should stay 4 (Connected) across the faults.
+                XB=/local/domain/$d/device/sd-vif/0
+                ( xenstore-watch $XB | while read -r p; do
+                      echo "$(xenstore-read $XB/state 2>/dev/null || echo gone)/$(xenstore-read $XB/backend-id 2>/dev/null || echo -)"
+                  done ) > /tmp/xenbus-$tag$sfx.txt 2>&1 &
+                XBPIDS="$XBPIDS $!"
+                gip=$(grep -o 'sdip=[0-9.]*' $XH/$g.cfg | cut -d= -f2)
+                busybox ping -c 3 -W 5 $gip > /tmp/ping.txt 2>&1; kv ${tag}_ping$sfx "$(tail -2 /tmp/ping.txt | tr '\n' ' ')"
+                cat /tmp/ping.txt
+            done
+            ip -s link; bridge link; ip neigh
             a0=$(now_ms)
-            xenstore-write /local/domain/$GDOM/data/app-cmd "http://10.200.0.1:8080/blob"
+            for gd in $GDOMS; do xenstore-write /local/domain/${gd#*:}/data/app-cmd "http://10.200.0.1:8080/blob"; done
             APP=1
             sleep 3
         else
@@ -301,28 +314,33 @@ shadow_run() {
                 tail -20 /tmp/shadowd-$tag.log
             fi
         done
-        if [ -n "${XBPID:-}" ]; then
-            kill $XBPID 2>/dev/null; busybox pkill -f "xenstore-watch $XB" 2>/dev/null
+        if [ -n "$XBPIDS" ]; then
+            kill $XBPIDS 2>/dev/null; busybox pkill -f "xenstore-watch /local/domain/" 2>/dev/null
             # state/backend-id after each change, repeats folded
-            kv ${tag}_xenbus "$(uniq /tmp/xenbus-$tag.txt | tr '\n' ' ')"
-            XBPID=""
+            for gd in $GDOMS; do
+                g=${gd%%:*}; sfx=$([ $g = guest1 ] || echo _$g)
+                kv ${tag}_xenbus$sfx "$(uniq /tmp/xenbus-$tag$sfx.txt | tr '\n' ' ')"
+            done
         fi
         if [ $APP = 1 ]; then
-            if watch_until /local/domain/$GDOM/data/app-result 600 "xenstore-read /local/domain/$GDOM/data/app-result"; then
-                res=$(xenstore-read /local/domain/$GDOM/data/app-result)
-                echo "SDLAB-RESULT $tag app: $res (expected md5 $BLOB_MD5, $BLOB_BYTES bytes) in $(secs $a0 $(now_ms)) s"
-                kv ${tag}_app "$res"
-                kv ${tag}_app_s "$(secs $a0 $(now_ms))"
-                mark ${tag}_app_done
-            else
-                # tells a hung download from a guest whose shell never got to start it
-                started=$(xenstore-read /local/domain/$GDOM/data/app-started 2>/dev/null || echo never)
-                kv ${tag}_app "no result within 600 s (guest started the app at uptime: $started)"
-                show_console guest1
-            fi
+            for gd in $GDOMS; do
+                g=${gd%%:*}; d=${gd#*:}; sfx=$([ $g = guest1 ] || echo _$g)
+                if watch_until /local/domain/$d/data/app-result 600 "xenstore-read /local/domain/$d/data/app-result"; then
+                    res=$(xenstore-read /local/domain/$d/data/app-result)
+                    echo "SDLAB-RESULT $tag app $g: $res (expected md5 $BLOB_MD5, $BLOB_BYTES bytes) in $(secs $a0 $(now_ms)) s"
+                    kv ${tag}_app$sfx "$res"
+                    kv ${tag}_app${sfx}_s "$(secs $a0 $(now_ms))"
+                    mark ${tag}_app${sfx}_done
+                else
+                    # tells a hung download from a guest whose shell never got to start it
+                    started=$(xenstore-read /local/domain/$d/data/app-started 2>/dev/null || echo never)
+                    kv ${tag}_app$sfx "no result within 600 s (guest started the app at uptime: $started)"
+                    show_console $g
+                fi
+            done
             xctl devices
         fi
-        show_console guest1; show_console netdd
+        for g in $GUESTS; do show_console $g; done; show_console netdd
         xl list
         echo "\$ shadowctl shutdown"; xctl shutdown
     fi
@@ -342,14 +360,16 @@ shadow_run() {
     for d in $(xl list | awk 'NR>2{print $1}'); do xl destroy $d; done
     rm -f /run/shadowd-xen/events.jsonl
 }
-for r in ${LAB_RUNS:-cold standby}; do
+for r in ${LAB_RUNS:-cold standby multi}; do
     case $r in
-        cold) shadow_run xen $XH kill segv sysrq ;;
-        standby) shadow_run standby /lab/hosts/xen-standby kill segv sysrq ;;
+        cold) shadow_run xen $XH guest1 kill segv sysrq ;;
+        standby) shadow_run standby /lab/hosts/xen-standby guest1 kill segv sysrq ;;
+        # two guests' vifs on one netdd, recovered together
+        multi) shadow_run multi /lab/hosts/xen-multi "guest1 guest2" kill segv sysrq ;;
     esac
 done
 # Leave a clean slate for the baseline.
-for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
+for d in netdd guest1 guest2; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
 
 
 # ------------------------------------------------------------------ 4. local platform inside dom0 (optional)

@@ -43,9 +43,11 @@ def main():
             return None
 
     # shadowd's recoveries on Xen: kv "<run>_<fault>" = "fault to ready|death to ready|restarts|cause"
-    # for run xen (cold) and standby (warm standby), faults kill/segv/sysrq.
+    # for run xen (cold), standby (warm standby) and multi (two guests on one
+    # netdd, cold), faults kill/segv/sysrq.
+    runs = ("xen", "standby", "multi")
     recoveries = {}  # (run, fault) -> dict
-    for run in ("xen", "standby"):
+    for run in runs:
         for fault in ("kill", "segv", "sysrq"):
             v = kv.get(f"{run}_{fault}")
             if v is None:
@@ -67,18 +69,22 @@ def main():
         xs = [r["fault_to_ready_ms"] for (rn, _), r in recoveries.items()
               if rn == run and r.get("fault_to_ready_ms") is not None]
         return round(statistics.median(xs), 1) if xs else None
-    # The guest's download across the crashes: kv "<run>_app" = "exit=N md5=M bytes=B ..."
+    # Each guest's download across the crashes: kv "<run>_app" (guest1) or
+    # "<run>_app_<guest>" = "exit=N md5=M bytes=B ...".
     blob = kv.get("blob", "").split()  # "<bytes> bytes md5 <md5>"
-    apps = {}
-    for run in ("xen", "standby"):
-        fields = dict(f.split("=", 1) for f in kv.get(f"{run}_app", "").split() if "=" in f)
-        if "exit" in fields:
+    apps = {}  # (run, guest) -> dict
+    for run in runs:
+        for key in sorted(k for k in kv if k == f"{run}_app" or k.startswith(f"{run}_app_") and not k.endswith("_s")):
+            fields = dict(f.split("=", 1) for f in kv[key].split() if "=" in f)
+            if "exit" not in fields:
+                continue
             md5_ok = len(blob) == 4 and fields.get("md5") == blob[3]
             size = fields.get("bytes") or None  # older guest images did not count them
             ok = md5_ok and (size is None or size == blob[0])
-            apps[run] = {"exit": int(fields["exit"]) if fields["exit"].isdigit() else None, "bytes_ok": ok,
-                         "md5_ok": md5_ok, "bytes": size, "seconds": kv.get(f"{run}_app_s")}
-    first_app = apps.get("xen") or apps.get("standby")
+            guest = "guest1" if key == f"{run}_app" else key[len(f"{run}_app_"):]
+            apps[(run, guest)] = {"exit": int(fields["exit"]) if fields["exit"].isdigit() else None,
+                                  "bytes_ok": ok, "md5_ok": md5_ok, "bytes": size, "seconds": kv.get(f"{key}_s")}
+    first_app = apps.get(("xen", "guest1")) or apps.get(("standby", "guest1"))
     shadow_cold_ms = median_of("xen")
     standby_ms = median_of("standby")
     samples = [float(x) for x in kv.get("baseline_samples_s", "").split()]
@@ -124,7 +130,8 @@ def main():
     if "xen_check_out" in kv:
         out_notes.append(f"`shadowd --platform xen --check` (exit {kv.get('xen_check_rc')}): "
                          f"{kv['xen_check_out'].strip()}")
-    for run, what in (("xen", "cold (standby off)"), ("standby", "warm standby")):
+    what_run = {"xen": "cold (standby off)", "standby": "warm standby", "multi": "two guests' vifs on one netdd, cold"}
+    for run, what in what_run.items():
         if f"{run}_out" not in kv:
             continue
         rc = kv.get(f"{run}_rc", "?")
@@ -152,21 +159,22 @@ def main():
         out_notes.append("shadow_cold_ms / standby_ms = median of shadowd's 'fault to ready' (shadowctl status netdd: "
                          "first sign of the fault -> the new driver domain's drvdom said Ready over its vchan) "
                          "over the kill, segv (drvdom crash inside the domain) and sysrq (kernel crash) faults")
-    for run, app in apps.items():
-        out_notes.append(f"guest app ({'cold' if run == 'xen' else 'warm standby'} run): busybox wget of a "
-                         f"{blob[0] if blob else '?'}-byte blob from dom0 over guest1's shadowed vif (sd-netfront "
+    for (run, guest), app in apps.items():
+        out_notes.append(f"{guest} app ({what_run[run]} run): busybox wget of a "
+                         f"{blob[0] if blob else '?'}-byte blob from dom0 over {guest}'s shadowed vif (sd-netfront "
                          f"--xen -> netdd's drvdom -> netdd's NIC -> dom0 bridge) across the run's driver-domain "
                          f"faults: exit {app['exit']}, {app['bytes'] or 'uncounted'} bytes, md5 "
                          f"{'matches' if app['md5_ok'] else 'DIFFERS'}, {app['seconds']} s")
-    for run in ("xen", "standby"):
-        if f"{run}_xenbus" in kv:
-            seen = kv[f"{run}_xenbus"].split()
+    for run in runs:
+        for key in sorted(k for k in kv if k == f"{run}_xenbus" or k.startswith(f"{run}_xenbus_")):
+            seen = kv[key].split()
             states = sorted({s.split("/")[0] for s in seen})
-            out_notes.append(f"{run}: the guest's device in xenstore (state/backend-id after every change, from "
+            guest = key[len(f"{run}_xenbus_"):] if key != f"{run}_xenbus" else "guest1"
+            out_notes.append(f"{run}: {guest}'s device in xenstore (state/backend-id after every change, from "
                              f"the first attach to the end of the faults): {' '.join(seen)}; "
                              f"{'stayed Connected (4)' if states == ['4'] else 'states seen: ' + ', '.join(states)}")
-        for k in (f"{run}_vif", f"{run}_ping", f"{run}_app"):
-            if k in kv and run not in apps or k.endswith("_ping") and k in kv:
+        for k in sorted(k for k in kv if k in (f"{run}_vif", f"{run}_app") or k.startswith(f"{run}_ping")):
+            if k.startswith(f"{run}_ping") or not any(r == run for r, _ in apps):
                 out_notes.append(f"{k}: {kv[k].strip()}")
     if not apps:
         out_notes.append("app_exit, bytes_ok stay null: no guest application result was recorded")

@@ -16,7 +16,7 @@
 #   LAB_TIMEOUT  cap for boot + test in seconds (default 1500)
 #   LAB_LOCAL    1 (default) also try shadowd --platform local inside dom0; 0 skips it
 #   LAB_SHADOWD_ARGS  extra arguments for the `shadowd --platform xen` run in dom0 (e.g. -v)
-#   LAB_RUNS     which shadowd runs, in order (default "cold standby")
+#   LAB_RUNS     which shadowd runs, in order (default "cold standby multi")
 #   LAB_CPU      QEMU -cpu model (default: see qemu_run.py)
 #   LAB_SMP      emulated CPUs, also dom0's vCPUs (default 2)
 # The last line of output is always one JSON object (also on failure).
@@ -32,7 +32,7 @@ LAB_RESTARTS=${LAB_RESTARTS:-3}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1500}
 LAB_LOCAL=${LAB_LOCAL:-1}
 LAB_SHADOWD_ARGS=${LAB_SHADOWD_ARGS:-}
-LAB_RUNS=${LAB_RUNS:-cold standby}
+LAB_RUNS=${LAB_RUNS:-cold standby multi}
 SUITE=bookworm
 XEN_PKG=xen-hypervisor-4.17-amd64
 # dom0 userspace: Xen toolstack + what the lab scripts and the local platform use.
