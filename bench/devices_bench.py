@@ -160,7 +160,8 @@ def main():
             print("per %s (from %d to %d devices): %.0f KiB of address space, %.1f fds" % (
                 cls, ns[0], ns[-1], (b["vm_kib"] - a["vm_kib"]) / (ns[-1] - ns[0]), (b["fds"] - a["fds"]) / (ns[-1] - ns[0])))
     if shutil.which("gnuplot") and plot(rows, args.plot):
-        print("plot: %s" % os.path.relpath(args.plot, ROOT))
+        rel = os.path.relpath(args.plot, ROOT)
+        print("plot: %s" % (args.plot if rel.startswith("..") else rel))
 
 
 if __name__ == "__main__":
