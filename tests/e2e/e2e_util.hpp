@@ -29,6 +29,17 @@
 
 namespace sd::e2e {
 
+// Every e2e test starts shadowd, which sandboxes its driver domains
+// (namespaces, mounts, netns): without root they are skipped with the
+// reason, not failed one by one.
+class NeedsRoot : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "the end-to-end tests need root (shadowd's sandboxes and netns)";
+  }
+};
+inline ::testing::Environment* const kNeedsRoot = ::testing::AddGlobalTestEnvironment(new NeedsRoot);
+
 struct CmdResult {
   int rc = -1;
   std::string out, err;
