@@ -23,8 +23,9 @@ namespace fs = std::filesystem;
 namespace {
 
 // One guest's sound card and its player.
-struct Card {
-  std::string guest, device, pcm_sock, wav_out;
+struct Card : GuestDevice {
+  using GuestDevice::GuestDevice;
+  std::string pcm_sock, wav_out;
   Child aplay;
   std::vector<uint64_t> at_frame;  // per fault: the DAC's recorded frames when it went in
   std::vector<double> gap_ms;      // per fault: the silence heard in the second after it
@@ -55,11 +56,9 @@ int run_aplay(const std::string& sock, bool json_out, const Opts& o) {
   if (vsnds.empty()) return run.end(1);
   const std::string dom = vsnds.front().value("backend", "");
   for (auto& v : vsnds) {
-    Card& c = cards.emplace_back();
-    c.guest = guest_of(v);
-    c.device = v.value("device", "");
-    c.pcm_sock = v["detail"].value("socket", "");
-    c.wav_out = v["detail"].value("wav", "");
+    Card& c = cards.emplace_back(v);
+    c.pcm_sock = c.detail.value("socket", "");
+    c.wav_out = c.detail.value("wav", "");
     c.at_frame.resize(static_cast<size_t>(o.faults));
   }
   FaultSchedule sched(sock, dom, o, pr);

@@ -64,8 +64,9 @@ FioPass fio_pass(const fs::path& disk, const fs::path& files, uint64_t bytes) {
 }
 
 // One guest's disk: its frontend, the mounted file and fio's passes on it.
-struct Disk {
-  std::string guest, device, vbd_sock;
+struct Disk : GuestDevice {
+  using GuestDevice::GuestDevice;
+  std::string vbd_sock;
   uint64_t sectors = 0;
   fs::path mnt;
   Child front;
@@ -99,11 +100,9 @@ int run_fio(const std::string& sock, bool json_out, const Opts& o) {
   if (vbds.empty()) return run.end(1);
   const std::string dom = vbds.front().value("backend", "");
   for (auto& v : vbds) {
-    Disk& d = disks.emplace_back();
-    d.guest = guest_of(v);
-    d.device = v.value("device", "");
-    d.vbd_sock = v["detail"].value("socket", "");
-    d.sectors = v["detail"].value("sectors", uint64_t{0});
+    Disk& d = disks.emplace_back(v);
+    d.vbd_sock = d.detail.value("socket", "");
+    d.sectors = d.detail.value("sectors", uint64_t{0});
     d.mnt = work / ("mnt-" + fs::path(d.vbd_sock).stem().string());
     fs::create_directories(d.mnt);
   }

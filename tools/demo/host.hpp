@@ -55,10 +55,15 @@ class ScratchRun {
 // guest device, in shadowd's order, once all of their backends are up; tried
 // every 100 ms for 30 s. Empty (said on `pr`) when none comes.
 std::vector<nlohmann::json> wait_devices(const std::string& sock, const std::string& cls, Progress& pr);
-// The guest a device entry belongs to: "guest1" for "guest1/vif/0".
-inline std::string guest_of(const nlohmann::json& device) {
-  std::string id = device.value("device", "");
-  return id.substr(0, id.find('/'));
-}
+// A workload's device: its id ("guest1/vif/0"), the guest it belongs to
+// ("guest1") and shadowd's class-specific detail, from a devices entry.
+struct GuestDevice {
+  std::string guest, device;
+  nlohmann::json detail;
+  explicit GuestDevice(const nlohmann::json& entry)
+      : device(entry.value("device", "")), detail(entry.value("detail", nlohmann::json::object())) {
+    guest = device.substr(0, device.find('/'));
+  }
+};
 
 }  // namespace sd::tools::demo

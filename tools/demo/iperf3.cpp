@@ -18,8 +18,9 @@ namespace {
 
 // One guest's iperf3: its server in the wire netns on its own port, its
 // client in the guest's netns, and what the client reported.
-struct Iperf3Run {
-  std::string device, guest, guest_ns, guest_ip, wire_ns, wire_ip;
+struct Iperf3Run : GuestDevice {
+  using GuestDevice::GuestDevice;
+  std::string guest_ns, guest_ip, wire_ns, wire_ip;
   int port = 0;
   Child server, client;
   json app = json::object();
@@ -78,14 +79,11 @@ int run_iperf3(const std::string& sock, bool json_out, const Opts& o) {
   if (vifs.empty()) return run.end(1);
   const std::string dom = vifs.front().value("backend", "");
   for (auto& v : vifs) {
-    const json& det = v["detail"];
-    Iperf3Run& r = runs.emplace_back();
-    r.device = v.value("device", "");
-    r.guest = guest_of(v);
-    r.guest_ns = det.value("guest_ns", "");
-    r.guest_ip = strip_prefix_len(det.value("guest_addr", ""));
-    r.wire_ns = det.value("wire_ns", "");
-    r.wire_ip = strip_prefix_len(det.value("wire_addr", ""));
+    Iperf3Run& r = runs.emplace_back(v);
+    r.guest_ns = r.detail.value("guest_ns", "");
+    r.guest_ip = strip_prefix_len(r.detail.value("guest_addr", ""));
+    r.wire_ns = r.detail.value("wire_ns", "");
+    r.wire_ip = strip_prefix_len(r.detail.value("wire_addr", ""));
     r.port = 5201 + static_cast<int>(runs.size() - 1);
     if (r.guest_ns.empty() || r.wire_ns.empty() || r.wire_ip.empty() || r.guest_ip.empty())
       return run.fail(r.device + ": devices detail lacks guest_ns/guest_addr/wire_ns/wire_addr");
