@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -297,6 +299,127 @@ TEST_F(VsndE2eTest, FencedAtTheFirstFault_ShadowAcknowledgesInSilenceAndAplayExi
   EXPECT_EQ(a.first_index, 0u);
   EXPECT_LT(a.end_index, 4 * sd::pcm::kRate);
   EXPECT_GT(a.tail_silence, 0u);
+}
+
+// A 440 Hz tone of `seconds` in the file format people play: `fmt` is U8,
+// S16, S32 or FLOAT (WAV format 3), little endian, `channels` interleaved.
+fs::path tone(const fs::path& dir, unsigned rate, const std::string& fmt, unsigned channels, double seconds) {
+  const unsigned bytes = fmt == "U8" ? 1 : fmt == "S16" ? 2 : 4;
+  const auto frames = static_cast<uint64_t>(rate * seconds);
+  std::string data;
+  for (uint64_t i = 0; i < frames; ++i) {
+    double v = 0.3 * std::sin(2 * M_PI * 440 * static_cast<double>(i) / rate);
+    for (unsigned c = 0; c < channels; ++c) {
+      if (fmt == "U8") {
+        data += static_cast<char>(static_cast<uint8_t>(128 + 127 * v));
+      } else if (fmt == "S16") {
+        auto x = static_cast<int16_t>(32767 * v);
+        data.append(reinterpret_cast<const char*>(&x), 2);
+      } else if (fmt == "S32") {
+        auto x = static_cast<int32_t>(2147483647.0 * v);
+        data.append(reinterpret_cast<const char*>(&x), 4);
+      } else {
+        auto x = static_cast<float>(v);
+        data.append(reinterpret_cast<const char*>(&x), 4);
+      }
+    }
+  }
+  auto le = [](uint32_t v, int n) { return std::string(reinterpret_cast<const char*>(&v), static_cast<size_t>(n)); };
+  const uint32_t block = channels * bytes;
+  std::string wav = "RIFF" + le(36 + static_cast<uint32_t>(data.size()), 4) + "WAVEfmt " + le(16, 4) +
+                    le(fmt == "FLOAT" ? 3 : 1, 2) + le(channels, 2) + le(rate, 4) + le(rate * block, 4) +
+                    le(block, 2) + le(bytes * 8, 2) + "data" + le(static_cast<uint32_t>(data.size()), 4) + data;
+  auto p = dir / ("tone-" + std::to_string(rate) + "-" + fmt + "-" + std::to_string(channels) + ".wav");
+  std::ofstream(p, std::ios::binary) << wav;
+  return p;
+}
+
+// What a listener hears in the DAC's recording (48 kHz S16 stereo): the time
+// from the first to the last sound, and the longest silence inside it.
+struct Heard {
+  double seconds = 0, longest_hole_ms = 0;
+};
+Heard heard(const fs::path& wav) {
+  std::string d = slurp(wav);
+  Heard h;
+  if (d.size() <= 44) return h;
+  const size_t frames = (d.size() - 44) / 4;
+  auto loud = [&](size_t i) {
+    int16_t s[2];
+    std::memcpy(s, d.data() + 44 + i * 4, 4);
+    return std::abs(s[0]) > 2 || std::abs(s[1]) > 2;
+  };
+  size_t first = 0, last = frames;
+  while (first < frames && !loud(first)) ++first;
+  while (last > first && !loud(last - 1)) --last;
+  size_t run = 0;
+  for (size_t i = first; i < last; ++i) {
+    run = loud(i) ? 0 : run + 1;
+    h.longest_hole_ms = std::max(h.longest_hole_ms, run * 1000.0 / sd::pcm::kRate);
+  }
+  h.seconds = static_cast<double>(last - first) / sd::pcm::kRate;
+  return h;
+}
+
+// The files people play, through `plug:shadow` with aplay's own defaults
+// (500 ms buffer, 125 ms periods), across 3 kills of the sound domain: the
+// plugin converts rate, format and channels to the card's.
+struct FileFormat {
+  unsigned rate;
+  const char* fmt;
+  unsigned channels;
+};
+class VsndFormatE2eTest : public VsndE2eTest, public ::testing::WithParamInterface<FileFormat> {};
+
+TEST_P(VsndFormatE2eTest, PlugShadowAplayDefaults_ThreeKills_ExitsZeroWholeDurationNoHoleOver20ms) {
+  const FileFormat f = GetParam();
+  start_shadowd();
+  constexpr double kSeconds = 8;
+  auto in = tone(dir_, f.rate, f.fmt, f.channels, kSeconds);
+  Player aplay({"aplay", "-D", "plug:shadow", in.string()}, alsa_conf_, dir_ / "aplay.out");
+  ASSERT_TRUE(wait_until([&] { return detail().value("player_connected", false); }, 5s)) << aplay.out();
+  for (size_t k = 0; k < 3; ++k) {
+    std::this_thread::sleep_for(1500ms);
+    inject("kill", k);
+  }
+  ASSERT_TRUE(aplay.wait_for(30s)) << "aplay still running";
+  expect_clean_player(aplay);
+  EXPECT_GE(events("recovery").size(), 3u);
+  Heard h = heard(wav_out_);
+  std::printf("[ figure   ] %u Hz %s x%u: heard %.3f s of %.3f s, longest hole %.2f ms\n", f.rate, f.fmt,
+              f.channels, h.seconds, kSeconds, h.longest_hole_ms);
+  EXPECT_NEAR(h.seconds, kSeconds, kSeconds / 100);
+  EXPECT_LE(h.longest_hole_ms, 20.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Files, VsndFormatE2eTest,
+                         ::testing::Values(FileFormat{44100, "S16", 2}, FileFormat{22050, "U8", 1},
+                                           FileFormat{96000, "S32", 2}, FileFormat{48000, "FLOAT", 6}),
+                         [](const auto& info) {
+                           return std::to_string(info.param.rate) + info.param.fmt + "x" +
+                                  std::to_string(info.param.channels);
+                         });
+
+// The player's buffer is its own: 5 ms (smaller than the card's 5 ms DAC
+// tick) and 2 s (more than the card's 128 KiB) both play whole across a kill.
+TEST_F(VsndE2eTest, PlugShadowTinyAndHugeBuffers_OneKillEach_ExitsZeroWholeDuration) {
+  start_shadowd();
+  auto in = tone(dir_, 44100, "S16", 2, 4);
+  size_t kills = 0;
+  for (const char* buffer : {"--buffer-time=5000", "--buffer-time=2000000"}) {
+    Player aplay({"aplay", "-D", "plug:shadow", buffer, in.string()}, alsa_conf_, dir_ / "aplay.out");
+    ASSERT_TRUE(wait_until([&] { return detail().value("player_connected", false); }, 5s)) << aplay.out();
+    std::this_thread::sleep_for(1500ms);
+    inject("kill", kills++);
+    ASSERT_TRUE(aplay.wait_for(30s)) << buffer << ": aplay still running";
+    expect_clean_player(aplay);
+    Heard h = heard(wav_out_);
+    std::printf("[ figure   ] %s: heard %.3f s of 4.000 s, longest hole %.2f ms\n", buffer, h.seconds,
+                h.longest_hole_ms);
+    EXPECT_NEAR(h.seconds, 4.0, 0.04) << buffer;
+    EXPECT_LE(h.longest_hole_ms, 20.0) << buffer;
+    ASSERT_TRUE(wait_until([&] { return !detail().value("player_connected", true); }, 5s));
+  }
 }
 
 TEST_F(VsndE2eTest, PluginConfig_MissingSocket_AplayFailsWithAClearMessage) {
