@@ -292,9 +292,11 @@ int set_constraints(snd_pcm_ioplug_t* io) {
                                            PcmConverter::kMaxRate)) < 0)
     return e;
   // The player's own period and buffer (staged here beyond the card's): from
-  // well under a millisecond to several seconds of any format.
-  if ((e = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES, 64, 4 << 20)) < 0) return e;
-  if ((e = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_BUFFER_BYTES, 128, 32 << 20)) < 0) return e;
+  // well under a millisecond to 2 MiB (11 s of CD audio, 2 s of 96 kHz S32
+  // stereo): players that take the largest buffer offered (speaker-test)
+  // still get periods of seconds, not minutes.
+  if ((e = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES, 64, 512 << 10)) < 0) return e;
+  if ((e = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_BUFFER_BYTES, 128, 2 << 20)) < 0) return e;
   return snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024);
 }
 

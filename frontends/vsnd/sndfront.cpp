@@ -298,6 +298,9 @@ Result<size_t> Sndfront::write(const uint8_t* data, size_t bytes) {
   if (link_.gone()) return fail(Code::kEscalate, "vsnd: shadowd is gone");
   if (!st_.open) return fail(Code::kInvalidInput, "vsnd: write on a stream that is not open");
   const uint32_t bsz = st_.params.buffer_sz, psz = st_.params.period_sz;
+  // Never past what the backend has not acknowledged: that audio is still
+  // being read out of the buffer.
+  bytes = std::min<uint64_t>(bytes, bsz - std::min<uint64_t>(bsz, written_ - st_.acked));
   bytes -= bytes % sndif::kFrameBytes;
   size_t taken = 0;
   while (taken < bytes && ring_->free_requests() > 0 && ids_.count() < ids_.capacity()) {

@@ -67,8 +67,9 @@ class Sndfront final : private FrontendLink::Hooks {
 
   // Copies up to `bytes` of PCM into the shared buffer behind what was
   // written before and posts WRITE requests for it (split at period
-  // boundaries and the buffer's end). The caller keeps written - acked within
-  // the buffer (ALSA does). Returns the bytes taken (less if the ring is full).
+  // boundaries and the buffer's end), never more than the buffer has free
+  // (written - acked stays within it). Returns the bytes taken (less if the
+  // buffer or the ring is full).
   Result<size_t> write(const uint8_t* data, size_t bytes);
   // Plays out: waits until every write is acknowledged and the position has
   // reached the end (bounded by the audio left + 1 s).

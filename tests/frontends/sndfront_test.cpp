@@ -179,6 +179,22 @@ TEST(Sndfront, Write_SplitAtPeriodsLoggedAndAcknowledged) {
   EXPECT_EQ(st.acked, pcm.size());
 }
 
+// A caller that offers more than the buffer holds (the plugin's staging
+// queue does) gets only what is free: unacknowledged audio in the buffer is
+// never overwritten, and the request ring keeps room for stream control.
+TEST(Sndfront, WriteBeyondTheBuffer_TakesOnlyWhatIsFreeUntilAcknowledged) {
+  Harness h;
+  h.serve([](const xensnd_req& q) -> std::optional<xensnd_resp> {  // writes stay unanswered
+    if (q.operation == XENSND_OP_WRITE) return std::nullopt;
+    return Harness::ok(q);
+  });
+  ASSERT_EQ(h.front_->open(kBuffer, kPeriod).value_or(-1), 0);
+  std::vector<uint8_t> pcm(3 * kBuffer, 1);
+  EXPECT_EQ(h.front_->write(pcm.data(), pcm.size()).value_or(0), kBuffer);
+  EXPECT_EQ(h.front_->write(pcm.data(), pcm.size()).value_or(1), 0u);
+  EXPECT_EQ(h.front_->written(), kBuffer);
+}
+
 // The backend notifies only when rsp_event lies among the responses it
 // publishes. After a pump that took several responses, rsp_event still names
 // the first of them; a response published after the frontend read the ring
