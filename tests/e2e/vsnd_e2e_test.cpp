@@ -422,6 +422,25 @@ TEST_F(VsndE2eTest, PlugShadowTinyAndHugeBuffers_OneKillEach_ExitsZeroWholeDurat
   }
 }
 
+// speaker-test takes the largest buffer a device offers and its sine and
+// voice tests must play through it.
+TEST_F(VsndE2eTest, SpeakerTestSineAndWav_ThroughPlugShadow_ExitZeroAndSound) {
+  start_shadowd();
+  for (const char* test : {"sine", "wav"}) {
+    Player st({"speaker-test", "-D", "plug:shadow", "-c", "2", "-t", test, "-l", "1"}, alsa_conf_,
+              dir_ / "speaker-test.out");
+    ASSERT_TRUE(st.wait_for(30s)) << test << ": speaker-test still running";
+    EXPECT_EQ(st.rc(), 0) << st.out();
+    EXPECT_EQ(st.out().find("error"), std::string::npos) << st.out();
+    Heard h = heard(wav_out_);
+    std::printf("[ figure   ] speaker-test -t %s: heard %.3f s, longest silence %.2f ms\n", test, h.seconds,
+                h.longest_hole_ms);
+    EXPECT_GT(h.seconds, 1.0) << test;
+    // The sine sounds throughout; the voice test has pauses between its words.
+    if (std::string(test) == "sine") EXPECT_LE(h.longest_hole_ms, 20.0);
+  }
+}
+
 TEST_F(VsndE2eTest, PluginConfig_MissingSocket_AplayFailsWithAClearMessage) {
   std::ofstream(dir_ / "asoundrc") << "pcm_type.shadow { lib \"" << SD_PCM_PLUGIN << "\" }\n"
                                    << "pcm.shadow { type shadow }\n";
