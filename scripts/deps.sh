@@ -8,6 +8,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libasound2-dev libfuse3-dev
   iproute2 iputils-ping ethtool iperf3 fio alsa-utils procps
+  pulseaudio pulseaudio-utils
   util-linux e2fsprogs
   gnuplot-nox
 )

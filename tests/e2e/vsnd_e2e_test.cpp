@@ -441,6 +441,47 @@ TEST_F(VsndE2eTest, SpeakerTestSineAndWav_ThroughPlugShadow_ExitZeroAndSound) {
   }
 }
 
+// The sound-server path: a headless PulseAudio whose ALSA sink is `shadow`
+// (timer scheduling off: the plugin's poll fds pace it), an unmodified
+// paplay through it across 3 kills of the sound domain.
+TEST_F(VsndE2eTest, PulseAudioOnShadow_PaplayAcrossThreeKills_ExitsZeroWholeDurationNoHoleOver20ms) {
+  if (run("which pulseaudio paplay pactl").rc != 0) GTEST_SKIP() << "pulseaudio and paplay are not installed";
+  start_shadowd();
+  std::ofstream(dir_ / "pa.pa") << "load-module module-alsa-sink device=shadow tsched=0 sink_name=shadow\n"
+                                << "load-module module-native-protocol-unix auth-anonymous=1 socket="
+                                << (dir_ / "pa.sock").string() << "\nset-default-sink shadow\n";
+  const std::string env = "env HOME=" + dir_.string() + " ALSA_CONFIG_PATH=" + alsa_conf_ +
+                          " PULSE_SERVER=unix:" + (dir_ / "pa.sock").string() + " ";
+  // exec: the Player's pid is the program itself, killed with it.
+  Player pa({"sh", "-c", "exec " + env + "pulseaudio -n --daemonize=no --exit-idle-time=-1 --disallow-exit -F " +
+                             (dir_ / "pa.pa").string()},
+            alsa_conf_, dir_ / "pulseaudio.out");
+  ASSERT_TRUE(wait_until([&] { return run(env + "pactl info").rc == 0; }, 10s)) << slurp(dir_ / "pulseaudio.out");
+  constexpr double kSeconds = 8;
+  auto in = tone(dir_, 44100, "S16", 2, kSeconds);
+  Player paplay({"sh", "-c", "exec " + env + "paplay " + in.string()}, alsa_conf_, dir_ / "paplay.out");
+  for (size_t k = 0; k < 3; ++k) {
+    std::this_thread::sleep_for(1500ms);
+    inject("kill", k);
+  }
+  ASSERT_TRUE(paplay.wait_for(30s)) << "paplay still running";
+  EXPECT_EQ(paplay.rc(), 0) << paplay.out();
+  EXPECT_GE(events("recovery").size(), 3u);
+  // paplay is done when the server has its last frames; the sink plays them
+  // out after (its own buffer, then the card's): until the recording stops growing.
+  Heard h = heard(wav_out_);
+  for (int i = 0; i < 15; ++i) {
+    std::this_thread::sleep_for(200ms);
+    Heard later = heard(wav_out_);
+    if (later.seconds == h.seconds) break;
+    h = later;
+  }
+  std::printf("[ figure   ] paplay through PulseAudio: heard %.3f s of %.3f s, longest hole %.2f ms\n", h.seconds,
+              kSeconds, h.longest_hole_ms);
+  EXPECT_NEAR(h.seconds, kSeconds, kSeconds / 100);
+  EXPECT_LE(h.longest_hole_ms, 20.0);
+}
+
 TEST_F(VsndE2eTest, PluginConfig_MissingSocket_AplayFailsWithAClearMessage) {
   std::ofstream(dir_ / "asoundrc") << "pcm_type.shadow { lib \"" << SD_PCM_PLUGIN << "\" }\n"
                                    << "pcm.shadow { type shadow }\n";
