@@ -148,10 +148,12 @@ std::optional<sd::front::SampleFormat> sample_format(snd_pcm_format_t f) {
 }
 
 // The card's stream for the player's period and buffer, mapped to 48 kHz:
-// a period of at least 10 ms (the DAC plays in 5 ms ticks: a FIFO of a few
-// shorter periods would starve between them) and at most sndif's 32 KiB; a
-// buffer of at least 4 periods, at most 128 KiB. Returns period, buffer and
-// the part of the buffer beyond the player's own (hidden from ALSA).
+// a period of at least 20 ms and at most sndif's 32 KiB, a buffer of at
+// least 8 periods and at most 128 KiB. The DAC plays in 5 ms ticks and keeps
+// a FIFO of 3 periods (2 when the buffer holds no more than 4): shorter
+// periods starve it between ticks, and a FIFO under ~60 ms is shorter than a
+// driver-domain restart on a loaded machine. Returns period, buffer and the
+// part of the buffer beyond the player's own (hidden from ALSA).
 struct CardSizes {
   uint32_t period, buffer, hidden, chunk;
 };
@@ -160,11 +162,11 @@ CardSizes card_sizes(snd_pcm_ioplug_t* io) {
   auto card_bytes = [&](snd_pcm_uframes_t frames) {
     return static_cast<uint64_t>(static_cast<double>(frames) * kRate / io->rate) * kFrameBytes;
   };
-  constexpr uint64_t kMinCardPeriod = kRate / 100 * kFrameBytes;
+  constexpr uint64_t kMinCardPeriod = kRate / 50 * kFrameBytes;
   auto period = static_cast<uint32_t>(std::clamp<uint64_t>(card_bytes(io->period_size), kMinCardPeriod, kMaxPeriod));
   period -= period % kFrameBytes;
   const uint64_t wanted = card_bytes(io->buffer_size);
-  uint64_t buffer = std::clamp<uint64_t>(wanted, 4ULL * period, kMaxBuffer);
+  uint64_t buffer = std::clamp<uint64_t>(wanted, 8ULL * period, kMaxBuffer);
   buffer -= buffer % kFrameBytes;
   // Writes of a card period, or of half the player's buffer when that is
   // smaller (staged never holds more than that buffer: it must still move).

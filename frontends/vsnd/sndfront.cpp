@@ -303,7 +303,10 @@ Result<size_t> Sndfront::write(const uint8_t* data, size_t bytes) {
   bytes = std::min<uint64_t>(bytes, bsz - std::min<uint64_t>(bsz, written_ - st_.acked));
   bytes -= bytes % sndif::kFrameBytes;
   size_t taken = 0;
-  while (taken < bytes && ring_->free_requests() > 0 && ids_.count() < ids_.capacity()) {
+  // The last ring slots stay free for stream control (START, STOP, CLOSE):
+  // many small writes must not leave a player unable to start.
+  constexpr unsigned kControlSlots = 4;
+  while (taken < bytes && ring_->free_requests() > kControlSlots && ids_.count() + kControlSlots < ids_.capacity()) {
     uint32_t off = static_cast<uint32_t>(written_ % bsz);
     uint32_t chunk = static_cast<uint32_t>(std::min<uint64_t>({bytes - taken, bsz - off, psz - written_ % psz}));
     std::memcpy(buf_ + off, data + taken, chunk);

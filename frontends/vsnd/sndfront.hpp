@@ -68,7 +68,8 @@ class Sndfront final : private FrontendLink::Hooks {
   // Copies up to `bytes` of PCM into the shared buffer behind what was
   // written before and posts WRITE requests for it (split at period
   // boundaries and the buffer's end), never more than the buffer has free
-  // (written - acked stays within it). Returns the bytes taken (less if the
+  // (written - acked stays within it) and never into the ring's last 4
+  // slots (kept for stream control). Returns the bytes taken (less if the
   // buffer or the ring is full).
   Result<size_t> write(const uint8_t* data, size_t bytes);
   // Plays out: waits until every write is acknowledged and the position has
