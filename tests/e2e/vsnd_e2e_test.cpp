@@ -153,6 +153,16 @@ class VsndE2eTest : public ::testing::Test {
     ASSERT_EQ(r.rc, 0) << r.out << r.err;
   }
 
+  // `n` kills of the sound domain, `every` apart, each once the previous
+  // recovery is complete (the first after `every` of playing).
+  void kill_every(size_t n, std::chrono::milliseconds every) {
+    for (size_t k = 0; k < n; ++k) {
+      std::this_thread::sleep_for(every);
+      inject("kill", k);
+      if (HasFatalFailure()) return;
+    }
+  }
+
   fs::path input(uint64_t seconds) {
     auto p = dir_ / ("in" + std::to_string(seconds) + ".wav");
     std::ofstream(p, std::ios::binary) << sd::pcm::make_wav(seconds * sd::pcm::kRate);
@@ -198,10 +208,7 @@ TEST_F(VsndE2eTest, Aplay_FiveKillsOfTheSoundDomain_ExitsZeroAndRecordingIsTheIn
   Player aplay({"aplay", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", in.string()}, alsa_conf_,
                dir_ / "aplay.out");
   ASSERT_TRUE(wait_until([&] { return detail().value("player_connected", false); }, 5s)) << aplay.out();
-  for (size_t k = 0; k < 5; ++k) {
-    std::this_thread::sleep_for(3s);
-    inject("kill", k);
-  }
+  kill_every(5, 3s);
   ASSERT_TRUE(aplay.wait_for(30s)) << "aplay still running";
   expect_clean_player(aplay);
   EXPECT_TRUE(wait_until([&] { return events("recovery").size() >= 5; }, 5s));
@@ -378,10 +385,7 @@ TEST_P(VsndFormatE2eTest, PlugShadowAplayDefaults_ThreeKills_ExitsZeroWholeDurat
   auto in = tone(dir_, f.rate, f.fmt, f.channels, kSeconds);
   Player aplay({"aplay", "-D", "plug:shadow", in.string()}, alsa_conf_, dir_ / "aplay.out");
   ASSERT_TRUE(wait_until([&] { return detail().value("player_connected", false); }, 5s)) << aplay.out();
-  for (size_t k = 0; k < 3; ++k) {
-    std::this_thread::sleep_for(1500ms);
-    inject("kill", k);
-  }
+  kill_every(3, 1500ms);
   ASSERT_TRUE(aplay.wait_for(30s)) << "aplay still running";
   expect_clean_player(aplay);
   EXPECT_GE(events("recovery").size(), 3u);
@@ -460,10 +464,7 @@ TEST_F(VsndE2eTest, PulseAudioOnShadow_PaplayAcrossThreeKills_ExitsZeroWholeDura
   constexpr double kSeconds = 8;
   auto in = tone(dir_, 44100, "S16", 2, kSeconds);
   Player paplay({"sh", "-c", "exec " + env + "paplay " + in.string()}, alsa_conf_, dir_ / "paplay.out");
-  for (size_t k = 0; k < 3; ++k) {
-    std::this_thread::sleep_for(1500ms);
-    inject("kill", k);
-  }
+  kill_every(3, 1500ms);
   ASSERT_TRUE(paplay.wait_for(30s)) << "paplay still running";
   EXPECT_EQ(paplay.rc(), 0) << paplay.out();
   EXPECT_GE(events("recovery").size(), 3u);
