@@ -18,7 +18,7 @@ DeviceEngine::DeviceEngine(boost::asio::io_context& io, std::string guest, const
       guest_(std::move(guest)),
       spec_(spec),
       handle_(handle),
-      id_(guest_ + "/" + std::string(config::class_name(spec.cls)) + "/" + std::to_string(spec.index)),
+      id_(guest_ + "/" + config::device_name(spec)),
       policy_(std::move(policy)),
       log_(log),
       report_(std::move(report)),
@@ -307,7 +307,7 @@ Result<std::unique_ptr<DeviceEngine>> make_device_engine(boost::asio::io_context
                                                          FaultReporter report, std::unique_ptr<ClassHooks> hooks) {
   platform::DeviceInfo info{guest, std::string(config::class_name(spec.cls)), spec.index, hooks->pool_pages(),
                             hooks->published_nodes()};
-  std::string id = guest + "/" + info.type + "/" + std::to_string(spec.index);
+  std::string id = guest + "/" + config::device_name(spec);
   auto plumbing = plat.make_device_plumbing(info);
   if (!plumbing) return fail(plumbing.error().code, id + ": " + plumbing.error().message);
   auto splitter = std::make_unique<FrontendSplitter>(io, **plumbing, "the " + info.type + " " + id, handle,

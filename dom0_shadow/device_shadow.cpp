@@ -16,7 +16,7 @@ std::string_view state_name(DeviceState s) {
 }
 
 DeviceShadow::DeviceShadow(std::string guest, const config::DeviceSpec& spec)
-    : id_(guest + "/" + std::string(config::class_name(spec.cls)) + "/" + std::to_string(spec.index)),
+    : id_(guest + "/" + config::device_name(spec)),
       backend_(spec.backend),
       cls_(spec.cls) {}
 

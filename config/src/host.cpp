@@ -204,7 +204,7 @@ class HostLoader {
     }
     auto check = [&](const DomainCfg& cfg) {
       for (const auto& dev : cfg.devices) {
-        if (dev.backend == kDom0Name) continue;
+        if (dev.backend == kDom0Name || dev.stream != 0) continue;  // a card's other streams: checked with its first
         std::string where = cfg.file + ":" + std::to_string(dev.line) + " " + device_label(dev);
         if (dev.backend == cfg.name) {
           diags_.push_back({cfg.file, dev.line, device_label(dev) + ": domain '" + cfg.name + "' is its own backend",

@@ -44,6 +44,11 @@ std::string_view cfg_key(DeviceClass cls) {
   return "unknown";
 }
 
+std::string device_name(const DeviceSpec& d) {
+  std::string n = std::string(class_name(d.cls)) + "/" + std::to_string(d.index);
+  return d.stream ? n + "." + std::to_string(d.stream) : n;
+}
+
 namespace {
 
 // ---------------------------------------------------------------- helpers
@@ -609,7 +614,7 @@ class Checker : Reporter {
     for (const auto& item : s.value.items) {
       std::optional<DeviceSpec> dev;
       if (k == "vsnd") {
-        dev = vsnd_card(item, index);
+        if (auto card = vsnd_card(item, index)) streams(cfg, std::move(*card));
       } else if (item.kind != Value::kString) {
         error(item.line, k + "[" + std::to_string(index) + "] must be a quoted string",
               "write " + k + " = [ 'key=value,key=value' ]");
@@ -838,6 +843,25 @@ class Checker : Reporter {
             "write vsnd = [[ 'card, backend=snddd, short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]]");
     }
     return finish(std::move(dev), errors_before);
+  }
+
+  // A card as one device per playback stream (a card without stream items
+  // has one).
+  void streams(DomainCfg& cfg, DeviceSpec card) {
+    int n = static_cast<int>(std::count_if(card.children.begin(), card.children.end(), [](const Params& c) {
+      return c.at("kind") == "stream" && c.contains("type") && c.at("type") == "p";
+    }));
+    if (n > kMaxVsndStreams) {
+      error(card.line,
+            "vsnd[" + std::to_string(card.index) + "]: " + std::to_string(n) + " playback streams, at most " +
+                std::to_string(kMaxVsndStreams) + " per card",
+            "give the card fewer 'stream, ..., type=p' items, or add another card");
+      return;
+    }
+    for (int k = 0; k < std::max(n, 1); ++k) {
+      card.stream = k;
+      cfg.devices.push_back(card);
+    }
   }
 
   // One vsnd string: "KIND, KEY=VALUE, ...". In a flat card the kind word is

@@ -1,5 +1,7 @@
 #include "vsnd/dac.hpp"
 
+#include "sd/config/xl_cfg.hpp"
+
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -45,32 +47,48 @@ void wav_header(uint8_t h[44], uint64_t frames) {
 
 }  // namespace
 
-Result<std::unique_ptr<Dac>> Dac::create(const std::filesystem::path& wav) {
+Result<std::unique_ptr<Dac>> Dac::create(const std::filesystem::path& wav, size_t voices) {
+  if (voices == 0 || voices > config::kMaxVsndStreams)
+    return fail(Code::kInvalidInput, "a DAC has 1 to " + std::to_string(config::kMaxVsndStreams) + " voices, not " +
+                                         std::to_string(voices));
   auto d = std::unique_ptr<Dac>(new Dac());
-  d->mem_.reset(::memfd_create("sd-vsnd-dac", MFD_CLOEXEC));
-  if (!d->mem_) return sys_fail("memfd_create DAC");
-  if (::ftruncate(d->mem_.get(), sndif::kDacBytes) != 0) return sys_fail("ftruncate DAC");
-  void* p = ::mmap(nullptr, sndif::kDacBytes, PROT_READ | PROT_WRITE, MAP_SHARED, d->mem_.get(), 0);
-  if (p == MAP_FAILED) return sys_fail("mmap DAC");
-  d->base_ = static_cast<uint8_t*>(p);
-  d->regs_ = new (p) sndif::DacRegs{};
-  d->regs_->magic = sndif::kDacMagic;
-  d->irq_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!d->irq_) return sys_fail("eventfd DAC");
+  for (size_t k = 0; k < voices; ++k) {
+    auto v = std::make_unique<Voice>();
+    v->mem_.reset(::memfd_create("sd-vsnd-dac", MFD_CLOEXEC));
+    if (!v->mem_) return sys_fail("memfd_create DAC");
+    if (::ftruncate(v->mem_.get(), sndif::kDacBytes) != 0) return sys_fail("ftruncate DAC");
+    void* p = ::mmap(nullptr, sndif::kDacBytes, PROT_READ | PROT_WRITE, MAP_SHARED, v->mem_.get(), 0);
+    if (p == MAP_FAILED) return sys_fail("mmap DAC");
+    v->base_ = static_cast<uint8_t*>(p);
+    v->regs_ = new (p) sndif::DacRegs{};
+    v->regs_->magic = sndif::kDacMagic;
+    v->irq_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!v->irq_) return sys_fail("eventfd DAC");
+    d->voices_.push_back(std::move(v));
+  }
   d->wav_ = wav;
   d->new_wav_ = !wav.empty();
   d->thread_ = std::thread([dac = d.get()] { dac->run(); });
   return d;
 }
 
+Dac::Voice::~Voice() {
+  if (base_) ::munmap(base_, sndif::kDacBytes);
+}
+
 Dac::~Dac() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
   finish_wav();
-  if (base_) ::munmap(base_, sndif::kDacBytes);
 }
 
-void Dac::restart_wav() { new_wav_ = !wav_.empty(); }
+void Dac::player_opened() {
+  if (players_.fetch_add(1) == 0) new_wav_ = !wav_.empty();
+}
+
+void Dac::player_closed() {
+  if (players_.load() > 0) players_.fetch_sub(1);
+}
 
 void Dac::finish_wav() {
   if (!out_) return;
@@ -79,7 +97,7 @@ void Dac::finish_wav() {
   out_ = nullptr;
 }
 
-// Real-time loop: the frames owed are derived from the time the stream has
+// Real-time loop: the frames owed are derived from the time the card has
 // been running, so late wake-ups are caught up and nothing drifts.
 void Dac::run() {
   uint64_t next = mono_ns();
@@ -101,8 +119,10 @@ void Dac::run() {
       }
     }
     uint64_t now = mono_ns();
-    if (regs_->run.load(std::memory_order_acquire) != 1) {
-      running = false;  // halted: the clock restarts when it runs again
+    bool any = std::any_of(voices_.begin(), voices_.end(),
+                           [](const auto& v) { return v->regs().run.load(std::memory_order_acquire) == 1; });
+    if (!any) {
+      running = false;  // every voice halted: the clock restarts when one runs again
     } else {
       if (!running) {
         running = true;
@@ -116,59 +136,61 @@ void Dac::run() {
       }
     }
     uint64_t one = 1;
-    (void)!::write(irq_.get(), &one, sizeof(one));
+    for (auto& v : voices_) (void)!::write(v->irq_fd(), &one, sizeof(one));
   }
 }
 
 void Dac::tick(uint64_t frames) {
+  std::vector<int32_t> mix(frames * sndif::kChannels, 0);
+  bool any = false;
+  for (auto& v : voices_) any |= take(*v, frames, mix);
+  if (!any || !out_) return;
+  std::vector<int16_t> out(mix.size());
+  for (size_t i = 0; i < mix.size(); ++i) out[i] = static_cast<int16_t>(std::clamp(mix[i], -32768, 32767));
+  std::fwrite(out.data(), sizeof(int16_t), out.size(), out_);
+  wav_frames_ += frames;
+  write_wav_header();
+}
+
+bool Dac::take(Voice& v, uint64_t frames, std::vector<int32_t>& mix) {
+  auto& regs = v.regs();
+  if (regs.run.load(std::memory_order_acquire) != 1) return false;
   const uint64_t bytes = frames * sndif::kFrameBytes;
-  uint64_t rd = regs_->rd.load(std::memory_order_relaxed);  // ours: only the DAC writes it
+  uint64_t rd = regs.rd.load(std::memory_order_relaxed);  // ours: only the DAC writes it
   // SAFETY: wr is written by the untrusted driver; read once, checked against
   // the ring's size before it selects any byte.
-  uint64_t wr = regs_->wr.load(std::memory_order_acquire);
+  uint64_t wr = regs.wr.load(std::memory_order_acquire);
   uint64_t avail = wr - rd;
   if (wr < rd || avail > kDacRing) {
-    regs_->faults.fetch_add(1);
+    regs.faults.fetch_add(1);
     avail = 0;
   }
   // SAFETY: flush_to is untrusted too: honoured only inside (rd, wr].
-  uint64_t flush = regs_->flush_to.load(std::memory_order_acquire);
+  uint64_t flush = regs.flush_to.load(std::memory_order_acquire);
   if (avail && flush > rd && flush <= wr) {
     rd = flush;
     avail = wr - rd;
   }
   uint64_t take = std::min(avail, bytes);
   take -= take % sndif::kFrameBytes;
-  std::vector<uint8_t> out(bytes, 0);
-  for (uint64_t i = 0; i < take;) {
-    uint64_t off = (rd + i) % kDacRing;
-    uint64_t n = std::min<uint64_t>(take - i, kDacRing - off);
-    std::memcpy(out.data() + i, ring() + off, n);  // copied once; the driver may scribble, it is only audio
-    i += n;
-  }
-  if (regs_->muted.load(std::memory_order_relaxed)) {
-    std::fill(out.begin(), out.end(), 0);
-  } else {
+  if (!regs.muted.load(std::memory_order_relaxed)) {
+    double gain[2];
     for (int ch = 0; ch < 2; ++ch) {
-      int32_t g = std::clamp<int32_t>(regs_->gain_mdb[ch].load(std::memory_order_relaxed), -100000, 0);
-      if (g == 0) continue;
-      double f = std::pow(10.0, g / 20000.0);
-      for (uint64_t i = ch * 2; i + 1 < take; i += sndif::kFrameBytes) {
-        int16_t s;
-        std::memcpy(&s, out.data() + i, 2);
-        s = static_cast<int16_t>(std::lround(s * f));
-        std::memcpy(out.data() + i, &s, 2);
-      }
+      int32_t g = std::clamp<int32_t>(regs.gain_mdb[ch].load(std::memory_order_relaxed), -100000, 0);
+      gain[ch] = g == 0 ? 1.0 : std::pow(10.0, g / 20000.0);
+    }
+    for (uint64_t i = 0; i < take; i += 2) {
+      int16_t s;
+      // Copied once; the driver may scribble, it is only audio.
+      std::memcpy(&s, v.ring() + (rd + i) % kDacRing, 2);
+      size_t ch = (i / 2) % 2;
+      mix[i / 2] += gain[ch] == 1.0 ? s : static_cast<int32_t>(std::lround(s * gain[ch]));
     }
   }
-  regs_->rd.store(rd + take, std::memory_order_release);
-  regs_->starved.fetch_add(bytes - take, std::memory_order_relaxed);
-  regs_->played.fetch_add(bytes, std::memory_order_release);
-  if (out_) {
-    std::fwrite(out.data(), 1, out.size(), out_);
-    wav_frames_ += frames;
-    write_wav_header();
-  }
+  regs.rd.store(rd + take, std::memory_order_release);
+  regs.starved.fetch_add(bytes - take, std::memory_order_relaxed);
+  regs.played.fetch_add(bytes, std::memory_order_release);
+  return true;
 }
 
 // Kept current after every tick, so that the WAV reads whole however shadowd ends.

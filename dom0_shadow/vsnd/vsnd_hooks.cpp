@@ -10,44 +10,75 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 namespace sd::dom0 {
 
 constexpr uint16_t kReqRing = 0;
 
 VsndHooks::VsndHooks(const std::string& guest, const config::DeviceSpec& spec, const std::filesystem::path& state_dir)
-    : state_dir_(state_dir) {
+    : state_dir_(state_dir), stream_(spec.stream) {
   std::string stem = guest + "-vsnd-" + std::to_string(spec.index);
-  socket_ = state_dir_ / (stem + ".sock");
+  socket_ = state_dir_ / (stem + (spec.stream ? "." + std::to_string(spec.stream) : "") + ".sock");
   wav_ = state_dir_ / (stem + ".wav");
+  card_streams_ = std::max<size_t>(1, std::count_if(spec.children.begin(), spec.children.end(), [](const auto& c) {
+                                     return c.at("kind") == "stream" && c.contains("type") && c.at("type") == "p";
+                                   }));
 }
 
 VsndHooks::~VsndHooks() { teardown(); }
 
+namespace {
+
+// Every stream of a card plays through the card's one DAC (named by its
+// recording's path): the first stream set up makes it, the others share it,
+// and it goes when the last of them does.
+Result<std::shared_ptr<Dac>> card_dac(const std::filesystem::path& wav, size_t voices) {
+  static std::mutex mu;
+  static std::map<std::filesystem::path, std::weak_ptr<Dac>> cards;
+  std::lock_guard lock(mu);
+  if (auto d = cards[wav].lock()) return d;
+  auto d = Dac::create(wav, voices);
+  if (!d) return std::unexpected(d.error());
+  std::shared_ptr<Dac> shared = std::move(*d);
+  cards[wav] = shared;
+  return shared;
+}
+
+}  // namespace
+
 Result<std::optional<ctl::Channel>> VsndHooks::setup() {
   std::error_code ec;
   std::filesystem::create_directories(state_dir_, ec);
-  auto dac = Dac::create(wav_);
+  auto dac = card_dac(wav_, card_streams_);
   if (!dac) return std::unexpected(dac.error());
+  if (stream_ >= (*dac)->voices())
+    return fail(Code::kInvalidInput, engine().id() + ": stream " + std::to_string(stream_) + " of a card with " +
+                                         std::to_string((*dac)->voices()) + " streams");
   dac_ = std::move(*dac);
+  voice_ = &dac_->voice(stream_);
   engine().events().emit({{"type", "vsnd_up"}, {"device", engine().id()}, {"socket", socket_.string()},
                           {"wav", wav_.string()}});
   return std::optional<ctl::Channel>();
 }
 
-// A player opened the PCM: a new stream, and the DAC starts a new
-// recording, halted until TRIGGER.
+// A player opened the PCM: a new stream on this voice, halted until
+// TRIGGER; the first player of an idle card starts a new recording.
 void VsndHooks::frontend_connected() {
-  dac_->regs().run.store(0);
-  dac_->regs().flush_to.store(dac_->regs().wr.load());
-  dac_->restart_wav();
+  voice_->regs().run.store(0);
+  voice_->regs().flush_to.store(voice_->regs().wr.load());
+  if (!player_) dac_->player_opened();
+  player_ = true;
   ++streams_;
 }
 
-// The player closed the PCM (or died): the stream ends, the DAC halts.
+// The player closed the PCM (or died): the stream ends, its voice halts.
 void VsndHooks::frontend_gone() {
-  dac_->regs().run.store(0);
-  dac_->regs().flush_to.store(dac_->regs().wr.load());
+  voice_->regs().run.store(0);
+  voice_->regs().flush_to.store(voice_->regs().wr.load());
+  if (player_) dac_->player_closed();
+  player_ = false;
 }
 
 // The stream to replay: the newest state in the splitter log if it checks
@@ -67,12 +98,12 @@ void VsndHooks::start_active() {
   active_ring_.emplace(std::move(*r));
   active_queue_.clear();
   ast_ = replay_state();
-  auto& regs = dac_->regs();
+  auto& regs = voice_->regs();
   starved0_ = regs.starved.load();
   discarded_ = 0;
   uint64_t wr = regs.wr.load(), rd = regs.rd.load();
   active_last_pos_ = ast_.acked - std::min<uint64_t>(wr >= rd ? wr - rd : 0, ast_.acked);
-  active_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(engine().io(), ::dup(dac_->irq_fd()));
+  active_wait_ = std::make_unique<boost::asio::posix::stream_descriptor>(engine().io(), ::dup(voice_->irq_fd()));
   engine().events().emit({{"type", "vsnd_active"}, {"device", engine().id()}, {"acked", ast_.acked}});
   active_tick();
   arm_active();
@@ -91,7 +122,7 @@ void VsndHooks::arm_active() {
                            [this](const boost::system::error_code& ec) {
                              if (ec || !active_ring_) return;
                              uint64_t v;
-                             (void)!::read(dac_->irq_fd(), &v, sizeof(v));
+                             (void)!::read(voice_->irq_fd(), &v, sizeof(v));
                              active_tick();
                              arm_active();
                            });
@@ -101,7 +132,7 @@ void VsndHooks::arm_active() {
 // once the DAC has played that much silence since the backend died; stream
 // control is applied to the DAC directly; position events go on.
 void VsndHooks::active_tick() {
-  auto& regs = dac_->regs();
+  auto& regs = voice_->regs();
   bool notify = false;
   for (;;) {
     auto req = active_ring_->get_request();
@@ -162,7 +193,7 @@ void VsndHooks::active_respond(const xensnd_req& r, int32_t status) {
 
 // Stream control while no backend runs: applied to the DAC directly.
 int32_t VsndHooks::active_control(const xensnd_req& r) {
-  auto& regs = dac_->regs();
+  auto& regs = voice_->regs();
   switch (r.operation) {
     case XENSND_OP_OPEN:
       if (!sndif::check_open(r.op.open).empty()) return -EINVAL;
@@ -208,7 +239,7 @@ int32_t VsndHooks::active_control(const xensnd_req& r) {
 // CUR_POS as a backend would send it: what the DAC has played of the stream.
 void VsndHooks::active_position() {
   if (!ast_.open) return;
-  auto& regs = dac_->regs();
+  auto& regs = voice_->regs();
   uint64_t wr = regs.wr.load(), rd = regs.rd.load();
   uint64_t queued = std::min<uint64_t>(wr >= rd ? wr - rd : 0, ast_.acked);
   uint64_t pos = std::max(active_last_pos_, ast_.acked - queued);
@@ -235,7 +266,7 @@ void VsndHooks::active_position() {
 // wait means the backend stopped feeding it. Other requests must be
 // answered within the timeout.
 std::optional<Stall> VsndHooks::progress(bool serving, uint64_t) {
-  auto& regs = dac_->regs();
+  auto& regs = voice_->regs();
   const auto& policy = engine().policy();
   const auto& log = engine().splitter_log();
   uint64_t starved = regs.starved.load();
@@ -270,11 +301,15 @@ std::optional<Stall> VsndHooks::progress(bool serving, uint64_t) {
 
 void VsndHooks::teardown() {
   stop_active();
+  if (player_ && dac_) dac_->player_closed();
+  player_ = false;
+  voice_ = nullptr;
   dac_.reset();
 }
 
 nlohmann::json VsndHooks::status() const {
   nlohmann::json j{{"socket", socket_.string()},
+                   {"card_stream", stream_},
                    {"wav", wav_.string()},
                    {"player_connected", engine().frontend_ready()},
                    {"streams", streams_},
@@ -289,8 +324,8 @@ nlohmann::json VsndHooks::status() const {
                  {"period_bytes", s.params.period_sz},
                  {"buffer_bytes", s.params.buffer_sz},
                  {"generation", s.generation}};
-  if (dac_) {
-    auto& r = const_cast<Dac&>(*dac_).regs();
+  if (voice_) {
+    auto& r = voice_->regs();
     j["dac"] = {{"played_bytes", r.played.load()},
                 {"starved_bytes", r.starved.load()},
                 {"faults", r.faults.load()},

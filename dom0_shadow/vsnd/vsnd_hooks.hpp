@@ -1,6 +1,9 @@
-// The vsnd class in shadowd's engine (local platform): owns the virtual DAC
-// (the sound hardware, which outlives driver domains); players' ALSA plugins
-// connect to <state_dir>/<guest>-vsnd-<n>.sock. The state to replay is the
+// The vsnd class in shadowd's engine (local platform): one playback stream
+// of a card. The card's streams share its virtual DAC (the sound hardware,
+// which outlives driver domains and mixes the streams), each through its own
+// voice. Players' ALSA plugins connect to <state_dir>/<guest>-vsnd-<n>.sock
+// (the card's first stream) or <guest>-vsnd-<n>.<k>.sock (its stream k); the
+// mix is recorded in <guest>-vsnd-<n>.wav. The state to replay is the
 // stream from the splitter log (OPEN parameters, volume, mute, trigger,
 // position).
 //
@@ -39,7 +42,7 @@ class VsndHooks final : public ClassHooks {
   void frontend_connected() override;
   void frontend_gone() override;
   void backend_payload(ctl::Msg& m) const override { m.set_payload(replay_state()); }
-  platform::BackendResources backend_resources() const override { return {{dac_->mem_fd(), dac_->irq_fd()}, {}}; }
+  platform::BackendResources backend_resources() const override { return {{voice_->mem_fd(), voice_->irq_fd()}, {}}; }
   std::string active_mode() const override { return "active"; }
   void start_active() override;
   void stop_active() override;
@@ -55,7 +58,10 @@ class VsndHooks final : public ClassHooks {
   int32_t active_control(const xensnd_req& r);
 
   std::filesystem::path state_dir_, socket_, wav_;
-  std::unique_ptr<Dac> dac_;
+  size_t stream_ = 0, card_streams_ = 1;
+  std::shared_ptr<Dac> dac_;  // the card's, shared by its streams
+  Dac::Voice* voice_ = nullptr;  // this stream's
+  bool player_ = false;
   uint64_t streams_ = 0;
   uint64_t last_starved_ = 0;
   int64_t starving_ms_ = 0;

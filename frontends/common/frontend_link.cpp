@@ -65,7 +65,7 @@ Result<void> FrontendLink::dispatch(Hooks& h, const ctl::Msg& m, std::vector<Uni
       return got_pages_ == spec_.pool_pages ? finish_attach(h) : Result<void>{};
     case ctl::MsgType::kDevAttached:  // shadowd's refusal (another frontend has the device)
       if (m.a == 0 || attached_) return {};
-      return fail(Code::kEscalate, spec_.what + ": shadowd refused: " + m.get_text());
+      return fail(m.a == EBUSY ? Code::kUnavailable : Code::kEscalate, spec_.what + ": shadowd refused: " + m.get_text());
     case ctl::MsgType::kBackendGone:
       connected_ = false;
       return {};

@@ -7,6 +7,7 @@
 //   pcm.shadow {
 //     type shadow
 //     socket "/run/shadowd/guest1-vsnd-0.sock"   # shadowd's vsnd socket (required)
+//                                                  # (a player takes the card's first free stream)
 //     volume -6000                                 # optional: gain in 0.001 dB (<= 0)
 //   }
 //
@@ -20,6 +21,7 @@
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -302,6 +304,25 @@ int set_constraints(snd_pcm_ioplug_t* io) {
   return snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024);
 }
 
+// The card's first free playback stream: `socket` is its first stream's;
+// stream k (k >= 1) listens beside it at the same path with ".k" before
+// ".sock". A stream in use refuses (busy); a stream that does not exist
+// ends the search.
+sd::Result<std::unique_ptr<sd::front::Sndfront>> connect_free_stream(const std::string& socket) {
+  auto f = sd::front::connect_frontend<sd::front::Sndfront>(socket, "vsnd");
+  const std::string suffix = ".sock";
+  if (f || f.error().code != sd::Code::kUnavailable || !socket.ends_with(suffix)) return f;
+  const std::string stem = socket.substr(0, socket.size() - suffix.size());
+  for (int k = 1;; ++k) {
+    std::string next = stem + "." + std::to_string(k) + suffix;
+    if (::access(next.c_str(), F_OK) != 0)
+      return sd::fail(sd::Code::kUnavailable, "every playback stream of the card is in use (" + std::to_string(k) +
+                                                  " at " + socket + "...); add a 'stream, type=p' to its vsnd card");
+    auto g = sd::front::connect_frontend<sd::front::Sndfront>(next, "vsnd");
+    if (g || g.error().code != sd::Code::kUnavailable) return g;
+  }
+}
+
 }  // namespace
 
 extern "C" SND_PCM_PLUGIN_DEFINE_FUNC(shadow) {
@@ -339,10 +360,10 @@ extern "C" SND_PCM_PLUGIN_DEFINE_FUNC(shadow) {
     SNDERR("shadow: playback only");
     return -EINVAL;
   }
-  auto f = sd::front::connect_frontend<sd::front::Sndfront>(p->socket, "vsnd");
+  auto f = connect_free_stream(p->socket);
   if (!f) {
     SNDERR("shadow: %s", f.error().message.c_str());
-    return -EIO;
+    return f.error().code == sd::Code::kUnavailable ? -EBUSY : -EIO;
   }
   p->front = std::move(*f);
   p->io.version = SND_PCM_IOPLUG_VERSION;

@@ -28,17 +28,20 @@ TEST(XlCfg, ShippedGuest1_ParsesNameSizesVifVsndAndDisk) {
   EXPECT_FALSE(cfg->driver_domain);
   EXPECT_EQ(cfg->memory_mb, 512);
   EXPECT_EQ(cfg->vcpus, 1);
-  ASSERT_EQ(cfg->devices.size(), 3u);
+  ASSERT_EQ(cfg->devices.size(), 4u);  // the sound card has two playback streams
   EXPECT_EQ(cfg->devices[0].cls, DeviceClass::kVif);
   EXPECT_EQ(cfg->devices[0].backend, "netdd");
   EXPECT_EQ(cfg->devices[0].params.at("mac"), "00:16:3e:5d:00:01");
   EXPECT_EQ(cfg->devices[0].params.at("ip"), "10.200.0.2");
   EXPECT_EQ(cfg->devices[0].line, 10);
-  EXPECT_EQ(cfg->devices[1].cls, DeviceClass::kVsnd);
-  EXPECT_EQ(cfg->devices[1].backend, "snddd");
-  EXPECT_EQ(cfg->devices[2].cls, DeviceClass::kVbd);
-  EXPECT_EQ(cfg->devices[2].backend, "blkdd");
-  EXPECT_EQ(cfg->devices[2].params.at("target"), "/var/lib/shadowd/guest1-xvda.img");
+  for (int k : {1, 2}) {
+    EXPECT_EQ(cfg->devices[k].cls, DeviceClass::kVsnd);
+    EXPECT_EQ(cfg->devices[k].backend, "snddd");
+    EXPECT_EQ(cfg->devices[k].stream, k - 1);
+  }
+  EXPECT_EQ(cfg->devices[3].cls, DeviceClass::kVbd);
+  EXPECT_EQ(cfg->devices[3].backend, "blkdd");
+  EXPECT_EQ(cfg->devices[3].params.at("target"), "/var/lib/shadowd/guest1-xvda.img");
 }
 
 TEST(XlCfg, ShippedNetdd_IsDriverDomainWithKernel) {
@@ -166,6 +169,35 @@ TEST(XlCfg, VsndFlatForm_MakesOneCardPerString) {
   EXPECT_EQ(cfg->devices[0].backend, "snddd");
   EXPECT_EQ(cfg->devices[1].index, 1);
   EXPECT_TRUE(cfg->devices[1].children.empty());
+}
+
+TEST(XlCfg, VsndCardWithTwoPlaybackStreams_IsOneDevicePerStream) {
+  auto cfg = parse_domain_cfg_text(R"(name = "g"
+vsnd = [[ 'card, backend=snddd', 'pcm, name=p0', 'stream, unique-id=s0, type=p',
+          'stream, unique-id=s1, type=c', 'stream, unique-id=s2, type=p' ]]
+disk = [ 'vdev=xvda,target=/a' ]
+)",
+                                   "g.cfg");
+
+  ASSERT_TRUE(cfg) << to_string(cfg.error());
+  ASSERT_EQ(cfg->devices.size(), 3u);  // two playback streams (the capture one is not served), then the disk
+  EXPECT_EQ(cfg->devices[0].index, 0);
+  EXPECT_EQ(cfg->devices[0].stream, 0);
+  EXPECT_EQ(cfg->devices[1].index, 0);
+  EXPECT_EQ(cfg->devices[1].stream, 1);
+  EXPECT_EQ(cfg->devices[1].backend, "snddd");
+  EXPECT_EQ(device_name(cfg->devices[0]), "vsnd/0");
+  EXPECT_EQ(device_name(cfg->devices[1]), "vsnd/0.1");
+  EXPECT_EQ(device_name(cfg->devices[2]), "vbd/0");
+}
+
+TEST(XlCfg, VsndCardWithNinePlaybackStreams_IsRefusedAtItsLine) {
+  std::string card = "[ 'card, backend=snddd', 'pcm, name=p0'";
+  for (int k = 0; k < 9; ++k) card += ", 'stream, unique-id=s" + std::to_string(k) + ", type=p'";
+  auto cfg = parse_domain_cfg_text("name = 'g'\nvsnd = [ " + card + " ] ]\n", "bad.cfg");
+
+  ASSERT_FALSE(cfg);
+  EXPECT_TRUE(HasDiag(cfg.error(), "bad.cfg", 2, "9 playback streams, at most 8 per card"));
 }
 
 TEST(XlCfg, DevicesOfSeveralKeys_AreListedInFileOrder) {

@@ -98,7 +98,8 @@ class VsndE2eTest : public ::testing::Test {
     guest_ = "sg" + id;
     sd::e2e::write_host(dir_, SD_SOURCE_DIR, {dom_},
                         {{guest_, {"vsnd = [[ 'card, backend=" + dom_ +
-                                   ", short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]]"}}});
+                                   ", short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p',"
+                                   " 'stream, unique-id=s1, type=p' ]]"}}});
     socket_ = dir_ / "state" / (guest_ + "-vsnd-0.sock");
     wav_out_ = dir_ / "state" / (guest_ + "-vsnd-0.wav");
     alsa_conf_ = sd::e2e::write_asoundrc(dir_ / "asoundrc", SD_PCM_PLUGIN, socket_);
@@ -138,10 +139,11 @@ class VsndE2eTest : public ::testing::Test {
   sd::e2e::CmdResult ctl(const std::string& args) {
     return run(std::string(SD_SHADOWCTL) + " --socket " + (dir_ / "sd.sock").string() + " " + args);
   }
-  json detail() {
+  // The card's stream `k` as shadowctl shows it.
+  json detail(size_t k = 0) {
     auto j = json::parse(ctl("devices --json").out, nullptr, false);
-    if (j.is_discarded() || !j.contains("devices") || j["devices"].empty()) return json::object();
-    return j["devices"][0].value("detail", json::object());
+    if (j.is_discarded() || !j.contains("devices") || j["devices"].size() <= k) return json::object();
+    return j["devices"][k].value("detail", json::object());
   }
   std::vector<json> events(const std::string& type) { return sd::e2e::read_events(dir_ / "events.jsonl", type); }
   // Injects `kind` once the previous recovery (if any) is complete; notes
@@ -308,14 +310,15 @@ TEST_F(VsndE2eTest, FencedAtTheFirstFault_ShadowAcknowledgesInSilenceAndAplayExi
   EXPECT_GT(a.tail_silence, 0u);
 }
 
-// A 440 Hz tone of `seconds` in the file format people play: `fmt` is U8,
+// A tone of `hz` and `seconds` in the file format people play: `fmt` is U8,
 // S16, S32 or FLOAT (WAV format 3), little endian, `channels` interleaved.
-fs::path tone(const fs::path& dir, unsigned rate, const std::string& fmt, unsigned channels, double seconds) {
+fs::path tone(const fs::path& dir, unsigned rate, const std::string& fmt, unsigned channels, double seconds,
+              double hz = 440) {
   const unsigned bytes = fmt == "U8" ? 1 : fmt == "S16" ? 2 : 4;
   const auto frames = static_cast<uint64_t>(rate * seconds);
   std::string data;
   for (uint64_t i = 0; i < frames; ++i) {
-    double v = 0.3 * std::sin(2 * M_PI * 440 * static_cast<double>(i) / rate);
+    double v = 0.3 * std::sin(2 * M_PI * hz * static_cast<double>(i) / rate);
     for (unsigned c = 0; c < channels; ++c) {
       if (fmt == "U8") {
         data += static_cast<char>(static_cast<uint8_t>(128 + 127 * v));
@@ -336,7 +339,8 @@ fs::path tone(const fs::path& dir, unsigned rate, const std::string& fmt, unsign
   std::string wav = "RIFF" + le(36 + static_cast<uint32_t>(data.size()), 4) + "WAVEfmt " + le(16, 4) +
                     le(fmt == "FLOAT" ? 3 : 1, 2) + le(channels, 2) + le(rate, 4) + le(rate * block, 4) +
                     le(block, 2) + le(bytes * 8, 2) + "data" + le(static_cast<uint32_t>(data.size()), 4) + data;
-  auto p = dir / ("tone-" + std::to_string(rate) + "-" + fmt + "-" + std::to_string(channels) + ".wav");
+  auto p = dir / ("tone-" + std::to_string(rate) + "-" + fmt + "-" + std::to_string(channels) + "-" +
+                   std::to_string(static_cast<int>(hz)) + ".wav");
   std::ofstream(p, std::ios::binary) << wav;
   return p;
 }
@@ -366,6 +370,40 @@ Heard heard(const fs::path& wav) {
   }
   h.seconds = static_cast<double>(last - first) / sd::pcm::kRate;
   return h;
+}
+
+// When a tone of `hz` sounds in the DAC's recording (left channel): the
+// seconds from its first to its last 20 ms window, and the windows between
+// where it is missing (amplitude below a third of the tones played here).
+struct ToneHeard {
+  double seconds = 0;
+  size_t missing = 0, windows = 0;
+};
+ToneHeard tone_heard(const fs::path& wav, double hz) {
+  std::string d = slurp(wav);
+  ToneHeard t;
+  if (d.size() <= 44) return t;
+  constexpr size_t kWin = sd::pcm::kRate / 50;  // 20 ms
+  const size_t frames = (d.size() - 44) / 4;
+  std::vector<bool> present;
+  for (size_t w = 0; w + kWin <= frames; w += kWin) {
+    double re = 0, im = 0;  // the window's component at hz
+    for (size_t i = 0; i < kWin; ++i) {
+      int16_t s[2];
+      std::memcpy(s, d.data() + 44 + (w + i) * 4, 4);
+      double ph = 2 * M_PI * hz * static_cast<double>(i) / sd::pcm::kRate;
+      re += s[0] * std::cos(ph);
+      im += s[0] * std::sin(ph);
+    }
+    present.push_back(2 * std::hypot(re, im) / kWin > 0.1 * 32767);  // the tones are 0.3 of full scale
+  }
+  auto first = std::find(present.begin(), present.end(), true);
+  if (first == present.end()) return t;
+  auto last = std::find(present.rbegin(), present.rend(), true).base();
+  t.windows = static_cast<size_t>(last - first);
+  t.missing = static_cast<size_t>(std::count(first, last, false));
+  t.seconds = t.windows * static_cast<double>(kWin) / sd::pcm::kRate;
+  return t;
 }
 
 // The files people play, through `plug:shadow` with aplay's own defaults
@@ -481,6 +519,58 @@ TEST_F(VsndE2eTest, PulseAudioOnShadow_PaplayAcrossThreeKills_ExitsZeroWholeDura
               kSeconds, h.longest_hole_ms);
   EXPECT_NEAR(h.seconds, kSeconds, kSeconds / 100);
   EXPECT_LE(h.longest_hole_ms, 20.0);
+}
+
+// Two players at once on one card (two playback streams, mixed by the
+// DAC), each a different file format and tone, across 3 kills of the sound
+// domain: both exit 0, both tones sound in the recording for their whole
+// length, and the mix has no hole.
+TEST_F(VsndE2eTest, TwoAplaysAtOnce_ThreeKills_BothExitZeroBothHeardWholeNoHoleOver20ms) {
+  start_shadowd();
+  constexpr double kSeconds = 8;
+  auto a_in = tone(dir_, 44100, "S16", 2, kSeconds, 440);
+  auto b_in = tone(dir_, 22050, "U8", 1, kSeconds, 1000);
+  Player a({"aplay", "-D", "plug:shadow", a_in.string()}, alsa_conf_, dir_ / "aplay-a.out");
+  ASSERT_TRUE(wait_until([&] { return detail(0).value("player_connected", false); }, 5s)) << a.out();
+  Player b({"aplay", "-D", "plug:shadow", b_in.string()}, alsa_conf_, dir_ / "aplay-b.out");
+  ASSERT_TRUE(wait_until([&] { return detail(1).value("player_connected", false); }, 5s)) << b.out();
+  kill_every(3, 1500ms);
+  ASSERT_TRUE(a.wait_for(30s)) << "first aplay still running";
+  ASSERT_TRUE(b.wait_for(30s)) << "second aplay still running";
+  expect_clean_player(a);
+  expect_clean_player(b);
+  EXPECT_GE(detail(0).value("recoveries", 0), 3);
+  EXPECT_GE(detail(1).value("recoveries", 0), 3);
+  Heard h = heard(wav_out_);
+  ToneHeard ta = tone_heard(wav_out_, 440), tb = tone_heard(wav_out_, 1000);
+  std::printf("[ figure   ] two players: 440 Hz heard %.3f s of %.3f s (%zu of %zu 20 ms windows missing), "
+              "1000 Hz heard %.3f s (%zu of %zu missing), mix %.3f s, longest hole %.2f ms\n",
+              ta.seconds, kSeconds, ta.missing, ta.windows, tb.seconds, tb.missing, tb.windows, h.seconds,
+              h.longest_hole_ms);
+  EXPECT_NEAR(ta.seconds, kSeconds, kSeconds / 100);
+  EXPECT_NEAR(tb.seconds, kSeconds, kSeconds / 100);
+  EXPECT_EQ(ta.missing, 0u);
+  EXPECT_EQ(tb.missing, 0u);
+  EXPECT_LE(h.longest_hole_ms, 20.0);
+}
+
+// A third player on a two-stream card is refused at once, with a message
+// that says why (both streams stay with their players).
+TEST_F(VsndE2eTest, ThirdPlayerOnATwoStreamCard_RefusedWithAClearMessage) {
+  start_shadowd();
+  auto in = tone(dir_, 48000, "S16", 2, 4);
+  Player a({"aplay", "-D", "shadow", in.string()}, alsa_conf_, dir_ / "aplay-a.out");
+  Player b({"aplay", "-D", "shadow", in.string()}, alsa_conf_, dir_ / "aplay-b.out");
+  ASSERT_TRUE(wait_until([&] {
+    return detail(0).value("player_connected", false) && detail(1).value("player_connected", false);
+  }, 5s)) << a.out() << b.out();
+  auto r = run("env ALSA_CONFIG_PATH=" + alsa_conf_ + " aplay -D shadow " + in.string());
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("every playback stream of the card is in use"), std::string::npos) << r.err;
+  ASSERT_TRUE(a.wait_for(30s));
+  ASSERT_TRUE(b.wait_for(30s));
+  expect_clean_player(a);
+  expect_clean_player(b);
 }
 
 TEST_F(VsndE2eTest, PluginConfig_MissingSocket_AplayFailsWithAClearMessage) {

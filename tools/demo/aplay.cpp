@@ -56,6 +56,9 @@ int run_aplay(const std::string& sock, bool json_out, const Opts& o) {
   if (vsnds.empty()) return run.end(1);
   const std::string dom = vsnds.front().value("backend", "");
   for (auto& v : vsnds) {
+    // One player per card, on its first stream: the card's recording is
+    // then that player's, frame for frame.
+    if (v.value("detail", nlohmann::json::object()).value("card_stream", 0) != 0) continue;
     Card& c = cards.emplace_back(v);
     c.pcm_sock = c.detail.value("socket", "");
     c.wav_out = c.detail.value("wav", "");

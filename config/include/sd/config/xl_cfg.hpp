@@ -48,7 +48,18 @@ struct DeviceSpec {
   // "kind" = "pcm" | "stream"; a stream belongs to the pcm before it.
   std::vector<std::map<std::string, std::string>> children;
   int line;  // line of the spec string in the cfg file
+  // vsnd only: which of the card's playback streams this device is. As in
+  // sndif, every stream has its own ring, so a card with N playback streams
+  // is N devices (one per stream, in file order), all with the card's index.
+  int stream = 0;
 };
+
+// At most this many playback streams per card (players at once).
+inline constexpr int kMaxVsndStreams = 8;
+
+// The device's name within its guest: "vif/0", "vbd/1", "vsnd/0" (a card's
+// first stream), "vsnd/0.1" (its second).
+std::string device_name(const DeviceSpec& d);
 
 struct DomainCfg {
   std::string file;  // label used in diagnostics (the path as given)
