@@ -285,11 +285,13 @@ const snd_pcm_ioplug_callback_t kCallbacks = [] {
 
 int set_constraints(snd_pcm_ioplug_t* io) {
   using sd::front::PcmConverter;
-  static const unsigned kAccess[] = {SND_PCM_ACCESS_RW_INTERLEAVED};
+  // MMAP too (ioplug emulates it over transfer): ALSA's rate, route and
+  // other plugins take only a slave that can be mmapped.
+  static const unsigned kAccess[] = {SND_PCM_ACCESS_RW_INTERLEAVED, SND_PCM_ACCESS_MMAP_INTERLEAVED};
   static const unsigned kFormats[] = {SND_PCM_FORMAT_U8, SND_PCM_FORMAT_S16_LE, SND_PCM_FORMAT_S24_LE,
                                       SND_PCM_FORMAT_S32_LE, SND_PCM_FORMAT_FLOAT_LE};
   int e;
-  if ((e = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_ACCESS, 1, kAccess)) < 0) return e;
+  if ((e = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_ACCESS, 2, kAccess)) < 0) return e;
   if ((e = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_FORMAT, 5, kFormats)) < 0) return e;
   if ((e = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_CHANNELS, 1, PcmConverter::kMaxChannels)) < 0) return e;
   if ((e = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_RATE, PcmConverter::kMinRate,

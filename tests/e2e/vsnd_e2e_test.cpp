@@ -483,6 +483,27 @@ TEST_F(VsndE2eTest, SpeakerTestSineAndWav_ThroughPlugShadow_ExitZeroAndSound) {
   }
 }
 
+// ALSA's own `rate` plugin directly over `shadow` (it needs a slave that can
+// be mmapped, as a hardware card is): a 44.1 kHz file resampled by ALSA to
+// the card's 48 kHz plays whole across a kill.
+TEST_F(VsndE2eTest, AlsaRatePluginOverShadow_OneKill_ExitsZeroWholeDurationNoHoleOver20ms) {
+  std::ofstream(dir_ / "asoundrc", std::ios::app)
+      << "pcm.rt {\n  type rate\n  slave { pcm \"shadow\" rate 48000 }\n}\n";
+  start_shadowd();
+  auto in = tone(dir_, 44100, "S16", 2, 4);
+  Player aplay({"aplay", "-D", "rt", in.string()}, alsa_conf_, dir_ / "aplay.out");
+  ASSERT_TRUE(wait_until([&] { return detail().value("player_connected", false); }, 5s)) << aplay.out();
+  std::this_thread::sleep_for(1500ms);
+  inject("kill", 0);
+  ASSERT_TRUE(aplay.wait_for(30s)) << "aplay still running";
+  expect_clean_player(aplay);
+  Heard h = heard(wav_out_);
+  std::printf("[ figure   ] aplay -D rt (type rate over shadow): heard %.3f s of 4.000 s, longest hole %.2f ms\n",
+              h.seconds, h.longest_hole_ms);
+  EXPECT_NEAR(h.seconds, 4.0, 0.04);
+  EXPECT_LE(h.longest_hole_ms, 20.0);
+}
+
 // The sound-server path: a headless PulseAudio whose ALSA sink is `shadow`
 // (timer scheduling off: the plugin's poll fds pace it), an unmodified
 // paplay through it across 3 kills of the sound domain.
