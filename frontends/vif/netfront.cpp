@@ -25,37 +25,10 @@ uint32_t tx_slot(uint16_t id) { return id; }
 uint32_t rx_slot(uint16_t id) { return kRingSize + id; }
 }  // namespace
 
-void parse_dev_mcast(const std::string& text, const std::string& ifname, netif::VifConfig& cfg) {
-  cfg.n_mcast = 0;
-  std::memset(cfg.mcast, 0, sizeof(cfg.mcast));
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream f(line);
-    std::string index, name, users, global, hex;
-    if (!(f >> index >> name >> users >> global >> hex) || name != ifname || hex.size() != 12) continue;
-    uint8_t mac[6];
-    bool ok = true;
-    for (int i = 0; i < 6 && ok; ++i) {
-      char* end = nullptr;
-      std::string byte = hex.substr(static_cast<size_t>(2 * i), 2);
-      unsigned long v = std::strtoul(byte.c_str(), &end, 16);
-      ok = end && *end == '\0';
-      mac[i] = static_cast<uint8_t>(v);
-    }
-    if (!ok) continue;
-    if (cfg.n_mcast == 32) {
-      cfg.allmulti = 1;
-      continue;
-    }
-    std::memcpy(cfg.mcast[cfg.n_mcast++], mac, 6);
-  }
-}
-
-Netfront::Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg,
+Netfront::Netfront(ctl::Channel ch, std::unique_ptr<PacketPort> port, netif::VifConfig cfg,
                    std::unique_ptr<PoolSource> xen)
     : link_(std::move(ch), {"vif", 2 * kRingSize, xen ? 0u : static_cast<uint32_t>(netif::kPoolPages)}),
-      tap_(std::move(tap)),
-      ifname_(std::move(ifname)),
+      port_(std::move(port)),
       cfg_(cfg),
       xen_(std::move(xen)) {}
 
@@ -64,21 +37,25 @@ int Netfront::run() {
   for (;;) {
     fds.clear();
     fds.push_back({link_.fd(), POLLIN, 0});
-    bool want_tap = link_.attached() && tx_ && tx_->free_requests() > 0;
-    fds.push_back({want_tap ? tap_.get() : -1, POLLIN, 0});
+    bool want_guest = (link_.attached() && tx_ && tx_->free_requests() > 0) || port_->holding();
+    fds.push_back({want_guest ? port_->wait_fd() : -1, POLLIN, 0});
     fds.push_back({evt_ ? evt_->wait_fd() : -1, POLLIN, 0});
     int r = ::poll(fds.data(), fds.size(), 200);
     if (r < 0 && errno != EINTR) return 1;
     if (fds[0].revents) {
       // shadowd gone: the guest's device has no one left.
       if (auto p = link_.pump(*this); !p) {
-        std::fprintf(stderr, "netfront %s: %s\n", ifname_.c_str(), p.error().to_string().c_str());
+        std::fprintf(stderr, "netfront %s: %s\n", port_->name().c_str(), p.error().to_string().c_str());
         return 0;
       }
     }
     if (fds[2].revents && evt_) (void)evt_->consume();
     if (link_.connected()) take_responses();
-    if (fds[1].revents) read_tap();
+    if (fds[1].revents) {
+      port_->woken();
+      if (link_.attached() && tx_) read_guest();
+      port_->flush();
+    }
     if (r == 0 && link_.attached()) check_config();
   }
 }
@@ -120,19 +97,18 @@ void Netfront::post_all_rx() {
 void Netfront::kick() { (void)evt_->notify(); }
 
 // Frames from the guest's stack go on the tx ring. While the backend is away
-// they queue there (bounded by the ring); the TAP queue holds the rest.
-void Netfront::read_tap() {
+// they queue there (bounded by the ring); the guest's side holds the rest.
+void Netfront::read_guest() {
   int posted = 0;
   while (tx_->free_requests() > 0 && posted < 64) {
     auto id = tx_ids_.allocate();
     if (!id) break;
     uint16_t i = static_cast<uint16_t>(*id);
     uint8_t* buf = pages_[netif::tx_buf_ref(i)];
-    ssize_t n = ::read(tap_.get(), buf, kPageSize);
-    if (n < static_cast<ssize_t>(netif::kEthHeader)) {
+    size_t n = port_->read(buf, kPageSize);
+    if (n == 0) {
       (void)tx_ids_.complete(i);
-      if (n < 0) break;
-      continue;
+      break;
     }
     netif_tx_request req{netif::tx_buf_ref(i), 0, 0, i, static_cast<uint16_t>(n)};
     log().record(tx_slot(i), kTxRing, &req, sizeof(req));  // the splitter: ring and shadow in one step
@@ -185,7 +161,7 @@ Result<void> Netfront::take_rx() {
                                              ", size " + std::to_string(r.status) + ")");
         break;
       }
-      (void)!::write(tap_.get(), pages_[netif::rx_buf_ref(r.id)] + r.offset, static_cast<size_t>(r.status));
+      port_->write(pages_[netif::rx_buf_ref(r.id)] + r.offset, static_cast<size_t>(r.status));
       ++frames_rx_;
     } else if (r.status != NETIF_RSP_DROPPED && r.status != NETIF_RSP_ERROR && r.status != 0) {
       out = fail(Code::kRestartReplay, "rx response with bad status " + std::to_string(r.status));
@@ -195,6 +171,7 @@ Result<void> Netfront::take_rx() {
     ++reposted;
   }
   if (reposted && rx_->push_requests()) kick();
+  if (reposted) port_->flush();
   return out;
 }
 
@@ -277,23 +254,10 @@ Result<ctl::XenPool> Netfront::regrant(uint32_t backend_domid) {
 }
 
 // Guest-side configuration (MTU, promiscuous, all-multicast) as the guest's
-// own tools set it on the TAP; changes go to the shadow, compacted.
+// own tools set it; changes go to the shadow, compacted.
 void Netfront::check_config() {
-  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return;
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, ifname_.c_str(), IFNAMSIZ - 1);
   netif::VifConfig c = cfg_;
-  if (::ioctl(s, SIOCGIFMTU, &ifr) == 0) c.mtu = static_cast<uint16_t>(ifr.ifr_mtu);
-  if (::ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-    c.promisc = (ifr.ifr_flags & IFF_PROMISC) ? 1 : 0;
-    c.allmulti = (ifr.ifr_flags & IFF_ALLMULTI) ? 1 : 0;
-  }
-  ::close(s);
-  std::ifstream mc("/proc/net/dev_mcast");  // this process lives in the guest's netns
-  std::stringstream text;
-  text << mc.rdbuf();
-  parse_dev_mcast(text.str(), ifname_, c);
+  port_->read_config(c);
   if (c.mtu == cfg_.mtu && c.promisc == cfg_.promisc && c.allmulti == cfg_.allmulti && c.n_mcast == cfg_.n_mcast &&
       std::memcmp(c.mcast, cfg_.mcast, sizeof(c.mcast)) == 0)
     return;

@@ -1,16 +1,17 @@
-// vif frontend, the beam splitter: a TAP device in the guest's network
-// namespace on one side (so unmodified programs use ordinary sockets), Xen
-// netif rings to the backend on the other; every request it posts is also
-// recorded in the shadow's splitter log, and the device's configuration is
-// kept there compacted.
+// vif frontend, the beam splitter: the guest's frames on one side (a
+// PacketPort: its TAP device, so unmodified programs use ordinary sockets, or
+// an unmodified Xen guest's own netfront rings), Xen netif rings to the
+// backend on the other; every request it posts is also recorded in the
+// shadow's splitter log, and the device's configuration is kept there
+// compacted.
 //
-// Connection states (the guest's TAP stays up in every one of them):
+// Connection states (the guest's side stays up in every one of them):
 //
 //  state      | event                          | action                                  | next
 //  -----------+--------------------------------+-----------------------------------------+----------
 //  Connected  | invalid response from backend  | stop consuming, report kDevFault        | Paused
 //  Connected  | kBackendGone                   | stop consuming responses                | Paused
-//  Paused     | TAP frame, tx slot free        | post it (queued in the ring)            | Paused
+//  Paused     | guest frame, tx slot free       | post it (queued in the ring)            | Paused
 //  Paused     | kReconnect                     | take valid responses, reset the rings,  | Connected
 //             |                                | replay in-flight requests from the log, |
 //             |                                | repost rx buffers, answer kReconnected  |
@@ -26,14 +27,9 @@
 #include "sd/core/netif.hpp"
 #include "sd/core/platform.hpp"
 #include "sd/core/ring.hpp"
+#include "vif/packet_port.hpp"
 
 namespace sd::front {
-
-// The multicast addresses `ifname` has joined, from the text of
-// /proc/net/dev_mcast ("index name users global hexaddr" per line), into
-// cfg.mcast / cfg.n_mcast (at most 32; with more, all-multicast is set
-// instead, as a NIC does when its filter overflows).
-void parse_dev_mcast(const std::string& text, const std::string& ifname, netif::VifConfig& cfg);
 
 // Xen: the frontend grants its pool itself, to one backend domain at a time
 // (a grant names one domain), so every new backend incarnation gets a new
@@ -52,11 +48,15 @@ class PoolSource {
 
 class Netfront final : private FrontendLink::Hooks {
  public:
-  // tap: an open TAP fd (IFF_TAP | IFF_NO_PI); ifname: its name. With a
-  // PoolSource (Xen) the pool is granted per backend domain and the
-  // splitter log is this process's own; without, shadowd sends both as fds.
-  Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg,
+  // port: the guest's side. With a PoolSource (Xen) the pool is granted
+  // per backend domain and the splitter log is this process's own; without,
+  // shadowd sends both as fds.
+  Netfront(ctl::Channel ch, std::unique_ptr<PacketPort> port, netif::VifConfig cfg,
            std::unique_ptr<PoolSource> xen = nullptr);
+  // The guest's TAP device: an open TAP fd (IFF_TAP | IFF_NO_PI) and its name.
+  Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg,
+           std::unique_ptr<PoolSource> xen = nullptr)
+      : Netfront(std::move(ch), std::make_unique<TapPort>(std::move(tap), std::move(ifname)), cfg, std::move(xen)) {}
   // Receives the attach from shadowd and serves until shadowd goes away.
   int run();
 
@@ -67,7 +67,7 @@ class Netfront final : private FrontendLink::Hooks {
 
   void post_all_rx();
   void post_rx(uint16_t id);
-  void read_tap();
+  void read_guest();
   void take_responses();
   Result<void> take_tx();
   Result<void> take_rx();
@@ -77,8 +77,7 @@ class Netfront final : private FrontendLink::Hooks {
   shadow::SplitterLog& log() { return link_.log(); }
 
   FrontendLink link_;
-  UniqueFd tap_;
-  std::string ifname_;
+  std::unique_ptr<PacketPort> port_;
   netif::VifConfig cfg_;
 
   std::vector<uint8_t*> pages_;

@@ -1,0 +1,170 @@
+#include "vif/guest_port.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+namespace sd::front {
+
+using netif::kPageSize;
+
+Result<std::unique_ptr<GuestRingPort>> GuestRingPort::attach(void* tx, void* rx,
+                                                             std::unique_ptr<platform::EventChannel> evt,
+                                                             std::unique_ptr<GuestGrants> grants, std::string name,
+                                                             std::shared_ptr<void> keep) {
+  if (!evt || !grants) return fail(Code::kInvalidInput, "guest port: no event channel or grants");
+  // The guest initialised its rings; take them from its rsp_prod.
+  auto t = ring::BackRing<netif::TxTraits>::attach(tx, kPageSize, false);
+  if (!t) return std::unexpected(t.error());
+  auto r = ring::BackRing<netif::RxTraits>::attach(rx, kPageSize, false);
+  if (!r) return std::unexpected(r.error());
+  std::unique_ptr<GuestRingPort> p(new GuestRingPort());
+  p->tx_.emplace(std::move(*t));
+  p->rx_.emplace(std::move(*r));
+  p->evt_ = std::move(evt);
+  p->grants_ = std::move(grants);
+  p->keep_ = std::move(keep);
+  p->name_ = std::move(name);
+  p->held_.resize(kHeldFrames * kPageSize);
+  return p;
+}
+
+void GuestRingPort::stop(const std::string& why) {
+  if (!broken_.empty()) return;
+  broken_ = why;
+  std::fprintf(stderr, "guest port %s: the guest's ring is broken, no longer served: %s\n", name_.c_str(),
+               why.c_str());
+}
+
+void GuestRingPort::answer_tx(uint16_t id, int16_t status) {
+  netif_tx_response rsp{};
+  rsp.id = id;
+  rsp.status = status;
+  (void)tx_->put_response(rsp);  // one response per consumed request: always has a slot
+  tx_answered_ = true;
+}
+
+bool GuestRingPort::drop_rest(const netif_tx_request& first) {
+  bool extra = first.flags & NETTXF_extra_info, more = first.flags & NETTXF_more_data;
+  while (extra || more) {
+    // The guest publishes a frame's slots together: one missing is a broken ring.
+    auto r = tx_->get_request();
+    if (!r || !*r) {
+      stop(r ? "a frame's next slot is not on the ring" : r.error().message);
+      return false;
+    }
+    if (extra) {
+      netif_extra_info info;
+      static_assert(sizeof(info) <= sizeof(netif_tx_request));  // both fill one slot
+      std::memcpy(&info, &**r, sizeof(info));
+      extra = info.flags & XEN_NETIF_EXTRA_FLAG_MORE;
+      answer_tx(first.id, NETIF_RSP_NULL);
+      continue;
+    }
+    more = (*r)->flags & NETTXF_more_data;
+    answer_tx((*r)->id, NETIF_RSP_ERROR);
+  }
+  return true;
+}
+
+size_t GuestRingPort::read(uint8_t* buf, size_t cap) {
+  while (broken_.empty()) {
+    auto r = tx_->get_request();
+    if (!r) {
+      stop(r.error().message);
+      return 0;
+    }
+    if (!*r) {
+      if (!tx_->final_check_for_requests()) return 0;
+      continue;
+    }
+    const netif_tx_request req = **r;
+    bool single = !(req.flags & (NETTXF_more_data | NETTXF_extra_info));
+    bool fits = req.size >= netif::kEthHeader && req.size <= cap && req.offset + size_t{req.size} <= kPageSize;
+    if (!single || !fits) {
+      answer_tx(req.id, NETIF_RSP_ERROR);
+      ++counters_.tx_refused;
+      if (!single && !drop_rest(req)) return 0;
+      continue;
+    }
+    if (!grants_->copy_from(req.gref, req.offset, buf, req.size)) {
+      answer_tx(req.id, NETIF_RSP_ERROR);
+      ++counters_.tx_refused;
+      continue;
+    }
+    // The frame is the proxy's now (its pool and splitter log): done for the guest.
+    answer_tx(req.id, NETIF_RSP_OKAY);
+    ++counters_.tx_frames;
+    return req.size;
+  }
+  return 0;
+}
+
+bool GuestRingPort::deliver(const uint8_t* frame, size_t len) {
+  auto r = rx_->get_request();
+  if (!r) {
+    stop(r.error().message);
+    return false;
+  }
+  if (!*r) return false;
+  const netif_rx_request req = **r;
+  netif_rx_response rsp{};
+  rsp.id = req.id;
+  rsp.offset = 0;
+  rsp.flags = 0;  // no checksum claims: the guest's stack checks
+  if (grants_->copy_to(req.gref, 0, frame, static_cast<uint16_t>(len))) {
+    rsp.status = static_cast<int16_t>(len);
+    ++counters_.rx_frames;
+  } else {
+    rsp.status = NETIF_RSP_ERROR;
+    ++counters_.rx_dropped;
+  }
+  (void)rx_->put_response(rsp);
+  rx_answered_ = true;
+  return true;
+}
+
+void GuestRingPort::deliver_held() {
+  while (held_count_ > 0 && broken_.empty()) {
+    if (!deliver(held_.data() + held_head_ * kPageSize, held_len_[held_head_])) {
+      // Ask the guest to notify us when it posts buffers, then look once more.
+      if (!rx_->final_check_for_requests()) return;
+      continue;
+    }
+    held_head_ = (held_head_ + 1) % kHeldFrames;
+    --held_count_;
+  }
+}
+
+void GuestRingPort::write(const uint8_t* frame, size_t len) {
+  if (!broken_.empty() || len < netif::kEthHeader || len > kPageSize) {
+    ++counters_.rx_dropped;
+    return;
+  }
+  deliver_held();  // frames keep their order
+  if (held_count_ == 0 && deliver(frame, len)) return;
+  if (held_count_ == kHeldFrames || !broken_.empty()) {
+    ++counters_.rx_dropped;
+    return;
+  }
+  size_t slot = (held_head_ + held_count_) % kHeldFrames;
+  std::memcpy(held_.data() + slot * kPageSize, frame, len);
+  held_len_[slot] = static_cast<uint16_t>(len);
+  ++held_count_;
+  (void)rx_->final_check_for_requests();  // the guest's next buffers wake us
+}
+
+void GuestRingPort::woken() {
+  (void)evt_->consume();
+  deliver_held();
+  flush();
+}
+
+void GuestRingPort::flush() {
+  bool notify = false;
+  if (tx_answered_) notify = tx_->push_responses() || notify;
+  if (rx_answered_) notify = rx_->push_responses() || notify;
+  tx_answered_ = rx_answered_ = false;
+  if (notify) (void)evt_->notify();
+}
+
+}  // namespace sd::front

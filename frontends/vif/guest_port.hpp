@@ -1,0 +1,92 @@
+// An unmodified Xen guest's own netfront (Linux xen-netfront), served from
+// dom0 as the guest's backend: its tx and rx rings (mapped from its grants),
+// its event channel, and copies to and from the pages it grants per request.
+// This is the guest's side of the dom0 ring proxy: Netfront relays what it
+// reads here to the driver domain through the splitter, so the guest's ring
+// never meets a driver domain and stays up across every crash.
+//
+// Everything in the guest's rings is untrusted. A request that cannot be
+// carried (a frame shorter than an Ethernet header, beyond its page, over
+// several slots or with extra-info slots, neither of which the backend
+// offers) is answered NETIF_RSP_ERROR (extra slots NETIF_RSP_NULL) and
+// dropped; an impossible ring index stops the port for good (the guest's
+// ring is broken; nothing is read from it again) and is reported once.
+// A frame from the driver domain is copied into the guest's next rx buffer
+// (NETIF_RSP_OKAY = its length); without one it waits in a small fixed
+// queue, then is dropped, as a NIC drops with no descriptors.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sd/core/platform.hpp"
+#include "sd/core/ring.hpp"
+#include "vif/packet_port.hpp"
+
+namespace sd::front {
+
+// The guest's granted pages as dom0 reaches them (Xen: grant copy).
+class GuestGrants {
+ public:
+  virtual ~GuestGrants() = default;
+  // Copies between the guest's granted page `ref` (at `offset`) and local
+  // memory; an error if the guest's grant does not allow it.
+  virtual Result<void> copy_from(uint32_t ref, uint16_t offset, void* dst, uint16_t len) = 0;
+  virtual Result<void> copy_to(uint32_t ref, uint16_t offset, const void* src, uint16_t len) = 0;
+};
+
+class GuestRingPort final : public PacketPort {
+ public:
+  struct Counters {
+    uint64_t tx_frames = 0, rx_frames = 0;  // guest -> driver, driver -> guest
+    uint64_t tx_refused = 0;                // requests answered ERROR
+    uint64_t rx_dropped = 0;                // no rx buffer in time, or a frame the guest cannot take
+  };
+  static constexpr size_t kHeldFrames = 64;
+
+  // tx/rx: the guest's shared ring pages (one page each, mapped by the
+  // caller, kept alive by `keep`); evt: bound to the guest's port.
+  static Result<std::unique_ptr<GuestRingPort>> attach(void* tx, void* rx,
+                                                       std::unique_ptr<platform::EventChannel> evt,
+                                                       std::unique_ptr<GuestGrants> grants, std::string name,
+                                                       std::shared_ptr<void> keep = nullptr);
+
+  int wait_fd() const override { return evt_->wait_fd(); }
+  void woken() override;
+  bool holding() const override { return held_count_ > 0; }
+  size_t read(uint8_t* buf, size_t cap) override;
+  void write(const uint8_t* frame, size_t len) override;
+  void flush() override;
+  std::string name() const override { return name_; }
+
+  bool broken() const { return !broken_.empty(); }
+  const std::string& why_broken() const { return broken_; }
+  const Counters& counters() const { return counters_; }
+
+ private:
+  GuestRingPort() = default;
+  void stop(const std::string& why);
+  void answer_tx(uint16_t id, int16_t status);
+  // Answers a frame's slots after the first (more_data) ERROR, and its
+  // extra-info slots NULL; false if the guest's ring is broken.
+  bool drop_rest(const netif_tx_request& first);
+  bool deliver(const uint8_t* frame, size_t len);
+  void deliver_held();
+
+  std::optional<ring::BackRing<netif::TxTraits>> tx_;
+  std::optional<ring::BackRing<netif::RxTraits>> rx_;
+  std::unique_ptr<platform::EventChannel> evt_;
+  std::unique_ptr<GuestGrants> grants_;
+  std::shared_ptr<void> keep_;
+  std::string name_;
+  std::string broken_;
+  Counters counters_;
+  bool tx_answered_ = false, rx_answered_ = false;
+  std::vector<uint8_t> held_;  // kHeldFrames pages, allocated once
+  uint16_t held_len_[kHeldFrames] = {};
+  size_t held_head_ = 0, held_count_ = 0;
+};
+
+}  // namespace sd::front
