@@ -41,7 +41,7 @@ class GuestRingPort final : public PacketPort {
  public:
   struct Counters {
     uint64_t tx_frames = 0, rx_frames = 0;  // guest -> driver, driver -> guest
-    uint64_t tx_refused = 0;                // requests answered ERROR
+    uint64_t tx_refused = 0;                // frames answered ERROR
     uint64_t rx_dropped = 0;                // no rx buffer in time, or a frame the guest cannot take
   };
   static constexpr size_t kHeldFrames = 64;

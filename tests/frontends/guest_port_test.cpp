@@ -1,0 +1,230 @@
+// The dom0 proxy's side facing an unmodified guest's kernel netfront,
+// without Xen: the test plays the guest (its tx and rx rings in memory, as
+// xen-netfront lays them out, and the pages it grants as a map of refs) and
+// checks what a user of the guest would see: frames out whole, frames in
+// whole and in order, and every kind of hostile request answered or
+// contained without a crash.
+#include <gtest/gtest.h>
+#include <sys/eventfd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "sd/core/ring.hpp"
+#include "sd/platform/local/event_channel.hpp"
+#include "vif/guest_port.hpp"
+
+namespace sd::front {
+namespace {
+
+using netif::kPageSize;
+
+struct GuestPages final : GuestGrants {
+  std::map<uint32_t, std::vector<uint8_t>> pages;  // ref -> page the guest granted
+  Result<void> copy_from(uint32_t ref, uint16_t off, void* dst, uint16_t len) override {
+    auto it = pages.find(ref);
+    if (it == pages.end() || off + size_t{len} > kPageSize) return fail(Code::kInvalidInput, "bad grant");
+    std::memcpy(dst, it->second.data() + off, len);
+    return {};
+  }
+  Result<void> copy_to(uint32_t ref, uint16_t off, const void* src, uint16_t len) override {
+    auto it = pages.find(ref);
+    if (it == pages.end() || off + size_t{len} > kPageSize) return fail(Code::kInvalidInput, "bad grant");
+    std::memcpy(it->second.data() + off, src, len);
+    return {};
+  }
+};
+
+class GuestPortTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tx_mem_ = static_cast<uint8_t*>(std::aligned_alloc(kPageSize, kPageSize));
+    rx_mem_ = static_cast<uint8_t*>(std::aligned_alloc(kPageSize, kPageSize));
+    auto tx = ring::FrontRing<netif::TxTraits>::attach(tx_mem_, kPageSize, true);
+    auto rx = ring::FrontRing<netif::RxTraits>::attach(rx_mem_, kPageSize, true);
+    ASSERT_TRUE(tx && rx);
+    gtx_.emplace(std::move(*tx));
+    grx_.emplace(std::move(*rx));
+    auto grants = std::make_unique<GuestPages>();
+    pages_ = grants.get();
+    UniqueFd a(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), b(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    auto port = GuestRingPort::attach(tx_mem_, rx_mem_, std::make_unique<local::LocalEventChannel>(std::move(a), std::move(b)),
+                                      std::move(grants), "guest7/vif/0");
+    ASSERT_TRUE(port) << port.error().to_string();
+    port_ = std::move(*port);
+  }
+  void TearDown() override {
+    port_.reset();
+    std::free(tx_mem_);
+    std::free(rx_mem_);
+  }
+  std::vector<uint8_t> frame(size_t n, uint8_t seed) {
+    std::vector<uint8_t> f(n);
+    for (size_t i = 0; i < n; ++i) f[i] = static_cast<uint8_t>(seed + i * 13);
+    return f;
+  }
+  // The guest sends `f` from page `ref` at `off` with request id `id`.
+  void guest_send(uint16_t id, uint32_t ref, uint16_t off, const std::vector<uint8_t>& f, uint16_t flags = 0) {
+    pages_->pages[ref].resize(kPageSize);
+    std::memcpy(pages_->pages[ref].data() + off, f.data(), std::min<size_t>(f.size(), kPageSize - off));
+    netif_tx_request req{ref, off, flags, id, static_cast<uint16_t>(f.size())};
+    ASSERT_TRUE(gtx_->put_request(req));
+    gtx_->push_requests();
+  }
+  void guest_post_rx(uint16_t id, uint32_t ref) {
+    pages_->pages[ref].assign(kPageSize, 0);
+    ASSERT_TRUE(grx_->put_request(netif_rx_request{id, 0, ref}));
+    grx_->push_requests();
+  }
+  std::vector<netif_tx_response> guest_tx_responses() {
+    std::vector<netif_tx_response> out;
+    for (;;) {
+      auto r = gtx_->get_response();
+      if (!r || !*r) return out;
+      out.push_back(**r);
+    }
+  }
+  std::vector<netif_rx_response> guest_rx_responses() {
+    std::vector<netif_rx_response> out;
+    for (;;) {
+      auto r = grx_->get_response();
+      if (!r || !*r) return out;
+      out.push_back(**r);
+    }
+  }
+
+  uint8_t* tx_mem_ = nullptr;
+  uint8_t* rx_mem_ = nullptr;
+  std::optional<ring::FrontRing<netif::TxTraits>> gtx_;
+  std::optional<ring::FrontRing<netif::RxTraits>> grx_;
+  GuestPages* pages_ = nullptr;
+  std::unique_ptr<GuestRingPort> port_;
+  uint8_t buf_[kPageSize];
+};
+
+TEST_F(GuestPortTest, GuestFrames_ReadWholeInOrderAndAnsweredOkay) {
+  auto a = frame(60, 1), b = frame(1514, 2);
+  guest_send(3, 100, 0, a);
+  guest_send(4, 101, 2048, b);
+
+  ASSERT_EQ(port_->read(buf_, kPageSize), a.size());
+  EXPECT_EQ(std::memcmp(buf_, a.data(), a.size()), 0);
+  ASSERT_EQ(port_->read(buf_, kPageSize), b.size());
+  EXPECT_EQ(std::memcmp(buf_, b.data(), b.size()), 0);
+  EXPECT_EQ(port_->read(buf_, kPageSize), 0u);
+  port_->flush();
+
+  auto rsp = guest_tx_responses();
+  ASSERT_EQ(rsp.size(), 2u);
+  EXPECT_EQ(rsp[0].id, 3);
+  EXPECT_EQ(rsp[0].status, NETIF_RSP_OKAY);
+  EXPECT_EQ(rsp[1].id, 4);
+  EXPECT_EQ(rsp[1].status, NETIF_RSP_OKAY);
+  EXPECT_EQ(port_->counters().tx_frames, 2u);
+}
+
+TEST_F(GuestPortTest, HostileTxRequests_AnsweredErrorAndTheNextFrameStillPasses) {
+  guest_send(1, 100, 0, frame(10, 1));                // shorter than an Ethernet header
+  guest_send(2, 101, 4000, frame(200, 2));            // beyond its page
+  ASSERT_TRUE(gtx_->put_request(netif_tx_request{999, 0, 0, 3, 60}));  // a ref the guest never granted
+  guest_send(4, 102, 0, frame(100, 4), NETTXF_more_data);  // two slots (no feature-sg offered),
+  guest_send(5, 103, 0, frame(40, 5));                     // this is the second
+  auto good = frame(64, 6);
+  guest_send(6, 104, 0, good);
+
+  ASSERT_EQ(port_->read(buf_, kPageSize), good.size());
+  EXPECT_EQ(std::memcmp(buf_, good.data(), good.size()), 0);
+  port_->flush();
+  auto rsp = guest_tx_responses();
+  ASSERT_EQ(rsp.size(), 6u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(rsp[i].id, i + 1);
+    EXPECT_EQ(rsp[i].status, NETIF_RSP_ERROR) << "request " << i + 1;
+  }
+  EXPECT_EQ(rsp[5].status, NETIF_RSP_OKAY);
+  EXPECT_EQ(port_->counters().tx_refused, 4u);  // frames: the two-slot one once
+  EXPECT_FALSE(port_->broken());
+}
+
+TEST_F(GuestPortTest, ExtraInfoSlots_AnsweredNullAndSkipped) {
+  guest_send(1, 100, 0, frame(60, 1), NETTXF_extra_info);
+  netif_extra_info extra{};
+  extra.type = XEN_NETIF_EXTRA_TYPE_GSO;
+  netif_tx_request slot;
+  std::memcpy(&slot, &extra, sizeof(extra));
+  ASSERT_TRUE(gtx_->put_request(slot));
+  gtx_->push_requests();
+  auto good = frame(80, 2);
+  guest_send(2, 101, 0, good);
+
+  ASSERT_EQ(port_->read(buf_, kPageSize), good.size());
+  port_->flush();
+  auto rsp = guest_tx_responses();
+  ASSERT_EQ(rsp.size(), 3u);
+  EXPECT_EQ(rsp[0].status, NETIF_RSP_ERROR);
+  EXPECT_EQ(rsp[1].status, NETIF_RSP_NULL);
+  EXPECT_EQ(rsp[2].status, NETIF_RSP_OKAY);
+}
+
+TEST_F(GuestPortTest, ImpossibleReqProd_PortStopsForGoodWithoutReadingTheRing) {
+  auto* s = reinterpret_cast<netif_tx_sring*>(tx_mem_);
+  s->req_prod = 5000;  // more requests than the ring holds
+
+  EXPECT_EQ(port_->read(buf_, kPageSize), 0u);
+  EXPECT_TRUE(port_->broken());
+  EXPECT_NE(port_->why_broken().find("impossible"), std::string::npos) << port_->why_broken();
+  port_->write(frame(60, 1).data(), 60);  // frames for a broken guest are dropped, nothing else
+  EXPECT_EQ(port_->counters().rx_dropped, 1u);
+}
+
+TEST_F(GuestPortTest, FramesForTheGuest_CopiedIntoItsBuffersInOrder_HeldWhileNoBuffer) {
+  auto a = frame(60, 1), b = frame(1514, 2), c = frame(300, 3);
+  guest_post_rx(7, 200);
+  port_->write(a.data(), a.size());
+  port_->write(b.data(), b.size());  // no buffer yet: held
+  port_->write(c.data(), c.size());
+  port_->flush();
+  EXPECT_TRUE(port_->holding());
+  auto rsp = guest_rx_responses();
+  ASSERT_EQ(rsp.size(), 1u);
+  EXPECT_EQ(rsp[0].id, 7);
+  EXPECT_EQ(rsp[0].status, static_cast<int16_t>(a.size()));
+  EXPECT_EQ(std::memcmp(pages_->pages[200].data(), a.data(), a.size()), 0);
+
+  guest_post_rx(8, 201);
+  guest_post_rx(9, 202);
+  port_->woken();
+  EXPECT_FALSE(port_->holding());
+  rsp = guest_rx_responses();
+  ASSERT_EQ(rsp.size(), 2u);
+  EXPECT_EQ(rsp[0].id, 8);
+  EXPECT_EQ(rsp[0].status, static_cast<int16_t>(b.size()));
+  EXPECT_EQ(std::memcmp(pages_->pages[201].data(), b.data(), b.size()), 0);
+  EXPECT_EQ(rsp[1].id, 9);
+  EXPECT_EQ(std::memcmp(pages_->pages[202].data(), c.data(), c.size()), 0);
+  EXPECT_EQ(port_->counters().rx_frames, 3u);
+  EXPECT_EQ(port_->counters().rx_dropped, 0u);
+}
+
+TEST_F(GuestPortTest, GuestNeverPostsBuffers_HeldQueueBoundedRestDropped) {
+  auto f = frame(100, 1);
+  for (size_t i = 0; i < GuestRingPort::kHeldFrames + 10; ++i) port_->write(f.data(), f.size());
+  EXPECT_EQ(port_->counters().rx_dropped, 10u);
+  EXPECT_EQ(port_->counters().rx_frames, 0u);
+}
+
+TEST_F(GuestPortTest, RxBufferRefNotGranted_AnsweredErrorNotCopied) {
+  ASSERT_TRUE(grx_->put_request(netif_rx_request{4, 0, 777}));  // never granted
+  grx_->push_requests();
+  auto f = frame(60, 1);
+  port_->write(f.data(), f.size());
+  port_->flush();
+  auto rsp = guest_rx_responses();
+  ASSERT_EQ(rsp.size(), 1u);
+  EXPECT_EQ(rsp[0].id, 4);
+  EXPECT_EQ(rsp[0].status, NETIF_RSP_ERROR);
+}
+
+}  // namespace
+}  // namespace sd::front
