@@ -14,6 +14,7 @@
 extern "C" {
 #include <xenevtchn.h>
 #include <xengnttab.h>
+#include <xen/grant_table.h>
 }
 
 namespace {
@@ -212,6 +213,26 @@ int xengnttab_unmap(xengnttab_handle*, void* addr, uint32_t count) {
   peer_maps.erase(addr);
   ::munmap(addr, count * kPage);
   g.mapped_pages -= static_cast<int>(count);
+  return 0;
+}
+
+// Copies through the owner's memfd, one segment at a time, as gntdev's
+// IOCTL_GNTDEV_GRANT_COPY: a ref nobody granted gets GNTST_bad_gntref.
+int xengnttab_grant_copy(xengnttab_handle*, uint32_t count, xengnttab_grant_copy_segment_t* segs) {
+  for (uint32_t i = 0; i < count; ++i) {
+    auto& s = segs[i];
+    bool from = s.flags & GNTCOPY_source_gref;
+    const auto& f = from ? s.source.foreign : s.dest.foreign;
+    auto it = grants.find(f.ref);
+    if (it == grants.end() || f.offset + size_t{s.len} > kPage) {
+      s.status = GNTST_bad_gntref;
+      continue;
+    }
+    off_t at = static_cast<off_t>(it->second.page * kPage + f.offset);
+    ssize_t n = from ? ::pread(it->second.memfd, s.dest.virt, s.len, at) : ::pwrite(it->second.memfd, s.source.virt, s.len, at);
+    s.status = n == s.len ? GNTST_okay : GNTST_general_error;
+    ++g.copies;
+  }
   return 0;
 }
 

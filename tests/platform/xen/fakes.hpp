@@ -185,6 +185,7 @@ struct Gnt {
   int shared_pages = 0;  // currently shared
   int mapped_pages = 0;  // currently mapped by peers
   int notifies = 0;
+  int copies = 0;        // grant-copy segments done
   int open_handles = 0;  // evtchn + gnttab + gntshr handles
 };
 Gnt& gnt();

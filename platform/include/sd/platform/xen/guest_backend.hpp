@@ -1,0 +1,60 @@
+// dom0's end of an unmodified guest's own PV device (its kernel's frontend,
+// e.g. xen-netfront): what a user-space backend in dom0 needs, as QEMU's
+// user-space Xen backends do it. shadowd lays out the device's two xenstore
+// directories (as a toolstack does); the backend process then owns the
+// backend's side of the xenbus handshake: it publishes its features and
+// InitWait, waits for the frontend to publish its rings (Initialised or
+// Connected), checks and maps them, binds the event channel and says
+// Connected. Everything the guest writes is untrusted: numbers are parsed
+// strictly, refs that do not map are errors.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sd/core/error.hpp"
+#include "sd/core/platform.hpp"
+
+struct xengntdev_handle;
+
+namespace sd::xen {
+
+// Copies to and from pages one guest grants per request (gntdev's grant
+// copy: dom0 never maps them).
+class GrantCopier {
+ public:
+  static Result<std::unique_ptr<GrantCopier>> open(uint32_t guest);
+  ~GrantCopier();
+  Result<void> copy_from(uint32_t ref, uint16_t offset, void* dst, uint16_t len);
+  Result<void> copy_to(uint32_t ref, uint16_t offset, const void* src, uint16_t len);
+
+ private:
+  GrantCopier() = default;
+  Result<void> copy(bool from_guest, uint32_t ref, uint16_t offset, void* local, uint16_t len);
+  xengntdev_handle* h_ = nullptr;
+  uint32_t guest_ = 0;
+};
+
+struct GuestFrontend {
+  uint32_t domid = 0;
+  std::vector<uint8_t*> rings;  // one mapped page per ring key, in order
+  std::unique_ptr<platform::EventChannel> evt;
+  std::unique_ptr<GrantCopier> grants;
+  std::map<std::string, std::string> keys;  // the optional keys asked for that the frontend wrote
+  std::shared_ptr<void> keep;               // the ring mappings
+};
+
+// The handshake for the backend at `back_dir` (its `frontend` and
+// `frontend-id` written by shadowd): `features` published, InitWait, then
+// waits up to timeout_ms for the frontend's `ring_keys` and
+// `event-channel`; reads `optional_keys` too. kUnavailable if the
+// frontend does not come in time, kInvalidInput if what it wrote is wrong.
+Result<GuestFrontend> connect_guest_frontend(const std::string& back_dir,
+                                             const std::map<std::string, std::string>& features,
+                                             const std::vector<std::string>& ring_keys,
+                                             const std::vector<std::string>& optional_keys, int timeout_ms);
+
+}  // namespace sd::xen

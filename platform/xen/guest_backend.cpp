@@ -1,0 +1,181 @@
+#include "sd/platform/xen/guest_backend.hpp"
+
+#include <poll.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+#include "sd/platform/xen/evtchn.hpp"
+
+extern "C" {
+#include <xengnttab.h>
+#include <xenstore.h>
+#include <xen/grant_table.h>
+#include <xen/io/xenbus.h>
+}
+
+namespace sd::xen {
+
+// ---- grant copy ------------------------------------------------------------
+
+Result<std::unique_ptr<GrantCopier>> GrantCopier::open(uint32_t guest) {
+  std::unique_ptr<GrantCopier> c(new GrantCopier());
+  c->h_ = xengnttab_open(nullptr, 0);
+  if (!c->h_)
+    return fail(Code::kUnavailable,
+                std::string("xen: xengnttab_open: ") + std::strerror(errno) + " (is xen-gntdev loaded?)");
+  c->guest_ = guest;
+  return c;
+}
+
+GrantCopier::~GrantCopier() {
+  if (h_) xengnttab_close(h_);
+}
+
+Result<void> GrantCopier::copy(bool from_guest, uint32_t ref, uint16_t offset, void* local, uint16_t len) {
+  if (offset + size_t{len} > 4096) return fail(Code::kInvalidInput, "xen: grant copy beyond the page");
+  xengnttab_grant_copy_segment_t seg{};
+  if (from_guest) {
+    seg.source.foreign = {ref, offset, static_cast<uint16_t>(guest_)};
+    seg.dest.virt = local;
+    seg.flags = GNTCOPY_source_gref;
+  } else {
+    seg.source.virt = local;
+    seg.dest.foreign = {ref, offset, static_cast<uint16_t>(guest_)};
+    seg.flags = GNTCOPY_dest_gref;
+  }
+  seg.len = len;
+  if (xengnttab_grant_copy(h_, 1, &seg) != 0)
+    return fail(Code::kSystem, std::string("xen: grant copy: ") + std::strerror(errno));
+  if (seg.status != GNTST_okay)
+    return fail(Code::kInvalidInput, "xen: domain " + std::to_string(guest_) + "'s grant " + std::to_string(ref) +
+                                         " refused a copy (status " + std::to_string(seg.status) + ")");
+  return {};
+}
+
+Result<void> GrantCopier::copy_from(uint32_t ref, uint16_t offset, void* dst, uint16_t len) {
+  return copy(true, ref, offset, dst, len);
+}
+
+Result<void> GrantCopier::copy_to(uint32_t ref, uint16_t offset, const void* src, uint16_t len) {
+  return copy(false, ref, offset, const_cast<void*>(src), len);
+}
+
+// ---- handshake -------------------------------------------------------------
+
+namespace {
+
+struct Xs {
+  xs_handle* h = nullptr;
+  ~Xs() {
+    if (h) xs_close(h);
+  }
+  std::optional<std::string> read(const std::string& path) const {
+    unsigned len = 0;
+    void* v = xs_read(h, XBT_NULL, path.c_str(), &len);
+    if (!v) return std::nullopt;
+    std::string s(static_cast<char*>(v), len);
+    std::free(v);
+    return s;
+  }
+  bool write(const std::string& path, const std::string& v) const {
+    return xs_write(h, XBT_NULL, path.c_str(), v.data(), static_cast<unsigned>(v.size()));
+  }
+};
+
+// A decimal number the guest wrote, whole and in range, or nullopt.
+std::optional<uint32_t> parse_u32(const std::optional<std::string>& s) {
+  if (!s || s->empty() || s->size() > 10) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : *s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (v > UINT32_MAX) return std::nullopt;
+  return static_cast<uint32_t>(v);
+}
+
+struct Mappings {
+  xengntdev_handle* h = nullptr;
+  std::vector<uint8_t*> pages;
+  ~Mappings() {
+    for (auto* p : pages) (void)xengnttab_unmap(h, p, 1);
+    if (h) xengnttab_close(h);
+  }
+};
+
+}  // namespace
+
+Result<GuestFrontend> connect_guest_frontend(const std::string& back_dir,
+                                             const std::map<std::string, std::string>& features,
+                                             const std::vector<std::string>& ring_keys,
+                                             const std::vector<std::string>& optional_keys, int timeout_ms) {
+  Xs xs;
+  xs.h = xs_open(0);
+  if (!xs.h) return fail(Code::kUnavailable, std::string("xenstore: xs_open: ") + std::strerror(errno));
+  auto front = xs.read(back_dir + "/frontend");
+  auto domid = parse_u32(xs.read(back_dir + "/frontend-id"));
+  if (!front || !domid || *domid == 0 || *domid >= 0x7ff0)
+    return fail(Code::kInvalidInput, "xen: " + back_dir + " names no frontend (is the device laid out?)");
+  for (const auto& [k, v] : features)
+    if (!xs.write(back_dir + "/" + k, v)) return fail(Code::kSystem, "xenstore: cannot write " + back_dir + "/" + k);
+  if (!xs.write(back_dir + "/state", std::to_string(XenbusStateInitWait)))
+    return fail(Code::kSystem, "xenstore: cannot write " + back_dir + "/state");
+
+  // Wait for the frontend's rings: a watch on its state, read again at each event.
+  std::string state_path = *front + "/state";
+  if (!xs_watch(xs.h, state_path.c_str(), "front"))
+    return fail(Code::kSystem, "xenstore: cannot watch " + state_path);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    auto st = parse_u32(xs.read(state_path));
+    if (st && (*st == XenbusStateInitialised || *st == XenbusStateConnected)) break;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return fail(Code::kUnavailable, "xen: the frontend at " + *front + " did not publish its rings within " +
+                                          std::to_string(timeout_ms) + " ms (state " +
+                                          (st ? std::to_string(*st) : std::string("absent")) + ")");
+    pollfd p{xs_fileno(xs.h), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000))) == 1) {
+      std::free(xs_check_watch(xs.h));  // the event itself says nothing: the state is read again
+    }
+  }
+  (void)xs_unwatch(xs.h, state_path.c_str(), "front");
+
+  GuestFrontend g;
+  g.domid = *domid;
+  auto maps = std::make_shared<Mappings>();
+  maps->h = xengnttab_open(nullptr, 0);
+  if (!maps->h)
+    return fail(Code::kUnavailable,
+                std::string("xen: xengnttab_open: ") + std::strerror(errno) + " (is xen-gntdev loaded?)");
+  for (const auto& key : ring_keys) {
+    auto ref = parse_u32(xs.read(*front + "/" + key));
+    if (!ref) return fail(Code::kInvalidInput, "xen: the frontend's " + key + " is missing or not a number");
+    void* page = xengnttab_map_grant_ref(maps->h, *domid, *ref, PROT_READ | PROT_WRITE);
+    if (!page)
+      return fail(Code::kInvalidInput, "xen: cannot map the frontend's " + key + " (ref " + std::to_string(*ref) +
+                                           " of domain " + std::to_string(*domid) + "): " + std::strerror(errno));
+    maps->pages.push_back(static_cast<uint8_t*>(page));
+  }
+  auto port = parse_u32(xs.read(*front + "/event-channel"));
+  if (!port) return fail(Code::kInvalidInput, "xen: the frontend's event-channel is missing or not a number");
+  auto evt = XenEventChannel::bind(*domid, *port);
+  if (!evt) return std::unexpected(evt.error());
+  auto grants = GrantCopier::open(*domid);
+  if (!grants) return std::unexpected(grants.error());
+  for (const auto& key : optional_keys)
+    if (auto v = xs.read(*front + "/" + key)) g.keys[key] = *v;
+  if (!xs.write(back_dir + "/state", std::to_string(XenbusStateConnected)))
+    return fail(Code::kSystem, "xenstore: cannot write " + back_dir + "/state");
+  g.rings = maps->pages;
+  g.evt = std::move(*evt);
+  g.grants = std::move(*grants);
+  g.keep = std::move(maps);
+  return g;
+}
+
+}  // namespace sd::xen
