@@ -2,7 +2,9 @@
 // inside the guest's network namespace with its control channel on fd 3.
 // Xen (--xen): the guest's init starts it; it offers its control channel to
 // dom0 as a vchan and waits for shadowd. Either way it creates the guest's
-// TAP device and serves it until shadowd goes away.
+// TAP device and serves it until shadowd goes away. Xen, as the dom0 ring
+// proxy of an unmodified guest (--xen-guest, started by shadowd in dom0):
+// no TAP; the guest's own kernel netfront is served instead.
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/if_tun.h>
@@ -23,7 +25,8 @@ namespace {
 
 const char kUsage[] =
     "usage: sd-netfront --control-fd FD --ifname NAME --mac MAC [--mtu N]\n"
-    "       sd-netfront --xen [--handle N] --ifname NAME --mac MAC [--mtu N]\n";
+    "       sd-netfront --xen [--handle N] --ifname NAME --mac MAC [--mtu N]\n"
+    "       sd-netfront --xen-guest DOMID [--handle N] --control-fd FD --mac MAC\n";
 
 sd::Result<sd::UniqueFd> open_tap(const std::string& name, const uint8_t mac[6], int mtu) {
   sd::UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
@@ -54,7 +57,7 @@ sd::Result<sd::UniqueFd> open_tap(const std::string& name, const uint8_t mac[6],
 int main(int argc, char** argv) {
   int control_fd = -1, mtu = 1500;
   bool xen = false;
-  long handle = 0;
+  long handle = 0, guest = -1;
   std::string ifname, mac;
   static const option kOpts[] = {{"control-fd", required_argument, nullptr, 'c'},
                                  {"ifname", required_argument, nullptr, 'i'},
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
                                  {"mtu", required_argument, nullptr, 'M'},
                                  {"xen", no_argument, nullptr, 'X'},
                                  {"handle", required_argument, nullptr, 'H'},
+                                 {"xen-guest", required_argument, nullptr, 'G'},
                                  {"help", no_argument, nullptr, 'h'},
                                  {nullptr, 0, nullptr, 0}};
   for (int c; (c = getopt_long(argc, argv, "h", kOpts, nullptr)) != -1;) {
@@ -72,17 +76,39 @@ int main(int argc, char** argv) {
       case 'M': mtu = std::atoi(optarg); break;
       case 'X': xen = true; break;
       case 'H': handle = std::strtol(optarg, nullptr, 10); break;
+      case 'G': guest = std::strtol(optarg, nullptr, 10); break;
       case 'h':
         std::printf("%s\nThe guest side of a vif: a TAP device fed by Xen netif rings.\n"
                     "Local platform: shadowd starts it in the guest's network namespace.\n"
                     "Xen: the guest runs it with --xen; it offers its control channel to dom0 at\n"
-                    "/local/domain/<domid>/data/sd-vif-<handle> and waits for shadowd.\n",
+                    "/local/domain/<domid>/data/sd-vif-<handle> and waits for shadowd.\n"
+                    "Xen, unmodified guest: shadowd runs it in dom0 with --xen-guest; it is the\n"
+                    "backend of the guest's own xen-netfront and relays to the driver domain.\n",
                     kUsage);
         return 0;
       default: std::fputs(kUsage, stderr); return 2;
     }
   }
   sd::netif::VifConfig cfg{};
+  if (guest >= 0) {
+    if (guest == 0 || guest >= 0x7ff0 || control_fd < 0 || handle < 0 || handle > 65535 ||
+        !sd::netif::parse_mac(mac, cfg.mac)) {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+    cfg.mtu = 1500;
+    cfg.features = sd::netif::kFeatureRxCopy;
+    auto x = sd::front::open_xen_proxy(static_cast<uint32_t>(guest), static_cast<uint64_t>(handle), 600000);
+    if (!x) {
+      std::fprintf(stderr, "sd-netfront: %s\n", x.error().to_string().c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "sd-netfront: serving domain %ld's netfront (vif %ld) from dom0\n", guest, handle);
+    sd::ctl::Channel ch{sd::UniqueFd(control_fd)};
+    (void)ch.set_nonblocking(true);
+    sd::front::Netfront nf(std::move(ch), std::move(x->port), cfg, std::move(x->pools));
+    return nf.run();
+  }
   if ((xen ? (control_fd >= 0 || handle < 0 || handle > 65535) : control_fd < 0) || ifname.empty() || ifname.size() >= IFNAMSIZ || !sd::netif::parse_mac(mac, cfg.mac) || mtu < 68 ||
       mtu > 65535) {
     std::fputs(kUsage, stderr);

@@ -2,6 +2,8 @@
 
 #include "sd/platform/xen/evtchn.hpp"
 #include "sd/platform/xen/grants.hpp"
+#include "sd/platform/xen/guest_backend.hpp"
+#include "vif/guest_port.hpp"
 #include "sd/platform/xen/vchan.hpp"
 
 namespace sd::front {
@@ -31,7 +33,40 @@ class XenPools final : public PoolSource {
   uint32_t self_;
 };
 
+class GuestCopies final : public GuestGrants {
+ public:
+  explicit GuestCopies(std::unique_ptr<xen::GrantCopier> c) : c_(std::move(c)) {}
+  Result<void> copy_from(uint32_t ref, uint16_t offset, void* dst, uint16_t len) override {
+    return c_->copy_from(ref, offset, dst, len);
+  }
+  Result<void> copy_to(uint32_t ref, uint16_t offset, const void* src, uint16_t len) override {
+    return c_->copy_to(ref, offset, src, len);
+  }
+
+ private:
+  std::unique_ptr<xen::GrantCopier> c_;
+};
+
 }  // namespace
+
+Result<XenProxy> open_xen_proxy(uint32_t guest, uint64_t handle, int timeout_ms) {
+  std::string back = "/local/domain/0/backend/vif/" + std::to_string(guest) + "/" + std::to_string(handle);
+  // What this backend offers xen-netfront: copying receive (the only mode
+  // netfront has), one frame per slot, no offloads, one queue.
+  auto g = xen::connect_guest_frontend(back, {{"feature-rx-copy", "1"}, {"feature-rx-flip", "0"}},
+                                       {"tx-ring-ref", "rx-ring-ref"}, {"request-rx-copy"}, timeout_ms);
+  if (!g) return std::unexpected(g.error());
+  if (g->keys["request-rx-copy"] != "1")
+    return fail(Code::kInvalidInput, "the guest's netfront at " + back + " did not ask for copying receive");
+  auto port = GuestRingPort::attach(g->rings[0], g->rings[1], std::move(g->evt),
+                                    std::make_unique<GuestCopies>(std::move(g->grants)),
+                                    "domain " + std::to_string(guest) + " vif " + std::to_string(handle), g->keep);
+  if (!port) return std::unexpected(port.error());
+  XenProxy p;
+  p.port = std::move(*port);
+  p.pools = std::make_unique<XenPools>(0);  // granted by dom0
+  return p;
+}
 
 Result<XenFrontend> open_xen_frontend(uint64_t handle) {
   auto self = xen::self_identity();

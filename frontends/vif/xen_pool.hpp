@@ -1,7 +1,10 @@
-// sd-netfront on Xen (--xen): its control channel is a vchan offered to
-// dom0 at /local/domain/<own domid>/data/sd-vif-<handle>, and its pools are
-// granted with gntshr and event channels offered with evtchn, one pair per
-// backend domain.
+// sd-netfront on Xen. In a guest (--xen): its control channel is a vchan
+// offered to dom0 at /local/domain/<own domid>/data/sd-vif-<handle>, and its
+// pools are granted with gntshr and event channels offered with evtchn, one
+// pair per backend domain. In dom0 as the ring proxy of an unmodified guest
+// (--xen-guest): the guest's side is its kernel netfront's rings (the vif's
+// backend at /local/domain/0/backend/vif/<guest>/<handle>, which never
+// moves), the pools are granted by dom0 the same way.
 #pragma once
 
 #include <memory>
@@ -19,5 +22,14 @@ struct XenFrontend {
 
 // kUnavailable when not on Xen (or built without the Xen libraries).
 Result<XenFrontend> open_xen_frontend(uint64_t handle);
+
+struct XenProxy {
+  std::unique_ptr<PacketPort> port;
+  std::unique_ptr<PoolSource> pools;
+};
+
+// Waits up to timeout_ms for the guest's kernel netfront to connect to the
+// backend shadowd laid out for it, then serves it from here.
+Result<XenProxy> open_xen_proxy(uint32_t guest, uint64_t handle, int timeout_ms);
 
 }  // namespace sd::front

@@ -76,6 +76,9 @@ Result<void> LocalDevicePlumbing::offer_backend(ctl::Channel& ch, platform::DomI
 }
 
 Result<std::unique_ptr<platform::DevicePlumbing>> LocalPlatform::make_device_plumbing(const platform::DeviceInfo& dev) {
+  if (dev.kernel_frontend)
+    return fail(Code::kUnavailable, "guest_frontend: kernel (an unmodified guest's own driver) needs the xen "
+                                    "platform; on the local platform the guest's frontend is the project's");
   auto p = LocalDevicePlumbing::create(dev.pages);
   if (!p) return std::unexpected(p.error());
   return std::unique_ptr<platform::DevicePlumbing>(std::move(*p));

@@ -1,5 +1,11 @@
 #include "xen/device_plumbing.hpp"
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -13,26 +19,42 @@ namespace sd::xen {
 
 Result<std::unique_ptr<XenDevicePlumbing>> XenDevicePlumbing::create(boost::asio::io_context& io,
                                                                      platform::Store& store,
-                                                                     const platform::DeviceInfo& dev) {
+                                                                     const platform::DeviceInfo& dev,
+                                                                     const std::filesystem::path& proxy_binary) {
+  if (dev.kernel_frontend && dev.type != "vif")
+    return fail(Code::kUnavailable, "guest_frontend: kernel is served for vif only on the xen platform so far (not " +
+                                        dev.type + ")");
+  if (dev.kernel_frontend && proxy_binary.empty())
+    return fail(Code::kUnavailable, "guest_frontend: kernel needs sd-netfront in dom0 (shadowd --netfront PATH)");
   // The guest is started by the operator (xl create); find it by name.
   for (const auto& id : store.list("/local/domain")) {
     auto name = store.read("/local/domain/" + id + "/name");
     if (name && *name == dev.guest)
-      return std::unique_ptr<XenDevicePlumbing>(new XenDevicePlumbing(io, store, dev, std::atoi(id.c_str())));
+      return std::unique_ptr<XenDevicePlumbing>(
+          new XenDevicePlumbing(io, store, dev, std::atoi(id.c_str()), proxy_binary));
   }
   return fail(Code::kUnavailable,
               "guest '" + dev.guest + "' is not running (start it with xl create before shadowd)");
 }
 
 XenDevicePlumbing::~XenDevicePlumbing() {
+  if (proxy_pid_ > 0) {
+    ::kill(proxy_pid_, SIGKILL);
+    ::waitpid(proxy_pid_, nullptr, 0);
+  }
+  if (kernel_published_) {  // the guest's kernel sees its device go, as on xl detach
+    (void)store_.remove(kernel_front_dir());
+    (void)store_.remove(kernel_back_dir());
+  }
+  if (backend_ != 0) (void)store_.remove(back_dir(backend_));
   if (front_published_) {
     (void)store_.remove(front_dir());
-    if (backend_ != 0) (void)store_.remove(back_dir(backend_));
   }
   link_.reset();  // the frontend sees its channel close
 }
 
 std::optional<Result<ctl::Channel>> XenDevicePlumbing::connect_frontend() {
+  if (dev_.kernel_frontend) return start_proxy();
   // The channel works at once; what is sent waits until the guest's frontend offers its vchan.
   auto path = "/local/domain/" + std::to_string(guest_domid_) + "/data/sd-" + dev_.type + "-" +
               std::to_string(dev_.index);
@@ -49,10 +71,72 @@ Result<void> XenDevicePlumbing::offer_frontend(ctl::Channel& ch, const ctl::Msg&
   return ch.send(attach);
 }
 
-// From the guest: checked here for shape, by the backend when it maps.
+std::string XenDevicePlumbing::kernel_front_dir() const {
+  return "/local/domain/" + std::to_string(guest_domid_) + "/device/" + dev_.type + "/" + std::to_string(dev_.index);
+}
+
+std::string XenDevicePlumbing::kernel_back_dir() const {
+  return "/local/domain/0/backend/" + dev_.type + "/" + std::to_string(guest_domid_) + "/" +
+         std::to_string(dev_.index);
+}
+
+// Keys first, each readable by the other end; xenstored gives nodes created
+// later (the ends' own keys) the directory's permissions.
+void XenDevicePlumbing::publish(const std::string& dir, const std::map<std::string, std::string>& keys,
+                                platform::DomId owner, platform::DomId reader) {
+  for (const auto& [k, v] : keys) write(dir + "/" + k, v);
+  (void)store_.set_access(dir, owner, {reader});
+  for (const auto& [k, v] : keys) (void)store_.set_access(dir + "/" + k, owner, {reader});
+}
+
+// As a toolstack adds a PV device to a running guest: the backend's
+// directory, then the frontend's with its state last (the guest's kernel
+// probes the device when state appears). Then the proxy, which answers the
+// handshake from InitWait on.
+Result<ctl::Channel> XenDevicePlumbing::start_proxy() {
+  std::string front = kernel_front_dir(), back = kernel_back_dir(), handle = std::to_string(dev_.index);
+  auto mac = dev_.nodes.count("mac") ? dev_.nodes.at("mac") : std::string();
+  (void)store_.remove(front);  // left by an unclean stop: the guest would see stale rings
+  (void)store_.remove(back);
+  auto guest = static_cast<platform::DomId>(guest_domid_);
+  std::map<std::string, std::string> back_keys{{"frontend", front},       {"frontend-id", std::to_string(guest_domid_)},
+                                               {"online", "1"},          {"handle", handle},
+                                               {"state", std::to_string(XenbusStateInitialising)}};
+  std::map<std::string, std::string> front_keys{{"backend", back}, {"backend-id", "0"}, {"handle", handle}};
+  for (const auto& [k, v] : dev_.nodes) back_keys[k] = front_keys[k] = v;
+  publish(back, back_keys, 0, guest);
+  publish(front, front_keys, guest, 0);
+  publish(front, {{"state", std::to_string(XenbusStateInitialising)}}, guest, 0);
+  kernel_published_ = true;
+
+  auto chans = ctl::Channel::pair();
+  if (!chans) return std::unexpected(chans.error());
+  std::string bin = proxy_binary_.string();
+  std::vector<std::string> argv_s{"sd-netfront", "--xen-guest", std::to_string(guest_domid_), "--handle", handle,
+                                  "--control-fd", "3", "--mac", mac};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int child_fd = chans->second.fd();
+  pid_t pid = ::fork();
+  if (pid < 0) return fail(Code::kSystem, std::string("fork the ring proxy: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::dup2(child_fd, 3) < 0) _exit(126);
+    ::syscall(SYS_close_range, 4U, ~0U, 0U);
+    ::execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  proxy_pid_ = pid;
+  return std::move(chans->first);
+}
+
+// From the frontend (the guest's, or dom0's ring proxy): checked here for
+// shape, by the backend when it maps.
 Result<void> XenDevicePlumbing::frontend_repaired(const ctl::Msg& m) {
   auto pool = m.get_payload<ctl::XenPool>();
-  if (pool.owner != static_cast<uint32_t>(guest_domid_) || pool.pages != dev_.pages)
+  uint32_t owner = dev_.kernel_frontend ? 0 : static_cast<uint32_t>(guest_domid_);
+  if (pool.owner != owner || pool.pages != dev_.pages)
     return fail(Code::kRestartReplay, "frontend sent a pool that is not its own or of the wrong size");
   pool_ = pool;
   have_pool_ = true;
@@ -96,6 +180,10 @@ void XenDevicePlumbing::backend_starting(platform::DomId dd) {
   write(back + "/handle", std::to_string(dev_.index));
   for (const auto& [k, v] : dev_.nodes) write(back + "/" + k, v);
   write(back + "/state", std::to_string(XenbusStateInitWait));
+  if (dev_.kernel_frontend) {  // the proxy is this backend's frontend; the guest's device stays where it is
+    (void)store_.set_access(back, dd, {0});
+    return;
+  }
   if (!front_published_) {
     write(front + "/handle", std::to_string(dev_.index));
     for (const auto& [k, v] : dev_.nodes) write(front + "/" + k, v);
@@ -110,7 +198,7 @@ void XenDevicePlumbing::backend_starting(platform::DomId dd) {
 
 void XenDevicePlumbing::backend_serving(platform::DomId dd) {
   write(back_dir(dd) + "/state", std::to_string(XenbusStateConnected));
-  if (!front_connected_) {  // from now on the guest's side stays Connected
+  if (!front_connected_ && !dev_.kernel_frontend) {  // from now on the guest's side stays Connected
     write(front_dir() + "/state", std::to_string(XenbusStateConnected));
     front_connected_ = true;
   }
@@ -118,9 +206,11 @@ void XenDevicePlumbing::backend_serving(platform::DomId dd) {
 
 std::map<std::string, std::string> XenDevicePlumbing::status() const {
   return {{"guest_domid", std::to_string(guest_domid_)},
-          {"frontend_link", link_ && link_->connected() ? "connected" : "waiting"},
+          {"frontend_link", dev_.kernel_frontend ? "dom0 ring proxy, pid " + std::to_string(proxy_pid_)
+                            : link_ && link_->connected() ? "connected" : "waiting"},
           {"backend_domid", std::to_string(backend_)},
-          {"xenbus_frontend", front_published_ ? front_dir() : ""}};
+          {"xenbus_frontend", kernel_published_ ? kernel_front_dir() : front_published_ ? front_dir() : ""},
+          {"guest_frontend", dev_.kernel_frontend ? "kernel (dom0 ring proxy)" : "project"}};
 }
 
 }  // namespace sd::xen

@@ -8,6 +8,15 @@
 // drivers never bind it:
 //   frontend  /local/domain/<guest>/device/sd-<type>/<n>        owned by the guest
 //   backend   /local/domain/<dd>/backend/sd-<type>/<guest>/<n>  owned by the driver domain
+// An unmodified guest (policy guest_frontend: kernel) runs its kernel's own
+// frontend instead (xen-netfront), which cannot follow a backend to another
+// domain; it gets a device of the real type whose backend is in dom0 and
+// never moves, the dom0 ring proxy (sd-netfront --xen-guest, started here):
+//   frontend  /local/domain/<guest>/device/<type>/<n>           the guest's kernel
+//   backend   /local/domain/0/backend/<type>/<guest>/<n>        the proxy
+// The proxy answers the guest's xenbus handshake itself and is, to shadowd,
+// the device's frontend (over a socket pair): it grants its pool to each
+// backend incarnation as sd-netfront --xen does from a guest.
 // Both ends talk to shadowd, so shadowd writes their XenbusStates: the
 // backend's per incarnation (InitWait, then Connected when it serves), the
 // frontend's Connected once the first backend serves and never anything
@@ -16,6 +25,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -28,8 +38,10 @@ class VchanLink;
 class XenDevicePlumbing final : public platform::DevicePlumbing {
  public:
   // kUnavailable naming the guest if it is not running.
+  // proxy_binary: sd-netfront, for a device with kernel_frontend.
   static Result<std::unique_ptr<XenDevicePlumbing>> create(boost::asio::io_context& io, platform::Store& store,
-                                                           const platform::DeviceInfo& dev);
+                                                           const platform::DeviceInfo& dev,
+                                                           const std::filesystem::path& proxy_binary = {});
   ~XenDevicePlumbing() override;
 
   size_t pages() const override { return dev_.pages; }
@@ -55,8 +67,15 @@ class XenDevicePlumbing final : public platform::DevicePlumbing {
     int wait_fd() const override { return -1; }
     Result<uint64_t> consume() override { return uint64_t{0}; }
   };
-  XenDevicePlumbing(boost::asio::io_context& io, platform::Store& store, platform::DeviceInfo dev, int guest_domid)
-      : io_(io), store_(store), dev_(std::move(dev)), guest_domid_(guest_domid) {}
+  XenDevicePlumbing(boost::asio::io_context& io, platform::Store& store, platform::DeviceInfo dev, int guest_domid,
+                    std::filesystem::path proxy_binary)
+      : io_(io), store_(store), dev_(std::move(dev)), guest_domid_(guest_domid), proxy_binary_(std::move(proxy_binary)) {}
+  // The unmodified guest's device (kernel_frontend): both directories, then the proxy.
+  Result<ctl::Channel> start_proxy();
+  std::string kernel_front_dir() const;
+  std::string kernel_back_dir() const;
+  void publish(const std::string& dir, const std::map<std::string, std::string>& keys, platform::DomId owner,
+               platform::DomId reader);
   std::string front_dir() const;
   std::string back_dir(platform::DomId dd) const;
   void write(const std::string& path, const std::string& value);
@@ -65,6 +84,9 @@ class XenDevicePlumbing final : public platform::DevicePlumbing {
   platform::Store& store_;
   platform::DeviceInfo dev_;
   int guest_domid_;
+  std::filesystem::path proxy_binary_;
+  int proxy_pid_ = -1;
+  bool kernel_published_ = false;
   NoEvent none_;
   std::unique_ptr<VchanLink> link_;
   ctl::XenPool pool_{};  // as the frontend last reported it

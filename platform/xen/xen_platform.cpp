@@ -31,23 +31,25 @@ std::string unavailable_reason() {
 Result<std::unique_ptr<platform::DevicePlumbing>> XenPlatform::make_device_plumbing(const platform::DeviceInfo& dev) {
   if (dev.type != "vif")
     return fail(Code::kUnavailable, "the " + dev.type + " class is not served on the xen platform yet (only vif)");
-  auto p = XenDevicePlumbing::create(io_, *store_, dev);
+  auto p = XenDevicePlumbing::create(io_, *store_, dev, proxy_binary_);
   if (!p) return std::unexpected(p.error());
   return std::unique_ptr<platform::DevicePlumbing>(std::move(*p));
 }
 
-Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_context& io) {
+Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_context& io,
+                                                         std::filesystem::path proxy_binary) {
   auto domains = XenDomainManager::open(io);
   if (!domains) return std::unexpected(domains.error());
   auto store = XenStore::open(io);
   if (!store) return std::unexpected(store.error());
-  return std::unique_ptr<platform::Platform>(std::make_unique<XenPlatform>(io, std::move(*domains), std::move(*store)));
+  return std::unique_ptr<platform::Platform>(std::make_unique<XenPlatform>(io, std::move(*domains), std::move(*store),
+                                                                                  std::move(proxy_binary)));
 }
 
-Result<std::unique_ptr<platform::Platform>> create(boost::asio::io_context& io, const platform::Options&) {
+Result<std::unique_ptr<platform::Platform>> create(boost::asio::io_context& io, const platform::Options& opts) {
   if (auto why = unavailable_reason(); !why.empty())
     return fail(Code::kUnavailable, "xen platform not available on this host: " + why);
-  return open_platform(io);
+  return open_platform(io, opts.netfront_binary);
 }
 
 }  // namespace sd::xen

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -14,8 +15,9 @@ namespace sd::xen {
 
 class XenPlatform final : public platform::Platform {
  public:
-  XenPlatform(boost::asio::io_context& io, std::unique_ptr<XenDomainManager> domains, std::unique_ptr<XenStore> store)
-      : io_(io), store_(std::move(store)), domains_(std::move(domains)) {
+  XenPlatform(boost::asio::io_context& io, std::unique_ptr<XenDomainManager> domains, std::unique_ptr<XenStore> store,
+              std::filesystem::path proxy_binary = {})
+      : io_(io), proxy_binary_(std::move(proxy_binary)), store_(std::move(store)), domains_(std::move(domains)) {
     domains_->set_store(store_.get());  // control vchans are found through xenstore
   }
   std::string name() const override { return "xen"; }
@@ -28,6 +30,7 @@ class XenPlatform final : public platform::Platform {
 
  private:
   boost::asio::io_context& io_;
+  std::filesystem::path proxy_binary_;  // sd-netfront, for guests with guest_frontend: kernel
   // Destroyed in reverse order: the domains (and their vchan links, which
   // watch xenstore) before the store.
   std::unique_ptr<XenStore> store_;
@@ -43,6 +46,7 @@ Result<std::unique_ptr<platform::Platform>> create(boost::asio::io_context& io, 
 
 // Opens libxl and xenstore without probing first (create() after the probe;
 // unit tests, where both are link-level fakes).
-Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_context& io);
+Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_context& io,
+                                                         std::filesystem::path proxy_binary = {});
 
 }  // namespace sd::xen

@@ -124,6 +124,20 @@ TEST(Policy, StandbyAndLogGiven_AreRead) {
   EXPECT_EQ(p->log_max_state_bytes, 65536u);
 }
 
+TEST(Policy, GuestFrontend_DefaultProjectKernelReadOtherRefusedAtItsLine) {
+  auto def = parse_policy_text(kGood, "p.yaml", DeviceClass::kVif);
+  ASSERT_TRUE(def) << to_string(def.error());
+  EXPECT_EQ(def->guest_frontend, "project");
+  auto kernel = parse_policy_text(std::string(kGood) + "guest_frontend: kernel\n", "p.yaml", DeviceClass::kVif);
+  ASSERT_TRUE(kernel) << to_string(kernel.error());
+  EXPECT_EQ(kernel->guest_frontend, "kernel");
+  auto bad = parse_policy_text(std::string(kGood) + "guest_frontend: netfront\n", "p.yaml", DeviceClass::kVif);
+  ASSERT_FALSE(bad);
+  std::string text = to_string(bad.error());
+  EXPECT_NE(text.find("guest_frontend"), std::string::npos) << text;
+  EXPECT_NE(text.find("kernel"), std::string::npos) << text;  // the hint names the choices
+}
+
 TEST(Policy, ToYaml_ParsesBackToSamePolicy) {
   auto original = load_policy(kSource / "policies/vsnd.yaml", DeviceClass::kVsnd);
   ASSERT_TRUE(original) << to_string(original.error());

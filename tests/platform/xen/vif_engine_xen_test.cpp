@@ -6,6 +6,11 @@
 #include "vif/vif_hooks.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "fakes.hpp"
 #include "run_until.hpp"
@@ -279,6 +284,62 @@ TEST_F(VifEngineXenTest, EngineDestroyedBeforePlatform_RemovesItsNodesFromTheSto
 
   EXPECT_FALSE(xs.kv.count(front + "/state"));
   EXPECT_FALSE(xs.kv.count(back7 + "/state"));
+}
+
+// An unmodified guest (guest_frontend: kernel): its device is laid out with
+// the real type and a dom0 backend, the frontend's state written last, and
+// the dom0 ring proxy is started as the device's frontend (here a script
+// that records its arguments and keeps the channel open); destroying the
+// engine removes both directories and stops the proxy.
+TEST_F(VifEngineXenTest, KernelFrontend_DeviceLaidOutForXenNetfrontAndProxyStarted) {
+  char dir[] = "/tmp/sd-proxy-XXXXXX";
+  ASSERT_TRUE(::mkdtemp(dir));
+  std::string script = std::string(dir) + "/proxy", args = std::string(dir) + "/args";
+  std::ofstream(script) << "#!/bin/sh\necho \"$@\" > " << args << "\nexec sleep 30\n";
+  ::chmod(script.c_str(), 0755);
+  auto p = xen::open_platform(io_, script);
+  ASSERT_TRUE(p);
+  policy_.guest_frontend = "kernel";
+  auto e = make_device_engine(io_, **p, "guest1", spec_, 3, policy_, log_, [](const std::string&, auto) {},
+                              std::make_unique<VifHooks>("guest1", spec_, 0, "wire", ""));
+  ASSERT_TRUE(e) << e.error().to_string();
+  ASSERT_TRUE((*e)->setup());
+  const std::string front = "/local/domain/5/device/vif/0", back = "/local/domain/0/backend/vif/5/0";
+  auto& xs = fake::xenstore();
+  EXPECT_EQ(xs.kv[front + "/backend"], back);
+  EXPECT_EQ(xs.kv[front + "/backend-id"], "0");
+  EXPECT_EQ(xs.kv[front + "/mac"], "00:16:3e:5d:00:01");
+  EXPECT_EQ(xs.kv[back + "/frontend"], front);
+  EXPECT_EQ(xs.kv[back + "/frontend-id"], "5");
+  EXPECT_EQ(xs.kv[back + "/online"], "1");
+  std::string last_front_write;
+  for (auto& [path, value] : xs.writes)
+    if (path.rfind(front, 0) == 0) last_front_write = path + "=" + value;
+  EXPECT_EQ(last_front_write, front + "/state=1");  // the guest's kernel probes when state appears
+  EXPECT_EQ(xs.perms[front], (std::vector<std::pair<unsigned, unsigned>>{{5, XS_PERM_NONE}, {0, XS_PERM_READ}}));
+  EXPECT_EQ(xs.perms[back], (std::vector<std::pair<unsigned, unsigned>>{{0, XS_PERM_NONE}, {5, XS_PERM_READ}}));
+  std::string got;
+  for (int i = 0; i < 200 && got.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::ifstream in(args);
+    std::getline(in, got);
+  }
+  EXPECT_EQ(got, "--xen-guest 5 --handle 0 --control-fd 3 --mac 00:16:3e:5d:00:01");
+  auto status = (*e)->status();
+  EXPECT_EQ(status.value("guest_frontend", ""), "kernel (dom0 ring proxy)");
+
+  e->reset();
+
+  EXPECT_FALSE(xs.kv.count(front + "/state"));
+  EXPECT_FALSE(xs.kv.count(back + "/state"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(VifEngineXenTest, KernelFrontendForVbd_RefusedNamingTheClass) {
+  platform::DeviceInfo info{"guest1", "vbd", 0, 11, {}, true};
+  auto r = plat_->make_device_plumbing(info);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("vbd"), std::string::npos);
 }
 
 }  // namespace

@@ -122,6 +122,9 @@ struct DeviceInfo {
   size_t pages = 0;   // pool pages of one connection
   // Extra nodes a toolstack publishes for the device (Xen: mac for a vif).
   std::map<std::string, std::string> nodes;
+  // The guest runs no frontend of the project's: its kernel's own driver
+  // (xen-netfront) is served by a ring proxy in dom0 (policy guest_frontend).
+  bool kernel_frontend = false;
 };
 
 // What a backend is handed besides the pool and the event channel: devices
@@ -183,6 +186,7 @@ class DevicePlumbing {
 struct Options {
   std::filesystem::path state_dir = "/run/shadowd";  // local: per-domain roots and logs
   std::filesystem::path drvdom_binary;                // local: the driver-domain runtime
+  std::filesystem::path netfront_binary;              // xen: sd-netfront, the vif's dom0 ring proxy
 };
 
 class Platform {
