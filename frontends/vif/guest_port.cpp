@@ -66,6 +66,9 @@ bool GuestRingPort::drop_rest(const netif_tx_request& first) {
   return true;
 }
 
+// One frame: its first slot, then (NETTXF_more_data) more slots of it, as
+// xen-netfront sends a frame whose data crosses a page boundary even without
+// scatter-gather. The first slot's size is the whole frame's.
 size_t GuestRingPort::read(uint8_t* buf, size_t cap) {
   while (broken_.empty()) {
     auto r = tx_->get_request();
@@ -77,24 +80,47 @@ size_t GuestRingPort::read(uint8_t* buf, size_t cap) {
       if (!tx_->final_check_for_requests()) return 0;
       continue;
     }
-    const netif_tx_request req = **r;
-    bool single = !(req.flags & (NETTXF_more_data | NETTXF_extra_info));
-    bool fits = req.size >= netif::kEthHeader && req.size <= cap && req.offset + size_t{req.size} <= kPageSize;
-    if (!single || !fits) {
-      answer_tx(req.id, NETIF_RSP_ERROR);
+    netif_tx_request slots[kMaxSlots];
+    slots[0] = **r;
+    if (slots[0].flags & NETTXF_extra_info) {  // never offered (no GSO, no multicast control)
+      answer_tx(slots[0].id, NETIF_RSP_ERROR);
       ++counters_.tx_refused;
-      if (!single && !drop_rest(req)) return 0;
+      if (!drop_rest(slots[0])) return 0;
       continue;
     }
-    if (!grants_->copy_from(req.gref, req.offset, buf, req.size)) {
-      answer_tx(req.id, NETIF_RSP_ERROR);
-      ++counters_.tx_refused;
-      continue;
+    size_t n = 1;
+    while ((slots[n - 1].flags & NETTXF_more_data) && n < kMaxSlots) {
+      auto next = tx_->get_request();
+      if (!next || !*next) {  // the guest publishes a frame's slots together
+        stop(next ? "a frame's next slot is not on the ring" : next.error().message);
+        return 0;
+      }
+      slots[n++] = **next;
+    }
+    bool ok = !(slots[n - 1].flags & NETTXF_more_data);  // else more slots than any frame needs
+    size_t total = slots[0].size, rest = 0;
+    for (size_t i = 1; i < n; ++i) rest += slots[i].size;
+    ok = ok && total >= netif::kEthHeader && total <= cap && rest < total;
+    size_t first_len = ok ? total - rest : 0;
+    for (size_t i = 0; ok && i < n; ++i) {
+      size_t len = i == 0 ? first_len : slots[i].size;
+      ok = slots[i].offset + len <= kPageSize;
+    }
+    size_t at = 0;
+    for (size_t i = 0; ok && i < n; ++i) {
+      auto len = static_cast<uint16_t>(i == 0 ? first_len : slots[i].size);
+      ok = static_cast<bool>(grants_->copy_from(slots[i].gref, slots[i].offset, buf + at, len));
+      at += len;
     }
     // The frame is the proxy's now (its pool and splitter log): done for the guest.
-    answer_tx(req.id, NETIF_RSP_OKAY);
+    for (size_t i = 0; i < n; ++i) answer_tx(slots[i].id, ok ? NETIF_RSP_OKAY : NETIF_RSP_ERROR);
+    if (!ok) {
+      ++counters_.tx_refused;
+      if ((slots[n - 1].flags & NETTXF_more_data) && !drop_rest(slots[n - 1])) return 0;
+      continue;
+    }
     ++counters_.tx_frames;
-    return req.size;
+    return total;
   }
   return 0;
 }

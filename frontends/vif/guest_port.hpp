@@ -5,11 +5,11 @@
 // reads here to the driver domain through the splitter, so the guest's ring
 // never meets a driver domain and stays up across every crash.
 //
-// Everything in the guest's rings is untrusted. A request that cannot be
-// carried (a frame shorter than an Ethernet header, beyond its page, over
-// several slots or with extra-info slots, neither of which the backend
-// offers) is answered NETIF_RSP_ERROR (extra slots NETIF_RSP_NULL) and
-// dropped; an impossible ring index stops the port for good (the guest's
+// Everything in the guest's rings is untrusted. A frame that cannot be
+// carried (shorter than an Ethernet header, longer than a page, a slot
+// beyond its page, slot sizes that do not add up, more than kMaxSlots slots,
+// extra-info slots, which the backend never offers) is answered
+// NETIF_RSP_ERROR (extra slots NETIF_RSP_NULL) and dropped; an impossible ring index stops the port for good (the guest's
 // ring is broken; nothing is read from it again) and is reported once.
 // A frame from the driver domain is copied into the guest's next rx buffer
 // (NETIF_RSP_OKAY = its length); without one it waits in a small fixed
@@ -45,6 +45,7 @@ class GuestRingPort final : public PacketPort {
     uint64_t rx_dropped = 0;                // no rx buffer in time, or a frame the guest cannot take
   };
   static constexpr size_t kHeldFrames = 64;
+  static constexpr size_t kMaxSlots = 18;  // XEN_NETBK_LEGACY_SLOTS_MAX
 
   // tx/rx: the guest's shared ring pages (one page each, mapped by the
   // caller, kept alive by `keep`); evt: bound to the guest's port.

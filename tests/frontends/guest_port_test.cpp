@@ -128,8 +128,8 @@ TEST_F(GuestPortTest, HostileTxRequests_AnsweredErrorAndTheNextFrameStillPasses)
   guest_send(1, 100, 0, frame(10, 1));                // shorter than an Ethernet header
   guest_send(2, 101, 4000, frame(200, 2));            // beyond its page
   ASSERT_TRUE(gtx_->put_request(netif_tx_request{999, 0, 0, 3, 60}));  // a ref the guest never granted
-  guest_send(4, 102, 0, frame(100, 4), NETTXF_more_data);  // two slots (no feature-sg offered),
-  guest_send(5, 103, 0, frame(40, 5));                     // this is the second
+  guest_send(4, 102, 0, frame(30, 4), NETTXF_more_data);  // two slots whose sizes do not add up:
+  guest_send(5, 103, 0, frame(40, 5));                    // the second is longer than the frame
   auto good = frame(64, 6);
   guest_send(6, 104, 0, good);
 
@@ -145,6 +145,30 @@ TEST_F(GuestPortTest, HostileTxRequests_AnsweredErrorAndTheNextFrameStillPasses)
   EXPECT_EQ(rsp[5].status, NETIF_RSP_OKAY);
   EXPECT_EQ(port_->counters().tx_refused, 4u);  // frames: the two-slot one once
   EXPECT_FALSE(port_->broken());
+}
+
+// xen-netfront splits a frame whose data crosses a page boundary into slots,
+// even without scatter-gather: the first slot's size is the frame's.
+TEST_F(GuestPortTest, FrameOverTwoSlots_ReadWholeBothSlotsAnsweredOkay) {
+  auto f = frame(1514, 9);
+  std::vector<uint8_t> head(f.begin(), f.begin() + 1000), tail(f.begin() + 1000, f.end());
+  pages_->pages[300].assign(kPageSize, 0);
+  pages_->pages[301].assign(kPageSize, 0);
+  std::memcpy(pages_->pages[300].data() + 3096, head.data(), head.size());
+  std::memcpy(pages_->pages[301].data(), tail.data(), tail.size());
+  ASSERT_TRUE(gtx_->put_request(netif_tx_request{300, 3096, NETTXF_more_data, 11, 1514}));
+  ASSERT_TRUE(gtx_->put_request(netif_tx_request{301, 0, 0, 12, static_cast<uint16_t>(tail.size())}));
+  gtx_->push_requests();
+
+  ASSERT_EQ(port_->read(buf_, kPageSize), f.size());
+  EXPECT_EQ(std::memcmp(buf_, f.data(), f.size()), 0);
+  port_->flush();
+  auto rsp = guest_tx_responses();
+  ASSERT_EQ(rsp.size(), 2u);
+  EXPECT_EQ(rsp[0].id, 11);
+  EXPECT_EQ(rsp[0].status, NETIF_RSP_OKAY);
+  EXPECT_EQ(rsp[1].id, 12);
+  EXPECT_EQ(rsp[1].status, NETIF_RSP_OKAY);
 }
 
 TEST_F(GuestPortTest, ExtraInfoSlots_AnsweredNullAndSkipped) {
