@@ -8,7 +8,9 @@
 #   3b. shadowd --platform xen in the background, driven with shadowctl: a
 #      kill, a drvdom crash and a kernel crash of netdd, each recovered by
 #      shadowd; first cold restarts, then with a warm standby domain, then
-#      cold again with two guests (guest1, guest2) whose vifs share netdd
+#      cold again with two guests (guest1, guest2) whose vifs share netdd,
+#      then an unmodified guest (guest3: no project binaries, its kernel's
+#      xen-netfront) served by shadowd's dom0 ring proxy
 #   4. optional: shadowd --platform local inside dom0 (/lab/local-test.sh)
 # Xenstore waits use watches, not polling (only shadowd's control socket is
 # polled, at 1 s). Results go to the serial console as
@@ -237,7 +239,7 @@ shadow_run() {
         grep -v '^vif' $XH/$g.cfg > /tmp/$g-novif.cfg
         if create_and_wait $g /tmp/$g-novif.cfg; then GDOMS="$GDOMS $g:$DOMID"; mark ${tag}_${g}_ready domid=$DOMID; fi
     done
-    n_guests=$(echo $GUESTS | wc -w)
+    n_guests=$(echo $GUESTS | wc -w); first=${GUESTS%% *}
     echo "\$ shadowd --platform xen --config $host/host.yaml $LAB_SHADOWD_ARGS &"
     s0=$(now_ms)
     shadowd --platform xen --config $host/host.yaml $LAB_SHADOWD_ARGS > /tmp/shadowd-$tag.log 2>&1 &
@@ -263,10 +265,13 @@ shadow_run() {
             mark ${tag}_vif_attached
             xctl devices
             for gd in $GDOMS; do
-                g=${gd%%:*}; d=${gd#*:}; sfx=$([ $g = guest1 ] || echo _$g)
+                g=${gd%%:*}; d=${gd#*:}; sfx=$([ $g = $first ] || echo _$g)
                 # The guest's view of its device in xenstore (XenbusState), every
                 # change from now on: it should stay 4 (Connected) across the faults.
-                XB=/local/domain/$d/device/sd-vif/0
+                # XBTYPE: sd-vif (the project's frontend) or vif (the guest's kernel netfront).
+                XB=/local/domain/$d/device/${XBTYPE:-sd-vif}/0
+                pb=$(xenstore-read /local/domain/$d/data/project-binaries 2>/dev/null) &&
+                    kv ${tag}_project_binaries$sfx "$pb"
                 ( xenstore-watch $XB | while read -r p; do
                       echo "$(xenstore-read $XB/state 2>/dev/null || echo gone)/$(xenstore-read $XB/backend-id 2>/dev/null || echo -)"
                   done ) > /tmp/xenbus-$tag$sfx.txt 2>&1 &
@@ -301,7 +306,7 @@ shadow_run() {
                 fi
                 xctl status netdd | tee /tmp/status.txt
                 # the guest's vif: fault -> serving again (its device shadow's last outage)
-                outage=$(xctl devices 2>/dev/null | awk '$1=="guest1/vif/0" && $4=="normal"{print $6}')
+                outage=$(xctl devices 2>/dev/null | awk -v dev="$first/vif/0" '$1==dev && $4=="normal"{print $6}')
                 kv ${tag}_$f "$(awk -F': *' -v o="$outage" '$1=="fault to ready"{f=$2} $1=="death to ready"{d=$2} $1=="restarts"{r=$2} $1=="last cause"{c=$2} END{printf "%s|%s|%s|%s|%s", f, d, r, c, o}' /tmp/status.txt)"
                 mark ${tag}_${f}_recovered
             else
@@ -318,13 +323,13 @@ shadow_run() {
             kill $XBPIDS 2>/dev/null; busybox pkill -f "xenstore-watch /local/domain/" 2>/dev/null
             # state/backend-id after each change, repeats folded
             for gd in $GDOMS; do
-                g=${gd%%:*}; sfx=$([ $g = guest1 ] || echo _$g)
+                g=${gd%%:*}; sfx=$([ $g = $first ] || echo _$g)
                 kv ${tag}_xenbus$sfx "$(uniq /tmp/xenbus-$tag$sfx.txt | tr '\n' ' ')"
             done
         fi
         if [ $APP = 1 ]; then
             for gd in $GDOMS; do
-                g=${gd%%:*}; d=${gd#*:}; sfx=$([ $g = guest1 ] || echo _$g)
+                g=${gd%%:*}; d=${gd#*:}; sfx=$([ $g = $first ] || echo _$g)
                 if watch_until /local/domain/$d/data/app-result 600 "xenstore-read /local/domain/$d/data/app-result"; then
                     res=$(xenstore-read /local/domain/$d/data/app-result)
                     echo "SDLAB-RESULT $tag app $g: $res (expected md5 $BLOB_MD5, $BLOB_BYTES bytes) in $(secs $a0 $(now_ms)) s"
@@ -366,10 +371,13 @@ for r in ${LAB_RUNS:-cold standby multi}; do
         standby) shadow_run standby /lab/hosts/xen-standby guest1 kill segv sysrq ;;
         # two guests' vifs on one netdd, recovered together
         multi) shadow_run multi /lab/hosts/xen-multi "guest1 guest2" kill segv sysrq ;;
+        # an unmodified guest (no project binaries; its kernel's xen-netfront)
+        # served by the dom0 ring proxy (policy guest_frontend: kernel)
+        kernel) XBTYPE=vif shadow_run kernel /lab/hosts/xen-kernel guest3 kill segv sysrq ;;
     esac
 done
 # Leave a clean slate for the baseline.
-for d in netdd guest1 guest2; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
+for d in netdd guest1 guest2 guest3; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
 
 
 # ------------------------------------------------------------------ 4. local platform inside dom0 (optional)

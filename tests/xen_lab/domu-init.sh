@@ -8,7 +8,11 @@
 #          offers its control vchan to dom0 (shadowd), says Ready, serves the
 #          backends shadowd attaches
 #   guest: sd-netfront --xen makes the TAP eth0 (MAC sdmac=, address sdip=)
-#          and offers its vchan to shadowd; then, when dom0 writes
+#          and offers its vchan to shadowd
+#   stock: an unmodified guest (its image has none of the project's binaries):
+#          eth0 is the kernel's own xen-netfront, whose backend shadowd lays
+#          out in dom0 (the ring proxy)
+#   guest and stock: then, when dom0 writes
 #          data/app-cmd, an unmodified busybox wget downloads $url over TCP and
 #          the result (exit status, md5, bytes) goes to data/app-result
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -44,6 +48,17 @@ if [ "$role" = dd ]; then
     # NIC counters on the console every 10 s (the lab's only view into the domain).
     ( while sleep 10; do echo "SDLAB-DD $(ip -o link show eth0 | cut -d' ' -f2,9) $(grep eth0 /proc/net/dev)"; done ) > /dev/console 2>&1 &
 fi
+if [ "$role" = stock ]; then
+    ip link set lo up
+    xenstore-write data/project-binaries "$(ls /usr/bin /bin | grep -cE 'drvdom|sd-netfront|shadow')"
+    modprobe xen-netfront
+    # eth0 appears when shadowd lays the vif out; wait up to 5 min for it.
+    i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done
+    if [ -e /sys/class/net/eth0 ]; then
+        ip addr add "$ip" dev eth0 && ip link set eth0 up
+        echo "SDLAB-DOMU stock guest eth0 $ip up (kernel xen-netfront, driver $(basename "$(readlink /sys/class/net/eth0/device/driver)"))"
+    fi
+fi
 if [ "$role" = guest ] && [ -n "$mac" ]; then
     modprobe tun
     ip link set lo up
@@ -52,6 +67,8 @@ if [ "$role" = guest ] && [ -n "$mac" ]; then
         ip addr add "$ip" dev eth0 && ip link set eth0 up
         echo "SDLAB-DOMU guest eth0 $ip up (TAP fed by sd-netfront)"
     fi
+fi
+if [ "$role" = guest ] || [ "$role" = stock ]; then
     # The application: started by dom0 through xenstore (data/app-cmd = URL).
     while :; do
         url=$(xenstore-read data/app-cmd 2>/dev/null) && [ -n "$url" ] && break
@@ -68,7 +85,8 @@ if [ "$role" = guest ] && [ -n "$mac" ]; then
     wait $wc_pid
     t1=$(cut -d' ' -f1 /proc/uptime)
     bytes=$(tr -d ' ' < /tmp/bytes.txt)
-    res="exit=$(cat /tmp/wget.rc) md5=$(cut -d' ' -f1 /tmp/md5.txt) bytes=$bytes start=$t0 end=$t1"
+    kerr=$(dmesg | grep -ciE '(netfront|xennet|vif vif).*(error|fail|bug)')
+    res="exit=$(cat /tmp/wget.rc) md5=$(cut -d' ' -f1 /tmp/md5.txt) bytes=$bytes start=$t0 end=$t1 kernel_net_errors=$kerr"
     echo "SDLAB-DOMU app done: $res"
     echo "SDLAB-DOMU $(grep eth0 /proc/net/dev)"
     ip neigh

@@ -45,7 +45,8 @@ def main():
     # shadowd's recoveries on Xen: kv "<run>_<fault>" = "fault to ready|death to ready|restarts|cause"
     # for run xen (cold), standby (warm standby) and multi (two guests on one
     # netdd, cold), faults kill/segv/sysrq.
-    runs = ("xen", "standby", "multi")
+    runs = ("xen", "standby", "multi", "kernel")
+    first_guest = {"kernel": "guest3"}  # the guest whose keys carry no suffix; guest1 otherwise
     recoveries = {}  # (run, fault) -> dict
     for run in runs:
         for fault in ("kill", "segv", "sysrq"):
@@ -81,9 +82,11 @@ def main():
             md5_ok = len(blob) == 4 and fields.get("md5") == blob[3]
             size = fields.get("bytes") or None  # older guest images did not count them
             ok = md5_ok and (size is None or size == blob[0])
-            guest = "guest1" if key == f"{run}_app" else key[len(f"{run}_app_"):]
+            guest = first_guest.get(run, "guest1") if key == f"{run}_app" else key[len(f"{run}_app_"):]
+            kerr = fields.get("kernel_net_errors")
             apps[(run, guest)] = {"exit": int(fields["exit"]) if fields["exit"].isdigit() else None,
-                                  "bytes_ok": ok, "md5_ok": md5_ok, "bytes": size, "seconds": kv.get(f"{key}_s")}
+                                  "bytes_ok": ok, "md5_ok": md5_ok, "bytes": size, "seconds": kv.get(f"{key}_s"),
+                                  "kernel_net_errors": int(kerr) if kerr and kerr.isdigit() else None}
     first_app = apps.get(("xen", "guest1")) or apps.get(("standby", "guest1"))
     shadow_cold_ms = median_of("xen")
     standby_ms = median_of("standby")
@@ -130,7 +133,8 @@ def main():
     if "xen_check_out" in kv:
         out_notes.append(f"`shadowd --platform xen --check` (exit {kv.get('xen_check_rc')}): "
                          f"{kv['xen_check_out'].strip()}")
-    what_run = {"xen": "cold (standby off)", "standby": "warm standby", "multi": "two guests' vifs on one netdd, cold"}
+    what_run = {"xen": "cold (standby off)", "standby": "warm standby", "multi": "two guests' vifs on one netdd, cold",
+                "kernel": "unmodified guest (kernel xen-netfront, dom0 ring proxy), cold"}
     for run, what in what_run.items():
         if f"{run}_out" not in kv:
             continue
@@ -160,16 +164,20 @@ def main():
                          "first sign of the fault -> the new driver domain's drvdom said Ready over its vchan) "
                          "over the kill, segv (drvdom crash inside the domain) and sysrq (kernel crash) faults")
     for (run, guest), app in apps.items():
+        path = ("its kernel's xen-netfront -> shadowd's ring proxy in dom0 (sd-netfront --xen-guest)"
+                if run == "kernel" else "sd-netfront --xen")
         out_notes.append(f"{guest} app ({what_run[run]} run): busybox wget of a "
-                         f"{blob[0] if blob else '?'}-byte blob from dom0 over {guest}'s shadowed vif (sd-netfront "
-                         f"--xen -> netdd's drvdom -> netdd's NIC -> dom0 bridge) across the run's driver-domain "
+                         f"{blob[0] if blob else '?'}-byte blob from dom0 over {guest}'s shadowed vif ({path} "
+                         f"-> netdd's drvdom -> netdd's NIC -> dom0 bridge) across the run's driver-domain "
                          f"faults: exit {app['exit']}, {app['bytes'] or 'uncounted'} bytes, md5 "
-                         f"{'matches' if app['md5_ok'] else 'DIFFERS'}, {app['seconds']} s")
+                         f"{'matches' if app['md5_ok'] else 'DIFFERS'}, {app['seconds']} s" +
+                         (f", netfront errors in its kernel log: {app['kernel_net_errors']}"
+                          if app.get("kernel_net_errors") is not None else ""))
     for run in runs:
         for key in sorted(k for k in kv if k == f"{run}_xenbus" or k.startswith(f"{run}_xenbus_")):
             seen = kv[key].split()
             states = sorted({s.split("/")[0] for s in seen})
-            guest = key[len(f"{run}_xenbus_"):] if key != f"{run}_xenbus" else "guest1"
+            guest = key[len(f"{run}_xenbus_"):] if key != f"{run}_xenbus" else first_guest.get(run, "guest1")
             out_notes.append(f"{run}: {guest}'s device in xenstore (state/backend-id after every change, from "
                              f"the first attach to the end of the faults): {' '.join(seen)}; "
                              f"{'stayed Connected (4)' if states == ['4'] else 'states seen: ' + ', '.join(states)}")
@@ -197,6 +205,25 @@ def main():
     if garbled:
         out_notes.append("garbled serial lines for: " + ", ".join(garbled))
 
+    # Per class, the unmodified guest (kernel run): what its application saw,
+    # whether its device stayed Connected, and the guest vif's outage per fault.
+    unmodified = None
+    kapp = apps.get(("kernel", "guest3"))
+    if kapp or any(r == "kernel" for r, _ in recoveries):
+        xb = kv.get("kernel_xenbus", "").split()
+        outages = [r.get("vif_outage_ms") for (rn, _), r in recoveries.items() if rn == "kernel"]
+        unmodified = {"vif": {
+            "app_exit": kapp["exit"] if kapp else None,
+            "bytes_ok": kapp["bytes_ok"] if kapp else None,
+            "xenbus_stayed_connected": bool(xb) and {s.split("/")[0] for s in xb} == {"4"},
+            "kernel_net_errors": kapp.get("kernel_net_errors") if kapp else None,
+            "project_binaries_in_guest": kv.get("kernel_project_binaries"),
+            "outage_ms": {f: r.get("vif_outage_ms") for (rn, f), r in recoveries.items() if rn == "kernel"},
+            "fault_to_ready_ms": median_of("kernel"),
+        }}
+        if not outages:
+            unmodified["vif"]["outage_ms"] = None
+
     report = {
         # driver-domain failures the lab caused and saw recovered: the manual
         # sysrq crash + every fault shadowd recovered
@@ -208,6 +235,7 @@ def main():
         "standby_ms": standby_ms,
         "xen_platform": xen_platform,
         "boot_s": boot_s,
+        "unmodified": unmodified,
         "notes": out_notes,
     }
     line = json.dumps(report)

@@ -16,7 +16,8 @@
 #   LAB_TIMEOUT  cap for boot + test in seconds (default 1500)
 #   LAB_LOCAL    1 (default) also try shadowd --platform local inside dom0; 0 skips it
 #   LAB_SHADOWD_ARGS  extra arguments for the `shadowd --platform xen` run in dom0 (e.g. -v)
-#   LAB_RUNS     which shadowd runs, in order (default "cold standby multi")
+#   LAB_RUNS     which shadowd runs, in order (default "cold standby multi kernel";
+#                kernel = an unmodified guest on its kernel's xen-netfront, served by the dom0 ring proxy)
 #   LAB_CPU      QEMU -cpu model (default: see qemu_run.py)
 #   LAB_SMP      emulated CPUs, also dom0's vCPUs (default 2)
 # The last line of output is always one JSON object (also on failure).
@@ -32,7 +33,7 @@ LAB_RESTARTS=${LAB_RESTARTS:-3}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1500}
 LAB_LOCAL=${LAB_LOCAL:-1}
 LAB_SHADOWD_ARGS=${LAB_SHADOWD_ARGS:-}
-LAB_RUNS=${LAB_RUNS:-cold standby multi}
+LAB_RUNS=${LAB_RUNS:-cold standby multi kernel}
 SUITE=bookworm
 XEN_PKG=xen-hypervisor-4.17-amd64
 # dom0 userspace: Xen toolstack + what the lab scripts and the local platform use.
@@ -318,6 +319,15 @@ quiet depmod -b "$du/usr" "$KVER"
 strip --strip-debug -o "$du/usr/bin/drvdom" "$BUILD_DIR/driver_domain/drvdom"
 strip --strip-debug -o "$du/usr/bin/sd-netfront" "$BUILD_DIR/frontends/sd-netfront"
 cp "$HERE/domu-init.sh" "$du/init" && chmod 755 "$du/init"
+# The stock guest (sdrole=stock, the kernel run): the same Debian kernel,
+# busybox and xenstore client, without any of the project's binaries; its
+# network is the kernel's own xen-netfront. Checked here and printed.
+(cd "$du" && find . -mindepth 1 ! -path ./usr/bin/drvdom ! -path ./usr/bin/sd-netfront | cpio -o -H newc --quiet |
+  gzip -1) > "$ov/lab/domu-stock-initrd.gz"
+if zcat "$ov/lab/domu-stock-initrd.gz" | cpio -t --quiet | grep -E 'drvdom|sd-netfront|shadowd|shadowctl|libsd'; then
+  echo "run.sh: the stock guest's initramfs holds project binaries (above)" >&2; exit 1
+fi
+echo "stock guest initramfs: no project binaries ($(zcat "$ov/lab/domu-stock-initrd.gz" | cpio -t --quiet | grep -c '^usr/bin/') files in usr/bin: busybox applets' xenstore client only)"
 (cd "$du" && find . -mindepth 1 | cpio -o -H newc --quiet | gzip -1) > "$ov/lab/domu-initrd.gz"
 rm -rf "$du"
 OVERLAY_IMG=$RUN_DIR/overlay.cpio.zst
