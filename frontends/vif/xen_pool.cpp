@@ -50,7 +50,7 @@ class GuestCopies final : public GuestGrants {
 }  // namespace
 
 Result<XenProxy> open_xen_proxy(uint32_t guest, uint64_t handle, int timeout_ms) {
-  std::string back = "/local/domain/0/backend/vif/" + std::to_string(guest) + "/" + std::to_string(handle);
+  std::string back = xen::proxy_backend_dir("vif", guest, handle);
   // What this backend offers xen-netfront: copying receive (the only mode
   // netfront has), one frame per slot, no offloads, one queue.
   auto g = xen::connect_guest_frontend(back, {{"feature-rx-copy", "1"}, {"feature-rx-flip", "0"}},

@@ -3,8 +3,8 @@
 // pools are granted with gntshr and event channels offered with evtchn, one
 // pair per backend domain. In dom0 as the ring proxy of an unmodified guest
 // (--xen-guest): the guest's side is its kernel netfront's rings (the vif's
-// backend at /local/domain/0/backend/vif/<guest>/<handle>, which never
-// moves), the pools are granted by dom0 the same way.
+// backend at /local/domain/0/backend/vif-proxy/<guest>/<handle>, which
+// never moves), the pools are granted by dom0 the same way.
 #pragma once
 
 #include <memory>

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "sd/platform/xen/guest_backend.hpp"
 #include "xen/vchan_link.hpp"
 
 extern "C" {
@@ -76,8 +77,7 @@ std::string XenDevicePlumbing::kernel_front_dir() const {
 }
 
 std::string XenDevicePlumbing::kernel_back_dir() const {
-  return "/local/domain/0/backend/" + dev_.type + "/" + std::to_string(guest_domid_) + "/" +
-         std::to_string(dev_.index);
+  return proxy_backend_dir(dev_.type, static_cast<uint32_t>(guest_domid_), static_cast<uint64_t>(dev_.index));
 }
 
 // Keys first, each readable by the other end; xenstored gives nodes created

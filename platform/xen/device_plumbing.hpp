@@ -13,7 +13,8 @@
 // domain; it gets a device of the real type whose backend is in dom0 and
 // never moves, the dom0 ring proxy (sd-netfront --xen-guest, started here):
 //   frontend  /local/domain/<guest>/device/<type>/<n>           the guest's kernel
-//   backend   /local/domain/0/backend/<type>/<guest>/<n>        the proxy
+//   backend   /local/domain/0/backend/<type>-proxy/<guest>/<n>  the proxy (a type dom0's
+//                                                              kernel backends never bind)
 // The proxy answers the guest's xenbus handshake itself and is, to shadowd,
 // the device's frontend (over a socket pair): it grants its pool to each
 // backend incarnation as sd-netfront --xen does from a guest.

@@ -288,6 +288,9 @@ shadow_run() {
         else
             kv ${tag}_vif "not attached: $(xctl devices 2>&1 | tail -1)"
             xctl --json devices
+            # both ends of each guest's device as xenstore holds them
+            for gd in $GDOMS; do xenstore-ls -p /local/domain/${gd#*:}/device 2>&1 | head -30; done
+            xenstore-ls -p /local/domain/0/backend 2>&1 | grep -v '^ *$' | head -40
         fi
         for f in "$@"; do
             [ $APP = 1 ] && sleep 2   # data flows between faults

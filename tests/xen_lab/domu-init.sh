@@ -57,6 +57,8 @@ if [ "$role" = stock ]; then
     if [ -e /sys/class/net/eth0 ]; then
         ip addr add "$ip" dev eth0 && ip link set eth0 up
         echo "SDLAB-DOMU stock guest eth0 $ip up (kernel xen-netfront, driver $(basename "$(readlink /sys/class/net/eth0/device/driver)"))"
+    else
+        echo "SDLAB-DOMU stock guest: no eth0 after 5 min"; dmesg | grep -iE 'xen|vif|net' | tail -15
     fi
 fi
 if [ "$role" = guest ] && [ -n "$mac" ]; then

@@ -18,7 +18,7 @@ extern "C" {
 namespace sd::xen {
 namespace {
 
-const std::string kBack = "/local/domain/0/backend/vif/5/0";
+const std::string kBack = "/local/domain/0/backend/vif-proxy/5/0";
 const std::string kFront = "/local/domain/5/device/vif/0";
 
 class GuestBackendTest : public ::testing::Test {

@@ -304,7 +304,7 @@ TEST_F(VifEngineXenTest, KernelFrontend_DeviceLaidOutForXenNetfrontAndProxyStart
                               std::make_unique<VifHooks>("guest1", spec_, 0, "wire", ""));
   ASSERT_TRUE(e) << e.error().to_string();
   ASSERT_TRUE((*e)->setup());
-  const std::string front = "/local/domain/5/device/vif/0", back = "/local/domain/0/backend/vif/5/0";
+  const std::string front = "/local/domain/5/device/vif/0", back = "/local/domain/0/backend/vif-proxy/5/0";
   auto& xs = fake::xenstore();
   EXPECT_EQ(xs.kv[front + "/backend"], back);
   EXPECT_EQ(xs.kv[front + "/backend-id"], "0");

@@ -38,6 +38,14 @@ class GrantCopier {
   uint32_t guest_ = 0;
 };
 
+// Where dom0's user-space backend of a guest's device lives: a type of its
+// own ("vif-proxy"), so dom0's kernel backends (xen-netback watches
+// backend/vif) never bind it, as QEMU's user-space backends use qnic/qdisk.
+// The guest's kernel frontend follows whatever path its `backend` names.
+inline std::string proxy_backend_dir(const std::string& type, uint32_t guest, uint64_t index) {
+  return "/local/domain/0/backend/" + type + "-proxy/" + std::to_string(guest) + "/" + std::to_string(index);
+}
+
 struct GuestFrontend {
   uint32_t domid = 0;
   std::vector<uint8_t*> rings;  // one mapped page per ring key, in order
