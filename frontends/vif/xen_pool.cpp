@@ -1,5 +1,7 @@
 #include "vif/xen_pool.hpp"
 
+#include <cstdio>
+
 #include "sd/platform/xen/evtchn.hpp"
 #include "sd/platform/xen/grants.hpp"
 #include "sd/platform/xen/guest_backend.hpp"
@@ -51,11 +53,13 @@ class GuestCopies final : public GuestGrants {
 
 Result<XenProxy> open_xen_proxy(uint32_t guest, uint64_t handle, int timeout_ms) {
   std::string back = xen::proxy_backend_dir("vif", guest, handle);
+  std::fprintf(stderr, "sd-netfront: waiting for domain %u's netfront (backend %s)\n", guest, back.c_str());
   // What this backend offers xen-netfront: copying receive (the only mode
   // netfront has), one frame per slot, no offloads, one queue.
   auto g = xen::connect_guest_frontend(back, {{"feature-rx-copy", "1"}, {"feature-rx-flip", "0"}},
                                        {"tx-ring-ref", "rx-ring-ref"}, {"request-rx-copy"}, timeout_ms);
   if (!g) return std::unexpected(g.error());
+  std::fprintf(stderr, "sd-netfront: domain %u's netfront connected (rings mapped, event channel bound)\n", guest);
   if (g->keys["request-rx-copy"] != "1")
     return fail(Code::kInvalidInput, "the guest's netfront at " + back + " did not ask for copying receive");
   auto port = GuestRingPort::attach(g->rings[0], g->rings[1], std::move(g->evt),

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -125,6 +126,7 @@ Result<ctl::Channel> XenDevicePlumbing::start_proxy() {
     if (::dup2(child_fd, 3) < 0) _exit(126);
     ::syscall(SYS_close_range, 4U, ~0U, 0U);
     ::execv(bin.c_str(), argv.data());
+    std::fprintf(stderr, "shadowd: cannot run the ring proxy %s: %s\n", bin.c_str(), std::strerror(errno));
     _exit(127);
   }
   proxy_pid_ = pid;

@@ -125,25 +125,20 @@ Result<GuestFrontend> connect_guest_frontend(const std::string& back_dir,
   if (!xs.write(back_dir + "/state", std::to_string(XenbusStateInitWait)))
     return fail(Code::kSystem, "xenstore: cannot write " + back_dir + "/state");
 
-  // Wait for the frontend's rings: a watch on its state, read again at each event.
+  // Wait for the frontend's rings. Polled (every 20 ms), not watched: this
+  // runs once per device, and a static program's libxenstore would need its
+  // watch reader thread for a watch.
   std::string state_path = *front + "/state";
-  if (!xs_watch(xs.h, state_path.c_str(), "front"))
-    return fail(Code::kSystem, "xenstore: cannot watch " + state_path);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
     auto st = parse_u32(xs.read(state_path));
     if (st && (*st == XenbusStateInitialised || *st == XenbusStateConnected)) break;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0)
+    if (std::chrono::steady_clock::now() >= deadline)
       return fail(Code::kUnavailable, "xen: the frontend at " + *front + " did not publish its rings within " +
                                           std::to_string(timeout_ms) + " ms (state " +
                                           (st ? std::to_string(*st) : std::string("absent")) + ")");
-    pollfd p{xs_fileno(xs.h), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000))) == 1) {
-      std::free(xs_check_watch(xs.h));  // the event itself says nothing: the state is read again
-    }
+    ::poll(nullptr, 0, 20);
   }
-  (void)xs_unwatch(xs.h, state_path.c_str(), "front");
 
   GuestFrontend g;
   g.domid = *domid;

@@ -290,7 +290,12 @@ shadow_run() {
             xctl --json devices
             # both ends of each guest's device as xenstore holds them
             for gd in $GDOMS; do xenstore-ls -p /local/domain/${gd#*:}/device 2>&1 | head -30; done
-            xenstore-ls -p /local/domain/0/backend 2>&1 | grep -v '^ *$' | head -40
+            xenstore-ls -p /local/domain/0/backend/vif-proxy 2>&1 | head -20
+            # a ring proxy stuck: where (kernel wait channel and stack)
+            for p in $(busybox pgrep -f -- --xen-guest); do
+                echo "proxy $p: $(cat /proc/$p/wchan 2>/dev/null) $(head -4 /proc/$p/stack 2>/dev/null | tr '\n' ' ')"
+            done
+            tail -15 /tmp/shadowd-$tag.log
         fi
         for f in "$@"; do
             [ $APP = 1 ] && sleep 2   # data flows between faults
