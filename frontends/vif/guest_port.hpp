@@ -27,6 +27,12 @@
 
 namespace sd::front {
 
+// Completes the TCP or UDP checksum (IPv4 or IPv6, after an optional VLAN
+// tag) of a frame whose sender left it to the NIC (NETTXF_csum_blank:
+// xen-netfront always offloads IPv4 checksums); any other frame, or one
+// whose headers do not add up, is left as it is.
+void complete_l4_checksum(uint8_t* frame, size_t len);
+
 // The guest's granted pages as dom0 reaches them (Xen: grant copy).
 class GuestGrants {
  public:

@@ -250,5 +250,38 @@ TEST_F(GuestPortTest, RxBufferRefNotGranted_AnsweredErrorNotCopied) {
   EXPECT_EQ(rsp[0].status, NETIF_RSP_ERROR);
 }
 
+// A UDP/IPv4 frame with a known correct checksum (computed by hand from
+// RFC 768's rule): blanked, it is completed to the same value; a frame of
+// another type is untouched.
+TEST(CompleteL4Checksum, UdpOverIpv4_BlankFieldCompletedToTheRightValue) {
+  std::vector<uint8_t> f = {
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00,                       // Ethernet, IPv4
+      0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 4, 10, 0, 0, 1,    // IPv4, 20 + 12 bytes, UDP
+      0x30, 0x39, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00, 'a', 'b', 'c', 'd'};  // UDP 12345 -> 53, "abcd"
+  // pseudo: 0a00+0004+0a00+0001+0011+000c; UDP: 3039+0035+000c+6162+6364
+  uint32_t sum = 0x0a00 + 0x0004 + 0x0a00 + 0x0001 + 0x0011 + 0x000c + 0x3039 + 0x0035 + 0x000c + 0x6162 + 0x6364;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  uint16_t want = static_cast<uint16_t>(~sum);
+  f[40] = 0x12;  // whatever the sender left there (the pseudo-header sum)
+  f[41] = 0x34;
+
+  complete_l4_checksum(f.data(), f.size());
+
+  EXPECT_EQ(f[40] << 8 | f[41], want);
+  std::vector<uint8_t> arp(f);
+  arp[12] = 0x08;
+  arp[13] = 0x06;
+  arp[40] = arp[41] = 0x77;
+  complete_l4_checksum(arp.data(), arp.size());
+  EXPECT_EQ(arp[40], 0x77);
+}
+
+TEST(CompleteL4Checksum, TruncatedHeaders_LeftAlone) {
+  std::vector<uint8_t> f = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00, 0x45, 0, 0x05, 0xdc, 0, 0, 0, 0, 64, 6};
+  auto copy = f;
+  complete_l4_checksum(f.data(), f.size());  // claims 1500 bytes, has 10
+  EXPECT_EQ(f, copy);
+}
+
 }  // namespace
 }  // namespace sd::front
