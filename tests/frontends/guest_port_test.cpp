@@ -14,27 +14,12 @@
 #include "sd/core/ring.hpp"
 #include "sd/platform/local/event_channel.hpp"
 #include "vif/guest_port.hpp"
+#include "fakes.hpp"
 
 namespace sd::front {
 namespace {
 
 using netif::kPageSize;
-
-struct GuestPages final : GuestGrants {
-  std::map<uint32_t, std::vector<uint8_t>> pages;  // ref -> page the guest granted
-  Result<void> copy_from(uint32_t ref, uint16_t off, void* dst, uint16_t len) override {
-    auto it = pages.find(ref);
-    if (it == pages.end() || off + size_t{len} > kPageSize) return fail(Code::kInvalidInput, "bad grant");
-    std::memcpy(dst, it->second.data() + off, len);
-    return {};
-  }
-  Result<void> copy_to(uint32_t ref, uint16_t off, const void* src, uint16_t len) override {
-    auto it = pages.find(ref);
-    if (it == pages.end() || off + size_t{len} > kPageSize) return fail(Code::kInvalidInput, "bad grant");
-    std::memcpy(it->second.data() + off, src, len);
-    return {};
-  }
-};
 
 class GuestPortTest : public ::testing::Test {
  protected:

@@ -17,44 +17,12 @@
 #include "sd/platform/local/event_channel.hpp"
 #include "sd/core/ring.hpp"
 #include "vif/netfront.hpp"
+#include "fakes.hpp"
 
 namespace sd::front {
 namespace {
 
 using netif::kPageSize;
-
-struct PoolLog {
-  std::vector<std::string> events;  // "make 7", "release 7", ...
-};
-
-class MemPools final : public PoolSource {
- public:
-  explicit MemPools(PoolLog& log) : log_(log) {}
-  Result<Pool> make(uint32_t domid) override {
-    log_.events.push_back("make " + std::to_string(domid));
-    auto* mem = static_cast<uint8_t*>(std::aligned_alloc(kPageSize, netif::kPoolPages * kPageSize));
-    std::memset(mem, 0, netif::kPoolPages * kPageSize);
-    Pool p;
-    for (size_t i = 0; i < netif::kPoolPages; ++i) p.pages.push_back(mem + i * kPageSize);
-    UniqueFd a(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), b(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    p.evt = std::make_unique<local::LocalEventChannel>(std::move(a), std::move(b));
-    p.ref.owner = 1;
-    p.ref.dir_ref = domid * 100;
-    p.ref.pages = static_cast<uint32_t>(netif::kPoolPages);
-    p.ref.port = domid;
-    PoolLog* log = &log_;
-    p.keep = std::shared_ptr<uint8_t>(mem, [log, domid](uint8_t* m) {
-      log->events.push_back("release " + std::to_string(domid));
-      std::free(m);
-    });
-    bases_[domid] = mem;
-    return p;
-  }
-  std::map<uint32_t, uint8_t*> bases_;  // valid until released
-
- private:
-  PoolLog& log_;
-};
 
 class NetfrontXenTest : public ::testing::Test {
  protected:
