@@ -209,6 +209,7 @@ mark shadowd_xen_run
 SOCK=/run/shadowd-xen/shadowd.sock
 xctl() { timeout 30 shadowctl --socket $SOCK "$@"; }
 dd_field() { xctl list 2>/dev/null | awk -v f="$1" '$1=="netdd"{print $f}'; }
+dev_normal() { xctl devices 2>/dev/null | awk -v dev="$first/vif/0" '$1==dev && $4=="normal"{f=1} END{exit !f}'; }
 status_field() { xctl status netdd 2>/dev/null | awk -F': *' -v k="$1" '$1==k{print $2}'; }
 # wait_for S CMD: poll CMD (a shadowctl query, there is no xenstore node for it) at 1 s.
 # Robust against a dom0 process dying under it (seen under TCG: a `date` or
@@ -253,7 +254,7 @@ shadow_run() {
             kv ${tag}_first_ready_s "$(secs $s0 $(now_ms))"
             mark shadowd_${tag}_dd_running
         fi
-        if [ "$tag" = standby ]; then
+        if [ "$tag" = standby ] || [ "$tag" = kstandby ]; then
             wait_for 240 'status_field standby | grep -q "^ready"' && mark standby_ready
         fi
         echo "\$ shadowctl list"; xctl list; xl list
@@ -308,12 +309,14 @@ shadow_run() {
             esac
             if [ $RC != 0 ]; then kv ${tag}_$f "inject failed (exit $RC)"; continue; fi
             if wait_for 240 '[ "$(status_field restarts)" -gt "${r0:-0}" ] 2>/dev/null && [ "$(dd_field 3)" = running ]'; then
-                if [ "$tag" = standby ]; then
+                if [ "$tag" = standby ] || [ "$tag" = kstandby ]; then
                     # the replacement standby boots next; wait for it so each fault finds one
                     wait_for 240 'status_field standby | grep -q "^ready"'
                 fi
                 xctl status netdd | tee /tmp/status.txt
-                # the guest's vif: fault -> serving again (its device shadow's last outage)
+                # the guest's vif: fault -> serving again (its device shadow's last outage),
+                # once it serves again (under TCG mapping the pool can outlast the domain's Ready)
+                wait_for 120 dev_normal
                 outage=$(xctl devices 2>/dev/null | awk -v dev="$first/vif/0" '$1==dev && $4=="normal"{print $6}')
                 kv ${tag}_$f "$(awk -F': *' -v o="$outage" '$1=="fault to ready"{f=$2} $1=="death to ready"{d=$2} $1=="restarts"{r=$2} $1=="last cause"{c=$2} END{printf "%s|%s|%s|%s|%s", f, d, r, c, o}' /tmp/status.txt)"
                 mark ${tag}_${f}_recovered
@@ -382,6 +385,7 @@ for r in ${LAB_RUNS:-cold standby multi}; do
         # an unmodified guest (no project binaries; its kernel's xen-netfront)
         # served by the dom0 ring proxy (policy guest_frontend: kernel)
         kernel) XBTYPE=vif shadow_run kernel /lab/hosts/xen-kernel guest3 kill segv sysrq ;;
+        kernel-standby) XBTYPE=vif shadow_run kstandby /lab/hosts/xen-kernel-standby guest3 kill segv sysrq ;;
     esac
 done
 # Leave a clean slate for the baseline.

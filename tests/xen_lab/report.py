@@ -45,8 +45,8 @@ def main():
     # shadowd's recoveries on Xen: kv "<run>_<fault>" = "fault to ready|death to ready|restarts|cause"
     # for run xen (cold), standby (warm standby) and multi (two guests on one
     # netdd, cold), faults kill/segv/sysrq.
-    runs = ("xen", "standby", "multi", "kernel")
-    first_guest = {"kernel": "guest3"}  # the guest whose keys carry no suffix; guest1 otherwise
+    runs = ("xen", "standby", "multi", "kernel", "kstandby")
+    first_guest = {"kernel": "guest3", "kstandby": "guest3"}  # the guest whose keys carry no suffix; guest1 otherwise
     recoveries = {}  # (run, fault) -> dict
     for run in runs:
         for fault in ("kill", "segv", "sysrq"):
@@ -134,7 +134,8 @@ def main():
         out_notes.append(f"`shadowd --platform xen --check` (exit {kv.get('xen_check_rc')}): "
                          f"{kv['xen_check_out'].strip()}")
     what_run = {"xen": "cold (standby off)", "standby": "warm standby", "multi": "two guests' vifs on one netdd, cold",
-                "kernel": "unmodified guest (kernel xen-netfront, dom0 ring proxy), cold"}
+                "kernel": "unmodified guest (kernel xen-netfront, dom0 ring proxy), cold",
+                "kstandby": "unmodified guest (kernel xen-netfront, dom0 ring proxy), warm standby"}
     for run, what in what_run.items():
         if f"{run}_out" not in kv:
             continue
@@ -165,7 +166,7 @@ def main():
                          "over the kill, segv (drvdom crash inside the domain) and sysrq (kernel crash) faults")
     for (run, guest), app in apps.items():
         path = ("its kernel's xen-netfront -> shadowd's ring proxy in dom0 (sd-netfront --xen-guest)"
-                if run == "kernel" else "sd-netfront --xen")
+                if run in ("kernel", "kstandby") else "sd-netfront --xen")
         out_notes.append(f"{guest} app ({what_run[run]} run): busybox wget of a "
                          f"{blob[0] if blob else '?'}-byte blob from dom0 over {guest}'s shadowed vif ({path} "
                          f"-> netdd's drvdom -> netdd's NIC -> dom0 bridge) across the run's driver-domain "
@@ -205,24 +206,31 @@ def main():
     if garbled:
         out_notes.append("garbled serial lines for: " + ", ".join(garbled))
 
-    # Per class, the unmodified guest (kernel run): what its application saw,
-    # whether its device stayed Connected, and the guest vif's outage per fault.
-    unmodified = None
-    kapp = apps.get(("kernel", "guest3"))
-    if kapp or any(r == "kernel" for r, _ in recoveries):
-        xb = kv.get("kernel_xenbus", "").split()
-        outages = [r.get("vif_outage_ms") for (rn, _), r in recoveries.items() if rn == "kernel"]
-        unmodified = {"vif": {
+    # Per class, the unmodified guest (kernel runs, cold and warm standby):
+    # what its application saw, whether its device stayed Connected, the
+    # guest vif's outage and shadowd's fault-to-ready per fault.
+    unmodified = {}
+    for run, mode in (("kernel", "cold"), ("kstandby", "standby")):
+        kapp = apps.get((run, "guest3"))
+        if not kapp and not any(r == run for r, _ in recoveries):
+            continue
+        xb = kv.get(f"{run}_xenbus", "").split()
+        vif = unmodified.setdefault("vif", {})
+        vif[mode] = {
             "app_exit": kapp["exit"] if kapp else None,
             "bytes_ok": kapp["bytes_ok"] if kapp else None,
-            "xenbus_stayed_connected": bool(xb) and {s.split("/")[0] for s in xb} == {"4"},
+            "xenbus_stayed_connected": bool(xb) and {x.split("/")[0] for x in xb} == {"4"},
             "kernel_net_errors": kapp.get("kernel_net_errors") if kapp else None,
-            "project_binaries_in_guest": kv.get("kernel_project_binaries"),
-            "outage_ms": {f: r.get("vif_outage_ms") for (rn, f), r in recoveries.items() if rn == "kernel"},
-            "fault_to_ready_ms": median_of("kernel"),
-        }}
-        if not outages:
-            unmodified["vif"]["outage_ms"] = None
+            "project_binaries_in_guest": kv.get(f"{run}_project_binaries"),
+            "outage_ms": {f: r.get("vif_outage_ms") for (rn, f), r in recoveries.items() if rn == run},
+            "fault_to_ready_ms": {f: r.get("fault_to_ready_ms") for (rn, f), r in recoveries.items() if rn == run},
+        }
+    for cls in unmodified.values():  # per class: app_exit and bytes_ok over its runs
+        modes = list(cls.values())
+        exits = [m["app_exit"] for m in modes]
+        cls["app_exit"] = None if None in exits else max(exits)
+        cls["bytes_ok"] = all(m["bytes_ok"] for m in modes)
+    unmodified = unmodified or None
 
     report = {
         # driver-domain failures the lab caused and saw recovered: the manual
