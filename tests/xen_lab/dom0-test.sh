@@ -191,6 +191,35 @@ kv xl_create_failures "$CREATE_FAILS${CREATE_ERRS:+ $CREATE_ERRS}"
 kv guest_state_end "$(dom_state guest1)"
 xl list
 for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
+
+# ------------------------------------------------------------------ 3c. stock baseline with a guest's own vif
+# The unmodified guest (guest3) with its vif served by netdd's kernel netback,
+# as stock Xen does it (xl create with vif = ['backend=netdd,...']); then what
+# an operator does when netdd dies: xl destroy + xl create netdd. Recorded:
+# the guest's vif before, and 20 s after the new netdd is up (its frontend
+# still names the dead backend: nothing re-attaches it).
+if echo " $LAB_RUNS " | grep -q " kernel"; then
+    mark stock_vif_start
+    # one try for the guest: xl may wait for a hotplug no one runs in netdd
+    if create_and_wait netdd $XH/netdd.cfg && timeout 120 xl create $XH/guest3.cfg > /tmp/xl-create-guest3.log 2>&1; then
+        G=$(xl domid guest3); F=/local/domain/$G/device/vif/0
+        watch_until $F/state 60 '[ "$(xenstore-read $F/state)" = 4 ]'
+        before="state=$(xenstore-read $F/state 2>/dev/null) backend=$(xenstore-read $F/backend 2>/dev/null)"
+        a=$(now_ms); xl destroy netdd
+        if create_and_wait netdd $XH/netdd.cfg; then
+            kv stock_vif_recreate_s "$(secs $a $(now_ms))"
+            sleep 20
+            B=$(xenstore-read $F/backend 2>/dev/null)
+            after="state=$(xenstore-read $F/state 2>/dev/null) backend=$B backend_exists=$(xenstore-exists $B && echo yes || echo no) new_netdd=$(xl domid netdd)"
+            echo "SDLAB-RESULT stock vif: before: $before; after xl destroy + xl create netdd: $after"
+            kv stock_vif "before: $before; after: $after"
+        fi
+    else
+        kv stock_vif "could not start netdd and guest3 with a stock vif: $(tail -2 /tmp/xl-create-guest3.log 2>/dev/null | tr '\n' ' ')"
+    fi
+    for d in netdd guest3; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
+    mark stock_vif_done
+fi
 kv xen_tests_s "$(secs $T_BEGIN $(now_ms))"
 mark xen_tests_done
 

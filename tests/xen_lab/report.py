@@ -130,6 +130,10 @@ def main():
                          f"(destroy + create until ready) {kv.get('crash_recover_s', '?')} s")
     elif res:
         out_notes.append("crashes: the sysrq crash of netdd was not observed")
+    if "stock_vif" in kv:
+        out_notes.append("stock baseline, unmodified guest3 with its vif on netdd's kernel netback (xl create "
+                         "vif = ['backend=netdd,...']), then xl destroy + xl create netdd "
+                         f"({kv.get('stock_vif_recreate_s', '?')} s): {kv['stock_vif'].strip()}")
     if "xen_check_out" in kv:
         out_notes.append(f"`shadowd --platform xen --check` (exit {kv.get('xen_check_rc')}): "
                          f"{kv['xen_check_out'].strip()}")
@@ -225,10 +229,12 @@ def main():
             "outage_ms": {f: r.get("vif_outage_ms") for (rn, f), r in recoveries.items() if rn == run},
             "fault_to_ready_ms": {f: r.get("fault_to_ready_ms") for (rn, f), r in recoveries.items() if rn == run},
         }
+    if "stock_vif" in kv:  # the stock baseline of the same guest's device, for comparison
+        unmodified.setdefault("vif", {})["stock_baseline"] = kv["stock_vif"].strip()
     for cls in unmodified.values():  # per class: app_exit and bytes_ok over its runs
-        modes = list(cls.values())
+        modes = [m for m in cls.values() if isinstance(m, dict)]
         exits = [m["app_exit"] for m in modes]
-        cls["app_exit"] = None if None in exits else max(exits)
+        cls["app_exit"] = None if not exits or None in exits else max(exits)
         cls["bytes_ok"] = all(m["bytes_ok"] for m in modes)
     unmodified = unmodified or None
 
