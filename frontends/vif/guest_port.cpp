@@ -157,11 +157,16 @@ size_t GuestRingPort::read(uint8_t* buf, size_t cap) {
       size_t len = i == 0 ? first_len : slots[i].size;
       ok = slots[i].offset + len <= kPageSize;
     }
+    GrantCopy ops[kMaxSlots];
     size_t at = 0;
     for (size_t i = 0; ok && i < n; ++i) {
       auto len = static_cast<uint16_t>(i == 0 ? first_len : slots[i].size);
-      ok = static_cast<bool>(grants_->copy_from(slots[i].gref, slots[i].offset, buf + at, len));
+      ops[i] = {slots[i].gref, slots[i].offset, len, buf + at, false, false};
       at += len;
+    }
+    if (ok) {
+      grants_->copy(ops, n);
+      for (size_t i = 0; i < n; ++i) ok = ok && ops[i].ok;
     }
     // The frame is the proxy's now (its pool and splitter log): done for the guest.
     for (size_t i = 0; i < n; ++i) answer_tx(slots[i].id, ok ? NETIF_RSP_OKAY : NETIF_RSP_ERROR);
@@ -177,6 +182,9 @@ size_t GuestRingPort::read(uint8_t* buf, size_t cap) {
   return 0;
 }
 
+// Takes the guest's next rx buffer for `frame`; the copy and the answer
+// wait for the batch (copy_rx), so `frame` must stay put until the next
+// flush() (Netfront reposts its own rx buffers only after).
 bool GuestRingPort::deliver(const uint8_t* frame, size_t len) {
   auto r = rx_->get_request();
   if (!r) {
@@ -184,21 +192,31 @@ bool GuestRingPort::deliver(const uint8_t* frame, size_t len) {
     return false;
   }
   if (!*r) return false;
-  const netif_rx_request req = **r;
-  netif_rx_response rsp{};
-  rsp.id = req.id;
-  rsp.offset = 0;
-  rsp.flags = 0;  // no checksum claims: the guest's stack checks
-  if (grants_->copy_to(req.gref, 0, frame, static_cast<uint16_t>(len))) {
-    rsp.status = static_cast<int16_t>(len);
-    ++counters_.rx_frames;
-  } else {
-    rsp.status = NETIF_RSP_ERROR;
-    ++counters_.rx_dropped;
-  }
-  (void)rx_->put_response(rsp);
-  rx_answered_ = true;
+  rx_ids_[rx_pending_] = (*r)->id;
+  rx_ops_[rx_pending_++] = {(*r)->gref, 0, static_cast<uint16_t>(len), const_cast<uint8_t*>(frame), true, false};
+  if (rx_pending_ == kRxBatch) copy_rx();
   return true;
+}
+
+void GuestRingPort::copy_rx() {
+  if (rx_pending_ == 0) return;
+  grants_->copy(rx_ops_, rx_pending_);
+  for (size_t i = 0; i < rx_pending_; ++i) {
+    netif_rx_response rsp{};
+    rsp.id = rx_ids_[i];
+    rsp.offset = 0;
+    rsp.flags = 0;  // no checksum claims: the guest's stack checks
+    if (rx_ops_[i].ok) {
+      rsp.status = static_cast<int16_t>(rx_ops_[i].len);
+      ++counters_.rx_frames;
+    } else {
+      rsp.status = NETIF_RSP_ERROR;
+      ++counters_.rx_dropped;
+    }
+    (void)rx_->put_response(rsp);
+  }
+  rx_pending_ = 0;
+  rx_answered_ = true;
 }
 
 void GuestRingPort::deliver_held() {
@@ -224,6 +242,7 @@ void GuestRingPort::write(const uint8_t* frame, size_t len) {
     ++counters_.rx_dropped;
     return;
   }
+  copy_rx();  // held slots freed in this batch may be copied from still
   size_t slot = (held_head_ + held_count_) % kHeldFrames;
   std::memcpy(held_.data() + slot * kPageSize, frame, len);
   held_len_[slot] = static_cast<uint16_t>(len);
@@ -238,6 +257,7 @@ void GuestRingPort::woken() {
 }
 
 void GuestRingPort::flush() {
+  copy_rx();
   bool notify = false;
   if (tx_answered_) notify = tx_->push_responses() || notify;
   if (rx_answered_) notify = rx_->push_responses() || notify;

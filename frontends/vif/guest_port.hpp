@@ -33,14 +33,22 @@ namespace sd::front {
 // whose headers do not add up, is left as it is.
 void complete_l4_checksum(uint8_t* frame, size_t len);
 
-// The guest's granted pages as dom0 reaches them (Xen: grant copy).
+// One copy between a page the guest granted (`ref`, at `offset`) and local
+// memory; `ok` says whether the guest's grant allowed it.
+struct GrantCopy {
+  uint32_t ref;
+  uint16_t offset, len;
+  uint8_t* local;
+  bool to_guest;
+  bool ok;
+};
+
+// The guest's granted pages as dom0 reaches them (Xen: grant copy, a batch
+// per call, so a frame's slots, or a flush's frames, cost one system call).
 class GuestGrants {
  public:
   virtual ~GuestGrants() = default;
-  // Copies between the guest's granted page `ref` (at `offset`) and local
-  // memory; an error if the guest's grant does not allow it.
-  virtual Result<void> copy_from(uint32_t ref, uint16_t offset, void* dst, uint16_t len) = 0;
-  virtual Result<void> copy_to(uint32_t ref, uint16_t offset, const void* src, uint16_t len) = 0;
+  virtual void copy(GrantCopy* ops, size_t n) = 0;
 };
 
 class GuestRingPort final : public PacketPort {
@@ -52,6 +60,7 @@ class GuestRingPort final : public PacketPort {
   };
   static constexpr size_t kHeldFrames = 64;
   static constexpr size_t kMaxSlots = 18;  // XEN_NETBK_LEGACY_SLOTS_MAX
+  static constexpr size_t kRxBatch = 64;   // frames copied to the guest per grant-copy call
 
   // tx/rx: the guest's shared ring pages (one page each, mapped by the
   // caller, kept alive by `keep`); evt: bound to the guest's port.
@@ -81,6 +90,7 @@ class GuestRingPort final : public PacketPort {
   bool drop_rest(const netif_tx_request& first);
   bool deliver(const uint8_t* frame, size_t len);
   void deliver_held();
+  void copy_rx();  // the batch of frames for the guest: copied, then answered
 
   std::optional<ring::BackRing<netif::TxTraits>> tx_;
   std::optional<ring::BackRing<netif::RxTraits>> rx_;
@@ -91,6 +101,9 @@ class GuestRingPort final : public PacketPort {
   std::string broken_;
   Counters counters_;
   bool tx_answered_ = false, rx_answered_ = false;
+  GrantCopy rx_ops_[kRxBatch];    // frames taken an rx buffer for, not copied yet
+  uint16_t rx_ids_[kRxBatch] = {};
+  size_t rx_pending_ = 0;
   std::vector<uint8_t> held_;  // kHeldFrames pages, allocated once
   uint16_t held_len_[kHeldFrames] = {};
   size_t held_head_ = 0, held_count_ = 0;

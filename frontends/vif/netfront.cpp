@@ -170,8 +170,9 @@ Result<void> Netfront::take_rx() {
     post_rx(r.id);
     ++reposted;
   }
-  if (reposted && rx_->push_requests()) kick();
+  // The guest's side takes the frames before their buffers go back to the backend.
   if (reposted) port_->flush();
+  if (reposted && rx_->push_requests()) kick();
   return out;
 }
 

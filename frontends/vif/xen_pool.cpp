@@ -1,5 +1,6 @@
 #include "vif/xen_pool.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "sd/platform/xen/evtchn.hpp"
@@ -38,11 +39,18 @@ class XenPools final : public PoolSource {
 class GuestCopies final : public GuestGrants {
  public:
   explicit GuestCopies(std::unique_ptr<xen::GrantCopier> c) : c_(std::move(c)) {}
-  Result<void> copy_from(uint32_t ref, uint16_t offset, void* dst, uint16_t len) override {
-    return c_->copy_from(ref, offset, dst, len);
-  }
-  Result<void> copy_to(uint32_t ref, uint16_t offset, const void* src, uint16_t len) override {
-    return c_->copy_to(ref, offset, src, len);
+  void copy(GrantCopy* ops, size_t n) override {
+    xen::GrantCopier::Op xops[GuestRingPort::kRxBatch];
+    for (size_t done = 0; done < n;) {
+      size_t k = std::min(n - done, GuestRingPort::kRxBatch);
+      for (size_t i = 0; i < k; ++i) {
+        const GrantCopy& o = ops[done + i];
+        xops[i] = {o.ref, o.offset, o.len, o.local, o.to_guest, false};
+      }
+      c_->copy(xops, k);
+      for (size_t i = 0; i < k; ++i) ops[done + i].ok = xops[i].ok;
+      done += k;
+    }
   }
 
  private:

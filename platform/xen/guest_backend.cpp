@@ -35,33 +35,53 @@ GrantCopier::~GrantCopier() {
   if (h_) xengnttab_close(h_);
 }
 
-Result<void> GrantCopier::copy(bool from_guest, uint32_t ref, uint16_t offset, void* local, uint16_t len) {
-  if (offset + size_t{len} > 4096) return fail(Code::kInvalidInput, "xen: grant copy beyond the page");
-  xengnttab_grant_copy_segment_t seg{};
-  if (from_guest) {
-    seg.source.foreign = {ref, offset, static_cast<uint16_t>(guest_)};
-    seg.dest.virt = local;
-    seg.flags = GNTCOPY_source_gref;
-  } else {
-    seg.source.virt = local;
-    seg.dest.foreign = {ref, offset, static_cast<uint16_t>(guest_)};
-    seg.flags = GNTCOPY_dest_gref;
+void GrantCopier::copy(Op* ops, size_t n) {
+  xengnttab_grant_copy_segment_t segs[kMaxBatch];
+  for (size_t done = 0; done < n;) {
+    size_t k = 0;
+    size_t idx[kMaxBatch];
+    for (; done < n && k < kMaxBatch; ++done) {
+      Op& o = ops[done];
+      o.ok = false;
+      if (o.offset + size_t{o.len} > 4096) continue;  // never sent: the range is not the page's
+      auto& seg = segs[k];
+      seg = {};
+      xengnttab_grant_copy_segment_t::xengnttab_copy_ptr foreign{};
+      foreign.foreign = {o.ref, o.offset, static_cast<uint16_t>(guest_)};
+      if (o.to_guest) {
+        seg.source.virt = o.local;
+        seg.dest = foreign;
+        seg.flags = GNTCOPY_dest_gref;
+      } else {
+        seg.source = foreign;
+        seg.dest.virt = o.local;
+        seg.flags = GNTCOPY_source_gref;
+      }
+      seg.len = o.len;
+      idx[k++] = done;
+    }
+    if (k == 0) continue;
+    if (xengnttab_grant_copy(h_, static_cast<uint32_t>(k), segs) != 0) continue;  // none done
+    for (size_t i = 0; i < k; ++i) ops[idx[i]].ok = segs[i].status == GNTST_okay;
   }
-  seg.len = len;
-  if (xengnttab_grant_copy(h_, 1, &seg) != 0)
-    return fail(Code::kSystem, std::string("xen: grant copy: ") + std::strerror(errno));
-  if (seg.status != GNTST_okay)
-    return fail(Code::kInvalidInput, "xen: domain " + std::to_string(guest_) + "'s grant " + std::to_string(ref) +
-                                         " refused a copy (status " + std::to_string(seg.status) + ")");
-  return {};
 }
 
 Result<void> GrantCopier::copy_from(uint32_t ref, uint16_t offset, void* dst, uint16_t len) {
-  return copy(true, ref, offset, dst, len);
+  Op op{ref, offset, len, dst, false, false};
+  copy(&op, 1);
+  if (!op.ok)
+    return fail(Code::kInvalidInput, "xen: domain " + std::to_string(guest_) + "'s grant " + std::to_string(ref) +
+                                         " refused a copy");
+  return {};
 }
 
 Result<void> GrantCopier::copy_to(uint32_t ref, uint16_t offset, const void* src, uint16_t len) {
-  return copy(false, ref, offset, const_cast<void*>(src), len);
+  Op op{ref, offset, len, const_cast<void*>(src), true, false};
+  copy(&op, 1);
+  if (!op.ok)
+    return fail(Code::kInvalidInput, "xen: domain " + std::to_string(guest_) + "'s grant " + std::to_string(ref) +
+                                         " refused a copy");
+  return {};
 }
 
 // ---- handshake -------------------------------------------------------------

@@ -62,17 +62,17 @@ class MemPools final : public PoolSource {
 
 struct GuestPages final : GuestGrants {
   std::map<uint32_t, std::vector<uint8_t>> pages;  // ref -> page the guest granted
-  Result<void> copy_from(uint32_t ref, uint16_t off, void* dst, uint16_t len) override {
-    auto it = pages.find(ref);
-    if (it == pages.end() || off + size_t{len} > kPageSize) return fail(Code::kInvalidInput, "bad grant");
-    std::memcpy(dst, it->second.data() + off, len);
-    return {};
-  }
-  Result<void> copy_to(uint32_t ref, uint16_t off, const void* src, uint16_t len) override {
-    auto it = pages.find(ref);
-    if (it == pages.end() || off + size_t{len} > kPageSize) return fail(Code::kInvalidInput, "bad grant");
-    std::memcpy(it->second.data() + off, src, len);
-    return {};
+  int calls = 0;  // copy() calls: one per frame out, one per flush in
+  void copy(GrantCopy* ops, size_t n) override {
+    ++calls;
+    for (size_t i = 0; i < n; ++i) {
+      GrantCopy& o = ops[i];
+      auto it = pages.find(o.ref);
+      o.ok = it != pages.end() && o.offset + size_t{o.len} <= kPageSize;
+      if (!o.ok) continue;
+      if (o.to_guest) std::memcpy(it->second.data() + o.offset, o.local, o.len);
+      else std::memcpy(o.local, it->second.data() + o.offset, o.len);
+    }
   }
 };
 

@@ -156,6 +156,30 @@ TEST_F(GuestPortTest, FrameOverTwoSlots_ReadWholeBothSlotsAnsweredOkay) {
   EXPECT_EQ(rsp[1].status, NETIF_RSP_OKAY);
 }
 
+// Copies are batched: a frame's slots in one call, a flush's frames for the
+// guest in one call (each a system call on Xen).
+TEST_F(GuestPortTest, Copies_OneCallPerFrameOutAndOnePerFlushIn) {
+  auto f = frame(1514, 9);
+  pages_->pages[300].assign(kPageSize, 0);
+  pages_->pages[301].assign(kPageSize, 0);
+  std::memcpy(pages_->pages[300].data() + 3096, f.data(), 1000);
+  std::memcpy(pages_->pages[301].data(), f.data() + 1000, 514);
+  ASSERT_TRUE(gtx_->put_request(netif_tx_request{300, 3096, NETTXF_more_data, 11, 1514}));
+  ASSERT_TRUE(gtx_->put_request(netif_tx_request{301, 0, 0, 12, 514}));
+  gtx_->push_requests();
+  ASSERT_EQ(port_->read(buf_, kPageSize), f.size());
+  EXPECT_EQ(pages_->calls, 1);
+
+  for (uint16_t id = 0; id < 3; ++id) guest_post_rx(id, 400 + id);
+  for (int i = 0; i < 3; ++i) port_->write(f.data(), 100 + i);
+  EXPECT_EQ(pages_->calls, 1);  // nothing copied before the flush
+  port_->flush();
+  EXPECT_EQ(pages_->calls, 2);
+  auto rsp = guest_rx_responses();
+  ASSERT_EQ(rsp.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(rsp[i].status, 100 + i);
+}
+
 TEST_F(GuestPortTest, ExtraInfoSlots_AnsweredNullAndSkipped) {
   guest_send(1, 100, 0, frame(60, 1), NETTXF_extra_info);
   netif_extra_info extra{};

@@ -99,6 +99,25 @@ TEST_F(GuestBackendTest, GrantCopy_BothWaysThroughTheGuestsPage_UngrantedRefRefu
   EXPECT_FALSE(g->grants->copy_to(ref, 4000, back, 200));  // beyond the page
 }
 
+TEST_F(GuestBackendTest, GrantCopyBatch_OneBadOpFailsAloneTheOthersAreDone) {
+  fake::xenstore().kv[kFront + "/state"] = "4";
+  auto g = connect();
+  ASSERT_TRUE(g) << g.error().to_string();
+  uint32_t ref = static_cast<uint32_t>(std::stoul(fake::xenstore().kv[kFront + "/rx-ring-ref"]));
+  char a[4] = "one", b[4] = "two", c[4] = "six";
+  GrantCopier::Op ops[3] = {{ref, 0, 4, a, true, false}, {9999, 0, 4, b, true, false}, {ref, 8, 4, c, true, false}};
+  int before = fake::gnt().copies;
+
+  g->grants->copy(ops, 3);
+
+  EXPECT_TRUE(ops[0].ok);
+  EXPECT_FALSE(ops[1].ok);
+  EXPECT_TRUE(ops[2].ok);
+  EXPECT_STREQ(reinterpret_cast<char*>(pages_ + 4096), "one");
+  EXPECT_STREQ(reinterpret_cast<char*>(pages_ + 4096 + 8), "six");
+  EXPECT_EQ(fake::gnt().copies - before, 2);  // the bad ref's segment failed in the same call
+}
+
 TEST_F(GuestBackendTest, RingRefNotANumber_InvalidInputNamesTheKey) {
   fake::xenstore().kv[kFront + "/state"] = "4";
   fake::xenstore().kv[kFront + "/tx-ring-ref"] = "12abc";

@@ -30,10 +30,20 @@ class GrantCopier {
   ~GrantCopier();
   Result<void> copy_from(uint32_t ref, uint16_t offset, void* dst, uint16_t len);
   Result<void> copy_to(uint32_t ref, uint16_t offset, const void* src, uint16_t len);
+  // A batch in one grant-copy call (at most kMaxBatch); each op's ok says
+  // whether it was done (a bad ref or range fails that op alone).
+  struct Op {
+    uint32_t ref;
+    uint16_t offset, len;
+    void* local;
+    bool to_guest;
+    bool ok;
+  };
+  static constexpr size_t kMaxBatch = 64;
+  void copy(Op* ops, size_t n);
 
  private:
   GrantCopier() = default;
-  Result<void> copy(bool from_guest, uint32_t ref, uint16_t offset, void* local, uint16_t len);
   xengntdev_handle* h_ = nullptr;
   uint32_t guest_ = 0;
 };
