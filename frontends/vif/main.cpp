@@ -98,12 +98,11 @@ int main(int argc, char** argv) {
     }
     cfg.mtu = 1500;
     cfg.features = sd::netif::kFeatureRxCopy;
-    auto x = sd::front::open_xen_proxy(static_cast<uint32_t>(guest), static_cast<uint64_t>(handle), 600000);
+    auto x = sd::front::open_xen_proxy(static_cast<uint32_t>(guest), static_cast<uint64_t>(handle), 60000);
     if (!x) {
       std::fprintf(stderr, "sd-netfront: %s\n", x.error().to_string().c_str());
       return 1;
     }
-    std::fprintf(stderr, "sd-netfront: serving domain %ld's netfront (vif %ld) from dom0\n", guest, handle);
     sd::ctl::Channel ch{sd::UniqueFd(control_fd)};
     (void)ch.set_nonblocking(true);
     sd::front::Netfront nf(std::move(ch), std::move(x->port), cfg, std::move(x->pools));

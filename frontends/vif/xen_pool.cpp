@@ -7,6 +7,7 @@
 #include "sd/platform/xen/grants.hpp"
 #include "sd/platform/xen/guest_backend.hpp"
 #include "vif/guest_port.hpp"
+#include "vif/late_port.hpp"
 #include "sd/platform/xen/vchan.hpp"
 
 namespace sd::front {
@@ -59,23 +60,30 @@ class GuestCopies final : public GuestGrants {
 
 }  // namespace
 
-Result<XenProxy> open_xen_proxy(uint32_t guest, uint64_t handle, int timeout_ms) {
+// The guest's kernel netfront, once it connects: the handshake as its
+// backend, then its rings.
+Result<std::unique_ptr<PacketPort>> connect_guest(uint32_t guest, uint64_t handle, int timeout_ms) {
   std::string back = xen::proxy_backend_dir("vif", guest, handle);
-  std::fprintf(stderr, "sd-netfront: waiting for domain %u's netfront (backend %s)\n", guest, back.c_str());
   // What this backend offers xen-netfront: copying receive (the only mode
-  // netfront has), one frame per slot, no offloads, one queue.
+  // netfront has), no offloads, one queue.
   auto g = xen::connect_guest_frontend(back, {{"feature-rx-copy", "1"}, {"feature-rx-flip", "0"}},
                                        {"tx-ring-ref", "rx-ring-ref"}, {"request-rx-copy"}, timeout_ms);
   if (!g) return std::unexpected(g.error());
-  std::fprintf(stderr, "sd-netfront: domain %u's netfront connected (rings mapped, event channel bound)\n", guest);
   if (g->keys["request-rx-copy"] != "1")
     return fail(Code::kInvalidInput, "the guest's netfront at " + back + " did not ask for copying receive");
   auto port = GuestRingPort::attach(g->rings[0], g->rings[1], std::move(g->evt),
                                     std::make_unique<GuestCopies>(std::move(g->grants)),
                                     "domain " + std::to_string(guest) + " vif " + std::to_string(handle), g->keep);
   if (!port) return std::unexpected(port.error());
+  return std::unique_ptr<PacketPort>(std::move(*port));
+}
+
+Result<XenProxy> open_xen_proxy(uint32_t guest, uint64_t handle, int timeout_ms) {
+  std::fprintf(stderr, "sd-netfront: serving domain %u's netfront (backend %s) from dom0\n", guest,
+               xen::proxy_backend_dir("vif", guest, handle).c_str());
   XenProxy p;
-  p.port = std::move(*port);
+  p.port = std::make_unique<LatePort>("domain " + std::to_string(guest) + " vif " + std::to_string(handle),
+                                      [=] { return connect_guest(guest, handle, timeout_ms); });
   p.pools = std::make_unique<XenPools>(0);  // granted by dom0
   return p;
 }

@@ -15,6 +15,13 @@
 #include "sd/platform/local/event_channel.hpp"
 #include "vif/guest_port.hpp"
 #include "fakes.hpp"
+#include "vif/late_port.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <thread>
 
 namespace sd::front {
 namespace {
@@ -290,6 +297,42 @@ TEST(CompleteL4Checksum, TruncatedHeaders_LeftAlone) {
   auto copy = f;
   complete_l4_checksum(f.data(), f.size());  // claims 1500 bytes, has 10
   EXPECT_EQ(f, copy);
+}
+
+// The proxy serves shadowd before the guest's netfront connects: until the
+// connect succeeds nothing is read and frames for the guest are dropped;
+// then the connected port takes over at the next wakeup. A failed connect
+// is retried.
+TEST(LatePort, GuestComesLater_DropsUntilConnectedThenTheRealPortServes) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+  UniqueFd guest(sv[0]);
+  std::atomic<int> attempts{0};
+  std::atomic<bool> guest_up{false};
+  LatePort port("guest7 vif 0", [&]() -> Result<std::unique_ptr<PacketPort>> {
+    ++attempts;
+    while (!guest_up) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (attempts == 1) return fail(Code::kUnavailable, "the guest's netfront did not publish its rings");
+    return std::unique_ptr<PacketPort>(std::make_unique<TapPort>(UniqueFd(sv[1]), "tap"));
+  });
+  uint8_t buf[64];
+  EXPECT_EQ(port.read(buf, sizeof(buf)), 0u);
+  port.write(buf, 60);
+  EXPECT_EQ(port.dropped_before(), 1u);
+  EXPECT_FALSE(port.connected());
+
+  guest_up = true;
+  pollfd p{port.wait_fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);  // after the retry (1 s)
+  port.woken();
+
+  ASSERT_TRUE(port.connected());
+  EXPECT_EQ(attempts, 2);
+  uint8_t frame[60] = {1, 2, 3};
+  ASSERT_EQ(::send(guest.get(), frame, sizeof(frame), 0), 60);
+  EXPECT_EQ(port.read(buf, sizeof(buf)), 60u);
+  port.write(frame, sizeof(frame));
+  EXPECT_EQ(::recv(guest.get(), buf, sizeof(buf), 0), 60);
 }
 
 }  // namespace

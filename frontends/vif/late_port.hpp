@@ -1,0 +1,48 @@
+// The guest's side before it exists. An unmodified guest's kernel netfront
+// connects when the guest gets to it, possibly long after shadowd attached
+// the driver domain; the proxy serves shadowd meanwhile. A thread runs the
+// connect (retrying until it succeeds) and the port it returns takes over
+// at the next wakeup; until then nothing is read and frames for the guest
+// are dropped (its link is not up yet).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "vif/packet_port.hpp"
+
+namespace sd::front {
+
+class LatePort final : public PacketPort {
+ public:
+  // connect: blocks until the guest's side is there (or fails; retried a
+  // second later).
+  using Connect = std::function<Result<std::unique_ptr<PacketPort>>()>;
+  LatePort(std::string name, Connect connect);
+  ~LatePort() override;
+
+  int wait_fd() const override;
+  void woken() override;
+  bool holding() const override { return port_ && port_->holding(); }
+  size_t read(uint8_t* buf, size_t cap) override { return port_ ? port_->read(buf, cap) : 0; }
+  void write(const uint8_t* frame, size_t len) override;
+  void flush() override {
+    if (port_) port_->flush();
+  }
+  void read_config(netif::VifConfig& cfg) override {
+    if (port_) port_->read_config(cfg);
+  }
+  std::string name() const override { return name_; }
+  bool connected() const { return port_ != nullptr; }
+  uint64_t dropped_before() const { return dropped_; }
+
+ private:
+  struct Shared;  // with the connect thread, which may outlive this port
+  std::string name_;
+  std::shared_ptr<Shared> shared_;
+  std::unique_ptr<PacketPort> port_;
+  uint64_t dropped_ = 0;
+};
+
+}  // namespace sd::front
