@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "common/frontend_link.hpp"
+#include "vbd/block_target.hpp"
 #include "sd/core/blkif.hpp"
 #include "sd/core/control_channel.hpp"
 #include "sd/core/fd.hpp"
@@ -47,7 +48,7 @@
 
 namespace sd::front {
 
-class Blkfront final : private FrontendLink::Hooks {
+class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
  public:
   // Attaches over a channel to shadowd (bounded: 5 s); connect_frontend()
   // reaches it at the vbd's socket.
@@ -64,10 +65,10 @@ class Blkfront final : private FrontendLink::Hooks {
   // blocks until the backend (this or a later incarnation) answered.
   // Return 0, -EIO (the backend answered BLKIF_RSP_ERROR, or shadowd is
   // gone), -EOPNOTSUPP (the disk lacks the feature), -EINVAL (outside the disk).
-  int read(uint64_t off, size_t len, uint8_t* out);
-  int write(uint64_t off, size_t len, const uint8_t* in);
-  int flush();                                  // FLUSH_DISKCACHE (fsync)
-  int discard(uint64_t off, uint64_t len);      // DISCARD (whole sectors only)
+  int read(uint64_t off, size_t len, uint8_t* out) override;
+  int write(uint64_t off, size_t len, const uint8_t* in) override;
+  int flush() override;                              // FLUSH_DISKCACHE (fsync)
+  int discard(uint64_t off, uint64_t len) override;  // DISCARD (whole sectors only)
 
   struct Stats {
     uint64_t submitted = 0;  // requests put on the ring (replays not counted)

@@ -23,6 +23,7 @@
 
 #include "sd/core/platform.hpp"
 #include "sd/core/ring.hpp"
+#include "common/guest_grants.hpp"
 #include "vif/packet_port.hpp"
 
 namespace sd::front {
@@ -32,24 +33,6 @@ namespace sd::front {
 // xen-netfront always offloads IPv4 checksums); any other frame, or one
 // whose headers do not add up, is left as it is.
 void complete_l4_checksum(uint8_t* frame, size_t len);
-
-// One copy between a page the guest granted (`ref`, at `offset`) and local
-// memory; `ok` says whether the guest's grant allowed it.
-struct GrantCopy {
-  uint32_t ref;
-  uint16_t offset, len;
-  uint8_t* local;
-  bool to_guest;
-  bool ok;
-};
-
-// The guest's granted pages as dom0 reaches them (Xen: grant copy, a batch
-// per call, so a frame's slots, or a flush's frames, cost one system call).
-class GuestGrants {
- public:
-  virtual ~GuestGrants() = default;
-  virtual void copy(GrantCopy* ops, size_t n) = 0;
-};
 
 class GuestRingPort final : public PacketPort {
  public:

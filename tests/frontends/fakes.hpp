@@ -15,6 +15,7 @@
 #include "sd/platform/local/event_channel.hpp"
 #include "vif/guest_port.hpp"
 #include "vif/netfront.hpp"
+#include "fake_guest_grants.hpp"
 
 namespace sd::front {
 
@@ -58,22 +59,6 @@ class MemPools final : public PoolSource {
 
  private:
   PoolLog& log_;
-};
-
-struct GuestPages final : GuestGrants {
-  std::map<uint32_t, std::vector<uint8_t>> pages;  // ref -> page the guest granted
-  int calls = 0;  // copy() calls: one per frame out, one per flush in
-  void copy(GrantCopy* ops, size_t n) override {
-    ++calls;
-    for (size_t i = 0; i < n; ++i) {
-      GrantCopy& o = ops[i];
-      auto it = pages.find(o.ref);
-      o.ok = it != pages.end() && o.offset + size_t{o.len} <= kPageSize;
-      if (!o.ok) continue;
-      if (o.to_guest) std::memcpy(it->second.data() + o.offset, o.local, o.len);
-      else std::memcpy(o.local, it->second.data() + o.offset, o.len);
-    }
-  }
 };
 
 }  // namespace sd::front

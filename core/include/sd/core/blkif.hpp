@@ -88,9 +88,11 @@ inline bool is_rw(uint8_t op) {
 // A request as the backend may execute it: its segments inside the pool and
 // inside their pages, its sectors inside the disk. Returns an empty string
 // or what is wrong (for the backend's log; the request is answered with
-// BLKIF_RSP_ERROR, never executed). A segment must name a data page of the
-// request's own id (the pool is laid out per id).
-inline std::string check_request(const blkif_request& r, uint64_t disk_sectors) {
+// BLKIF_RSP_ERROR, never executed). In the project's pool (in_pool) a
+// segment must name a data page of the request's own id (the pool is laid
+// out per id); an unmodified guest's blkfront grants pages of its own
+// choosing and uses its ids as it likes (in_pool false).
+inline std::string check_request(const blkif_request& r, uint64_t disk_sectors, bool in_pool = true) {
   if (r.operation == BLKIF_OP_DISCARD) {
     blkif_request_discard d;
     std::memcpy(&d, &r, sizeof(d));
@@ -104,11 +106,11 @@ inline std::string check_request(const blkif_request& r, uint64_t disk_sectors) 
   if (r.operation == BLKIF_OP_WRITE_BARRIER && r.nr_segments == 0) return {};  // a bare barrier
   if (r.nr_segments == 0 || r.nr_segments > kSegs)
     return "nr_segments " + std::to_string(r.nr_segments) + " out of range (1.." + std::to_string(kSegs) + ")";
-  if (r.id >= kRingSize) return "id " + std::to_string(r.id) + " out of range";
+  if (in_pool && r.id >= kRingSize) return "id " + std::to_string(r.id) + " out of range";
   uint64_t sectors = 0;
   for (unsigned i = 0; i < r.nr_segments; ++i) {
     const auto& s = r.seg[i];
-    if (s.gref != data_ref(r.id, i))
+    if (in_pool && s.gref != data_ref(r.id, i))
       return "segment " + std::to_string(i) + " gref " + std::to_string(s.gref) + " is not a data page of id " +
              std::to_string(r.id);
     if (s.first_sect > s.last_sect || s.last_sect >= kSectorsPerPage)
