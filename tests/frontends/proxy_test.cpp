@@ -166,5 +166,38 @@ TEST_F(ProxyTest, DriverDomainFrame_LandsInTheGuestsRxBuffer) {
   EXPECT_EQ(std::memcmp(pages_->pages[500].data(), frame.data(), frame.size()), 0);
 }
 
+// A lying driver domain never reaches the guest's ring: an rx response
+// index beyond what the proxy posted, or a frame outside its page, is a
+// fault reported to shadowd, and the guest's rx ring gets nothing.
+TEST_F(ProxyTest, DriverDomainLies_FaultReportedGuestRingUntouched) {
+  pages_->pages[500].assign(kPageSize, 0);
+  ASSERT_TRUE(grx_->put_request(netif_rx_request{6, 0, 500}));
+  grx_->push_requests();
+  ASSERT_TRUE(reconnect(7));
+  uint8_t* base = pools_->bases_.at(7);
+  auto rx = ring::BackRing<netif::RxTraits>::attach(base + kPageSize, kPageSize, false);
+  ASSERT_TRUE(rx);
+  auto req = rx->get_request();
+  ASSERT_TRUE(req && *req);
+  // A frame claimed to run past the end of its granted page.
+  ASSERT_TRUE(rx->put_response(netif_rx_response{(*req)->id, 4000, 0, 300}));
+  rx->push_responses();
+  ASSERT_TRUE(pools_->kick(7));
+
+  std::optional<ctl::Msg> fault;
+  for (int i = 0; i < 5 && !fault; ++i) {
+    pollfd p{shadowd_.fd(), POLLIN, 0};
+    if (::poll(&p, 1, 2000) != 1) break;
+    auto m = shadowd_.recv();
+    if (m && *m && (**m).type == ctl::MsgType::kDevFault) fault = **m;
+  }
+  ASSERT_TRUE(fault) << "no fault reported to shadowd";
+  EXPECT_NE(fault->get_text().find("outside its granted page"), std::string::npos) << fault->get_text();
+  auto got = grx_->get_response();
+  ASSERT_TRUE(got);
+  EXPECT_FALSE(*got) << "the guest's rx ring got a response";
+  EXPECT_EQ(pages_->pages[500][0], 0);
+}
+
 }  // namespace
 }  // namespace sd::front
