@@ -239,7 +239,7 @@ Result<ctl::XenPool> Netfront::regrant(uint32_t backend_domid) {
   pages_.clear();
   evt_.reset();
   pool_keep_.reset();
-  auto pool = xen_->make(backend_domid);
+  auto pool = xen_->make(backend_domid, netif::kPoolPages);
   if (!pool) return std::unexpected(pool.error());
   if (pool->pages.size() < netif::kPoolPages) return fail(Code::kEscalate, "pool source gave too few pages");
   for (const auto& [id, frame] : held) std::memcpy(pool->pages[netif::tx_buf_ref(id)], frame.data(), kPageSize);

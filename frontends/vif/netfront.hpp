@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/frontend_link.hpp"
+#include "common/pool_source.hpp"
 #include "sd/core/control_channel.hpp"
 #include "sd/core/netif.hpp"
 #include "sd/core/platform.hpp"
@@ -30,21 +31,6 @@
 #include "vif/packet_port.hpp"
 
 namespace sd::front {
-
-// Xen: the frontend grants its pool itself, to one backend domain at a time
-// (a grant names one domain), so every new backend incarnation gets a new
-// pool, into which reconnect() replays what is in flight.
-class PoolSource {
- public:
-  struct Pool {
-    std::vector<uint8_t*> pages;                 // kPoolPages, this domain's mapping
-    std::unique_ptr<platform::EventChannel> evt; // offered to the backend's domain
-    ctl::XenPool ref;                            // what the backend needs to map and bind them
-    std::shared_ptr<void> keep;                  // the grants live as long as this
-  };
-  virtual ~PoolSource() = default;
-  virtual Result<Pool> make(uint32_t backend_domid) = 0;
-};
 
 class Netfront final : private FrontendLink::Hooks {
  public:

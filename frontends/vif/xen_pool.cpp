@@ -17,16 +17,16 @@ namespace {
 class XenPools final : public PoolSource {
  public:
   explicit XenPools(uint32_t self) : self_(self) {}
-  Result<Pool> make(uint32_t backend_domid) override {
-    auto shared = xen::SharedPool::share(backend_domid, netif::kPoolPages);
+  Result<Pool> make(uint32_t backend_domid, size_t pages) override {
+    auto shared = xen::SharedPool::share(backend_domid, pages);
     if (!shared) return std::unexpected(shared.error());
     auto evt = xen::XenEventChannel::offer(backend_domid);
     if (!evt) return std::unexpected(evt.error());
     Pool p;
-    for (size_t i = 0; i < netif::kPoolPages; ++i) p.pages.push_back((*shared)->page(i));
+    for (size_t i = 0; i < pages; ++i) p.pages.push_back((*shared)->page(i));
     p.ref.owner = self_;
     p.ref.dir_ref = (*shared)->directory_ref();
-    p.ref.pages = static_cast<uint32_t>(netif::kPoolPages);
+    p.ref.pages = static_cast<uint32_t>(pages);
     p.ref.port = (*evt)->port();
     p.evt = std::move(*evt);
     p.keep = std::shared_ptr<xen::SharedPool>(std::move(*shared));

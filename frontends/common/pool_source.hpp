@@ -1,0 +1,32 @@
+// Where a frontend's pool comes from on Xen, for every class: the frontend
+// grants its pool itself, to one backend domain at a time (a grant names one
+// domain), so every new backend incarnation gets a new pool, into which the
+// frontend replays what is in flight. Xen: gntshr and evtchn
+// (vif/xen_pool.cpp); tests: plain memory.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "sd/core/control_channel.hpp"
+#include "sd/core/error.hpp"
+#include "sd/core/platform.hpp"
+
+namespace sd::front {
+
+class PoolSource {
+ public:
+  struct Pool {
+    std::vector<uint8_t*> pages;                 // this domain's mapping, one after another
+    std::unique_ptr<platform::EventChannel> evt; // offered to the backend's domain
+    ctl::XenPool ref;                            // what the backend needs to map and bind them
+    std::shared_ptr<void> keep;                  // the grants live as long as this
+  };
+  virtual ~PoolSource() = default;
+  // A pool of `pages` pages (the class's pool layout) for `backend_domid`.
+  virtual Result<Pool> make(uint32_t backend_domid, size_t pages) = 0;
+};
+
+}  // namespace sd::front
