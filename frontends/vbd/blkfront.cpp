@@ -15,8 +15,8 @@ using blkif::kPageSize;
 using blkif::kSectorSize;
 constexpr uint16_t kReqRing = 0;
 
-Result<std::unique_ptr<Blkfront>> Blkfront::attach(ctl::Channel ch) {
-  auto f = std::unique_ptr<Blkfront>(new Blkfront(std::move(ch)));
+Result<std::unique_ptr<Blkfront>> Blkfront::attach(ctl::Channel ch, std::unique_ptr<PoolSource> xen) {
+  auto f = std::unique_ptr<Blkfront>(new Blkfront(std::move(ch), std::move(xen)));
   if (auto r = f->link_.wait_attached(*f, std::chrono::seconds(5)); !r) return std::unexpected(r.error());
   f->stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!f->stop_) return sys_fail("eventfd");
@@ -24,7 +24,9 @@ Result<std::unique_ptr<Blkfront>> Blkfront::attach(ctl::Channel ch) {
   return f;
 }
 
-Blkfront::Blkfront(ctl::Channel ch) : link_(std::move(ch), {"vbd", blkif::kRingSize, blkif::kPoolPages}) {}
+Blkfront::Blkfront(ctl::Channel ch, std::unique_ptr<PoolSource> xen)
+    : link_(std::move(ch), {"vbd", blkif::kRingSize, xen ? 0u : static_cast<uint32_t>(blkif::kPoolPages)}),
+      xen_(std::move(xen)) {}
 
 Blkfront::~Blkfront() {
   if (service_.joinable()) {
@@ -40,14 +42,23 @@ Blkfront::~Blkfront() {
 Result<void> Blkfront::attached(FrontendLink& link) {
   disk_ = link.attach_msg().get_payload<blkif::DiskState>();
   if (disk_.sectors == 0) return fail(Code::kEscalate, "vbd attach: a disk of 0 sectors");
+  limit_ = std::clamp<uint32_t>(disk_.queue_limit, 1, blkif::kRingSize);
+  if (xen_) {  // the pool comes with the first kReconnect, which names the backend's domain
+    log().set_config(&disk_, sizeof(disk_));
+    return {};
+  }
   ring_page_ = link.page(blkif::kRingRef);
   data_ = link.page(blkif::kDataRef0);
   auto r = ring::FrontRing<blkif::Traits>::attach(ring_page_, kPageSize, true);
   if (!r) return std::unexpected(r.error());
   ring_.emplace(std::move(*r));
-  limit_ = std::clamp<uint32_t>(disk_.queue_limit, 1, blkif::kRingSize);
   log().set_config(&disk_, sizeof(disk_));  // the negotiated disk, compacted
   return {};
+}
+
+void Blkfront::kick() {
+  if (evt_) (void)evt_->notify();
+  else link_.kick();
 }
 
 Blkfront::Stats Blkfront::stats() const {
@@ -58,7 +69,8 @@ Blkfront::Stats Blkfront::stats() const {
 // Responses and control messages, until the destructor says stop.
 void Blkfront::service_loop() {
   for (;;) {
-    pollfd p[3] = {{link_.wait_fd(), POLLIN, 0}, {link_.fd(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+    // event_fd() changes only on this thread (a regrant, inside pump_locked).
+    pollfd p[3] = {{event_fd(), POLLIN, 0}, {link_.fd(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
     int r = ::poll(p, 3, 200);
     if (r < 0 && errno != EINTR) break;
     if (p[2].revents) break;
@@ -73,8 +85,9 @@ void Blkfront::pump_locked() {
     cv_.notify_all();  // shadowd is gone: nothing will answer
     return;
   }
-  link_.clear_kicks();
-  if (link_.connected()) take_responses_locked();
+  if (evt_) (void)evt_->consume();
+  else link_.clear_kicks();
+  if (link_.connected() && ring_) take_responses_locked();
 }
 
 void Blkfront::backend_fault_locked(const std::string& why) {
@@ -120,12 +133,49 @@ void Blkfront::take_responses_locked() {
 // clean ring holding exactly the requests still in flight, in submission
 // order (xen-blkfront's blkif_recover: copy the shadow, reset, requeue), so
 // every flush and barrier stays behind what was issued before it.
-Result<FrontendLink::Repair> Blkfront::repair(const ctl::Msg&) {
-  take_responses_locked();  // stops at the first invalid response
-  uint32_t replayed = blkif::requeue(*ring_, table_, log(), kReqRing);
+Result<FrontendLink::Repair> Blkfront::repair(const ctl::Msg& m) {
+  if (ring_) take_responses_locked();  // stops at the first invalid response
+  FrontendLink::Repair done{0, std::nullopt};
+  if (xen_) {
+    auto g = regrant(m.a);
+    if (!g)
+      return fail(g.error().code,
+                  "cannot grant the pool to domain " + std::to_string(m.a) + ": " + g.error().message);
+    done.xen_pool = *g;  // shadowd passes it on to the new backend
+  }
+  done.replayed = blkif::requeue(*ring_, table_, log(), kReqRing);
   ++stats_.reconnects;
-  stats_.replayed += replayed;
-  return FrontendLink::Repair{replayed, std::nullopt};
+  stats_.replayed += done.replayed;
+  cv_.notify_all();  // callers waiting for a first ring
+  return done;
+}
+
+Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
+  // The old grants go first (the guest's grant allocator is bounded): the
+  // data of every id a caller holds waits here meanwhile.
+  constexpr size_t kIdBytes = size_t{blkif::kSegs} * kPageSize;
+  std::vector<std::pair<size_t, std::vector<uint8_t>>> held;
+  if (data_)
+    for (size_t id = 0; id < blkif::kRingSize; ++id)
+      if (busy_[id]) held.emplace_back(id, std::vector<uint8_t>(data(id), data(id) + kIdBytes));
+  ring_.reset();
+  evt_.reset();
+  pool_keep_.reset();
+  ring_page_ = data_ = nullptr;
+  auto pool = xen_->make(domid, blkif::kPoolPages);
+  if (!pool) return std::unexpected(pool.error());
+  if (pool->pages.size() != blkif::kPoolPages) return fail(Code::kEscalate, "pool source gave the wrong page count");
+  for (size_t i = 1; i < pool->pages.size(); ++i)  // data(id) takes an id's pages as one run
+    if (pool->pages[i] != pool->pages[i - 1] + kPageSize) return fail(Code::kEscalate, "pool pages not contiguous");
+  ring_page_ = pool->pages[blkif::kRingRef];
+  data_ = pool->pages[blkif::kDataRef0];
+  for (const auto& [id, bytes] : held) std::memcpy(data(id), bytes.data(), kIdBytes);
+  auto r = ring::FrontRing<blkif::Traits>::attach(ring_page_, kPageSize, true);
+  if (!r) return std::unexpected(r.error());
+  ring_.emplace(std::move(*r));
+  evt_ = std::move(pool->evt);
+  pool_keep_ = std::move(pool->keep);
+  return pool->ref;
 }
 
 int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_t* wdata, uint8_t* rdata) {
@@ -133,7 +183,7 @@ int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_
   // Blocks, never fails, while the ring is full or the queue limit reached
   // (an outage fills both: the requests wait for the next backend).
   cv_.wait(lk, [&] {
-    return link_.gone() || (table_.count() < limit_ && ring_->free_requests() > 0 &&
+    return link_.gone() || (ring_ && table_.count() < limit_ && ring_->free_requests() > 0 &&
                             std::count(busy_.begin(), busy_.end(), 0) > 0);
   });
   if (link_.gone()) return -EIO;
@@ -176,7 +226,7 @@ int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_
     case BLKIF_OP_WRITE_BARRIER: ++stats_.barriers; break;
     default: ++stats_.discards;
   }
-  if (ring_->push_requests()) link_.kick();
+  if (ring_->push_requests()) kick();
   cv_.wait(lk, [&] { return link_.gone() || done_[id]; });
   int rc = 0;
   if (!done_[id]) {

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "common/frontend_link.hpp"
+#include "common/pool_source.hpp"
 #include "vbd/block_target.hpp"
 #include "sd/core/blkif.hpp"
 #include "sd/core/control_channel.hpp"
@@ -51,8 +52,10 @@ namespace sd::front {
 class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
  public:
   // Attaches over a channel to shadowd (bounded: 5 s); connect_frontend()
-  // reaches it at the vbd's socket.
-  static Result<std::unique_ptr<Blkfront>> attach(ctl::Channel ch);
+  // reaches it at the vbd's socket. With a PoolSource (Xen) the pool is
+  // granted per backend domain (the first with the first kReconnect, which
+  // callers wait for) and the splitter log is this process's own.
+  static Result<std::unique_ptr<Blkfront>> attach(ctl::Channel ch, std::unique_ptr<PoolSource> xen = nullptr);
   ~Blkfront() override;
   Blkfront(const Blkfront&) = delete;
   Blkfront& operator=(const Blkfront&) = delete;
@@ -79,11 +82,17 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   Stats stats() const;
 
  private:
-  explicit Blkfront(ctl::Channel ch);
+  Blkfront(ctl::Channel ch, std::unique_ptr<PoolSource> xen);
   // FrontendLink::Hooks (repair: with m_ held, from pump_locked)
   Result<void> attached(FrontendLink& link) override;
   Result<FrontendLink::Repair> repair(const ctl::Msg& m) override;
-  void resumed() override { link_.kick(); }
+  void resumed() override { kick(); }
+  // The event channel to the backend: the link's (local) or the pool's (Xen).
+  int event_fd() const { return evt_ ? evt_->wait_fd() : link_.wait_fd(); }
+  void kick();
+  // Xen: a new pool for backend `domid`; the pages of every id a caller
+  // holds (in flight, or answered and not yet read back) move over.
+  Result<ctl::XenPool> regrant(uint32_t domid);
 
   void service_loop();
   void pump_locked();
@@ -101,6 +110,9 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   uint8_t* data_ = nullptr;  // kRingSize * kSegs pages, contiguous per id
   UniqueFd stop_;
   uint32_t limit_ = blkif::kRingSize;
+  std::unique_ptr<PoolSource> xen_;
+  std::unique_ptr<platform::EventChannel> evt_;  // Xen: the current pool's
+  std::shared_ptr<void> pool_keep_;              // Xen: the current backend's grants
 
   mutable std::mutex m_;
   std::condition_variable cv_;
