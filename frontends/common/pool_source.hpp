@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "sd/core/control_channel.hpp"
@@ -27,6 +28,18 @@ class PoolSource {
   virtual ~PoolSource() = default;
   // A pool of `pages` pages (the class's pool layout) for `backend_domid`.
   virtual Result<Pool> make(uint32_t backend_domid, size_t pages) = 0;
+  // make() as a frontend's repair uses it: the pool's size checked, the
+  // error naming the domain (kReconnect's answer to shadowd).
+  Result<Pool> next(uint32_t backend_domid, size_t pages) {
+    auto p = make(backend_domid, pages);
+    if (!p)
+      return fail(p.error().code, "cannot grant the pool to domain " + std::to_string(backend_domid) + ": " +
+                                      p.error().message);
+    if (p->pages.size() != pages)
+      return fail(Code::kEscalate, "pool source gave " + std::to_string(p->pages.size()) + " pages, not " +
+                                       std::to_string(pages));
+    return p;
+  }
 };
 
 }  // namespace sd::front

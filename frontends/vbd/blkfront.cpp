@@ -138,9 +138,7 @@ Result<FrontendLink::Repair> Blkfront::repair(const ctl::Msg& m) {
   FrontendLink::Repair done{0, std::nullopt};
   if (xen_) {
     auto g = regrant(m.a);
-    if (!g)
-      return fail(g.error().code,
-                  "cannot grant the pool to domain " + std::to_string(m.a) + ": " + g.error().message);
+    if (!g) return std::unexpected(g.error());
     done.xen_pool = *g;  // shadowd passes it on to the new backend
   }
   done.replayed = blkif::requeue(*ring_, table_, log(), kReqRing);
@@ -162,9 +160,8 @@ Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
   evt_.reset();
   pool_keep_.reset();
   ring_page_ = data_ = nullptr;
-  auto pool = xen_->make(domid, blkif::kPoolPages);
+  auto pool = xen_->next(domid, blkif::kPoolPages);
   if (!pool) return std::unexpected(pool.error());
-  if (pool->pages.size() != blkif::kPoolPages) return fail(Code::kEscalate, "pool source gave the wrong page count");
   for (size_t i = 1; i < pool->pages.size(); ++i)  // data(id) takes an id's pages as one run
     if (pool->pages[i] != pool->pages[i - 1] + kPageSize) return fail(Code::kEscalate, "pool pages not contiguous");
   ring_page_ = pool->pages[blkif::kRingRef];

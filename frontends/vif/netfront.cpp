@@ -187,9 +187,7 @@ Result<FrontendLink::Repair> Netfront::repair(const ctl::Msg& m) {
   FrontendLink::Repair done;
   if (xen_) {
     auto g = regrant(m.a);
-    if (!g)
-      return fail(g.error().code,
-                  "cannot grant the pool to domain " + std::to_string(m.a) + ": " + g.error().message);
+    if (!g) return std::unexpected(g.error());
     done.xen_pool = *g;  // shadowd passes it on to the new backend
   } else {
     tx_->reset();
@@ -239,9 +237,8 @@ Result<ctl::XenPool> Netfront::regrant(uint32_t backend_domid) {
   pages_.clear();
   evt_.reset();
   pool_keep_.reset();
-  auto pool = xen_->make(backend_domid, netif::kPoolPages);
+  auto pool = xen_->next(backend_domid, netif::kPoolPages);
   if (!pool) return std::unexpected(pool.error());
-  if (pool->pages.size() < netif::kPoolPages) return fail(Code::kEscalate, "pool source gave too few pages");
   for (const auto& [id, frame] : held) std::memcpy(pool->pages[netif::tx_buf_ref(id)], frame.data(), kPageSize);
   auto tx = ring::FrontRing<netif::TxTraits>::attach(pool->pages[netif::kTxRingRef], kPageSize, true);
   auto rx = ring::FrontRing<netif::RxTraits>::attach(pool->pages[netif::kRxRingRef], kPageSize, true);
