@@ -8,17 +8,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "sd/core/grant_copy.hpp"
+
 namespace sd::front {
 
-// One copy between a page the guest granted (`ref`, at `offset`) and local
-// memory; `ok` says whether the guest's grant allowed it.
-struct GrantCopy {
-  uint32_t ref;
-  uint16_t offset, len;
-  uint8_t* local;
-  bool to_guest;
-  bool ok;
-};
+using sd::GrantCopy;
 
 // The guest's granted pages as dom0 reaches them (Xen: grant copy, a batch
 // per call, so a frame's slots, or a flush's frames, cost one system call).

@@ -1,6 +1,5 @@
 #include "vif/xen_pool.hpp"
 
-#include <algorithm>
 #include <cstdio>
 
 #include "sd/platform/xen/evtchn.hpp"
@@ -40,19 +39,7 @@ class XenPools final : public PoolSource {
 class GuestCopies final : public GuestGrants {
  public:
   explicit GuestCopies(std::unique_ptr<xen::GrantCopier> c) : c_(std::move(c)) {}
-  void copy(GrantCopy* ops, size_t n) override {
-    xen::GrantCopier::Op xops[GuestRingPort::kRxBatch];
-    for (size_t done = 0; done < n;) {
-      size_t k = std::min(n - done, GuestRingPort::kRxBatch);
-      for (size_t i = 0; i < k; ++i) {
-        const GrantCopy& o = ops[done + i];
-        xops[i] = {o.ref, o.offset, o.len, o.local, o.to_guest, false};
-      }
-      c_->copy(xops, k);
-      for (size_t i = 0; i < k; ++i) ops[done + i].ok = xops[i].ok;
-      done += k;
-    }
-  }
+  void copy(GrantCopy* ops, size_t n) override { c_->copy(ops, n); }
 
  private:
   std::unique_ptr<xen::GrantCopier> c_;

@@ -35,13 +35,13 @@ GrantCopier::~GrantCopier() {
   if (h_) xengnttab_close(h_);
 }
 
-void GrantCopier::copy(Op* ops, size_t n) {
+void GrantCopier::copy(GrantCopy* ops, size_t n) {
   xengnttab_grant_copy_segment_t segs[kMaxBatch];
   for (size_t done = 0; done < n;) {
     size_t k = 0;
     size_t idx[kMaxBatch];
     for (; done < n && k < kMaxBatch; ++done) {
-      Op& o = ops[done];
+      GrantCopy& o = ops[done];
       o.ok = false;
       if (o.offset + size_t{o.len} > 4096) continue;  // never sent: the range is not the page's
       auto& seg = segs[k];
@@ -67,7 +67,7 @@ void GrantCopier::copy(Op* ops, size_t n) {
 }
 
 Result<void> GrantCopier::copy_from(uint32_t ref, uint16_t offset, void* dst, uint16_t len) {
-  Op op{ref, offset, len, dst, false, false};
+  GrantCopy op{ref, offset, len, static_cast<uint8_t*>(dst), false, false};
   copy(&op, 1);
   if (!op.ok)
     return fail(Code::kInvalidInput, "xen: domain " + std::to_string(guest_) + "'s grant " + std::to_string(ref) +
@@ -76,7 +76,7 @@ Result<void> GrantCopier::copy_from(uint32_t ref, uint16_t offset, void* dst, ui
 }
 
 Result<void> GrantCopier::copy_to(uint32_t ref, uint16_t offset, const void* src, uint16_t len) {
-  Op op{ref, offset, len, const_cast<void*>(src), true, false};
+  GrantCopy op{ref, offset, len, static_cast<uint8_t*>(const_cast<void*>(src)), true, false};
   copy(&op, 1);
   if (!op.ok)
     return fail(Code::kInvalidInput, "xen: domain " + std::to_string(guest_) + "'s grant " + std::to_string(ref) +

@@ -105,7 +105,10 @@ TEST_F(GuestBackendTest, GrantCopyBatch_OneBadOpFailsAloneTheOthersAreDone) {
   ASSERT_TRUE(g) << g.error().to_string();
   uint32_t ref = static_cast<uint32_t>(std::stoul(fake::xenstore().kv[kFront + "/rx-ring-ref"]));
   char a[4] = "one", b[4] = "two", c[4] = "six";
-  GrantCopier::Op ops[3] = {{ref, 0, 4, a, true, false}, {9999, 0, 4, b, true, false}, {ref, 8, 4, c, true, false}};
+  auto* pa = reinterpret_cast<uint8_t*>(a);
+  auto* pb = reinterpret_cast<uint8_t*>(b);
+  auto* pc = reinterpret_cast<uint8_t*>(c);
+  GrantCopy ops[3] = {{ref, 0, 4, pa, true, false}, {9999, 0, 4, pb, true, false}, {ref, 8, 4, pc, true, false}};
   int before = fake::gnt().copies;
 
   g->grants->copy(ops, 3);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "sd/core/error.hpp"
+#include "sd/core/grant_copy.hpp"
 #include "sd/core/platform.hpp"
 
 struct xengntdev_handle;
@@ -30,17 +31,10 @@ class GrantCopier {
   ~GrantCopier();
   Result<void> copy_from(uint32_t ref, uint16_t offset, void* dst, uint16_t len);
   Result<void> copy_to(uint32_t ref, uint16_t offset, const void* src, uint16_t len);
-  // A batch in one grant-copy call (at most kMaxBatch); each op's ok says
-  // whether it was done (a bad ref or range fails that op alone).
-  struct Op {
-    uint32_t ref;
-    uint16_t offset, len;
-    void* local;
-    bool to_guest;
-    bool ok;
-  };
+  // A batch, kMaxBatch ops per grant-copy call; each op's ok says whether
+  // it was done (a bad ref or range fails that op alone).
   static constexpr size_t kMaxBatch = 64;
-  void copy(Op* ops, size_t n);
+  void copy(GrantCopy* ops, size_t n);
 
  private:
   GrantCopier() = default;
