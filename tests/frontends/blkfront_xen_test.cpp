@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "fake_pools.hpp"
+#include "fake_shadowd.hpp"
 #include "sd/core/ring.hpp"
 #include "vbd/blkfront.hpp"
 
@@ -48,20 +49,7 @@ class BlkfrontXenTest : public ::testing::Test {
     if (writer_.joinable()) writer_.join();
     front_.reset();
   }
-  bool reconnect(uint32_t domid) {
-    ctl::Msg m;
-    m.type = ctl::MsgType::kReconnect;
-    m.a = domid;
-    m.b = 3;
-    if (!shadowd_.send(m)) return false;
-    for (int i = 0; i < 5; ++i) {
-      pollfd p{shadowd_.fd(), POLLIN, 0};
-      if (::poll(&p, 1, 2000) != 1) return false;
-      auto r = shadowd_.recv();
-      if (r && *r && (**r).type == ctl::MsgType::kReconnected) return true;
-    }
-    return false;
-  }
+  bool reconnect(uint32_t domid) { return test::reconnect(shadowd_, domid).has_value(); }
   // Backend `domid`'s next request (waits up to 2 s).
   std::optional<blkif_request> backend_req(ring::BackRing<blkif::Traits>& ring) {
     for (int i = 0; i < 200; ++i) {

@@ -31,25 +31,13 @@ using netif::kPageSize;
 class GuestPortTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    tx_mem_ = static_cast<uint8_t*>(std::aligned_alloc(kPageSize, kPageSize));
-    rx_mem_ = static_cast<uint8_t*>(std::aligned_alloc(kPageSize, kPageSize));
-    auto tx = ring::FrontRing<netif::TxTraits>::attach(tx_mem_, kPageSize, true);
-    auto rx = ring::FrontRing<netif::RxTraits>::attach(rx_mem_, kPageSize, true);
-    ASSERT_TRUE(tx && rx);
-    gtx_.emplace(std::move(*tx));
-    grx_.emplace(std::move(*rx));
-    auto grants = std::make_unique<GuestPages>();
-    pages_ = grants.get();
-    UniqueFd a(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), b(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    auto port = GuestRingPort::attach(tx_mem_, rx_mem_, std::make_unique<local::LocalEventChannel>(std::move(a), std::move(b)),
-                                      std::move(grants), "guest7/vif/0");
+    auto port = guest_.open("guest7/vif/0");
     ASSERT_TRUE(port) << port.error().to_string();
     port_ = std::move(*port);
-  }
-  void TearDown() override {
-    port_.reset();
-    std::free(tx_mem_);
-    std::free(rx_mem_);
+    gtx_ = &*guest_.tx;
+    grx_ = &*guest_.rx;
+    pages_ = guest_.pages;
+    tx_mem_ = guest_.tx_mem;
   }
   std::vector<uint8_t> frame(size_t n, uint8_t seed) {
     std::vector<uint8_t> f(n);
@@ -86,10 +74,10 @@ class GuestPortTest : public ::testing::Test {
     }
   }
 
+  KernelNetfront guest_;  // outlives the port (members go in reverse order)
   uint8_t* tx_mem_ = nullptr;
-  uint8_t* rx_mem_ = nullptr;
-  std::optional<ring::FrontRing<netif::TxTraits>> gtx_;
-  std::optional<ring::FrontRing<netif::RxTraits>> grx_;
+  ring::FrontRing<netif::TxTraits>* gtx_ = nullptr;
+  ring::FrontRing<netif::RxTraits>* grx_ = nullptr;
   GuestPages* pages_ = nullptr;
   std::unique_ptr<GuestRingPort> port_;
   uint8_t buf_[kPageSize];

@@ -18,6 +18,7 @@
 #include "sd/core/ring.hpp"
 #include "vif/netfront.hpp"
 #include "fakes.hpp"
+#include "fake_shadowd.hpp"
 
 namespace sd::front {
 namespace {
@@ -48,26 +49,10 @@ class NetfrontXenTest : public ::testing::Test {
     thread_.join();
     EXPECT_EQ(rc_, 0);
   }
-  // Next message from the frontend (waits up to 2 s).
-  std::optional<ctl::Msg> next_msg() {
-    pollfd p{shadowd_.fd(), POLLIN, 0};
-    if (::poll(&p, 1, 2000) != 1) return std::nullopt;
-    auto m = shadowd_.recv();
-    if (!m || !*m) return std::nullopt;
-    return **m;
-  }
   std::optional<ctl::XenPool> reconnect(uint32_t domid) {
-    ctl::Msg m;
-    m.type = ctl::MsgType::kReconnect;
-    m.a = domid;
-    m.b = 3;
-    EXPECT_TRUE(shadowd_.send(m));
-    for (int i = 0; i < 5; ++i) {
-      auto r = next_msg();
-      if (!r) return std::nullopt;
-      if (r->type == ctl::MsgType::kReconnected) return r->get_payload<ctl::XenPool>();
-    }
-    return std::nullopt;
+    auto r = test::reconnect(shadowd_, domid);
+    if (!r) return std::nullopt;
+    return r->get_payload<ctl::XenPool>();
   }
   // The backend's view of a pool's tx ring: the next request, if any (waits up to 2 s).
   std::optional<netif_tx_request> backend_tx(uint32_t domid) {

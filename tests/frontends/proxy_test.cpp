@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "fakes.hpp"
+#include "fake_shadowd.hpp"
 #include "sd/core/ring.hpp"
 
 namespace sd::front {
@@ -21,23 +22,12 @@ namespace {
 class ProxyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    tx_mem_ = static_cast<uint8_t*>(std::aligned_alloc(kPageSize, kPageSize));
-    rx_mem_ = static_cast<uint8_t*>(std::aligned_alloc(kPageSize, kPageSize));
-    auto tx = ring::FrontRing<netif::TxTraits>::attach(tx_mem_, kPageSize, true);
-    auto rx = ring::FrontRing<netif::RxTraits>::attach(rx_mem_, kPageSize, true);
-    ASSERT_TRUE(tx && rx);
-    gtx_.emplace(std::move(*tx));
-    grx_.emplace(std::move(*rx));
-    auto grants = std::make_unique<GuestPages>();
-    pages_ = grants.get();
-    // The guest's event channel: the test kicks the port through `kick_`.
-    UniqueFd to_guest(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), to_port(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    kick_.reset(::dup(to_port.get()));
-    auto port = GuestRingPort::attach(tx_mem_, rx_mem_,
-                                      std::make_unique<local::LocalEventChannel>(std::move(to_guest), std::move(to_port)),
-                                      std::move(grants), "guest5/vif/0");
+    auto port = guest_.open("guest5/vif/0");
     ASSERT_TRUE(port);
     port_ = port->get();
+    gtx_ = &*guest_.tx;
+    grx_ = &*guest_.rx;
+    pages_ = guest_.pages;
     auto ch = ctl::Channel::pair();
     ASSERT_TRUE(ch);
     shadowd_ = std::move(ch->first);
@@ -59,30 +49,15 @@ class ProxyTest : public ::testing::Test {
     thread_.join();
     EXPECT_EQ(rc_, 0);
     nf_.reset();
-    std::free(tx_mem_);
-    std::free(rx_mem_);
   }
-  bool reconnect(uint32_t domid) {
-    ctl::Msg m;
-    m.type = ctl::MsgType::kReconnect;
-    m.a = domid;
-    m.b = 3;
-    if (!shadowd_.send(m)) return false;
-    for (int i = 0; i < 5; ++i) {
-      pollfd p{shadowd_.fd(), POLLIN, 0};
-      if (::poll(&p, 1, 2000) != 1) return false;
-      auto r = shadowd_.recv();
-      if (r && *r && (**r).type == ctl::MsgType::kReconnected) return true;
-    }
-    return false;
-  }
+  bool reconnect(uint32_t domid) { return test::reconnect(shadowd_, domid).has_value(); }
   void guest_send(uint16_t id, uint32_t ref, const std::vector<uint8_t>& f) {
     pages_->pages[ref].assign(kPageSize, 0);
     std::memcpy(pages_->pages[ref].data(), f.data(), f.size());
     ASSERT_TRUE(gtx_->put_request(netif_tx_request{ref, 0, 0, id, static_cast<uint16_t>(f.size())}));
     gtx_->push_requests();
     uint64_t one = 1;
-    ASSERT_EQ(::write(kick_.get(), &one, sizeof(one)), 8);
+    ASSERT_EQ(::write(guest_.kick.get(), &one, sizeof(one)), 8);
   }
   std::optional<netif_tx_request> backend_tx(uint32_t domid) {
     auto ring = ring::BackRing<netif::TxTraits>::attach(pools_->bases_.at(domid), kPageSize, false);
@@ -95,13 +70,11 @@ class ProxyTest : public ::testing::Test {
     return std::nullopt;
   }
 
-  uint8_t* tx_mem_ = nullptr;
-  uint8_t* rx_mem_ = nullptr;
-  std::optional<ring::FrontRing<netif::TxTraits>> gtx_;
-  std::optional<ring::FrontRing<netif::RxTraits>> grx_;
+  KernelNetfront guest_;  // outlives Netfront, which owns the port
+  ring::FrontRing<netif::TxTraits>* gtx_ = nullptr;
+  ring::FrontRing<netif::RxTraits>* grx_ = nullptr;
   GuestPages* pages_ = nullptr;
   GuestRingPort* port_ = nullptr;
-  UniqueFd kick_;
   PoolLog log_;
   MemPools* pools_ = nullptr;
   ctl::Channel shadowd_;
@@ -184,13 +157,7 @@ TEST_F(ProxyTest, DriverDomainLies_FaultReportedGuestRingUntouched) {
   rx->push_responses();
   ASSERT_TRUE(pools_->kick(7));
 
-  std::optional<ctl::Msg> fault;
-  for (int i = 0; i < 5 && !fault; ++i) {
-    pollfd p{shadowd_.fd(), POLLIN, 0};
-    if (::poll(&p, 1, 2000) != 1) break;
-    auto m = shadowd_.recv();
-    if (m && *m && (**m).type == ctl::MsgType::kDevFault) fault = **m;
-  }
+  auto fault = test::await_msg(shadowd_, ctl::MsgType::kDevFault);
   ASSERT_TRUE(fault) << "no fault reported to shadowd";
   EXPECT_NE(fault->get_text().find("outside its granted page"), std::string::npos) << fault->get_text();
   auto got = grx_->get_response();
