@@ -176,16 +176,17 @@ void XenDevicePlumbing::write(const std::string& path, const std::string& value)
 void XenDevicePlumbing::backend_starting(platform::DomId dd) {
   if (backend_ != 0 && backend_ != dd) (void)store_.remove(back_dir(backend_));  // if its domain left it
   backend_ = dd;
-  std::string front = front_dir(), back = back_dir(dd);
+  // The driver domain's frontend: the guest's own, or for an unmodified
+  // guest the ring proxy in dom0 (the guest's device stays where it is).
+  auto front_dom = static_cast<platform::DomId>(dev_.kernel_frontend ? 0 : guest_domid_);
+  std::string front = dev_.kernel_frontend ? kernel_back_dir() : front_dir(), back = back_dir(dd);
   write(back + "/frontend", front);
-  write(back + "/frontend-id", std::to_string(guest_domid_));
+  write(back + "/frontend-id", std::to_string(front_dom));
   write(back + "/handle", std::to_string(dev_.index));
   for (const auto& [k, v] : dev_.nodes) write(back + "/" + k, v);
   write(back + "/state", std::to_string(XenbusStateInitWait));
-  if (dev_.kernel_frontend) {  // the proxy is this backend's frontend; the guest's device stays where it is
-    (void)store_.set_access(back, dd, {0});
-    return;
-  }
+  (void)store_.set_access(back, dd, {front_dom});
+  if (dev_.kernel_frontend) return;
   if (!front_published_) {
     write(front + "/handle", std::to_string(dev_.index));
     for (const auto& [k, v] : dev_.nodes) write(front + "/" + k, v);
@@ -194,8 +195,7 @@ void XenDevicePlumbing::backend_starting(platform::DomId dd) {
   }
   write(front + "/backend", back);
   write(front + "/backend-id", std::to_string(dd));
-  (void)store_.set_access(back, dd, {static_cast<platform::DomId>(guest_domid_)});
-  (void)store_.set_access(front, static_cast<platform::DomId>(guest_domid_), {dd});
+  (void)store_.set_access(front, front_dom, {dd});
 }
 
 void XenDevicePlumbing::backend_serving(platform::DomId dd) {
