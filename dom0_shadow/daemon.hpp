@@ -23,7 +23,8 @@ struct DaemonOptions {
   std::string platform;                 // overrides the host file's when set
   std::filesystem::path control_socket;  // overrides the host file's when set
   std::filesystem::path drvdom_binary;
-  std::filesystem::path netfront_binary;  // guest side of vifs (local platform)
+  std::filesystem::path netfront_binary;  // guest side of vifs (local); a vif's dom0 ring proxy (xen)
+  std::filesystem::path blkfront_binary;  // a vbd's dom0 ring proxy (xen)
   bool verbose = false;
 };
 

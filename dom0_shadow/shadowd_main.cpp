@@ -29,7 +29,10 @@ void help() {
       "      --drvdom PATH      driver-domain runtime binary (default: drvdom next to\n"
       "                         shadowd, or ../driver_domain/drvdom in a build tree)\n"
       "      --netfront PATH    guest vif frontend binary (default: sd-netfront next to\n"
-      "                         shadowd, or ../frontends/sd-netfront in a build tree)\n"
+      "                         shadowd, or ../frontends/sd-netfront in a build tree);\n"
+      "                         on xen the dom0 ring proxy of an unmodified guest's vif\n"
+      "      --blkfront PATH    the dom0 ring proxy of an unmodified guest's vbd on xen\n"
+      "                         (default: sd-blkfront, found as sd-netfront is)\n"
       "  -v, --verbose          more log output\n"
       "  -V, --version          print the version and exit\n"
       "  -h, --help             this help\n\n"
@@ -50,15 +53,16 @@ std::filesystem::path default_binary(const char* name, const char* build_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config, platform, socket, drvdom, netfront;
+  std::string config, platform, socket, drvdom, netfront, blkfront;
   bool check = false, verbose = false;
-  enum { kCheck = 1000, kDrvdom, kNetfront };
+  enum { kCheck = 1000, kDrvdom, kNetfront, kBlkfront };
   static const option kOpts[] = {{"config", required_argument, nullptr, 'c'},
                                  {"check", no_argument, nullptr, kCheck},
                                  {"platform", required_argument, nullptr, 'p'},
                                  {"socket", required_argument, nullptr, 's'},
                                  {"drvdom", required_argument, nullptr, kDrvdom},
                                  {"netfront", required_argument, nullptr, kNetfront},
+                                 {"blkfront", required_argument, nullptr, kBlkfront},
                                  {"verbose", no_argument, nullptr, 'v'},
                                  {"version", no_argument, nullptr, 'V'},
                                  {"help", no_argument, nullptr, 'h'},
@@ -72,6 +76,7 @@ int main(int argc, char** argv) {
       case 's': socket = optarg; break;
       case kDrvdom: drvdom = optarg; break;
       case kNetfront: netfront = optarg; break;
+      case kBlkfront: blkfront = optarg; break;
       case 'v': verbose = true; break;
       case 'V': std::printf("shadowd 0.1\n"); return 0;
       case 'h': help(); return 0;
@@ -117,6 +122,8 @@ int main(int argc, char** argv) {
   opts.drvdom_binary = drvdom.empty() ? default_binary("drvdom", "driver_domain") : std::filesystem::path(drvdom);
   opts.netfront_binary =
       netfront.empty() ? default_binary("sd-netfront", "frontends") : std::filesystem::path(netfront);
+  opts.blkfront_binary =
+      blkfront.empty() ? default_binary("sd-blkfront", "frontends") : std::filesystem::path(blkfront);
   opts.verbose = verbose;
   sd::dom0::Daemon d(std::move(*host), std::move(opts));
   return d.run();

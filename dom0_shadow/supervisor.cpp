@@ -81,8 +81,11 @@ std::unique_ptr<Supervisor::Inc> Supervisor::spawn_inc(bool standby) {
   spec.ramdisk = cfg_.ramdisk.value_or("");
   spec.cmdline = cfg_.cmdline ? *cfg_.cmdline : cfg_.extra.value_or("");
   spec.driver_domain = cfg_.driver_domain;
-  for (const auto& dev : cfg_.devices)  // its own hardware, served by dom0 (not shadowed)
-    if (dev.cls == config::DeviceClass::kVif && dev.backend == "Domain-0") spec.nics.push_back(dev.params);
+  for (const auto& dev : cfg_.devices) {  // its own hardware, served by dom0 (not shadowed)
+    if (dev.backend != config::kDom0Name) continue;
+    if (dev.cls == config::DeviceClass::kVif) spec.nics.push_back(dev.params);
+    if (dev.cls == config::DeviceClass::kVbd) spec.disks.push_back(dev.params);
+  }
   auto inc = std::make_unique<Inc>();
   inc->spawned = Clock::now();
   inc->standby = standby;

@@ -211,7 +211,7 @@ class Runtime {
     std::vector<sd::UniqueFd> fds;  // [0] notify the frontend, [1] its kicks, then the class's resources
     std::unique_ptr<sd::drvdom::GrantedPages> pages;
     std::unique_ptr<sd::platform::EventChannel> evt;  // Xen: bound from the XenPool
-    sd::UniqueFd nic;                                 // Xen: opened here
+    std::string device;                               // Xen: this domain's device for it, opened here
     bool standby = false;
   };
 
@@ -235,12 +235,23 @@ class Runtime {
     if (!b) return std::unexpected(b.error());
     return std::unique_ptr<sd::drvdom::Backend>(std::move(*b));
   }
-  static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vif(Pending& p) {
-    if (p.fds.size() == 3) {  // local: the NIC after the event channel
+  // The event channel and the class's one device: on the local platform
+  // fds [0] [1] and [2] (shadowd's), on Xen bound from the pool and opened
+  // here by name.
+  template <class Open>
+  static sd::Result<sd::UniqueFd> take_device(Pending& p, Open open) {
+    if (!p.evt) {
+      if (p.fds.size() != 3)
+        return sd::fail(sd::Code::kInvalidInput, "attach needs 3 fds, got " + std::to_string(p.fds.size()));
       p.evt = std::make_unique<sd::local::LocalEventChannel>(std::move(p.fds[0]), std::move(p.fds[1]));
-      p.nic = std::move(p.fds[2]);
+      return std::move(p.fds[2]);
     }
-    return up(sd::drvdom::Netback::create(std::move(p.pages), std::move(p.evt), std::move(p.nic),
+    return open(p.device);
+  }
+  static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vif(Pending& p) {
+    auto nic = take_device(p, &sd::drvdom::Netback::open_nic);
+    if (!nic) return std::unexpected(nic.error());
+    return up(sd::drvdom::Netback::create(std::move(p.pages), std::move(p.evt), std::move(*nic),
                                           p.attach.get_payload<sd::netif::VifConfig>()));
   }
   static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vsnd(Pending& p) {  // resources: the DAC, its interrupt
@@ -248,8 +259,12 @@ class Runtime {
                                           p.attach.get_payload<sd::sndif::StreamState>()));
   }
   static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vbd(Pending& p) {  // resources: the disk
-    return up(sd::drvdom::Blkback::create(std::move(p.pages), std::move(p.fds),
-                                          p.attach.get_payload<sd::blkif::DiskState>()));
+    auto state = p.attach.get_payload<sd::blkif::DiskState>();
+    auto disk = take_device(p, [&](const std::string& path) {
+      return sd::drvdom::Blkback::open_disk(path, state.readonly != 0);
+    });
+    if (!disk) return std::unexpected(disk.error());
+    return up(sd::drvdom::Blkback::create(std::move(p.pages), std::move(p.evt), std::move(*disk), state));
   }
 
   // One message to shadowd: about device `b` (kDevAttached: a = 0 or an
@@ -310,17 +325,17 @@ class Runtime {
     auto it = pending_.find(m.b);
     if (it == pending_.end()) return;
     const auto pool = m.get_payload<sd::ctl::XenPool>();
-    auto dev = sd::drvdom::attach_xen_pool(pool, sd::netif::kPoolPages);
+    auto dev = sd::drvdom::attach_xen_pool(pool, kind(it->second.cls)->pool_pages);
     if (!dev) {
       pending_.erase(it);
       say(MsgType::kDevAttached, m.b, EINVAL, dev.error().message);
       return;
     }
-    std::fprintf(stderr, "drvdom %s: device %" PRIu64 ": pool of domain %u mapped, event channel %u, NIC %.15s\n",
-                 name_.c_str(), m.b, pool.owner, pool.port, pool.nic);
+    std::fprintf(stderr, "drvdom %s: device %" PRIu64 ": pool of domain %u mapped, event channel %u, device %s\n",
+                 name_.c_str(), m.b, pool.owner, pool.port, dev->device.c_str());
     it->second.pages = std::move(dev->pages);
     it->second.evt = std::move(dev->evt);
-    it->second.nic = std::move(dev->nic);
+    it->second.device = std::move(dev->device);
     start_backend(m.b, it);
   }
 

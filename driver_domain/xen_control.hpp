@@ -26,12 +26,13 @@ struct XenControl {
 Result<XenControl> open_xen_control();
 
 // What a backend needs from a XenPool: the mapped pool, the bound event
-// channel and the NIC (a packet socket on pool.nic). kInvalidInput when the
-// pool cannot be mapped or the port bound (the guest's or shadowd's fault).
+// channel and the name of this domain's device for it (its class opens
+// it). kInvalidInput when the pool cannot be mapped or the port bound (the
+// guest's or shadowd's fault).
 struct XenDevice {
   std::unique_ptr<GrantedPages> pages;
   std::unique_ptr<platform::EventChannel> evt;
-  UniqueFd nic;
+  std::string device;
 };
 Result<XenDevice> attach_xen_pool(const ctl::XenPool& pool, size_t expected_pages);
 

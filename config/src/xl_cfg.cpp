@@ -436,8 +436,10 @@ constexpr std::array<std::string_view, 6> kActions = {"destroy",        "restart
 constexpr std::array<std::string_view, 3> kTypes = {"pv", "pvh", "hvm"};
 constexpr std::array<std::string_view, 10> kVifKeys = {"backend", "mac",    "ip",   "mtu",   "bridge",
                                                        "vifname", "script", "type", "model", "rate"};
-constexpr std::array<std::string_view, 7> kDiskKeys = {"backend", "vdev",    "target", "format",
-                                                       "access",  "devtype", "script"};
+// size=: the project's, for a disk whose target only its driver domain can
+// see (Xen): the size the guest is promised, checked by each incarnation.
+constexpr std::array<std::string_view, 8> kDiskKeys = {"backend", "vdev",    "target", "format",
+                                                       "access",  "devtype", "script", "size"};
 constexpr std::array<std::string_view, 4> kDiskPositional = {"target", "format", "vdev", "access"};
 constexpr std::array<std::string_view, 8> kCardKeys = {"backend",        "short-name",   "long-name",    "sample-rates",
                                                        "sample-formats", "channels-min", "channels-max", "buffer-size"};
@@ -797,6 +799,9 @@ class Checker : Reporter {
       check_one_of(where, key, v, line, {"r", "ro", "w", "rw"}, "use access=rw (or ro for read-only)");
     } else if (key == "devtype") {
       check_one_of(where, key, v, line, {"disk", "cdrom"}, "use devtype=cdrom or leave it out");
+    } else if (key == "size" && !disk_size_bytes(v)) {
+      error(line, where + ": bad size '" + std::string(v) + "'",
+            "give the disk's size in bytes or with K, M, G or T, a multiple of 512 bytes (e.g. size=64M), before target=");
     }
   }
 
@@ -963,6 +968,58 @@ Parsed<DomainCfg> parse_domain_cfg_text(std::string_view text, std::string file_
     return std::unexpected(std::move(diags));
   }
   return cfg;
+}
+
+std::optional<uint32_t> vdev_number(std::string_view vdev) {
+  if (!valid_vdev(vdev)) return std::nullopt;
+  std::string_view prefix = vdev.starts_with("xvd") ? vdev.substr(0, 3) : vdev.substr(0, 2), rest = vdev.substr(prefix.size());
+  uint64_t disk = 0;  // letters in bijective base 26: a = 0, z = 25, aa = 26
+  size_t i = 0;
+  for (; i < rest.size() && rest[i] >= 'a' && rest[i] <= 'z'; ++i) {
+    disk = disk * 26 + static_cast<uint64_t>(rest[i] - 'a' + 1);
+    if (disk > (1u << 20)) return std::nullopt;
+  }
+  --disk;
+  uint64_t part = 0;
+  for (; i < rest.size(); ++i) {
+    part = part * 10 + static_cast<uint64_t>(rest[i] - '0');
+    if (part > 255) return std::nullopt;
+  }
+  if (prefix == "xvd") {
+    if (disk < 16 && part < 16) return static_cast<uint32_t>((202u << 8) | (disk << 4) | part);
+    if (disk >= (1u << 20)) return std::nullopt;
+    return static_cast<uint32_t>((1u << 28) | (disk << 8) | part);
+  }
+  if (part >= 16) return std::nullopt;
+  if (prefix == "sd") return disk < 16 ? std::optional<uint32_t>((8u << 8) | (disk << 4) | part) : std::nullopt;
+  if (disk >= 4) return std::nullopt;  // hda..hdd: two IDE controllers, two disks each
+  return static_cast<uint32_t>(((disk < 2 ? 3u : 22u) << 8) | ((disk & 1) << 6) | part);
+}
+
+std::optional<uint64_t> disk_size_bytes(std::string_view size) {
+  uint64_t n = 0;
+  size_t i = 0;
+  for (; i < size.size() && std::isdigit(static_cast<unsigned char>(size[i])); ++i) {
+    if (n > (UINT64_MAX - 9) / 10) return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(size[i] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  unsigned shift = 0;
+  if (i + 1 == size.size()) {
+    switch (size[i]) {
+      case 'K': case 'k': shift = 10; break;
+      case 'M': case 'm': shift = 20; break;
+      case 'G': case 'g': shift = 30; break;
+      case 'T': case 't': shift = 40; break;
+      default: return std::nullopt;
+    }
+  } else if (i != size.size()) {
+    return std::nullopt;
+  }
+  if (n == 0 || n > (UINT64_MAX >> shift)) return std::nullopt;
+  n <<= shift;
+  if (n % 512 != 0) return std::nullopt;
+  return n;
 }
 
 Parsed<DomainCfg> parse_domain_cfg(const std::filesystem::path& path) {

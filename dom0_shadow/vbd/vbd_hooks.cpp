@@ -64,6 +64,25 @@ Result<std::optional<ctl::Channel>> VbdHooks::setup() {
   auto access = spec_.params.find("access");
   bool ro = access != spec_.params.end() && (access->second == "r" || access->second == "ro");
   target_ = target == spec_.params.end() ? std::string() : target->second;
+  if (engine().plumbing().frontend_in_guest()) {
+    // The driver domain's own disk: described from the spec, opened there.
+    auto size = spec_.params.count("size") ? config::disk_size_bytes(spec_.params.at("size")) : std::nullopt;
+    if (!size)
+      return fail(Code::kInvalidInput, "vbd: the disk's target " + target_ + " is inside driver domain " +
+                                           spec_.backend + ", which shadowd cannot open: give the size the guest " +
+                                           "sees with size= before target= (e.g. size=64M)");
+    disk_state_.sectors = *size / blkif::kSectorSize;
+    disk_state_.features = blkif::kFeatureFlush | blkif::kFeatureBarrier | (ro ? 0 : blkif::kFeatureDiscard);
+    disk_state_.queue_limit = engine().policy().queue_limit;
+    disk_state_.o_direct = 1;  // what the driver domain answered is on its disk (Blkback::open_disk)
+    disk_state_.readonly = ro ? 1 : 0;
+    disk_state_.generation = 1;
+    engine().events().emit({{"type", "vbd_up"},
+                            {"device", engine().id()},
+                            {"target", spec_.backend + ":" + target_},
+                            {"sectors", disk_state_.sectors}});
+    return std::optional<ctl::Channel>();
+  }
   auto disk = open_disk(target_, ro, engine().policy().queue_limit, spec_.params.count("direct-io-safe") != 0);
   if (!disk) return std::unexpected(disk.error());
   disk_ = std::move(disk->first);
@@ -75,6 +94,20 @@ Result<std::optional<ctl::Channel>> VbdHooks::setup() {
                           {"sectors", disk_state_.sectors},
                           {"o_direct", disk_state_.o_direct != 0}});
   return std::optional<ctl::Channel>();
+}
+
+// Local: the disk shadowd holds; Xen: the name of the driver domain's own.
+platform::BackendResources VbdHooks::backend_resources() const {
+  if (disk_) return {{disk_.get()}, {}};
+  return {{}, target_};
+}
+
+// For a guest's kernel blkfront: the device it makes (xvda ...).
+std::map<std::string, std::string> VbdHooks::published_nodes() const {
+  auto vdev = spec_.params.count("vdev") ? config::vdev_number(spec_.params.at("vdev")) : std::nullopt;
+  auto devtype = spec_.params.count("devtype") ? spec_.params.at("devtype") : std::string("disk");
+  if (!vdev) return {};
+  return {{"virtual-device", std::to_string(*vdev)}, {"device-type", devtype}};
 }
 
 // The disk state to replay: the log's copy (what the frontend negotiated)

@@ -5,6 +5,12 @@
 // <state_dir>/<guest>-vbd-<n>.sock. The state to replay is the disk as the
 // frontend negotiated it (size, flush/barrier/discard, read-only).
 //
+// On Xen the disk is the driver domain's own (target= names it there, e.g.
+// its /dev/xvdb): shadowd cannot open it, so the spec's size= is the size
+// the guest is promised, each incarnation opens the disk by name and
+// refuses one smaller than that. The guest's kernel blkfront reaches the
+// disk through dom0's ring proxy (sd-blkfront --xen-guest).
+//
 // Active mode is `queue`: while no backend runs, the guest's requests wait
 // in the ring (the frontend keeps at most the policy's queue_limit in flight,
 // and never more than the ring holds; past that its callers block, they never
@@ -32,7 +38,8 @@ class VbdHooks final : public ClassHooks {
   std::filesystem::path socket_path() const override { return socket_; }
   void frontend_payload(ctl::Msg& m) const override { m.set_payload(disk_state_); }
   void backend_payload(ctl::Msg& m) const override { m.set_payload(replay_state()); }
-  platform::BackendResources backend_resources() const override { return {{disk_.get()}, {}}; }
+  platform::BackendResources backend_resources() const override;
+  std::map<std::string, std::string> published_nodes() const override;
   std::optional<Stall> progress(bool serving, uint64_t up_since_ns) override;
   nlohmann::json status() const override;
 

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -16,16 +18,26 @@ namespace sd::drvdom {
 
 using blkif::kSectorSize;
 
-Result<std::unique_ptr<Blkback>> Blkback::create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
+Result<UniqueFd> Blkback::open_disk(const std::string& path, bool readonly) {
+  UniqueFd fd(::open(path.c_str(), (readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC));
+  if (!fd) return sys_fail("vbd attach: open the disk " + path);
+  return fd;
+}
+
+Result<std::unique_ptr<Blkback>> Blkback::create(std::unique_ptr<GrantedPages> pages,
+                                                 std::unique_ptr<platform::EventChannel> evt, UniqueFd disk_fd,
                                                  const blkif::DiskState& disk) {
-  if (fds.size() != 3) return fail(Code::kInvalidInput, "vbd attach needs 3 fds, got " + std::to_string(fds.size()));
+  if (!evt || !disk_fd) return fail(Code::kInvalidInput, "vbd attach: no event channel or no disk");
   if (!pages || pages->size() < blkif::kPoolPages) return fail(Code::kInvalidInput, "vbd attach: pool too small");
   uint8_t* ring_page = pages->get(blkif::kRingRef);
   if (!ring_page) return fail(Code::kInvalidInput, "vbd attach: ring page not granted");
   struct stat st;
-  if (::fstat(fds[2].get(), &st) != 0) return sys_fail("vbd attach: fstat disk");
+  if (::fstat(disk_fd.get(), &st) != 0) return sys_fail("vbd attach: fstat disk");
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return fail(Code::kInvalidInput, "vbd attach: not a disk");
-  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) / kSectorSize < disk.sectors)
+  uint64_t bytes = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode) && ::ioctl(disk_fd.get(), BLKGETSIZE64, &bytes) != 0)
+    return sys_fail("vbd attach: BLKGETSIZE64");
+  if (bytes / kSectorSize < disk.sectors)
     return fail(Code::kInvalidInput, "vbd attach: the disk is smaller than the " + std::to_string(disk.sectors) +
                                          " sectors the guest was promised");
   auto bb = std::unique_ptr<Blkback>(new Blkback());
@@ -33,9 +45,8 @@ Result<std::unique_ptr<Blkback>> Blkback::create(std::unique_ptr<GrantedPages> p
   bb->broken_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!bb->stop_ || !bb->broken_) return sys_fail("vbd attach: eventfd");
   bb->pages_ = std::move(pages);
-  bb->to_front_ = std::move(fds[0]);
-  bb->from_front_ = std::move(fds[1]);
-  bb->disk_ = std::move(fds[2]);
+  bb->evt_ = std::move(evt);
+  bb->disk_ = std::move(disk_fd);
   bb->st_ = disk;
   // init=false: the frontend owns the ring; continue from the shared rsp_prod.
   auto r = ring::BackRing<blkif::Traits>::attach(ring_page, blkif::kPageSize, false);
@@ -67,11 +78,10 @@ Result<void> Blkback::service() {
 // the owner says stop or the frontend breaks the protocol.
 void Blkback::io_loop() {
   for (;;) {
-    pollfd p[2] = {{from_front_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+    pollfd p[2] = {{evt_->wait_fd(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
     if (::poll(p, 2, -1) < 0 && errno != EINTR) return;
     if (p[1].revents) return;
-    uint64_t v;
-    (void)!::read(from_front_.get(), &v, sizeof(v));  // nonblocking eventfd: clear the kicks
+    (void)evt_->consume();  // clear the kicks
     if (stalled_) continue;
     if (auto e = serve_ring()) {
       std::lock_guard lk(error_m_);
@@ -188,10 +198,7 @@ std::optional<Error> Blkback::serve_ring() {
     }
     if (err || stalled_ || !ring_->final_check_for_requests()) break;
   }
-  if (notify) {
-    uint64_t one = 1;
-    (void)!::write(to_front_.get(), &one, sizeof(one));
-  }
+  if (notify) (void)evt_->notify();
   return err;
 }
 

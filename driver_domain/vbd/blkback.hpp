@@ -29,17 +29,24 @@
 #include "granted_pages.hpp"
 #include "sd/core/blkif.hpp"
 #include "sd/core/fd.hpp"
+#include "sd/core/platform.hpp"
 #include "sd/core/ring.hpp"
 
 namespace sd::drvdom {
 
 class Blkback final : public Backend {
  public:
-  // pages: the guest's granted pool (blkif::kPoolPages, ring page first).
-  // fds: [0] eventfd to notify the frontend, [1] eventfd the frontend kicks,
-  // [2] the disk. disk: the compacted disk state shadowd replays.
-  static Result<std::unique_ptr<Blkback>> create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
-                                                 const blkif::DiskState& disk);
+  // pages: the guest's granted pool (blkif::kPoolPages, ring page first);
+  // evt: the event channel to the frontend (used by the I/O thread alone);
+  // disk: the disk (shadowd's, or on Xen this domain's own: open_disk).
+  // state: the compacted disk state shadowd replays.
+  static Result<std::unique_ptr<Blkback>> create(std::unique_ptr<GrantedPages> pages,
+                                                 std::unique_ptr<platform::EventChannel> evt, UniqueFd disk,
+                                                 const blkif::DiskState& state);
+  // A disk this domain owns (Xen: its block device), opened O_DIRECT: what
+  // a write answered OKAY is on the device, not in this domain's page
+  // cache, which dies with it. Errors name the path.
+  static Result<UniqueFd> open_disk(const std::string& path, bool readonly);
   ~Blkback() override;  // stops the I/O thread after the request it is executing
   void poll_fds(std::vector<pollfd>& fds) override;
   // Reports what the I/O thread found wrong with the frontend's ring.
@@ -57,7 +64,8 @@ class Blkback final : public Backend {
   void respond(const blkif_request& r, int16_t status, bool& notify);
 
   std::unique_ptr<GrantedPages> pages_;
-  UniqueFd to_front_, from_front_, disk_;
+  std::unique_ptr<platform::EventChannel> evt_;
+  UniqueFd disk_;
   UniqueFd stop_;    // eventfd: the owner asks the I/O thread to end
   UniqueFd broken_;  // eventfd: the I/O thread found the ring broken (error_)
   std::optional<ring::BackRing<blkif::Traits>> ring_;  // the I/O thread's

@@ -1,14 +1,49 @@
 #include "vif/netback.hpp"
 
+#include <arpa/inet.h>
+#include <linux/ethtool.h>
+#include <linux/if_packet.h>
+#include <linux/sockios.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace sd::drvdom {
 
 using netif::kPageSize;
+
+// The NIC: every frame on the interface, in and out (the driver domain owns it).
+Result<UniqueFd> Netback::open_nic(const std::string& ifname) {
+  unsigned idx = ::if_nametoindex(ifname.c_str());
+  if (idx == 0) return fail(Code::kInvalidInput, "NIC '" + ifname + "' not found in this driver domain");
+  UniqueFd s(::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL)));
+  if (!s) return sys_fail("packet socket on " + ifname);
+  sockaddr_ll a{};
+  a.sll_family = AF_PACKET;
+  a.sll_protocol = htons(ETH_P_ALL);
+  a.sll_ifindex = static_cast<int>(idx);
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return sys_fail("bind to " + ifname);
+  // Frames for the guest's MAC are not for this domain's own stack.
+  packet_mreq m{};
+  m.mr_ifindex = static_cast<int>(idx);
+  m.mr_type = PACKET_MR_PROMISC;
+  (void)::setsockopt(s.get(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m, sizeof(m));
+  // No receive coalescing: a packet socket would see GRO's merged frames,
+  // larger than a guest's page-sized buffer. One wire frame per buffer.
+  ethtool_value gro{ETHTOOL_SGRO, 0};
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_data = reinterpret_cast<char*>(&gro);
+  if (::ioctl(s.get(), SIOCETHTOOL, &ifr) != 0)
+    std::fprintf(stderr, "netback: cannot switch GRO off on %s: %s\n", ifname.c_str(), std::strerror(errno));
+  return s;
+}
 
 Result<std::unique_ptr<Netback>> Netback::create(std::unique_ptr<GrantedPages> pages,
                                                  std::unique_ptr<platform::EventChannel> evt, UniqueFd nic,

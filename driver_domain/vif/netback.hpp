@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend.hpp"
@@ -23,6 +24,9 @@ class Netback final : public Backend {
   static Result<std::unique_ptr<Netback>> create(std::unique_ptr<GrantedPages> pages,
                                                  std::unique_ptr<platform::EventChannel> evt, UniqueFd nic,
                                                  const netif::VifConfig& cfg);
+  // A NIC this domain owns (Xen: its interface): a packet socket on it,
+  // promiscuous, receive coalescing off. Errors name the interface.
+  static Result<UniqueFd> open_nic(const std::string& ifname);
   void poll_fds(std::vector<pollfd>& fds) override;
   Result<void> service() override;
   void set_config(const ctl::Msg& m) override;

@@ -62,6 +62,11 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
 
   uint64_t size_bytes() const { return disk_.sectors * blkif::kSectorSize; }
   const blkif::DiskState& disk() const { return disk_; }
+  // shadowd is gone: every request fails from now on.
+  bool gone() const {
+    std::lock_guard lk(m_);
+    return link_.gone();
+  }
 
   // Disk I/O at any byte offset and length inside the disk (edges that are
   // not whole sectors are read, patched and written). Thread-safe; each

@@ -9,6 +9,9 @@
 // (fio --ioengine=libaio --direct=1 --iodepth=16) puts 16 on the ring.
 // For mkfs and mount, put a loop device over the file: `--loop` does it
 // (losetup) and prints the device.
+// On Xen, as the dom0 ring proxy of an unmodified guest (--xen-guest,
+// started by shadowd): no FUSE; the guest's own kernel blkfront is served
+// instead (xen_guest.hpp).
 #define FUSE_USE_VERSION 312
 #include <fuse.h>
 #include <getopt.h>
@@ -26,12 +29,15 @@
 #include <thread>
 
 #include "vbd/blkfront.hpp"
+#include "vbd/xen_guest.hpp"
 
 extern char** environ;
 
 namespace {
 
-const char kUsage[] = "usage: sd-blkfront --socket PATH --mount DIR [--name FILE] [--loop] [--threads N]\n";
+const char kUsage[] =
+    "usage: sd-blkfront --socket PATH --mount DIR [--name FILE] [--loop] [--threads N]\n"
+    "       sd-blkfront --xen-guest DOMID --handle N --control-fd FD\n";
 constexpr const char* kDefaultName = "disk";
 
 sd::front::Blkfront* g_front = nullptr;
@@ -148,11 +154,15 @@ int main(int argc, char** argv) {
   std::string socket, mount;
   bool loop = false;
   unsigned threads = 32;
+  long guest = -1, handle = -1, control_fd = -1;
   static const option kOpts[] = {{"socket", required_argument, nullptr, 's'},
                                  {"mount", required_argument, nullptr, 'm'},
                                  {"name", required_argument, nullptr, 'n'},
                                  {"loop", no_argument, nullptr, 'l'},
                                  {"threads", required_argument, nullptr, 't'},
+                                 {"xen-guest", required_argument, nullptr, 'G'},
+                                 {"handle", required_argument, nullptr, 'H'},
+                                 {"control-fd", required_argument, nullptr, 'c'},
                                  {"help", no_argument, nullptr, 'h'},
                                  {nullptr, 0, nullptr, 0}};
   for (int c; (c = getopt_long(argc, argv, "h", kOpts, nullptr)) != -1;) {
@@ -161,6 +171,9 @@ int main(int argc, char** argv) {
       case 'm': mount = optarg; break;
       case 'n': g_name = optarg; break;
       case 'l': loop = true; break;
+      case 'G': guest = std::strtol(optarg, nullptr, 10); break;
+      case 'H': handle = std::strtol(optarg, nullptr, 10); break;
+      case 'c': control_fd = std::strtol(optarg, nullptr, 10); break;
       case 't': {
         char* end = nullptr;
         unsigned long v = std::strtoul(optarg, &end, 10);
@@ -177,11 +190,22 @@ int main(int argc, char** argv) {
             "system, served through shadowd's vbd socket PATH (<state_dir>/<guest>-vbd-<n>.sock).\n"
             "  --loop       also attach a loop device over the file and print its name\n"
             "  --threads N  FUSE worker threads (requests in flight at once; default 32)\n"
-            "Runs until DIR is unmounted (umount DIR) or SIGTERM/SIGINT.\n",
+            "Runs until DIR is unmounted (umount DIR) or SIGTERM/SIGINT.\n"
+            "Xen, unmodified guest: shadowd runs it in dom0 with --xen-guest; it is the\n"
+            "backend of the guest's own xen-blkfront and relays to the driver domain.\n",
             kUsage);
         return 0;
       default: std::fputs(kUsage, stderr); return 2;
     }
+  }
+  if (guest >= 0) {
+    if (guest == 0 || guest >= 0x7ff0 || handle < 0 || handle > 0x7fffffff || control_fd < 0 || !socket.empty() ||
+        !mount.empty() || optind != argc) {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+    sd::ctl::Channel ch{sd::UniqueFd(static_cast<int>(control_fd))};
+    return sd::front::serve_xen_guest_disk(static_cast<uint32_t>(guest), static_cast<uint64_t>(handle), std::move(ch));
   }
   if (socket.empty() || mount.empty() || optind != argc || g_name.empty() || g_name.find('/') != std::string::npos) {
     std::fputs(kUsage, stderr);

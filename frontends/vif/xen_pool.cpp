@@ -2,50 +2,13 @@
 
 #include <cstdio>
 
-#include "sd/platform/xen/evtchn.hpp"
-#include "sd/platform/xen/grants.hpp"
 #include "sd/platform/xen/guest_backend.hpp"
+#include "common/xen_peer.hpp"
 #include "vif/guest_port.hpp"
 #include "vif/late_port.hpp"
 #include "sd/platform/xen/vchan.hpp"
 
 namespace sd::front {
-
-namespace {
-
-class XenPools final : public PoolSource {
- public:
-  explicit XenPools(uint32_t self) : self_(self) {}
-  Result<Pool> make(uint32_t backend_domid, size_t pages) override {
-    auto shared = xen::SharedPool::share(backend_domid, pages);
-    if (!shared) return std::unexpected(shared.error());
-    auto evt = xen::XenEventChannel::offer(backend_domid);
-    if (!evt) return std::unexpected(evt.error());
-    Pool p;
-    for (size_t i = 0; i < pages; ++i) p.pages.push_back((*shared)->page(i));
-    p.ref.owner = self_;
-    p.ref.dir_ref = (*shared)->directory_ref();
-    p.ref.pages = static_cast<uint32_t>(pages);
-    p.ref.port = (*evt)->port();
-    p.evt = std::move(*evt);
-    p.keep = std::shared_ptr<xen::SharedPool>(std::move(*shared));
-    return p;
-  }
-
- private:
-  uint32_t self_;
-};
-
-class GuestCopies final : public GuestGrants {
- public:
-  explicit GuestCopies(std::unique_ptr<xen::GrantCopier> c) : c_(std::move(c)) {}
-  void copy(GrantCopy* ops, size_t n) override { c_->copy(ops, n); }
-
- private:
-  std::unique_ptr<xen::GrantCopier> c_;
-};
-
-}  // namespace
 
 // The guest's kernel netfront, once it connects: the handshake as its
 // backend, then its rings.

@@ -23,11 +23,12 @@ Result<std::unique_ptr<XenDevicePlumbing>> XenDevicePlumbing::create(boost::asio
                                                                      platform::Store& store,
                                                                      const platform::DeviceInfo& dev,
                                                                      const std::filesystem::path& proxy_binary) {
-  if (dev.kernel_frontend && dev.type != "vif")
-    return fail(Code::kUnavailable, "guest_frontend: kernel is served for vif only on the xen platform so far (not " +
+  if (dev.kernel_frontend && dev.type != "vif" && dev.type != "vbd")
+    return fail(Code::kUnavailable, "guest_frontend: kernel is served for vif and vbd on the xen platform so far (not " +
                                         dev.type + ")");
   if (dev.kernel_frontend && proxy_binary.empty())
-    return fail(Code::kUnavailable, "guest_frontend: kernel needs sd-netfront in dom0 (shadowd --netfront PATH)");
+    return fail(Code::kUnavailable, "guest_frontend: kernel needs the " + dev.type + "'s ring proxy in dom0 (shadowd --" +
+                                        (dev.type == "vif" ? "netfront" : "blkfront") + " PATH)");
   // The guest is started by the operator (xl create); find it by name.
   for (const auto& id : store.list("/local/domain")) {
     auto name = store.read("/local/domain/" + id + "/name");
@@ -113,8 +114,9 @@ Result<ctl::Channel> XenDevicePlumbing::start_proxy() {
   auto chans = ctl::Channel::pair();
   if (!chans) return std::unexpected(chans.error());
   std::string bin = proxy_binary_.string();
-  std::vector<std::string> argv_s{"sd-netfront", "--xen-guest", std::to_string(guest_domid_), "--handle", handle,
-                                  "--control-fd", "3", "--mac", mac};
+  std::vector<std::string> argv_s{proxy_binary_.filename().string(), "--xen-guest", std::to_string(guest_domid_),
+                                  "--handle", handle, "--control-fd", "3"};
+  if (!mac.empty()) argv_s.insert(argv_s.end(), {"--mac", mac});
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -149,8 +151,11 @@ Result<void> XenDevicePlumbing::offer_backend(ctl::Channel& ch, platform::DomId,
                                               const platform::BackendResources& resources) {
   if (!have_pool_) return fail(Code::kRestartReplay, "no pool from the frontend to hand over");
   ctl::XenPool pool = pool_;
-  std::memset(pool.nic, 0, sizeof(pool.nic));
-  std::strncpy(pool.nic, resources.nic.c_str(), sizeof(pool.nic) - 1);
+  if (resources.device.empty() || resources.device.size() >= sizeof(pool.device))
+    return fail(Code::kInvalidInput, "the driver domain's device name '" + resources.device + "' is empty or longer than " +
+                                         std::to_string(sizeof(pool.device) - 1) + " characters");
+  std::memset(pool.device, 0, sizeof(pool.device));
+  std::memcpy(pool.device, resources.device.data(), resources.device.size());
   ctl::Msg refs;
   refs.type = ctl::MsgType::kGrantRefs;
   refs.b = attach.b;

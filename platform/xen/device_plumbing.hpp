@@ -39,7 +39,8 @@ class VchanLink;
 class XenDevicePlumbing final : public platform::DevicePlumbing {
  public:
   // kUnavailable naming the guest if it is not running.
-  // proxy_binary: sd-netfront, for a device with kernel_frontend.
+  // proxy_binary: the dom0 ring proxy (sd-netfront, sd-blkfront) of a
+  // device with kernel_frontend.
   static Result<std::unique_ptr<XenDevicePlumbing>> create(boost::asio::io_context& io, platform::Store& store,
                                                            const platform::DeviceInfo& dev,
                                                            const std::filesystem::path& proxy_binary = {});

@@ -134,6 +134,28 @@ Result<void> build_config(libxl_ctx* ctx, const platform::DomainSpec& spec, libx
       }
     }
   }
+  // Disks served by dom0's blkback; libxl picks the backend and runs the
+  // hotplug script (default block) as xl create does.
+  if (!spec.disks.empty()) {
+    cfg->disks = static_cast<libxl_device_disk*>(std::calloc(spec.disks.size(), sizeof(libxl_device_disk)));
+    if (!cfg->disks) return fail(Code::kRetry, "xen: out of memory building domain '" + spec.name + "'");
+    cfg->num_disks = static_cast<int>(spec.disks.size());
+    for (size_t i = 0; i < spec.disks.size(); ++i) {
+      libxl_device_disk& d = cfg->disks[i];
+      libxl_device_disk_init(&d);
+      d.backend_domid = 0;
+      const auto& kv = spec.disks[i];
+      auto get = [&](const char* k) { auto it = kv.find(k); return it == kv.end() ? std::string() : it->second; };
+      if (get("target").empty() || get("vdev").empty())
+        return fail(Code::kInvalidInput, "xen: domain '" + spec.name + "': a disk without target or vdev");
+      d.pdev_path = c_string(get("target"));
+      d.vdev = c_string(get("vdev"));
+      d.format = get("format") == "qcow2" ? LIBXL_DISK_FORMAT_QCOW2 : LIBXL_DISK_FORMAT_RAW;
+      d.readwrite = (get("access") == "r" || get("access") == "ro") ? 0 : 1;
+      d.is_cdrom = get("devtype") == "cdrom" ? 1 : 0;
+      if (!get("script").empty()) d.script = c_string(get("script"));
+    }
+  }
   return {};
 }
 

@@ -29,27 +29,31 @@ std::string unavailable_reason() {
 }
 
 Result<std::unique_ptr<platform::DevicePlumbing>> XenPlatform::make_device_plumbing(const platform::DeviceInfo& dev) {
-  if (dev.type != "vif")
-    return fail(Code::kUnavailable, "the " + dev.type + " class is not served on the xen platform yet (only vif)");
-  auto p = XenDevicePlumbing::create(io_, *store_, dev, proxy_binary_);
+  if (dev.type != "vif" && !(dev.type == "vbd" && dev.kernel_frontend))
+    return fail(Code::kUnavailable,
+                dev.type == "vbd" ? "a vbd is served on the xen platform to unmodified guests only (set "
+                                    "guest_frontend: kernel in the vbd policy)"
+                                  : "the " + dev.type + " class is not served on the xen platform yet (vif and vbd are)");
+  auto proxy = ring_proxies_.find(dev.type);
+  auto p = XenDevicePlumbing::create(io_, *store_, dev, proxy == ring_proxies_.end() ? "" : proxy->second);
   if (!p) return std::unexpected(p.error());
   return std::unique_ptr<platform::DevicePlumbing>(std::move(*p));
 }
 
 Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_context& io,
-                                                         std::filesystem::path proxy_binary) {
+                                                         std::map<std::string, std::filesystem::path> ring_proxies) {
   auto domains = XenDomainManager::open(io);
   if (!domains) return std::unexpected(domains.error());
   auto store = XenStore::open(io);
   if (!store) return std::unexpected(store.error());
   return std::unique_ptr<platform::Platform>(std::make_unique<XenPlatform>(io, std::move(*domains), std::move(*store),
-                                                                                  std::move(proxy_binary)));
+                                                                                  std::move(ring_proxies)));
 }
 
 Result<std::unique_ptr<platform::Platform>> create(boost::asio::io_context& io, const platform::Options& opts) {
   if (auto why = unavailable_reason(); !why.empty())
     return fail(Code::kUnavailable, "xen platform not available on this host: " + why);
-  return open_platform(io, opts.netfront_binary);
+  return open_platform(io, opts.ring_proxies);
 }
 
 }  // namespace sd::xen

@@ -7,6 +7,9 @@
 #include <memory>
 #include <string>
 
+#include <map>
+#include <string>
+
 #include "sd/core/platform.hpp"
 #include "xen/domain_manager.hpp"
 #include "xen/store.hpp"
@@ -16,21 +19,22 @@ namespace sd::xen {
 class XenPlatform final : public platform::Platform {
  public:
   XenPlatform(boost::asio::io_context& io, std::unique_ptr<XenDomainManager> domains, std::unique_ptr<XenStore> store,
-              std::filesystem::path proxy_binary = {})
-      : io_(io), proxy_binary_(std::move(proxy_binary)), store_(std::move(store)), domains_(std::move(domains)) {
+              std::map<std::string, std::filesystem::path> ring_proxies = {})
+      : io_(io), ring_proxies_(std::move(ring_proxies)), store_(std::move(store)), domains_(std::move(domains)) {
     domains_->set_store(store_.get());  // control vchans are found through xenstore
   }
   std::string name() const override { return "xen"; }
   platform::DomainManager& domains() override { return *domains_; }
   platform::Store& store() override { return *store_; }
   // The guest's own frontend grants its pool (xen/device_plumbing.hpp).
-  // kUnavailable for a class not yet served on Xen (vif only so far), or a
-  // guest that is not running.
+  // kUnavailable for a class not yet served on Xen (vsnd), a vbd of a guest
+  // that runs the project's own frontend (vbd is served to unmodified
+  // guests only), or a guest that is not running.
   Result<std::unique_ptr<platform::DevicePlumbing>> make_device_plumbing(const platform::DeviceInfo& dev) override;
 
  private:
   boost::asio::io_context& io_;
-  std::filesystem::path proxy_binary_;  // sd-netfront, for guests with guest_frontend: kernel
+  std::map<std::string, std::filesystem::path> ring_proxies_;  // by type, for guests with guest_frontend: kernel
   // Destroyed in reverse order: the domains (and their vchan links, which
   // watch xenstore) before the store.
   std::unique_ptr<XenStore> store_;
@@ -47,6 +51,6 @@ Result<std::unique_ptr<platform::Platform>> create(boost::asio::io_context& io, 
 // Opens libxl and xenstore without probing first (create() after the probe;
 // unit tests, where both are link-level fakes).
 Result<std::unique_ptr<platform::Platform>> open_platform(boost::asio::io_context& io,
-                                                         std::filesystem::path proxy_binary = {});
+                                                         std::map<std::string, std::filesystem::path> ring_proxies = {});
 
 }  // namespace sd::xen

@@ -462,6 +462,56 @@ TEST(XlCfg, DiskUnknownKey_ReportsLine) {
   EXPECT_TRUE(HasDiag(cfg.error(), "bad.cfg", 2, "did you mean 'access'?"));
 }
 
+TEST(XlCfg, DiskSizeInTheDriverDomain_KeptAsWritten) {
+  auto cfg = parse_domain_cfg_text("name = 'g'\ndisk = [ 'backend=blkdd,vdev=xvda,size=64M,target=/dev/xvdb' ]\n", "g.cfg");
+
+  ASSERT_TRUE(cfg) << cfg.error()[0].to_string();
+  EXPECT_EQ(cfg->devices[0].params.at("size"), "64M");
+  EXPECT_EQ(cfg->devices[0].params.at("target"), "/dev/xvdb");
+}
+
+TEST(XlCfg, DiskBadSize_ReportsLineAndHint) {
+  auto cfg = parse_domain_cfg_text("name = 'g'\ndisk = [ 'vdev=xvda,size=1000,target=/a' ]\n", "bad.cfg");
+
+  ASSERT_FALSE(cfg);
+  EXPECT_TRUE(HasDiag(cfg.error(), "bad.cfg", 2, "disk[0]: bad size '1000'"));
+  EXPECT_TRUE(HasDiag(cfg.error(), "bad.cfg", 2, "multiple of 512"));
+}
+
+TEST(XlCfg, DiskSizeBytes_SuffixesAndWholeSectors) {
+  EXPECT_EQ(disk_size_bytes("512"), 512u);
+  EXPECT_EQ(disk_size_bytes("64M"), 64ull << 20);
+  EXPECT_EQ(disk_size_bytes("2g"), 2ull << 30);
+  EXPECT_EQ(disk_size_bytes("1T"), 1ull << 40);
+  EXPECT_EQ(disk_size_bytes("1000"), std::nullopt);  // not whole sectors
+  EXPECT_EQ(disk_size_bytes("0"), std::nullopt);
+  EXPECT_EQ(disk_size_bytes("M"), std::nullopt);
+  EXPECT_EQ(disk_size_bytes("64MB"), std::nullopt);
+  EXPECT_EQ(disk_size_bytes("-1"), std::nullopt);
+  EXPECT_EQ(disk_size_bytes("99999999999999999999"), std::nullopt);
+  EXPECT_EQ(disk_size_bytes("99999999999T"), std::nullopt);  // overflows
+}
+
+// As Xen's vbd-interface.txt numbers them (what blkfront reads from
+// virtual-device to name the guest's device).
+TEST(XlCfg, VdevNumber_AsXenNumbersThem) {
+  EXPECT_EQ(vdev_number("xvda"), 51712u);
+  EXPECT_EQ(vdev_number("xvdb"), 51728u);
+  EXPECT_EQ(vdev_number("xvda1"), 51713u);
+  EXPECT_EQ(vdev_number("xvdp15"), (202u << 8) | (15u << 4) | 15u);
+  EXPECT_EQ(vdev_number("xvdq"), (1u << 28) | (16u << 8));
+  EXPECT_EQ(vdev_number("xvdaa"), (1u << 28) | (26u << 8));
+  EXPECT_EQ(vdev_number("xvda16"), (1u << 28) | 16u);
+  EXPECT_EQ(vdev_number("sda"), 2048u);
+  EXPECT_EQ(vdev_number("sdb2"), 2066u);
+  EXPECT_EQ(vdev_number("hda"), 768u);
+  EXPECT_EQ(vdev_number("hdd"), (22u << 8) | 64u);
+  EXPECT_EQ(vdev_number("hde"), std::nullopt);
+  EXPECT_EQ(vdev_number("sdq"), std::nullopt);
+  EXPECT_EQ(vdev_number("nvme0n1"), std::nullopt);
+  EXPECT_EQ(vdev_number("xvd"), std::nullopt);
+}
+
 TEST(XlCfg, VsndStreamWithoutType_ReportsItsLine) {
   auto cfg = parse_domain_cfg_text(R"(name = "g"
 vsnd = [[ 'card, backend=snddd',

@@ -15,6 +15,7 @@
 
 #include "sd/core/blkif.hpp"
 #include "sd/core/ring.hpp"
+#include "sd/platform/local/event_channel.hpp"
 #include "vbd/blkback.hpp"
 
 namespace {
@@ -52,14 +53,11 @@ class BlkbackTest : public ::testing::Test {
   void attach(uint32_t features = blkif::kFeatureFlush | blkif::kFeatureBarrier | blkif::kFeatureDiscard) {
     auto pages = std::make_unique<drvdom::GrantedPages>(blkif::kPoolPages);
     for (uint32_t i = 0; i < blkif::kPoolPages; ++i) pages->add(i, UniqueFd(::dup(pool_[i].get())));
-    std::vector<UniqueFd> fds;
-    fds.emplace_back(::dup(notified_.get()));
-    fds.emplace_back(::dup(kick_.get()));
-    fds.emplace_back(::dup(disk_.get()));
+    auto evt = std::make_unique<local::LocalEventChannel>(UniqueFd(::dup(notified_.get())), UniqueFd(::dup(kick_.get())));
     blkif::DiskState d{};
     d.sectors = kDiskBytes / 512;
     d.features = features;
-    auto b = drvdom::Blkback::create(std::move(pages), std::move(fds), d);
+    auto b = drvdom::Blkback::create(std::move(pages), std::move(evt), UniqueFd(::dup(disk_.get())), d);
     ASSERT_TRUE(b.has_value()) << b.error().message;
     back_ = std::move(*b);
   }

@@ -10,14 +10,19 @@
 #      shadowd; first cold restarts, then with a warm standby domain, then
 #      cold again with two guests (guest1, guest2) whose vifs share netdd,
 #      then an unmodified guest (guest3: no project binaries, its kernel's
-#      xen-netfront) served by shadowd's dom0 ring proxy
+#      xen-netfront) served by shadowd's dom0 ring proxy; and (LAB_RUNS
+#      kernel-vbd) the same guest image with a disk (guest4: its kernel's
+#      xen-blkfront, ext4) served by the dom0 vbd ring proxy relaying to the
+#      storage driver domain blkdd, whose own disk is an image file in dom0
+#   3d. (kernel-vbd) the stock baseline of that disk: guest4's disk on blkdd's
+#      kernel blkback, then xl destroy + xl create blkdd
 #   4. optional: shadowd --platform local inside dom0 (/lab/local-test.sh)
 # Xenstore waits use watches, not polling (only shadowd's control socket is
 # polled, at 1 s). Results go to the serial console as
 #   SDLAB-MARK <name> [info]     progress (the host runner timestamps them)
 #   SDLAB-KV <key> <base64>      results (base64 so any text survives)
 # and the host runner (qemu_run.py) turns them into the JSON report.
-LAB_RESTARTS=3; LAB_LOCAL=1; LAB_SHADOWD_ARGS=""; LAB_RUNS="cold standby multi"
+LAB_RESTARTS=3; LAB_LOCAL=1; LAB_SHADOWD_ARGS=""; LAB_RUNS="cold standby multi"; LAB_VBD_MB=64
 [ -r /lab/lab.env ] && . /lab/lab.env
 SD=/opt/shadowd/bin
 XH=/lab/hosts/xen
@@ -82,6 +87,25 @@ create_and_wait() {
         RETRY_T0=$(now_ms)
     done
     return 1
+}
+
+# The kernel-vbd run's disk: blkdd's own disk (xvdb in blkdd.cfg), an image
+# file here served by dom0's blkback through a loop device (Xen's block
+# script, by way of /lab/block-shared), made an ext4 here for the guest: the
+# guest's disk is that disk, through blkdd. 128 MiB (guest4.cfg: size=128M);
+# the guest writes VBD_MB MiB to it (LAB_VBD_MB, at most 96: it must fit).
+VBD_IMG=/srv/blkdd-disk.img
+VBD_MB=$LAB_VBD_MB
+case $VBD_MB in ''|*[!0-9]*) VBD_MB=64 ;; esac
+[ "$VBD_MB" -ge 1 ] || VBD_MB=1
+[ "$VBD_MB" -le 96 ] || VBD_MB=96
+# vbd_prepare: dom0's side of blkdd's disk and a fresh ext4 on it (4 KiB
+# blocks; inode tables and journal written now, so the guest's kernel does no
+# lazy init of its own during the test).
+vbd_prepare() {
+    modprobe loop; modprobe xen-blkback
+    mkdir -p /srv && rm -f $VBD_IMG && truncate -s 128M $VBD_IMG &&
+        mkfs.ext4 -F -b 4096 -T default -L sdlab -E lazy_itable_init=0,lazy_journal_init=0 $VBD_IMG > /tmp/mkfs.txt 2>&1
 }
 
 T_BEGIN=$(now_ms)
@@ -198,7 +222,7 @@ for d in netdd guest1; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
 # an operator does when netdd dies: xl destroy + xl create netdd. Recorded:
 # the guest's vif before, and 20 s after the new netdd is up (its frontend
 # still names the dead backend: nothing re-attaches it).
-if echo " $LAB_RUNS " | grep -q " kernel"; then
+if echo " $LAB_RUNS " | grep -qE " kernel(-standby)? "; then
     mark stock_vif_start
     # one try for the guest: xl may wait for a hotplug no one runs in netdd
     if create_and_wait netdd $XH/netdd.cfg && timeout 120 xl create $XH/guest3.cfg > /tmp/xl-create-guest3.log 2>&1; then
@@ -220,6 +244,39 @@ if echo " $LAB_RUNS " | grep -q " kernel"; then
     for d in netdd guest3; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
     mark stock_vif_done
 fi
+
+# ------------------------------------------------------------------ 3d. stock baseline with a guest's own disk
+# The same for the disk of the kernel-vbd run: guest4 with its disk served by
+# blkdd's kernel blkback (xl create with disk = ['backend=blkdd,...']), then
+# xl destroy + xl create blkdd. No xl devd runs in blkdd to do the disk's
+# hotplug step, so dom0 does it: it writes the backend's physical-device
+# (blkdd's xvdb, 202:16), as Xen's block script would. Recorded: the guest's
+# disk before, and 20 s after the new blkdd is up.
+if echo " $LAB_RUNS " | grep -q " kernel-vbd "; then
+    mark stock_vbd_start
+    sed 's/size=[^,]*,//' $XH/guest4.cfg > /tmp/guest4-stock.cfg   # xl has no size=
+    # one try for the guest, as for the vif
+    if vbd_prepare && create_and_wait blkdd $XH/blkdd.cfg &&
+       timeout 120 xl create /tmp/guest4-stock.cfg > /tmp/xl-create-guest4.log 2>&1; then
+        G=$(xl domid guest4); F=/local/domain/$G/device/vbd/51712
+        B=$(xenstore-read $F/backend 2>/dev/null)
+        [ -n "$B" ] && xenstore-write $B/physical-device ca:10
+        watch_until $F/state 60 '[ "$(xenstore-read $F/state)" = 4 ]'
+        before="state=$(xenstore-read $F/state 2>/dev/null) backend=$B backend_state=$(xenstore-read $B/state 2>/dev/null)"
+        a=$(now_ms); xl destroy blkdd
+        if create_and_wait blkdd $XH/blkdd.cfg; then
+            kv stock_vbd_recreate_s "$(secs $a $(now_ms))"
+            sleep 20
+            after="state=$(xenstore-read $F/state 2>/dev/null || echo gone) backend=$(xenstore-read $F/backend 2>/dev/null) backend_exists=$(xenstore-exists $B && echo yes || echo no) new_blkdd=$(xl domid blkdd)"
+            echo "SDLAB-RESULT stock vbd: before: $before; after xl destroy + xl create blkdd: $after"
+            kv stock_vbd "before: $before; after: $after"
+        fi
+    else
+        kv stock_vbd "could not start blkdd and guest4 with a stock disk: $(tail -2 /tmp/xl-create-guest4.log 2>/dev/null | tr '\n' ' ')"
+    fi
+    for d in blkdd guest4; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
+    mark stock_vbd_done
+fi
 kv xen_tests_s "$(secs $T_BEGIN $(now_ms))"
 mark xen_tests_done
 
@@ -228,18 +285,21 @@ mark shadowd_xen_run
 # shadowd runs in the background with the driver domain netdd (drvdom --xen in
 # its init offers the control vchan). When its control socket answers, the
 # lab drives it with shadowctl: wait for netdd running, then one fault of each
-# kind, each followed by shadowd's own recovery:
-#   kill  shadowctl inject-fault netdd kill   (shadowd destroys the domain)
-#   segv  shadowctl inject-fault netdd segv   (drvdom crashes inside the domain)
-#   sysrq xl sysrq <domain> c                 (the driver domain's kernel crashes)
-# and reads `shadowctl status netdd` (fault to ready, death to ready) after
-# each. Run twice: cold (policies/standby: false) and warm standby (a second
-# netdd booted and Ready beside the running one, promoted on failure).
+# kind (kill, segv, sysrq: fault_once), each followed by shadowd's own
+# recovery, and reads `shadowctl status netdd` (fault to ready, death to
+# ready) after each. Runs (LAB_RUNS): cold (policies/standby: false), warm
+# standby (a second netdd booted and Ready beside the running one, promoted
+# on failure), multi, kernel, kernel-standby (shadow_run) and kernel-vbd
+# (vbd_run: the same with a disk on the storage driver domain blkdd).
 SOCK=/run/shadowd-xen/shadowd.sock
+DDNAME=netdd   # the driver domain the faults hit (blkdd in the kernel-vbd run)
+DEVID=""       # the guest device whose outage is recorded (<guest>/vif/0, <guest>/vbd/0)
 xctl() { timeout 30 shadowctl --socket $SOCK "$@"; }
-dd_field() { xctl list 2>/dev/null | awk -v f="$1" '$1=="netdd"{print $f}'; }
-dev_normal() { xctl devices 2>/dev/null | awk -v dev="$first/vif/0" '$1==dev && $4=="normal"{f=1} END{exit !f}'; }
-status_field() { xctl status netdd 2>/dev/null | awk -F': *' -v k="$1" '$1==k{print $2}'; }
+dd_field() { xctl list 2>/dev/null | awk -v dd="$DDNAME" -v f="$1" '$1==dd{print $f}'; }
+dev_normal() { xctl devices 2>/dev/null | awk -v dev="$DEVID" '$1==dev && $4=="normal"{f=1} END{exit !f}'; }
+status_field() { xctl status $DDNAME 2>/dev/null | awk -F': *' -v k="$1" '$1==k{print $2}'; }
+# backends_up N: at least N of shadowd's devices have their backend up
+backends_up() { [ "$(xctl --json devices 2>/dev/null | grep -o '"backend_up":true' | wc -l)" -ge "$1" ]; }
 # wait_for S CMD: poll CMD (a shadowctl query, there is no xenstore node for it) at 1 s.
 # Robust against a dom0 process dying under it (seen under TCG: a `date` or
 # `grep` killed by SIGSEGV/SIGABRT right after a domU crash; counted in the report).
@@ -254,6 +314,85 @@ wait_for() {
         sleep 1
     done
 }
+# sd_start TAG HOSTDIR: shadowd --platform xen in the background (SDPID, started
+# at s0); waits for its control socket, then for $DDNAME running (and in the
+# standby runs for its standby ready). 1 when the control socket never answered.
+sd_start() {
+    echo "\$ shadowd --platform xen --config $2/host.yaml $LAB_SHADOWD_ARGS &"
+    s0=$(now_ms)
+    shadowd --platform xen --config $2/host.yaml $LAB_SHADOWD_ARGS > /tmp/shadowd-$1.log 2>&1 &
+    SDPID=$!
+    if ! wait_for 180 "xctl list >/dev/null 2>&1"; then
+        kv ${1}_error "control socket never answered"
+        return 1
+    fi
+    kv ${1}_up_s "$(secs $s0 $(now_ms))"
+    mark shadowd_${1}_up
+    if wait_for 240 '[ "$(dd_field 3)" = running ]'; then
+        kv ${1}_first_ready_s "$(secs $s0 $(now_ms))"
+        mark shadowd_${1}_dd_running
+    fi
+    if [ "$1" = standby ] || [ "$1" = kstandby ]; then
+        wait_for 240 'status_field standby | grep -q "^ready"' && mark standby_ready
+    fi
+    echo "\$ shadowctl list"; xctl list; xl list
+}
+# fault_once FAULT: one fault of $DDNAME in run $tag, recovered by shadowd:
+#   kill  shadowctl inject-fault <dd> kill   (shadowd destroys the domain)
+#   segv  shadowctl inject-fault <dd> segv   (drvdom crashes inside the domain)
+#   sysrq xl sysrq <domain> c                (the driver domain's kernel crashes)
+# then reads `shadowctl status <dd>` and the outage of the guest's device $DEVID:
+#   SDLAB-KV <tag>_<fault> "fault to ready|death to ready|restarts|cause|outage"
+fault_once() {
+    f=$1
+    r0=$(status_field restarts)
+    dom=$(dd_field 2)
+    echo "\$ fault $f ($DDNAME domid $dom, restarts $r0)"
+    case $f in
+        sysrq) xname=$(xl list | awk -v d="$dom" '$2==d{print $1}'); xl sysrq "$xname" c; RC=$? ;;
+        *) xctl inject-fault $DDNAME $f; RC=$? ;;
+    esac
+    if [ $RC != 0 ]; then kv ${tag}_$f "inject failed (exit $RC)"; return 1; fi
+    if wait_for 240 '[ "$(status_field restarts)" -gt "${r0:-0}" ] 2>/dev/null && [ "$(dd_field 3)" = running ]'; then
+        if [ "$tag" = standby ] || [ "$tag" = kstandby ]; then
+            # the replacement standby boots next; wait for it so each fault finds one
+            wait_for 240 'status_field standby | grep -q "^ready"'
+        fi
+        xctl status $DDNAME | tee /tmp/status.txt
+        # the guest's device: fault -> serving again (its device shadow's last outage),
+        # once it serves again (under TCG mapping the pool can outlast the domain's Ready)
+        wait_for 120 dev_normal
+        outage=$(xctl devices 2>/dev/null | awk -v dev="$DEVID" '$1==dev && $4=="normal"{print $6}')
+        kv ${tag}_$f "$(awk -F': *' -v o="$outage" '$1=="fault to ready"{f=$2} $1=="death to ready"{d=$2} $1=="restarts"{r=$2} $1=="last cause"{c=$2} END{printf "%s|%s|%s|%s|%s", f, d, r, c, o}' /tmp/status.txt)"
+        mark ${tag}_${f}_recovered
+    else
+        kv ${tag}_$f "not recovered within 240 s (state $(dd_field 3))"
+        xctl status $DDNAME
+        # where shadowd is stuck: its threads' kernel stacks and wait channels, its children
+        echo "--- shadowd ($SDPID) threads:"
+        for t in /proc/$SDPID/task/*; do echo "$t $(cat $t/wchan 2>/dev/null) $(head -3 $t/stack 2>/dev/null | tr '\n' ' ')"; done
+        ps -eo pid,ppid,stat,etime,cmd | grep -v ' \[' | tail -25
+        tail -20 /tmp/shadowd-$tag.log
+    fi
+}
+# sd_stop TAG: let shadowd exit (60 s; the caller asked it to shut down), then
+# TERM, then KILL; collect its exit status, output and event log; destroy what is left.
+sd_stop() {
+    i=0; while kill -0 $SDPID 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+    kill -TERM $SDPID 2>/dev/null
+    i=0; while kill -0 $SDPID 2>/dev/null && [ $i -lt 15 ]; do sleep 1; i=$((i+1)); done
+    kill -KILL $SDPID 2>/dev/null
+    wait $SDPID; RC=$?
+    OUT=$(head -c 3000 /tmp/shadowd-$1.log)
+    echo "--- shadowd --platform xen ($1) said:"; echo "$OUT"; echo "(exit $RC after $(secs $s0 $(now_ms)) s)"
+    echo "--- its event log ($(wc -l < /run/shadowd-xen/events.jsonl 2>/dev/null || echo 0) events):"
+    head -60 /run/shadowd-xen/events.jsonl 2>/dev/null | cut -c1-400
+    kv ${1}_out "$OUT"; kv ${1}_rc $RC; kv ${1}_s "$(secs $s0 $(now_ms))"
+    xl list
+    kv ${1}_domains_left "$(xl list | awk 'NR>2{printf "%s(%s,%s) ", $1, $2, $5}')"
+    for d in $(xl list | awk 'NR>2{print $1}'); do xl destroy $d; done
+    rm -f /run/shadowd-xen/events.jsonl
+}
 # shadow_run TAG HOSTDIR GUESTS FAULTS...: start shadowd, inject the faults, record per fault
 #   SDLAB-KV <tag>_<fault> "fault_to_ready_ms death_to_ready_ms restarts cause"
 # GUESTS: the guests (../xen/<name>.cfg), each with one vif on netdd. Per
@@ -261,6 +400,7 @@ wait_for() {
 # its device's XenbusStates (<tag>_xenbus, <tag>_xenbus_<guest>).
 shadow_run() {
     tag=$1; host=$2; GUESTS=$3; shift 3
+    DDNAME=netdd
     # The guests (started by the operator, before shadowd): each one's init
     # starts sd-netfront --xen and waits for data/app-cmd.
     GDOMS=""
@@ -270,28 +410,12 @@ shadow_run() {
         if create_and_wait $g /tmp/$g-novif.cfg; then GDOMS="$GDOMS $g:$DOMID"; mark ${tag}_${g}_ready domid=$DOMID; fi
     done
     n_guests=$(echo $GUESTS | wc -w); first=${GUESTS%% *}
-    echo "\$ shadowd --platform xen --config $host/host.yaml $LAB_SHADOWD_ARGS &"
-    s0=$(now_ms)
-    shadowd --platform xen --config $host/host.yaml $LAB_SHADOWD_ARGS > /tmp/shadowd-$tag.log 2>&1 &
-    SDPID=$!
-    if ! wait_for 180 "xctl list >/dev/null 2>&1"; then
-        kv ${tag}_error "control socket never answered"
-    else
-        kv ${tag}_up_s "$(secs $s0 $(now_ms))"
-        mark shadowd_${tag}_up
-        if wait_for 240 '[ "$(dd_field 3)" = running ]'; then
-            kv ${tag}_first_ready_s "$(secs $s0 $(now_ms))"
-            mark shadowd_${tag}_dd_running
-        fi
-        if [ "$tag" = standby ] || [ "$tag" = kstandby ]; then
-            wait_for 240 'status_field standby | grep -q "^ready"' && mark standby_ready
-        fi
-        echo "\$ shadowctl list"; xctl list; xl list
+    DEVID=$first/vif/0
+    if sd_start $tag $host; then
         # The guests' vifs are attached when shadowd's devices report a recovery
         # (the first attach counts as one) and every backend is up.
         APP=0; XBPIDS=""
-        if [ $(echo $GDOMS | wc -w) = $n_guests ] &&
-           wait_for 120 '[ "$(xctl --json devices 2>/dev/null | grep -o "\"backend_up\":true" | wc -l)" -ge $n_guests ]'; then
+        if [ $(echo $GDOMS | wc -w) = $n_guests ] && wait_for 120 "backends_up $n_guests"; then
             mark ${tag}_vif_attached
             xctl devices
             for gd in $GDOMS; do
@@ -321,43 +445,12 @@ shadow_run() {
             # both ends of each guest's device as xenstore holds them
             for gd in $GDOMS; do xenstore-ls -p /local/domain/${gd#*:}/device 2>&1 | head -30; done
             xenstore-ls -p /local/domain/0/backend/vif-proxy 2>&1 | head -20
-            # a ring proxy stuck: where (kernel wait channel and stack)
-            for p in $(busybox pgrep -f -- --xen-guest); do
-                echo "proxy $p: $(cat /proc/$p/wchan 2>/dev/null) $(head -4 /proc/$p/stack 2>/dev/null | tr '\n' ' ')"
-            done
+            proxy_stacks
             tail -15 /tmp/shadowd-$tag.log
         fi
         for f in "$@"; do
             [ $APP = 1 ] && sleep 2   # data flows between faults
-            r0=$(status_field restarts)
-            dom=$(dd_field 2)
-            echo "\$ fault $f (netdd domid $dom, restarts $r0)"
-            case $f in
-                sysrq) xname=$(xl list | awk -v d="$dom" '$2==d{print $1}'); xl sysrq "$xname" c; RC=$? ;;
-                *) xctl inject-fault netdd $f; RC=$? ;;
-            esac
-            if [ $RC != 0 ]; then kv ${tag}_$f "inject failed (exit $RC)"; continue; fi
-            if wait_for 240 '[ "$(status_field restarts)" -gt "${r0:-0}" ] 2>/dev/null && [ "$(dd_field 3)" = running ]'; then
-                if [ "$tag" = standby ] || [ "$tag" = kstandby ]; then
-                    # the replacement standby boots next; wait for it so each fault finds one
-                    wait_for 240 'status_field standby | grep -q "^ready"'
-                fi
-                xctl status netdd | tee /tmp/status.txt
-                # the guest's vif: fault -> serving again (its device shadow's last outage),
-                # once it serves again (under TCG mapping the pool can outlast the domain's Ready)
-                wait_for 120 dev_normal
-                outage=$(xctl devices 2>/dev/null | awk -v dev="$first/vif/0" '$1==dev && $4=="normal"{print $6}')
-                kv ${tag}_$f "$(awk -F': *' -v o="$outage" '$1=="fault to ready"{f=$2} $1=="death to ready"{d=$2} $1=="restarts"{r=$2} $1=="last cause"{c=$2} END{printf "%s|%s|%s|%s|%s", f, d, r, c, o}' /tmp/status.txt)"
-                mark ${tag}_${f}_recovered
-            else
-                kv ${tag}_$f "not recovered within 240 s (state $(dd_field 3))"
-                xctl status netdd
-                # where shadowd is stuck: its threads' kernel stacks and wait channels, its children
-                echo "--- shadowd ($SDPID) threads:"
-                for t in /proc/$SDPID/task/*; do echo "$t $(cat $t/wchan 2>/dev/null) $(head -3 $t/stack 2>/dev/null | tr '\n' ' ')"; done
-                ps -eo pid,ppid,stat,etime,cmd | grep -v ' \[' | tail -25
-                tail -20 /tmp/shadowd-$tag.log
-            fi
+            fault_once $f
         done
         if [ -n "$XBPIDS" ]; then
             kill $XBPIDS 2>/dev/null; busybox pkill -f "xenstore-watch /local/domain/" 2>/dev/null
@@ -389,21 +482,142 @@ shadow_run() {
         xl list
         echo "\$ shadowctl shutdown"; xctl shutdown
     fi
-    # Let it exit (60 s), then TERM, then KILL; collect its exit status and output.
-    i=0; while kill -0 $SDPID 2>/dev/null && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
-    kill -TERM $SDPID 2>/dev/null
-    i=0; while kill -0 $SDPID 2>/dev/null && [ $i -lt 15 ]; do sleep 1; i=$((i+1)); done
-    kill -KILL $SDPID 2>/dev/null
-    wait $SDPID; RC=$?
-    OUT=$(head -c 3000 /tmp/shadowd-$tag.log)
-    echo "--- shadowd --platform xen ($tag) said:"; echo "$OUT"; echo "(exit $RC after $(secs $s0 $(now_ms)) s)"
-    echo "--- its event log ($(wc -l < /run/shadowd-xen/events.jsonl 2>/dev/null || echo 0) events):"
-    head -60 /run/shadowd-xen/events.jsonl 2>/dev/null | cut -c1-400
-    kv ${tag}_out "$OUT"; kv ${tag}_rc $RC; kv ${tag}_s "$(secs $s0 $(now_ms))"
-    xl list
-    kv ${tag}_domains_left "$(xl list | awk 'NR>2{printf "%s(%s,%s) ", $1, $2, $5}')"
-    for d in $(xl list | awk 'NR>2{print $1}'); do xl destroy $d; done
-    rm -f /run/shadowd-xen/events.jsonl
+    sd_stop $tag
+}
+# proxy_stacks: a dom0 ring proxy stuck: where (kernel wait channel and stack)
+proxy_stacks() {
+    for p in $(busybox pgrep -f -- --xen-guest); do
+        echo "proxy $p: $(cat /proc/$p/wchan 2>/dev/null) $(head -4 /proc/$p/stack 2>/dev/null | tr '\n' ' ')"
+    done
+}
+
+# vbd_progress_ge N: the guest's progress is N or more, or its app ended. Says
+# the progress every 8 MiB on fd 5 (the console: watch_until silences its
+# checks), so the serial line does not go quiet for minutes while the guest
+# is busy (qemu_run.py asks Xen for a vCPU dump after 240 s of silence).
+vbd_progress_ge() {
+    v=$(xenstore-read $VP/vbd-progress 2>/dev/null) || v=0
+    case $v in ''|*[!0-9]*) v=0 ;; esac
+    if [ $((v / 8)) != $((VBD_SHOWN / 8)) ]; then
+        echo "guest progress $v/$((2 * VBD_MB)) ($(secs $a0 $(now_ms)) s after the app started)" >&5
+        VBD_SHOWN=$v
+    fi
+    [ "$v" -ge "$1" ] || xenstore-exists $VP/app-result
+}
+# vbd_run TAG HOSTDIR GUEST FAULTS...: the kernel-vbd run. The unmodified GUEST
+# (guest4) has one disk, xvda, whose backend is blkdd: its kernel's own
+# xen-blkfront, served by shadowd's dom0 vbd ring proxy (sd-blkfront
+# --xen-guest), which relays to blkdd's drvdom, which does the I/O on blkdd's
+# own disk (xvdb: $VBD_IMG in dom0, an ext4 made here). The guest's disk_app
+# (domu-init.sh) writes $VBD_MB MiB to a file on it in fsynced 1-MiB chunks,
+# syncs, drops its page cache and reads the file back; the faults hit blkdd
+# while it does, each once the guest's progress (data/vbd-progress: 1..VBD_MB
+# written, then VBD_MB+1..2*VBD_MB read back) has passed 3/16 and 10/16 of the
+# writes and 5/16 of the reads. Besides shadow_run's keys: <tag>_check
+# (shadowd --check of the host), <tag>_<fault>_at (the progress at the fault),
+# <tag>_app (the guest's result: exit, both sha256s, I/O errors in its kernel
+# log, its longest steps), <tag>_fsck (e2fsck -n -f of the image once every
+# domain is gone) and <tag>_image_sha (the file read out of the image by
+# debugfs in dom0).
+vbd_run() {
+    tag=$1; host=$2; g=$3; shift 3
+    DDNAME=blkdd; DEVID=$g/vbd/0
+    kv ${tag}_mib "$VBD_MB"
+    if ! vbd_prepare; then
+        kv ${tag}_error "blkdd's disk could not be made: $(tail -2 /tmp/mkfs.txt | tr '\n' ' ')"
+        return 1
+    fi
+    OUT=$(timeout 60 shadowd --platform xen --check --config $host/host.yaml 2>&1); RC=$?
+    echo "\$ shadowd --platform xen --check --config $host/host.yaml"; echo "$OUT"; echo "(exit $RC)"
+    kv ${tag}_check "exit $RC: $OUT"
+    # The guest, started by the operator before shadowd, without its disk (shadowd adds it).
+    xl domid $g >/dev/null 2>&1 && xl destroy $g
+    grep -vE '^(vif|disk)' $XH/$g.cfg > /tmp/$g-nodev.cfg
+    GD=""
+    if create_and_wait $g /tmp/$g-nodev.cfg; then GD=$DOMID; mark ${tag}_${g}_ready domid=$DOMID; fi
+    VP=/local/domain/$GD/data
+    if sd_start $tag $host; then
+        APP=0; XBPID=""
+        if [ -n "$GD" ] && wait_for 180 "backends_up 1"; then
+            mark ${tag}_vbd_attached
+            xctl devices
+            # The guest's view of its disk in xenstore (XenbusState), every change
+            # from now to the end of its app: it should stay 4 (Connected).
+            XB=/local/domain/$GD/device/vbd/51712
+            xenstore-ls -p $XB 2>&1 | head -20
+            pb=$(xenstore-read $VP/project-binaries 2>/dev/null) && kv ${tag}_project_binaries "$pb"
+            ( xenstore-watch $XB | while read -r p; do
+                  echo "$(xenstore-read $XB/state 2>/dev/null || echo gone)/$(xenstore-read $XB/backend-id 2>/dev/null || echo -)"
+              done ) > /tmp/xenbus-$tag.txt 2>&1 &
+            XBPID=$!
+            a0=$(now_ms); VBD_SHOWN=0
+            exec 5>&1
+            xenstore-write $VP/app-cmd "disk xvda $VBD_MB"
+            APP=1
+        else
+            kv ${tag}_vbd "not attached: $(xctl devices 2>&1 | tail -1)"
+            xctl --json devices
+            [ -n "$GD" ] && xenstore-ls -p /local/domain/$GD/device 2>&1 | head -30
+            xenstore-ls -p /local/domain/0/backend/vbd-proxy 2>&1 | head -20
+            proxy_stacks
+            tail -15 /tmp/shadowd-$tag.log
+        fi
+        n=0
+        for f in "$@"; do
+            n=$((n+1))
+            if [ $APP = 1 ]; then
+                case $n in
+                    1) p=$((VBD_MB * 3 / 16)) ;;
+                    2) p=$((VBD_MB * 10 / 16)) ;;
+                    *) p=$((VBD_MB + VBD_MB * 5 / 16)) ;;
+                esac
+                [ $p -ge 1 ] || p=1
+                if watch_until $VP 300 "vbd_progress_ge $p"; then
+                    at=$(xenstore-read $VP/vbd-progress 2>/dev/null || echo 0)
+                    if xenstore-exists $VP/app-result; then ph="after the guest's app ended"
+                    elif [ "$at" -le $VBD_MB ]; then ph=writing
+                    else ph="reading back"; fi
+                else
+                    at=$(xenstore-read $VP/vbd-progress 2>/dev/null || echo 0)
+                    ph="stalled: not at $p after 300 s"
+                fi
+                echo "SDLAB-RESULT $tag: fault $f at the guest's progress $at/$((2 * VBD_MB)) ($ph)"
+                kv ${tag}_${f}_at "$at/$((2 * VBD_MB)) $ph"
+            fi
+            fault_once $f
+        done
+        if [ $APP = 1 ]; then
+            if watch_until $VP 1200 "vbd_progress_ge $((2 * VBD_MB + 1))"; then
+                res=$(xenstore-read $VP/app-result)
+                echo "SDLAB-RESULT $tag app $g: $res in $(secs $a0 $(now_ms)) s"
+                kv ${tag}_app "$res"
+                kv ${tag}_app_s "$(secs $a0 $(now_ms))"
+                mark ${tag}_app_done
+            else
+                started=$(xenstore-read $VP/app-started 2>/dev/null || echo never)
+                kv ${tag}_app "no result within 1200 s (guest started the app at uptime: $started, progress $(xenstore-read $VP/vbd-progress 2>/dev/null || echo none)/$((2 * VBD_MB)))"
+                show_console $g
+            fi
+            exec 5>&-
+        fi
+        if [ -n "$XBPID" ]; then
+            kill $XBPID 2>/dev/null; busybox pkill -f "xenstore-watch /local/domain/" 2>/dev/null
+            kv ${tag}_xenbus "$(uniq /tmp/xenbus-$tag.txt | tr '\n' ' ')"
+        fi
+        xctl devices
+        show_console $g; show_console blkdd
+        xl list
+        echo "\$ shadowctl shutdown"; xctl shutdown
+    fi
+    sd_stop $tag
+    # The guest's ext4 as dom0 sees it once every domain is gone (the guest
+    # unmounted it; a loop device still being torn down reads the same file).
+    echo "--- loop devices:"; losetup -a
+    e2fsck -n -f $VBD_IMG > /tmp/fsck-$tag.txt 2>&1; RC=$?
+    cat /tmp/fsck-$tag.txt
+    kv ${tag}_fsck "rc=$RC $(grep -vE '^(Pass [1-5]|e2fsck [0-9])' /tmp/fsck-$tag.txt | tail -6 | tr '\n' ' ' | cut -c1-600)"
+    kv ${tag}_image_sha "$(debugfs -R 'cat /sdlab.bin' $VBD_IMG 2>/dev/null | sha256sum | cut -d' ' -f1)"
+    rm -f $VBD_IMG
 }
 for r in ${LAB_RUNS:-cold standby multi}; do
     case $r in
@@ -415,10 +629,14 @@ for r in ${LAB_RUNS:-cold standby multi}; do
         # served by the dom0 ring proxy (policy guest_frontend: kernel)
         kernel) XBTYPE=vif shadow_run kernel /lab/hosts/xen-kernel guest3 kill segv sysrq ;;
         kernel-standby) XBTYPE=vif shadow_run kstandby /lab/hosts/xen-kernel-standby guest3 kill segv sysrq ;;
+        # the same unmodified guest image with a disk (its kernel's xen-blkfront, ext4)
+        # served by the dom0 vbd ring proxy, relaying to the storage driver domain blkdd
+        kernel-vbd) vbd_run kvbd /lab/hosts/xen-kernel-vbd guest4 kill segv sysrq ;;
+        *) echo "dom0-test: unknown run '$r' in LAB_RUNS (skipped)" ;;
     esac
 done
 # Leave a clean slate for the baseline.
-for d in netdd guest1 guest2 guest3; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
+for d in netdd blkdd guest1 guest2 guest3 guest4; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
 
 
 # ------------------------------------------------------------------ 4. local platform inside dom0 (optional)

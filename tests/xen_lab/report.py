@@ -16,6 +16,64 @@ def read_lines(path):
         return []
 
 
+MIB = 1 << 20
+
+
+def disk_app(kv, run):
+    """The kernel-vbd guest's disk_app result (kv "<run>_app" = "exit=N stage=S mib=M bytes=B wsha=W rsha=R
+    io_errors=E longest_ms=L start=T0 end=T1"), checked; None when the run recorded none."""
+    v = kv.get(f"{run}_app")
+    if v is None:
+        return None
+    f = dict(x.split("=", 1) for x in v.split() if "=" in x)
+    if "exit" not in f:
+        return {"exit": None, "error": v.strip(), "verify_ok": False, "sha_equal": None, "image_sha_equal": None,
+                "io_errors": None, "mib": None, "longest_ms": None, "stage": None, "bytes": None}
+
+    def integer(x):
+        return int(x) if x is not None and x.isdigit() else None
+    mib, size = integer(f.get("mib")), integer(f.get("bytes"))
+    empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256 of nothing
+    wsha, rsha = f.get("wsha", ""), f.get("rsha", "")
+    sha_equal = bool(wsha) and wsha != empty and wsha == rsha
+    image_sha = kv.get(f"{run}_image_sha", "").strip()
+    longest = {}
+    for item in f.get("longest_ms", "").split(","):
+        label, _, ms = item.partition(":")
+        if label and ms.isdigit():
+            longest[label] = int(ms)
+    app = {"exit": integer(f["exit"]), "stage": f.get("stage"), "mib": mib, "bytes": size, "sha_equal": sha_equal,
+           "image_sha_equal": (image_sha == wsha) if image_sha and wsha and wsha != empty else None,
+           "io_errors": integer(f.get("io_errors")), "longest_ms": longest or None}
+    app["verify_ok"] = app["exit"] == 0 and sha_equal and mib is not None and size == mib * MIB
+    return app
+
+
+def vbd_note(kv, run, app):
+    """One note on the kernel-vbd run's guest disk: its app, the ext4 check and where the faults hit."""
+    if app is None:
+        what = "no result recorded"
+    elif "error" in app:
+        what = app["error"]
+    else:
+        image = {True: "equal", False: "DIFFERENT", None: "not compared"}[app["image_sha_equal"]]
+        what = (f"exit {app['exit']} (stage {app['stage']}), {app['bytes']} of {app['mib']} MiB, sha256 written vs "
+                f"read back {'equal' if app['sha_equal'] else 'DIFFERENT'}, read from the image in dom0 {image}, "
+                f"I/O errors in its kernel log: {app['io_errors']}, longest steps (ms): "
+                f"{', '.join(f'{k} {v}' for k, v in (app['longest_ms'] or {}).items()) or '?'}, "
+                f"{kv.get(f'{run}_app_s', '?')} s")
+    at = "; ".join(f"{f} at {kv[f'{run}_{f}_at'].strip()}" for f in ("kill", "segv", "sysrq") if f"{run}_{f}_at" in kv)
+    note = (f"guest4 disk app (kernel-vbd run): busybox writes a file of fsynced 1-MiB chunks of /dev/urandom to "
+            f"the ext4 on its xvda (its kernel's xen-blkfront -> shadowd's vbd ring proxy in dom0 (sd-blkfront "
+            f"--xen-guest) -> blkdd's drvdom -> blkdd's xvdb, an image file in dom0), syncs, drops its page cache "
+            f"and reads the file back, across blkdd's faults ({at or 'progress at the faults not recorded'}): {what}; "
+            f"e2fsck -n -f of the image afterwards: {kv.get(f'{run}_fsck', 'not run').strip()}")
+    check = kv.get(f"{run}_check", "").strip()
+    if check and not check.startswith("exit 0"):
+        note += f"; shadowd --check of its host: {check}"
+    return note
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run-dir", required=True)
@@ -42,11 +100,14 @@ def main():
         except (KeyError, ValueError):
             return None
 
-    # shadowd's recoveries on Xen: kv "<run>_<fault>" = "fault to ready|death to ready|restarts|cause"
-    # for run xen (cold), standby (warm standby) and multi (two guests on one
-    # netdd, cold), faults kill/segv/sysrq.
-    runs = ("xen", "standby", "multi", "kernel", "kstandby")
-    first_guest = {"kernel": "guest3", "kstandby": "guest3"}  # the guest whose keys carry no suffix; guest1 otherwise
+    # shadowd's recoveries on Xen: kv "<run>_<fault>" = "fault to ready|death to ready|restarts|cause|outage"
+    # for run xen (cold), standby (warm standby), multi (two guests on one
+    # netdd, cold), kernel and kstandby (an unmodified guest's vif) and kvbd
+    # (an unmodified guest's disk on blkdd, cold), faults kill/segv/sysrq.
+    runs = ("xen", "standby", "multi", "kernel", "kstandby", "kvbd")
+    vif_runs = tuple(r for r in runs if r != "kvbd")  # the runs whose guests download the blob
+    first_guest = {"kernel": "guest3", "kstandby": "guest3", "kvbd": "guest4"}  # keys without suffix; guest1 otherwise
+    driver = {"kvbd": "blkdd"}  # the driver domain the run's faults hit; netdd otherwise
     recoveries = {}  # (run, fault) -> dict
     for run in runs:
         for fault in ("kill", "segv", "sysrq"):
@@ -74,7 +135,7 @@ def main():
     # "<run>_app_<guest>" = "exit=N md5=M bytes=B ...".
     blob = kv.get("blob", "").split()  # "<bytes> bytes md5 <md5>"
     apps = {}  # (run, guest) -> dict
-    for run in runs:
+    for run in vif_runs:
         for key in sorted(k for k in kv if k == f"{run}_app" or k.startswith(f"{run}_app_") and not k.endswith("_s")):
             fields = dict(f.split("=", 1) for f in kv[key].split() if "=" in f)
             if "exit" not in fields:
@@ -137,9 +198,14 @@ def main():
     if "xen_check_out" in kv:
         out_notes.append(f"`shadowd --platform xen --check` (exit {kv.get('xen_check_rc')}): "
                          f"{kv['xen_check_out'].strip()}")
+    if "stock_vbd" in kv:
+        out_notes.append("stock baseline, unmodified guest4 with its disk on blkdd's kernel blkback (xl create "
+                         "disk = ['backend=blkdd,...'], dom0 doing blkdd's hotplug step), then xl destroy + xl create "
+                         f"blkdd ({kv.get('stock_vbd_recreate_s', '?')} s): {kv['stock_vbd'].strip()}")
     what_run = {"xen": "cold (standby off)", "standby": "warm standby", "multi": "two guests' vifs on one netdd, cold",
                 "kernel": "unmodified guest (kernel xen-netfront, dom0 ring proxy), cold",
-                "kstandby": "unmodified guest (kernel xen-netfront, dom0 ring proxy), warm standby"}
+                "kstandby": "unmodified guest (kernel xen-netfront, dom0 ring proxy), warm standby",
+                "kvbd": "unmodified guest's disk (kernel xen-blkfront, ext4, dom0 vbd ring proxy) on blkdd, cold"}
     for run, what in what_run.items():
         if f"{run}_out" not in kv:
             continue
@@ -148,7 +214,8 @@ def main():
         if rc.isdigit() and int(rc) > 128:
             sig = {6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}.get(int(rc) - 128, "")
             how = f"DIED of signal {int(rc) - 128} {sig} (exit {rc})"
-        line = (f"shadowd --platform xen, {what}: control socket after {kv.get(f'{run}_up_s', '?')} s, netdd "
+        dd = driver.get(run, "netdd")
+        line = (f"shadowd --platform xen, {what}: control socket after {kv.get(f'{run}_up_s', '?')} s, {dd} "
                 f"first Ready {kv.get(f'{run}_first_ready_s', '?')} s after start; ")
         for fault in ("kill", "segv", "sysrq"):
             r = recoveries.get((run, fault))
@@ -158,7 +225,8 @@ def main():
                 line += f"{fault}: {r['error']}; "
             else:
                 line += (f"{fault}: fault->ready {r['fault_to_ready_ms']} ms, death->ready {r['death_to_ready_ms']} ms, "
-                         f"guest vif outage {r.get('vif_outage_ms')} ms (cause: {r['cause']}); ")
+                         f"guest {'disk' if run == 'kvbd' else 'vif'} outage {r.get('vif_outage_ms')} ms "
+                         f"(cause: {r['cause']}); ")
         line += (f"ended {kv.get(f'{run}_s', '?')} s after start: {how}; domains left: "
                  f"{kv.get(f'{run}_domains_left', '').strip() or 'none'}")
         out_notes.append(line)
@@ -183,12 +251,18 @@ def main():
             seen = kv[key].split()
             states = sorted({s.split("/")[0] for s in seen})
             guest = key[len(f"{run}_xenbus_"):] if key != f"{run}_xenbus" else first_guest.get(run, "guest1")
+            until = "the end of the guest's app" if run == "kvbd" else "the end of the faults"
             out_notes.append(f"{run}: {guest}'s device in xenstore (state/backend-id after every change, from "
-                             f"the first attach to the end of the faults): {' '.join(seen)}; "
+                             f"the first attach to {until}): {' '.join(seen)}; "
                              f"{'stayed Connected (4)' if states == ['4'] else 'states seen: ' + ', '.join(states)}")
-        for k in sorted(k for k in kv if k in (f"{run}_vif", f"{run}_app") or k.startswith(f"{run}_ping")):
+        for k in sorted(k for k in kv if k in (f"{run}_vif", f"{run}_vbd", f"{run}_app") or k.startswith(f"{run}_ping")):
+            if k == f"{run}_app" and run not in vif_runs:
+                continue  # the disk app has its own note below
             if k.startswith(f"{run}_ping") or not any(r == run for r, _ in apps):
                 out_notes.append(f"{k}: {kv[k].strip()}")
+    vbd_app = disk_app(kv, "kvbd")
+    if vbd_app is not None or "kvbd_out" in kv:
+        out_notes.append(vbd_note(kv, "kvbd", vbd_app))
     if not apps:
         out_notes.append("app_exit, bytes_ok stay null: no guest application result was recorded")
     fails = kv.get("xl_create_failures", "0").split(" ", 1)
@@ -231,11 +305,43 @@ def main():
         }
     if "stock_vif" in kv:  # the stock baseline of the same guest's device, for comparison
         unmodified.setdefault("vif", {})["stock_baseline"] = kv["stock_vif"].strip()
-    for cls in unmodified.values():  # per class: app_exit and bytes_ok over its runs
+    # The unmodified guest's disk (kvbd: cold): its write + sync + readback
+    # across the faults, the ext4 checked from dom0 afterwards.
+    for run, mode in (("kvbd", "cold"),):
+        dapp = disk_app(kv, run)
+        if dapp is None and not any(r == run for r, _ in recoveries):
+            continue
+        xb = kv.get(f"{run}_xenbus", "").split()
+        fsck = kv.get(f"{run}_fsck")
+        unmodified.setdefault("vbd", {})[mode] = {
+            "app_exit": dapp["exit"] if dapp else None,
+            "verify_ok": dapp["verify_ok"] if dapp else None,
+            "sha_equal": dapp["sha_equal"] if dapp else None,
+            "image_sha_equal": dapp["image_sha_equal"] if dapp else None,
+            "fsck_clean": (fsck.split()[:1] == ["rc=0"]) if fsck is not None else None,
+            "io_errors": dapp["io_errors"] if dapp else None,
+            "xenbus_stayed_connected": bool(xb) and {x.split("/")[0] for x in xb} == {"4"},
+            "project_binaries_in_guest": kv.get(f"{run}_project_binaries"),
+            "mib": dapp["mib"] if dapp else None,
+            "seconds": kv.get(f"{run}_app_s"),
+            "outage_ms": {f: r.get("vif_outage_ms") for (rn, f), r in recoveries.items() if rn == run},
+            "fault_to_ready_ms": {f: r.get("fault_to_ready_ms") for (rn, f), r in recoveries.items() if rn == run},
+            "fault_at_progress": {f: kv[f"{run}_{f}_at"].strip() for f in ("kill", "segv", "sysrq")
+                                  if f"{run}_{f}_at" in kv},
+            "guest_longest_steps_ms": dapp["longest_ms"] if dapp else None,
+        }
+        m = unmodified["vbd"][mode]
+        m["transparent"] = (m["app_exit"] == 0 and bool(m["verify_ok"]) and m["image_sha_equal"] is not False and
+                            bool(m["fsck_clean"]) and m["io_errors"] == 0 and m["xenbus_stayed_connected"] and
+                            len(m["fault_to_ready_ms"]) == 3 and None not in m["fault_to_ready_ms"].values())
+    if "stock_vbd" in kv:
+        unmodified.setdefault("vbd", {})["stock_baseline"] = kv["stock_vbd"].strip()
+    for name, cls in unmodified.items():  # per class: app_exit and bytes_ok (vif) / verify_ok (vbd) over its runs
         modes = [m for m in cls.values() if isinstance(m, dict)]
         exits = [m["app_exit"] for m in modes]
         cls["app_exit"] = None if not exits or None in exits else max(exits)
-        cls["bytes_ok"] = all(m["bytes_ok"] for m in modes)
+        ok_key = "verify_ok" if name == "vbd" else "bytes_ok"
+        cls[ok_key] = bool(modes) and all(m[ok_key] for m in modes)
     unmodified = unmodified or None
 
     report = {

@@ -17,7 +17,10 @@
 #   LAB_LOCAL    1 (default) also try shadowd --platform local inside dom0; 0 skips it
 #   LAB_SHADOWD_ARGS  extra arguments for the `shadowd --platform xen` run in dom0 (e.g. -v)
 #   LAB_RUNS     which shadowd runs, in order (default "cold standby multi kernel kernel-standby";
-#                kernel = an unmodified guest on its kernel's xen-netfront, served by the dom0 ring proxy)
+#                kernel = an unmodified guest on its kernel's xen-netfront, served by the dom0 ring proxy;
+#                also: kernel-vbd = the same guest image with an ext4 disk on its kernel's xen-blkfront,
+#                served by the dom0 vbd ring proxy relaying to the storage driver domain blkdd)
+#   LAB_VBD_MB   MiB the kernel-vbd run's guest writes and reads back across the faults (default 64, max 96)
 #   LAB_CPU      QEMU -cpu model (default: see qemu_run.py)
 #   LAB_SMP      emulated CPUs, also dom0's vCPUs (default 2)
 # The last line of output is always one JSON object (also on failure).
@@ -41,17 +44,29 @@ XEN_PKG=xen-hypervisor-4.17-amd64
 ROOTFS_BASE_PKGS=(xen-utils-4.17 xenstore-utils libxenmisc4.17 iproute2 ethtool busybox kmod procps util-linux)
 HOST_PKGS=(qemu-system-x86 debootstrap busybox-static cpio zstd gzip kmod binutils libxen-dev python3)
 # Kernel modules dom0 and the domUs load (relative to lib/modules/<kver>/kernel).
+# ext4 and what it needs (mbcache, jbd2, crc16; crc32c for metadata_csum) for
+# the kernel-vbd run's stock guest.
 MODULES=(drivers/xen drivers/net/xen-netback drivers/net/xen-netfront.ko drivers/block/xen-blkback
          drivers/block/xen-blkfront.ko drivers/block/loop.ko drivers/net/veth.ko drivers/net/tun.ko
-         drivers/net/dummy.ko net/bridge net/802 net/llc)
+         drivers/net/dummy.ko net/bridge net/802 net/llc
+         fs/ext4 fs/jbd2 fs/mbcache.ko lib/crc16.ko crypto/crc32c_generic.ko)
+# The kernel cache holds these modules only: a changed list extracts them again.
+MODULES_KEY=$(printf '%s\n' "${MODULES[@]}" | md5sum | cut -c1-12)
 BINARIES=(dom0_shadow/shadowd tools/shadowctl/shadowctl driver_domain/drvdom frontends/sd-netfront)
+# Binaries only some runs use, required when such a run is asked for: the vbd
+# ring proxy (sd-blkfront --xen-guest, started by shadowd from its own
+# directory). Their libraries are copied from the host when the dom0 rootfs
+# lacks them (not added to its package list), so the rootfs, cached by its
+# package list, is the same with and without these runs.
+RUN_BINARIES=()
+if [[ " $LAB_RUNS " == *" kernel-vbd "* ]]; then RUN_BINARIES+=(frontends/sd-blkfront); fi
 
 MODE=test
 case "${1:-}" in
   "") ;;
   --prepare-only) MODE=prepare ;;
   --shell) MODE=shell ;;
-  -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,/^set -e/{/^set -e/d;p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "run.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 esac
 
@@ -165,7 +180,7 @@ fi
 # ---------------------------------------------------------------- 3. kernel (dom0 and domU)
 phase_begin kernel "linux-image-amd64 (PV dom0 + domU kernel, selected modules)"
 KDIR=$LAB_CACHE/kernel
-if [[ -s $KDIR/vmlinuz && -s $KDIR/kver && -d $KDIR/modules ]]; then
+if [[ -s $KDIR/vmlinuz && -s $KDIR/kver && -d $KDIR/modules && $(cat "$KDIR/modules.key" 2>/dev/null) == "$MODULES_KEY" ]]; then
   KVER=$(cat "$KDIR/kver")
   phase_end "cached ($KVER)"
 else
@@ -190,6 +205,7 @@ else
   depmod -b "$KDIR/modules" "$KVER"
   cp "$LAB_CACHE"/tmp/k/boot/vmlinuz-"$KVER" "$KDIR/vmlinuz"
   echo "$KVER" > "$KDIR/kver"
+  echo "$MODULES_KEY" > "$KDIR/modules.key"
   rm -rf "$LAB_CACHE/tmp/k"
   # The image is what we keep; the .deb is 60+ MB and not needed again.
   rm -f "$LAB_CACHE"/debs/linux-image-*.deb
@@ -198,7 +214,8 @@ fi
 
 # ---------------------------------------------------------------- 4. project binaries (checked before debootstrap: they decide its package list)
 phase_begin binaries "$BUILD_DIR"
-for b in "${BINARIES[@]}"; do
+ALL_BINARIES=("${BINARIES[@]}" "${RUN_BINARIES[@]+"${RUN_BINARIES[@]}"}")
+for b in "${ALL_BINARIES[@]}"; do
   [[ -x $BUILD_DIR/$b ]] || { echo "missing $BUILD_DIR/$b: build the project first (scripts/build.sh)" >&2; exit 1; }
 done
 # Libraries the binaries link, and the Debian packages that own them on the host.
@@ -217,7 +234,11 @@ for lib in "${!LIBS[@]}"; do
 done
 NOTES+=("binaries from $BUILD_DIR ($("$BUILD_DIR/dom0_shadow/shadowd" --version 2>&1 | head -1), shadowd built $(date -r "$BUILD_DIR/dom0_shadow/shadowd" '+%F %T'), repo HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))")
 mapfile -t ROOTFS_PKGS < <(printf '%s\n' "${ROOTFS_BASE_PKGS[@]}" "${LIB_PKGS[@]}" | sort -u)
-phase_end "${#BINARIES[@]} binaries, ${#LIBS[@]} libraries from $(printf '%s\n' "${LIB_PKGS[@]}" | sort -u | wc -l) packages"
+# The run-dependent binaries' libraries: copied into the overlay below when the rootfs lacks them.
+for b in "${RUN_BINARIES[@]+"${RUN_BINARIES[@]}"}"; do
+  while read -r lib; do LIBS[$lib]=1; done < <(ldd "$BUILD_DIR/$b" 2>/dev/null | awk '/=> \//{print $3}')
+done
+phase_end "${#ALL_BINARIES[@]} binaries, ${#LIBS[@]} libraries from $(printf '%s\n' "${LIB_PKGS[@]}" | sort -u | wc -l) packages"
 
 # ---------------------------------------------------------------- 5. dom0 rootfs (debootstrap)
 phase_begin rootfs "debootstrap --variant=minbase $SUITE"
@@ -243,7 +264,7 @@ fi
 # ---------------------------------------------------------------- 6. dom0 base image (rootfs + modules; reused while the rootfs is unchanged)
 phase_begin dom0-base "pruned rootfs + Xen modules -> cpio.zst"
 BASE_IMG=$LAB_CACHE/images/dom0-base.cpio.zst
-base_key="$(cat "$ROOTFS/.shadow-lab-pkgs" | md5sum | cut -c1-12)-$KVER-v1"
+base_key="$(cat "$ROOTFS/.shadow-lab-pkgs" | md5sum | cut -c1-12)-$KVER-$MODULES_KEY-v1"
 if [[ -s $BASE_IMG && $(cat "$BASE_IMG.key" 2>/dev/null) == "$base_key" ]]; then
   phase_end "cached ($(du -h "$BASE_IMG" | cut -f1))"
 else
@@ -267,7 +288,7 @@ fi
 phase_begin overlay "project binaries + config + lab scripts + domU initramfs"
 ov=$RUN_DIR/overlay
 rm -rf "$ov" && mkdir -p "$ov"/{opt/shadowd/bin,lab/hosts,usr/lib/x86_64-linux-gnu} && chmod -R 755 "$ov"
-for b in "${BINARIES[@]}"; do
+for b in "${ALL_BINARIES[@]}"; do
   # Debug info makes shadowd ~28 MB; the image keeps the symbols, not the DWARF.
   # strip also proves the ELF is complete (the build dir may be relinked under us):
   # on failure wait and try again.
@@ -289,14 +310,16 @@ for lib in "${!LIBS[@]}"; do
 done
 if ((${#copied[@]})); then NOTES+=("libraries copied from the host (not in the dom0 rootfs): ${copied[*]}"); fi
 cp "$HERE/dom0-init.sh" "$ov/init" && chmod 755 "$ov/init"
-cp "$HERE/dom0-test.sh" "$HERE/local-test.sh" "$HERE/vif-wire" "$ov/lab/" && chmod 755 "$ov"/lab/*.sh "$ov/lab/vif-wire"
+cp "$HERE/dom0-test.sh" "$HERE/local-test.sh" "$HERE/vif-wire" "$HERE/block-shared" "$ov/lab/" &&
+  chmod 755 "$ov"/lab/*.sh "$ov/lab/vif-wire" "$ov/lab/block-shared"
 cp -r "$HERE/hosts/." "$ov/lab/hosts/"
 cp "$KDIR/vmlinuz" "$ov/lab/vmlinuz"
-printf 'LAB_RESTARTS=%q\nLAB_LOCAL=%q\nLAB_SHADOWD_ARGS=%q\nLAB_RUNS=%q\n' "$LAB_RESTARTS" "$LAB_LOCAL" \
-  "$LAB_SHADOWD_ARGS" "$LAB_RUNS" > "$ov/lab/lab.env"
+printf 'LAB_RESTARTS=%q\nLAB_LOCAL=%q\nLAB_SHADOWD_ARGS=%q\nLAB_RUNS=%q\nLAB_VBD_MB=%q\n' "$LAB_RESTARTS" "$LAB_LOCAL" \
+  "$LAB_SHADOWD_ARGS" "$LAB_RUNS" "${LAB_VBD_MB:-64}" > "$ov/lab/lab.env"
 
 # domU initramfs: static busybox + xenstore client + Xen modules; the same image
-# serves the driver domain (sdrole=dd) and the guest (sdrole=guest).
+# serves the driver domains (sdrole=dd: netdd, and blkdd with sddev=blk) and
+# the guest (sdrole=guest).
 du=$RUN_DIR/domuroot
 rm -rf "$du" && mkdir -p "$du"/{bin,usr/bin,usr/lib/x86_64-linux-gnu,usr/lib64,usr/lib/modules} && chmod -R 755 "$du"
 ln -s usr/lib "$du/lib" && ln -s usr/lib64 "$du/lib64"
@@ -309,8 +332,10 @@ done
 cp -L "$ROOTFS/lib64/ld-linux-x86-64.so.2" "$du/usr/lib64/"
 kd=$du/usr/lib/modules/$KVER
 mkdir -p "$kd"
+# blkdd: xen-blkfront (its own disk) and xen-blkback; the stock guest: xen-blkfront, ext4 and its needs.
 for m in drivers/xen/xen-evtchn.ko drivers/xen/xen-gntdev.ko drivers/xen/xen-gntalloc.ko drivers/net/xen-netback \
-         drivers/net/xen-netfront.ko drivers/net/tun.ko; do
+         drivers/net/xen-netfront.ko drivers/net/tun.ko drivers/block/xen-blkfront.ko drivers/block/xen-blkback \
+         fs/ext4 fs/jbd2 fs/mbcache.ko lib/crc16.ko crypto/crc32c_generic.ko; do
   mkdir -p "$kd/kernel/$(dirname "$m")" && cp -a "$KDIR/modules/lib/modules/$KVER/kernel/$m" "$kd/kernel/$m"
 done
 cp "$KDIR"/modules/lib/modules/"$KVER"/modules.{order,builtin,builtin.modinfo} "$kd/" 2>/dev/null || true
@@ -319,12 +344,13 @@ quiet depmod -b "$du/usr" "$KVER"
 strip --strip-debug -o "$du/usr/bin/drvdom" "$BUILD_DIR/driver_domain/drvdom"
 strip --strip-debug -o "$du/usr/bin/sd-netfront" "$BUILD_DIR/frontends/sd-netfront"
 cp "$HERE/domu-init.sh" "$du/init" && chmod 755 "$du/init"
-# The stock guest (sdrole=stock, the kernel run): the same Debian kernel,
-# busybox and xenstore client, without any of the project's binaries; its
-# network is the kernel's own xen-netfront. Checked here and printed.
+# The stock guest (sdrole=stock, the kernel and kernel-vbd runs): the same
+# Debian kernel, busybox and xenstore client, without any of the project's
+# binaries; its network is the kernel's own xen-netfront, its disk the
+# kernel's own xen-blkfront. Checked here and printed.
 (cd "$du" && find . -mindepth 1 ! -path ./usr/bin/drvdom ! -path ./usr/bin/sd-netfront | cpio -o -H newc --quiet |
   gzip -1) > "$ov/lab/domu-stock-initrd.gz"
-if zcat "$ov/lab/domu-stock-initrd.gz" | cpio -t --quiet | grep -E 'drvdom|sd-netfront|shadowd|shadowctl|libsd'; then
+if zcat "$ov/lab/domu-stock-initrd.gz" | cpio -t --quiet | grep -E 'drvdom|sd-netfront|sd-blkfront|shadowd|shadowctl|libsd'; then
   echo "run.sh: the stock guest's initramfs holds project binaries (above)" >&2; exit 1
 fi
 echo "stock guest initramfs: no project binaries ($(zcat "$ov/lab/domu-stock-initrd.gz" | cpio -t --quiet | grep -c '^usr/bin/') files in usr/bin: busybox applets' xenstore client only)"

@@ -170,6 +170,27 @@ TEST_F(XenDomainManagerTest, Create_Nics_BridgeScriptMacServedByDom0) {
   EXPECT_EQ(nics[1].script, "");
 }
 
+TEST_F(XenDomainManagerTest, Create_Disks_TargetVdevAccessScriptServedByDom0) {
+  auto spec = pv_spec();
+  spec.disks.push_back({{"target", "/srv/dd.img"}, {"vdev", "xvdb"}, {"access", "rw"}, {"script", "/lab/block-shared"}});
+  spec.disks.push_back({{"target", "/srv/ro.qcow2"}, {"vdev", "xvdc"}, {"access", "ro"}, {"format", "qcow2"}});
+
+  create(spec);
+
+  ASSERT_EQ(fake::libxl().created.size(), 1u);
+  const auto& disks = fake::libxl().created[0].disks;
+  ASSERT_EQ(disks.size(), 2u);
+  EXPECT_EQ(disks[0].target, "/srv/dd.img");
+  EXPECT_EQ(disks[0].vdev, "xvdb");
+  EXPECT_EQ(disks[0].script, "/lab/block-shared");
+  EXPECT_EQ(disks[0].format, LIBXL_DISK_FORMAT_RAW);
+  EXPECT_EQ(disks[0].readwrite, 1);
+  EXPECT_EQ(disks[0].backend_domid, 0);
+  EXPECT_EQ(disks[1].format, LIBXL_DISK_FORMAT_QCOW2);
+  EXPECT_EQ(disks[1].readwrite, 0);
+  EXPECT_EQ(disks[1].script, "");
+}
+
 TEST_F(XenDomainManagerTest, Create_NicWithBadMac_InvalidInputNothingCreated) {
   auto spec = pv_spec();
   spec.nics.push_back({{"mac", "00:16:3e:zz"}});

@@ -276,6 +276,7 @@ void libxl_domain_config_init(libxl_domain_config* d) {
 void libxl_domain_build_info_init_type(libxl_domain_build_info* b, libxl_domain_type type) { b->type = type; }
 
 void libxl_device_nic_init(libxl_device_nic* n) { std::memset(n, 0, sizeof *n); }
+void libxl_device_disk_init(libxl_device_disk* d) { std::memset(d, 0, sizeof *d); }
 
 void libxl_domain_config_dispose(libxl_domain_config* d) {
   for (int i = 0; i < d->num_nics; ++i) {
@@ -283,6 +284,12 @@ void libxl_domain_config_dispose(libxl_domain_config* d) {
     std::free(d->nics[i].script);
   }
   std::free(d->nics);
+  for (int i = 0; i < d->num_disks; ++i) {
+    std::free(d->disks[i].pdev_path);
+    std::free(d->disks[i].vdev);
+    std::free(d->disks[i].script);
+  }
+  std::free(d->disks);
   std::free(d->c_info.name);
   std::free(d->b_info.kernel);
   std::free(d->b_info.ramdisk);
@@ -328,6 +335,11 @@ int build(const libxl_domain_config* d, uint32_t domid) {
     CreatedDomain::Nic nic{n.bridge ? n.bridge : "", n.script ? n.script : "", {}, static_cast<int>(n.backend_domid)};
     std::memcpy(nic.mac, n.mac, 6);
     c.nics.push_back(nic);
+  }
+  for (int i = 0; i < d->num_disks; ++i) {
+    const libxl_device_disk& k = d->disks[i];
+    c.disks.push_back({k.pdev_path ? k.pdev_path : "", k.vdev ? k.vdev : "", k.script ? k.script : "",
+                       static_cast<int>(k.format), k.readwrite, static_cast<int>(k.backend_domid)});
   }
   for (uint32_t i = 0; i < d->b_info.avail_vcpus.size; ++i)
     c.avail_vcpus += __builtin_popcount(d->b_info.avail_vcpus.map[i]);

@@ -39,6 +39,11 @@ struct CreatedDomain {
     int backend_domid;
   };
   std::vector<Nic> nics;
+  struct Disk {
+    std::string target, vdev, script;
+    int format, readwrite, backend_domid;
+  };
+  std::vector<Disk> disks;
 };
 
 struct Libxl {

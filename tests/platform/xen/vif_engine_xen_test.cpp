@@ -136,10 +136,10 @@ TEST_F(VifEngineXenTest, GuestNotRunning_FailsNamingIt) {
 }
 
 TEST_F(VifEngineXenTest, ClassNotServedOnXen_RefusedNamingClassAndPlatform) {
-  auto r = plat_->make_device_plumbing({"guest1", "vbd", 0, 11, {}});
+  auto r = plat_->make_device_plumbing({"guest1", "vsnd", 0, 11, {}});
 
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("vbd"), std::string::npos);
+  EXPECT_NE(r.error().message.find("vsnd"), std::string::npos);
   EXPECT_NE(r.error().message.find("xen"), std::string::npos);
 }
 
@@ -166,7 +166,7 @@ TEST_F(VifEngineXenTest, BackendReady_FrontendRegrantsAndBackendGetsPoolWithNic)
   auto pool = b2->get_payload<ctl::XenPool>();
   EXPECT_EQ(pool.owner, 5u);
   EXPECT_EQ(pool.dir_ref, 77u);
-  EXPECT_STREQ(pool.nic, "eth0");
+  EXPECT_STREQ(pool.device, "eth0");
   EXPECT_FALSE(done);
 
   ctl::Msg ok;
@@ -297,7 +297,7 @@ TEST_F(VifEngineXenTest, KernelFrontend_DeviceLaidOutForXenNetfrontAndProxyStart
   std::string script = std::string(dir) + "/proxy", args = std::string(dir) + "/args";
   std::ofstream(script) << "#!/bin/sh\necho \"$@\" > " << args << "\nexec sleep 30\n";
   ::chmod(script.c_str(), 0755);
-  auto p = xen::open_platform(io_, script);
+  auto p = xen::open_platform(io_, {{"vif", script}});
   ASSERT_TRUE(p);
   policy_.guest_frontend = "kernel";
   auto e = make_device_engine(io_, **p, "guest1", spec_, 3, policy_, log_, [](const std::string&, auto) {},
@@ -333,13 +333,6 @@ TEST_F(VifEngineXenTest, KernelFrontend_DeviceLaidOutForXenNetfrontAndProxyStart
   EXPECT_FALSE(xs.kv.count(front + "/state"));
   EXPECT_FALSE(xs.kv.count(back + "/state"));
   std::filesystem::remove_all(dir);
-}
-
-TEST_F(VifEngineXenTest, KernelFrontendForVbd_RefusedNamingTheClass) {
-  platform::DeviceInfo info{"guest1", "vbd", 0, 11, {}, true};
-  auto r = plat_->make_device_plumbing(info);
-  ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("vbd"), std::string::npos);
 }
 
 }  // namespace

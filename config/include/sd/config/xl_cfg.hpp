@@ -61,6 +61,16 @@ inline constexpr int kMaxVsndStreams = 8;
 // first stream), "vsnd/0.1" (its second).
 std::string device_name(const DeviceSpec& d);
 
+// A disk's vdev as the number a Xen guest's blkfront reads from
+// `virtual-device` (xen's vbd-interface.txt: xvda = 51712, sdb = 2064, xvdq
+// and partitions past 15 in the extended form); nullopt for a name xl would
+// refuse.
+std::optional<uint32_t> vdev_number(std::string_view vdev);
+
+// A disk's size= (bytes, with an optional K, M, G or T suffix, powers of
+// 1024): a whole number of 512-byte sectors, at least one; nullopt otherwise.
+std::optional<uint64_t> disk_size_bytes(std::string_view size);
+
 struct DomainCfg {
   std::string file;  // label used in diagnostics (the path as given)
   std::string name;

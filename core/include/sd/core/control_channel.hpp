@@ -54,7 +54,9 @@ struct XenPool {
   uint32_t dir_ref = 0;  // grant ref of the directory page listing the pool's refs
   uint32_t pages = 0;
   uint32_t port = 0;     // event channel the owner offered to the backend's domain
-  char nic[16] = {};     // shadowd -> drvdom: the driver domain's NIC (interface name)
+  // shadowd -> drvdom: the device the driver domain owns for it, by its
+  // name there (vif: the NIC's interface name; vbd: the disk's path).
+  char device[64] = {};
 };
 
 // kDevAttach's `a` = device class, plus this bit for a warm standby: map the

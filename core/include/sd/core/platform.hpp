@@ -48,6 +48,10 @@ struct DomainSpec {
   // passed-through NIC in production): the xl vif keys of its cfg's
   // `vif = [...]` entries served by Domain-0 (bridge, mac, script).
   std::vector<std::map<std::string, std::string>> nics;
+  // Xen: disks dom0 gives it (its storage; a passed-through controller in
+  // production): the xl disk keys of its cfg's `disk = [...]` entries served
+  // by Domain-0 (target, vdev, format, access, script).
+  std::vector<std::map<std::string, std::string>> disks;
 };
 
 // How an incarnation ended.
@@ -129,10 +133,10 @@ struct DeviceInfo {
 
 // What a backend is handed besides the pool and the event channel: devices
 // shadowd holds open (local: fds of the NIC socket, the disk, the DAC) and
-// the name of a device the driver domain owns itself (Xen: its NIC).
+// the name of a device the driver domain owns itself (Xen: its NIC, its disk).
 struct BackendResources {
   std::vector<int> fds;
-  std::string nic;
+  std::string device;
 };
 
 // One device connection as the platform builds it: the guest's pool of
@@ -186,7 +190,9 @@ class DevicePlumbing {
 struct Options {
   std::filesystem::path state_dir = "/run/shadowd";  // local: per-domain roots and logs
   std::filesystem::path drvdom_binary;                // local: the driver-domain runtime
-  std::filesystem::path netfront_binary;              // xen: sd-netfront, the vif's dom0 ring proxy
+  // xen: the dom0 ring proxy of an unmodified guest's device, by type
+  // ("vif": sd-netfront, "vbd": sd-blkfront).
+  std::map<std::string, std::filesystem::path> ring_proxies;
 };
 
 class Platform {

@@ -1,0 +1,158 @@
+// shadowd's engine with the vbd hooks on the Xen plumbing, for an unmodified
+// guest (guest_frontend: kernel), against the fake xenstore: the disk is
+// laid out for the guest's xen-blkfront with a dom0 backend, the ring proxy
+// (sd-blkfront --xen-guest; here a script that records its arguments) is
+// started, and each backend incarnation is told its own disk by name.
+#include "device_engine.hpp"
+#include "vbd/vbd_hooks.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "fakes.hpp"
+#include "xen/xen_platform.hpp"
+
+namespace sd::dom0 {
+namespace {
+
+class VbdEngineXenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fake::libxl_reset();
+    fake::xenstore_reset();
+    fake::vchan_reset();
+    ASSERT_TRUE(::mkdtemp(dir_));
+    script_ = std::string(dir_) + "/proxy";
+    args_ = std::string(dir_) + "/args";
+    std::ofstream(script_) << "#!/bin/sh\necho \"$@\" > " << args_ << "\nexec sleep 30\n";
+    ::chmod(script_.c_str(), 0755);
+    auto p = xen::open_platform(io_, {{"vbd", script_}});
+    ASSERT_TRUE(p) << p.error().to_string();
+    plat_ = std::move(*p);
+    ASSERT_TRUE(plat_->store().write("/local/domain/5/name", "guest1"));
+    spec_.cls = config::DeviceClass::kVbd;
+    spec_.index = 0;
+    spec_.backend = "blkdd";
+    spec_.params = {{"backend", "blkdd"}, {"vdev", "xvda"}, {"size", "64M"}, {"target", "/dev/xvdb"}};
+    policy_.cls = config::DeviceClass::kVbd;
+    policy_.guest_frontend = "kernel";
+  }
+  void TearDown() override {
+    plat_.reset();
+    fake::vchan_reset();
+    fake::xenstore_reset();
+    fake::libxl_reset();
+    std::filesystem::remove_all(dir_);
+  }
+  Result<std::unique_ptr<DeviceEngine>> make() {
+    return make_device_engine(io_, *plat_, "guest1", spec_, 2, policy_, log_, [](const std::string&, auto) {},
+                              std::make_unique<VbdHooks>("guest1", spec_, dir_));
+  }
+  std::string proxy_args() {
+    std::string got;
+    for (int i = 0; i < 200 && got.empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::ifstream in(args_);
+      std::getline(in, got);
+    }
+    return got;
+  }
+
+  char dir_[32] = "/tmp/sd-vbd-proxy-XXXXXX";
+  std::string script_, args_;
+  boost::asio::io_context io_;
+  std::unique_ptr<platform::Platform> plat_;
+  config::DeviceSpec spec_{};
+  config::Policy policy_{};
+  EventLog log_{std::nullopt};
+};
+
+TEST_F(VbdEngineXenTest, KernelFrontend_DiskLaidOutForXenBlkfrontAndProxyStarted) {
+  auto e = make();
+  ASSERT_TRUE(e) << e.error().to_string();
+  ASSERT_TRUE((*e)->setup());
+
+  const std::string front = "/local/domain/5/device/vbd/0", back = "/local/domain/0/backend/vbd-proxy/5/0";
+  auto& xs = fake::xenstore();
+  EXPECT_EQ(xs.kv[front + "/backend"], back);
+  EXPECT_EQ(xs.kv[front + "/backend-id"], "0");
+  EXPECT_EQ(xs.kv[front + "/virtual-device"], "51712");  // xvda, as blkfront names it
+  EXPECT_EQ(xs.kv[front + "/device-type"], "disk");
+  EXPECT_EQ(xs.kv[back + "/frontend"], front);
+  EXPECT_EQ(xs.kv[back + "/frontend-id"], "5");
+  std::string last_front_write;
+  for (auto& [path, value] : xs.writes)
+    if (path.rfind(front, 0) == 0) last_front_write = path + "=" + value;
+  EXPECT_EQ(last_front_write, front + "/state=1");
+  EXPECT_EQ(proxy_args(), "--xen-guest 5 --handle 0 --control-fd 3");
+  auto status = (*e)->status();
+  EXPECT_EQ(status.value("guest_frontend", ""), "kernel (dom0 ring proxy)");
+  EXPECT_EQ(status.value("sectors", uint64_t{0}), 64u * 1024 * 1024 / 512);
+
+  e->reset();
+  EXPECT_FALSE(xs.kv.count(front + "/state"));
+  EXPECT_FALSE(xs.kv.count(back + "/state"));
+}
+
+TEST_F(VbdEngineXenTest, DiskInTheDriverDomainWithoutSize_RefusedNamingSize) {
+  spec_.params.erase("size");
+  auto e = make();
+  ASSERT_TRUE(e) << e.error().to_string();
+
+  auto r = (*e)->setup();
+
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("size="), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("blkdd"), std::string::npos) << r.error().message;
+}
+
+// The proxy's pool (owner dom0) goes to each incarnation with the name of
+// the disk it owns; a name that does not fit the message is refused, not cut.
+TEST_F(VbdEngineXenTest, BackendGetsTheProxysPoolAndItsOwnDiskByName) {
+  platform::DeviceInfo info{"guest1", "vbd", 0, blkif::kPoolPages, {}, true};
+  auto p = plat_->make_device_plumbing(info);
+  ASSERT_TRUE(p) << p.error().to_string();
+  auto& plumbing = **p;
+  ASSERT_TRUE(plumbing.connect_frontend().value());
+  ctl::Msg repaired;
+  repaired.type = ctl::MsgType::kReconnected;
+  ctl::XenPool pool;
+  pool.owner = 0;
+  pool.dir_ref = 12;
+  pool.pages = blkif::kPoolPages;
+  pool.port = 4;
+  repaired.set_payload(pool);
+  ASSERT_TRUE(plumbing.frontend_repaired(repaired));
+  auto pair = ctl::Channel::pair();
+  ASSERT_TRUE(pair);
+  ctl::Msg attach;
+  attach.type = ctl::MsgType::kDevAttach;
+  attach.b = 2;
+
+  ASSERT_TRUE(plumbing.offer_backend(pair->first, 7, attach, {{}, "/dev/xvdb"}));
+  auto a = pair->second.recv();
+  auto refs = pair->second.recv();
+
+  ASSERT_TRUE(a && *a && refs && *refs);
+  EXPECT_EQ((*refs)->type, ctl::MsgType::kGrantRefs);
+  auto got = (*refs)->get_payload<ctl::XenPool>();
+  EXPECT_EQ(got.owner, 0u);
+  EXPECT_EQ(got.dir_ref, 12u);
+  EXPECT_STREQ(got.device, "/dev/xvdb");
+  EXPECT_FALSE(plumbing.offer_backend(pair->first, 7, attach, {{}, std::string(80, 'x')}));
+}
+
+TEST_F(VbdEngineXenTest, VbdOfAGuestWithTheProjectsFrontend_RefusedNamingThePolicyKey) {
+  platform::DeviceInfo info{"guest1", "vbd", 0, blkif::kPoolPages, {}, false};
+  auto r = plat_->make_device_plumbing(info);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("guest_frontend: kernel"), std::string::npos) << r.error().message;
+}
+
+}  // namespace
+}  // namespace sd::dom0
