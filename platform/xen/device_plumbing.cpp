@@ -75,11 +75,18 @@ Result<void> XenDevicePlumbing::offer_frontend(ctl::Channel& ch, const ctl::Msg&
 }
 
 std::string XenDevicePlumbing::kernel_front_dir() const {
-  return "/local/domain/" + std::to_string(guest_domid_) + "/device/" + dev_.type + "/" + std::to_string(dev_.index);
+  return "/local/domain/" + std::to_string(guest_domid_) + "/device/" + dev_.type + "/" + kernel_devid();
 }
 
 std::string XenDevicePlumbing::kernel_back_dir() const {
-  return proxy_backend_dir(dev_.type, static_cast<uint32_t>(guest_domid_), static_cast<uint64_t>(dev_.index));
+  return proxy_backend_dir(dev_.type, static_cast<uint32_t>(guest_domid_), std::stoull(kernel_devid()));
+}
+
+// As xl names them: a disk by its virtual-device (xvda: 51712), a vif by
+// its position.
+std::string XenDevicePlumbing::kernel_devid() const {
+  auto vdev = dev_.nodes.find("virtual-device");
+  return vdev != dev_.nodes.end() ? vdev->second : std::to_string(dev_.index);
 }
 
 // Keys first, each readable by the other end; xenstored gives nodes created
@@ -96,7 +103,7 @@ void XenDevicePlumbing::publish(const std::string& dir, const std::map<std::stri
 // probes the device when state appears). Then the proxy, which answers the
 // handshake from InitWait on.
 Result<ctl::Channel> XenDevicePlumbing::start_proxy() {
-  std::string front = kernel_front_dir(), back = kernel_back_dir(), handle = std::to_string(dev_.index);
+  std::string front = kernel_front_dir(), back = kernel_back_dir(), handle = kernel_devid();
   auto mac = dev_.nodes.count("mac") ? dev_.nodes.at("mac") : std::string();
   (void)store_.remove(front);  // left by an unclean stop: the guest would see stale rings
   (void)store_.remove(back);

@@ -76,6 +76,7 @@ class XenDevicePlumbing final : public platform::DevicePlumbing {
   Result<ctl::Channel> start_proxy();
   std::string kernel_front_dir() const;
   std::string kernel_back_dir() const;
+  std::string kernel_devid() const;
   void publish(const std::string& dir, const std::map<std::string, std::string>& keys, platform::DomId owner,
                platform::DomId reader);
   std::string front_dir() const;

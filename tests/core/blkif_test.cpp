@@ -64,6 +64,15 @@ TEST(BlkifCheck, TooManyOrNoSegments_Refused) {
   EXPECT_NE(blkif::check_request(r, kDisk).find("nr_segments"), std::string::npos);
 }
 
+TEST(BlkifCheck, FlushCarryingData_RefusedNotFlushedWithoutIt) {
+  blkif_request r{};
+  r.operation = BLKIF_OP_FLUSH_DISKCACHE;
+  EXPECT_EQ(blkif::check_request(r, kDisk), "");
+  r = rw(BLKIF_OP_WRITE, 1, 0, 1);
+  r.operation = BLKIF_OP_FLUSH_DISKCACHE;
+  EXPECT_NE(blkif::check_request(r, kDisk).find("flush with 1 data segments"), std::string::npos);
+}
+
 TEST(BlkifCheck, IdBeyondTheRing_Refused) {
   EXPECT_NE(blkif::check_request(rw(BLKIF_OP_READ, blkif::kRingSize, 0, 1), kDisk).find("id"), std::string::npos);
 }

@@ -91,7 +91,7 @@ create_and_wait() {
 
 # The kernel-vbd run's disk: blkdd's own disk (xvdb in blkdd.cfg), an image
 # file here served by dom0's blkback through a loop device (Xen's block
-# script, by way of /lab/block-shared), made an ext4 here for the guest: the
+# script's job, done by /lab/block-loop), made an ext4 here for the guest: the
 # guest's disk is that disk, through blkdd. 128 MiB (guest4.cfg: size=128M);
 # the guest writes VBD_MB MiB to it (LAB_VBD_MB, at most 96: it must fit).
 VBD_IMG=/srv/blkdd-disk.img
@@ -252,7 +252,7 @@ fi
 # hotplug step, so dom0 does it: it writes the backend's physical-device
 # (blkdd's xvdb, 202:16), as Xen's block script would. Recorded: the guest's
 # disk before, and 20 s after the new blkdd is up.
-if echo " $LAB_RUNS " | grep -q " kernel-vbd "; then
+if echo " $LAB_RUNS " | grep -qE " kernel-vbd(-standby)? "; then
     mark stock_vbd_start
     sed 's/size=[^,]*,//' $XH/guest4.cfg > /tmp/guest4-stock.cfg   # xl has no size=
     # one try for the guest, as for the vif
@@ -317,6 +317,7 @@ wait_for() {
 # sd_start TAG HOSTDIR: shadowd --platform xen in the background (SDPID, started
 # at s0); waits for its control socket, then for $DDNAME running (and in the
 # standby runs for its standby ready). 1 when the control socket never answered.
+is_standby_run() { case $1 in standby|kstandby|kvbdstandby) return 0 ;; esac; return 1; }
 sd_start() {
     echo "\$ shadowd --platform xen --config $2/host.yaml $LAB_SHADOWD_ARGS &"
     s0=$(now_ms)
@@ -332,7 +333,7 @@ sd_start() {
         kv ${1}_first_ready_s "$(secs $s0 $(now_ms))"
         mark shadowd_${1}_dd_running
     fi
-    if [ "$1" = standby ] || [ "$1" = kstandby ]; then
+    if is_standby_run "$1"; then
         wait_for 240 'status_field standby | grep -q "^ready"' && mark standby_ready
     fi
     echo "\$ shadowctl list"; xctl list; xl list
@@ -354,7 +355,7 @@ fault_once() {
     esac
     if [ $RC != 0 ]; then kv ${tag}_$f "inject failed (exit $RC)"; return 1; fi
     if wait_for 240 '[ "$(status_field restarts)" -gt "${r0:-0}" ] 2>/dev/null && [ "$(dd_field 3)" = running ]'; then
-        if [ "$tag" = standby ] || [ "$tag" = kstandby ]; then
+        if is_standby_run "$tag"; then
             # the replacement standby boots next; wait for it so each fault finds one
             wait_for 240 'status_field standby | grep -q "^ready"'
         fi
@@ -632,6 +633,7 @@ for r in ${LAB_RUNS:-cold standby multi}; do
         # the same unmodified guest image with a disk (its kernel's xen-blkfront, ext4)
         # served by the dom0 vbd ring proxy, relaying to the storage driver domain blkdd
         kernel-vbd) vbd_run kvbd /lab/hosts/xen-kernel-vbd guest4 kill segv sysrq ;;
+        kernel-vbd-standby) vbd_run kvbdstandby /lab/hosts/xen-kernel-vbd-standby guest4 kill segv sysrq ;;
         *) echo "dom0-test: unknown run '$r' in LAB_RUNS (skipped)" ;;
     esac
 done

@@ -63,7 +63,8 @@ def vbd_note(kv, run, app):
                 f"{', '.join(f'{k} {v}' for k, v in (app['longest_ms'] or {}).items()) or '?'}, "
                 f"{kv.get(f'{run}_app_s', '?')} s")
     at = "; ".join(f"{f} at {kv[f'{run}_{f}_at'].strip()}" for f in ("kill", "segv", "sysrq") if f"{run}_{f}_at" in kv)
-    note = (f"guest4 disk app (kernel-vbd run): busybox writes a file of fsynced 1-MiB chunks of /dev/urandom to "
+    which = "kernel-vbd-standby" if run == "kvbdstandby" else "kernel-vbd"
+    note = (f"guest4 disk app ({which} run): busybox writes a file of fsynced 1-MiB chunks of /dev/urandom to "
             f"the ext4 on its xvda (its kernel's xen-blkfront -> shadowd's vbd ring proxy in dom0 (sd-blkfront "
             f"--xen-guest) -> blkdd's drvdom -> blkdd's xvdb, an image file in dom0), syncs, drops its page cache "
             f"and reads the file back, across blkdd's faults ({at or 'progress at the faults not recorded'}): {what}; "
@@ -104,10 +105,11 @@ def main():
     # for run xen (cold), standby (warm standby), multi (two guests on one
     # netdd, cold), kernel and kstandby (an unmodified guest's vif) and kvbd
     # (an unmodified guest's disk on blkdd, cold), faults kill/segv/sysrq.
-    runs = ("xen", "standby", "multi", "kernel", "kstandby", "kvbd")
-    vif_runs = tuple(r for r in runs if r != "kvbd")  # the runs whose guests download the blob
-    first_guest = {"kernel": "guest3", "kstandby": "guest3", "kvbd": "guest4"}  # keys without suffix; guest1 otherwise
-    driver = {"kvbd": "blkdd"}  # the driver domain the run's faults hit; netdd otherwise
+    runs = ("xen", "standby", "multi", "kernel", "kstandby", "kvbd", "kvbdstandby")
+    vbd_runs = ("kvbd", "kvbdstandby")
+    vif_runs = tuple(r for r in runs if r not in vbd_runs)  # the runs whose guests download the blob
+    first_guest = {"kernel": "guest3", "kstandby": "guest3", "kvbd": "guest4", "kvbdstandby": "guest4"}  # else guest1
+    driver = {"kvbd": "blkdd", "kvbdstandby": "blkdd"}  # the driver domain the run's faults hit; netdd otherwise
     recoveries = {}  # (run, fault) -> dict
     for run in runs:
         for fault in ("kill", "segv", "sysrq"):
@@ -205,7 +207,9 @@ def main():
     what_run = {"xen": "cold (standby off)", "standby": "warm standby", "multi": "two guests' vifs on one netdd, cold",
                 "kernel": "unmodified guest (kernel xen-netfront, dom0 ring proxy), cold",
                 "kstandby": "unmodified guest (kernel xen-netfront, dom0 ring proxy), warm standby",
-                "kvbd": "unmodified guest's disk (kernel xen-blkfront, ext4, dom0 vbd ring proxy) on blkdd, cold"}
+                "kvbd": "unmodified guest's disk (kernel xen-blkfront, ext4, dom0 vbd ring proxy) on blkdd, cold",
+                "kvbdstandby": "unmodified guest's disk (kernel xen-blkfront, ext4, dom0 vbd ring proxy) on blkdd, "
+                               "warm standby"}
     for run, what in what_run.items():
         if f"{run}_out" not in kv:
             continue
@@ -225,7 +229,7 @@ def main():
                 line += f"{fault}: {r['error']}; "
             else:
                 line += (f"{fault}: fault->ready {r['fault_to_ready_ms']} ms, death->ready {r['death_to_ready_ms']} ms, "
-                         f"guest {'disk' if run == 'kvbd' else 'vif'} outage {r.get('vif_outage_ms')} ms "
+                         f"guest {'disk' if run in vbd_runs else 'vif'} outage {r.get('vif_outage_ms')} ms "
                          f"(cause: {r['cause']}); ")
         line += (f"ended {kv.get(f'{run}_s', '?')} s after start: {how}; domains left: "
                  f"{kv.get(f'{run}_domains_left', '').strip() or 'none'}")
@@ -251,7 +255,7 @@ def main():
             seen = kv[key].split()
             states = sorted({s.split("/")[0] for s in seen})
             guest = key[len(f"{run}_xenbus_"):] if key != f"{run}_xenbus" else first_guest.get(run, "guest1")
-            until = "the end of the guest's app" if run == "kvbd" else "the end of the faults"
+            until = "the end of the guest's app" if run in vbd_runs else "the end of the faults"
             out_notes.append(f"{run}: {guest}'s device in xenstore (state/backend-id after every change, from "
                              f"the first attach to {until}): {' '.join(seen)}; "
                              f"{'stayed Connected (4)' if states == ['4'] else 'states seen: ' + ', '.join(states)}")
@@ -260,9 +264,10 @@ def main():
                 continue  # the disk app has its own note below
             if k.startswith(f"{run}_ping") or not any(r == run for r, _ in apps):
                 out_notes.append(f"{k}: {kv[k].strip()}")
-    vbd_app = disk_app(kv, "kvbd")
-    if vbd_app is not None or "kvbd_out" in kv:
-        out_notes.append(vbd_note(kv, "kvbd", vbd_app))
+    for run in vbd_runs:
+        vbd_app = disk_app(kv, run)
+        if vbd_app is not None or f"{run}_out" in kv:
+            out_notes.append(vbd_note(kv, run, vbd_app))
     if not apps:
         out_notes.append("app_exit, bytes_ok stay null: no guest application result was recorded")
     fails = kv.get("xl_create_failures", "0").split(" ", 1)
@@ -307,7 +312,7 @@ def main():
         unmodified.setdefault("vif", {})["stock_baseline"] = kv["stock_vif"].strip()
     # The unmodified guest's disk (kvbd: cold): its write + sync + readback
     # across the faults, the ext4 checked from dom0 afterwards.
-    for run, mode in (("kvbd", "cold"),):
+    for run, mode in (("kvbd", "cold"), ("kvbdstandby", "standby")):
         dapp = disk_app(kv, run)
         if dapp is None and not any(r == run for r, _ in recoveries):
             continue

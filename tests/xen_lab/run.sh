@@ -59,7 +59,9 @@ BINARIES=(dom0_shadow/shadowd tools/shadowctl/shadowctl driver_domain/drvdom fro
 # lacks them (not added to its package list), so the rootfs, cached by its
 # package list, is the same with and without these runs.
 RUN_BINARIES=()
-if [[ " $LAB_RUNS " == *" kernel-vbd "* ]]; then RUN_BINARIES+=(frontends/sd-blkfront); fi
+if [[ " $LAB_RUNS " == *" kernel-vbd "* || " $LAB_RUNS " == *" kernel-vbd-standby "* ]]; then
+  RUN_BINARIES+=(frontends/sd-blkfront)
+fi
 
 MODE=test
 case "${1:-}" in
@@ -310,8 +312,8 @@ for lib in "${!LIBS[@]}"; do
 done
 if ((${#copied[@]})); then NOTES+=("libraries copied from the host (not in the dom0 rootfs): ${copied[*]}"); fi
 cp "$HERE/dom0-init.sh" "$ov/init" && chmod 755 "$ov/init"
-cp "$HERE/dom0-test.sh" "$HERE/local-test.sh" "$HERE/vif-wire" "$HERE/block-shared" "$ov/lab/" &&
-  chmod 755 "$ov"/lab/*.sh "$ov/lab/vif-wire" "$ov/lab/block-shared"
+cp "$HERE/dom0-test.sh" "$HERE/local-test.sh" "$HERE/vif-wire" "$HERE/block-loop" "$ov/lab/" &&
+  chmod 755 "$ov"/lab/*.sh "$ov/lab/vif-wire" "$ov/lab/block-loop"
 cp -r "$HERE/hosts/." "$ov/lab/hosts/"
 cp "$KDIR/vmlinuz" "$ov/lab/vmlinuz"
 printf 'LAB_RESTARTS=%q\nLAB_LOCAL=%q\nLAB_SHADOWD_ARGS=%q\nLAB_RUNS=%q\nLAB_VBD_MB=%q\n' "$LAB_RESTARTS" "$LAB_LOCAL" \

@@ -77,7 +77,8 @@ TEST_F(VbdEngineXenTest, KernelFrontend_DiskLaidOutForXenBlkfrontAndProxyStarted
   ASSERT_TRUE(e) << e.error().to_string();
   ASSERT_TRUE((*e)->setup());
 
-  const std::string front = "/local/domain/5/device/vbd/0", back = "/local/domain/0/backend/vbd-proxy/5/0";
+  // Named by its vdev as xl names a disk (xvda = 51712).
+  const std::string front = "/local/domain/5/device/vbd/51712", back = "/local/domain/0/backend/vbd-proxy/5/51712";
   auto& xs = fake::xenstore();
   EXPECT_EQ(xs.kv[front + "/backend"], back);
   EXPECT_EQ(xs.kv[front + "/backend-id"], "0");
@@ -89,7 +90,8 @@ TEST_F(VbdEngineXenTest, KernelFrontend_DiskLaidOutForXenBlkfrontAndProxyStarted
   for (auto& [path, value] : xs.writes)
     if (path.rfind(front, 0) == 0) last_front_write = path + "=" + value;
   EXPECT_EQ(last_front_write, front + "/state=1");
-  EXPECT_EQ(proxy_args(), "--xen-guest 5 --handle 0 --control-fd 3");
+  EXPECT_EQ(xs.kv[front + "/handle"], "51712");
+  EXPECT_EQ(proxy_args(), "--xen-guest 5 --handle 51712 --control-fd 3");
   auto status = (*e)->status();
   EXPECT_EQ(status.value("guest_frontend", ""), "kernel (dom0 ring proxy)");
   EXPECT_EQ(status.value("sectors", uint64_t{0}), 64u * 1024 * 1024 / 512);

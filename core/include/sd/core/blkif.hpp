@@ -101,7 +101,10 @@ inline std::string check_request(const blkif_request& r, uint64_t disk_sectors, 
              " outside the " + std::to_string(disk_sectors) + "-sector disk";
     return {};
   }
-  if (r.operation == BLKIF_OP_FLUSH_DISKCACHE) return {};
+  // A flush carrying data (a FUA write, for a backend offering barriers) is
+  // never offered here: refused, rather than flushed without its data.
+  if (r.operation == BLKIF_OP_FLUSH_DISKCACHE)
+    return r.nr_segments == 0 ? std::string() : "a flush with " + std::to_string(r.nr_segments) + " data segments";
   if (!is_rw(r.operation)) return "operation " + op_name(r.operation) + " not supported";
   if (r.operation == BLKIF_OP_WRITE_BARRIER && r.nr_segments == 0) return {};  // a bare barrier
   if (r.nr_segments == 0 || r.nr_segments > kSegs)
