@@ -3,6 +3,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <map>
@@ -66,24 +67,34 @@ int serve_xen_guest_disk(uint32_t guest, uint64_t handle, ctl::Channel shadowd) 
   std::fprintf(stderr, "sd-blkfront: serving domain %u's blkfront (backend %s) from dom0, %llu sectors\n", guest,
                xen::proxy_backend_dir("vbd", guest, handle).c_str(),
                static_cast<unsigned long long>((*front)->disk().sectors));
-  std::unique_ptr<GuestDisk> disk;
-  while (!disk) {
-    if ((*front)->gone()) return 0;
-    auto d = connect_guest(guest, handle, **front);
-    if (d) {
-      disk = std::move(*d);
-      std::fprintf(stderr, "sd-blkfront: domain %u vbd %llu: the guest's side is up\n", guest,
-                   static_cast<unsigned long long>(handle));
-    } else {
-      std::fprintf(stderr, "sd-blkfront: domain %u vbd %llu: %s (trying again)\n", guest,
-                   static_cast<unsigned long long>(handle), d.error().to_string().c_str());
-      ::poll(nullptr, 0, 1000);
-    }
-  }
+  const std::string back = xen::proxy_backend_dir("vbd", guest, handle);
+  const auto name = static_cast<unsigned long long>(handle);
+  // The guest's side comes, and may leave (its blkfront closed or
+  // reloaded, its domain gone) and come back: served each time.
   while (!(*front)->gone()) {
-    pollfd p[2] = {{disk->wait_fd(), POLLIN, 0}, {disk->done_fd(), POLLIN, 0}};
-    if (::poll(p, 2, 200) < 0 && errno != EINTR) return 1;
-    disk->serve();
+    auto disk = connect_guest(guest, handle, **front);
+    if (!disk) {
+      std::fprintf(stderr, "sd-blkfront: domain %u vbd %llu: %s (trying again)\n", guest, name,
+                   disk.error().to_string().c_str());
+      ::poll(nullptr, 0, 1000);
+      continue;
+    }
+    std::fprintf(stderr, "sd-blkfront: domain %u vbd %llu: the guest's side is up\n", guest, name);
+    auto checked = std::chrono::steady_clock::now();
+    while (!(*front)->gone()) {
+      pollfd p[2] = {{(*disk)->wait_fd(), POLLIN, 0}, {(*disk)->done_fd(), POLLIN, 0}};
+      if (::poll(p, 2, 200) < 0 && errno != EINTR) return 1;
+      (*disk)->serve();
+      if (std::chrono::steady_clock::now() - checked < std::chrono::milliseconds(500)) continue;
+      checked = std::chrono::steady_clock::now();
+      if (!xen::guest_frontend_left(back)) continue;
+      // Its rings unmapped once the requests the workers hold are done.
+      disk->reset();
+      xen::close_guest_backend(back);
+      std::fprintf(stderr, "sd-blkfront: domain %u vbd %llu: the guest's side left; waiting for it again\n", guest,
+                   name);
+      break;
+    }
   }
   return 0;
 }

@@ -32,8 +32,11 @@ Result<XenProxy> open_xen_proxy(uint32_t guest, uint64_t handle, int timeout_ms)
   std::fprintf(stderr, "sd-netfront: serving domain %u's netfront (backend %s) from dom0\n", guest,
                xen::proxy_backend_dir("vif", guest, handle).c_str());
   XenProxy p;
-  p.port = std::make_unique<LatePort>("domain " + std::to_string(guest) + " vif " + std::to_string(handle),
-                                      [=] { return connect_guest(guest, handle, timeout_ms); });
+  std::string back = xen::proxy_backend_dir("vif", guest, handle);
+  p.port = std::make_unique<LatePort>(
+      "domain " + std::to_string(guest) + " vif " + std::to_string(handle),
+      [=] { return connect_guest(guest, handle, timeout_ms); }, [back] { return xen::guest_frontend_left(back); },
+      [back] { xen::close_guest_backend(back); });
   p.pools = std::make_unique<XenPools>(0);  // granted by dom0
   return p;
 }

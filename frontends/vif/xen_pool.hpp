@@ -29,8 +29,9 @@ struct XenProxy {
 };
 
 // The guest's side is the guest's kernel netfront on the backend shadowd
-// laid out for it, served from here once it connects (a LatePort: each
-// connect waits up to timeout_ms and is retried); the pools are dom0's.
+// laid out for it, served from here once it connects and until it leaves,
+// then again when it comes back (a LatePort: each connect waits up to
+// timeout_ms and is retried); the pools are dom0's.
 Result<XenProxy> open_xen_proxy(uint32_t guest, uint64_t handle, int timeout_ms);
 
 }  // namespace sd::front

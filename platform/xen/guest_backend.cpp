@@ -193,4 +193,26 @@ Result<GuestFrontend> connect_guest_frontend(const std::string& back_dir,
   return g;
 }
 
+bool guest_frontend_left(const std::string& back_dir) {
+  Xs xs;
+  xs.h = xs_open(0);
+  if (!xs.h) return false;  // no answer is no news: keep serving
+  // Only an answer counts: a node that is not there (ENOENT) is gone, a
+  // read that failed otherwise is no news, and neither is a state the guest
+  // garbled (its ring is checked on its own).
+  auto front = xs.read(back_dir + "/frontend");
+  if (!front) return errno == ENOENT;
+  auto text = xs.read(*front + "/state");
+  if (!text) return errno == ENOENT;
+  auto st = parse_u32(text);
+  return st && (*st == XenbusStateClosing || *st == XenbusStateClosed || *st == XenbusStateInitialising ||
+                *st == XenbusStateUnknown);
+}
+
+void close_guest_backend(const std::string& back_dir) {
+  Xs xs;
+  xs.h = xs_open(0);
+  if (xs.h) (void)xs.write(back_dir + "/state", std::to_string(XenbusStateClosed));
+}
+
 }  // namespace sd::xen

@@ -323,5 +323,52 @@ TEST(LatePort, GuestComesLater_DropsUntilConnectedThenTheRealPortServes) {
   EXPECT_EQ(::recv(guest.get(), buf, sizeof(buf), 0), 60);
 }
 
+// The guest's side leaves (its netfront closed, its domain gone) and comes
+// back: the port in use is dropped at the next wakeup (the rings unmapped),
+// then the backend is released (Closed) and the connect runs again; the
+// new port serves. One fd to poll throughout.
+TEST(LatePort, GuestLeavesAndComesBack_PortDroppedReleasedReconnected) {
+  int a[2], b[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, a), 0);
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, b), 0);
+  UniqueFd guest_a(a[0]), guest_b(b[0]);
+  std::atomic<int> attempts{0}, released{0};
+  std::atomic<bool> left{false};
+  LatePort port(
+      "guest7 vif 0",
+      [&]() -> Result<std::unique_ptr<PacketPort>> {
+        int n = ++attempts;
+        return std::unique_ptr<PacketPort>(std::make_unique<TapPort>(UniqueFd(n == 1 ? a[1] : b[1]), "tap"));
+      },
+      [&] { return left.load(); }, [&] { ++released; left = false; });
+  const int fd = port.wait_fd();
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);
+  port.woken();
+  ASSERT_TRUE(port.connected());
+  uint8_t frame[60] = {7}, buf[64];
+  ASSERT_EQ(::send(guest_a.get(), frame, sizeof(frame), 0), 60);
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);  // the port's own fd, through the same fd
+  port.woken();
+  EXPECT_EQ(port.read(buf, sizeof(buf)), 60u);
+
+  left = true;
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);  // within the half-second check
+  port.woken();
+  EXPECT_FALSE(port.connected());
+  EXPECT_EQ(port.departures(), 1u);
+  port.write(frame, sizeof(frame));  // nobody to take it: dropped
+  EXPECT_EQ(port.dropped_before(), 1u);
+
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);  // released, connected again
+  port.woken();
+  ASSERT_TRUE(port.connected());
+  EXPECT_EQ(released, 1);
+  EXPECT_EQ(attempts, 2);
+  EXPECT_EQ(port.wait_fd(), fd);
+  port.write(frame, sizeof(frame));
+  EXPECT_EQ(::recv(guest_b.get(), buf, sizeof(buf), 0), 60);
+}
+
 }  // namespace
 }  // namespace sd::front

@@ -155,5 +155,29 @@ TEST_F(GuestBackendTest, NoFrontendLaidOut_InvalidInput) {
   EXPECT_EQ(g.error().code, Code::kInvalidInput);
 }
 
+// A frontend that closes (driver unbound, guest shutting down), re-probes
+// (Initialising) or vanishes with its domain has left; one that is
+// connected or still handshaking has not, nor one whose state cannot be
+// read or is garbage. Closing the backend says Closed.
+TEST_F(GuestBackendTest, FrontendLeft_ClosingClosedReprobedOrGone) {
+  auto& kv = fake::xenstore().kv;
+  for (auto [state, left] : std::vector<std::pair<const char*, bool>>{
+           {"4", false}, {"3", false}, {"5", true}, {"6", true}, {"1", true}, {"0", true}, {"x", false}}) {
+    kv[kFront + "/state"] = state;
+    EXPECT_EQ(guest_frontend_left(kBack), left) << "frontend state " << state;
+  }
+  kv[kFront + "/state"] = "6";
+  fake::xenstore().read_errno = EAGAIN;
+  EXPECT_FALSE(guest_frontend_left(kBack));  // no answer is no news: keep serving
+  fake::xenstore().read_errno = 0;
+  kv.erase(kFront + "/state");
+  EXPECT_TRUE(guest_frontend_left(kBack));  // the guest's directory is gone
+  kv.erase(kBack + "/frontend");
+  EXPECT_TRUE(guest_frontend_left(kBack));  // the device was removed
+
+  close_guest_backend(kBack);
+  EXPECT_EQ(kv[kBack + "/state"], "6");
+}
+
 }  // namespace
 }  // namespace sd::xen

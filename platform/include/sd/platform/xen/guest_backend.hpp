@@ -69,4 +69,13 @@ Result<GuestFrontend> connect_guest_frontend(const std::string& back_dir,
                                              const std::vector<std::string>& ring_keys,
                                              const std::vector<std::string>& optional_keys, int timeout_ms);
 
+// Whether the guest's frontend left the device its backend at `back_dir`
+// serves: its state Closing, Closed or back to Initialising (a driver
+// unbound or reloaded, a guest shutting down), or its directory gone (the
+// domain died). The backend must then unmap the guest's rings (a dead
+// domain's memory is not freed while dom0 maps it), say Closed
+// (close_guest_backend) and wait for a new handshake.
+bool guest_frontend_left(const std::string& back_dir);
+void close_guest_backend(const std::string& back_dir);
+
 }  // namespace sd::xen
