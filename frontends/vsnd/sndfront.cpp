@@ -12,13 +12,15 @@ namespace sd::front {
 using sndif::kPageSize;
 constexpr uint16_t kReqRing = 0;
 
-Result<std::unique_ptr<Sndfront>> Sndfront::attach(ctl::Channel ch) {
-  auto f = std::unique_ptr<Sndfront>(new Sndfront(std::move(ch)));
+Result<std::unique_ptr<Sndfront>> Sndfront::attach(ctl::Channel ch, std::unique_ptr<PoolSource> xen) {
+  auto f = std::unique_ptr<Sndfront>(new Sndfront(std::move(ch), std::move(xen)));
   if (auto r = f->link_.wait_attached(*f, std::chrono::seconds(5)); !r) return std::unexpected(r.error());
   return f;
 }
 
-Sndfront::Sndfront(ctl::Channel ch) : link_(std::move(ch), {"vsnd", sndif::kRingSize, sndif::kPoolPages}) {}
+Sndfront::Sndfront(ctl::Channel ch, std::unique_ptr<PoolSource> xen)
+    : link_(std::move(ch), {"vsnd", sndif::kRingSize, xen ? 0u : static_cast<uint32_t>(sndif::kPoolPages)}),
+      xen_(std::move(xen)) {}
 
 Sndfront::~Sndfront() = default;
 
@@ -26,10 +28,17 @@ Sndfront::~Sndfront() = default;
 // side by side, so PCM is copied in one piece): initialise the ring, the
 // event page and the page directory.
 Result<void> Sndfront::attached(FrontendLink& link) {
-  ring_page_ = link.page(sndif::kRingRef);
-  evt_ = reinterpret_cast<xensnd_event_page*>(link.page(sndif::kEvtRef));
-  dir_ = link.page(sndif::kDirRef);
-  buf_ = link.page(sndif::kBufRef0);
+  log().set_config(&st_, sizeof(st_));
+  if (xen_) return {};  // the pool comes with the first kReconnect, which names the backend's domain
+  return use_pages(link.page(sndif::kRingRef), link.page(sndif::kEvtRef), link.page(sndif::kDirRef),
+                   link.page(sndif::kBufRef0));
+}
+
+Result<void> Sndfront::use_pages(uint8_t* ring, uint8_t* evt, uint8_t* dir, uint8_t* buf) {
+  ring_page_ = ring;
+  evt_ = reinterpret_cast<xensnd_event_page*>(evt);
+  dir_ = dir;
+  buf_ = buf;
   auto r = ring::FrontRing<sndif::Traits>::attach(ring_page_, kPageSize, true);
   if (!r) return std::unexpected(r.error());
   ring_.emplace(std::move(*r));
@@ -40,8 +49,36 @@ Result<void> Sndfront::attached(FrontendLink& link) {
     grant_ref_t ref = sndif::kBufRef0 + i;
     std::memcpy(dir_ + offsetof(xensnd_page_directory, gref) + i * sizeof(ref), &ref, sizeof(ref));
   }
-  log().set_config(&st_, sizeof(st_));
   return {};
+}
+
+void Sndfront::kick() {
+  if (evt_chan_) (void)evt_chan_->notify();
+  else link_.kick();
+}
+
+Result<ctl::XenPool> Sndfront::regrant(uint32_t domid) {
+  // The old grants go first (the grant allocator is bounded): the audio in
+  // the buffer (written, maybe not yet played) waits here meanwhile.
+  std::vector<uint8_t> audio;
+  if (buf_) audio.assign(buf_, buf_ + sndif::kMaxBuffer);
+  ring_.reset();
+  evt_chan_.reset();
+  pool_keep_.reset();
+  ring_page_ = dir_ = buf_ = nullptr;
+  evt_ = nullptr;
+  auto pool = xen_->next(domid, sndif::kPoolPages);
+  if (!pool) return std::unexpected(pool.error());
+  for (size_t i = sndif::kBufRef0 + 1; i < pool->pages.size(); ++i)  // the buffer is copied as one run
+    if (pool->pages[i] != pool->pages[i - 1] + kPageSize) return fail(Code::kEscalate, "pool pages not contiguous");
+  if (auto r = use_pages(pool->pages[sndif::kRingRef], pool->pages[sndif::kEvtRef], pool->pages[sndif::kDirRef],
+                         pool->pages[sndif::kBufRef0]);
+      !r)
+    return std::unexpected(r.error());
+  if (!audio.empty()) std::memcpy(buf_, audio.data(), audio.size());
+  evt_chan_ = std::move(pool->evt);
+  pool_keep_ = std::move(pool->keep);
+  return pool->ref;
 }
 
 void Sndfront::log_state() {
@@ -51,6 +88,7 @@ void Sndfront::log_state() {
 
 Result<uint16_t> Sndfront::post(xensnd_req req) {
   if (link_.gone()) return fail(Code::kEscalate, "vsnd: shadowd is gone");
+  if (!ring_) return fail(Code::kRetry, "vsnd: no backend yet");
   if (ring_->free_requests() == 0) return fail(Code::kRetry, "vsnd: ring full");
   auto id = ids_.allocate();
   if (!id) return fail(Code::kRetry, "vsnd: no free id");
@@ -63,11 +101,13 @@ Result<uint16_t> Sndfront::post(xensnd_req req) {
 }
 
 Result<int32_t> Sndfront::call(xensnd_req req, xensnd_resp* out) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!ring_ && !link_.gone() && std::chrono::steady_clock::now() < deadline)  // Xen: the first pool
+    if (auto w = wait(20); !w) return std::unexpected(w.error());
   auto id = post(req);
   if (!id) return std::unexpected(id.error());
-  if (ring_->push_requests()) link_.kick();
+  if (ring_->push_requests()) kick();
   done_.erase(*id);
-  auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!done_.count(*id)) {
     if (std::chrono::steady_clock::now() >= deadline)
       return fail(Code::kEscalate, "vsnd: no answer to " + sndif::op_name(req.operation) + " within " +
@@ -89,9 +129,10 @@ Result<void> Sndfront::wait(int ms) {
 
 Result<void> Sndfront::pump() {
   if (auto r = link_.pump(*this); !r) return r;
-  link_.clear_kicks();
-  if (link_.connected()) (void)take_responses();
-  if (link_.connected()) (void)take_events();
+  if (evt_chan_) (void)evt_chan_->consume();
+  else link_.clear_kicks();
+  if (link_.connected() && ring_) (void)take_responses();
+  if (link_.connected() && ring_) (void)take_events();
   return {};
 }
 
@@ -220,8 +261,14 @@ Result<void> Sndfront::take_events() {
 // (a new incarnation, or shadowd in active mode) a clean ring holding exactly
 // the requests still in flight, in their order (xen-blkfront's
 // blkif_recover: copy the shadow, reset, requeue).
-Result<FrontendLink::Repair> Sndfront::repair(const ctl::Msg&) {
-  (void)take_responses();  // stops at the first invalid response
+Result<FrontendLink::Repair> Sndfront::repair(const ctl::Msg& m) {
+  if (ring_) (void)take_responses();  // stops at the first invalid response
+  std::optional<ctl::XenPool> granted;
+  if (xen_) {
+    auto g = regrant(m.a);
+    if (!g) return std::unexpected(g.error());
+    granted = *g;  // shadowd passes it on to the new backend
+  }
   ring_->reset();
   ids_.clear();
   std::atomic_ref<uint32_t>(evt_->in_prod).store(0);
@@ -253,7 +300,7 @@ Result<FrontendLink::Repair> Sndfront::repair(const ctl::Msg&) {
     ++replayed;
   }
   ring_->push_requests();
-  return FrontendLink::Repair{replayed, std::nullopt};
+  return FrontendLink::Repair{replayed, granted};
 }
 
 Result<int32_t> Sndfront::open(uint32_t buffer_bytes, uint32_t period_bytes) {
@@ -285,7 +332,8 @@ Result<int32_t> Sndfront::trigger(uint8_t type) {
 // Volume values travel in the stream's buffer; only while nothing
 // is queued in it (before the first write).
 Result<int32_t> Sndfront::set_volume(int32_t left_mdb, int32_t right_mdb) {
-  if (!st_.open || written_ != st_.acked) return fail(Code::kRetry, "vsnd: volume only on an idle open stream");
+  if (!st_.open || written_ != st_.acked || !buf_)
+    return fail(Code::kRetry, "vsnd: volume only on an idle open stream");
   int32_t v[2] = {left_mdb, right_mdb};
   std::memcpy(buf_, v, sizeof(v));
   xensnd_req r{};
@@ -297,6 +345,7 @@ Result<int32_t> Sndfront::set_volume(int32_t left_mdb, int32_t right_mdb) {
 Result<size_t> Sndfront::write(const uint8_t* data, size_t bytes) {
   if (link_.gone()) return fail(Code::kEscalate, "vsnd: shadowd is gone");
   if (!st_.open) return fail(Code::kInvalidInput, "vsnd: write on a stream that is not open");
+  if (!ring_) return size_t{0};
   const uint32_t bsz = st_.params.buffer_sz, psz = st_.params.period_sz;
   // Never past what the backend has not acknowledged: that audio is still
   // being read out of the buffer.
@@ -317,7 +366,7 @@ Result<size_t> Sndfront::write(const uint8_t* data, size_t bytes) {
     written_ += chunk;
     taken += chunk;
   }
-  if (taken && ring_->push_requests()) link_.kick();
+  if (taken && ring_->push_requests()) kick();
   return taken;
 }
 

@@ -7,7 +7,9 @@
 //
 // It reaches shadowd by connecting to the vsnd's unix socket; shadowd hands
 // it the splitter log, its event-channel ends and the guest's pool (ring,
-// event page, page directory, PCM buffer pages).
+// event page, page directory, PCM buffer pages). On Xen (a PoolSource) the
+// pool is granted per backend domain instead, the first with the first
+// kReconnect: every repair moves the buffer's audio into the next pool.
 //
 // Connection states (the player's PCM stays usable in every one of them):
 //
@@ -34,6 +36,7 @@
 #include <vector>
 
 #include "common/frontend_link.hpp"
+#include "common/pool_source.hpp"
 #include "sd/core/control_channel.hpp"
 #include "sd/core/ring.hpp"
 #include "sd/core/sndif.hpp"
@@ -44,11 +47,11 @@ class Sndfront final : private FrontendLink::Hooks {
  public:
   // Attaches over a channel to shadowd (bounded: 5 s); connect_frontend()
   // reaches it at the vsnd's socket.
-  static Result<std::unique_ptr<Sndfront>> attach(ctl::Channel ch);
+  static Result<std::unique_ptr<Sndfront>> attach(ctl::Channel ch, std::unique_ptr<PoolSource> xen = nullptr);
   ~Sndfront() override;
 
   // The fds the player should poll (readable = call pump()).
-  int event_fd() const { return link_.wait_fd(); }
+  int event_fd() const { return evt_chan_ ? evt_chan_->wait_fd() : link_.wait_fd(); }
   int control_fd() const { return link_.fd(); }
 
   // Does everything ready without blocking: control messages, responses,
@@ -58,7 +61,8 @@ class Sndfront final : private FrontendLink::Hooks {
   Result<void> wait(int ms);
 
   // Stream control, each a request answered synchronously (bounded by
-  // `timeout`; shadowd answers in active mode while no backend runs).
+  // `timeout`; shadowd answers in active mode while no backend runs; on
+  // Xen a call before the first pool waits for it within the same bound).
   // Return the backend's status (0 or -errno) or an error.
   Result<int32_t> open(uint32_t buffer_bytes, uint32_t period_bytes);
   Result<int32_t> close_stream();
@@ -87,11 +91,16 @@ class Sndfront final : private FrontendLink::Hooks {
   std::function<void()> on_ring_read_empty_for_test;
 
  private:
-  explicit Sndfront(ctl::Channel ch);
+  Sndfront(ctl::Channel ch, std::unique_ptr<PoolSource> xen);
   // FrontendLink::Hooks
   Result<void> attached(FrontendLink& link) override;
   Result<FrontendLink::Repair> repair(const ctl::Msg& m) override;
-  void resumed() override { link_.kick(); }
+  void resumed() override { kick(); }
+  void kick();
+  // The ring, event page, page directory and buffer over these pages.
+  Result<void> use_pages(uint8_t* ring, uint8_t* evt, uint8_t* dir, uint8_t* buf);
+  // Xen: a new pool for backend `domid`, the buffer's audio moved over.
+  Result<ctl::XenPool> regrant(uint32_t domid);
 
   Result<uint16_t> post(xensnd_req req);
   Result<int32_t> call(xensnd_req req, xensnd_resp* out = nullptr);
@@ -103,6 +112,9 @@ class Sndfront final : private FrontendLink::Hooks {
   shadow::SplitterLog& log() { return link_.log(); }
 
   FrontendLink link_;
+  std::unique_ptr<PoolSource> xen_;
+  std::unique_ptr<platform::EventChannel> evt_chan_;  // Xen: the current pool's
+  std::shared_ptr<void> pool_keep_;                   // Xen: the current backend's grants
   uint8_t* ring_page_ = nullptr;
   xensnd_event_page* evt_ = nullptr;
   uint8_t* dir_ = nullptr;

@@ -1,0 +1,149 @@
+// The vsnd beam splitter's Xen mode without Xen (the pool granted per
+// backend domain by the frontend, as the dom0 ring proxy of an unmodified
+// guest's sound card will): an in-memory PoolSource, the test playing
+// shadowd and each backend incarnation, and pumping the splitter as its
+// player does. What it checks: a call waits for the first pool, every
+// backend domain gets its own pool (the old grants go first), and the
+// writes in flight when a backend dies are replayed into the next backend's
+// pool with their audio in its buffer, at the same offsets.
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <atomic>
+#include <thread>
+
+#include "fake_pools.hpp"
+#include "sd/core/ring.hpp"
+#include "vsnd/sndfront.hpp"
+
+namespace sd::front {
+namespace {
+
+using sndif::kPageSize;
+
+class SndfrontXenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ch = ctl::Channel::pair();
+    ASSERT_TRUE(ch);
+    shadowd_ = std::move(ch->first);
+    ASSERT_TRUE(shadowd_.set_nonblocking(true));
+    ctl::Msg att;
+    att.type = ctl::MsgType::kDevAttach;
+    att.b = 3;
+    att.set_payload(sndif::StreamState{});
+    ASSERT_TRUE(shadowd_.send(att));
+    auto pools = std::make_unique<MemPools>(log_);
+    pools_ = pools.get();
+    auto f = Sndfront::attach(std::move(ch->second), std::move(pools));
+    ASSERT_TRUE(f) << f.error().to_string();
+    front_ = std::move(*f);
+  }
+  void TearDown() override {
+    stop_ = true;
+    if (backend_.joinable()) backend_.join();
+    front_.reset();
+  }
+  // kReconnect to backend `domid`, pumping the splitter as its player would,
+  // until its kReconnected (with the pool it granted) arrives.
+  std::optional<ctl::Msg> reconnect(uint32_t domid) {
+    ctl::Msg m;
+    m.type = ctl::MsgType::kReconnect;
+    m.a = domid;
+    m.b = 3;
+    EXPECT_TRUE(shadowd_.send(m));
+    for (int i = 0; i < 200; ++i) {
+      (void)front_->wait(10);
+      auto got = shadowd_.recv();
+      if (got && *got && (*got)->type == ctl::MsgType::kReconnected) return **got;
+    }
+    return std::nullopt;
+  }
+  // Backend `domid` answers OK every request but WRITEs, which it leaves in
+  // flight (it is about to die), until stop_.
+  void serve_controls(uint32_t domid) {
+    uint8_t* base = pools_->bases_.at(domid);
+    backend_ = std::thread([this, base, domid] {
+      auto ring = ring::BackRing<sndif::Traits>::attach(base, kPageSize, false);
+      ASSERT_TRUE(ring);
+      while (!stop_) {
+        auto r = ring->get_request();
+        if (!r || !*r) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          continue;
+        }
+        if ((*r)->operation == XENSND_OP_WRITE) {
+          writes_.push_back(**r);
+          continue;
+        }
+        (void)ring->put_response(sndif::response_to(**r, 0));
+        ring->push_responses();
+        pools_->kick(domid);
+      }
+    });
+  }
+
+  PoolLog log_;
+  MemPools* pools_ = nullptr;
+  ctl::Channel shadowd_;
+  std::unique_ptr<Sndfront> front_;
+  std::thread backend_;
+  std::atomic<bool> stop_{false};
+  std::vector<xensnd_req> writes_;  // the backend thread's, read after it stopped
+};
+
+TEST_F(SndfrontXenTest, WritesInFlightWhenBackendDies_ReplayedIntoNextPoolWithTheirAudio) {
+  front_->timeout = std::chrono::milliseconds(300);
+  auto early = front_->open(16384, 4096);
+  EXPECT_FALSE(early) << "answered before any pool existed";
+
+  auto r7 = reconnect(7);
+  ASSERT_TRUE(r7);
+  auto pool7 = r7->get_payload<ctl::XenPool>();
+  EXPECT_EQ(pool7.port, 7u);
+  EXPECT_EQ(pool7.pages, sndif::kPoolPages);
+  serve_controls(7);
+  front_->timeout = std::chrono::milliseconds(2000);
+  ASSERT_EQ(front_->open(16384, 4096).value_or(-1), 0);
+  ASSERT_EQ(front_->trigger(XENSND_OP_TRIGGER_START).value_or(-1), 0);
+  std::vector<uint8_t> audio(8000);
+  for (size_t i = 0; i < audio.size(); ++i) audio[i] = static_cast<uint8_t>(i * 7 + 1);
+  ASSERT_EQ(front_->write(audio.data(), audio.size()).value_or(0), audio.size());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  stop_ = true;  // backend 7 dies with both writes unanswered
+  backend_.join();
+  ASSERT_EQ(writes_.size(), 2u);
+  pools_->bases_.erase(7);
+
+  auto r9 = reconnect(9);
+
+  ASSERT_TRUE(r9);
+  EXPECT_EQ(r9->a, 2u);  // both writes replayed
+  EXPECT_EQ(log_.events, (std::vector<std::string>{"make 7", "release 7", "make 9"}));
+  uint8_t* base9 = pools_->bases_.at(9);
+  auto ring9 = ring::BackRing<sndif::Traits>::attach(base9, kPageSize, false);
+  ASSERT_TRUE(ring9);
+  const uint8_t* buf9 = base9 + sndif::kBufRef0 * kPageSize;
+  for (const auto& w : writes_) {
+    auto r = ring9->get_request();
+    ASSERT_TRUE(r && *r);
+    EXPECT_EQ((*r)->id, w.id);
+    EXPECT_EQ((*r)->operation, XENSND_OP_WRITE);
+    EXPECT_EQ((*r)->op.rw.offset, w.op.rw.offset);
+    EXPECT_EQ((*r)->op.rw.length, w.op.rw.length);
+    EXPECT_EQ(std::memcmp(buf9 + w.op.rw.offset, audio.data() + w.op.rw.offset, w.op.rw.length), 0);
+  }
+  // The directory of the new pool lists its buffer pages.
+  grant_ref_t first;
+  std::memcpy(&first, base9 + sndif::kDirRef * kPageSize + offsetof(xensnd_page_directory, gref), sizeof(first));
+  EXPECT_EQ(first, sndif::kBufRef0);
+
+  for (const auto& w : writes_) (void)ring9->put_response(sndif::response_to(w, 0));
+  ring9->push_responses();
+  ASSERT_TRUE(pools_->kick(9));
+  for (int i = 0; i < 100 && front_->acked() < audio.size(); ++i) (void)front_->wait(10);
+  EXPECT_EQ(front_->acked(), audio.size());
+}
+
+}  // namespace
+}  // namespace sd::front
