@@ -174,7 +174,7 @@ Result<void> Sndfront::take_responses() {
       log().complete(rsp.id);
       on_response(req, rsp);
       done_[rsp.id] = {true, rsp};
-      if (req.operation == XENSND_OP_WRITE) done_.erase(rsp.id);
+      if (req.operation == XENSND_OP_WRITE || unwaited_.erase(rsp.id)) done_.erase(rsp.id);
     }
     if (on_ring_read_empty_for_test) on_ring_read_empty_for_test();
     // Responses published between the last read and rsp_event being set
@@ -301,6 +301,20 @@ Result<FrontendLink::Repair> Sndfront::repair(const ctl::Msg& m) {
   }
   ring_->push_requests();
   return FrontendLink::Repair{replayed, granted};
+}
+
+Result<void> Sndfront::submit(xensnd_req req) {
+  if (req.operation != XENSND_OP_OPEN && req.operation != XENSND_OP_CLOSE && req.operation != XENSND_OP_TRIGGER)
+    return fail(Code::kInvalidInput, "vsnd: only OPEN, CLOSE and TRIGGER are submitted unwaited");
+  if (req.operation == XENSND_OP_OPEN) {
+    req.op.open.gref_directory = sndif::kDirRef;  // the splitter's own buffer
+    if (auto e = sndif::check_open(req.op.open); !e.empty()) return fail(Code::kInvalidInput, "vsnd: " + e);
+  }
+  auto id = post(req);
+  if (!id) return std::unexpected(id.error());
+  unwaited_[*id] = true;
+  if (ring_->push_requests()) kick();
+  return {};
 }
 
 Result<int32_t> Sndfront::open(uint32_t buffer_bytes, uint32_t period_bytes) {

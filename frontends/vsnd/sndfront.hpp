@@ -68,6 +68,11 @@ class Sndfront final : private FrontendLink::Hooks {
   Result<int32_t> close_stream();
   Result<int32_t> trigger(uint8_t type);
   Result<int32_t> set_volume(int32_t left_mdb, int32_t right_mdb);
+  // The same requests without waiting (OPEN, CLOSE, TRIGGER): posted and
+  // logged now, answered whenever a backend gets to them (the dom0 sound
+  // proxy answers its guest at once and lets the splitter deliver). kRetry
+  // while the ring is full or, on Xen, no pool exists yet.
+  Result<void> submit(xensnd_req req);
 
   // Copies up to `bytes` of PCM into the shared buffer behind what was
   // written before and posts WRITE requests for it (split at period
@@ -124,6 +129,7 @@ class Sndfront final : private FrontendLink::Hooks {
   std::map<uint16_t, xensnd_req> sent_;                    // in flight, by id (our own copy)
   std::map<uint16_t, std::pair<bool, xensnd_resp>> done_;  // answers to synchronous calls
   std::map<uint16_t, uint64_t> order_;                     // submission order of what is in flight
+  std::map<uint16_t, bool> unwaited_;                      // submit()ted: nobody waits for the answer
   uint64_t next_order_ = 0;
   sndif::StreamState st_{};
   uint64_t written_ = 0;

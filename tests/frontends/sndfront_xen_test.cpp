@@ -145,5 +145,45 @@ TEST_F(SndfrontXenTest, WritesInFlightWhenBackendDies_ReplayedIntoNextPoolWithTh
   EXPECT_EQ(front_->acked(), audio.size());
 }
 
+// The sound proxy's way: OPEN and TRIGGER submitted without waiting (the
+// guest is answered at once), taken by the backend in order; the stream is
+// open and running once the backend answered them, as for the waited calls.
+TEST_F(SndfrontXenTest, SubmittedControlRequests_DeliveredInOrderStateFollowsTheAnswers) {
+  xensnd_req open{};
+  open.operation = XENSND_OP_OPEN;
+  open.op.open.pcm_rate = sndif::kRate;
+  open.op.open.pcm_format = sndif::kFormat;
+  open.op.open.pcm_channels = sndif::kChannels;
+  open.op.open.buffer_sz = 16384;
+  open.op.open.period_sz = 4096;
+  EXPECT_FALSE(front_->submit(open)) << "no pool yet: the caller keeps it";
+  ASSERT_TRUE(reconnect(7));
+  auto sent = front_->submit(open);
+  ASSERT_TRUE(sent) << sent.error().to_string();
+  xensnd_req start{};
+  start.operation = XENSND_OP_TRIGGER;
+  start.op.trigger.type = XENSND_OP_TRIGGER_START;
+  ASSERT_TRUE(front_->submit(start));
+  xensnd_req write{};
+  write.operation = XENSND_OP_WRITE;
+  EXPECT_FALSE(front_->submit(write)) << "writes go through write()";
+  EXPECT_FALSE(front_->state().open);
+
+  auto ring = ring::BackRing<sndif::Traits>::attach(pools_->bases_.at(7), kPageSize, false);
+  ASSERT_TRUE(ring);
+  std::vector<uint8_t> ops;
+  for (auto r = ring->get_request(); r && *r; r = ring->get_request()) {
+    ops.push_back((*r)->operation);
+    (void)ring->put_response(sndif::response_to(**r, 0));
+  }
+  EXPECT_EQ(ops, (std::vector<uint8_t>{XENSND_OP_OPEN, XENSND_OP_TRIGGER}));
+  ring->push_responses();
+  ASSERT_TRUE(pools_->kick(7));
+  for (int i = 0; i < 100 && !front_->state().open; ++i) (void)front_->wait(10);
+  EXPECT_TRUE(front_->state().open);
+  EXPECT_EQ(front_->state().run, static_cast<uint8_t>(sndif::Run::kRunning));
+  EXPECT_EQ(front_->state().params.buffer_sz, 16384u);
+}
+
 }  // namespace
 }  // namespace sd::front
