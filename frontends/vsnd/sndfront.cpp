@@ -196,6 +196,7 @@ void Sndfront::on_response(const xensnd_req& req, const xensnd_resp& rsp) {
       st_.generation = 0;
       written_ = 0;
       position_ = pos_floor_ = 0;
+      ++opens_;
       break;
     case XENSND_OP_CLOSE:
       st_.open = 0;

@@ -88,6 +88,7 @@ class Sndfront final : private FrontendLink::Hooks {
   uint64_t written() const { return written_; }
   uint64_t acked() const { return st_.acked; }
   uint64_t position() const { return position_; }
+  uint64_t opens() const { return opens_; }  // OPENs a backend answered OK (position() restarts at each)
   const sndif::StreamState& state() const { return st_; }
   std::chrono::milliseconds timeout{5000};
   // For tests: runs in pump() each time the ring has been read empty, just
@@ -134,6 +135,7 @@ class Sndfront final : private FrontendLink::Hooks {
   sndif::StreamState st_{};
   uint64_t written_ = 0;
   uint64_t position_ = 0;   // newest CUR_POS (never goes back for the player)
+  uint64_t opens_ = 0;
   uint64_t pos_floor_ = 0;  // newest CUR_POS from the current backend incarnation
   uint16_t next_id_ = 0;
 };

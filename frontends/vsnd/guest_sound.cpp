@@ -1,0 +1,218 @@
+#include "vsnd/guest_sound.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+
+namespace sd::front {
+
+using sndif::kPageSize;
+
+Result<std::unique_ptr<GuestSound>> GuestSound::attach(void* ring, void* evt_page,
+                                                       std::unique_ptr<platform::EventChannel> req_evt,
+                                                       std::unique_ptr<platform::EventChannel> pos_evt,
+                                                       std::unique_ptr<GuestGrants> grants, Sndfront& out,
+                                                       std::string name, std::shared_ptr<void> keep) {
+  if (!ring || !evt_page || !req_evt || !pos_evt || !grants)
+    return fail(Code::kInvalidInput, "guest sound: no ring, event page, event channel or grants");
+  auto r = ring::BackRing<sndif::Traits>::attach(ring, kPageSize, false);  // the guest initialised it
+  if (!r) return std::unexpected(r.error());
+  std::unique_ptr<GuestSound> g(new GuestSound());
+  g->ring_.emplace(std::move(*r));
+  g->evt_ = static_cast<xensnd_event_page*>(evt_page);
+  g->evt_prod_ = std::atomic_ref<uint32_t>(g->evt_->in_prod).load(std::memory_order_relaxed);
+  g->req_evt_ = std::move(req_evt);
+  g->pos_evt_ = std::move(pos_evt);
+  g->grants_ = std::move(grants);
+  g->out_ = &out;
+  g->name_ = std::move(name);
+  g->keep_ = std::move(keep);
+  g->opens_wanted_ = out.opens();
+  return g;
+}
+
+void GuestSound::stop(const std::string& why) {
+  if (!broken_.empty()) return;
+  broken_ = why;
+  std::fprintf(stderr, "guest sound %s: the guest's ring is broken, no longer served: %s\n", name_.c_str(),
+               why.c_str());
+}
+
+void GuestSound::serve() {
+  (void)req_evt_->consume();
+  bool answered = false;
+  while (broken_.empty()) {
+    auto r = ring_->get_request();
+    if (!r) {
+      stop(r.error().message);
+      break;
+    }
+    if (!*r) {
+      if (!ring_->final_check_for_requests()) break;
+      continue;
+    }
+    const xensnd_req req = **r;  // our copy; the guest cannot change it now
+    xensnd_resp rsp{};
+    rsp.id = req.id;
+    rsp.operation = req.operation;
+    rsp.status = handle(req, rsp);
+    if (rsp.status == 0) ++counters_.answered;
+    else ++counters_.refused;
+    (void)ring_->put_response(rsp);  // one per consumed request: always has a slot
+    answered = true;
+  }
+  if (answered && ring_->push_responses()) (void)req_evt_->notify();
+  feed();
+  report_position();
+}
+
+int32_t GuestSound::handle(const xensnd_req& r, xensnd_resp& rsp) {
+  switch (r.operation) {
+    case XENSND_OP_HW_PARAM_QUERY:
+      return query(r.op.hw_param, rsp.resp.hw_param);
+    case XENSND_OP_OPEN:
+      return open(r.op.open);
+    case XENSND_OP_CLOSE: {  // a CLOSE without an OPEN is answered too
+      if (open_) queue_.push_back(Item{r, {}, 0});
+      open_ = running_ = false;
+      buffer_refs_.clear();
+      return 0;
+    }
+    case XENSND_OP_WRITE:
+      return write(r.op.rw);
+    case XENSND_OP_TRIGGER: {
+      uint8_t t = r.op.trigger.type;
+      if (!open_ || t > XENSND_OP_TRIGGER_RESUME) return -EINVAL;
+      queue_.push_back(Item{r, {}, 0});
+      running_ = t == XENSND_OP_TRIGGER_START || t == XENSND_OP_TRIGGER_RESUME;
+      return 0;
+    }
+    default:  // capture, volume and mute are not offered
+      return -EOPNOTSUPP;
+  }
+}
+
+// The guest's constraints narrowed to what the DAC plays (buffer and
+// period in frames, as ALSA counts them); -EINVAL when nothing is left.
+int32_t GuestSound::query(const xensnd_query_hw_param& q, xensnd_query_hw_param& out) const {
+  out = q;
+  out.formats = q.formats & (1ULL << sndif::kFormat);
+  auto narrow = [](auto& iv, uint32_t lo, uint32_t hi) {
+    iv.min = std::max(iv.min, lo);
+    iv.max = std::min(iv.max, hi);
+    return iv.min <= iv.max;
+  };
+  constexpr uint32_t kF = sndif::kFrameBytes;
+  bool ok = out.formats != 0 && narrow(out.rates, sndif::kRate, sndif::kRate) &&
+            narrow(out.channels, sndif::kChannels, sndif::kChannels) &&
+            narrow(out.buffer, 2 * sndif::kMinPeriod / kF, sndif::kMaxBuffer / kF) &&
+            narrow(out.period, sndif::kMinPeriod / kF, sndif::kMaxPeriod / kF);
+  return ok ? 0 : -EINVAL;
+}
+
+int32_t GuestSound::open(const xensnd_open_req& o) {
+  xensnd_open_req mine = o;
+  mine.gref_directory = sndif::kDirRef;  // the splitter's buffer, not the guest's
+  if (!sndif::check_open(mine).empty()) return -EINVAL;
+  // The guest's page directory: one page lists up to 1023 buffer pages, and
+  // a buffer here has at most kBufPages.
+  std::vector<uint8_t> dir(kPageSize);
+  GrantCopy op{o.gref_directory, 0, static_cast<uint16_t>(kPageSize), dir.data(), false, false};
+  grants_->copy(&op, 1);
+  if (!op.ok) return -EINVAL;
+  std::vector<uint32_t> refs((o.buffer_sz + kPageSize - 1) / kPageSize);
+  std::memcpy(refs.data(), dir.data() + offsetof(xensnd_page_directory, gref), refs.size() * sizeof(uint32_t));
+  if (open_) {  // OPEN again without a CLOSE (new hw_params): close the old stream first
+    xensnd_req close{};
+    close.operation = XENSND_OP_CLOSE;
+    queue_.push_back(Item{close, {}, 0});
+  }
+  xensnd_req req{};
+  req.operation = XENSND_OP_OPEN;
+  req.op.open = mine;
+  queue_.push_back(Item{req, {}, 0});
+  ++opens_wanted_;
+  buffer_refs_ = std::move(refs);
+  params_ = o;
+  open_ = true;
+  running_ = false;
+  reported_ = 0;
+  return 0;
+}
+
+// The audio at rw.offset in the guest's buffer, copied out now (one grant
+// copy per page it touches) and queued for the splitter.
+int32_t GuestSound::write(const xensnd_rw_req& rw) {
+  if (!open_ || !sndif::check_rw(rw, params_.buffer_sz).empty()) return -EINVAL;
+  if (queued_bytes_ + rw.length > sndif::kMaxBuffer) return -EBUSY;  // more than was played: not a player's
+  Item it{std::nullopt, std::vector<uint8_t>(rw.length), 0};
+  GrantCopy ops[sndif::kBufPages + 1];
+  size_t n = 0;
+  for (uint32_t off = rw.offset, at = 0; at < rw.length;) {
+    uint32_t page = off / kPageSize, in = off % kPageSize, len = std::min(rw.length - at, kPageSize - in);
+    if (page >= buffer_refs_.size() || n == std::size(ops)) return -EINVAL;
+    ops[n++] = {buffer_refs_[page], static_cast<uint16_t>(in), static_cast<uint16_t>(len), it.audio.data() + at,
+                false, false};
+    off += len;
+    at += len;
+  }
+  grants_->copy(ops, n);
+  for (size_t i = 0; i < n; ++i)
+    if (!ops[i].ok) return -EINVAL;
+  queued_bytes_ += rw.length;
+  counters_.bytes_in += rw.length;
+  queue_.push_back(std::move(it));
+  return 0;
+}
+
+// What is queued goes to the splitter in the guest's order: a control
+// request once the ring takes it, audio once the backend has the stream
+// open and as far as the splitter's buffer takes it.
+void GuestSound::feed() {
+  while (!queue_.empty()) {
+    Item& it = queue_.front();
+    if (it.control) {
+      auto r = out_->submit(*it.control);
+      if (!r && r.error().code == Code::kRetry) return;  // ring full, or no pool yet: next time
+      if (!r)
+        std::fprintf(stderr, "guest sound %s: %s not delivered: %s\n", name_.c_str(),
+                     sndif::op_name(it.control->operation).c_str(), r.error().to_string().c_str());
+      queue_.pop_front();
+      continue;
+    }
+    if (out_->opens() != opens_wanted_ || !out_->state().open) return;  // the stream is not open there yet
+    auto took = out_->write(it.audio.data() + it.done, it.audio.size() - it.done);
+    if (!took) return;  // shadowd is gone: nothing plays any more
+    it.done += *took;
+    queued_bytes_ -= *took;
+    if (it.done < it.audio.size()) return;  // the splitter's buffer is full: the rest later
+    queue_.pop_front();
+  }
+}
+
+// The DAC's position in the guest's stream, each time it moved, while the
+// guest runs it (none after its STOP or CLOSE: it would apply them to its
+// next stream).
+void GuestSound::report_position() {
+  if (!open_ || !running_ || out_->opens() != opens_wanted_) return;
+  uint64_t pos = out_->position();
+  if (pos <= reported_) return;
+  // in_cons is the guest's: a value that does not fit only skips reports.
+  uint32_t cons = std::atomic_ref<uint32_t>(evt_->in_cons).load(std::memory_order_acquire);
+  if (evt_prod_ - cons >= XENSND_IN_RING_LEN) return;
+  xensnd_evt e{};
+  e.id = evt_id_++;
+  e.type = XENSND_EVT_CUR_POS;
+  e.op.cur_pos.position = pos;
+  std::memcpy(&XENSND_IN_RING_REF(evt_, evt_prod_), &e, sizeof(e));
+  ++evt_prod_;
+  std::atomic_ref<uint32_t>(evt_->in_prod).store(evt_prod_, std::memory_order_release);
+  (void)pos_evt_->notify();
+  reported_ = pos;
+  ++counters_.positions;
+}
+
+}  // namespace sd::front

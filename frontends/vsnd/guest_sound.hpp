@@ -1,0 +1,105 @@
+// An unmodified Xen guest's own sound frontend (snd-xen-front), served from
+// dom0 as the backend of one playback stream: the guest's request ring and
+// event page (mapped from its grants), its two event channels, and copies
+// out of the PCM buffer it grants (its page directory read at OPEN). This is
+// the guest's side of the vsnd's dom0 ring proxy; the driver domain is
+// reached through the vsnd beam splitter (Sndfront).
+//
+// snd-xen-front waits at most 3 s for each answer, and an outage of the
+// driver domain may be longer, so the guest is answered here at once, as a
+// shadow driver answers for its driver: a checked OPEN, TRIGGER or CLOSE is
+// queued for the splitter (submitted unwaited, delivered in order to
+// whichever backend comes), and the audio of a checked WRITE is copied out
+// of the guest's buffer into the same queue, which the splitter drains as
+// its own buffer frees. The guest is told (XENSND_EVT_CUR_POS) the
+// splitter's position, what the DAC played, so it never writes over audio
+// not yet played; while no driver domain plays, the position holds and the
+// guest waits.
+//
+// Everything in the guest's pages is untrusted: a request that fails the
+// checks (format, sizes, offsets inside the buffer, a directory or buffer
+// page the guest's grant refuses) is answered -EINVAL (-EOPNOTSUPP for
+// capture and volume) and never queued; an impossible ring index stops the
+// port for good (reported once); a garbled event-page index only skips
+// position reports.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/guest_grants.hpp"
+#include "sd/core/platform.hpp"
+#include "sd/core/ring.hpp"
+#include "sd/core/sndif.hpp"
+#include "vsnd/sndfront.hpp"
+
+namespace sd::front {
+
+class GuestSound {
+ public:
+  struct Counters {
+    uint64_t answered = 0;   // requests answered 0
+    uint64_t refused = 0;    // requests answered an error
+    uint64_t bytes_in = 0;   // audio taken from the guest
+    uint64_t positions = 0;  // CUR_POS events sent
+  };
+  // ring, evt_page: the guest's mapped pages (kept alive by `keep`);
+  // req_evt: the request ring's event channel (both ways); pos_evt: the
+  // event page's (this side notifies).
+  static Result<std::unique_ptr<GuestSound>> attach(void* ring, void* evt_page,
+                                                    std::unique_ptr<platform::EventChannel> req_evt,
+                                                    std::unique_ptr<platform::EventChannel> pos_evt,
+                                                    std::unique_ptr<GuestGrants> grants, Sndfront& out,
+                                                    std::string name, std::shared_ptr<void> keep = nullptr);
+
+  // Readable when the guest posted requests.
+  int wait_fd() const { return req_evt_->wait_fd(); }
+  // Takes the guest's requests, feeds the splitter what is queued, tells the
+  // guest its position. Call when wait_fd() is readable or after the
+  // splitter was pumped.
+  void serve();
+
+  bool broken() const { return !broken_.empty(); }
+  const std::string& why_broken() const { return broken_; }
+  Counters counters() const { return counters_; }
+  size_t queued_bytes() const { return queued_bytes_; }
+
+ private:
+  struct Item {  // what waits for the splitter, in the guest's order
+    std::optional<xensnd_req> control;
+    std::vector<uint8_t> audio;
+    size_t done = 0;  // audio bytes the splitter took
+  };
+  GuestSound() = default;
+  int32_t handle(const xensnd_req& r, xensnd_resp& rsp);
+  int32_t query(const xensnd_query_hw_param& q, xensnd_query_hw_param& out) const;
+  int32_t open(const xensnd_open_req& o);
+  int32_t write(const xensnd_rw_req& rw);
+  void feed();
+  void report_position();
+  void stop(const std::string& why);
+
+  std::optional<ring::BackRing<sndif::Traits>> ring_;
+  xensnd_event_page* evt_ = nullptr;
+  std::unique_ptr<platform::EventChannel> req_evt_, pos_evt_;
+  std::unique_ptr<GuestGrants> grants_;
+  Sndfront* out_ = nullptr;
+  std::string name_, broken_;
+  std::shared_ptr<void> keep_;
+
+  bool open_ = false, running_ = false;
+  xensnd_open_req params_{};
+  std::vector<uint32_t> buffer_refs_;  // the guest's buffer pages, from its directory at OPEN
+  std::deque<Item> queue_;
+  size_t queued_bytes_ = 0;
+  uint64_t opens_wanted_ = 0;  // the splitter's opens() once every queued OPEN is answered
+  uint64_t reported_ = 0;      // the last position told the guest
+  uint16_t evt_id_ = 0;        // the guest counts events from 0 for the connection's life
+  uint32_t evt_prod_ = 0;      // our own copy of in_prod (the page is the guest's too)
+  Counters counters_;
+};
+
+}  // namespace sd::front
