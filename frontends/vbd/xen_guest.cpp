@@ -51,7 +51,7 @@ Result<std::unique_ptr<GuestDisk>> connect_guest(uint32_t guest, uint64_t handle
     return fail(Code::kInvalidInput, "the guest's blkfront at " + back + " speaks " + g->keys["protocol"] +
                                          ", this backend " + XEN_IO_PROTO_ABI_NATIVE);
   unsigned workers = std::clamp<unsigned>(disk.disk().queue_limit, 1, blkif::kRingSize);
-  return GuestDisk::attach(g->rings[0], std::move(g->evt), std::make_unique<GuestCopies>(std::move(g->grants)), disk,
+  return GuestDisk::attach(g->rings[0], std::move(g->evts[0]), std::make_unique<GuestCopies>(std::move(g->grants)), disk,
                            disk.disk(), workers, "domain " + std::to_string(guest) + " vbd " + std::to_string(handle),
                            g->keep);
 }

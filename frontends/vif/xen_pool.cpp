@@ -21,7 +21,7 @@ Result<std::unique_ptr<PacketPort>> connect_guest(uint32_t guest, uint64_t handl
   if (!g) return std::unexpected(g.error());
   if (g->keys["request-rx-copy"] != "1")
     return fail(Code::kInvalidInput, "the guest's netfront at " + back + " did not ask for copying receive");
-  auto port = GuestRingPort::attach(g->rings[0], g->rings[1], std::move(g->evt),
+  auto port = GuestRingPort::attach(g->rings[0], g->rings[1], std::move(g->evts[0]),
                                     std::make_unique<GuestCopies>(std::move(g->grants)),
                                     "domain " + std::to_string(guest) + " vif " + std::to_string(handle), g->keep);
   if (!port) return std::unexpected(port.error());

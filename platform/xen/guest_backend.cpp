@@ -132,7 +132,8 @@ struct Mappings {
 Result<GuestFrontend> connect_guest_frontend(const std::string& back_dir,
                                              const std::map<std::string, std::string>& features,
                                              const std::vector<std::string>& ring_keys,
-                                             const std::vector<std::string>& optional_keys, int timeout_ms) {
+                                             const std::vector<std::string>& optional_keys, int timeout_ms,
+                                             const std::vector<std::string>& event_keys) {
   Xs xs;
   xs.h = xs_open(0);
   if (!xs.h) return fail(Code::kUnavailable, std::string("xenstore: xs_open: ") + std::strerror(errno));
@@ -176,10 +177,13 @@ Result<GuestFrontend> connect_guest_frontend(const std::string& back_dir,
                                            " of domain " + std::to_string(*domid) + "): " + std::strerror(errno));
     maps->pages.push_back(static_cast<uint8_t*>(page));
   }
-  auto port = parse_u32(xs.read(*front + "/event-channel"));
-  if (!port) return fail(Code::kInvalidInput, "xen: the frontend's event-channel is missing or not a number");
-  auto evt = XenEventChannel::bind(*domid, *port);
-  if (!evt) return std::unexpected(evt.error());
+  for (const auto& key : event_keys) {
+    auto port = parse_u32(xs.read(*front + "/" + key));
+    if (!port) return fail(Code::kInvalidInput, "xen: the frontend's " + key + " is missing or not a number");
+    auto evt = XenEventChannel::bind(*domid, *port);
+    if (!evt) return std::unexpected(evt.error());
+    g.evts.push_back(std::move(*evt));
+  }
   auto grants = GrantCopier::open(*domid);
   if (!grants) return std::unexpected(grants.error());
   for (const auto& key : optional_keys)
@@ -187,7 +191,6 @@ Result<GuestFrontend> connect_guest_frontend(const std::string& back_dir,
   if (!xs.write(back_dir + "/state", std::to_string(XenbusStateConnected)))
     return fail(Code::kSystem, "xenstore: cannot write " + back_dir + "/state");
   g.rings = maps->pages;
-  g.evt = std::move(*evt);
   g.grants = std::move(*grants);
   g.keep = std::move(maps);
   return g;

@@ -80,7 +80,36 @@ TEST_F(GuestBackendTest, FrontendConnected_RingsMappedEventBoundStatesAndFeature
   for (const auto& [path, v] : fake::xenstore().writes)
     if (path == kBack + "/state") states.push_back(v);
   EXPECT_EQ(states, (std::vector<std::string>{"2", "4"}));
-  ASSERT_TRUE(g->evt->notify());
+  ASSERT_EQ(g->evts.size(), 1u);
+  ASSERT_TRUE(g->evts[0]->notify());
+}
+
+// A sound stream's keys sit in the stream's own directory, and it has two
+// event channels (requests, and the event page): both bound, in order.
+TEST_F(GuestBackendTest, StreamKeysInASubdirectoryAndTwoEventChannels_BothBound) {
+  auto& kv = fake::xenstore().kv;
+  kv[kFront + "/state"] = "3";
+  kv[kFront + "/0/0/ring-ref"] = kv[kFront + "/tx-ring-ref"];
+  kv[kFront + "/0/0/evt-ring-ref"] = kv[kFront + "/rx-ring-ref"];
+  auto second = XenEventChannel::offer(0);
+  ASSERT_TRUE(second);
+  kv[kFront + "/0/0/event-channel"] = std::to_string(evt_->port());
+  kv[kFront + "/0/0/evt-event-channel"] = std::to_string((*second)->port());
+
+  {
+    auto g = connect_guest_frontend(kBack, {}, {"0/0/ring-ref", "0/0/evt-ring-ref"}, {}, 1000,
+                                    {"0/0/event-channel", "0/0/evt-event-channel"});
+
+    ASSERT_TRUE(g) << g.error().to_string();
+    EXPECT_EQ(g->rings.size(), 2u);
+    ASSERT_EQ(g->evts.size(), 2u);
+    EXPECT_TRUE(g->evts[1]->notify());
+  }
+  kv.erase(kFront + "/0/0/event-channel");
+  auto missing = connect_guest_frontend(kBack, {}, {"0/0/ring-ref"}, {}, 1000,
+                                        {"0/0/event-channel", "0/0/evt-event-channel"});
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("0/0/event-channel"), std::string::npos) << missing.error().message;
 }
 
 TEST_F(GuestBackendTest, GrantCopy_BothWaysThroughTheGuestsPage_UngrantedRefRefused) {

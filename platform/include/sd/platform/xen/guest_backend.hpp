@@ -53,7 +53,7 @@ inline std::string proxy_backend_dir(const std::string& type, uint32_t guest, ui
 struct GuestFrontend {
   uint32_t domid = 0;
   std::vector<uint8_t*> rings;  // one mapped page per ring key, in order
-  std::unique_ptr<platform::EventChannel> evt;
+  std::vector<std::unique_ptr<platform::EventChannel>> evts;  // one bound channel per event key, in order
   std::unique_ptr<GrantCopier> grants;
   std::map<std::string, std::string> keys;  // the optional keys asked for that the frontend wrote
   std::shared_ptr<void> keep;               // the ring mappings
@@ -61,13 +61,15 @@ struct GuestFrontend {
 
 // The handshake for the backend at `back_dir` (its `frontend` and
 // `frontend-id` written by shadowd): `features` published, InitWait, then
-// waits up to timeout_ms for the frontend's `ring_keys` and
-// `event-channel`; reads `optional_keys` too. kUnavailable if the
-// frontend does not come in time, kInvalidInput if what it wrote is wrong.
+// waits up to timeout_ms for the frontend's `ring_keys` and `event_keys`
+// (keys under the frontend's directory, e.g. "0/0/ring-ref" for a sound
+// stream's); reads `optional_keys` too. kUnavailable if the frontend does
+// not come in time, kInvalidInput if what it wrote is wrong.
 Result<GuestFrontend> connect_guest_frontend(const std::string& back_dir,
                                              const std::map<std::string, std::string>& features,
                                              const std::vector<std::string>& ring_keys,
-                                             const std::vector<std::string>& optional_keys, int timeout_ms);
+                                             const std::vector<std::string>& optional_keys, int timeout_ms,
+                                             const std::vector<std::string>& event_keys = {"event-channel"});
 
 // Whether the guest's frontend left the device its backend at `back_dir`
 // serves: its state Closing, Closed or back to Initialising (a driver
