@@ -64,7 +64,7 @@ int serve_xen_guest_sound(uint32_t guest, uint64_t handle, ctl::Channel shadowd)
     for (;;) {
       pollfd p[3] = {{sound->wait_fd(), POLLIN, 0}, {(*front)->event_fd(), POLLIN, 0},
                      {(*front)->control_fd(), POLLIN, 0}};
-      if (::poll(p, 3, 5) < 0 && errno != EINTR) return 1;
+      if (::poll(p, 3, 100) < 0 && errno != EINTR) return 1;
       if (auto r = (*front)->pump(); !r) return 0;  // shadowd is gone
       sound->serve();
       if (std::chrono::steady_clock::now() - checked < std::chrono::milliseconds(500)) continue;
