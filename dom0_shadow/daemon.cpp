@@ -86,7 +86,8 @@ Result<void> Daemon::start() {
   platform::Options popts;
   popts.state_dir = cfg_.state_dir;
   popts.drvdom_binary = opts_.drvdom_binary;
-  popts.ring_proxies = {{"vif", opts_.netfront_binary}, {"vbd", opts_.blkfront_binary}};
+  popts.ring_proxies = {
+      {"vif", opts_.netfront_binary}, {"vbd", opts_.blkfront_binary}, {"vsnd", opts_.sndfront_binary}};
   std::string which = opts_.platform.empty() ? cfg_.platform : opts_.platform;
   auto plat = platform::make_platform(which, io_, popts);
   if (!plat) return std::unexpected(plat.error());

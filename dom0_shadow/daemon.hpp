@@ -25,6 +25,7 @@ struct DaemonOptions {
   std::filesystem::path drvdom_binary;
   std::filesystem::path netfront_binary;  // guest side of vifs (local); a vif's dom0 ring proxy (xen)
   std::filesystem::path blkfront_binary;  // a vbd's dom0 ring proxy (xen)
+  std::filesystem::path sndfront_binary;  // a vsnd's dom0 ring proxy (xen)
   bool verbose = false;
 };
 

@@ -306,7 +306,7 @@ Result<std::unique_ptr<DeviceEngine>> make_device_engine(boost::asio::io_context
                                                          uint64_t handle, const config::Policy& policy, EventLog& log,
                                                          FaultReporter report, std::unique_ptr<ClassHooks> hooks) {
   platform::DeviceInfo info{guest, std::string(config::class_name(spec.cls)), spec.index, hooks->pool_pages(),
-                            hooks->published_nodes(), policy.guest_frontend == "kernel"};
+                            hooks->published_nodes(), policy.guest_frontend == "kernel", spec.stream};
   std::string id = guest + "/" + config::device_name(spec);
   auto plumbing = plat.make_device_plumbing(info);
   if (!plumbing) return fail(plumbing.error().code, id + ": " + plumbing.error().message);

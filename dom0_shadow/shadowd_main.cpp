@@ -33,6 +33,7 @@ void help() {
       "                         on xen the dom0 ring proxy of an unmodified guest's vif\n"
       "      --blkfront PATH    the dom0 ring proxy of an unmodified guest's vbd on xen\n"
       "                         (default: sd-blkfront, found as sd-netfront is)\n"
+      "      --sndfront PATH    the same for a vsnd (default: sd-sndfront)\n"
       "  -v, --verbose          more log output\n"
       "  -V, --version          print the version and exit\n"
       "  -h, --help             this help\n\n"
@@ -53,9 +54,9 @@ std::filesystem::path default_binary(const char* name, const char* build_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config, platform, socket, drvdom, netfront, blkfront;
+  std::string config, platform, socket, drvdom, netfront, blkfront, sndfront;
   bool check = false, verbose = false;
-  enum { kCheck = 1000, kDrvdom, kNetfront, kBlkfront };
+  enum { kCheck = 1000, kDrvdom, kNetfront, kBlkfront, kSndfront };
   static const option kOpts[] = {{"config", required_argument, nullptr, 'c'},
                                  {"check", no_argument, nullptr, kCheck},
                                  {"platform", required_argument, nullptr, 'p'},
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
                                  {"drvdom", required_argument, nullptr, kDrvdom},
                                  {"netfront", required_argument, nullptr, kNetfront},
                                  {"blkfront", required_argument, nullptr, kBlkfront},
+                                 {"sndfront", required_argument, nullptr, kSndfront},
                                  {"verbose", no_argument, nullptr, 'v'},
                                  {"version", no_argument, nullptr, 'V'},
                                  {"help", no_argument, nullptr, 'h'},
@@ -77,6 +79,7 @@ int main(int argc, char** argv) {
       case kDrvdom: drvdom = optarg; break;
       case kNetfront: netfront = optarg; break;
       case kBlkfront: blkfront = optarg; break;
+      case kSndfront: sndfront = optarg; break;
       case 'v': verbose = true; break;
       case 'V': std::printf("shadowd 0.1\n"); return 0;
       case 'h': help(); return 0;
@@ -124,6 +127,8 @@ int main(int argc, char** argv) {
       netfront.empty() ? default_binary("sd-netfront", "frontends") : std::filesystem::path(netfront);
   opts.blkfront_binary =
       blkfront.empty() ? default_binary("sd-blkfront", "frontends") : std::filesystem::path(blkfront);
+  opts.sndfront_binary =
+      sndfront.empty() ? default_binary("sd-sndfront", "frontends") : std::filesystem::path(sndfront);
   opts.verbose = verbose;
   sd::dom0::Daemon d(std::move(*host), std::move(opts));
   return d.run();

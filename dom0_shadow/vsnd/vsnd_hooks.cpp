@@ -22,12 +22,26 @@ VsndHooks::VsndHooks(const std::string& guest, const config::DeviceSpec& spec, c
   std::string stem = guest + "-vsnd-" + std::to_string(spec.index);
   socket_ = state_dir_ / (stem + (spec.stream ? "." + std::to_string(spec.stream) : "") + ".sock");
   wav_ = state_dir_ / (stem + ".wav");
+  short_name_ = spec.params.count("short-name") ? spec.params.at("short-name") : "shadow";
+  unique_id_ = stem + "." + std::to_string(spec.stream);
   card_streams_ = std::max<size_t>(1, std::count_if(spec.children.begin(), spec.children.end(), [](const auto& c) {
                                      return c.at("kind") == "stream" && c.contains("type") && c.at("type") == "p";
                                    }));
 }
 
 VsndHooks::~VsndHooks() { teardown(); }
+
+std::map<std::string, std::string> VsndHooks::published_nodes() const {
+  return {{"short-name", short_name_},
+          {"sample-rates", std::to_string(sndif::kRate)},
+          {"sample-formats", XENSND_PCM_FORMAT_S16_LE_STR},
+          {"channels-min", std::to_string(sndif::kChannels)},
+          {"channels-max", std::to_string(sndif::kChannels)},
+          {"buffer-size", std::to_string(sndif::kMaxBuffer)},
+          {"0/name", short_name_},
+          {"0/0/type", XENSND_STREAM_TYPE_PLAYBACK},
+          {"0/0/unique-id", unique_id_}};
+}
 
 namespace {
 

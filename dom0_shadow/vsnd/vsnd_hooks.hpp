@@ -43,6 +43,9 @@ class VsndHooks final : public ClassHooks {
   void frontend_gone() override;
   void backend_payload(ctl::Msg& m) const override { m.set_payload(replay_state()); }
   platform::BackendResources backend_resources() const override { return {{voice_->mem_fd(), voice_->irq_fd()}, {}}; }
+  // For a guest's kernel snd-xen-front (Xen): its card, one PCM device with
+  // this playback stream, in the one format the DAC plays.
+  std::map<std::string, std::string> published_nodes() const override;
   std::string active_mode() const override { return "active"; }
   void start_active() override;
   void stop_active() override;
@@ -58,6 +61,7 @@ class VsndHooks final : public ClassHooks {
   int32_t active_control(const xensnd_req& r);
 
   std::filesystem::path state_dir_, socket_, wav_;
+  std::string short_name_, unique_id_;
   size_t stream_ = 0, card_streams_ = 1;
   std::shared_ptr<Dac> dac_;  // the card's, shared by its streams
   Dac::Voice* voice_ = nullptr;  // this stream's

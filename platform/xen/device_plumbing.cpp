@@ -23,12 +23,15 @@ Result<std::unique_ptr<XenDevicePlumbing>> XenDevicePlumbing::create(boost::asio
                                                                      platform::Store& store,
                                                                      const platform::DeviceInfo& dev,
                                                                      const std::filesystem::path& proxy_binary) {
-  if (dev.kernel_frontend && dev.type != "vif" && dev.type != "vbd")
-    return fail(Code::kUnavailable, "guest_frontend: kernel is served for vif and vbd on the xen platform so far (not " +
-                                        dev.type + ")");
+  if (dev.kernel_frontend && dev.type != "vif" && dev.type != "vbd" && dev.type != "vsnd")
+    return fail(Code::kUnavailable, "guest_frontend: kernel is not served for " + dev.type + " on the xen platform");
+  if (dev.kernel_frontend && dev.type == "vsnd" && dev.stream != 0)
+    return fail(Code::kUnavailable, "a sound card with more than one playback stream is not served to an unmodified "
+                                    "guest yet (its snd-xen-front has one backend per card): give it one stream");
   if (dev.kernel_frontend && proxy_binary.empty())
     return fail(Code::kUnavailable, "guest_frontend: kernel needs the " + dev.type + "'s ring proxy in dom0 (shadowd --" +
-                                        (dev.type == "vif" ? "netfront" : "blkfront") + " PATH)");
+                                        (dev.type == "vif" ? "netfront" : dev.type == "vbd" ? "blkfront" : "sndfront") +
+                                        " PATH)");
   // The guest is started by the operator (xl create); find it by name.
   for (const auto& id : store.list("/local/domain")) {
     auto name = store.read("/local/domain/" + id + "/name");

@@ -33,7 +33,8 @@ Result<std::unique_ptr<platform::DevicePlumbing>> XenPlatform::make_device_plumb
     return fail(Code::kUnavailable,
                 dev.type == "vbd" ? "a vbd is served on the xen platform to unmodified guests only (set "
                                     "guest_frontend: kernel in the vbd policy)"
-                                  : "the " + dev.type + " class is not served on the xen platform yet (vif and vbd are)");
+                                  : "the " + dev.type + " class is not served on the xen platform yet (vif and vbd "
+                                    "are; vsnd's DAC is not reachable from a driver domain there)");
   auto proxy = ring_proxies_.find(dev.type);
   auto p = XenDevicePlumbing::create(io_, *store_, dev, proxy == ring_proxies_.end() ? "" : proxy->second);
   if (!p) return std::unexpected(p.error());

@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "fakes.hpp"
+#include "sd/core/sndif.hpp"
+#include "xen/device_plumbing.hpp"
 #include "xen/xen_platform.hpp"
 
 namespace sd::dom0 {
@@ -154,6 +156,36 @@ TEST_F(VbdEngineXenTest, VbdOfAGuestWithTheProjectsFrontend_RefusedNamingThePoli
   auto r = plat_->make_device_plumbing(info);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("guest_frontend: kernel"), std::string::npos) << r.error().message;
+}
+
+// The plumbing of an unmodified guest's sound card (the platform itself
+// still refuses vsnd: its DAC is not reachable from a driver domain on Xen):
+// the card laid out for snd-xen-front with the stream under 0/0, owned by
+// the guest (it writes its ring refs there), the proxy started; a card's
+// second stream refused.
+TEST_F(VbdEngineXenTest, KernelSoundCard_LaidOutForSndXenFrontProxyStarted) {
+  std::map<std::string, std::string> nodes{{"sample-rates", "48000"}, {"0/0/type", "p"}, {"0/name", "Music"}};
+  platform::DeviceInfo info{"guest1", "vsnd", 0, sndif::kPoolPages, nodes, true, 0};
+  auto p = xen::XenDevicePlumbing::create(io_, plat_->store(), info, script_);
+  ASSERT_TRUE(p) << p.error().to_string();
+  ASSERT_TRUE((*p)->connect_frontend().value());
+
+  const std::string front = "/local/domain/5/device/vsnd/0", back = "/local/domain/0/backend/vsnd-proxy/5/0";
+  auto& xs = fake::xenstore();
+  EXPECT_EQ(xs.kv[front + "/backend"], back);
+  EXPECT_EQ(xs.kv[front + "/0/0/type"], "p");
+  EXPECT_EQ(xs.kv[front + "/sample-rates"], "48000");
+  EXPECT_EQ(xs.perms[front + "/0/0/type"],
+            (std::vector<std::pair<unsigned, unsigned>>{{5, XS_PERM_NONE}, {0, XS_PERM_READ}}));
+  EXPECT_EQ(proxy_args(), "--xen-guest 5 --handle 0 --control-fd 3");
+
+  info.stream = 1;
+  auto second = xen::XenDevicePlumbing::create(io_, plat_->store(), info, script_);
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("one playback stream"), std::string::npos);
+  auto refused = plat_->make_device_plumbing(info);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("DAC"), std::string::npos);
 }
 
 }  // namespace

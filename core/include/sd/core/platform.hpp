@@ -129,6 +129,8 @@ struct DeviceInfo {
   // The guest runs no frontend of the project's: its kernel's own driver
   // (xen-netfront) is served by a ring proxy in dom0 (policy guest_frontend).
   bool kernel_frontend = false;
+  int stream = 0;  // vsnd: which of its card's playback streams
+
 };
 
 // What a backend is handed besides the pool and the event channel: devices
