@@ -260,16 +260,7 @@ void VsndHooks::active_position() {
   if (pos == active_last_pos_) return;
   if (pos - active_last_pos_ < ast_.params.period_sz && queued != 0) return;
   auto* evt = static_cast<xensnd_event_page*>(engine().plumbing().page(sndif::kEvtRef));
-  // SAFETY: in_cons is the guest's: read once, only compared.
-  uint32_t cons = std::atomic_ref<uint32_t>(evt->in_cons).load(std::memory_order_acquire);
-  uint32_t prod = std::atomic_ref<uint32_t>(evt->in_prod).load(std::memory_order_relaxed);
-  if (prod - cons >= XENSND_IN_RING_LEN) return;
-  xensnd_evt e{};
-  e.id = evt_id_++;
-  e.type = XENSND_EVT_CUR_POS;
-  e.op.cur_pos.position = pos;
-  std::memcpy(&XENSND_IN_RING_REF(evt, prod), &e, sizeof(e));
-  std::atomic_ref<uint32_t>(evt->in_prod).store(prod + 1, std::memory_order_release);
+  if (!sndif::post_position(evt, evt_id_, pos)) return;
   active_last_pos_ = pos;
   active_last_pos_changed_ = true;
 }

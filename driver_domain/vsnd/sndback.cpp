@@ -129,20 +129,12 @@ void Sndback::send_position(bool force) {
   bool backwards = last_pos_ > 0 && garbage(ctl::FaultKind::kBadGrant, /*take=*/false);
   if (!backwards && pos == last_pos_) return;
   if (!backwards && !force && pos - last_pos_ < st_.params.period_sz && queued != 0) return;
-  // SAFETY: in_cons is written by the frontend: read once, only compared.
-  uint32_t cons = std::atomic_ref<uint32_t>(evt_->in_cons).load(std::memory_order_acquire);
-  uint32_t prod = std::atomic_ref<uint32_t>(evt_->in_prod).load(std::memory_order_relaxed);
-  if (prod - cons >= XENSND_IN_RING_LEN) return;  // full: the next position supersedes this one
-  xensnd_evt e{};
-  e.id = evt_id_++;
-  e.type = XENSND_EVT_CUR_POS;
-  e.op.cur_pos.position = backwards ? last_pos_ - std::min<uint64_t>(last_pos_, 4 * st_.params.period_sz) : pos;
+  uint64_t told = backwards ? last_pos_ - std::min<uint64_t>(last_pos_, 4 * st_.params.period_sz) : pos;
+  if (!sndif::post_position(evt_, evt_id_, told)) return;  // full: the next position supersedes this one
   if (backwards)
     garbage(ctl::FaultKind::kBadGrant);
   else
     last_pos_ = pos;
-  std::memcpy(&XENSND_IN_RING_REF(evt_, prod), &e, sizeof(e));
-  std::atomic_ref<uint32_t>(evt_->in_prod).store(prod + 1, std::memory_order_release);
   notify_ = true;
 }
 

@@ -23,7 +23,6 @@ Result<std::unique_ptr<GuestSound>> GuestSound::attach(void* ring, void* evt_pag
   std::unique_ptr<GuestSound> g(new GuestSound());
   g->ring_.emplace(std::move(*r));
   g->evt_ = static_cast<xensnd_event_page*>(evt_page);
-  g->evt_prod_ = std::atomic_ref<uint32_t>(g->evt_->in_prod).load(std::memory_order_relaxed);
   g->req_evt_ = std::move(req_evt);
   g->pos_evt_ = std::move(pos_evt);
   g->grants_ = std::move(grants);
@@ -200,16 +199,9 @@ void GuestSound::report_position() {
   if (!open_ || !running_ || out_->opens() != opens_wanted_) return;
   uint64_t pos = out_->position();
   if (pos <= reported_) return;
-  // in_cons is the guest's: a value that does not fit only skips reports.
-  uint32_t cons = std::atomic_ref<uint32_t>(evt_->in_cons).load(std::memory_order_acquire);
-  if (evt_prod_ - cons >= XENSND_IN_RING_LEN) return;
-  xensnd_evt e{};
-  e.id = evt_id_++;
-  e.type = XENSND_EVT_CUR_POS;
-  e.op.cur_pos.position = pos;
-  std::memcpy(&XENSND_IN_RING_REF(evt_, evt_prod_), &e, sizeof(e));
-  ++evt_prod_;
-  std::atomic_ref<uint32_t>(evt_->in_prod).store(evt_prod_, std::memory_order_release);
+  // The guest's page: indices it garbled only skip reports (every slot
+  // written is inside the page).
+  if (!sndif::post_position(evt_, evt_id_, pos)) return;
   (void)pos_evt_->notify();
   reported_ = pos;
   ++counters_.positions;

@@ -98,7 +98,6 @@ class GuestSound {
   uint64_t opens_wanted_ = 0;  // the splitter's opens() once every queued OPEN is answered
   uint64_t reported_ = 0;      // the last position told the guest
   uint16_t evt_id_ = 0;        // the guest counts events from 0 for the connection's life
-  uint32_t evt_prod_ = 0;      // our own copy of in_prod (the page is the guest's too)
   Counters counters_;
 };
 

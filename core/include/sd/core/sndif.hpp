@@ -113,6 +113,23 @@ inline xensnd_resp response_to(const xensnd_req& req, int32_t status) {
   return rsp;
 }
 
+// Posts XENSND_EVT_CUR_POS `position` on an event page this side produces
+// into, with the next of its event ids; false (nothing written, no id used)
+// when the page is full by the peer's in_cons (read once, only compared):
+// the next position supersedes this one. The caller notifies.
+inline bool post_position(xensnd_event_page* page, uint16_t& next_id, uint64_t position) {
+  uint32_t cons = std::atomic_ref<uint32_t>(page->in_cons).load(std::memory_order_acquire);
+  uint32_t prod = std::atomic_ref<uint32_t>(page->in_prod).load(std::memory_order_relaxed);
+  if (prod - cons >= XENSND_IN_RING_LEN) return false;
+  xensnd_evt e{};
+  e.id = next_id++;
+  e.type = XENSND_EVT_CUR_POS;
+  e.op.cur_pos.position = position;
+  std::memcpy(&XENSND_IN_RING_REF(page, prod), &e, sizeof(e));
+  std::atomic_ref<uint32_t>(page->in_prod).store(prod + 1, std::memory_order_release);
+  return true;
+}
+
 inline std::string op_name(uint8_t op) {
   static const char* const kNames[] = {"OPEN",       "CLOSE", "READ",   "WRITE",   "SET_VOLUME",
                                        "GET_VOLUME", "MUTE",  "UNMUTE", "TRIGGER", "HW_PARAM_QUERY"};
