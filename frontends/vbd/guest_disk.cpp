@@ -85,15 +85,12 @@ void GuestDisk::serve() {
     free_.push_back(j);
   }
   while (broken_.empty()) {
-    auto r = ring_->get_request();
+    auto r = ring_->next_request();
     if (!r) {
       stop(r.error().message);
       break;
     }
-    if (!*r) {
-      if (!ring_->final_check_for_requests()) break;
-      continue;
-    }
+    if (!*r) break;
     const blkif_request req = **r;
     std::string why = blkif::check_request(req, state_.sectors, false);
     bool lacks = (req.operation == BLKIF_OP_DISCARD && !(state_.features & blkif::kFeatureDiscard)) ||

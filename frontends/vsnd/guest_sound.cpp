@@ -44,15 +44,12 @@ void GuestSound::serve() {
   (void)req_evt_->consume();
   bool answered = false;
   while (broken_.empty()) {
-    auto r = ring_->get_request();
+    auto r = ring_->next_request();
     if (!r) {
       stop(r.error().message);
       break;
     }
-    if (!*r) {
-      if (!ring_->final_check_for_requests()) break;
-      continue;
-    }
+    if (!*r) break;
     const xensnd_req req = **r;  // our copy; the guest cannot change it now
     xensnd_resp rsp{};
     rsp.id = req.id;

@@ -485,6 +485,24 @@ TEST_F(RingNotify, FinalCheckForRequests_RequestPending_True) {
   EXPECT_EQ(sring()->req_event, 1u);
 }
 
+// next_request() drains what was published and leaves req_event armed, so
+// the frontend's next push notifies.
+TEST_F(RingNotify, NextRequest_DrainsThenArmsReqEvent_NextPushNotifies) {
+  ASSERT_TRUE(put_and_push(front(), 0, 2));
+
+  auto a = back().next_request();
+  auto b = back().next_request();
+  auto none = back().next_request();
+
+  ASSERT_TRUE(a && *a && b && *b && none);
+  EXPECT_EQ((*a)->id, 0u);
+  EXPECT_EQ((*b)->id, 1u);
+  EXPECT_FALSE(*none);
+  EXPECT_EQ(sring()->req_event, 3u);
+  ASSERT_TRUE(put_only(front(), 2, 1));
+  EXPECT_TRUE(front().push_requests());
+}
+
 // ---------------------------------------------------- index wrap-around
 
 using RingWrap = RingPair;

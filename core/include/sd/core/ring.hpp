@@ -407,6 +407,16 @@ class BackRing {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     return pending(detail::load_relaxed(s->req_prod));
   }
+  // get_request() until the ring is empty for sure: a request published
+  // between the last read and req_event being set brings no event, so the
+  // final check takes it too. nullopt: nothing left.
+  Result<std::optional<Req>> next_request() {
+    for (;;) {
+      auto r = get_request();
+      if (!r || *r || !final_check_for_requests()) return r;
+    }
+  }
+
 
   RING_IDX req_cons() const { return req_cons_; }
   RING_IDX rsp_prod_pvt() const { return rsp_prod_pvt_; }
