@@ -72,7 +72,7 @@ int32_t GuestSound::handle(const xensnd_req& r, xensnd_resp& rsp) {
     case XENSND_OP_OPEN:
       return open(r.op.open);
     case XENSND_OP_CLOSE: {  // a CLOSE without an OPEN is answered too
-      if (open_) queue_.push_back(Item{r, {}, 0});
+      if (open_) queue_.push_back(Item{r, 0});
       open_ = running_ = false;
       buffer_refs_.clear();
       return 0;
@@ -82,7 +82,7 @@ int32_t GuestSound::handle(const xensnd_req& r, xensnd_resp& rsp) {
     case XENSND_OP_TRIGGER: {
       uint8_t t = r.op.trigger.type;
       if (!open_ || t > XENSND_OP_TRIGGER_RESUME) return -EINVAL;
-      queue_.push_back(Item{r, {}, 0});
+      queue_.push_back(Item{r, 0});
       running_ = t == XENSND_OP_TRIGGER_START || t == XENSND_OP_TRIGGER_RESUME;
       return 0;
     }
@@ -124,12 +124,12 @@ int32_t GuestSound::open(const xensnd_open_req& o) {
   if (open_) {  // OPEN again without a CLOSE (new hw_params): close the old stream first
     xensnd_req close{};
     close.operation = XENSND_OP_CLOSE;
-    queue_.push_back(Item{close, {}, 0});
+    queue_.push_back(Item{close, 0});
   }
   xensnd_req req{};
   req.operation = XENSND_OP_OPEN;
   req.op.open = mine;
-  queue_.push_back(Item{req, {}, 0});
+  queue_.push_back(Item{req, 0});
   ++opens_wanted_;
   buffer_refs_ = std::move(refs);
   params_ = o;
@@ -139,28 +139,30 @@ int32_t GuestSound::open(const xensnd_open_req& o) {
   return 0;
 }
 
-// The audio at rw.offset in the guest's buffer, copied out now (one grant
-// copy per page it touches) and queued for the splitter.
+// The audio at rw.offset in the guest's buffer, copied out now behind the
+// queued audio (one grant copy per page it touches, split where the queue
+// wraps) and queued for the splitter.
 int32_t GuestSound::write(const xensnd_rw_req& rw) {
   if (!open_ || !sndif::check_rw(rw, params_.buffer_sz).empty()) return -EINVAL;
-  if (queued_bytes_ + rw.length > sndif::kMaxBuffer) return -EBUSY;  // more than was played: not a player's
-  Item it{std::nullopt, std::vector<uint8_t>(rw.length), 0};
-  GrantCopy ops[sndif::kBufPages + 1];
-  size_t n = 0;
+  if (queued_bytes_ + rw.length > audio_.size()) return -EBUSY;  // more than was played: not a player's
+  GrantCopy ops[sndif::kBufPages + 2];
+  size_t n = 0, tail = (head_ + queued_bytes_) % audio_.size();
   for (uint32_t off = rw.offset, at = 0; at < rw.length;) {
-    uint32_t page = off / kPageSize, in = off % kPageSize, len = std::min(rw.length - at, kPageSize - in);
+    uint32_t page = off / kPageSize, in = off % kPageSize;
+    auto len = static_cast<uint32_t>(std::min<size_t>({rw.length - at, kPageSize - in, audio_.size() - tail}));
     if (page >= buffer_refs_.size() || n == std::size(ops)) return -EINVAL;
-    ops[n++] = {buffer_refs_[page], static_cast<uint16_t>(in), static_cast<uint16_t>(len), it.audio.data() + at,
+    ops[n++] = {buffer_refs_[page], static_cast<uint16_t>(in), static_cast<uint16_t>(len), audio_.data() + tail,
                 false, false};
     off += len;
     at += len;
+    tail = (tail + len) % audio_.size();
   }
   grants_->copy(ops, n);
   for (size_t i = 0; i < n; ++i)
     if (!ops[i].ok) return -EINVAL;
   queued_bytes_ += rw.length;
   counters_.bytes_in += rw.length;
-  queue_.push_back(std::move(it));
+  queue_.push_back(Item{std::nullopt, rw.length});
   return 0;
 }
 
@@ -180,11 +182,15 @@ void GuestSound::feed() {
       continue;
     }
     if (out_->opens() != opens_wanted_ || !out_->state().open) return;  // the stream is not open there yet
-    auto took = out_->write(it.audio.data() + it.done, it.audio.size() - it.done);
-    if (!took) return;  // shadowd is gone: nothing plays any more
-    it.done += *took;
-    queued_bytes_ -= *took;
-    if (it.done < it.audio.size()) return;  // the splitter's buffer is full: the rest later
+    while (it.audio > 0) {
+      size_t run = std::min<size_t>(it.audio, audio_.size() - head_);  // up to where the queue wraps
+      auto took = out_->write(audio_.data() + head_, run);
+      if (!took) return;  // shadowd is gone: nothing plays any more
+      head_ = (head_ + *took) % audio_.size();
+      queued_bytes_ -= *took;
+      it.audio -= static_cast<uint32_t>(*took);
+      if (*took < run) return;  // the splitter's buffer is full: the rest later
+    }
     queue_.pop_front();
   }
 }

@@ -70,8 +70,7 @@ class GuestSound {
  private:
   struct Item {  // what waits for the splitter, in the guest's order
     std::optional<xensnd_req> control;
-    std::vector<uint8_t> audio;
-    size_t done = 0;  // audio bytes the splitter took
+    uint32_t audio = 0;  // else: bytes of audio_ (from its head) not yet taken by the splitter
   };
   GuestSound() = default;
   int32_t handle(const xensnd_req& r, xensnd_resp& rsp);
@@ -94,6 +93,10 @@ class GuestSound {
   xensnd_open_req params_{};
   std::vector<uint32_t> buffer_refs_;  // the guest's buffer pages, from its directory at OPEN
   std::deque<Item> queue_;
+  // The queued audio, in one buffer allocated once (no allocation per
+  // WRITE): kMaxBuffer bytes as a ring, queued_bytes_ of them from head_.
+  std::vector<uint8_t> audio_ = std::vector<uint8_t>(sndif::kMaxBuffer);
+  size_t head_ = 0;
   size_t queued_bytes_ = 0;
   uint64_t opens_wanted_ = 0;  // the splitter's opens() once every queued OPEN is answered
   uint64_t reported_ = 0;      // the last position told the guest

@@ -250,6 +250,35 @@ TEST_F(GuestSoundTest, AnsweredAtOnceDeliveredInOrderPositionsRelayed) {
   EXPECT_EQ(proxy_->counters().refused, 0u);
 }
 
+// More audio than the proxy's queue holds, over time: the queue wraps
+// (a guest page copied in two pieces) and every byte still reaches the
+// backend whole, in order.
+TEST_F(GuestSoundTest, AudioPastTheQueuesEnd_WrapsAndArrivesWhole) {
+  ASSERT_TRUE(reconnect(7));
+  EXPECT_EQ(call(open_req()).status, 0);
+  (void)backend_serves(7);
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
+  const uint32_t len = 4096 * 3 + 2048;  // 14 KiB a round, so the queue's end falls inside a page
+  uint64_t total = 0;
+  for (int round = 0; round < 12; ++round) {
+    auto a = fill(0, len, static_cast<uint8_t>(round * 17));
+    ASSERT_EQ(call(op(XENSND_OP_WRITE, 0, len)).status, 0) << "round " << round;
+    auto seen = backend_serves(7);
+    const uint8_t* buf7 = pools_->bases_.at(7) + sndif::kBufRef0 * kPageSize;
+    uint32_t at = 0;
+    for (const auto& q : seen) {
+      if (q.operation != XENSND_OP_WRITE) continue;
+      ASSERT_EQ(std::memcmp(buf7 + q.op.rw.offset, a.data() + at, q.op.rw.length), 0) << "round " << round;
+      at += q.op.rw.length;
+    }
+    ASSERT_EQ(at, len) << "round " << round;
+    total += at;
+  }
+  EXPECT_GT(total, sndif::kMaxBuffer);  // past the queue's end at least once
+  EXPECT_EQ(proxy_->queued_bytes(), 0u);
+  EXPECT_EQ(proxy_->counters().bytes_in, total);
+}
+
 TEST_F(GuestSoundTest, HostileRequests_RefusedNeverQueued) {
   EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 4096)).status, -EINVAL);               // not open
   EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, -EINVAL);
