@@ -13,11 +13,10 @@
 #include <cstring>
 
 #include "fake_guest_grants.hpp"
-#include "fake_pools.hpp"
 #include "sd/core/ring.hpp"
 #include "sd/platform/local/event_channel.hpp"
 #include "vsnd/guest_sound.hpp"
-#include "vsnd/sndfront.hpp"
+#include "sndfront_xen.hpp"
 
 namespace sd::front {
 namespace {
@@ -27,23 +26,10 @@ constexpr uint32_t kDirRef = 100, kBufRef0 = 200, kBufPages = 4;  // the guest's
 
 UniqueFd efd() { return UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)); }
 
-class GuestSoundTest : public ::testing::Test {
+class GuestSoundTest : public SndfrontXen {
  protected:
   void SetUp() override {
-    auto ch = ctl::Channel::pair();
-    ASSERT_TRUE(ch);
-    shadowd_ = std::move(ch->first);
-    ASSERT_TRUE(shadowd_.set_nonblocking(true));
-    ctl::Msg att;
-    att.type = ctl::MsgType::kDevAttach;
-    att.b = 3;
-    att.set_payload(sndif::StreamState{});
-    ASSERT_TRUE(shadowd_.send(att));
-    auto pools = std::make_unique<MemPools>(log_);
-    pools_ = pools.get();
-    auto f = Sndfront::attach(std::move(ch->second), std::move(pools));
-    ASSERT_TRUE(f) << f.error().to_string();
-    front_ = std::move(*f);
+    SndfrontXen::SetUp();
     // The guest: its ring and event page, its buffer pages and directory.
     ring_page_ = static_cast<uint8_t*>(std::aligned_alloc(4096, 4096));
     evt_page_ = static_cast<uint8_t*>(std::aligned_alloc(4096, 4096));
@@ -116,19 +102,6 @@ class GuestSoundTest : public ::testing::Test {
     }
     return a;
   }
-  bool reconnect(uint32_t domid) {
-    ctl::Msg m;
-    m.type = ctl::MsgType::kReconnect;
-    m.a = domid;
-    m.b = 3;
-    EXPECT_TRUE(shadowd_.send(m));
-    for (int i = 0; i < 200; ++i) {
-      (void)front_->wait(10);
-      auto got = shadowd_.recv();
-      if (got && *got && (*got)->type == ctl::MsgType::kReconnected) return true;
-    }
-    return false;
-  }
   // Backend `domid` answers OK whatever it finds, recording it; then the
   // splitter is pumped and the proxy served, as its loop does.
   std::vector<xensnd_req> backend_serves(uint32_t domid) {
@@ -169,10 +142,6 @@ class GuestSoundTest : public ::testing::Test {
     return out;
   }
 
-  PoolLog log_;
-  MemPools* pools_ = nullptr;
-  ctl::Channel shadowd_;
-  std::unique_ptr<Sndfront> front_;
   uint8_t* ring_page_ = nullptr;
   uint8_t* evt_page_ = nullptr;
   std::optional<ring::FrontRing<sndif::Traits>> guest_;

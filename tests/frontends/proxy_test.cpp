@@ -51,6 +51,19 @@ class ProxyTest : public ::testing::Test {
     nf_.reset();
   }
   bool reconnect(uint32_t domid) { return test::reconnect(shadowd_, domid).has_value(); }
+  // The guest posts rx buffer 500 (request id 6); backend 7 comes and takes
+  // one of the rx buffers the proxy posted to it in turn.
+  std::optional<std::pair<ring::BackRing<netif::RxTraits>, netif_rx_request>> guest_buffer_then_backend_7() {
+    pages_->pages[500].assign(kPageSize, 0);
+    if (!grx_->put_request(netif_rx_request{6, 0, 500})) return std::nullopt;
+    grx_->push_requests();
+    if (!reconnect(7)) return std::nullopt;
+    auto rx = ring::BackRing<netif::RxTraits>::attach(pools_->bases_.at(7) + kPageSize, kPageSize, false);
+    if (!rx) return std::nullopt;
+    auto req = rx->get_request();
+    if (!req || !*req) return std::nullopt;
+    return std::pair{std::move(*rx), **req};
+  }
   void guest_send(uint16_t id, uint32_t ref, const std::vector<uint8_t>& f) {
     pages_->pages[ref].assign(kPageSize, 0);
     std::memcpy(pages_->pages[ref].data(), f.data(), f.size());
@@ -110,21 +123,16 @@ TEST_F(ProxyTest, GuestFrame_ReachesDriverDomain_AndIsReplayedWholeIntoTheNextOn
 }
 
 TEST_F(ProxyTest, DriverDomainFrame_LandsInTheGuestsRxBuffer) {
-  pages_->pages[500].assign(kPageSize, 0);
-  ASSERT_TRUE(grx_->put_request(netif_rx_request{6, 0, 500}));
-  grx_->push_requests();
-  ASSERT_TRUE(reconnect(7));
-  // Backend 7 answers one of the rx buffers the proxy posted with a frame.
+  auto b = guest_buffer_then_backend_7();
+  ASSERT_TRUE(b);
+  auto& [rx, req] = *b;
   uint8_t* base = pools_->bases_.at(7);
-  auto rx = ring::BackRing<netif::RxTraits>::attach(base + kPageSize, kPageSize, false);
-  ASSERT_TRUE(rx);
-  auto req = rx->get_request();
-  ASSERT_TRUE(req && *req);
+  // Backend 7 answers one of the rx buffers the proxy posted with a frame.
   std::vector<uint8_t> frame(300);
   for (size_t i = 0; i < frame.size(); ++i) frame[i] = static_cast<uint8_t>(i ^ 0x5a);
-  std::memcpy(base + (*req)->gref * kPageSize, frame.data(), frame.size());
-  ASSERT_TRUE(rx->put_response(netif_rx_response{(*req)->id, 0, 0, static_cast<int16_t>(frame.size())}));
-  rx->push_responses();
+  std::memcpy(base + req.gref * kPageSize, frame.data(), frame.size());
+  ASSERT_TRUE(rx.put_response(netif_rx_response{req.id, 0, 0, static_cast<int16_t>(frame.size())}));
+  rx.push_responses();
   ASSERT_TRUE(pools_->kick(7));
 
   std::optional<netif_rx_response> got;
@@ -143,18 +151,12 @@ TEST_F(ProxyTest, DriverDomainFrame_LandsInTheGuestsRxBuffer) {
 // index beyond what the proxy posted, or a frame outside its page, is a
 // fault reported to shadowd, and the guest's rx ring gets nothing.
 TEST_F(ProxyTest, DriverDomainLies_FaultReportedGuestRingUntouched) {
-  pages_->pages[500].assign(kPageSize, 0);
-  ASSERT_TRUE(grx_->put_request(netif_rx_request{6, 0, 500}));
-  grx_->push_requests();
-  ASSERT_TRUE(reconnect(7));
-  uint8_t* base = pools_->bases_.at(7);
-  auto rx = ring::BackRing<netif::RxTraits>::attach(base + kPageSize, kPageSize, false);
-  ASSERT_TRUE(rx);
-  auto req = rx->get_request();
-  ASSERT_TRUE(req && *req);
+  auto b = guest_buffer_then_backend_7();
+  ASSERT_TRUE(b);
+  auto& [rx, req] = *b;
   // A frame claimed to run past the end of its granted page.
-  ASSERT_TRUE(rx->put_response(netif_rx_response{(*req)->id, 4000, 0, 300}));
-  rx->push_responses();
+  ASSERT_TRUE(rx.put_response(netif_rx_response{req.id, 4000, 0, 300}));
+  rx.push_responses();
   ASSERT_TRUE(pools_->kick(7));
 
   auto fault = test::await_msg(shadowd_, ctl::MsgType::kDevFault);

@@ -12,52 +12,20 @@
 #include <atomic>
 #include <thread>
 
-#include "fake_pools.hpp"
 #include "sd/core/ring.hpp"
-#include "vsnd/sndfront.hpp"
+#include "sndfront_xen.hpp"
 
 namespace sd::front {
 namespace {
 
 using sndif::kPageSize;
 
-class SndfrontXenTest : public ::testing::Test {
+class SndfrontXenTest : public SndfrontXen {
  protected:
-  void SetUp() override {
-    auto ch = ctl::Channel::pair();
-    ASSERT_TRUE(ch);
-    shadowd_ = std::move(ch->first);
-    ASSERT_TRUE(shadowd_.set_nonblocking(true));
-    ctl::Msg att;
-    att.type = ctl::MsgType::kDevAttach;
-    att.b = 3;
-    att.set_payload(sndif::StreamState{});
-    ASSERT_TRUE(shadowd_.send(att));
-    auto pools = std::make_unique<MemPools>(log_);
-    pools_ = pools.get();
-    auto f = Sndfront::attach(std::move(ch->second), std::move(pools));
-    ASSERT_TRUE(f) << f.error().to_string();
-    front_ = std::move(*f);
-  }
   void TearDown() override {
     stop_ = true;
     if (backend_.joinable()) backend_.join();
     front_.reset();
-  }
-  // kReconnect to backend `domid`, pumping the splitter as its player would,
-  // until its kReconnected (with the pool it granted) arrives.
-  std::optional<ctl::Msg> reconnect(uint32_t domid) {
-    ctl::Msg m;
-    m.type = ctl::MsgType::kReconnect;
-    m.a = domid;
-    m.b = 3;
-    EXPECT_TRUE(shadowd_.send(m));
-    for (int i = 0; i < 200; ++i) {
-      (void)front_->wait(10);
-      auto got = shadowd_.recv();
-      if (got && *got && (*got)->type == ctl::MsgType::kReconnected) return **got;
-    }
-    return std::nullopt;
   }
   // Backend `domid` answers OK every request but WRITEs, which it leaves in
   // flight (it is about to die), until stop_.
@@ -83,10 +51,6 @@ class SndfrontXenTest : public ::testing::Test {
     });
   }
 
-  PoolLog log_;
-  MemPools* pools_ = nullptr;
-  ctl::Channel shadowd_;
-  std::unique_ptr<Sndfront> front_;
   std::thread backend_;
   std::atomic<bool> stop_{false};
   std::vector<xensnd_req> writes_;  // the backend thread's, read after it stopped

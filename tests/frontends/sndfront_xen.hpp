@@ -1,0 +1,56 @@
+// The vsnd beam splitter in Xen mode for tests: attached over a channel
+// whose other end the test plays as shadowd, its pools in memory, pumped
+// by the test as its player (or the dom0 proxy) pumps it.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <optional>
+
+#include "fake_pools.hpp"
+#include "vsnd/sndfront.hpp"
+
+namespace sd::front {
+
+class SndfrontXen : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ch = ctl::Channel::pair();
+    ASSERT_TRUE(ch);
+    shadowd_ = std::move(ch->first);
+    ASSERT_TRUE(shadowd_.set_nonblocking(true));
+    ctl::Msg att;
+    att.type = ctl::MsgType::kDevAttach;
+    att.b = 3;
+    att.set_payload(sndif::StreamState{});
+    ASSERT_TRUE(shadowd_.send(att));
+    auto pools = std::make_unique<MemPools>(log_);
+    pools_ = pools.get();
+    auto f = Sndfront::attach(std::move(ch->second), std::move(pools));
+    ASSERT_TRUE(f) << f.error().to_string();
+    front_ = std::move(*f);
+  }
+  // kReconnect to backend `domid`, pumping the splitter until its
+  // kReconnected (with the pool it granted that domain) arrives.
+  std::optional<ctl::Msg> reconnect(uint32_t domid) {
+    ctl::Msg m;
+    m.type = ctl::MsgType::kReconnect;
+    m.a = domid;
+    m.b = 3;
+    EXPECT_TRUE(shadowd_.send(m));
+    for (int i = 0; i < 200; ++i) {
+      (void)front_->wait(10);
+      auto got = shadowd_.recv();
+      if (got && *got && (*got)->type == ctl::MsgType::kReconnected) return **got;
+    }
+    return std::nullopt;
+  }
+
+  PoolLog log_;
+  MemPools* pools_ = nullptr;
+  ctl::Channel shadowd_;
+  std::unique_ptr<Sndfront> front_;
+};
+
+}  // namespace sd::front
