@@ -212,6 +212,9 @@ class Runtime {
     std::unique_ptr<sd::drvdom::GrantedPages> pages;
     std::unique_ptr<sd::platform::EventChannel> evt;  // Xen: bound from the XenPool
     std::string device;                               // Xen: this domain's device for it, opened here
+    // Xen: memory shadowd lends the backend (vsnd: the DAC) and its interrupt.
+    std::unique_ptr<sd::drvdom::GrantedPages> lent;
+    std::unique_ptr<sd::platform::EventChannel> irq;
     bool standby = false;
   };
 
@@ -219,13 +222,14 @@ class Runtime {
   // has, and how a backend is made from a complete attach.
   struct Kind {
     size_t pool_pages;
+    size_t lent_pages;  // memory shadowd lends it (0: none)
     sd::Result<std::unique_ptr<sd::drvdom::Backend>> (*make)(Pending& p);
   };
   static const Kind* kind(sd::DeviceClass c) {
     static const std::map<sd::DeviceClass, Kind> kKinds = {
-        {sd::DeviceClass::kVif, {sd::netif::kPoolPages, &make_vif}},
-        {sd::DeviceClass::kVsnd, {sd::sndif::kPoolPages, &make_vsnd}},
-        {sd::DeviceClass::kVbd, {sd::blkif::kPoolPages, &make_vbd}},
+        {sd::DeviceClass::kVif, {sd::netif::kPoolPages, 0, &make_vif}},
+        {sd::DeviceClass::kVsnd, {sd::sndif::kPoolPages, sd::sndif::kDacBytes / 4096, &make_vsnd}},
+        {sd::DeviceClass::kVbd, {sd::blkif::kPoolPages, 0, &make_vbd}},
     };
     auto it = kKinds.find(c);
     return it == kKinds.end() ? nullptr : &it->second;
@@ -235,17 +239,24 @@ class Runtime {
     if (!b) return std::unexpected(b.error());
     return std::unique_ptr<sd::drvdom::Backend>(std::move(*b));
   }
-  // The event channel and the class's one device: on the local platform
-  // fds [0] [1] and [2] (shadowd's), on Xen bound from the pool and opened
+  // The event channel: on the local platform fds [0] [1] (shadowd's; the
+  // class's `resources` fds follow), on Xen bound from the pool already.
+  static sd::Result<void> take_evt(Pending& p, size_t resources) {
+    if (p.evt) return {};
+    if (p.fds.size() != 2 + resources)
+      return sd::fail(sd::Code::kInvalidInput, "attach needs " + std::to_string(2 + resources) + " fds, got " +
+                                                   std::to_string(p.fds.size()));
+    p.evt = std::make_unique<sd::local::LocalEventChannel>(std::move(p.fds[0]), std::move(p.fds[1]));
+    return {};
+  }
+  // The class's one device: fd [2] on the local platform, on Xen opened
   // here by name.
   template <class Open>
   static sd::Result<sd::UniqueFd> take_device(Pending& p, Open open) {
-    if (!p.evt) {
-      if (p.fds.size() != 3)
-        return sd::fail(sd::Code::kInvalidInput, "attach needs 3 fds, got " + std::to_string(p.fds.size()));
-      p.evt = std::make_unique<sd::local::LocalEventChannel>(std::move(p.fds[0]), std::move(p.fds[1]));
-      return std::move(p.fds[2]);
-    }
+    bool local = !p.evt;
+    if (auto r = take_evt(p, 1); !r) return std::unexpected(r.error());
+    if (local) return std::move(p.fds[2]);
+    if (p.device.empty()) return sd::fail(sd::Code::kInvalidInput, "no name of this domain's device for it");
     return open(p.device);
   }
   static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vif(Pending& p) {
@@ -254,8 +265,16 @@ class Runtime {
     return up(sd::drvdom::Netback::create(std::move(p.pages), std::move(p.evt), std::move(*nic),
                                           p.attach.get_payload<sd::netif::VifConfig>()));
   }
-  static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vsnd(Pending& p) {  // resources: the DAC, its interrupt
-    return up(sd::drvdom::Sndback::create(std::move(p.pages), std::move(p.fds),
+  // Resources: the DAC's memory and its interrupt (local: fds [2] [3]).
+  static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vsnd(Pending& p) {
+    if (!p.lent) {
+      if (auto r = take_evt(p, 2); !r) return std::unexpected(r.error());
+      p.lent = std::make_unique<sd::drvdom::GrantedPages>(kind(p.cls)->lent_pages);
+      if (p.lent->add(0, std::move(p.fds[2])) != p.lent->size() || p.lent->map_error())
+        return sd::fail(sd::Code::kInvalidInput, "the DAC's memory cannot be mapped whole");
+      p.irq = std::make_unique<sd::local::LocalEventChannel>(sd::UniqueFd(), std::move(p.fds[3]));  // only waited on
+    }
+    return up(sd::drvdom::Sndback::create(std::move(p.pages), std::move(p.evt), std::move(p.lent), std::move(p.irq),
                                           p.attach.get_payload<sd::sndif::StreamState>()));
   }
   static sd::Result<std::unique_ptr<sd::drvdom::Backend>> make_vbd(Pending& p) {  // resources: the disk
@@ -320,23 +339,34 @@ class Runtime {
     start_backend(m.b, it);
   }
 
-  // Xen: the pool arrives as grant refs (one message) instead of fds.
+  // Xen: the pools arrive as grant refs instead of fds: the guest's (with
+  // the event channel and this domain's device), then the memory shadowd
+  // lends the class, if any (with its interrupt).
   void add_xen_pool(const Msg& m) {
     auto it = pending_.find(m.b);
     if (it == pending_.end()) return;
+    Pending& p = it->second;
+    const Kind* k = kind(p.cls);
     const auto pool = m.get_payload<sd::ctl::XenPool>();
-    auto dev = sd::drvdom::attach_xen_pool(pool, kind(it->second.cls)->pool_pages);
+    bool lent = m.a == sd::ctl::kPoolLent;
+    auto dev = lent && k->lent_pages == 0 ? sd::fail(sd::Code::kInvalidInput, "memory lent to a class that takes none")
+                                          : sd::drvdom::attach_xen_pool(pool, lent ? k->lent_pages : k->pool_pages);
     if (!dev) {
       pending_.erase(it);
       say(MsgType::kDevAttached, m.b, EINVAL, dev.error().message);
       return;
     }
-    std::fprintf(stderr, "drvdom %s: device %" PRIu64 ": pool of domain %u mapped, event channel %u, device %s\n",
-                 name_.c_str(), m.b, pool.owner, pool.port, dev->device.c_str());
-    it->second.pages = std::move(dev->pages);
-    it->second.evt = std::move(dev->evt);
-    it->second.device = std::move(dev->device);
-    start_backend(m.b, it);
+    std::fprintf(stderr, "drvdom %s: device %" PRIu64 ": %s of domain %u mapped, event channel %u, device %s\n",
+                 name_.c_str(), m.b, lent ? "lent memory" : "pool", pool.owner, pool.port, dev->device.c_str());
+    if (lent) {
+      p.lent = std::move(dev->pages);
+      p.irq = std::move(dev->evt);
+    } else {
+      p.pages = std::move(dev->pages);
+      p.evt = std::move(dev->evt);
+      p.device = std::move(dev->device);
+    }
+    if (p.evt && (k->lent_pages == 0 || p.lent)) start_backend(m.b, it);
   }
 
   void go(const Msg& m) {

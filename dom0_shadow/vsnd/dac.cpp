@@ -59,7 +59,7 @@ Result<std::unique_ptr<Dac>> Dac::create(const std::filesystem::path& wav, size_
     if (::ftruncate(v->mem_.get(), sndif::kDacBytes) != 0) return sys_fail("ftruncate DAC");
     void* p = ::mmap(nullptr, sndif::kDacBytes, PROT_READ | PROT_WRITE, MAP_SHARED, v->mem_.get(), 0);
     if (p == MAP_FAILED) return sys_fail("mmap DAC");
-    v->base_ = static_cast<uint8_t*>(p);
+    v->own_ = v->base_ = static_cast<uint8_t*>(p);
     v->regs_ = new (p) sndif::DacRegs{};
     v->regs_->magic = sndif::kDacMagic;
     v->irq_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -73,7 +73,18 @@ Result<std::unique_ptr<Dac>> Dac::create(const std::filesystem::path& wav, size_
 }
 
 Dac::Voice::~Voice() {
-  if (base_) ::munmap(base_, sndif::kDacBytes);
+  if (own_) ::munmap(own_, sndif::kDacBytes);
+}
+
+// The registers and the queued audio go with the memory: the next driver
+// finds the voice as the last one left it.
+void Dac::Voice::move_to(uint8_t* at, std::shared_ptr<void> keep, std::shared_ptr<platform::EventChannel> irq) {
+  std::lock_guard lock(mu_);
+  std::memcpy(at, base_, sndif::kDacBytes);
+  base_ = at;
+  regs_ = reinterpret_cast<sndif::DacRegs*>(at);
+  keep_ = std::move(keep);  // the previous driver's pages are let go here
+  lent_irq_ = std::move(irq);
 }
 
 Dac::~Dac() {
@@ -119,8 +130,10 @@ void Dac::run() {
       }
     }
     uint64_t now = mono_ns();
-    bool any = std::any_of(voices_.begin(), voices_.end(),
-                           [](const auto& v) { return v->regs().run.load(std::memory_order_acquire) == 1; });
+    bool any = std::any_of(voices_.begin(), voices_.end(), [](const auto& v) {
+      std::lock_guard lock(v->mu_);
+      return v->regs().run.load(std::memory_order_acquire) == 1;
+    });
     if (!any) {
       running = false;  // every voice halted: the clock restarts when one runs again
     } else {
@@ -136,7 +149,11 @@ void Dac::run() {
       }
     }
     uint64_t one = 1;
-    for (auto& v : voices_) (void)!::write(v->irq_fd(), &one, sizeof(one));
+    for (auto& v : voices_) {
+      (void)!::write(v->irq_fd(), &one, sizeof(one));
+      std::lock_guard lock(v->mu_);
+      if (v->lent_irq_) (void)v->lent_irq_->notify();  // a dead domain's port: nobody hears it
+    }
   }
 }
 
@@ -153,6 +170,7 @@ void Dac::tick(uint64_t frames) {
 }
 
 bool Dac::take(Voice& v, uint64_t frames, std::vector<int32_t>& mix) {
+  std::lock_guard lock(v.mu_);
   auto& regs = v.regs();
   if (regs.run.load(std::memory_order_acquire) != 1) return false;
   const uint64_t bytes = frames * sndif::kFrameBytes;

@@ -19,32 +19,43 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "sd/core/error.hpp"
 #include "sd/core/fd.hpp"
+#include "sd/core/platform.hpp"
 #include "sd/core/sndif.hpp"
 
 namespace sd::dom0 {
 
 class Dac {
  public:
-  // One playback stream's channel into the DAC.
-  class Voice {
+  // One playback stream's channel into the DAC. Lent to each driver
+  // incarnation: locally as its memfd and eventfd, on Xen moved into pages
+  // shared with the driver's domain (see platform::LentMemory).
+  class Voice final : public platform::LentMemory {
    public:
     int mem_fd() const { return mem_.get(); }  // registers + DMA ring, for the driver
     int irq_fd() const { return irq_.get(); }  // the driver waits on this
+    // Read and written on shadowd's io thread, where move_to() runs too.
     sndif::DacRegs& regs() const { return *regs_; }
     uint8_t* ring() const { return base_ + sndif::kDacRegsBytes; }
-    ~Voice();
+    size_t bytes() const override { return sndif::kDacBytes; }
+    void move_to(uint8_t* at, std::shared_ptr<void> keep, std::shared_ptr<platform::EventChannel> irq) override;
+    ~Voice() override;
 
    private:
     friend class Dac;
     UniqueFd mem_, irq_;
+    uint8_t* own_ = nullptr;  // the memfd's mapping
+    std::mutex mu_;           // the DAC's thread against move_to()
     uint8_t* base_ = nullptr;
     sndif::DacRegs* regs_ = nullptr;
+    std::shared_ptr<void> keep_;                       // where base_ is, when not own_
+    std::shared_ptr<platform::EventChannel> lent_irq_;  // the driver's domain's interrupt, when moved
   };
 
   // wav: where the played mix goes ("" = nowhere); voices: one per playback

@@ -42,7 +42,10 @@ class VsndHooks final : public ClassHooks {
   void frontend_connected() override;
   void frontend_gone() override;
   void backend_payload(ctl::Msg& m) const override { m.set_payload(replay_state()); }
-  platform::BackendResources backend_resources() const override { return {{voice_->mem_fd(), voice_->irq_fd()}, {}}; }
+  // The DAC's voice: its fds locally, lent memory on Xen.
+  platform::BackendResources backend_resources() const override {
+    return {{voice_->mem_fd(), voice_->irq_fd()}, {}, voice_};
+  }
   // For a guest's kernel snd-xen-front (Xen): its card, one PCM device with
   // this playback stream, in the one format the DAC plays.
   std::map<std::string, std::string> published_nodes() const override;

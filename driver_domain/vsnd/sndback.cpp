@@ -1,7 +1,6 @@
 #include "vsnd/sndback.hpp"
 
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,27 +12,30 @@ namespace sd::drvdom {
 
 using sndif::kPageSize;
 
-Result<std::unique_ptr<Sndback>> Sndback::create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
+Result<std::unique_ptr<Sndback>> Sndback::create(std::unique_ptr<GrantedPages> pages,
+                                                 std::unique_ptr<platform::EventChannel> evt,
+                                                 std::unique_ptr<GrantedPages> dac,
+                                                 std::unique_ptr<platform::EventChannel> irq,
                                                  const sndif::StreamState& state) {
-  if (fds.size() != 4) return fail(Code::kInvalidInput, "vsnd attach needs 4 fds, got " + std::to_string(fds.size()));
   if (!pages || pages->size() < sndif::kPoolPages) return fail(Code::kInvalidInput, "vsnd attach: pool too small");
+  if (!evt || !irq) return fail(Code::kInvalidInput, "vsnd attach: no event channel or no DAC interrupt");
   uint8_t* ring_page = pages->get(sndif::kRingRef);
   uint8_t* evt_page = pages->get(sndif::kEvtRef);
   if (!ring_page || !evt_page) return fail(Code::kInvalidInput, "vsnd attach: ring or event page not granted");
-  struct stat stt;
-  if (::fstat(fds[2].get(), &stt) != 0 || stt.st_size < static_cast<off_t>(sndif::kDacBytes))
-    return fail(Code::kInvalidInput, "vsnd attach: the DAC's memory is too small");
-  void* p = ::mmap(nullptr, sndif::kDacBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[2].get(), 0);
-  if (p == MAP_FAILED) return sys_fail("vsnd attach: mmap DAC");
+  // The registers and the ring are addressed as one block: one mapping.
+  constexpr size_t kDacPages = sndif::kDacBytes / kPageSize;
+  uint8_t* base = dac && dac->size() >= kDacPages ? dac->get(0) : nullptr;
+  for (size_t i = 1; base && i < kDacPages; ++i)
+    if (dac->get(i) != base + i * kPageSize) base = nullptr;
+  if (!base) return fail(Code::kInvalidInput, "vsnd attach: the DAC's memory is missing, too small or not one mapping");
   auto sb = std::unique_ptr<Sndback>(new Sndback());
-  sb->dac_ = static_cast<uint8_t*>(p);
-  sb->regs_ = reinterpret_cast<sndif::DacRegs*>(p);
+  sb->dac_ = base;
+  sb->regs_ = reinterpret_cast<sndif::DacRegs*>(base);
   if (sb->regs_->magic != sndif::kDacMagic) return fail(Code::kInvalidInput, "vsnd attach: not a DAC");
   sb->pages_ = std::move(pages);
-  sb->to_front_ = std::move(fds[0]);
-  sb->from_front_ = std::move(fds[1]);
-  sb->dac_fd_ = std::move(fds[2]);
-  sb->irq_ = std::move(fds[3]);
+  sb->dac_pages_ = std::move(dac);
+  sb->chan_ = std::move(evt);
+  sb->irq_ = std::move(irq);
   sb->evt_ = reinterpret_cast<xensnd_event_page*>(evt_page);
   // init=false: the frontend owns the ring; continue from the shared rsp_prod.
   auto r = ring::BackRing<sndif::Traits>::attach(ring_page, kPageSize, false);
@@ -51,13 +53,11 @@ Result<std::unique_ptr<Sndback>> Sndback::create(std::unique_ptr<GrantedPages> p
   return sb;
 }
 
-Sndback::~Sndback() {
-  if (dac_) ::munmap(dac_, sndif::kDacBytes);
-}
+Sndback::~Sndback() = default;
 
 void Sndback::poll_fds(std::vector<pollfd>& fds) {
-  fds.push_back({from_front_.get(), POLLIN, 0});
-  fds.push_back({irq_.get(), POLLIN, 0});
+  fds.push_back({chan_->wait_fd(), POLLIN, 0});
+  fds.push_back({irq_->wait_fd(), POLLIN, 0});
 }
 
 // The stream's buffer pages, from the page directory the frontend granted.
@@ -269,9 +269,8 @@ int32_t Sndback::control(const xensnd_req& r) {
 }
 
 Result<void> Sndback::service() {
-  uint64_t v;
-  (void)!::read(from_front_.get(), &v, sizeof(v));  // nonblocking eventfds: clear the kicks
-  (void)!::read(irq_.get(), &v, sizeof(v));
+  (void)chan_->consume();  // clear the kicks
+  (void)irq_->consume();
   if (stalled_) return {};
   notify_ = false;
   for (;;) {
@@ -286,10 +285,7 @@ Result<void> Sndback::service() {
     if (blocked || !ring_->final_check_for_requests()) break;
   }
   send_position(false);
-  if (notify_) {
-    uint64_t one = 1;
-    (void)!::write(to_front_.get(), &one, sizeof(one));
-  }
+  if (notify_) (void)chan_->notify();
   return {};
 }
 

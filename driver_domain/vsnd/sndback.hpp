@@ -1,6 +1,7 @@
 // vsnd backend: serves a guest's sndif ring (xen/io/sndif.h) by programming
-// the virtual DAC it was handed (register page + DMA ring in one memfd, and
-// the DAC's interrupt eventfd; shadowd keeps both across incarnations).
+// the virtual DAC shadowd lends it (register page + DMA ring, and the DAC's
+// interrupt; shadowd keeps both across incarnations: a memfd and an eventfd
+// locally, pages it shares and an event channel on Xen).
 //
 // A WRITE is answered once its bytes are in the DAC's DMA ring, so the pace
 // of answers is the DAC's real-time pace. The backend fills the DMA ring up
@@ -19,6 +20,7 @@
 #include "backend.hpp"
 #include "granted_pages.hpp"
 #include "sd/core/fd.hpp"
+#include "sd/core/platform.hpp"
 #include "sd/core/ring.hpp"
 #include "sd/core/sndif.hpp"
 
@@ -26,11 +28,14 @@ namespace sd::drvdom {
 
 class Sndback final : public Backend {
  public:
-  // pages: the guest's granted pool (sndif::kPoolPages, ring page first).
-  // fds: [0] eventfd to notify the frontend, [1] eventfd the frontend kicks,
-  // [2] the DAC (memfd: registers + DMA ring), [3] the DAC's interrupt.
-  // state: the stream to resume (open == 0: none).
-  static Result<std::unique_ptr<Sndback>> create(std::unique_ptr<GrantedPages> pages, std::vector<UniqueFd> fds,
+  // pages: the guest's granted pool (sndif::kPoolPages, ring page first);
+  // evt: the event channel to the frontend; dac: the DAC's memory shadowd
+  // lends (registers + DMA ring, sndif::kDacBytes in one mapping); irq: the
+  // DAC's interrupt. state: the stream to resume (open == 0: none).
+  static Result<std::unique_ptr<Sndback>> create(std::unique_ptr<GrantedPages> pages,
+                                                 std::unique_ptr<platform::EventChannel> evt,
+                                                 std::unique_ptr<GrantedPages> dac,
+                                                 std::unique_ptr<platform::EventChannel> irq,
                                                  const sndif::StreamState& state);
   ~Sndback() override;
   void poll_fds(std::vector<pollfd>& fds) override;
@@ -49,8 +54,8 @@ class Sndback final : public Backend {
   void respond(const xensnd_req& req, int32_t status);
   void send_position(bool force);
 
-  std::unique_ptr<GrantedPages> pages_;
-  UniqueFd to_front_, from_front_, dac_fd_, irq_;
+  std::unique_ptr<GrantedPages> pages_, dac_pages_;
+  std::unique_ptr<platform::EventChannel> chan_, irq_;
   uint8_t* dac_ = nullptr;
   sndif::DacRegs* regs_ = nullptr;
   std::optional<ring::BackRing<sndif::Traits>> ring_;

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "sd/platform/xen/evtchn.hpp"
+#include "sd/platform/xen/grants.hpp"
 #include "sd/platform/xen/guest_backend.hpp"
 #include "xen/vchan_link.hpp"
 
@@ -157,21 +159,44 @@ Result<void> XenDevicePlumbing::frontend_repaired(const ctl::Msg& m) {
   return {};
 }
 
-Result<void> XenDevicePlumbing::offer_backend(ctl::Channel& ch, platform::DomId, const ctl::Msg& attach,
+// The attach, the guest's pool (kGrantRefs, a = ctl::kPoolGuest) and, for a
+// device with lent memory, that memory moved into pages shared with `peer`
+// and an interrupt offered to it (kGrantRefs, a = ctl::kPoolLent).
+Result<void> XenDevicePlumbing::offer_backend(ctl::Channel& ch, platform::DomId peer, const ctl::Msg& attach,
                                               const platform::BackendResources& resources) {
   if (!have_pool_) return fail(Code::kRestartReplay, "no pool from the frontend to hand over");
   ctl::XenPool pool = pool_;
-  if (resources.device.empty() || resources.device.size() >= sizeof(pool.device))
+  if ((resources.device.empty() && !resources.memory) || resources.device.size() >= sizeof(pool.device))
     return fail(Code::kInvalidInput, "the driver domain's device name '" + resources.device + "' is empty or longer than " +
                                          std::to_string(sizeof(pool.device) - 1) + " characters");
   std::memset(pool.device, 0, sizeof(pool.device));
   std::memcpy(pool.device, resources.device.data(), resources.device.size());
-  ctl::Msg refs;
-  refs.type = ctl::MsgType::kGrantRefs;
-  refs.b = attach.b;
+  ctl::Msg refs{.type = ctl::MsgType::kGrantRefs, .a = ctl::kPoolGuest, .b = attach.b};
   refs.set_payload(pool);
+  ctl::Msg lent{.type = ctl::MsgType::kGrantRefs, .a = ctl::kPoolLent, .b = attach.b};
+  if (resources.memory) {
+    auto l = lend(*resources.memory, peer);
+    if (!l) return std::unexpected(l.error());
+    lent.set_payload(*l);
+  }
   if (auto r = ch.send(attach); !r) return r;
-  return ch.send(refs);
+  if (auto r = ch.send(refs); !r) return r;
+  return resources.memory ? ch.send(lent) : Result<void>{};
+}
+
+// The memory moves into pages shared with `peer` only (the previous
+// domain's are let go), with a new interrupt port for it.
+Result<ctl::XenPool> XenDevicePlumbing::lend(platform::LentMemory& memory, platform::DomId peer) {
+  size_t pages = (memory.bytes() + 4095) / 4096;
+  auto shared = SharedPool::share(peer, pages);
+  if (!shared) return std::unexpected(shared.error());
+  auto irq = XenEventChannel::offer(peer);
+  if (!irq) return std::unexpected(irq.error());
+  ctl::XenPool ref{.owner = 0, .dir_ref = (*shared)->directory_ref(), .pages = static_cast<uint32_t>(pages),
+                   .port = (*irq)->port()};
+  uint8_t* at = (*shared)->page(0);
+  memory.move_to(at, std::shared_ptr<SharedPool>(std::move(*shared)), std::shared_ptr<XenEventChannel>(std::move(*irq)));
+  return ref;
 }
 
 std::string XenDevicePlumbing::front_dir() const {

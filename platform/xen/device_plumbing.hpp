@@ -79,6 +79,7 @@ class XenDevicePlumbing final : public platform::DevicePlumbing {
   std::string kernel_devid() const;
   void publish(const std::string& dir, const std::map<std::string, std::string>& keys, platform::DomId owner,
                platform::DomId reader);
+  Result<ctl::XenPool> lend(platform::LentMemory& memory, platform::DomId peer);
   std::string front_dir() const;
   std::string back_dir(platform::DomId dd) const;
   void write(const std::string& path, const std::string& value);

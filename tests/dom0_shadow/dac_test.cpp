@@ -191,3 +191,35 @@ TEST(DacCreate, VoicesOutOfRange_Refused) {
 }
 
 }  // namespace
+
+// On Xen a voice moves, for each driver incarnation, into pages shared with
+// the driver's domain: what was queued before the move plays from the new
+// memory, nothing twice, and the new interrupt rings every tick.
+TEST_F(DacTest, VoiceMovedToNewMemory_QueuedAudioPlaysOnceAndTheNewInterruptRings) {
+  struct CountingIrq final : sd::platform::EventChannel {
+    std::atomic<uint64_t> n{0};
+    sd::Result<void> notify() override {
+      ++n;
+      return {};
+    }
+    int wait_fd() const override { return -1; }
+    sd::Result<uint64_t> consume() override { return uint64_t{0}; }
+  };
+  produce(0, 2400);
+  regs().run.store(1);
+  ASSERT_TRUE(wait_until([&] { return regs().rd.load() > 0; }));
+
+  auto mem = std::shared_ptr<uint8_t[]>(new uint8_t[sd::sndif::kDacBytes]());
+  auto irq = std::make_shared<CountingIrq>();
+  dac_->voice(0).move_to(mem.get(), mem, irq);
+  EXPECT_EQ(&regs(), reinterpret_cast<sd::sndif::DacRegs*>(mem.get()));
+  EXPECT_EQ(regs().magic, sd::sndif::kDacMagic);
+  produce(2400, 2400);  // into the new memory
+  ASSERT_TRUE(wait_until([&] { return regs().rd.load() == 4800 * 4 && irq->n.load() > 2; }));
+  regs().run.store(0);
+
+  auto a = sd::pcm::analyze(wav());
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->complete(4800));
+  EXPECT_TRUE(a->gaps.empty());
+}

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "sd/core/ring.hpp"
+#include "sd/platform/local/event_channel.hpp"
 #include "sd/core/sndif.hpp"
 #include "vsnd/sndback.hpp"
 
@@ -42,12 +43,12 @@ class SndbackTest : public ::testing::Test {
   void attach(const sndif::StreamState& st = {}) {
     auto pages = std::make_unique<drvdom::GrantedPages>(sndif::kPoolPages);
     for (uint32_t i = 0; i < sndif::kPoolPages; ++i) pages->add(i, UniqueFd(::dup(pool_[i].get())));
-    std::vector<UniqueFd> fds;
-    fds.emplace_back(::eventfd(0, EFD_NONBLOCK));
-    fds.emplace_back(::eventfd(0, EFD_NONBLOCK));
-    fds.emplace_back(::dup(dac_fd_.get()));
-    fds.emplace_back(::eventfd(0, EFD_NONBLOCK));
-    auto b = drvdom::Sndback::create(std::move(pages), std::move(fds), st);
+    auto evt = std::make_unique<local::LocalEventChannel>(UniqueFd(::eventfd(0, EFD_NONBLOCK)),
+                                                          UniqueFd(::eventfd(0, EFD_NONBLOCK)));
+    auto dac = std::make_unique<drvdom::GrantedPages>(sndif::kDacBytes / 4096);
+    ASSERT_EQ(dac->add(0, UniqueFd(::dup(dac_fd_.get()))), dac->size());
+    auto irq = std::make_unique<local::LocalEventChannel>(UniqueFd(), UniqueFd(::eventfd(0, EFD_NONBLOCK)));
+    auto b = drvdom::Sndback::create(std::move(pages), std::move(evt), std::move(dac), std::move(irq), st);
     ASSERT_TRUE(b.has_value()) << b.error().message;
     back_ = std::move(*b);
   }

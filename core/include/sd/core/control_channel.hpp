@@ -59,6 +59,12 @@ struct XenPool {
   char device[64] = {};
 };
 
+// kGrantRefs's `a`: which pool it carries. The guest's comes first; a
+// class with memory shadowd lends its backend (vsnd: the DAC) gets that
+// memory's pool second (owner 0, `port` = its interrupt, no device name).
+constexpr uint32_t kPoolGuest = 0;
+constexpr uint32_t kPoolLent = 1;
+
 // kDevAttach's `a` = device class, plus this bit for a warm standby: map the
 // pages, answer kDevAttached with text "standby", wait for kDevGo.
 constexpr uint32_t kAttachStandby = 0x100;

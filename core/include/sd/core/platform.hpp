@@ -133,12 +133,29 @@ struct DeviceInfo {
 
 };
 
+// Device memory shadowd lends every backend incarnation of a device (vsnd:
+// a DAC voice's registers and DMA ring) and the interrupt it raises there.
+// It outlives the incarnations. The local platform hands over its fds as
+// they are; on Xen a grant names one domain and gntshr grants only pages it
+// allocates, so the memory moves, for each incarnation, into pages shared
+// with that domain, and raises an event channel offered to it.
+class LentMemory {
+ public:
+  virtual ~LentMemory() = default;
+  virtual size_t bytes() const = 0;  // whole pages
+  // From now on the memory is `at` (kept alive by `keep`; its bytes() are
+  // copied there first) and each interrupt also notifies `irq`.
+  virtual void move_to(uint8_t* at, std::shared_ptr<void> keep, std::shared_ptr<EventChannel> irq) = 0;
+};
+
 // What a backend is handed besides the pool and the event channel: devices
-// shadowd holds open (local: fds of the NIC socket, the disk, the DAC) and
-// the name of a device the driver domain owns itself (Xen: its NIC, its disk).
+// shadowd holds open (local: fds of the NIC socket, the disk, the DAC and its
+// interrupt), the name of a device the driver domain owns itself (Xen: its
+// NIC, its disk), and memory shadowd lends it (Xen: the DAC).
 struct BackendResources {
   std::vector<int> fds;
   std::string device;
+  LentMemory* memory = nullptr;
 };
 
 // One device connection as the platform builds it: the guest's pool of
