@@ -29,12 +29,12 @@ std::string unavailable_reason() {
 }
 
 Result<std::unique_ptr<platform::DevicePlumbing>> XenPlatform::make_device_plumbing(const platform::DeviceInfo& dev) {
-  if (dev.type != "vif" && !(dev.type == "vbd" && dev.kernel_frontend))
-    return fail(Code::kUnavailable,
-                dev.type == "vbd" ? "a vbd is served on the xen platform to unmodified guests only (set "
-                                    "guest_frontend: kernel in the vbd policy)"
-                                  : "the " + dev.type + " class is not served on the xen platform yet (vif and vbd "
-                                    "are; vsnd's DAC is not reachable from a driver domain there)");
+  // vbd and vsnd reach a guest's own kernel frontend (blkfront,
+  // snd-xen-front) through the dom0 ring proxy; the project's own
+  // frontends for them run on the local platform only.
+  if (dev.type != "vif" && !dev.kernel_frontend)
+    return fail(Code::kUnavailable, "a " + dev.type + " is served on the xen platform to unmodified guests only (set "
+                                    "guest_frontend: kernel in the " + dev.type + " policy)");
   auto proxy = ring_proxies_.find(dev.type);
   auto p = XenDevicePlumbing::create(io_, *store_, dev, proxy == ring_proxies_.end() ? "" : proxy->second);
   if (!p) return std::unexpected(p.error());

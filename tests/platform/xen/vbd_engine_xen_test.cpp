@@ -10,12 +10,15 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "fakes.hpp"
 #include "sd/core/sndif.hpp"
+#include "sd/platform/xen/grants.hpp"
+#include "sd/platform/xen/evtchn.hpp"
 #include "xen/device_plumbing.hpp"
 #include "xen/xen_platform.hpp"
 
@@ -158,9 +161,7 @@ TEST_F(VbdEngineXenTest, VbdOfAGuestWithTheProjectsFrontend_RefusedNamingThePoli
   EXPECT_NE(r.error().message.find("guest_frontend: kernel"), std::string::npos) << r.error().message;
 }
 
-// The plumbing of an unmodified guest's sound card (the platform itself
-// still refuses vsnd: its DAC is not reachable from a driver domain on Xen):
-// the card laid out for snd-xen-front with the stream under 0/0, owned by
+// The plumbing of an unmodified guest's sound card: the card laid out for snd-xen-front with the stream under 0/0, owned by
 // the guest (it writes its ring refs there), the proxy started; a card's
 // second stream refused.
 TEST_F(VbdEngineXenTest, KernelSoundCard_LaidOutForSndXenFrontProxyStarted) {
@@ -185,7 +186,78 @@ TEST_F(VbdEngineXenTest, KernelSoundCard_LaidOutForSndXenFrontProxyStarted) {
   EXPECT_NE(second.error().message.find("one playback stream"), std::string::npos);
   auto refused = plat_->make_device_plumbing(info);
   ASSERT_FALSE(refused);
-  EXPECT_NE(refused.error().message.find("DAC"), std::string::npos);
+  EXPECT_NE(refused.error().message.find("one playback stream"), std::string::npos);
+  info.stream = 0;
+  info.kernel_frontend = false;
+  auto own = plat_->make_device_plumbing(info);
+  ASSERT_FALSE(own);
+  EXPECT_NE(own.error().message.find("guest_frontend: kernel"), std::string::npos) << own.error().message;
+}
+
+// The DAC on Xen: each incarnation gets, after the proxy's pool, the DAC's
+// memory moved into pages shared with it alone (what was in it goes along)
+// and an interrupt port offered to it; the next incarnation's move lets the
+// previous pages go.
+TEST_F(VbdEngineXenTest, KernelSoundCard_EachBackendGetsTheDacMovedIntoPagesSharedWithItAlone) {
+  struct Memory final : platform::LentMemory {
+    std::vector<uint8_t> own = std::vector<uint8_t>(sndif::kDacBytes, 0);
+    uint8_t* at = own.data();
+    std::shared_ptr<void> keep;
+    std::shared_ptr<platform::EventChannel> irq;
+    size_t bytes() const override { return sndif::kDacBytes; }
+    void move_to(uint8_t* to, std::shared_ptr<void> k, std::shared_ptr<platform::EventChannel> i) override {
+      std::memcpy(to, at, sndif::kDacBytes);
+      at = to;
+      keep = std::move(k);
+      irq = std::move(i);
+    }
+  } dac;
+  std::memcpy(dac.own.data(), "regs", 4);
+  dac.own[sndif::kDacBytes - 1] = 0x5a;  // the ring's last byte
+  platform::DeviceInfo info{"guest1", "vsnd", 0, sndif::kPoolPages, {{"0/0/type", "p"}}, true, 0};
+  auto p = xen::XenDevicePlumbing::create(io_, plat_->store(), info, script_);
+  ASSERT_TRUE(p) << p.error().to_string();
+  auto& plumbing = **p;
+  ASSERT_TRUE(plumbing.connect_frontend().value());
+  ctl::Msg repaired{.type = ctl::MsgType::kReconnected};
+  repaired.set_payload(ctl::XenPool{.owner = 0, .dir_ref = 12, .pages = sndif::kPoolPages, .port = 4});
+  ASSERT_TRUE(plumbing.frontend_repaired(repaired));
+  auto pair = ctl::Channel::pair();
+  ASSERT_TRUE(pair);
+  ctl::Msg attach{.type = ctl::MsgType::kDevAttach, .b = 2};
+  constexpr uint32_t kDacPages = sndif::kDacBytes / 4096;
+
+  ASSERT_TRUE(plumbing.offer_backend(pair->first, 7, attach, {{}, {}, &dac}));
+  auto a = pair->second.recv();
+  auto guest = pair->second.recv();
+  auto lent = pair->second.recv();
+
+  ASSERT_TRUE(a && *a && guest && *guest && lent && *lent);
+  EXPECT_EQ((*guest)->a, ctl::kPoolGuest);
+  EXPECT_EQ((*guest)->get_payload<ctl::XenPool>().dir_ref, 12u);
+  ASSERT_EQ((*lent)->type, ctl::MsgType::kGrantRefs);
+  EXPECT_EQ((*lent)->a, ctl::kPoolLent);
+  auto ref = (*lent)->get_payload<ctl::XenPool>();
+  EXPECT_EQ(ref.owner, 0u);
+  EXPECT_EQ(ref.pages, kDacPages);
+  EXPECT_EQ(fake::gnt().shared_pages, static_cast<int>(kDacPages) + 1);  // and its directory
+  {
+    auto mapped = xen::MappedPool::map(0, ref.dir_ref, kDacPages);  // as the driver domain does
+    ASSERT_TRUE(mapped) << mapped.error().to_string();
+    EXPECT_EQ(std::memcmp((*mapped)->base(), "regs", 4), 0);
+    EXPECT_EQ((*mapped)->base()[sndif::kDacBytes - 1], 0x5a);
+    (*mapped)->base()[4] = 0x77;  // the driver writes; the DAC reads it where it now is
+    EXPECT_EQ(dac.at[4], 0x77);
+  }
+  auto bound = xen::XenEventChannel::bind(0, ref.port);
+  ASSERT_TRUE(bound) << bound.error().to_string();
+  int before = fake::gnt().notifies;
+  ASSERT_TRUE(dac.irq->notify());
+  EXPECT_EQ(fake::gnt().notifies, before + 1);
+
+  ASSERT_TRUE(plumbing.offer_backend(pair->first, 8, attach, {{}, {}, &dac}));
+  EXPECT_EQ(fake::gnt().shared_pages, static_cast<int>(kDacPages) + 1);  // domain 7's pages let go
+  EXPECT_EQ(dac.at[4], 0x77);
 }
 
 }  // namespace
