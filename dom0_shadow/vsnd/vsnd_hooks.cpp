@@ -87,20 +87,30 @@ void VsndHooks::frontend_connected() {
   ++streams_;
 }
 
+// Xen: the splitter log stays in the dom0 proxy, which reports the stream
+// with each repair (untrusted; checked again by replay_state()). Not for
+// the backend: it gets it in the attach.
+bool VsndHooks::frontend_config(const ctl::Msg& m) {
+  repaired_ = m.get_payload<sndif::StreamState>();
+  return false;
+}
+
 // The player closed the PCM (or died): the stream ends, its voice halts.
 void VsndHooks::frontend_gone() {
+  repaired_ = {};
   voice_->regs().run.store(0);
   voice_->regs().flush_to.store(voice_->regs().wr.load());
   if (player_) dac_->player_closed();
   player_ = false;
 }
 
-// The stream to replay: the newest state in the splitter log if it checks
-// out, else a closed stream (the player's next requests open it again).
+// The stream to replay: the newest state in the splitter log (on Xen, as
+// the splitter reported it) if it checks out, else a closed stream (the
+// player's next requests open it again).
 sndif::StreamState VsndHooks::replay_state() const {
-  sndif::StreamState s{};
+  sndif::StreamState s = repaired_;
   const auto& log = engine().splitter_log();
-  if (!log.valid() || log.get_config(&s, sizeof(s)) != sizeof(s)) return {};
+  if (log.valid() && log.get_config(&s, sizeof(s)) != sizeof(s)) return {};
   if (s.open && !sndif::check_open(s.params).empty()) return {};
   if (s.run > static_cast<uint8_t>(sndif::Run::kPaused)) s.run = static_cast<uint8_t>(sndif::Run::kStopped);
   return s;

@@ -41,6 +41,7 @@ class VsndHooks final : public ClassHooks {
   void teardown() override;
   void frontend_connected() override;
   void frontend_gone() override;
+  bool frontend_config(const ctl::Msg& m) override;
   void backend_payload(ctl::Msg& m) const override { m.set_payload(replay_state()); }
   // The DAC's voice: its fds locally, lent memory on Xen.
   platform::BackendResources backend_resources() const override {
@@ -49,7 +50,9 @@ class VsndHooks final : public ClassHooks {
   // For a guest's kernel snd-xen-front (Xen): its card, one PCM device with
   // this playback stream, in the one format the DAC plays.
   std::map<std::string, std::string> published_nodes() const override;
-  std::string active_mode() const override { return "active"; }
+  // Shadowd serves the ring where it maps it (not on Xen, where the
+  // guest's stream waits in the dom0 proxy meanwhile).
+  std::string active_mode() const override { return engine().plumbing().page(sndif::kRingRef) ? "active" : ""; }
   void start_active() override;
   void stop_active() override;
   std::optional<Stall> progress(bool serving, uint64_t up_since_ns) override;
@@ -57,6 +60,7 @@ class VsndHooks final : public ClassHooks {
 
  private:
   sndif::StreamState replay_state() const;
+  sndif::StreamState repaired_{};  // Xen: the stream as the splitter last reported it
   void arm_active();
   void active_tick();
   void active_position();

@@ -269,6 +269,9 @@ Result<FrontendLink::Repair> Sndfront::repair(const ctl::Msg& m) {
     auto g = regrant(m.a);
     if (!g) return std::unexpected(g.error());
     granted = *g;  // shadowd passes it on to the new backend
+    // shadowd cannot map this splitter log on Xen: the stream the new
+    // backend resumes comes with the repair, before kReconnected.
+    link_.config(st_);
   }
   ring_->reset();
   ids_.clear();

@@ -32,7 +32,8 @@ class SndfrontXen : public ::testing::Test {
     front_ = std::move(*f);
   }
   // kReconnect to backend `domid`, pumping the splitter until its
-  // kReconnected (with the pool it granted that domain) arrives.
+  // kReconnected (with the pool it granted that domain) arrives; the stream
+  // it reports before that (shadowd cannot map its log on Xen) in reported_.
   std::optional<ctl::Msg> reconnect(uint32_t domid) {
     ctl::Msg m;
     m.type = ctl::MsgType::kReconnect;
@@ -42,11 +43,13 @@ class SndfrontXen : public ::testing::Test {
     for (int i = 0; i < 200; ++i) {
       (void)front_->wait(10);
       auto got = shadowd_.recv();
+      if (got && *got && (*got)->type == ctl::MsgType::kDevConfig) reported_ = (*got)->get_payload<sndif::StreamState>();
       if (got && *got && (*got)->type == ctl::MsgType::kReconnected) return **got;
     }
     return std::nullopt;
   }
 
+  std::optional<sndif::StreamState> reported_;  // the stream the last repair reported (kDevConfig)
   PoolLog log_;
   MemPools* pools_ = nullptr;
   ctl::Channel shadowd_;

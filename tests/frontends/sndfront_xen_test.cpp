@@ -5,7 +5,8 @@
 // player does. What it checks: a call waits for the first pool, every
 // backend domain gets its own pool (the old grants go first), and the
 // writes in flight when a backend dies are replayed into the next backend's
-// pool with their audio in its buffer, at the same offsets.
+// pool with their audio in its buffer, at the same offsets, and the stream
+// they belong to is reported to shadowd with the repair.
 #include <gtest/gtest.h>
 #include <poll.h>
 
@@ -83,6 +84,11 @@ TEST_F(SndfrontXenTest, WritesInFlightWhenBackendDies_ReplayedIntoNextPoolWithTh
 
   ASSERT_TRUE(r9);
   EXPECT_EQ(r9->a, 2u);  // both writes replayed
+  ASSERT_TRUE(reported_);  // the stream the new backend resumes, for shadowd
+  EXPECT_TRUE(reported_->open);
+  EXPECT_EQ(reported_->run, static_cast<uint8_t>(sndif::Run::kRunning));
+  EXPECT_EQ(reported_->params.buffer_sz, 16384u);
+  EXPECT_EQ(reported_->acked, 0u);
   EXPECT_EQ(log_.events, (std::vector<std::string>{"make 7", "release 7", "make 9"}));
   uint8_t* base9 = pools_->bases_.at(9);
   auto ring9 = ring::BackRing<sndif::Traits>::attach(base9, kPageSize, false);
