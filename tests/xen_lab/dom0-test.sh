@@ -13,7 +13,12 @@
 #      xen-netfront) served by shadowd's dom0 ring proxy; and (LAB_RUNS
 #      kernel-vbd) the same guest image with a disk (guest4: its kernel's
 #      xen-blkfront, ext4) served by the dom0 vbd ring proxy relaying to the
-#      storage driver domain blkdd, whose own disk is an image file in dom0
+#      storage driver domain blkdd, whose own disk is an image file in dom0;
+#      and (LAB_RUNS kernel-vsnd) the same guest image with a sound card
+#      (guest5: its kernel's snd-xen-front, Debian's aplay) served by the dom0
+#      sound ring proxy relaying to the sound driver domain snddd, which plays
+#      into the DAC shadowd lends it (no stock baseline: Xen ships no sound
+#      backend)
 #   3d. (kernel-vbd) the stock baseline of that disk: guest4's disk on blkdd's
 #      kernel blkback, then xl destroy + xl create blkdd
 #   4. optional: shadowd --platform local inside dom0 (/lab/local-test.sh)
@@ -22,7 +27,7 @@
 #   SDLAB-MARK <name> [info]     progress (the host runner timestamps them)
 #   SDLAB-KV <key> <base64>      results (base64 so any text survives)
 # and the host runner (qemu_run.py) turns them into the JSON report.
-LAB_RESTARTS=3; LAB_LOCAL=1; LAB_SHADOWD_ARGS=""; LAB_RUNS="cold standby multi"; LAB_VBD_MB=64
+LAB_RESTARTS=3; LAB_LOCAL=1; LAB_SHADOWD_ARGS=""; LAB_RUNS="cold standby multi"; LAB_VBD_MB=64; LAB_SND_S=50
 [ -r /lab/lab.env ] && . /lab/lab.env
 SD=/opt/shadowd/bin
 XH=/lab/hosts/xen
@@ -317,7 +322,7 @@ wait_for() {
 # sd_start TAG HOSTDIR: shadowd --platform xen in the background (SDPID, started
 # at s0); waits for its control socket, then for $DDNAME running (and in the
 # standby runs for its standby ready). 1 when the control socket never answered.
-is_standby_run() { case $1 in standby|kstandby|kvbdstandby) return 0 ;; esac; return 1; }
+is_standby_run() { case $1 in standby|kstandby|kvbdstandby|ksndstandby) return 0 ;; esac; return 1; }
 sd_start() {
     echo "\$ shadowd --platform xen --config $2/host.yaml $LAB_SHADOWD_ARGS &"
     s0=$(now_ms)
@@ -620,6 +625,101 @@ vbd_run() {
     kv ${tag}_image_sha "$(debugfs -R 'cat /sdlab.bin' $VBD_IMG 2>/dev/null | sha256sum | cut -d' ' -f1)"
     rm -f $VBD_IMG
 }
+# snd_run TAG HOSTDIR GUEST FAULTS...: the kernel-vsnd runs. The unmodified
+# GUEST (guest5) has one sound card whose backend is snddd: its kernel's own
+# snd-xen-front, served by shadowd's dom0 sound ring proxy (sd-sndfront
+# --xen-guest), which relays to snddd's drvdom, which plays into the DAC
+# shadowd lends it (the DAC records what it plays to
+# /run/shadowd-xen/<guest>-vsnd-0.wav). The guest's sound_app (domu-init.sh)
+# plays a marked LAB_SND_S-second WAV with Debian's aplay; the first fault
+# hits snddd SND_FIRST s into the playback, each next one 3 s after the
+# previous was recovered (with a standby: and a new standby is ready).
+# Besides shadow_run's keys: <tag>_check (shadowd --check of the host),
+# <tag>_<fault>_at (seconds into the playback), <tag>_app (the guest's
+# result: aplay's exit, sound errors in its kernel log) and <tag>_dac (the
+# DAC's recording checked against the marked signal: complete, gaps).
+SND_FIRST=6
+snd_run() {
+    tag=$1; host=$2; g=$3; shift 3
+    DDNAME=snddd; DEVID=$g/vsnd/0
+    kv ${tag}_seconds "$LAB_SND_S"
+    OUT=$(timeout 60 shadowd --platform xen --check --config $host/host.yaml 2>&1); RC=$?
+    echo "\$ shadowd --platform xen --check --config $host/host.yaml"; echo "$OUT"; echo "(exit $RC)"
+    kv ${tag}_check "exit $RC: $OUT"
+    # The guest, started by the operator before shadowd, without its card (shadowd adds it).
+    xl domid $g >/dev/null 2>&1 && xl destroy $g
+    grep -vE '^(vif|disk|vsnd)' $XH/$g.cfg > /tmp/$g-nodev.cfg
+    GD=""
+    if create_and_wait $g /tmp/$g-nodev.cfg; then GD=$DOMID; mark ${tag}_${g}_ready domid=$DOMID; fi
+    VP=/local/domain/$GD/data
+    WAV=/run/shadowd-xen/$g-vsnd-0.wav
+    if sd_start $tag $host; then
+        APP=0; XBPID=""
+        if [ -n "$GD" ] && wait_for 180 "backends_up 1"; then
+            mark ${tag}_vsnd_attached
+            xctl devices
+            # The guest's view of its card in xenstore (XenbusState), every change
+            # from now to the end of its app: it should stay 4 (Connected).
+            XB=/local/domain/$GD/device/vsnd/0
+            xenstore-ls -p $XB 2>&1 | head -24
+            pb=$(xenstore-read $VP/project-binaries 2>/dev/null) && kv ${tag}_project_binaries "$pb"
+            ( xenstore-watch $XB | while read -r p; do
+                  echo "$(xenstore-read $XB/state 2>/dev/null || echo gone)/$(xenstore-read $XB/backend-id 2>/dev/null || echo -)"
+              done ) > /tmp/xenbus-$tag.txt 2>&1 &
+            XBPID=$!
+            a0=$(now_ms)
+            xenstore-write $VP/app-cmd "sound /usr/share/sdlab/marked.wav"
+            APP=1
+        else
+            kv ${tag}_vsnd "not attached: $(xctl devices 2>&1 | tail -1)"
+            xctl --json devices
+            [ -n "$GD" ] && xenstore-ls -p /local/domain/$GD/device 2>&1 | head -30
+            xenstore-ls -p /local/domain/0/backend/vsnd-proxy 2>&1 | head -20
+            proxy_stacks
+            tail -15 /tmp/shadowd-$tag.log
+        fi
+        n=0
+        for f in "$@"; do
+            n=$((n+1))
+            if [ $APP = 1 ]; then
+                if [ $n = 1 ]; then sleep $SND_FIRST; else sleep 3; fi
+                at=$(secs $a0 $(now_ms))
+                if xenstore-exists $VP/app-result; then ph="after the guest's app ended"; else ph=playing; fi
+                echo "SDLAB-RESULT $tag: fault $f $at s after the playback was asked for ($ph)"
+                kv ${tag}_${f}_at "$at s $ph"
+            fi
+            fault_once $f
+        done
+        if [ $APP = 1 ]; then
+            if watch_until $VP 600 "xenstore-exists $VP/app-result"; then
+                res=$(xenstore-read $VP/app-result)
+                echo "SDLAB-RESULT $tag app $g: $res in $(secs $a0 $(now_ms)) s"
+                kv ${tag}_app "$res"
+                kv ${tag}_app_s "$(secs $a0 $(now_ms))"
+                mark ${tag}_app_done
+            else
+                started=$(xenstore-read $VP/app-started 2>/dev/null || echo never)
+                kv ${tag}_app "no result within 600 s (guest started the app at uptime: $started)"
+                show_console $g
+            fi
+            sleep 2   # what the DAC still had queued plays out
+            ls -la $WAV
+            gaps=$(sd-pcm-marks gaps $WAV $((LAB_SND_S * 48000)) 2>&1)
+            echo "SDLAB-RESULT $tag DAC recording: $gaps"
+            kv ${tag}_dac "$gaps"
+        fi
+        if [ -n "$XBPID" ]; then
+            kill $XBPID 2>/dev/null; busybox pkill -f "xenstore-watch /local/domain/" 2>/dev/null
+            kv ${tag}_xenbus "$(uniq /tmp/xenbus-$tag.txt | tr '\n' ' ')"
+        fi
+        xctl devices
+        xctl --json devices | head -c 3000; echo
+        show_console $g; show_console snddd
+        xl list
+        echo "\$ shadowctl shutdown"; xctl shutdown
+    fi
+    sd_stop $tag
+}
 for r in ${LAB_RUNS:-cold standby multi}; do
     case $r in
         cold) shadow_run xen $XH guest1 kill segv sysrq ;;
@@ -634,11 +734,15 @@ for r in ${LAB_RUNS:-cold standby multi}; do
         # served by the dom0 vbd ring proxy, relaying to the storage driver domain blkdd
         kernel-vbd) vbd_run kvbd /lab/hosts/xen-kernel-vbd guest4 kill segv sysrq ;;
         kernel-vbd-standby) vbd_run kvbdstandby /lab/hosts/xen-kernel-vbd-standby guest4 kill segv sysrq ;;
+        # the same unmodified guest image with a sound card (its kernel's snd-xen-front,
+        # Debian's aplay) served by the dom0 sound ring proxy, relaying to the sound driver domain snddd
+        kernel-vsnd) snd_run ksnd /lab/hosts/xen-kernel-vsnd guest5 kill sysrq ;;
+        kernel-vsnd-standby) snd_run ksndstandby /lab/hosts/xen-kernel-vsnd-standby guest5 kill sysrq ;;
         *) echo "dom0-test: unknown run '$r' in LAB_RUNS (skipped)" ;;
     esac
 done
 # Leave a clean slate for the baseline.
-for d in netdd blkdd guest1 guest2 guest3 guest4; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
+for d in netdd blkdd snddd guest1 guest2 guest3 guest4 guest5; do xl domid $d >/dev/null 2>&1 && xl destroy $d; done
 
 
 # ------------------------------------------------------------------ 4. local platform inside dom0 (optional)

@@ -8,19 +8,25 @@
 #          offers its control vchan to dom0 (shadowd), says Ready, serves the
 #          backends shadowd attaches; with sddev=blk (blkdd, the storage driver
 #          domain) its hardware is a disk instead: xvdb, served by dom0's
-#          blkback, seen through its kernel's xen-blkfront (drvdom opens it)
+#          blkback, seen through its kernel's xen-blkfront (drvdom opens it);
+#          with sddev=snd (snddd, the sound driver domain) it needs nothing:
+#          its sound hardware is the DAC shadowd lends it over grants
 #   guest: sd-netfront --xen makes the TAP eth0 (MAC sdmac=, address sdip=)
 #          and offers its vchan to shadowd
 #   stock: an unmodified guest (its image has none of the project's binaries):
 #          eth0 (with sdip=) is the kernel's own xen-netfront, whose backend
 #          shadowd lays out in dom0 (the ring proxy); its disk xvda (the
 #          kernel-vbd run) is the kernel's own xen-blkfront, served the same
-#          way by shadowd's vbd ring proxy
+#          way by shadowd's vbd ring proxy; its sound card (the kernel-vsnd
+#          runs) is the kernel's own snd-xen-front, served by shadowd's sound
+#          ring proxy
 #   guest and stock: then, when dom0 writes
 #          data/app-cmd, an unmodified busybox wget downloads $url over TCP and
 #          the result (exit status, md5, bytes) goes to data/app-result; or,
 #          when data/app-cmd is `disk DEV MIB` (the kernel-vbd run), busybox
-#          writes MIB MiB to a file on DEV's ext4 and reads it back (disk_app)
+#          writes MIB MiB to a file on DEV's ext4 and reads it back (disk_app);
+#          or, when it is `sound WAV` (the kernel-vsnd runs), Debian's aplay
+#          plays WAV on the guest's card (sound_app)
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run /sbin /usr/sbin
 /bin/busybox mount -t proc proc /proc
@@ -48,6 +54,8 @@ if [ "$role" = dd ] && [ "$sddev" = blk ]; then
     modprobe xen-blkfront
     i=0; while [ ! -b /dev/xvdb ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
     echo "SDLAB-DOMU blkdd disk xvdb: $(cat /sys/block/xvdb/size 2>/dev/null || echo 'NONE after 60 s,') sectors"
+elif [ "$role" = dd ] && [ "$sddev" = snd ]; then
+    echo "SDLAB-DOMU snddd: no hardware of its own (the DAC comes from dom0 with each device)"
 elif [ "$role" = dd ]; then
     # A network driver domain would run netback: load it so its cost is in the baseline.
     modprobe xen-netback
@@ -70,11 +78,13 @@ if [ "$role" = dd ]; then
 fi
 if [ "$role" = stock ]; then
     ip link set lo up
-    xenstore-write data/project-binaries "$(ls /usr/bin /bin | grep -cE 'drvdom|sd-netfront|sd-blkfront|shadow')"
+    xenstore-write data/project-binaries "$(ls /usr/bin /bin | grep -cE 'drvdom|sd-netfront|sd-blkfront|sd-sndfront|shadow')"
     # What a stock Debian guest has for its disks: xen-blkfront and ext4
     # (crc32c first: ext4 asks the crypto API for it, and this image has no
     # /sbin/modprobe for the kernel to call).
     for m in xen-blkfront crc32c_generic ext4; do modprobe $m || echo "SDLAB-DOMU stock guest: modprobe $m failed"; done
+    # Its sound card, where the image has the driver (the kernel-vsnd runs).
+    if [ -e /usr/bin/aplay ]; then modprobe snd_xen_front || echo "SDLAB-DOMU stock guest: modprobe snd_xen_front failed"; fi
     if [ -n "$ip" ]; then
         modprobe xen-netfront
         # eth0 appears when shadowd lays the vif out; wait up to 5 min for it.
@@ -171,6 +181,23 @@ disk_app() {
     res="exit=$err stage=$stage mib=$mib bytes=$bytes wsha=$(cut -d' ' -f1 /tmp/wsha.txt) rsha=$(cut -d' ' -f1 /tmp/rsha.txt 2>/dev/null)"
     res="$res io_errors=$ioerr longest_ms=$longest start=$t0 end=$(uptime_s)"
 }
+# sound_app WAV: the unmodified guest's player (the kernel-vsnd runs):
+# Debian's aplay plays WAV on card 0 (hw:0,0, the kernel's snd-xen-front,
+# once it appeared: shadowd adds the card). Result: aplay's exit status and
+# first words, the WAV's size, the card, sound errors in the kernel log.
+sound_app() {
+    wav=$1
+    i=0; while [ ! -e /dev/snd/pcmC0D0p ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done
+    card=$(head -1 /proc/asound/cards 2>/dev/null | tr -s ' ' | tr ' ' '_')
+    echo "SDLAB-DOMU sound app: card $card, $(ls /dev/snd 2>/dev/null | tr '\n' ' ')"
+    t0=$(uptime_s)
+    aplay -q -D hw:0,0 "$wav" > /tmp/aplay.txt 2>&1; rc=$?
+    t1=$(uptime_s)
+    said=$(head -c 200 /tmp/aplay.txt | tr -s ' \n\t' '___')
+    serr=$(dmesg | grep -ciE '(snd|sound|xen.snd|pcm).*(error|fail|timeout|timed out)')
+    dmesg | grep -iE 'snd|sound|pcm' | tail -8
+    res="exit=$rc bytes=$(stat -c %s "$wav") start=$t0 end=$t1 sound_errors=$serr card=${card:-none} aplay_said=${said:-nothing}"
+}
 # wget_app URL: an unmodified busybox wget downloads URL over TCP; the result
 # (exit status, md5, bytes, netfront errors in the kernel log) in $res.
 wget_app() {
@@ -198,6 +225,7 @@ if [ "$role" = guest ] || [ "$role" = stock ]; then
     xenstore-write data/app-started "$t0"
     case $cmd in
         "disk "*) echo "SDLAB-DOMU app: $cmd"; set -- $cmd; disk_app "$2" "$3" ;;
+        "sound "*) echo "SDLAB-DOMU app: $cmd"; sound_app "${cmd#sound }" ;;
         *) echo "SDLAB-DOMU app: wget $cmd"; wget_app "$cmd" ;;
     esac
     echo "SDLAB-DOMU app done: $res"

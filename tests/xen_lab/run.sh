@@ -20,8 +20,12 @@
 #                kernel-vbd-standby";
 #                kernel = an unmodified guest on its kernel's xen-netfront, served by the dom0 ring proxy;
 #                also: kernel-vbd = the same guest image with an ext4 disk on its kernel's xen-blkfront,
-#                served by the dom0 vbd ring proxy relaying to the storage driver domain blkdd)
+#                served by the dom0 vbd ring proxy relaying to the storage driver domain blkdd;
+#                kernel-vsnd and kernel-vsnd-standby = the same guest image with a sound card on its kernel's
+#                snd-xen-front, played by Debian's aplay, served by the dom0 sound ring proxy relaying to the
+#                sound driver domain snddd, which plays into the DAC shadowd lends it)
 #   LAB_VBD_MB   MiB the kernel-vbd run's guest writes and reads back across the faults (default 64, max 96)
+#   LAB_SND_S    seconds of the marked WAV the kernel-vsnd runs' guest plays (default 50)
 #   LAB_CPU      QEMU -cpu model (default: see qemu_run.py)
 #   LAB_SMP      emulated CPUs, also dom0's vCPUs (default 2)
 # The last line of output is always one JSON object (also on failure).
@@ -43,14 +47,16 @@ XEN_PKG=xen-hypervisor-4.17-amd64
 # dom0 userspace: Xen toolstack + what the lab scripts and the local platform use.
 # The libraries of the project's binaries are added at run time (dpkg -S on the host).
 ROOTFS_BASE_PKGS=(xen-utils-4.17 xenstore-utils libxenmisc4.17 iproute2 ethtool busybox kmod procps util-linux)
-HOST_PKGS=(qemu-system-x86 debootstrap busybox-static cpio zstd gzip kmod binutils libxen-dev python3)
+HOST_PKGS=(qemu-system-x86 debootstrap busybox-static cpio zstd gzip kmod binutils libxen-dev python3 alsa-utils)
 # Kernel modules dom0 and the domUs load (relative to lib/modules/<kver>/kernel).
 # ext4 and what it needs (mbcache, jbd2, crc16; crc32c for metadata_csum) for
-# the kernel-vbd run's stock guest.
+# the kernel-vbd run's stock guest; ALSA's core and snd-xen-front for the
+# kernel-vsnd runs' (with drivers/xen/xen-front-pgdir-shbuf.ko).
 MODULES=(drivers/xen drivers/net/xen-netback drivers/net/xen-netfront.ko drivers/block/xen-blkback
          drivers/block/xen-blkfront.ko drivers/block/loop.ko drivers/net/veth.ko drivers/net/tun.ko
          drivers/net/dummy.ko net/bridge net/802 net/llc
-         fs/ext4 fs/jbd2 fs/mbcache.ko lib/crc16.ko crypto/crc32c_generic.ko)
+         fs/ext4 fs/jbd2 fs/mbcache.ko lib/crc16.ko crypto/crc32c_generic.ko
+         sound/soundcore.ko sound/core/snd.ko sound/core/snd-timer.ko sound/core/snd-pcm.ko sound/xen)
 # The kernel cache holds these modules only: a changed list extracts them again.
 MODULES_KEY=$(printf '%s\n' "${MODULES[@]}" | md5sum | cut -c1-12)
 BINARIES=(dom0_shadow/shadowd tools/shadowctl/shadowctl driver_domain/drvdom frontends/sd-netfront)
@@ -63,6 +69,14 @@ RUN_BINARIES=()
 if [[ " $LAB_RUNS " == *" kernel-vbd "* || " $LAB_RUNS " == *" kernel-vbd-standby "* ]]; then
   RUN_BINARIES+=(frontends/sd-blkfront)
 fi
+# The sound runs: the sound ring proxy, and the marked signal's tool (it
+# writes the WAV the guest plays and checks the DAC's recording in dom0).
+SND_RUNS=0
+if [[ " $LAB_RUNS " == *" kernel-vsnd "* || " $LAB_RUNS " == *" kernel-vsnd-standby "* ]]; then
+  RUN_BINARIES+=(frontends/sd-sndfront bench/sd-pcm-marks)
+  SND_RUNS=1
+fi
+LAB_SND_S=${LAB_SND_S:-50}
 
 MODE=test
 case "${1:-}" in
@@ -317,8 +331,8 @@ cp "$HERE/dom0-test.sh" "$HERE/local-test.sh" "$HERE/vif-wire" "$HERE/block-loop
   chmod 755 "$ov"/lab/*.sh "$ov/lab/vif-wire" "$ov/lab/block-loop"
 cp -r "$HERE/hosts/." "$ov/lab/hosts/"
 cp "$KDIR/vmlinuz" "$ov/lab/vmlinuz"
-printf 'LAB_RESTARTS=%q\nLAB_LOCAL=%q\nLAB_SHADOWD_ARGS=%q\nLAB_RUNS=%q\nLAB_VBD_MB=%q\n' "$LAB_RESTARTS" "$LAB_LOCAL" \
-  "$LAB_SHADOWD_ARGS" "$LAB_RUNS" "${LAB_VBD_MB:-64}" > "$ov/lab/lab.env"
+printf 'LAB_RESTARTS=%q\nLAB_LOCAL=%q\nLAB_SHADOWD_ARGS=%q\nLAB_RUNS=%q\nLAB_VBD_MB=%q\nLAB_SND_S=%q\n' "$LAB_RESTARTS" \
+  "$LAB_LOCAL" "$LAB_SHADOWD_ARGS" "$LAB_RUNS" "${LAB_VBD_MB:-64}" "$LAB_SND_S" > "$ov/lab/lab.env"
 
 # domU initramfs: static busybox + xenstore client + Xen modules; the same image
 # serves the driver domains (sdrole=dd: netdd, and blkdd with sddev=blk) and
@@ -341,23 +355,46 @@ for m in drivers/xen/xen-evtchn.ko drivers/xen/xen-gntdev.ko drivers/xen/xen-gnt
          fs/ext4 fs/jbd2 fs/mbcache.ko lib/crc16.ko crypto/crc32c_generic.ko; do
   mkdir -p "$kd/kernel/$(dirname "$m")" && cp -a "$KDIR/modules/lib/modules/$KVER/kernel/$m" "$kd/kernel/$m"
 done
+# The sound runs' stock guest: snd-xen-front and what it needs (in the image
+# of every domain then; only the stock guest loads them).
+if [[ $SND_RUNS == 1 ]]; then
+  for m in drivers/xen/xen-front-pgdir-shbuf.ko sound/soundcore.ko sound/core/snd.ko sound/core/snd-timer.ko \
+           sound/core/snd-pcm.ko sound/xen; do
+    mkdir -p "$kd/kernel/$(dirname "$m")" && cp -a "$KDIR/modules/lib/modules/$KVER/kernel/$m" "$kd/kernel/$m"
+  done
+fi
 cp "$KDIR"/modules/lib/modules/"$KVER"/modules.{order,builtin,builtin.modinfo} "$kd/" 2>/dev/null || true
 quiet depmod -b "$du/usr" "$KVER"
 # drvdom and sd-netfront are static: they need nothing else from the image.
 strip --strip-debug -o "$du/usr/bin/drvdom" "$BUILD_DIR/driver_domain/drvdom"
 strip --strip-debug -o "$du/usr/bin/sd-netfront" "$BUILD_DIR/frontends/sd-netfront"
 cp "$HERE/domu-init.sh" "$du/init" && chmod 755 "$du/init"
+# The sound runs' player: Debian's aplay (the host's, same release as the
+# domU's libc from the dom0 rootfs), libasound, its configuration, and the
+# marked WAV it plays (48 kHz S16_LE stereo, $LAB_SND_S s).
+if [[ $SND_RUNS == 1 ]]; then
+  cp /usr/bin/aplay "$du/usr/bin/aplay"
+  for lib in $(ldd /usr/bin/aplay | awk '/=> \//{print $3}'); do
+    name=$(basename "$lib")
+    if [[ -e $ROOTFS/usr/lib/x86_64-linux-gnu/$name ]]; then cp -L "$ROOTFS/usr/lib/x86_64-linux-gnu/$name" "$du/usr/lib/x86_64-linux-gnu/"
+    else cp -L "$lib" "$du/usr/lib/x86_64-linux-gnu/"; fi
+  done
+  mkdir -p "$du/usr/share/alsa" "$du/usr/share/sdlab"
+  cp -r /usr/share/alsa/alsa.conf /usr/share/alsa/cards /usr/share/alsa/pcm "$du/usr/share/alsa/"
+  "$BUILD_DIR/bench/sd-pcm-marks" gen "$LAB_SND_S" "$du/usr/share/sdlab/marked.wav"
+fi
 # The stock guest (sdrole=stock, the kernel and kernel-vbd runs): the same
 # Debian kernel, busybox and xenstore client, without any of the project's
 # binaries; its network is the kernel's own xen-netfront, its disk the
 # kernel's own xen-blkfront. Checked here and printed.
 (cd "$du" && find . -mindepth 1 ! -path ./usr/bin/drvdom ! -path ./usr/bin/sd-netfront | cpio -o -H newc --quiet |
   gzip -1) > "$ov/lab/domu-stock-initrd.gz"
-if zcat "$ov/lab/domu-stock-initrd.gz" | cpio -t --quiet | grep -E 'drvdom|sd-netfront|sd-blkfront|shadowd|shadowctl|libsd'; then
+if zcat "$ov/lab/domu-stock-initrd.gz" | cpio -t --quiet |
+   grep -E 'drvdom|sd-netfront|sd-blkfront|sd-sndfront|sd-pcm-marks|shadowd|shadowctl|libsd'; then
   echo "run.sh: the stock guest's initramfs holds project binaries (above)" >&2; exit 1
 fi
-echo "stock guest initramfs: no project binaries ($(zcat "$ov/lab/domu-stock-initrd.gz" | cpio -t --quiet | grep -c '^usr/bin/') files in usr/bin: busybox applets' xenstore client only)"
-(cd "$du" && find . -mindepth 1 | cpio -o -H newc --quiet | gzip -1) > "$ov/lab/domu-initrd.gz"
+echo "stock guest initramfs: no project binaries ($(zcat "$ov/lab/domu-stock-initrd.gz" | cpio -t --quiet | grep -c '^usr/bin/') files in usr/bin: the xenstore client$([[ $SND_RUNS == 1 ]] && echo ' and aplay'))"
+(cd "$du" && find . -mindepth 1 ! -path './usr/share/sdlab*' | cpio -o -H newc --quiet | gzip -1) > "$ov/lab/domu-initrd.gz"
 rm -rf "$du"
 OVERLAY_IMG=$RUN_DIR/overlay.cpio.zst
 (cd "$ov" && find . -mindepth 1 | cpio -o -H newc --quiet | zstd -T0 -3 -q) > "$OVERLAY_IMG"
