@@ -15,7 +15,8 @@ Result<std::unique_ptr<GuestSound>> GuestSound::attach(void* ring, void* evt_pag
                                                        std::unique_ptr<platform::EventChannel> req_evt,
                                                        std::unique_ptr<platform::EventChannel> pos_evt,
                                                        std::unique_ptr<GuestGrants> grants, Sndfront& out,
-                                                       std::string name, std::shared_ptr<void> keep) {
+                                                       std::string name, std::shared_ptr<void> keep,
+                                                       uint64_t outage_max) {
   if (!ring || !evt_page || !req_evt || !pos_evt || !grants)
     return fail(Code::kInvalidInput, "guest sound: no ring, event page, event channel or grants");
   auto r = ring::BackRing<sndif::Traits>::attach(ring, kPageSize, false);  // the guest initialised it
@@ -30,6 +31,8 @@ Result<std::unique_ptr<GuestSound>> GuestSound::attach(void* ring, void* evt_pag
   g->name_ = std::move(name);
   g->keep_ = std::move(keep);
   g->opens_wanted_ = out.opens();
+  g->outage_max_ = outage_max - outage_max % sndif::kFrameBytes;
+  g->audio_.resize(sndif::kMaxBuffer + g->outage_max_);
   return g;
 }
 
@@ -62,6 +65,7 @@ void GuestSound::serve() {
   }
   if (answered && ring_->push_responses()) (void)req_evt_->notify();
   feed();
+  keep_time();
   report_position();
 }
 
@@ -74,6 +78,7 @@ int32_t GuestSound::handle(const xensnd_req& r, xensnd_resp& rsp) {
     case XENSND_OP_CLOSE: {  // a CLOSE without an OPEN is answered too
       if (open_) queue_.push_back(Item{r, 0});
       open_ = running_ = false;
+      lag_ = 0;
       buffer_refs_.clear();
       return 0;
     }
@@ -82,7 +87,9 @@ int32_t GuestSound::handle(const xensnd_req& r, xensnd_resp& rsp) {
     case XENSND_OP_TRIGGER: {
       uint8_t t = r.op.trigger.type;
       if (!open_ || t > XENSND_OP_TRIGGER_RESUME) return -EINVAL;
-      queue_.push_back(Item{r, 0});
+      // The end of a drain: the guest heard all it wrote, the DAC may not have.
+      bool drained = t == XENSND_OP_TRIGGER_STOP && written_ > 0 && reported_ >= written_;
+      queue_.push_back(Item{r, 0, drained});
       running_ = t == XENSND_OP_TRIGGER_START || t == XENSND_OP_TRIGGER_RESUME;
       return 0;
     }
@@ -135,7 +142,8 @@ int32_t GuestSound::open(const xensnd_open_req& o) {
   params_ = o;
   open_ = true;
   running_ = false;
-  reported_ = 0;
+  reported_ = written_ = delivered_ = lag_ = last_played_ = 0;
+  moved_ = ticked_ = now();
   return 0;
 }
 
@@ -161,6 +169,7 @@ int32_t GuestSound::write(const xensnd_rw_req& rw) {
   for (size_t i = 0; i < n; ++i)
     if (!ops[i].ok) return -EINVAL;
   queued_bytes_ += rw.length;
+  written_ += rw.length;
   counters_.bytes_in += rw.length;
   queue_.push_back(Item{std::nullopt, rw.length});
   return 0;
@@ -172,6 +181,7 @@ int32_t GuestSound::write(const xensnd_rw_req& rw) {
 void GuestSound::feed() {
   while (!queue_.empty()) {
     Item& it = queue_.front();
+    if (it.drained && out_->state().open && out_->position() < delivered_) return;  // still playing
     if (it.control) {
       auto r = out_->submit(*it.control);
       if (!r && r.error().code == Code::kRetry) return;  // ring full, or no pool yet: next time
@@ -188,6 +198,7 @@ void GuestSound::feed() {
       if (!took) return;  // shadowd is gone: nothing plays any more
       head_ = (head_ + *took) % audio_.size();
       queued_bytes_ -= *took;
+      delivered_ += *took;
       it.audio -= static_cast<uint32_t>(*took);
       if (*took < run) return;  // the splitter's buffer is full: the rest later
     }
@@ -195,12 +206,39 @@ void GuestSound::feed() {
   }
 }
 
-// The DAC's position in the guest's stream, each time it moved, while the
-// guest runs it (none after its STOP or CLOSE: it would apply them to its
-// next stream).
+// The guest's clock while the DAC's stands still (see the header): from
+// kStall after the DAC's position last moved with the guest's audio
+// waiting, lag_ grows by the time that passes, in whole frames, as far as
+// the guest wrote and the queue holds.
+void GuestSound::keep_time() {
+  auto t = now();
+  uint64_t played = out_->opens() == opens_wanted_ ? out_->position() : 0;
+  bool waiting = open_ && running_ && written_ > played + lag_;
+  if (played != last_played_ || !waiting) {
+    last_played_ = played;
+    moved_ = ticked_ = t;
+    return;
+  }
+  if (t - moved_ < kStall) {
+    ticked_ = t;
+    return;
+  }
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t - ticked_).count();
+  uint64_t frames = static_cast<uint64_t>(ns) * sndif::kRate / 1'000'000'000ULL;
+  if (frames == 0) return;
+  ticked_ += std::chrono::nanoseconds(frames * 1'000'000'000ULL / sndif::kRate);
+  uint64_t room = std::min(written_ - played - lag_, outage_max_ - std::min(lag_, outage_max_));
+  lag_ += std::min<uint64_t>(frames * sndif::kFrameBytes, room - room % sndif::kFrameBytes);
+}
+
+// The stream's position as the guest hears it (the DAC's, plus the time it
+// stood still), each time it moved, while the guest runs it (none after its
+// STOP or CLOSE: it would apply them to its next stream; none of an old
+// stream's while the new one's OPEN waits).
 void GuestSound::report_position() {
-  if (!open_ || !running_ || out_->opens() != opens_wanted_) return;
-  uint64_t pos = out_->position();
+  if (!open_ || !running_) return;
+  uint64_t played = out_->opens() == opens_wanted_ ? out_->position() : 0;  // 0: its OPEN waits here
+  uint64_t pos = std::min(played + lag_, written_);
   if (pos <= reported_) return;
   // The guest's page: indices it garbled only skip reports (every slot
   // written is inside the page).

@@ -13,8 +13,17 @@
 // of the guest's buffer into the same queue, which the splitter drains as
 // its own buffer frees. The guest is told (XENSND_EVT_CUR_POS) the
 // splitter's position, what the DAC played, so it never writes over audio
-// not yet played; while no driver domain plays, the position holds and the
-// guest waits.
+// not yet played.
+//
+// While no driver domain plays (the DAC's position holds for kStall with
+// the guest's audio waiting and its stream running) the guest's position
+// goes on at the real-time rate and its audio waits here, up to kOutageMax
+// of it: ALSA ends a stream whose position holds for 10 s, and a cold
+// restart of a driver domain can take longer. The outage is then heard as
+// a pause, nothing is dropped, and the stream plays that much later from
+// then on (lag()). A STOP the guest sends once it was told everything it
+// wrote was played (the end of a drain) waits here until the DAC has
+// played it all, since a STOP drops what the DAC has not played.
 //
 // Everything in the guest's pages is untrusted: a request that fails the
 // checks (format, sizes, offsets inside the buffer, a directory or buffer
@@ -24,7 +33,9 @@
 // position reports.
 #pragma once
 
+#include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +51,8 @@ namespace sd::front {
 
 class GuestSound {
  public:
+  static constexpr std::chrono::milliseconds kStall{1000};
+  static constexpr uint64_t kOutageMax = 45ull * sndif::kRate * sndif::kFrameBytes;  // 45 s of audio
   struct Counters {
     uint64_t answered = 0;   // requests answered 0
     uint64_t refused = 0;    // requests answered an error
@@ -48,12 +61,14 @@ class GuestSound {
   };
   // ring, evt_page: the guest's mapped pages (kept alive by `keep`);
   // req_evt: the request ring's event channel (both ways); pos_evt: the
-  // event page's (this side notifies).
+  // event page's (this side notifies); outage_max: the audio held while
+  // no driver domain plays (whole frames).
   static Result<std::unique_ptr<GuestSound>> attach(void* ring, void* evt_page,
                                                     std::unique_ptr<platform::EventChannel> req_evt,
                                                     std::unique_ptr<platform::EventChannel> pos_evt,
                                                     std::unique_ptr<GuestGrants> grants, Sndfront& out,
-                                                    std::string name, std::shared_ptr<void> keep = nullptr);
+                                                    std::string name, std::shared_ptr<void> keep = nullptr,
+                                                    uint64_t outage_max = kOutageMax);
 
   // Readable when the guest posted requests.
   int wait_fd() const { return req_evt_->wait_fd(); }
@@ -62,7 +77,11 @@ class GuestSound {
   // splitter was pumped.
   void serve();
 
+  using Clock = std::chrono::steady_clock;
+  std::function<Clock::time_point()> now = [] { return Clock::now(); };  // tests drive time
+
   bool broken() const { return !broken_.empty(); }
+  uint64_t lag() const { return lag_; }  // bytes the guest heard as played beyond the DAC
   const std::string& why_broken() const { return broken_; }
   Counters counters() const { return counters_; }
   size_t queued_bytes() const { return queued_bytes_; }
@@ -71,6 +90,7 @@ class GuestSound {
   struct Item {  // what waits for the splitter, in the guest's order
     std::optional<xensnd_req> control;
     uint32_t audio = 0;  // else: bytes of audio_ (from its head) not yet taken by the splitter
+    bool drained = false;  // a STOP that waits until the DAC played the stream (drain())
   };
   GuestSound() = default;
   int32_t handle(const xensnd_req& r, xensnd_resp& rsp);
@@ -78,6 +98,7 @@ class GuestSound {
   int32_t open(const xensnd_open_req& o);
   int32_t write(const xensnd_rw_req& rw);
   void feed();
+  void keep_time();
   void report_position();
   void stop(const std::string& why);
 
@@ -94,12 +115,19 @@ class GuestSound {
   std::vector<uint32_t> buffer_refs_;  // the guest's buffer pages, from its directory at OPEN
   std::deque<Item> queue_;
   // The queued audio, in one buffer allocated once (no allocation per
-  // WRITE): kMaxBuffer bytes as a ring, queued_bytes_ of them from head_.
-  std::vector<uint8_t> audio_ = std::vector<uint8_t>(sndif::kMaxBuffer);
+  // WRITE): a guest's buffer and an outage, as a ring, queued_bytes_ of
+  // them from head_.
+  std::vector<uint8_t> audio_;
+  uint64_t outage_max_ = 0;
   size_t head_ = 0;
   size_t queued_bytes_ = 0;
   uint64_t opens_wanted_ = 0;  // the splitter's opens() once every queued OPEN is answered
   uint64_t reported_ = 0;      // the last position told the guest
+  // The stream since its OPEN: bytes the guest wrote, those the splitter
+  // took, and the guest's clock while the DAC's stood still.
+  uint64_t written_ = 0, delivered_ = 0, lag_ = 0;
+  uint64_t last_played_ = 0;
+  Clock::time_point moved_{}, ticked_{};
   uint16_t evt_id_ = 0;        // the guest counts events from 0 for the connection's life
   Counters counters_;
 };

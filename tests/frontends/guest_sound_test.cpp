@@ -23,6 +23,7 @@ namespace {
 
 using sndif::kPageSize;
 constexpr uint32_t kDirRef = 100, kBufRef0 = 200, kBufPages = 4;  // the guest's grants: a 16 KiB buffer
+constexpr uint64_t kOutage = 12288;  // audio the proxy holds while no driver domain plays (small: the queue wraps)
 
 UniqueFd efd() { return UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)); }
 
@@ -53,9 +54,10 @@ class GuestSoundTest : public SndfrontXen {
     auto g = GuestSound::attach(ring_page_, evt_page_,
                                 std::make_unique<local::LocalEventChannel>(std::move(notified), std::move(kick)),
                                 std::make_unique<local::LocalEventChannel>(std::move(pos), efd()), std::move(grants),
-                                *front_, "guest9 vsnd 0");
+                                *front_, "guest9 vsnd 0", nullptr, kOutage);
     ASSERT_TRUE(g) << g.error().to_string();
     proxy_ = std::move(*g);
+    proxy_->now = [this] { return clock_; };
   }
   void TearDown() override {
     proxy_.reset();
@@ -150,6 +152,7 @@ class GuestSoundTest : public SndfrontXen {
   std::unique_ptr<GuestSound> proxy_;
   uint16_t next_id_ = 0;
   uint32_t guest_cons_ = 0;
+  GuestSound::Clock::time_point clock_ = GuestSound::Clock::now();  // the proxy's, moved by the test
 };
 
 TEST_F(GuestSoundTest, HwParamQuery_NarrowedToWhatTheDacPlays_InFrames) {
@@ -243,9 +246,65 @@ TEST_F(GuestSoundTest, AudioPastTheQueuesEnd_WrapsAndArrivesWhole) {
     ASSERT_EQ(at, len) << "round " << round;
     total += at;
   }
-  EXPECT_GT(total, sndif::kMaxBuffer);  // past the queue's end at least once
+  EXPECT_GT(total, sndif::kMaxBuffer + kOutage);  // past the queue's end at least once
   EXPECT_EQ(proxy_->queued_bytes(), 0u);
   EXPECT_EQ(proxy_->counters().bytes_in, total);
+}
+
+// The driver domain is gone longer than the guest's ALSA waits for a
+// position (10 s): a second after the DAC stood still with the guest's audio
+// waiting, the guest's position goes on at the real-time rate (as far as it
+// wrote, and the proxy holds), its audio is kept and reaches the next
+// backend whole; the STOP that ends its drain waits until the DAC played it
+// all (a STOP drops what is not yet played).
+TEST_F(GuestSoundTest, OutageLongerThanTheGuestWaits_PositionGoesOnAudioKeptDrainWaitsForTheDac) {
+  using namespace std::chrono_literals;
+  ASSERT_TRUE(reconnect(7));
+  EXPECT_EQ(call(open_req()).status, 0);
+  (void)backend_serves(7);
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
+  (void)fill(0, 8192, 5);
+  EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 8192)).status, 0);
+  (void)backend_serves(7);
+  backend_position(7, 4096);
+  ASSERT_EQ(guest_events().size(), 1u);
+  // Backend 7 dies: the DAC's position stands at 4096.
+  clock_ += 500ms;
+  proxy_->serve();
+  EXPECT_TRUE(guest_events().empty()) << "a short stall is waited out";
+  clock_ += 1500ms;
+  proxy_->serve();
+  auto ev = guest_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].op.cur_pos.position, 8192u) << "as far as the guest wrote";
+  auto second = fill(8192, 8192, 77);
+  EXPECT_EQ(call(op(XENSND_OP_WRITE, 8192, 8192)).status, 0);
+  clock_ += 1000ms;
+  proxy_->serve();
+  ev = guest_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].op.cur_pos.position, 16384u);
+  EXPECT_EQ(proxy_->lag(), 12288u);
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_STOP)).status, 0);  // its drain ended
+
+  pools_->bases_.erase(7);
+  ASSERT_TRUE(reconnect(9));
+  proxy_->serve();
+  auto seen = backend_serves(9);
+  std::vector<uint8_t> audio;
+  const uint8_t* buf9 = pools_->bases_.at(9) + sndif::kBufRef0 * kPageSize;
+  for (const auto& q : seen) {
+    EXPECT_NE(q.operation, XENSND_OP_TRIGGER) << "the STOP went before the DAC played the stream";
+    if (q.operation == XENSND_OP_WRITE) audio.insert(audio.end(), buf9 + q.op.rw.offset, buf9 + q.op.rw.offset + q.op.rw.length);
+  }
+  // Backend 7 had answered the first write (its audio is in the DAC): the
+  // held audio follows.
+  EXPECT_EQ(audio, second);
+  backend_position(9, 16384);
+  seen = backend_serves(9);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].operation, XENSND_OP_TRIGGER);
+  EXPECT_EQ(seen[0].op.trigger.type, XENSND_OP_TRIGGER_STOP);
 }
 
 TEST_F(GuestSoundTest, HostileRequests_RefusedNeverQueued) {
