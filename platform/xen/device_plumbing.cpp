@@ -95,12 +95,18 @@ std::string XenDevicePlumbing::kernel_devid() const {
 }
 
 // Keys first, each readable by the other end; xenstored gives nodes created
-// later (the ends' own keys) the directory's permissions.
+// later (the ends' own keys) the directory's permissions. A nested key's
+// directories (a sound stream's 0/0/) are the owner's too: its end writes
+// its own keys there (ring-ref).
 void XenDevicePlumbing::publish(const std::string& dir, const std::map<std::string, std::string>& keys,
                                 platform::DomId owner, platform::DomId reader) {
   for (const auto& [k, v] : keys) write(dir + "/" + k, v);
   (void)store_.set_access(dir, owner, {reader});
-  for (const auto& [k, v] : keys) (void)store_.set_access(dir + "/" + k, owner, {reader});
+  for (const auto& [k, v] : keys) {
+    for (auto slash = k.find('/'); slash != std::string::npos; slash = k.find('/', slash + 1))
+      (void)store_.set_access(dir + "/" + k.substr(0, slash), owner, {reader});
+    (void)store_.set_access(dir + "/" + k, owner, {reader});
+  }
 }
 
 // As a toolstack adds a PV device to a running guest: the backend's
