@@ -75,6 +75,32 @@ def vbd_note(kv, run, app):
     return note
 
 
+def snd_app(kv, run):
+    """The kernel-vsnd guest's sound_app result (kv "<run>_app" = "exit=N bytes=B start=T0 end=T1 sound_errors=E
+    card=C aplay_said=S") and the DAC's recording checked against the marked signal (kv "<run>_dac", the JSON
+    of sd-pcm-marks gaps); None when the run recorded neither."""
+    v, dac = kv.get(f"{run}_app"), kv.get(f"{run}_dac")
+    if v is None and dac is None:
+        return None
+    f = dict(x.split("=", 1) for x in (v or "").split() if "=" in x)
+
+    def integer(x):
+        return int(x) if x is not None and x.isdigit() else None
+    try:
+        rec = json.loads(dac) if dac else None
+    except ValueError:
+        rec = None
+    gaps = rec.get("gaps", []) if isinstance(rec, dict) else []
+    app = {"exit": integer(f.get("exit")), "sound_errors": integer(f.get("sound_errors")), "card": f.get("card"),
+           "aplay_said": f.get("aplay_said"), "error": None if "exit" in f else (v or "no result").strip(),
+           "recording": rec if isinstance(rec, dict) else (dac or "").strip() or None,
+           # silent runs inside the recording (the faults' pauses), ms at 48 kHz; skipped: frames missing
+           "pauses_ms": [round(g.get("silent", 0) / 48.0, 1) for g in gaps],
+           "skipped_frames": sum(g.get("skipped", 0) for g in gaps)}
+    app["complete"] = isinstance(rec, dict) and bool(rec.get("complete"))
+    return app
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run-dir", required=True)
@@ -105,11 +131,14 @@ def main():
     # for run xen (cold), standby (warm standby), multi (two guests on one
     # netdd, cold), kernel and kstandby (an unmodified guest's vif) and kvbd
     # (an unmodified guest's disk on blkdd, cold), faults kill/segv/sysrq.
-    runs = ("xen", "standby", "multi", "kernel", "kstandby", "kvbd", "kvbdstandby")
+    runs = ("xen", "standby", "multi", "kernel", "kstandby", "kvbd", "kvbdstandby", "ksnd", "ksndstandby")
     vbd_runs = ("kvbd", "kvbdstandby")
-    vif_runs = tuple(r for r in runs if r not in vbd_runs)  # the runs whose guests download the blob
-    first_guest = {"kernel": "guest3", "kstandby": "guest3", "kvbd": "guest4", "kvbdstandby": "guest4"}  # else guest1
-    driver = {"kvbd": "blkdd", "kvbdstandby": "blkdd"}  # the driver domain the run's faults hit; netdd otherwise
+    snd_runs = ("ksnd", "ksndstandby")
+    vif_runs = tuple(r for r in runs if r not in vbd_runs + snd_runs)  # the runs whose guests download the blob
+    first_guest = {"kernel": "guest3", "kstandby": "guest3", "kvbd": "guest4", "kvbdstandby": "guest4",
+                   "ksnd": "guest5", "ksndstandby": "guest5"}  # else guest1
+    # the driver domain the run's faults hit; netdd otherwise
+    driver = {"kvbd": "blkdd", "kvbdstandby": "blkdd", "ksnd": "snddd", "ksndstandby": "snddd"}
     recoveries = {}  # (run, fault) -> dict
     for run in runs:
         for fault in ("kill", "segv", "sysrq"):
@@ -209,7 +238,11 @@ def main():
                 "kstandby": "unmodified guest (kernel xen-netfront, dom0 ring proxy), warm standby",
                 "kvbd": "unmodified guest's disk (kernel xen-blkfront, ext4, dom0 vbd ring proxy) on blkdd, cold",
                 "kvbdstandby": "unmodified guest's disk (kernel xen-blkfront, ext4, dom0 vbd ring proxy) on blkdd, "
-                               "warm standby"}
+                               "warm standby",
+                "ksnd": "unmodified guest's sound card (kernel snd-xen-front, aplay, dom0 sound ring proxy) on snddd, "
+                        "cold",
+                "ksndstandby": "unmodified guest's sound card (kernel snd-xen-front, aplay, dom0 sound ring proxy) on "
+                               "snddd, warm standby"}
     for run, what in what_run.items():
         if f"{run}_out" not in kv:
             continue
@@ -229,7 +262,8 @@ def main():
                 line += f"{fault}: {r['error']}; "
             else:
                 line += (f"{fault}: fault->ready {r['fault_to_ready_ms']} ms, death->ready {r['death_to_ready_ms']} ms, "
-                         f"guest {'disk' if run in vbd_runs else 'vif'} outage {r.get('vif_outage_ms')} ms "
+                         f"guest {'disk' if run in vbd_runs else 'card' if run in snd_runs else 'vif'} outage "
+                         f"{r.get('vif_outage_ms')} ms "
                          f"(cause: {r['cause']}); ")
         line += (f"ended {kv.get(f'{run}_s', '?')} s after start: {how}; domains left: "
                  f"{kv.get(f'{run}_domains_left', '').strip() or 'none'}")
@@ -255,19 +289,35 @@ def main():
             seen = kv[key].split()
             states = sorted({s.split("/")[0] for s in seen})
             guest = key[len(f"{run}_xenbus_"):] if key != f"{run}_xenbus" else first_guest.get(run, "guest1")
-            until = "the end of the guest's app" if run in vbd_runs else "the end of the faults"
+            until = "the end of the guest's app" if run in vbd_runs + snd_runs else "the end of the faults"
             out_notes.append(f"{run}: {guest}'s device in xenstore (state/backend-id after every change, from "
                              f"the first attach to {until}): {' '.join(seen)}; "
                              f"{'stayed Connected (4)' if states == ['4'] else 'states seen: ' + ', '.join(states)}")
-        for k in sorted(k for k in kv if k in (f"{run}_vif", f"{run}_vbd", f"{run}_app") or k.startswith(f"{run}_ping")):
+        for k in sorted(k for k in kv if k in (f"{run}_vif", f"{run}_vbd", f"{run}_vsnd", f"{run}_app")
+                        or k.startswith(f"{run}_ping")):
             if k == f"{run}_app" and run not in vif_runs:
-                continue  # the disk app has its own note below
+                continue  # the disk and sound apps have their own notes below
             if k.startswith(f"{run}_ping") or not any(r == run for r, _ in apps):
                 out_notes.append(f"{k}: {kv[k].strip()}")
     for run in vbd_runs:
         vbd_app = disk_app(kv, run)
         if vbd_app is not None or f"{run}_out" in kv:
             out_notes.append(vbd_note(kv, run, vbd_app))
+    for run in snd_runs:
+        sapp = snd_app(kv, run)
+        if sapp is None:
+            continue
+        at = "; ".join(f"{f} {kv[f'{run}_{f}_at'].strip()}" for f in ("kill", "segv", "sysrq") if f"{run}_{f}_at" in kv)
+        out_notes.append(
+            f"guest5 sound app ({what_run[run]} run): Debian's aplay plays a {kv.get(f'{run}_seconds', '?')}-s marked "
+            f"WAV on its card (its kernel's snd-xen-front -> shadowd's sound ring proxy in dom0 (sd-sndfront "
+            f"--xen-guest) -> snddd's drvdom -> the DAC shadowd lends snddd, recording in dom0) across snddd's "
+            f"faults ({at or 'not recorded'}): " +
+            (sapp["error"] if sapp["error"] else
+             f"exit {sapp['exit']}, sound errors in its kernel log: {sapp['sound_errors']}, card {sapp['card']}"
+             f"{'' if sapp['exit'] == 0 else ', aplay said ' + str(sapp['aplay_said'])}, {kv.get(f'{run}_app_s', '?')} s") +
+            f"; the DAC's recording: {json.dumps(sapp['recording'])} (complete: {sapp['complete']}, pauses "
+            f"{sapp['pauses_ms']} ms)")
     if not apps:
         out_notes.append("app_exit, bytes_ok stay null: no guest application result was recorded")
     fails = kv.get("xl_create_failures", "0").split(" ", 1)
@@ -341,11 +391,38 @@ def main():
                             len(m["fault_to_ready_ms"]) == 3 and None not in m["fault_to_ready_ms"].values())
     if "stock_vbd" in kv:
         unmodified.setdefault("vbd", {})["stock_baseline"] = kv["stock_vbd"].strip()
+    # The unmodified guest's sound card: aplay's exit, the DAC's recording
+    # complete (every frame of the marked WAV, in order, the faults heard as
+    # pauses), the card in xenstore.
+    for run, mode in (("ksnd", "cold"), ("ksndstandby", "standby")):
+        sapp = snd_app(kv, run)
+        if sapp is None and not any(r == run for r, _ in recoveries):
+            continue
+        xb = kv.get(f"{run}_xenbus", "").split()
+        m = unmodified.setdefault("vsnd", {})[mode] = {
+            "app_exit": sapp["exit"] if sapp else None,
+            "complete_ok": bool(sapp and sapp["exit"] == 0 and sapp["complete"]),
+            "recording_complete": sapp["complete"] if sapp else None,
+            "pauses_ms": sapp["pauses_ms"] if sapp else None,
+            "skipped_frames": sapp["skipped_frames"] if sapp else None,
+            "sound_errors": sapp["sound_errors"] if sapp else None,
+            "xenbus_stayed_connected": bool(xb) and {x.split("/")[0] for x in xb} == {"4"},
+            "project_binaries_in_guest": kv.get(f"{run}_project_binaries"),
+            "seconds": kv.get(f"{run}_app_s"),
+            "outage_ms": {f: r.get("vif_outage_ms") for (rn, f), r in recoveries.items() if rn == run},
+            "fault_to_ready_ms": {f: r.get("fault_to_ready_ms") for (rn, f), r in recoveries.items() if rn == run},
+            "fault_at": {f: kv[f"{run}_{f}_at"].strip() for f in ("kill", "segv", "sysrq") if f"{run}_{f}_at" in kv},
+        }
+        m["transparent"] = (m["complete_ok"] and m["xenbus_stayed_connected"] and len(m["fault_to_ready_ms"]) >= 2
+                            and None not in m["fault_to_ready_ms"].values())
+    if "vsnd" in unmodified:
+        unmodified["vsnd"]["stock_baseline"] = ("none: Xen ships no sound backend for snd-xen-front (no stock "
+                                                "driver domain to destroy and re-create)")
     for name, cls in unmodified.items():  # per class: app_exit and bytes_ok (vif) / verify_ok (vbd) over its runs
         modes = [m for m in cls.values() if isinstance(m, dict)]
         exits = [m["app_exit"] for m in modes]
         cls["app_exit"] = None if not exits or None in exits else max(exits)
-        ok_key = "verify_ok" if name == "vbd" else "bytes_ok"
+        ok_key = {"vbd": "verify_ok", "vsnd": "complete_ok"}.get(name, "bytes_ok")
         cls[ok_key] = bool(modes) and all(m[ok_key] for m in modes)
     unmodified = unmodified or None
 
