@@ -2,11 +2,13 @@
 // for either placement: the guest's frontend or a dom0 ring proxy) and fake
 // class hooks: no root, no processes.
 #include "device_engine.hpp"
+#include "vsnd/vsnd_hooks.hpp"
 
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
 #include <cerrno>
+#include <filesystem>
 
 namespace {
 
@@ -36,6 +38,7 @@ class FakePlumbing final : public platform::DevicePlumbing {
  public:
   size_t pages() const override { return 4; }
   void* page(platform::GrantRef) override { return nullptr; }
+  bool frontend_in_guest() const override { return in_guest; }
   platform::EventChannel& frontend_end() override { return front; }
   platform::EventChannel& backend_end() override { return back; }
   Result<void> offer_frontend(ctl::Channel&, const ctl::Msg&, int) override { return {}; }
@@ -49,6 +52,7 @@ class FakePlumbing final : public platform::DevicePlumbing {
     return {};
   }
   FakeEvent front, back;
+  bool in_guest = false;  // Xen: the frontend grants its own pool, repaired for every backend
   std::vector<platform::DomId> granted;
   std::vector<BackendOffer> offers;
 };
@@ -474,3 +478,66 @@ TEST_F(EngineTest, Status_CommonFieldsAndTheClassDetail) {
 }
 
 }  // namespace
+
+// A vsnd where shadowd maps neither the ring nor the splitter log (Xen: the
+// splitter is the dom0 sound proxy): no active mode to repair for; the
+// stream the splitter reports with its repair (kDevConfig) is what the next
+// backend resumes, unless it does not check out; the DAC's voice is lent.
+TEST(VsndEngine, LogNotShared_StreamReportedWithTheRepairReplayedDacLent) {
+  boost::asio::io_context io;
+  dom0::EventLog log{std::nullopt};
+  char tmpl[] = "/tmp/sd-vsnd-engine-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  config::DeviceSpec spec{config::DeviceClass::kVsnd, 0, "snddd", {}, {}, 1};
+  config::Policy policy{};
+  policy.active_action = "silence";
+  policy.heartbeat_interval = 50ms;
+  auto p = std::make_unique<FakePlumbing>();
+  auto s = std::make_unique<FakeSplitter>();
+  auto* plumbing = p.get();
+  plumbing->in_guest = true;
+  auto* splitter = s.get();
+  auto hooks = std::make_unique<dom0::VsndHooks>("guest5", spec, tmpl);
+  auto* vsnd = hooks.get();
+  DeviceEngine engine(io, "guest5", spec, 7, policy, log, [](const std::string&, auto) {}, std::move(p),
+                      std::move(s), std::move(hooks));
+  ASSERT_TRUE(engine.setup());
+  EXPECT_EQ(vsnd->active_mode(), "");
+  splitter->connect();
+  auto pair = ctl::Channel::pair();
+  ASSERT_TRUE(pair);
+  sndif::StreamState st{};
+  st.open = 1;
+  st.run = static_cast<uint8_t>(sndif::Run::kRunning);
+  st.params = {sndif::kRate, sndif::kFormat, sndif::kChannels, 0, 16384, sndif::kDirRef, 4096};
+  st.acked = 12288;
+  auto report = [&](const sndif::StreamState& state) {
+    ctl::Msg m{.type = ctl::MsgType::kDevConfig, .b = 7};
+    m.set_payload(state);
+    splitter->events->on_config(m);
+    splitter->events->on_repaired(0, "attach");
+  };
+
+  engine.on_backend_ready(pair->first, 3, [](Result<dom0::ResumeTimes>) {});
+  report(st);
+
+  ASSERT_EQ(plumbing->offers.size(), 1u);
+  auto got = plumbing->offers[0].attach.get_payload<sndif::StreamState>();
+  EXPECT_EQ(got.open, 1);
+  EXPECT_EQ(got.run, st.run);
+  EXPECT_EQ(got.acked, 12288u);
+  EXPECT_EQ(got.params.buffer_sz, 16384u);
+  EXPECT_NE(plumbing->offers[0].resources.memory, nullptr);  // the DAC's voice
+
+  engine.on_fault();
+  engine.on_backend_dead();
+  EXPECT_EQ(splitter->repairs, (std::vector<std::string>{"attach"})) << "no active-mode repair";
+  st.params.pcm_rate = 44100;  // not what the DAC plays: a closed stream instead
+  engine.on_backend_ready(pair->first, 4, [](Result<dom0::ResumeTimes>) {});
+  report(st);
+
+  ASSERT_EQ(plumbing->offers.size(), 2u);
+  EXPECT_EQ(plumbing->offers[1].attach.get_payload<sndif::StreamState>().open, 0);
+  engine.teardown();
+  std::filesystem::remove_all(tmpl);
+}
