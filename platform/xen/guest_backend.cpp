@@ -141,10 +141,17 @@ Result<GuestFrontend> connect_guest_frontend(const std::string& back_dir,
   auto domid = parse_u32(xs.read(back_dir + "/frontend-id"));
   if (!front || !domid || *domid == 0 || *domid >= 0x7ff0)
     return fail(Code::kInvalidInput, "xen: " + back_dir + " names no frontend (is the device laid out?)");
-  for (const auto& [k, v] : features)
-    if (!xs.write(back_dir + "/" + k, v)) return fail(Code::kSystem, "xenstore: cannot write " + back_dir + "/" + k);
-  if (!xs.write(back_dir + "/state", std::to_string(XenbusStateInitWait)))
-    return fail(Code::kSystem, "xenstore: cannot write " + back_dir + "/state");
+  // Written once per handshake: a try that timed out leaves InitWait as it
+  // is, since every write of the state fires the frontend's watch, and
+  // snd-xen-front starts its handshake over (new rings and ports) at each
+  // InitWait it sees.
+  auto state = parse_u32(xs.read(back_dir + "/state"));
+  if (!state || *state != XenbusStateInitWait) {
+    for (const auto& [k, v] : features)
+      if (!xs.write(back_dir + "/" + k, v)) return fail(Code::kSystem, "xenstore: cannot write " + back_dir + "/" + k);
+    if (!xs.write(back_dir + "/state", std::to_string(XenbusStateInitWait)))
+      return fail(Code::kSystem, "xenstore: cannot write " + back_dir + "/state");
+  }
 
   // Wait for the frontend's rings. Polled (every 20 ms), not watched: this
   // runs once per device, and a static program's libxenstore would need its

@@ -5,6 +5,8 @@
 // wrong or absent frontend gets.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstring>
 
 #include "fakes.hpp"
@@ -175,6 +177,22 @@ TEST_F(GuestBackendTest, FrontendNeverConnects_UnavailableAfterTheTimeout) {
   EXPECT_EQ(g.error().code, Code::kUnavailable);
   EXPECT_NE(g.error().message.find("did not publish its rings"), std::string::npos) << g.error().message;
   EXPECT_EQ(fake::xenstore().kv[kBack + "/state"], "2");  // still waiting for it
+}
+
+// The proxy tries again while the guest is slow: InitWait is written once,
+// since each write fires the frontend's watch and snd-xen-front starts its
+// handshake over (new rings and ports) at every InitWait it sees.
+TEST_F(GuestBackendTest, TriedAgainWhileTheFrontendIsSlow_InitWaitWrittenOnce) {
+  auto& xs = fake::xenstore();
+  xs.kv[kFront + "/state"] = "1";
+  ASSERT_FALSE(connect(50));
+  ASSERT_FALSE(connect(50));
+  xs.kv[kFront + "/state"] = "3";
+  ASSERT_TRUE(connect(50));
+
+  auto initwaits = std::count(xs.writes.begin(), xs.writes.end(), std::make_pair(kBack + "/state", std::string("2")));
+  EXPECT_EQ(initwaits, 1);
+  EXPECT_EQ(xs.kv[kBack + "/state"], "4");
 }
 
 TEST_F(GuestBackendTest, NoFrontendLaidOut_InvalidInput) {
