@@ -702,7 +702,16 @@ snd_run() {
                 kv ${tag}_app "no result within 600 s (guest started the app at uptime: $started)"
                 show_console $g
             fi
-            sleep 2   # what the DAC still had queued plays out
+            # What the DAC still has queued plays out (after a cold restart the
+            # stream plays as much later as the outage lasted): until its
+            # recording stops growing for 3 s, at most 150 s.
+            w_last=-1; w_same=0; w_i=0
+            while [ $w_same -lt 3 ] && [ $w_i -lt 150 ]; do
+                w_now=$(stat -c %s $WAV 2>/dev/null || echo 0)
+                if [ "$w_now" = "$w_last" ]; then w_same=$((w_same+1)); else w_same=0; fi
+                w_last=$w_now; w_i=$((w_i+1)); sleep 1
+            done
+            kv ${tag}_dac_drain_s "$w_i"
             ls -la $WAV
             gaps=$(sd-pcm-marks gaps $WAV $((LAB_SND_S * 48000)) 2>&1)
             echo "SDLAB-RESULT $tag DAC recording: $gaps"
