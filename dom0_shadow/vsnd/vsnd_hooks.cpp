@@ -108,9 +108,10 @@ void VsndHooks::frontend_gone() {
 // the splitter reported it) if it checks out, else a closed stream (the
 // player's next requests open it again).
 sndif::StreamState VsndHooks::replay_state() const {
-  sndif::StreamState s = repaired_;
+  sndif::StreamState s{};
   const auto& log = engine().splitter_log();
-  if (log.valid() && log.get_config(&s, sizeof(s)) != sizeof(s)) return {};
+  // On Xen shadowd's copy of the log stays empty: the splitter keeps its own.
+  if (!log.valid() || log.get_config(&s, sizeof(s)) != sizeof(s)) s = repaired_;
   if (s.open && !sndif::check_open(s.params).empty()) return {};
   if (s.run > static_cast<uint8_t>(sndif::Run::kPaused)) s.run = static_cast<uint8_t>(sndif::Run::kStopped);
   return s;

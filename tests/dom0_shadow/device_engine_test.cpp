@@ -479,8 +479,9 @@ TEST_F(EngineTest, Status_CommonFieldsAndTheClassDetail) {
 
 }  // namespace
 
-// A vsnd where shadowd maps neither the ring nor the splitter log (Xen: the
-// splitter is the dom0 sound proxy): no active mode to repair for; the
+// A vsnd where shadowd maps neither the ring nor the splitter's log (Xen:
+// the splitter is the dom0 sound proxy; shadowd's copy of the log stays
+// empty): no active mode to repair for; the
 // stream the splitter reports with its repair (kDevConfig) is what the next
 // backend resumes, unless it does not check out; the DAC's voice is lent.
 TEST(VsndEngine, LogNotShared_StreamReportedWithTheRepairReplayedDacLent) {
@@ -501,6 +502,9 @@ TEST(VsndEngine, LogNotShared_StreamReportedWithTheRepairReplayedDacLent) {
   auto* vsnd = hooks.get();
   DeviceEngine engine(io, "guest5", spec, 7, policy, log, [](const std::string&, auto) {}, std::move(p),
                       std::move(s), std::move(hooks));
+  auto empty = shadow::SplitterLog::create(8);  // shadowd's copy, which the splitter never fills on Xen
+  ASSERT_TRUE(empty);
+  splitter->log_ = std::move(*empty);
   ASSERT_TRUE(engine.setup());
   EXPECT_EQ(vsnd->active_mode(), "");
   splitter->connect();
