@@ -401,7 +401,8 @@ def main():
         xb = kv.get(f"{run}_xenbus", "").split()
         m = unmodified.setdefault("vsnd", {})[mode] = {
             "app_exit": sapp["exit"] if sapp else None,
-            "complete_ok": bool(sapp and sapp["exit"] == 0 and sapp["complete"]),
+            # aplay exited 0, and the DAC played every frame of the WAV, in order, none lost
+            "complete_ok": bool(sapp and sapp["exit"] == 0 and sapp["complete"] and sapp["skipped_frames"] == 0),
             "recording_complete": sapp["complete"] if sapp else None,
             "pauses_ms": sapp["pauses_ms"] if sapp else None,
             "skipped_frames": sapp["skipped_frames"] if sapp else None,
