@@ -17,7 +17,7 @@
 #   LAB_LOCAL    1 (default) also try shadowd --platform local inside dom0; 0 skips it
 #   LAB_SHADOWD_ARGS  extra arguments for the `shadowd --platform xen` run in dom0 (e.g. -v)
 #   LAB_RUNS     which shadowd runs, in order (default "cold standby multi kernel kernel-standby kernel-vbd
-#                kernel-vbd-standby";
+#                kernel-vbd-standby kernel-vsnd kernel-vsnd-standby";
 #                kernel = an unmodified guest on its kernel's xen-netfront, served by the dom0 ring proxy;
 #                also: kernel-vbd = the same guest image with an ext4 disk on its kernel's xen-blkfront,
 #                served by the dom0 vbd ring proxy relaying to the storage driver domain blkdd;
@@ -41,7 +41,7 @@ LAB_RESTARTS=${LAB_RESTARTS:-3}
 LAB_TIMEOUT=${LAB_TIMEOUT:-1500}
 LAB_LOCAL=${LAB_LOCAL:-1}
 LAB_SHADOWD_ARGS=${LAB_SHADOWD_ARGS:-}
-LAB_RUNS=${LAB_RUNS:-cold standby multi kernel kernel-standby kernel-vbd kernel-vbd-standby}
+LAB_RUNS=${LAB_RUNS:-cold standby multi kernel kernel-standby kernel-vbd kernel-vbd-standby kernel-vsnd kernel-vsnd-standby}
 SUITE=bookworm
 XEN_PKG=xen-hypervisor-4.17-amd64
 # dom0 userspace: Xen toolstack + what the lab scripts and the local platform use.
