@@ -295,7 +295,8 @@ mark shadowd_xen_run
 # ready) after each. Runs (LAB_RUNS): cold (policies/standby: false), warm
 # standby (a second netdd booted and Ready beside the running one, promoted
 # on failure), multi, kernel, kernel-standby (shadow_run) and kernel-vbd
-# (vbd_run: the same with a disk on the storage driver domain blkdd).
+# (kernel_run: the same with a disk on the storage driver domain blkdd, or a
+# sound card on the sound driver domain snddd).
 SOCK=/run/shadowd-xen/shadowd.sock
 DDNAME=netdd   # the driver domain the faults hit (blkdd in the kernel-vbd run)
 DEVID=""       # the guest device whose outage is recorded (<guest>/vif/0, <guest>/vbd/0)
@@ -510,157 +511,37 @@ vbd_progress_ge() {
     fi
     [ "$v" -ge "$1" ] || xenstore-exists $VP/app-result
 }
-# vbd_run TAG HOSTDIR GUEST FAULTS...: the kernel-vbd run. The unmodified GUEST
-# (guest4) has one disk, xvda, whose backend is blkdd: its kernel's own
-# xen-blkfront, served by shadowd's dom0 vbd ring proxy (sd-blkfront
-# --xen-guest), which relays to blkdd's drvdom, which does the I/O on blkdd's
-# own disk (xvdb: $VBD_IMG in dom0, an ext4 made here). The guest's disk_app
-# (domu-init.sh) writes $VBD_MB MiB to a file on it in fsynced 1-MiB chunks,
-# syncs, drops its page cache and reads the file back; the faults hit blkdd
-# while it does, each once the guest's progress (data/vbd-progress: 1..VBD_MB
-# written, then VBD_MB+1..2*VBD_MB read back) has passed 3/16 and 10/16 of the
-# writes and 5/16 of the reads. Besides shadow_run's keys: <tag>_check
-# (shadowd --check of the host), <tag>_<fault>_at (the progress at the fault),
-# <tag>_app (the guest's result: exit, both sha256s, I/O errors in its kernel
-# log, its longest steps), <tag>_fsck (e2fsck -n -f of the image once every
-# domain is gone) and <tag>_image_sha (the file read out of the image by
-# debugfs in dom0).
-vbd_run() {
-    tag=$1; host=$2; g=$3; shift 3
-    DDNAME=blkdd; DEVID=$g/vbd/0
-    kv ${tag}_mib "$VBD_MB"
-    if ! vbd_prepare; then
-        kv ${tag}_error "blkdd's disk could not be made: $(tail -2 /tmp/mkfs.txt | tr '\n' ' ')"
-        return 1
-    fi
+# kernel_run CLASS TAG HOSTDIR GUEST FAULTS...: a run of an unmodified GUEST
+# with one device of CLASS (vbd, snd) that shadowd adds to it, served by the
+# class's dom0 ring proxy relaying to the class's driver domain ($DDNAME).
+# The guest, started as an operator would before shadowd (without the
+# device), runs the class's app on it while FAULTS hit the driver domain.
+# What differs per class is in its hooks, CLASS_<hook>: setup (before the
+# guest: 1 = cannot run), app (sets APP_CMD, the command the guest runs), before_fault N F
+# (waits for the moment of the Nth fault), app_done (waits for the app's
+# result: 1 = none), after_app and after_stop (its checks). Besides
+# shadow_run's keys: <tag>_check (shadowd --check of the host),
+# <tag>_<fault>_at (where the app was at the fault), <tag>_app (the guest's
+# result) and the class's own.
+kernel_run() {
+    cls=$1; tag=$2; host=$3; g=$4; shift 4
+    if ! ${cls}_setup; then return 1; fi
     OUT=$(timeout 60 shadowd --platform xen --check --config $host/host.yaml 2>&1); RC=$?
     echo "\$ shadowd --platform xen --check --config $host/host.yaml"; echo "$OUT"; echo "(exit $RC)"
     kv ${tag}_check "exit $RC: $OUT"
-    # The guest, started by the operator before shadowd, without its disk (shadowd adds it).
-    xl domid $g >/dev/null 2>&1 && xl destroy $g
-    grep -vE '^(vif|disk)' $XH/$g.cfg > /tmp/$g-nodev.cfg
-    GD=""
-    if create_and_wait $g /tmp/$g-nodev.cfg; then GD=$DOMID; mark ${tag}_${g}_ready domid=$DOMID; fi
-    VP=/local/domain/$GD/data
-    if sd_start $tag $host; then
-        APP=0; XBPID=""
-        if [ -n "$GD" ] && wait_for 180 "backends_up 1"; then
-            mark ${tag}_vbd_attached
-            xctl devices
-            # The guest's view of its disk in xenstore (XenbusState), every change
-            # from now to the end of its app: it should stay 4 (Connected).
-            XB=/local/domain/$GD/device/vbd/51712
-            xenstore-ls -p $XB 2>&1 | head -20
-            pb=$(xenstore-read $VP/project-binaries 2>/dev/null) && kv ${tag}_project_binaries "$pb"
-            ( xenstore-watch $XB | while read -r p; do
-                  echo "$(xenstore-read $XB/state 2>/dev/null || echo gone)/$(xenstore-read $XB/backend-id 2>/dev/null || echo -)"
-              done ) > /tmp/xenbus-$tag.txt 2>&1 &
-            XBPID=$!
-            a0=$(now_ms); VBD_SHOWN=0
-            exec 5>&1
-            xenstore-write $VP/app-cmd "disk xvda $VBD_MB"
-            APP=1
-        else
-            kv ${tag}_vbd "not attached: $(xctl devices 2>&1 | tail -1)"
-            xctl --json devices
-            [ -n "$GD" ] && xenstore-ls -p /local/domain/$GD/device 2>&1 | head -30
-            xenstore-ls -p /local/domain/0/backend/vbd-proxy 2>&1 | head -20
-            proxy_stacks
-            tail -15 /tmp/shadowd-$tag.log
-        fi
-        n=0
-        for f in "$@"; do
-            n=$((n+1))
-            if [ $APP = 1 ]; then
-                case $n in
-                    1) p=$((VBD_MB * 3 / 16)) ;;
-                    2) p=$((VBD_MB * 10 / 16)) ;;
-                    *) p=$((VBD_MB + VBD_MB * 5 / 16)) ;;
-                esac
-                [ $p -ge 1 ] || p=1
-                if watch_until $VP 300 "vbd_progress_ge $p"; then
-                    at=$(xenstore-read $VP/vbd-progress 2>/dev/null || echo 0)
-                    if xenstore-exists $VP/app-result; then ph="after the guest's app ended"
-                    elif [ "$at" -le $VBD_MB ]; then ph=writing
-                    else ph="reading back"; fi
-                else
-                    at=$(xenstore-read $VP/vbd-progress 2>/dev/null || echo 0)
-                    ph="stalled: not at $p after 300 s"
-                fi
-                echo "SDLAB-RESULT $tag: fault $f at the guest's progress $at/$((2 * VBD_MB)) ($ph)"
-                kv ${tag}_${f}_at "$at/$((2 * VBD_MB)) $ph"
-            fi
-            fault_once $f
-        done
-        if [ $APP = 1 ]; then
-            if watch_until $VP 1200 "vbd_progress_ge $((2 * VBD_MB + 1))"; then
-                res=$(xenstore-read $VP/app-result)
-                echo "SDLAB-RESULT $tag app $g: $res in $(secs $a0 $(now_ms)) s"
-                kv ${tag}_app "$res"
-                kv ${tag}_app_s "$(secs $a0 $(now_ms))"
-                mark ${tag}_app_done
-            else
-                started=$(xenstore-read $VP/app-started 2>/dev/null || echo never)
-                kv ${tag}_app "no result within 1200 s (guest started the app at uptime: $started, progress $(xenstore-read $VP/vbd-progress 2>/dev/null || echo none)/$((2 * VBD_MB)))"
-                show_console $g
-            fi
-            exec 5>&-
-        fi
-        if [ -n "$XBPID" ]; then
-            kill $XBPID 2>/dev/null; busybox pkill -f "xenstore-watch /local/domain/" 2>/dev/null
-            kv ${tag}_xenbus "$(uniq /tmp/xenbus-$tag.txt | tr '\n' ' ')"
-        fi
-        xctl devices
-        show_console $g; show_console blkdd
-        xl list
-        echo "\$ shadowctl shutdown"; xctl shutdown
-    fi
-    sd_stop $tag
-    # The guest's ext4 as dom0 sees it once every domain is gone (the guest
-    # unmounted it; a loop device still being torn down reads the same file).
-    echo "--- loop devices:"; losetup -a
-    e2fsck -n -f $VBD_IMG > /tmp/fsck-$tag.txt 2>&1; RC=$?
-    cat /tmp/fsck-$tag.txt
-    kv ${tag}_fsck "rc=$RC $(grep -vE '^(Pass [1-5]|e2fsck [0-9])' /tmp/fsck-$tag.txt | tail -6 | tr '\n' ' ' | cut -c1-600)"
-    kv ${tag}_image_sha "$(debugfs -R 'cat /sdlab.bin' $VBD_IMG 2>/dev/null | sha256sum | cut -d' ' -f1)"
-    rm -f $VBD_IMG
-}
-# snd_run TAG HOSTDIR GUEST FAULTS...: the kernel-vsnd runs. The unmodified
-# GUEST (guest5) has one sound card whose backend is snddd: its kernel's own
-# snd-xen-front, served by shadowd's dom0 sound ring proxy (sd-sndfront
-# --xen-guest), which relays to snddd's drvdom, which plays into the DAC
-# shadowd lends it (the DAC records what it plays to
-# /run/shadowd-xen/<guest>-vsnd-0.wav). The guest's sound_app (domu-init.sh)
-# plays a marked LAB_SND_S-second WAV with Debian's aplay; the first fault
-# hits snddd SND_FIRST s into the playback, each next one 3 s after the
-# previous was recovered (with a standby: and a new standby is ready).
-# Besides shadow_run's keys: <tag>_check (shadowd --check of the host),
-# <tag>_<fault>_at (seconds into the playback), <tag>_app (the guest's
-# result: aplay's exit, sound errors in its kernel log) and <tag>_dac (the
-# DAC's recording checked against the marked signal: complete, gaps).
-SND_FIRST=6
-snd_run() {
-    tag=$1; host=$2; g=$3; shift 3
-    DDNAME=snddd; DEVID=$g/vsnd/0
-    kv ${tag}_seconds "$LAB_SND_S"
-    OUT=$(timeout 60 shadowd --platform xen --check --config $host/host.yaml 2>&1); RC=$?
-    echo "\$ shadowd --platform xen --check --config $host/host.yaml"; echo "$OUT"; echo "(exit $RC)"
-    kv ${tag}_check "exit $RC: $OUT"
-    # The guest, started by the operator before shadowd, without its card (shadowd adds it).
     xl domid $g >/dev/null 2>&1 && xl destroy $g
     grep -vE '^(vif|disk|vsnd)' $XH/$g.cfg > /tmp/$g-nodev.cfg
     GD=""
     if create_and_wait $g /tmp/$g-nodev.cfg; then GD=$DOMID; mark ${tag}_${g}_ready domid=$DOMID; fi
     VP=/local/domain/$GD/data
-    WAV=/run/shadowd-xen/$g-vsnd-0.wav
     if sd_start $tag $host; then
         APP=0; XBPID=""
         if [ -n "$GD" ] && wait_for 180 "backends_up 1"; then
-            mark ${tag}_vsnd_attached
+            mark ${tag}_${XBTYPE}_attached
             xctl devices
-            # The guest's view of its card in xenstore (XenbusState), every change
+            # The guest's view of its device in xenstore (XenbusState), every change
             # from now to the end of its app: it should stay 4 (Connected).
-            XB=/local/domain/$GD/device/vsnd/0
+            XB=/local/domain/$GD/device/$XBTYPE/$XBID
             xenstore-ls -p $XB 2>&1 | head -24
             pb=$(xenstore-read $VP/project-binaries 2>/dev/null) && kv ${tag}_project_binaries "$pb"
             ( xenstore-watch $XB | while read -r p; do
@@ -668,30 +549,25 @@ snd_run() {
               done ) > /tmp/xenbus-$tag.txt 2>&1 &
             XBPID=$!
             a0=$(now_ms)
-            xenstore-write $VP/app-cmd "sound /usr/share/sdlab/marked.wav"
+            ${cls}_app
+            xenstore-write $VP/app-cmd "$APP_CMD"
             APP=1
         else
-            kv ${tag}_vsnd "not attached: $(xctl devices 2>&1 | tail -1)"
+            kv ${tag}_${XBTYPE} "not attached: $(xctl devices 2>&1 | tail -1)"
             xctl --json devices
             [ -n "$GD" ] && xenstore-ls -p /local/domain/$GD/device 2>&1 | head -30
-            xenstore-ls -p /local/domain/0/backend/vsnd-proxy 2>&1 | head -20
+            xenstore-ls -p /local/domain/0/backend/$XBTYPE-proxy 2>&1 | head -20
             proxy_stacks
             tail -15 /tmp/shadowd-$tag.log
         fi
         n=0
         for f in "$@"; do
             n=$((n+1))
-            if [ $APP = 1 ]; then
-                if [ $n = 1 ]; then sleep $SND_FIRST; else sleep 3; fi
-                at=$(secs $a0 $(now_ms))
-                if xenstore-exists $VP/app-result; then ph="after the guest's app ended"; else ph=playing; fi
-                echo "SDLAB-RESULT $tag: fault $f $at s after the playback was asked for ($ph)"
-                kv ${tag}_${f}_at "$at s $ph"
-            fi
+            [ $APP = 1 ] && ${cls}_before_fault $n $f
             fault_once $f
         done
         if [ $APP = 1 ]; then
-            if watch_until $VP 600 "xenstore-exists $VP/app-result"; then
+            if ${cls}_app_done; then
                 res=$(xenstore-read $VP/app-result)
                 echo "SDLAB-RESULT $tag app $g: $res in $(secs $a0 $(now_ms)) s"
                 kv ${tag}_app "$res"
@@ -699,36 +575,126 @@ snd_run() {
                 mark ${tag}_app_done
             else
                 started=$(xenstore-read $VP/app-started 2>/dev/null || echo never)
-                kv ${tag}_app "no result within 600 s (guest started the app at uptime: $started)"
+                kv ${tag}_app "no result within $APP_WAIT s (guest started the app at uptime: $started$(${cls}_progress))"
                 show_console $g
             fi
-            # What the DAC still has queued plays out (after a cold restart the
-            # stream plays as much later as the outage lasted): until its
-            # recording stops growing for 3 s, at most 150 s.
-            w_last=-1; w_same=0; w_i=0
-            while [ $w_same -lt 3 ] && [ $w_i -lt 150 ]; do
-                w_now=$(stat -c %s $WAV 2>/dev/null || echo 0)
-                if [ "$w_now" = "$w_last" ]; then w_same=$((w_same+1)); else w_same=0; fi
-                w_last=$w_now; w_i=$((w_i+1)); sleep 1
-            done
-            kv ${tag}_dac_drain_s "$w_i"
-            ls -la $WAV
-            gaps=$(sd-pcm-marks gaps $WAV $((LAB_SND_S * 48000)) 2>&1)
-            echo "SDLAB-RESULT $tag DAC recording: $gaps"
-            kv ${tag}_dac "$gaps"
+            ${cls}_after_app
         fi
         if [ -n "$XBPID" ]; then
             kill $XBPID 2>/dev/null; busybox pkill -f "xenstore-watch /local/domain/" 2>/dev/null
             kv ${tag}_xenbus "$(uniq /tmp/xenbus-$tag.txt | tr '\n' ' ')"
         fi
         xctl devices
-        xctl --json devices | head -c 3000; echo
-        show_console $g; show_console snddd
+        show_console $g; show_console $DDNAME
         xl list
         echo "\$ shadowctl shutdown"; xctl shutdown
     fi
     sd_stop $tag
+    ${cls}_after_stop
 }
+
+# The kernel-vbd runs (kernel_run vbd). The unmodified guest (guest4) has one
+# disk, xvda, whose backend is blkdd: its kernel's own xen-blkfront, served
+# by shadowd's dom0 vbd ring proxy (sd-blkfront --xen-guest), which relays to
+# blkdd's drvdom, which does the I/O on blkdd's own disk (xvdb: $VBD_IMG in
+# dom0, an ext4 made here). The guest's disk_app (domu-init.sh) writes
+# $VBD_MB MiB to a file on it in fsynced 1-MiB chunks, syncs, drops its page
+# cache and reads the file back; the faults hit blkdd while it does, each
+# once the guest's progress (data/vbd-progress: 1..VBD_MB written, then
+# VBD_MB+1..2*VBD_MB read back) has passed 3/16 and 10/16 of the writes and
+# 5/16 of the reads. Its keys: <tag>_mib, <tag>_<fault>_at (the progress at
+# the fault), <tag>_app (exit, both sha256s, I/O errors in the guest's kernel
+# log, its longest steps), <tag>_fsck (e2fsck -n -f of the image once every
+# domain is gone) and <tag>_image_sha (the file read out of the image by
+# debugfs in dom0).
+vbd_setup() {
+    DDNAME=blkdd; DEVID=$g/vbd/0; XBTYPE=vbd; XBID=51712; APP_WAIT=1200
+    kv ${tag}_mib "$VBD_MB"
+    if ! vbd_prepare; then
+        kv ${tag}_error "blkdd's disk could not be made: $(tail -2 /tmp/mkfs.txt | tr '\n' ' ')"
+        return 1
+    fi
+}
+vbd_app() { VBD_SHOWN=0; exec 5>&1; APP_CMD="disk xvda $VBD_MB"; }
+vbd_before_fault() {
+    case $1 in
+        1) p=$((VBD_MB * 3 / 16)) ;;
+        2) p=$((VBD_MB * 10 / 16)) ;;
+        *) p=$((VBD_MB + VBD_MB * 5 / 16)) ;;
+    esac
+    [ $p -ge 1 ] || p=1
+    if watch_until $VP 300 "vbd_progress_ge $p"; then
+        at=$(xenstore-read $VP/vbd-progress 2>/dev/null || echo 0)
+        if xenstore-exists $VP/app-result; then ph="after the guest's app ended"
+        elif [ "$at" -le $VBD_MB ]; then ph=writing
+        else ph="reading back"; fi
+    else
+        at=$(xenstore-read $VP/vbd-progress 2>/dev/null || echo 0)
+        ph="stalled: not at $p after 300 s"
+    fi
+    echo "SDLAB-RESULT $tag: fault $2 at the guest's progress $at/$((2 * VBD_MB)) ($ph)"
+    kv ${tag}_${2}_at "$at/$((2 * VBD_MB)) $ph"
+}
+vbd_app_done() { watch_until $VP $APP_WAIT "vbd_progress_ge $((2 * VBD_MB + 1))"; }
+vbd_progress() { echo ", progress $(xenstore-read $VP/vbd-progress 2>/dev/null || echo none)/$((2 * VBD_MB))"; }
+vbd_after_app() { exec 5>&-; }
+# The guest's ext4 as dom0 sees it once every domain is gone (the guest
+# unmounted it; a loop device still being torn down reads the same file).
+vbd_after_stop() {
+    echo "--- loop devices:"; losetup -a
+    e2fsck -n -f $VBD_IMG > /tmp/fsck-$tag.txt 2>&1; RC=$?
+    cat /tmp/fsck-$tag.txt
+    kv ${tag}_fsck "rc=$RC $(grep -vE '^(Pass [1-5]|e2fsck [0-9])' /tmp/fsck-$tag.txt | tail -6 | tr '\n' ' ' | cut -c1-600)"
+    kv ${tag}_image_sha "$(debugfs -R 'cat /sdlab.bin' $VBD_IMG 2>/dev/null | sha256sum | cut -d' ' -f1)"
+    rm -f $VBD_IMG
+}
+
+# The kernel-vsnd runs (kernel_run snd). The unmodified guest (guest5) has
+# one sound card whose backend is snddd: its kernel's own snd-xen-front,
+# served by shadowd's dom0 sound ring proxy (sd-sndfront --xen-guest), which
+# relays to snddd's drvdom, which plays into the DAC shadowd lends it (the
+# DAC records what it plays to /run/shadowd-xen/<guest>-vsnd-0.wav). The
+# guest's sound_app (domu-init.sh) plays a marked LAB_SND_S-second WAV with
+# Debian's aplay; the first fault hits snddd SND_FIRST s into the playback,
+# each next one 3 s after the previous was recovered (with a standby: and a
+# new standby is ready). Its keys: <tag>_seconds, <tag>_<fault>_at (seconds
+# into the playback), <tag>_app (aplay's exit, sound errors in the guest's
+# kernel log) and <tag>_dac (the DAC's recording checked against the marked
+# signal: complete, gaps).
+SND_FIRST=6
+snd_setup() {
+    DDNAME=snddd; DEVID=$g/vsnd/0; XBTYPE=vsnd; XBID=0; APP_WAIT=600
+    WAV=/run/shadowd-xen/$g-vsnd-0.wav
+    kv ${tag}_seconds "$LAB_SND_S"
+}
+snd_app() { APP_CMD="sound /usr/share/sdlab/marked.wav"; }
+snd_before_fault() {
+    if [ $1 = 1 ]; then sleep $SND_FIRST; else sleep 3; fi
+    at=$(secs $a0 $(now_ms))
+    if xenstore-exists $VP/app-result; then ph="after the guest's app ended"; else ph=playing; fi
+    echo "SDLAB-RESULT $tag: fault $2 $at s after the playback was asked for ($ph)"
+    kv ${tag}_${2}_at "$at s $ph"
+}
+snd_app_done() { watch_until $VP $APP_WAIT "xenstore-exists $VP/app-result"; }
+snd_progress() { :; }
+# What the DAC still has queued plays out (after a cold restart the stream
+# plays as much later as the outage lasted): until its recording stops
+# growing for 3 s, at most 150 s. Then it is checked against the signal.
+snd_after_app() {
+    w_last=-1; w_same=0; w_i=0
+    while [ $w_same -lt 3 ] && [ $w_i -lt 150 ]; do
+        w_now=$(stat -c %s $WAV 2>/dev/null || echo 0)
+        if [ "$w_now" = "$w_last" ]; then w_same=$((w_same+1)); else w_same=0; fi
+        w_last=$w_now; w_i=$((w_i+1)); sleep 1
+    done
+    kv ${tag}_dac_drain_s "$w_i"
+    ls -la $WAV
+    gaps=$(sd-pcm-marks gaps $WAV $((LAB_SND_S * 48000)) 2>&1)
+    echo "SDLAB-RESULT $tag DAC recording: $gaps"
+    kv ${tag}_dac "$gaps"
+    xctl --json devices | head -c 3000; echo
+}
+snd_after_stop() { :; }
 for r in ${LAB_RUNS:-cold standby multi}; do
     case $r in
         cold) shadow_run xen $XH guest1 kill segv sysrq ;;
@@ -741,12 +707,12 @@ for r in ${LAB_RUNS:-cold standby multi}; do
         kernel-standby) XBTYPE=vif shadow_run kstandby /lab/hosts/xen-kernel-standby guest3 kill segv sysrq ;;
         # the same unmodified guest image with a disk (its kernel's xen-blkfront, ext4)
         # served by the dom0 vbd ring proxy, relaying to the storage driver domain blkdd
-        kernel-vbd) vbd_run kvbd /lab/hosts/xen-kernel-vbd guest4 kill segv sysrq ;;
-        kernel-vbd-standby) vbd_run kvbdstandby /lab/hosts/xen-kernel-vbd-standby guest4 kill segv sysrq ;;
+        kernel-vbd) kernel_run vbd kvbd /lab/hosts/xen-kernel-vbd guest4 kill segv sysrq ;;
+        kernel-vbd-standby) kernel_run vbd kvbdstandby /lab/hosts/xen-kernel-vbd-standby guest4 kill segv sysrq ;;
         # the same unmodified guest image with a sound card (its kernel's snd-xen-front,
         # Debian's aplay) served by the dom0 sound ring proxy, relaying to the sound driver domain snddd
-        kernel-vsnd) snd_run ksnd /lab/hosts/xen-kernel-vsnd guest5 kill sysrq ;;
-        kernel-vsnd-standby) snd_run ksndstandby /lab/hosts/xen-kernel-vsnd-standby guest5 kill sysrq ;;
+        kernel-vsnd) kernel_run snd ksnd /lab/hosts/xen-kernel-vsnd guest5 kill sysrq ;;
+        kernel-vsnd-standby) kernel_run snd ksndstandby /lab/hosts/xen-kernel-vsnd-standby guest5 kill sysrq ;;
         *) echo "dom0-test: unknown run '$r' in LAB_RUNS (skipped)" ;;
     esac
 done
