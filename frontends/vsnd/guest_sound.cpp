@@ -240,12 +240,22 @@ void GuestSound::report_position() {
   uint64_t played = out_->opens() == opens_wanted_ ? out_->position() : 0;  // 0: its OPEN waits here
   uint64_t pos = std::min(played + lag_, written_);
   if (pos <= reported_) return;
-  // The guest's page: indices it garbled only skip reports (every slot
-  // written is inside the page).
-  if (!sndif::post_position(evt_, evt_id_, pos)) return;
-  (void)pos_evt_->notify();
-  reported_ = pos;
-  ++counters_.positions;
+  // In steps of at most half the guest's buffer: snd-xen-front keeps its
+  // pointer modulo the buffer, so a step of a whole buffer (the guest's
+  // buffer full, the position catching up after the proxy was busy) would
+  // not move it at all, and ALSA would wait for room until it gives up.
+  uint64_t step = std::max<uint64_t>(sndif::kFrameBytes, params_.buffer_sz / 2 / sndif::kFrameBytes * sndif::kFrameBytes);
+  bool told = false;
+  while (reported_ < pos) {
+    uint64_t next = std::min(pos, reported_ + step);
+    // The guest's page: indices it garbled only skip reports (every slot
+    // written is inside the page); a full page takes the rest next time.
+    if (!sndif::post_position(evt_, evt_id_, next)) break;
+    reported_ = next;
+    told = true;
+    ++counters_.positions;
+  }
+  if (told) (void)pos_evt_->notify();
 }
 
 }  // namespace sd::front

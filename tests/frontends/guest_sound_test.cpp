@@ -23,7 +23,7 @@ namespace {
 
 using sndif::kPageSize;
 constexpr uint32_t kDirRef = 100, kBufRef0 = 200, kBufPages = 4;  // the guest's grants: a 16 KiB buffer
-constexpr uint64_t kOutage = 12288;  // audio the proxy holds while no driver domain plays (small: the queue wraps)
+constexpr uint64_t kOutage = 24576;  // audio the proxy holds while no driver domain plays (small: the queue wraps)
 
 UniqueFd efd() { return UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)); }
 
@@ -277,14 +277,21 @@ TEST_F(GuestSoundTest, OutageLongerThanTheGuestWaits_PositionGoesOnAudioKeptDrai
   auto ev = guest_events();
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].op.cur_pos.position, 8192u) << "as far as the guest wrote";
+  // The guest fills its whole buffer again (it wraps).
   auto second = fill(8192, 8192, 77);
   EXPECT_EQ(call(op(XENSND_OP_WRITE, 8192, 8192)).status, 0);
+  auto third = fill(0, 8192, 151);
+  EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 8192)).status, 0);
+  second.insert(second.end(), third.begin(), third.end());
   clock_ += 1000ms;
   proxy_->serve();
+  // A whole buffer at once is told in two halves: the guest's pointer
+  // (modulo its buffer) would not move at all for a whole buffer.
   ev = guest_events();
-  ASSERT_EQ(ev.size(), 1u);
+  ASSERT_EQ(ev.size(), 2u);
   EXPECT_EQ(ev[0].op.cur_pos.position, 16384u);
-  EXPECT_EQ(proxy_->lag(), 12288u);
+  EXPECT_EQ(ev[1].op.cur_pos.position, 24576u);
+  EXPECT_EQ(proxy_->lag(), 20480u);
   EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_STOP)).status, 0);  // its drain ended
 
   pools_->bases_.erase(7);
@@ -300,7 +307,7 @@ TEST_F(GuestSoundTest, OutageLongerThanTheGuestWaits_PositionGoesOnAudioKeptDrai
   // Backend 7 had answered the first write (its audio is in the DAC): the
   // held audio follows.
   EXPECT_EQ(audio, second);
-  backend_position(9, 16384);
+  backend_position(9, 24576);
   seen = backend_serves(9);
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].operation, XENSND_OP_TRIGGER);
