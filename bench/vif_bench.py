@@ -52,6 +52,28 @@ class VifHost(Host):
         return False
 
 
+class VethPeer:
+    """The host's own path, for comparison in the same run: two network namespaces joined by a plain veth
+    pair, no driver domain and no shadow (the same iperf3 as through the shadowed vif)."""
+
+    def __init__(self, tag, subnet):
+        self.guest, self.wire = "pg%s" % tag, "pw%s" % tag
+        self.wire_ip = "10.250.%d.1" % subnet
+        for ns in (self.guest, self.wire):
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            subprocess.run(netns(ns, "ip", "link", "set", "lo", "up"), check=True)
+        subprocess.run(["ip", "link", "add", "pa%s" % tag, "netns", self.guest, "type", "veth", "peer", "name",
+                        "pb%s" % tag, "netns", self.wire], check=True)
+        for ns, dev, ip in ((self.guest, "pa%s" % tag, "10.250.%d.2/24" % subnet),
+                            (self.wire, "pb%s" % tag, self.wire_ip + "/24")):
+            subprocess.run(netns(ns, "ip", "addr", "add", ip, "dev", dev), check=True)
+            subprocess.run(netns(ns, "ip", "link", "set", dev, "up"), check=True)
+
+    def close(self):
+        for ns in (self.guest, self.wire):
+            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+
+
 def netns(ns, *cmd):
     return ["ip", "netns", "exec", ns] + list(cmd)
 
@@ -146,6 +168,7 @@ def main():
     ap = arguments(__doc__)
     ap.add_argument("--kills", type=int, default=50, help="kills per shadow mode for the outage table (>= 50)")
     ap.add_argument("--quick", action="store_true", help="10 kills, short runs (smoke test of the bench)")
+    ap.add_argument("--json", metavar="PATH", help="also write the normal-mode figures there, as JSON")
     a = ap.parse_args()
     kills = 10 if a.quick else a.kills
     tsec = 3 if a.quick else 8
@@ -202,26 +225,41 @@ def main():
         print("%-16s " % name + " ".join("%6.2f /%6.2f" % (pct(ph[k], 50), pct(ph[k], 99)) for k in
                                           ("detect", "spawn", "replay", "resume", "total")))
 
-    progress("normal mode: splitter log on vs off")
+    progress("normal mode: splitter log on vs off, and a plain veth pair")
     on = VifHost(a.build, "on%d" % (os.getpid() % 10000), 20, log_on=True)
     off = VifHost(a.build, "of%d" % (os.getpid() % 10000), 21, log_on=False)
-    res = {"on": [], "off": []}
-    for r in range(3):
-        for key, h in (("off", off), ("on", on)):
-            progress("normal mode: %s round %d/3" % (key, r + 1))
-            res[key].append(throughput(h, tsec, 5400 + r * 2 + (key == "on")))
-    on.close()
-    off.close()
+    veth = VethPeer("%d" % (os.getpid() % 10000), 22)
+    res = {"on": [], "off": [], "veth": []}
+    try:
+        for r in range(3):
+            for j, (key, h) in enumerate((("off", off), ("on", on), ("veth", veth))):
+                progress("normal mode: %s round %d/3" % (key, r + 1))
+                res[key].append(throughput(h, tsec, 5400 + r * 3 + j))
+    finally:
+        on.close()
+        off.close()
+        veth.close()
     progress("")
     g_on = statistics.mean(x[0] for x in res["on"])
     g_off = statistics.mean(x[0] for x in res["off"])
     c_on = statistics.mean(x[1] for x in res["on"])
     c_off = statistics.mean(x[1] for x in res["off"])
-    print("\nNormal mode, iperf3 TCP %d s x 3 rounds each, alternating" % tsec)
+    print("\nNormal mode, iperf3 TCP %d s x 3 rounds each, alternating; the peer is the host's own path" % tsec)
     print("%-20s %10s %12s %16s" % ("splitter log", "Gbit/s", "CPU % (all)", "CPU %/Gbit/s"))
     print("%-20s %10.3f %12.1f %16.1f" % ("off", g_off, c_off, c_off / g_off))
     print("%-20s %10.3f %12.1f %16.1f" % ("on", g_on, c_on, c_on / g_on))
     print("%-20s %10.3f %12s %16.3f" % ("ratio on/off", g_on / g_off, "", (c_on / g_on) / (c_off / g_off)))
+    g_veth = statistics.mean(x[0] for x in res["veth"])
+    c_veth = statistics.mean(x[1] for x in res["veth"])
+    print("%-20s %10.3f %12.1f %16.1f" % ("plain veth pair", g_veth, c_veth, c_veth / g_veth))
+    print("%-20s %10.3f" % ("ratio on/veth", g_on / g_veth))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"tcp_1_stream_guest_to_wire": {
+                "seconds": tsec, "rounds": 3, "loadavg": open("/proc/loadavg").read().split()[:3],
+                "gbps": {"log_on": g_on, "log_off": g_off, "veth": g_veth},
+                "cpu_percent": {"log_on": c_on, "log_off": c_off, "veth": c_veth},
+                "ratio_on_off": g_on / g_off, "ratio_on_veth": g_on / g_veth}}, f, indent=1)
 
 
 if __name__ == "__main__":
