@@ -14,13 +14,16 @@ or O_DIRECT with --direct-io-safe).
    beside.
 2. Splitter log on vs off, same run: two hosts (one started with
    SD_SPLITTER_LOG=off), fio 4 KiB randwrite iodepth 16 for S seconds on each,
-   interleaved round after round so machine noise hits both alike. IOPS and
-   completion latency per side, and the ratio.
+   interleaved round after round so machine noise hits both alike, and the
+   host's own path beside them (the same fio on a plain loop device over an
+   image file on the same file system). IOPS and completion latency per
+   side, and the ratios.
 3. Replay cost vs requests in flight: bench_vbd_replay (the frontend's
    requeue, 1..128), and the replay phase of the real recoveries of part 1
    by the number of requests they replayed.
 
 usage: bench/vbd_bench.py [--build DIR] [--kills N] [--rounds N] [--seconds S] [--direct-io-safe] [--standby]
+       [--json PATH]
 Run as root, with nothing else heavy running.
 """
 import json
@@ -30,6 +33,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from sdbench import Host, arguments, header, loadavg, pct, pmax, progress, require_root
@@ -160,44 +164,74 @@ def stall_per_crash(build, kills):
     return recs
 
 
+class LoopPeer:
+    """The host's own path, for comparison in the same run: a plain loop device over a sparse image file on
+    the same file system, no driver domain, no FUSE and no shadow (the same fio, the same O_DIRECT)."""
+
+    log_on = "loop"
+
+    def __init__(self, disk_mib=512):
+        self.dir = tempfile.mkdtemp(prefix="sd-vbdpeer-")
+        self.image = os.path.join(self.dir, "plain.img")
+        with open(self.image, "wb") as f:
+            f.truncate(disk_mib << 20)
+        self.disk = subprocess.run(["losetup", "--find", "--show", "--direct-io=%s" % ("on" if BlkHost.DIRECT else "off"),
+                                    self.image], check=True, capture_output=True, text=True).stdout.strip()
+
+    fio = BlkHost.fio
+
+    def close(self):
+        subprocess.run(["losetup", "-d", self.disk], stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def on_off(build, rounds, seconds):
-    progress("part 2: splitter log on vs off, %d interleaved rounds of %d s each" % (rounds, seconds))
-    on, off = BlkHost(build, "on", True), BlkHost(build, "off", False)
-    res = {True: [], False: []}
+    progress("part 2: splitter log on vs off, and a plain loop device, %d interleaved rounds of %d s each"
+             % (rounds, seconds))
+    on, off, peer = BlkHost(build, "on", True), BlkHost(build, "off", False), LoopPeer()
+    res = {True: [], False: [], "loop": []}
     try:
         if not on.log_on or off.log_on:
             raise SystemExit("the splitter log is not on/off as asked (SD_SPLITTER_LOG)")
-        for h in (on, off):  # warm-up: allocate the images' blocks so both sides start alike
+        for h in (on, off, peer):  # warm-up: allocate the images' blocks so every side starts alike
             h.fio(2, ["--rw=write", "--bs=1M", "--time_based=0", "--runtime=60", "--size=256M"])
         for r in range(rounds):
-            for h in ((on, off) if r % 2 == 0 else (off, on)):
+            for h in ((on, off, peer) if r % 2 == 0 else (peer, off, on)):
                 j = h.fio(seconds)
                 if j:
                     w = j["write"]
                     res[h.log_on].append((w["iops"], w["clat_ns"]["mean"] / 1000,
                                           w["clat_ns"]["percentile"]["50.000000"] / 1000,
                                           w["clat_ns"]["percentile"]["99.000000"] / 1000))
-                progress("  round %d %s: %s IOPS" % (r + 1, "on " if h.log_on else "off",
+                progress("  round %d %s: %s IOPS" % (r + 1, {True: "on ", False: "off", "loop": "loop"}[h.log_on],
                                                       "%.0f" % res[h.log_on][-1][0] if j else "fio failed"))
     finally:
         on.close()
         off.close()
+        peer.close()
     progress("")
-    print("\n2. Splitter log on vs off, same run: fio 4k randwrite iodepth 16, %d interleaved rounds x %d s per side"
-          % (rounds, seconds))
+    print("\n2. Splitter log on vs off, same run: fio 4k randwrite iodepth 16, %d interleaved rounds x %d s per side;"
+          " the peer is the host's own path (a plain loop device)" % (rounds, seconds))
     print("%-6s %10s %10s %12s %12s %12s" % ("log", "IOPS mean", "IOPS sd", "clat mean us", "clat p50 us",
                                              "clat p99 us"))
-    for side in (True, False):
+    for side in (True, False, "loop"):
         v = res[side]
         if not v:
             continue
         print("%-6s %10.0f %10.0f %12.1f %12.1f %12.1f" % (
-            "on" if side else "off", statistics.mean(x[0] for x in v), statistics.pstdev([x[0] for x in v]),
+            {True: "on", False: "off", "loop": "loop"}[side], statistics.mean(x[0] for x in v),
+            statistics.pstdev([x[0] for x in v]),
             statistics.mean(x[1] for x in v), statistics.median(x[2] for x in v), statistics.median(x[3] for x in v)))
     if res[True] and res[False]:
         ratio = statistics.mean(x[0] for x in res[True]) / statistics.mean(x[0] for x in res[False])
         per_round = [a[0] / b[0] for a, b in zip(res[True], res[False])]
         print("IOPS ratio on/off: %.3f (per round: %s)" % (ratio, " ".join("%.3f" % x for x in per_round)))
+    if res[True] and res["loop"]:
+        print("IOPS ratio on/loop: %.3f" % (statistics.mean(x[0] for x in res[True]) /
+                                           statistics.mean(x[0] for x in res["loop"])))
+    return {("log_on" if k is True else "log_off" if k is False else k):
+            {"iops": statistics.mean(x[0] for x in v), "clat_mean_us": statistics.mean(x[1] for x in v)}
+            for k, v in res.items() if v}
 
 
 def replay_cost(build, recs):
@@ -221,6 +255,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--direct-io-safe", action="store_true", help="O_DIRECT on the disk image (xl's flag)")
     ap.add_argument("--standby", action="store_true", help="policy standby: true (a warm standby driver domain)")
+    ap.add_argument("--json", metavar="PATH", help="also write part 2's figures there, as JSON")
     a = ap.parse_args()
     BlkHost.DIRECT = a.direct_io_safe
     BlkHost.STANDBY = a.standby
@@ -231,7 +266,11 @@ def main():
         raise SystemExit("--kills, --rounds and --seconds must be >= 1")
     header("vbd")
     recs = stall_per_crash(a.build, a.kills)
-    on_off(a.build, a.rounds, a.seconds)
+    normal = on_off(a.build, a.rounds, a.seconds)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"randwrite_4k_iodepth16": dict(normal, rounds=a.rounds, seconds=a.seconds,
+                                                      loadavg=open("/proc/loadavg").read().split()[:3])}, f, indent=1)
     replay_cost(a.build, recs)
 
 
