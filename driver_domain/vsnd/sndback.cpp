@@ -1,7 +1,5 @@
 #include "vsnd/sndback.hpp"
 
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>

@@ -19,7 +19,6 @@
 
 #include "backend.hpp"
 #include "granted_pages.hpp"
-#include "sd/core/fd.hpp"
 #include "sd/core/platform.hpp"
 #include "sd/core/ring.hpp"
 #include "sd/core/sndif.hpp"

@@ -130,7 +130,6 @@ struct DeviceInfo {
   // (xen-netfront) is served by a ring proxy in dom0 (policy guest_frontend).
   bool kernel_frontend = false;
   int stream = 0;  // vsnd: which of its card's playback streams
-
 };
 
 // Device memory shadowd lends every backend incarnation of a device (vsnd:

@@ -417,7 +417,6 @@ class BackRing {
     }
   }
 
-
   RING_IDX req_cons() const { return req_cons_; }
   RING_IDX rsp_prod_pvt() const { return rsp_prod_pvt_; }
 
