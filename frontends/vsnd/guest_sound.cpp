@@ -32,7 +32,9 @@ Result<std::unique_ptr<GuestSound>> GuestSound::attach(void* ring, void* evt_pag
   g->keep_ = std::move(keep);
   g->opens_wanted_ = out.opens();
   g->outage_max_ = outage_max - outage_max % sndif::kFrameBytes;
-  g->audio_.resize(sndif::kMaxBuffer + g->outage_max_);
+  size_t bytes = sndif::kMaxBuffer + g->outage_max_;
+  g->audio_mem_ = std::make_unique_for_overwrite<uint8_t[]>(bytes);
+  g->audio_ = {g->audio_mem_.get(), bytes};
   return g;
 }
 
@@ -210,12 +212,14 @@ void GuestSound::feed() {
 // kStall after the DAC's position last moved with the guest's audio
 // waiting, lag_ grows by the time that passes, in whole frames, as far as
 // the guest wrote and the queue holds.
+uint64_t GuestSound::played() const { return out_->opens() == opens_wanted_ ? out_->position() : 0; }
+
 void GuestSound::keep_time() {
   auto t = now();
-  uint64_t played = out_->opens() == opens_wanted_ ? out_->position() : 0;
-  bool waiting = open_ && running_ && written_ > played + lag_;
-  if (played != last_played_ || !waiting) {
-    last_played_ = played;
+  uint64_t dac = played();
+  bool waiting = open_ && running_ && written_ > dac + lag_;
+  if (dac != last_played_ || !waiting) {
+    last_played_ = dac;
     moved_ = ticked_ = t;
     return;
   }
@@ -227,7 +231,7 @@ void GuestSound::keep_time() {
   uint64_t frames = static_cast<uint64_t>(ns) * sndif::kRate / 1'000'000'000ULL;
   if (frames == 0) return;
   ticked_ += std::chrono::nanoseconds(frames * 1'000'000'000ULL / sndif::kRate);
-  uint64_t room = std::min(written_ - played - lag_, outage_max_ - std::min(lag_, outage_max_));
+  uint64_t room = std::min(written_ - dac - lag_, outage_max_ - std::min(lag_, outage_max_));
   lag_ += std::min<uint64_t>(frames * sndif::kFrameBytes, room - room % sndif::kFrameBytes);
 }
 
@@ -237,8 +241,7 @@ void GuestSound::keep_time() {
 // stream's while the new one's OPEN waits).
 void GuestSound::report_position() {
   if (!open_ || !running_) return;
-  uint64_t played = out_->opens() == opens_wanted_ ? out_->position() : 0;  // 0: its OPEN waits here
-  uint64_t pos = std::min(played + lag_, written_);
+  uint64_t pos = std::min(played() + lag_, written_);
   if (pos <= reported_) return;
   // In steps of at most half the guest's buffer: snd-xen-front keeps its
   // pointer modulo the buffer, so a step of a whole buffer (the guest's

@@ -38,6 +38,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -90,7 +91,7 @@ class GuestSound {
   struct Item {  // what waits for the splitter, in the guest's order
     std::optional<xensnd_req> control;
     uint32_t audio = 0;  // else: bytes of audio_ (from its head) not yet taken by the splitter
-    bool drained = false;  // a STOP that waits until the DAC played the stream (drain())
+    bool drained = false;  // a STOP ending a drain: waits until the DAC played the stream
   };
   GuestSound() = default;
   int32_t handle(const xensnd_req& r, xensnd_resp& rsp);
@@ -98,6 +99,7 @@ class GuestSound {
   int32_t open(const xensnd_open_req& o);
   int32_t write(const xensnd_rw_req& rw);
   void feed();
+  uint64_t played() const;  // the DAC's position in the guest's stream (0 while its OPEN waits here)
   void keep_time();
   void report_position();
   void stop(const std::string& why);
@@ -116,8 +118,10 @@ class GuestSound {
   std::deque<Item> queue_;
   // The queued audio, in one buffer allocated once (no allocation per
   // WRITE): a guest's buffer and an outage, as a ring, queued_bytes_ of
-  // them from head_.
-  std::vector<uint8_t> audio_;
+  // them from head_. Not zeroed: its pages cost memory only once an outage
+  // fills them.
+  std::unique_ptr<uint8_t[]> audio_mem_;
+  std::span<uint8_t> audio_;
   uint64_t outage_max_ = 0;
   size_t head_ = 0;
   size_t queued_bytes_ = 0;
