@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "fake_pools.hpp"
+#include "fake_shadowd.hpp"
 #include "vsnd/sndfront.hpp"
 
 namespace sd::front {
@@ -35,18 +36,11 @@ class SndfrontXen : public ::testing::Test {
   // kReconnected (with the pool it granted that domain) arrives; the stream
   // it reports before that (shadowd cannot map its log on Xen) in reported_.
   std::optional<ctl::Msg> reconnect(uint32_t domid) {
-    ctl::Msg m;
-    m.type = ctl::MsgType::kReconnect;
-    m.a = domid;
-    m.b = 3;
-    EXPECT_TRUE(shadowd_.send(m));
-    for (int i = 0; i < 200; ++i) {
-      (void)front_->wait(10);
-      auto got = shadowd_.recv();
-      if (got && *got && (*got)->type == ctl::MsgType::kDevConfig) reported_ = (*got)->get_payload<sndif::StreamState>();
-      if (got && *got && (*got)->type == ctl::MsgType::kReconnected) return **got;
-    }
-    return std::nullopt;
+    return test::reconnect(
+        shadowd_, domid, 3, [this] { (void)front_->wait(10); },
+        [this](const ctl::Msg& m) {
+          if (m.type == ctl::MsgType::kDevConfig) reported_ = m.get_payload<sndif::StreamState>();
+        });
   }
 
   std::optional<sndif::StreamState> reported_;  // the stream the last repair reported (kDevConfig)
