@@ -343,20 +343,31 @@ def main():
     # what its application saw, whether its device stayed Connected, the
     # guest vif's outage and shadowd's fault-to-ready per fault.
     unmodified = {}
+
+    def device(run):
+        """What every class reports of its run: the guest's device in xenstore, the project's binaries in the
+        guest's image, and per fault the device's outage and shadowd's fault-to-ready."""
+        xb = kv.get(f"{run}_xenbus", "").split()
+        ours = [(f, r) for (rn, f), r in recoveries.items() if rn == run]
+        return {"xenbus_stayed_connected": bool(xb) and {x.split("/")[0] for x in xb} == {"4"},
+                "project_binaries_in_guest": kv.get(f"{run}_project_binaries"),
+                "outage_ms": {f: r.get("vif_outage_ms") for f, r in ours},
+                "fault_to_ready_ms": {f: r.get("fault_to_ready_ms") for f, r in ours}}
+
+    def fault_at(run):  # where the guest's app was at each fault
+        return {f: kv[f"{run}_{f}_at"].strip() for f in ("kill", "segv", "sysrq") if f"{run}_{f}_at" in kv}
+
+    def recovered(run):
+        return any(r == run for r, _ in recoveries)
     for run, mode in (("kernel", "cold"), ("kstandby", "standby")):
         kapp = apps.get((run, "guest3"))
-        if not kapp and not any(r == run for r, _ in recoveries):
+        if not kapp and not recovered(run):
             continue
-        xb = kv.get(f"{run}_xenbus", "").split()
-        vif = unmodified.setdefault("vif", {})
-        vif[mode] = {
+        unmodified.setdefault("vif", {})[mode] = {
             "app_exit": kapp["exit"] if kapp else None,
             "bytes_ok": kapp["bytes_ok"] if kapp else None,
-            "xenbus_stayed_connected": bool(xb) and {x.split("/")[0] for x in xb} == {"4"},
             "kernel_net_errors": kapp.get("kernel_net_errors") if kapp else None,
-            "project_binaries_in_guest": kv.get(f"{run}_project_binaries"),
-            "outage_ms": {f: r.get("vif_outage_ms") for (rn, f), r in recoveries.items() if rn == run},
-            "fault_to_ready_ms": {f: r.get("fault_to_ready_ms") for (rn, f), r in recoveries.items() if rn == run},
+            **device(run),
         }
     if "stock_vif" in kv:  # the stock baseline of the same guest's device, for comparison
         unmodified.setdefault("vif", {})["stock_baseline"] = kv["stock_vif"].strip()
@@ -364,9 +375,8 @@ def main():
     # across the faults, the ext4 checked from dom0 afterwards.
     for run, mode in (("kvbd", "cold"), ("kvbdstandby", "standby")):
         dapp = disk_app(kv, run)
-        if dapp is None and not any(r == run for r, _ in recoveries):
+        if dapp is None and not recovered(run):
             continue
-        xb = kv.get(f"{run}_xenbus", "").split()
         fsck = kv.get(f"{run}_fsck")
         unmodified.setdefault("vbd", {})[mode] = {
             "app_exit": dapp["exit"] if dapp else None,
@@ -375,15 +385,11 @@ def main():
             "image_sha_equal": dapp["image_sha_equal"] if dapp else None,
             "fsck_clean": (fsck.split()[:1] == ["rc=0"]) if fsck is not None else None,
             "io_errors": dapp["io_errors"] if dapp else None,
-            "xenbus_stayed_connected": bool(xb) and {x.split("/")[0] for x in xb} == {"4"},
-            "project_binaries_in_guest": kv.get(f"{run}_project_binaries"),
             "mib": dapp["mib"] if dapp else None,
             "seconds": kv.get(f"{run}_app_s"),
-            "outage_ms": {f: r.get("vif_outage_ms") for (rn, f), r in recoveries.items() if rn == run},
-            "fault_to_ready_ms": {f: r.get("fault_to_ready_ms") for (rn, f), r in recoveries.items() if rn == run},
-            "fault_at_progress": {f: kv[f"{run}_{f}_at"].strip() for f in ("kill", "segv", "sysrq")
-                                  if f"{run}_{f}_at" in kv},
+            "fault_at_progress": fault_at(run),
             "guest_longest_steps_ms": dapp["longest_ms"] if dapp else None,
+            **device(run),
         }
         m = unmodified["vbd"][mode]
         m["transparent"] = (m["app_exit"] == 0 and bool(m["verify_ok"]) and m["image_sha_equal"] is not False and
@@ -396,9 +402,8 @@ def main():
     # pauses), the card in xenstore.
     for run, mode in (("ksnd", "cold"), ("ksndstandby", "standby")):
         sapp = snd_app(kv, run)
-        if sapp is None and not any(r == run for r, _ in recoveries):
+        if sapp is None and not recovered(run):
             continue
-        xb = kv.get(f"{run}_xenbus", "").split()
         m = unmodified.setdefault("vsnd", {})[mode] = {
             "app_exit": sapp["exit"] if sapp else None,
             # aplay exited 0, and the DAC played every frame of the WAV, in order, none lost
@@ -407,12 +412,9 @@ def main():
             "pauses_ms": sapp["pauses_ms"] if sapp else None,
             "skipped_frames": sapp["skipped_frames"] if sapp else None,
             "sound_errors": sapp["sound_errors"] if sapp else None,
-            "xenbus_stayed_connected": bool(xb) and {x.split("/")[0] for x in xb} == {"4"},
-            "project_binaries_in_guest": kv.get(f"{run}_project_binaries"),
             "seconds": kv.get(f"{run}_app_s"),
-            "outage_ms": {f: r.get("vif_outage_ms") for (rn, f), r in recoveries.items() if rn == run},
-            "fault_to_ready_ms": {f: r.get("fault_to_ready_ms") for (rn, f), r in recoveries.items() if rn == run},
-            "fault_at": {f: kv[f"{run}_{f}_at"].strip() for f in ("kill", "segv", "sysrq") if f"{run}_{f}_at" in kv},
+            "fault_at": fault_at(run),
+            **device(run),
         }
         m["transparent"] = (m["complete_ok"] and m["xenbus_stayed_connected"] and len(m["fault_to_ready_ms"]) >= 2
                             and None not in m["fault_to_ready_ms"].values())

@@ -349,20 +349,18 @@ done
 cp -L "$ROOTFS/lib64/ld-linux-x86-64.so.2" "$du/usr/lib64/"
 kd=$du/usr/lib/modules/$KVER
 mkdir -p "$kd"
-# blkdd: xen-blkfront (its own disk) and xen-blkback; the stock guest: xen-blkfront, ext4 and its needs.
-for m in drivers/xen/xen-evtchn.ko drivers/xen/xen-gntdev.ko drivers/xen/xen-gntalloc.ko drivers/net/xen-netback \
-         drivers/net/xen-netfront.ko drivers/net/tun.ko drivers/block/xen-blkfront.ko drivers/block/xen-blkback \
-         fs/ext4 fs/jbd2 fs/mbcache.ko lib/crc16.ko crypto/crc32c_generic.ko; do
+# blkdd: xen-blkfront (its own disk) and xen-blkback; the stock guest: xen-blkfront, ext4 and its needs;
+# for the sound runs also snd-xen-front and what it needs (in every domain's image; only the stock guest loads them).
+DOMU_MODULES=(drivers/xen/xen-evtchn.ko drivers/xen/xen-gntdev.ko drivers/xen/xen-gntalloc.ko drivers/net/xen-netback
+              drivers/net/xen-netfront.ko drivers/net/tun.ko drivers/block/xen-blkfront.ko drivers/block/xen-blkback
+              fs/ext4 fs/jbd2 fs/mbcache.ko lib/crc16.ko crypto/crc32c_generic.ko)
+if [[ $SND_RUNS == 1 ]]; then
+  DOMU_MODULES+=(drivers/xen/xen-front-pgdir-shbuf.ko sound/soundcore.ko sound/core/snd.ko sound/core/snd-timer.ko
+                 sound/core/snd-pcm.ko sound/xen)
+fi
+for m in "${DOMU_MODULES[@]}"; do
   mkdir -p "$kd/kernel/$(dirname "$m")" && cp -a "$KDIR/modules/lib/modules/$KVER/kernel/$m" "$kd/kernel/$m"
 done
-# The sound runs' stock guest: snd-xen-front and what it needs (in the image
-# of every domain then; only the stock guest loads them).
-if [[ $SND_RUNS == 1 ]]; then
-  for m in drivers/xen/xen-front-pgdir-shbuf.ko sound/soundcore.ko sound/core/snd.ko sound/core/snd-timer.ko \
-           sound/core/snd-pcm.ko sound/xen; do
-    mkdir -p "$kd/kernel/$(dirname "$m")" && cp -a "$KDIR/modules/lib/modules/$KVER/kernel/$m" "$kd/kernel/$m"
-  done
-fi
 cp "$KDIR"/modules/lib/modules/"$KVER"/modules.{order,builtin,builtin.modinfo} "$kd/" 2>/dev/null || true
 quiet depmod -b "$du/usr" "$KVER"
 # drvdom and sd-netfront are static: they need nothing else from the image.
