@@ -93,6 +93,7 @@ int32_t GuestSound::handle(const xensnd_req& r, xensnd_resp& rsp) {
       bool drained = t == XENSND_OP_TRIGGER_STOP && written_ > 0 && reported_ >= written_;
       queue_.push_back(Item{r, 0, drained});
       running_ = t == XENSND_OP_TRIGGER_START || t == XENSND_OP_TRIGGER_RESUME;
+      if (t == XENSND_OP_TRIGGER_STOP) restart_count();  // before the answer: the guest prepares after it
       return 0;
     }
     default:  // capture, volume and mute are not offered
@@ -145,6 +146,7 @@ int32_t GuestSound::open(const xensnd_open_req& o) {
   open_ = true;
   running_ = false;
   reported_ = written_ = delivered_ = lag_ = last_played_ = 0;
+  told_base_ = stream_base_ = 0;  // snd-xen-front counts from 0 at each OPEN (hw_params)
   moved_ = ticked_ = now();
   return 0;
 }
@@ -253,12 +255,30 @@ void GuestSound::report_position() {
     uint64_t next = std::min(pos, reported_ + step);
     // The guest's page: indices it garbled only skip reports (every slot
     // written is inside the page); a full page takes the rest next time.
-    if (!sndif::post_position(evt_, evt_id_, next)) break;
+    if (!sndif::post_position(evt_, evt_id_, told_base_ + next - stream_base_)) break;
     reported_ = next;
     told = true;
     ++counters_.positions;
   }
   if (told) (void)pos_evt_->notify();
+}
+
+// At a STOP (see the header): the guest's count goes to the next whole
+// buffer, so snd-xen-front's pointer is at 0 when ALSA counts from 0 again,
+// and the audio written after the STOP is counted from there. Positions of
+// audio written before it are not told any more (the guest ended that
+// stream; a dropped part still plays and counts, unheard by the guest).
+void GuestSound::restart_count() {
+  uint64_t told = told_base_ + reported_ - stream_base_, buffer = params_.buffer_sz;
+  uint64_t whole = (told + buffer - 1) / buffer * buffer;
+  // The guest's page full (or garbled): its count stays where it was.
+  if (whole != told && sndif::post_position(evt_, evt_id_, whole)) {
+    ++counters_.positions;
+    (void)pos_evt_->notify();
+    told = whole;
+  }
+  told_base_ = told;
+  stream_base_ = reported_ = written_;
 }
 
 }  // namespace sd::front

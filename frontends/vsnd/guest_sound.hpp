@@ -25,6 +25,13 @@
 // wrote was played (the end of a drain) waits here until the DAC has
 // played it all, since a STOP drops what the DAC has not played.
 //
+// After a STOP (an underrun, a drop, the end of a drain) ALSA may prepare
+// and start the stream again without a new OPEN. It then counts from 0,
+// while snd-xen-front's pointer goes on from the positions told, modulo
+// its buffer (it resets only at hw_params); so at each STOP the guest's
+// count is taken to a whole number of buffers, and the audio after the
+// STOP is counted from there.
+//
 // Everything in the guest's pages is untrusted: a request that fails the
 // checks (format, sizes, offsets inside the buffer, a directory or buffer
 // page the guest's grant refuses) is answered -EINVAL (-EOPNOTSUPP for
@@ -102,6 +109,7 @@ class GuestSound {
   uint64_t played() const;  // the DAC's position in the guest's stream (0 while its OPEN waits here)
   void keep_time();
   void report_position();
+  void restart_count();
   void stop(const std::string& why);
 
   std::optional<ring::BackRing<sndif::Traits>> ring_;
@@ -126,7 +134,10 @@ class GuestSound {
   size_t head_ = 0;
   size_t queued_bytes_ = 0;
   uint64_t opens_wanted_ = 0;  // the splitter's opens() once every queued OPEN is answered
-  uint64_t reported_ = 0;      // the last position told the guest
+  uint64_t reported_ = 0;      // the stream's position last told the guest
+  // The guest's count where its stream restarted (after a STOP), and the
+  // stream's position there: it is told told_base_ + (pos - stream_base_).
+  uint64_t told_base_ = 0, stream_base_ = 0;
   // The stream since its OPEN: bytes the guest wrote, those the splitter
   // took, and the guest's clock while the DAC's stood still.
   uint64_t written_ = 0, delivered_ = 0, lag_ = 0;

@@ -215,9 +215,15 @@ TEST_F(GuestSoundTest, AnsweredAtOnceDeliveredInOrderPositionsRelayed) {
   EXPECT_EQ(ev[1].id, 1);
   EXPECT_EQ(ev[1].op.cur_pos.position, 8192u);
 
-  // After the guest's STOP no position is told (it would apply it to its next stream).
+  // At the guest's STOP its count goes to a whole buffer (see the tests
+  // below); after it no position of the stopped stream is told (the guest
+  // would apply it to its next one).
   EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_STOP)).status, 0);
+  ev = guest_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].op.cur_pos.position, 16384u);
   (void)backend_serves(7);
+  backend_position(7, 8192 + 4096);
   EXPECT_TRUE(guest_events().empty());
   EXPECT_EQ(proxy_->counters().refused, 0u);
 }
@@ -312,6 +318,102 @@ TEST_F(GuestSoundTest, OutageLongerThanTheGuestWaits_PositionGoesOnAudioKeptDrai
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].operation, XENSND_OP_TRIGGER);
   EXPECT_EQ(seen[0].op.trigger.type, XENSND_OP_TRIGGER_STOP);
+}
+
+// snd-xen-front's pointer as Linux 6.1 keeps it: each CUR_POS's advance
+// over the last, added modulo the buffer (reset only at hw_params). ALSA
+// reads it as the position in the stream it counts from 0 at each prepare.
+struct GuestPointer {
+  uint64_t be_cur = 0, hw_ptr = 0, buffer_frames = kBufPages * kPageSize / sndif::kFrameBytes;
+  void told(const std::vector<xensnd_evt>& ev) {
+    for (const auto& e : ev) {
+      uint64_t cur = e.op.cur_pos.position / sndif::kFrameBytes;
+      hw_ptr = (hw_ptr + cur - be_cur) % buffer_frames;
+      be_cur = cur;
+    }
+  }
+  uint64_t bytes() const { return hw_ptr * sndif::kFrameBytes; }
+};
+
+// The guest underruns (it was told everything it wrote was played), ALSA
+// stops the stream, prepares it again and starts it without a new OPEN,
+// counting from 0: the guest's pointer is at 0 then too, so ALSA hears the
+// new audio played as the DAC plays it (before, the pointer kept the old
+// stream's place in the buffer, ALSA's count ran that far ahead of the DAC,
+// and the drain at the stream's end stopped it early, dropping its tail).
+TEST_F(GuestSoundTest, UnderrunThenStartedAgain_GuestPointerCountsTheNewAudioFromZero) {
+  GuestPointer ptr;
+  ASSERT_TRUE(reconnect(7));
+  EXPECT_EQ(call(open_req()).status, 0);
+  (void)backend_serves(7);
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
+  (void)fill(0, 12288, 3);
+  EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 12288)).status, 0);
+  (void)backend_serves(7);
+  backend_position(7, 12288);
+  ptr.told(guest_events());
+  EXPECT_EQ(ptr.bytes(), 12288u);
+  // The player was late: nothing left to play, ALSA stops the stream.
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_STOP)).status, 0);
+  auto ev = guest_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].op.cur_pos.position, 16384u);
+  ptr.told(ev);
+  EXPECT_EQ(ptr.bytes(), 0u) << "where ALSA counts from after its prepare";
+  // Prepared again (no OPEN: snd-xen-front's stream is still open); the
+  // player writes from the buffer's start and starts the stream.
+  auto again = fill(0, 8192, 99);
+  EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 8192)).status, 0);
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
+  auto seen = backend_serves(7);
+  std::vector<uint8_t> ops;
+  for (const auto& q : seen) ops.push_back(q.operation == XENSND_OP_TRIGGER ? 100 + q.op.trigger.type : q.operation);
+  EXPECT_EQ(ops, (std::vector<uint8_t>{100 + XENSND_OP_TRIGGER_STOP, XENSND_OP_WRITE, XENSND_OP_WRITE,
+                                       100 + XENSND_OP_TRIGGER_START}));
+  backend_position(7, 12288 + 4096);
+  ptr.told(guest_events());
+  EXPECT_EQ(ptr.bytes(), 4096u) << "ALSA hears what the DAC played of the new audio";
+  backend_position(7, 12288 + 8192);
+  ptr.told(guest_events());
+  EXPECT_EQ(ptr.bytes(), 8192u);
+  EXPECT_EQ(proxy_->counters().refused, 0u);
+}
+
+// The player drops its stream with audio not yet played (snd_pcm_drop) and
+// starts again: the dropped audio still goes to the DAC in order (the STOP
+// after it ends it there), but its positions are never told: the guest's
+// count goes on from a whole buffer with the new audio only.
+TEST_F(GuestSoundTest, DroppedThenStartedAgain_TheDroppedAudiosPositionsNeverTold) {
+  GuestPointer ptr;
+  ASSERT_TRUE(reconnect(7));
+  EXPECT_EQ(call(open_req()).status, 0);
+  (void)backend_serves(7);
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
+  (void)fill(0, 12288, 3);
+  EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 12288)).status, 0);
+  (void)backend_serves(7);
+  backend_position(7, 4096);
+  ptr.told(guest_events());
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_STOP)).status, 0);
+  auto ev = guest_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].op.cur_pos.position, 16384u);
+  ptr.told(ev);
+  auto seen = backend_serves(7);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].op.trigger.type, XENSND_OP_TRIGGER_STOP) << "not held: the guest dropped the rest";
+  backend_position(7, 12288);  // the backend dropped the rest of its buffer: played, as positions count
+  (void)fill(0, 4096, 40);
+  EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 4096)).status, 0);
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
+  EXPECT_TRUE(guest_events().empty()) << "the dropped audio is not the new stream's";
+  (void)backend_serves(7);
+  backend_position(7, 12288 + 4096);
+  ev = guest_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].op.cur_pos.position, 16384u + 4096u);
+  ptr.told(ev);
+  EXPECT_EQ(ptr.bytes(), 4096u);
 }
 
 TEST_F(GuestSoundTest, HostileRequests_RefusedNeverQueued) {

@@ -655,7 +655,9 @@ vbd_after_stop() {
 # relays to snddd's drvdom, which plays into the DAC shadowd lends it (the
 # DAC records what it plays to /run/shadowd-xen/<guest>-vsnd-0.wav). The
 # guest's sound_app (domu-init.sh) plays a marked LAB_SND_S-second WAV with
-# Debian's aplay; the first fault hits snddd SND_FIRST s into the playback,
+# Debian's aplay (which it stops for 1.5 s, 2 s in: an underrun in every
+# run, ALSA stopping and starting the stream again without a new OPEN);
+# the first fault hits snddd SND_FIRST s into the playback,
 # each next one 3 s after the previous was recovered (with a standby: and a
 # new standby is ready). Its keys: <tag>_seconds, <tag>_<fault>_at (seconds
 # into the playback), <tag>_app (aplay's exit, sound errors in the guest's

@@ -185,13 +185,20 @@ disk_app() {
 # Debian's aplay plays WAV on card 0 (hw:0,0, the kernel's snd-xen-front,
 # once it appeared: shadowd adds the card). Result: aplay's exit status and
 # first words, the WAV's size, the card, sound errors in the kernel log.
+# The player is stopped for 1.5 s at 2 s, longer than its buffer: a real
+# underrun in every run (ALSA stops the stream, aplay prepares and starts it
+# again, as it does when a busy guest runs it late), and the recording must
+# still hold every frame.
 sound_app() {
     wav=$1
     i=0; while [ ! -e /dev/snd/pcmC0D0p ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done
     card=$(head -1 /proc/asound/cards 2>/dev/null | tr -s ' ' | tr ' ' '_')
     echo "SDLAB-DOMU sound app: card $card, $(ls /dev/snd 2>/dev/null | tr '\n' ' ')"
     t0=$(uptime_s)
-    aplay -q -D hw:0,0 "$wav" > /tmp/aplay.txt 2>&1; rc=$?
+    aplay -q -D hw:0,0 "$wav" > /tmp/aplay.txt 2>&1 &
+    player=$!
+    sleep 2; kill -STOP $player; sleep 1.5; kill -CONT $player
+    wait $player; rc=$?
     t1=$(uptime_s)
     said=$(head -c 200 /tmp/aplay.txt | tr -s ' \n\t' '___')
     serr=$(dmesg | grep -ciE '(snd|sound|xen.snd|pcm).*(error|fail|timeout|timed out)')
