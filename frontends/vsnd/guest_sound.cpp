@@ -89,9 +89,16 @@ int32_t GuestSound::handle(const xensnd_req& r, xensnd_resp& rsp) {
     case XENSND_OP_TRIGGER: {
       uint8_t t = r.op.trigger.type;
       if (!open_ || t > XENSND_OP_TRIGGER_RESUME) return -EINVAL;
-      // The end of a drain: the guest heard all it wrote, the DAC may not have.
-      bool drained = t == XENSND_OP_TRIGGER_STOP && written_ > 0 && reported_ >= written_;
-      queue_.push_back(Item{r, 0, drained});
+      uint64_t hold_to = 0;
+      if (t == XENSND_OP_TRIGGER_STOP) {
+        // What the guest heard as played plays out before the STOP; what it
+        // wrote beyond that it will not count (an underrun met while its
+        // last WRITE was on the way: ALSA writes that audio again after its
+        // prepare) or wants dropped (snd_pcm_drop).
+        hold_to = std::min(reported_, written_);
+        drop_after(std::max(hold_to, delivered_));
+      }
+      queue_.push_back(Item{r, 0, hold_to});
       running_ = t == XENSND_OP_TRIGGER_START || t == XENSND_OP_TRIGGER_RESUME;
       if (t == XENSND_OP_TRIGGER_STOP) restart_count();  // before the answer: the guest prepares after it
       return 0;
@@ -185,7 +192,7 @@ int32_t GuestSound::write(const xensnd_rw_req& rw) {
 void GuestSound::feed() {
   while (!queue_.empty()) {
     Item& it = queue_.front();
-    if (it.drained && out_->state().open && out_->position() < delivered_) return;  // still playing
+    if (out_->state().open && out_->position() < it.hold_to) return;  // a STOP: the DAC is still playing
     if (it.control) {
       auto r = out_->submit(*it.control);
       if (!r && r.error().code == Code::kRetry) return;  // ring full, or no pool yet: next time
@@ -207,6 +214,19 @@ void GuestSound::feed() {
       if (*took < run) return;  // the splitter's buffer is full: the rest later
     }
     queue_.pop_front();
+  }
+}
+
+// The audio queued here beyond stream position `keep` leaves the queue
+// (from its tail: the newest) and the stream.
+void GuestSound::drop_after(uint64_t keep) {
+  uint64_t extra = written_ > keep ? std::min<uint64_t>(written_ - keep, queued_bytes_) : 0;
+  queued_bytes_ -= extra;
+  written_ -= extra;
+  for (auto it = queue_.rbegin(); it != queue_.rend() && extra > 0; ++it) {
+    uint32_t cut = static_cast<uint32_t>(std::min<uint64_t>(it->audio, extra));
+    it->audio -= cut;
+    extra -= cut;
   }
 }
 

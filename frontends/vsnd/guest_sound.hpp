@@ -21,9 +21,10 @@
 // of it: ALSA ends a stream whose position holds for 10 s, and a cold
 // restart of a driver domain can take longer. The outage is then heard as
 // a pause, nothing is dropped, and the stream plays that much later from
-// then on (lag()). A STOP the guest sends once it was told everything it
-// wrote was played (the end of a drain) waits here until the DAC has
-// played it all, since a STOP drops what the DAC has not played.
+// then on (lag()). A STOP waits here until the DAC has played what the
+// guest was told it played (at the end of a drain: all it wrote), since a
+// STOP drops what the DAC has not played; audio written beyond that is
+// dropped with it, as the guest itself drops it.
 //
 // After a STOP (an underrun, a drop, the end of a drain) ALSA may prepare
 // and start the stream again without a new OPEN. It then counts from 0,
@@ -98,7 +99,7 @@ class GuestSound {
   struct Item {  // what waits for the splitter, in the guest's order
     std::optional<xensnd_req> control;
     uint32_t audio = 0;  // else: bytes of audio_ (from its head) not yet taken by the splitter
-    bool drained = false;  // a STOP ending a drain: waits until the DAC played the stream
+    uint64_t hold_to = 0;  // a STOP waits until the DAC played this far (what the guest heard)
   };
   GuestSound() = default;
   int32_t handle(const xensnd_req& r, xensnd_resp& rsp);
@@ -110,6 +111,7 @@ class GuestSound {
   void keep_time();
   void report_position();
   void restart_count();
+  void drop_after(uint64_t keep);
   void stop(const std::string& why);
 
   std::optional<ring::BackRing<sndif::Traits>> ring_;

@@ -379,6 +379,43 @@ TEST_F(GuestSoundTest, UnderrunThenStartedAgain_GuestPointerCountsTheNewAudioFro
   EXPECT_EQ(proxy_->counters().refused, 0u);
 }
 
+// ALSA finds the underrun while the player's last WRITE is on its way: it
+// does not count that audio (the WRITE returns into a stopped stream) and
+// writes it again after its prepare. The proxy drops its own copy at the
+// STOP, so the DAC plays that audio once (here while no driver domain
+// runs, so all of it still waits in the proxy).
+TEST_F(GuestSoundTest, UnderrunMetByTheLastWrite_ThatAudioPlaysOnce) {
+  using namespace std::chrono_literals;
+  EXPECT_EQ(call(open_req()).status, 0);
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
+  auto heard = fill(0, 8192, 5);
+  EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 8192)).status, 0);
+  proxy_->serve();
+  clock_ += 2000ms;  // no driver domain: the guest's clock goes on, as far as it wrote
+  proxy_->serve();
+  ASSERT_EQ(guest_events().back().op.cur_pos.position, 8192u);
+  (void)fill(8192, 4096, 99);
+  EXPECT_EQ(call(op(XENSND_OP_WRITE, 8192, 4096)).status, 0);  // the WRITE the underrun met
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_STOP)).status, 0);
+  EXPECT_EQ(proxy_->queued_bytes(), 8192u) << "the audio the guest did not count left the queue";
+  auto again = fill(0, 4096, 99);  // after its prepare, from the buffer's start
+  EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 4096)).status, 0);
+  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
+
+  ASSERT_TRUE(reconnect(9));
+  proxy_->serve();
+  auto seen = backend_serves(9);
+  backend_position(9, 8192);
+  auto more = backend_serves(9);
+  seen.insert(seen.end(), more.begin(), more.end());
+  std::vector<uint8_t> audio;
+  const uint8_t* buf9 = pools_->bases_.at(9) + sndif::kBufRef0 * kPageSize;
+  for (const auto& q : seen)
+    if (q.operation == XENSND_OP_WRITE) audio.insert(audio.end(), buf9 + q.op.rw.offset, buf9 + q.op.rw.offset + q.op.rw.length);
+  heard.insert(heard.end(), again.begin(), again.end());
+  EXPECT_EQ(audio, heard);
+}
+
 // The player drops its stream with audio not yet played (snd_pcm_drop) and
 // starts again: the dropped audio still goes to the DAC in order (the STOP
 // after it ends it there), but its positions are never told: the guest's
