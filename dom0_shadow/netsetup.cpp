@@ -58,13 +58,6 @@ Result<void> ip(const std::string& ns, const std::vector<std::string>& args) {
   return run_program(argv);
 }
 
-Result<void> offloads_off(const std::string& ns, const std::string& ifname) {
-  std::vector<std::string> argv;
-  if (!ns.empty()) argv = {"ip", "netns", "exec", ns};
-  argv.insert(argv.end(), {"ethtool", "-K", ifname, "tx", "off", "tso", "off", "gso", "off", "gro", "off"});
-  return run_program(argv);
-}
-
 Result<UniqueFd> open_packet_socket(const std::string& ns, const std::string& ifname) {
   std::string path = "/run/netns/" + ns;
   UniqueFd nsfd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

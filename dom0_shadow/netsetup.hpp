@@ -1,6 +1,6 @@
 // Host-side network plumbing for vifs on the local platform: named netns,
-// veth "NICs", addresses, offloads, and the packet socket through which a
-// driver domain drives its NIC. Uses iproute2 and ethtool for link setup
+// veth "NICs", addresses, and the packet socket through which a
+// driver domain drives its NIC. Uses iproute2 for link setup
 // (what an operator would type), and system calls for the socket.
 #pragma once
 
@@ -16,9 +16,6 @@ namespace sd::dom0 {
 Result<void> run_program(const std::vector<std::string>& argv);
 // `ip -n NS ARGS...` (NS empty: the host namespace).
 Result<void> ip(const std::string& ns, const std::vector<std::string>& args);
-// Turns off offloads that would hand a packet socket frames larger than one
-// page or with checksums left to hardware.
-Result<void> offloads_off(const std::string& ns, const std::string& ifname);
 // An AF_PACKET socket bound to `ifname` inside netns `ns`, ignoring its own
 // outgoing frames, with a large receive buffer so frames wait in it while no
 // driver is reading.

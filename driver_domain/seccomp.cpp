@@ -1,6 +1,8 @@
 #include "seccomp.hpp"
 
+#include <linux/if_packet.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <seccomp.h>
 
 #include <cerrno>
@@ -45,6 +47,13 @@ Result<void> install_seccomp() {
       seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) != 0) {
     seccomp_release(ctx);
     return fail(Code::kSystem, "seccomp_rule_add clone");
+  }
+  // One socket option: virtio-net headers on the NIC's packet socket, for a
+  // vif whose frontend carries offloads (netback.cpp).
+  if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(setsockopt), 2, SCMP_A1(SCMP_CMP_EQ, SOL_PACKET),
+                       SCMP_A2(SCMP_CMP_EQ, PACKET_VNET_HDR)) != 0) {
+    seccomp_release(ctx);
+    return fail(Code::kSystem, "seccomp_rule_add setsockopt");
   }
   int rc = seccomp_load(ctx);
   seccomp_release(ctx);

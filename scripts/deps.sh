@@ -7,7 +7,7 @@ PKGS=(
   libboost-dev libyaml-cpp-dev libxen-dev libseccomp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libasound2-dev libfuse3-dev
-  iproute2 iputils-ping ethtool iperf3 fio alsa-utils procps
+  iproute2 iputils-ping ethtool iperf3 fio alsa-utils procps socat
   pulseaudio pulseaudio-utils
   util-linux e2fsprogs
   gnuplot-nox

@@ -78,6 +78,7 @@ class VifHooks final : public ClassHooks {
   std::optional<ring::BackRing<netif::TxTraits>> drop_ring_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> drop_wait_;
   uint64_t dropped_ = 0;
+  bool drop_extra_ = false;  // the next request is a GSO frame's extra slot
   uint64_t reported_ns_ = 0;  // the last stall reported
 };
 

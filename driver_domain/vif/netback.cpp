@@ -8,6 +8,7 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -57,6 +58,7 @@ Result<std::unique_ptr<Netback>> Netback::create(std::unique_ptr<GrantedPages> p
   nb->pages_ = std::move(pages);
   nb->evt_ = std::move(evt);
   nb->nic_ = std::move(nic);
+  nb->use_features(cfg.features);
   nb->cfg_ = cfg;
   // init=false: the frontend owns the ring; a new backend continues from the
   // shared rsp_prod (everything after it is ours to serve, replays included).
@@ -73,10 +75,27 @@ void Netback::poll_fds(std::vector<pollfd>& fds) {
   fds.push_back({evt_->wait_fd(), POLLIN, 0});
   // Only read the NIC when a guest buffer is ready for the frame: otherwise
   // frames wait in the socket, as they would in a NIC's ring.
-  if (!rx_posted_.empty() && !stalled_) fds.push_back({nic_.get(), POLLIN, 0});
+  size_t need = offloads_ ? netif::kMaxSlots : 1;
+  if (rx_posted_.size() >= need && !stalled_) fds.push_back({nic_.get(), POLLIN, 0});
 }
 
-void Netback::set_config(const ctl::Msg& m) { cfg_ = m.get_payload<netif::VifConfig>(); }
+void Netback::set_config(const ctl::Msg& m) {
+  auto c = m.get_payload<netif::VifConfig>();
+  use_features(c.features);
+  cfg_ = c;
+}
+
+void Netback::use_features(uint32_t features) {
+  bool want = (features & netif::kFeatureOffloads) == netif::kFeatureOffloads;
+  if (want == offloads_) return;
+  int on = want ? 1 : 0;
+  if (::setsockopt(nic_.get(), SOL_PACKET, PACKET_VNET_HDR, &on, sizeof(on)) != 0) {
+    std::fprintf(stderr, "netback: NIC socket without virtio-net headers (%s): one page per frame\n",
+                 std::strerror(errno));
+    want = false;
+  }
+  offloads_ = want;
+}
 
 uint8_t* Netback::buffer(grant_ref_t ref) {
   // Ring pages are not buffers; anything past the pool was never granted.
@@ -94,28 +113,41 @@ Result<void> Netback::service() {
   return {};
 }
 
+// A frame's slots come off the ring together (the frontend publishes them
+// so); each is answered (its GSO extra NETIF_RSP_NULL), all at once.
 Result<void> Netback::do_tx(bool& notify) {
   for (;;) {
     int budget = 64;
     while (budget-- > 0) {
-      auto req = tx_->get_request();
-      if (!req) return std::unexpected(req.error());
-      if (!*req) break;
-      const netif_tx_request& r = **req;
-      netif_tx_response rsp{r.id, NETIF_RSP_OKAY};
-      uint8_t* page = buffer(r.gref);
-      // A frame must sit inside one granted page and hold an Ethernet header.
-      if (!page || r.offset >= kPageSize || r.size < netif::kEthHeader || r.size > kPageSize - r.offset ||
-          (r.flags & (NETTXF_more_data | NETTXF_extra_info))) {
-        rsp.status = NETIF_RSP_ERROR;
-      } else if (::send(nic_.get(), page + r.offset, r.size, 0) < 0) {
-        rsp.status = NETIF_RSP_DROPPED;
+      while (!chain_done_) {
+        auto req = tx_->get_request();
+        if (!req) return std::unexpected(req.error());
+        if (!*req) break;
+        chain_[chain_n_++] = **req;
+        // The extra comes right after the first slot; more_data chains data
+        // slots; a chain too long for any frame is ended here (refused).
+        const netif_tx_request& first = chain_[0];
+        bool extra_next = chain_n_ == 1 && (first.flags & NETTXF_extra_info);
+        const netif_tx_request& last = chain_[chain_n_ - 1];
+        bool is_extra = chain_n_ == 2 && (first.flags & NETTXF_extra_info);
+        chain_done_ = chain_n_ == netif::kMaxSlots || (!extra_next && (is_extra ? !(first.flags & NETTXF_more_data)
+                                                                               : !(last.flags & NETTXF_more_data)));
       }
-      if (garbage(ctl::FaultKind::kBadId)) rsp.id = static_cast<uint16_t>(r.id + netif::kRingSize + 7);  // never valid
-      (void)tx_->put_response(rsp);
-      // Publish each response at once: if this incarnation dies, the
-      // frontend replays only what was not answered, so answering late
-      // would make frames that already left go out twice.
+      if (!chain_done_) break;
+      int16_t status = send_frame();
+      bool extra = chain_[0].flags & NETTXF_extra_info;
+      for (unsigned i = 0; i < chain_n_; ++i) {
+        netif_tx_response rsp{chain_[i].id, status};
+        if (extra && i == 1) rsp = {0, NETIF_RSP_NULL};
+        else if (i == 0 && garbage(ctl::FaultKind::kBadId))
+          rsp.id = static_cast<uint16_t>(chain_[i].id + netif::kRingSize + 7);  // never valid
+        (void)tx_->put_response(rsp);
+      }
+      chain_n_ = 0;
+      chain_done_ = false;
+      // Published at once: if this incarnation dies, the frontend replays
+      // only frames not answered, so answering late would make frames that
+      // already left go out twice.
       if (tx_->push_responses()) notify = true;
       if (garbage(ctl::FaultKind::kBadProd)) {
         // Publish more responses than there are requests.
@@ -130,6 +162,43 @@ Result<void> Netback::do_tx(bool& notify) {
   }
 }
 
+// The frame in chain_ to the NIC: its status for every slot. Each slot
+// must lie inside its granted page, the slots' sizes add up to the first
+// one's, and offloads only where the frontend said it carries them.
+int16_t Netback::send_frame() {
+  const netif_tx_request& first = chain_[0];
+  const bool gso = first.flags & NETTXF_extra_info;
+  if (chain_[chain_n_ - 1].flags & NETTXF_more_data && chain_n_ == netif::kMaxSlots) return NETIF_RSP_ERROR;
+  if ((gso || (first.flags & NETTXF_csum_blank) || chain_n_ > 1) && !offloads_) return NETIF_RSP_ERROR;
+  netif::Offload off;
+  off.csum_blank = first.flags & NETTXF_csum_blank;
+  off.data_validated = first.flags & NETTXF_data_validated;
+  if (gso && (chain_n_ < 2 || !netif::read_gso_extra(chain_[1], off))) return NETIF_RSP_ERROR;
+  iovec iov[netif::kMaxSlots + 1];
+  netif::VnetHdr h{};
+  unsigned n = offloads_ ? 1 : 0;
+  size_t rest = 0;
+  for (unsigned i = gso ? 2 : 1; i < chain_n_; ++i) rest += chain_[i].size;
+  if (first.size < rest + netif::kEthHeader) return NETIF_RSP_ERROR;
+  for (unsigned i = 0; i < chain_n_; ++i) {
+    if (gso && i == 1) continue;
+    const netif_tx_request& r = chain_[i];
+    size_t len = i == 0 ? first.size - rest : r.size;
+    uint8_t* page = buffer(r.gref);
+    if (!page || r.offset >= kPageSize || len > kPageSize - r.offset) return NETIF_RSP_ERROR;
+    iov[n++] = {page + r.offset, len};
+  }
+  if (offloads_) {
+    size_t head = iov[1].iov_len;
+    if (!netif::to_vnet(off, static_cast<const uint8_t*>(iov[1].iov_base), head, h)) return NETIF_RSP_ERROR;
+    iov[0] = {&h, sizeof(h)};
+  }
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
+  return ::sendmsg(nic_.get(), &msg, 0) < 0 ? NETIF_RSP_DROPPED : NETIF_RSP_OKAY;
+}
+
 Result<void> Netback::do_rx(bool& notify) {
   // Take every posted buffer off the ring, then fill as many as frames allow.
   for (;;) {
@@ -142,24 +211,15 @@ Result<void> Netback::do_rx(bool& notify) {
     rx_posted_.push_back(**req);
   }
   bool produced = false;
-  while (!rx_posted_.empty()) {
-    const netif_rx_request r = rx_posted_.front();
-    uint8_t* page = buffer(r.gref);
-    if (!page) {
+  while (!rx_posted_.empty() && !stalled_) {
+    if (!buffer(rx_posted_.front().gref)) {
+      const netif_rx_request r = rx_posted_.front();
       rx_posted_.pop_front();
       (void)rx_->put_response({r.id, 0, 0, NETIF_RSP_ERROR});
       produced = true;
       continue;
     }
-    ssize_t n = ::recv(nic_.get(), page, kPageSize, MSG_DONTWAIT | MSG_TRUNC);
-    if (n < 0) break;  // EAGAIN: no frame waiting
-    if (n > static_cast<ssize_t>(kPageSize) || n < static_cast<ssize_t>(netif::kEthHeader) ||
-        !netif::accepts(cfg_, page))
-      continue;  // too big for one page, runt, or not for this guest: dropped, buffer reused
-    rx_posted_.pop_front();
-    netif_rx_response rsp{r.id, 0, NETRXF_data_validated, static_cast<int16_t>(n)};
-    if (garbage(ctl::FaultKind::kBadGrant)) rsp.offset = kPageSize - 16;  // claims data beyond the granted page
-    (void)rx_->put_response(rsp);
+    if (rx_posted_.size() < (offloads_ ? netif::kMaxSlots : 1u) || !receive_frame()) break;
     // A frame taken from the NIC is published at once: a crash before this
     // point loses at most the one frame in hand.
     if (rx_->push_responses()) notify = true;
@@ -167,6 +227,63 @@ Result<void> Netback::do_rx(bool& notify) {
   }
   if (produced && rx_->push_responses()) notify = true;
   return {};
+}
+
+// The NIC's next frame for the guest into the buffers posted next, in ring
+// order (netif: the slot at position p fills the buffer posted at p; a
+// GSO frame's second slot holds its extra). Frames not for this guest,
+// runts and frames larger than the buffers are dropped. False: nothing
+// waits (or the buffers ahead are not all granted).
+bool Netback::receive_frame() {
+  const unsigned slots = offloads_ ? netif::kMaxSlots : 1;
+  uint8_t* page[netif::kMaxSlots];
+  for (unsigned i = 0; i < slots; ++i)
+    if (!(page[i] = buffer(rx_posted_[i].gref))) return false;
+  netif::VnetHdr h{};
+  iovec iov[netif::kMaxSlots + 1];
+  unsigned n = 0;
+  if (offloads_) iov[n++] = {&h, sizeof(h)};
+  // Page 1 is skipped: the extra's slot if this is a GSO frame (else the
+  // frame's pieces move up one below).
+  for (unsigned i = 0; i < slots; ++i)
+    if (i != 1) iov[n++] = {page[i], kPageSize};
+  const size_t head = offloads_ ? sizeof(h) : 0, cap = offloads_ ? netif::kMaxDataSlots * kPageSize : kPageSize;
+  for (;;) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    ssize_t got = ::recvmsg(nic_.get(), &msg, MSG_DONTWAIT | MSG_TRUNC);
+    if (got < 0) return false;  // EAGAIN: no frame waiting
+    size_t len = static_cast<size_t>(got) - std::min(head, static_cast<size_t>(got));
+    netif::Offload off;
+    if (len > cap || len < netif::kEthHeader || !netif::accepts(cfg_, page[0]) || (offloads_ && !netif::from_vnet(h, off)))
+      continue;  // too big, runt, not for this guest, or an offload netif lacks: dropped, buffers reused
+    const bool gso = off.gso_type != XEN_NETIF_GSO_TYPE_NONE;
+    unsigned data = static_cast<unsigned>((len + kPageSize - 1) / kPageSize);
+    if (!gso)  // no extra: the pieces after the first move up into page 1 on
+      for (unsigned i = 1; i < data; ++i)
+        std::memcpy(page[i], page[i + 1], std::min<size_t>(kPageSize, len - i * kPageSize));
+    unsigned used = data + (gso ? 1 : 0);
+    for (unsigned i = 0, piece = 0; i < used; ++i) {
+      const netif_rx_request r = rx_posted_.front();
+      rx_posted_.pop_front();
+      if (gso && i == 1) {
+        (void)rx_->put_response(netif::gso_extra<netif_rx_response>(off));
+        continue;
+      }
+      size_t bytes = std::min<size_t>(kPageSize, len - piece * kPageSize);
+      uint16_t flags = piece + 1 < data ? NETRXF_more_data : 0;
+      if (piece == 0) {
+        flags |= off.csum_blank ? NETRXF_csum_blank | NETRXF_data_validated : NETRXF_data_validated;
+        if (gso) flags |= NETRXF_extra_info;
+      }
+      netif_rx_response rsp{r.id, 0, flags, static_cast<int16_t>(bytes)};
+      if (piece == 0 && garbage(ctl::FaultKind::kBadGrant)) rsp.offset = kPageSize - 16;  // data beyond the page
+      (void)rx_->put_response(rsp);
+      ++piece;
+    }
+    return true;
+  }
 }
 
 }  // namespace sd::drvdom

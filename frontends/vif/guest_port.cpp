@@ -8,54 +8,36 @@ namespace sd::front {
 using netif::kPageSize;
 
 namespace {
-uint32_t be16(const uint8_t* p) { return static_cast<uint32_t>(p[0]) << 8 | p[1]; }
 uint32_t sum16(const uint8_t* p, size_t n, uint32_t sum) {
-  for (size_t i = 0; i + 1 < n; i += 2) sum += be16(p + i);
+  for (size_t i = 0; i + 1 < n; i += 2) sum += netif::be16(p + i);
   if (n & 1) sum += static_cast<uint32_t>(p[n - 1]) << 8;
   return sum;
 }
 }  // namespace
 
 void complete_l4_checksum(uint8_t* f, size_t n) {
-  if (n < netif::kEthHeader) return;
-  size_t l3 = netif::kEthHeader;
-  uint32_t type = be16(f + 12);
-  if (type == 0x8100 && n >= 18) {
-    type = be16(f + 16);
-    l3 = 18;
-  }
-  uint32_t sum = 0, proto = 0;
-  size_t l4 = 0, l4len = 0;
-  if (type == 0x0800) {
-    if (n < l3 + 20) return;
-    size_t ihl = (f[l3] & 0xfu) * 4, total = be16(f + l3 + 2);
-    if (ihl < 20 || total < ihl || l3 + total > n) return;
-    proto = f[l3 + 9];
-    l4 = l3 + ihl;
-    l4len = total - ihl;
-    sum = sum16(f + l3 + 12, 8, 0);  // source and destination addresses
-  } else if (type == 0x86dd) {
-    if (n < l3 + 40) return;
-    proto = f[l3 + 6];  // no extension headers: netfront offloads only plain TCP/UDP
-    l4 = l3 + 40;
-    l4len = be16(f + l3 + 4);
-    if (l4 + l4len > n) return;
-    sum = sum16(f + l3 + 8, 32, 0);
+  auto h = netif::find_l4(f, n);
+  if (!h) return;
+  uint32_t sum = 0;
+  size_t l4len = 0;
+  if (h->v6) {
+    l4len = netif::be16(f + h->l3 + 4);
+    sum = sum16(f + h->l3 + 8, 32, 0);  // source and destination addresses
   } else {
-    return;
+    size_t total = netif::be16(f + h->l3 + 2);
+    if (total < static_cast<size_t>(h->l4 - h->l3)) return;
+    l4len = total - (h->l4 - h->l3);
+    sum = sum16(f + h->l3 + 12, 8, 0);
   }
-  size_t at;
-  if (proto == 6 && l4len >= 20) at = l4 + 16;
-  else if (proto == 17 && l4len >= 8) at = l4 + 6;
-  else return;
-  sum += proto + static_cast<uint32_t>(l4len);
-  f[at] = f[at + 1] = 0;
-  sum = sum16(f + l4, l4len, sum);
+  if (h->l4 + l4len > n || h->csum + 2u > h->l4 + l4len) return;
+  sum += h->proto + static_cast<uint32_t>(l4len);
+  f[h->csum] = f[h->csum + 1] = 0;
+  sum = sum16(f + h->l4, l4len, sum);
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   uint16_t c = static_cast<uint16_t>(~sum);
-  if (proto == 17 && c == 0) c = 0xffff;  // UDP: 0 means no checksum
-  f[at] = static_cast<uint8_t>(c >> 8);
-  f[at + 1] = static_cast<uint8_t>(c);
+  if (h->proto == 17 && c == 0) c = 0xffff;  // UDP: 0 means no checksum
+  f[h->csum] = static_cast<uint8_t>(c >> 8);
+  f[h->csum + 1] = static_cast<uint8_t>(c);
 }
 
 Result<std::unique_ptr<GuestRingPort>> GuestRingPort::attach(void* tx, void* rx,
@@ -120,7 +102,11 @@ bool GuestRingPort::drop_rest(const netif_tx_request& first) {
 // One frame: its first slot, then (NETTXF_more_data) more slots of it, as
 // xen-netfront sends a frame whose data crosses a page boundary even without
 // scatter-gather. The first slot's size is the whole frame's.
-size_t GuestRingPort::read(uint8_t* buf, size_t cap) {
+size_t GuestRingPort::read(std::span<uint8_t* const> bufs, netif::Offload& off) {
+  off = {};  // checksums completed here, one page per frame: none
+  if (bufs.empty()) return 0;
+  uint8_t* buf = bufs[0];
+  const size_t cap = kPageSize;
   while (broken_.empty()) {
     auto r = tx_->get_request();
     if (!r) {
@@ -231,8 +217,11 @@ void GuestRingPort::deliver_held() {
   }
 }
 
-void GuestRingPort::write(const uint8_t* frame, size_t len) {
-  if (!broken_.empty() || len < netif::kEthHeader || len > kPageSize) {
+void GuestRingPort::write(std::span<const iovec> pieces, const netif::Offload&) {
+  // One page per frame, whole checksums: the backend sends nothing else here.
+  const auto* frame = pieces.size() == 1 ? static_cast<const uint8_t*>(pieces[0].iov_base) : nullptr;
+  const size_t len = frame ? pieces[0].iov_len : 0;
+  if (!broken_.empty() || !frame || len < netif::kEthHeader || len > kPageSize) {
     ++counters_.rx_dropped;
     return;
   }

@@ -55,8 +55,8 @@ class GuestRingPort final : public PacketPort {
   int wait_fd() const override { return evt_->wait_fd(); }
   void woken() override;
   bool holding() const override { return held_count_ > 0; }
-  size_t read(uint8_t* buf, size_t cap) override;
-  void write(const uint8_t* frame, size_t len) override;
+  size_t read(std::span<uint8_t* const> bufs, netif::Offload& off) override;
+  void write(std::span<const iovec> frame, const netif::Offload& off) override;
   void flush() override;
   std::string name() const override { return name_; }
 

@@ -93,8 +93,8 @@ void LatePort::woken() {
   }
 }
 
-void LatePort::write(const uint8_t* frame, size_t len) {
-  if (port_) return port_->write(frame, len);
+void LatePort::write(std::span<const iovec> frame, const netif::Offload& off) {
+  if (port_) return port_->write(frame, off);
   ++dropped_;
 }
 

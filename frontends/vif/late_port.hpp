@@ -30,8 +30,11 @@ class LatePort final : public PacketPort {
   int wait_fd() const override;
   void woken() override;
   bool holding() const override { return port_ && port_->holding(); }
-  size_t read(uint8_t* buf, size_t cap) override { return port_ ? port_->read(buf, cap) : 0; }
-  void write(const uint8_t* frame, size_t len) override;
+  uint32_t features() const override { return 0; }  // known only once connected: one page per frame
+  size_t read(std::span<uint8_t* const> bufs, netif::Offload& off) override {
+    return port_ ? port_->read(bufs, off) : 0;
+  }
+  void write(std::span<const iovec> frame, const netif::Offload& off) override;
   void flush() override {
     if (port_) port_->flush();
   }

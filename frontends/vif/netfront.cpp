@@ -30,7 +30,9 @@ Netfront::Netfront(ctl::Channel ch, std::unique_ptr<PacketPort> port, netif::Vif
     : link_(std::move(ch), {"vif", 2 * kRingSize, xen ? 0u : static_cast<uint32_t>(netif::kPoolPages)}),
       port_(std::move(port)),
       cfg_(cfg),
-      xen_(std::move(xen)) {}
+      xen_(std::move(xen)) {
+  cfg_.features |= port_->features();  // the backend sends the guest only what its side carries
+}
 
 int Netfront::run() {
   std::vector<pollfd> fds;
@@ -91,32 +93,73 @@ void Netfront::post_rx(uint16_t id) {
 
 void Netfront::post_all_rx() {
   rx_ids_.clear();
+  rx_cons_ = 0;  // fresh rings: buffer p at position p
+  rx_frags_ = rx_ntaken_ = 0;
+  rx_extra_ = rx_more_ = false;
   for (uint16_t id = 0; id < kRingSize; ++id) post_rx(id);
 }
 
 void Netfront::kick() { (void)evt_->notify(); }
 
-// Frames from the guest's stack go on the tx ring. While the backend is away
-// they queue there (bounded by the ring); the guest's side holds the rest.
+// Frames from the guest's stack go on the tx ring, one slot per page they
+// fill (and a GSO extra after the first). While the backend is away they
+// queue there (bounded by the ring); the guest's side holds the rest.
 void Netfront::read_guest() {
+  const unsigned want = (port_->features() & netif::kFeatureSg) ? netif::kMaxDataSlots : 1;
   int posted = 0;
-  while (tx_->free_requests() > 0 && posted < 64) {
-    auto id = tx_ids_.allocate();
-    if (!id) break;
-    uint16_t i = static_cast<uint16_t>(*id);
-    uint8_t* buf = pages_[netif::tx_buf_ref(i)];
-    size_t n = port_->read(buf, kPageSize);
-    if (n == 0) {
-      (void)tx_ids_.complete(i);
-      break;
+  while (posted < 64 && tx_->free_requests() >= want + 1) {
+    while (tx_spare_.size() < want) {  // ids for the largest frame, kept for the next read if unused
+      auto id = tx_ids_.allocate();
+      if (!id) break;
+      tx_spare_.push_back(static_cast<uint16_t>(*id));
     }
-    netif_tx_request req{netif::tx_buf_ref(i), 0, 0, i, static_cast<uint16_t>(n)};
-    log().record(tx_slot(i), kTxRing, &req, sizeof(req));  // the splitter: ring and shadow in one step
-    (void)tx_->put_request(req);
+    if (tx_spare_.size() < want) break;
+    uint16_t ids[netif::kMaxDataSlots];
+    uint8_t* bufs[netif::kMaxDataSlots];
+    for (unsigned i = 0; i < want; ++i) {
+      ids[i] = tx_spare_[tx_spare_.size() - 1 - i];
+      bufs[i] = pages_[netif::tx_buf_ref(ids[i])];
+    }
+    netif::Offload off;
+    size_t n = port_->read({bufs, want}, off);
+    if (n == 0) break;
+    unsigned slots = static_cast<unsigned>((n + kPageSize - 1) / kPageSize);
+    tx_spare_.resize(tx_spare_.size() - slots);
+    post_frame(ids, slots, n, off);
     ++posted;
     ++frames_tx_;
   }
   if (posted && tx_->push_requests()) kick();
+}
+
+// netif's layout: the first slot's size is the frame's, each next slot's
+// its own bytes; a GSO frame's extra follows the first slot. The first
+// slot's log entry holds the extra too: the splitter replays them together.
+void Netfront::post_frame(const uint16_t* ids, unsigned slots, size_t len, const netif::Offload& off) {
+  const bool gso = off.gso_type != XEN_NETIF_GSO_TYPE_NONE;
+  for (unsigned i = 0; i < slots; ++i) {
+    uint16_t id = ids[i];
+    netif_tx_request req[2]{};
+    req[0].gref = netif::tx_buf_ref(id);
+    req[0].id = id;
+    req[0].size = static_cast<uint16_t>(i == 0 ? len : std::min<size_t>(kPageSize, len - i * kPageSize));
+    req[0].flags = i + 1 < slots ? NETTXF_more_data : 0;
+    if (i == 0) {
+      if (off.csum_blank) req[0].flags |= NETTXF_csum_blank;
+      if (off.data_validated) req[0].flags |= NETTXF_data_validated;
+      if (gso) {
+        req[0].flags |= NETTXF_extra_info;
+        req[1] = netif::gso_extra<netif_tx_request>(off);
+      }
+    }
+    size_t n = i == 0 && gso ? 2 : 1;
+    log().record(tx_slot(id), kTxRing, req, n * sizeof(req[0]));  // the splitter: ring and shadow in one step
+    for (size_t k = 0; k < n; ++k) (void)tx_->put_request(req[k]);
+    tx_state_[id] = kPosted;
+    tx_head_[id] = ids[0];
+    tx_next_[id] = i + 1 < slots ? ids[i + 1] : id;
+  }
+  tx_left_[ids[0]] = static_cast<uint8_t>(slots);
 }
 
 void Netfront::take_responses() {
@@ -131,49 +174,103 @@ void Netfront::take_responses() {
 
 Result<void> Netfront::take_tx() {
   for (;;) {
-    auto rsp = ring::get_checked_response(*tx_, tx_ids_);
+    auto rsp = tx_->get_response();
     if (!rsp) return std::unexpected(rsp.error());
     if (!*rsp) return {};
     const netif_tx_response& r = **rsp;
-    log().complete(tx_slot(r.id));
+    if (r.status == NETIF_RSP_NULL) continue;  // a GSO extra's slot
+    if (r.id >= kRingSize || tx_state_[r.id] != kPosted)
+      return fail(Code::kRestartReplay, "tx response for id " + std::to_string(r.id) +
+                                            " which is not in flight (never sent, or a duplicate response)");
     if (r.status != NETIF_RSP_OKAY && r.status != NETIF_RSP_DROPPED && r.status != NETIF_RSP_ERROR)
       return fail(Code::kRestartReplay, "tx response with bad status " + std::to_string(r.status));
+    tx_state_[r.id] = kAnswered;
+    uint16_t head = tx_head_[r.id];
+    if (--tx_left_[head] == 0) frame_answered(head);
+  }
+}
+
+void Netfront::frame_answered(uint16_t head) {
+  for (uint16_t id = head;; id = tx_next_[id]) {
+    tx_state_[id] = kIdle;
+    (void)tx_ids_.complete(id);
+    log().complete(tx_slot(id));
+    if (tx_next_[id] == id) break;
   }
 }
 
 Result<void> Netfront::take_rx() {
-  int reposted = 0;
   Result<void> out;
+  int reposted = 0;
   for (;;) {
-    auto rsp = ring::get_checked_response(*rx_, rx_ids_);
+    auto rsp = rx_->get_response();
     if (!rsp) {
       out = std::unexpected(rsp.error());
       break;
     }
     if (!*rsp) break;
-    const netif_rx_response& r = **rsp;
-    log().complete(rx_slot(r.id));
-    if (r.status > 0) {
-      // A frame must lie inside the buffer page we granted for this id.
-      if (r.status < static_cast<int>(netif::kEthHeader) || r.offset >= kPageSize ||
-          r.status > static_cast<int>(kPageSize - r.offset)) {
-        out = fail(Code::kRestartReplay, "rx response outside its granted page (offset " + std::to_string(r.offset) +
-                                             ", size " + std::to_string(r.status) + ")");
-        break;
-      }
-      port_->write(pages_[netif::rx_buf_ref(r.id)] + r.offset, static_cast<size_t>(r.status));
-      ++frames_rx_;
-    } else if (r.status != NETIF_RSP_DROPPED && r.status != NETIF_RSP_ERROR && r.status != 0) {
-      out = fail(Code::kRestartReplay, "rx response with bad status " + std::to_string(r.status));
-      break;
+    uint16_t id = static_cast<uint16_t>(rx_cons_++ % kRingSize);
+    if (out = rx_slot_taken(**rsp, id); !out) break;
+    if (rx_ntaken_ > 0 && rx_frags_ == 0) {  // a whole frame delivered, or a slot dropped
+      for (unsigned i = 0; i < rx_ntaken_; ++i) post_rx(rx_taken_[i]);
+      reposted += static_cast<int>(rx_ntaken_);
+      rx_ntaken_ = 0;
     }
-    post_rx(r.id);
-    ++reposted;
   }
   // The guest's side takes the frames before their buffers go back to the backend.
   if (reposted) port_->flush();
   if (reposted && rx_->push_requests()) kick();
   return out;
+}
+
+// One rx response slot (untrusted): the buffer posted at its position,
+// answered with a piece of a frame inside that page, the frame's GSO extra,
+// or nothing (dropped). A frame is passed to the guest with its last piece.
+Result<void> Netfront::rx_slot_taken(const netif_rx_response& r, uint16_t id) {
+  if (!rx_ids_.in_flight(id))
+    return fail(Code::kRestartReplay, "rx response at a position whose buffer is not posted (id " + std::to_string(id) + ")");
+  (void)rx_ids_.complete(id);
+  log().complete(rx_slot(id));
+  rx_taken_[rx_ntaken_++] = id;
+  if (rx_extra_) {  // netif: right after the frame's first slot
+    rx_extra_ = false;
+    if (!netif::read_gso_extra(r, rx_off_)) return fail(Code::kRestartReplay, "rx frame with a bad GSO extra");
+    return deliver_rx();
+  }
+  if (r.id != id)
+    return fail(Code::kRestartReplay, "rx response with id " + std::to_string(r.id) + " for the buffer of id " +
+                                          std::to_string(id));
+  if (r.status <= 0 && rx_frags_ == 0) {
+    if (r.status != NETIF_RSP_DROPPED && r.status != NETIF_RSP_ERROR && r.status != 0)
+      return fail(Code::kRestartReplay, "rx response with bad status " + std::to_string(r.status));
+    return {};  // nothing in it: its buffer goes back
+  }
+  // A frame's piece must lie inside the buffer page we granted for this id.
+  if (r.status <= 0 || r.offset >= kPageSize || r.status > static_cast<int>(kPageSize - r.offset))
+    return fail(Code::kRestartReplay, "rx response outside its granted page (offset " + std::to_string(r.offset) +
+                                          ", size " + std::to_string(r.status) + ")");
+  if (rx_frags_ == 0) {
+    rx_off_ = {};
+    rx_off_.csum_blank = (r.flags & NETRXF_csum_blank) != 0;
+    rx_off_.data_validated = !rx_off_.csum_blank && (r.flags & NETRXF_data_validated) != 0;
+    rx_extra_ = (r.flags & NETRXF_extra_info) != 0;
+  }
+  if (rx_frags_ == netif::kMaxDataSlots)
+    return fail(Code::kRestartReplay, "rx frame of more than " + std::to_string(netif::kMaxDataSlots) + " slots");
+  rx_iov_[rx_frags_++] = {pages_[netif::rx_buf_ref(id)] + r.offset, static_cast<size_t>(r.status)};
+  rx_more_ = (r.flags & NETRXF_more_data) != 0;
+  return deliver_rx();
+}
+
+// The frame, once its last piece and its extra are in (a runt is dropped).
+Result<void> Netfront::deliver_rx() {
+  if (rx_frags_ == 0 || rx_extra_ || rx_more_) return {};
+  if (rx_iov_[0].iov_len >= netif::kEthHeader) {
+    port_->write({rx_iov_, rx_frags_}, rx_off_);
+    ++frames_rx_;
+  }
+  rx_frags_ = 0;
+  return {};
 }
 
 // The old backend is dead. Keep what it finished, then hand the new one a
@@ -193,25 +290,35 @@ Result<FrontendLink::Repair> Netfront::repair(const ctl::Msg& m) {
     tx_->reset();
     rx_->reset();
   }
+  // Every slot of a frame not wholly answered is still in the log, in the
+  // order it was posted: replayed as it was (with its GSO extra).
   uint32_t replayed = 0;
   std::vector<bool> replay(kRingSize, false);
+  std::fill(tx_left_.begin(), tx_left_.end(), 0);
   if (log().enabled()) {
     for (const auto& e : log().inflight(kTxRing)) {
-      netif_tx_request req;
-      if (e.len != sizeof(req)) continue;
-      std::memcpy(&req, e.req, sizeof(req));
-      if (req.id >= kRingSize || !tx_ids_.in_flight(req.id) || replay[req.id]) continue;
-      if (!tx_->put_request(req)) break;
-      replay[req.id] = true;
+      netif_tx_request req[2];
+      if (e.len != sizeof(req[0]) && e.len != sizeof(req)) continue;
+      std::memcpy(req, e.req, e.len);
+      uint16_t id = req[0].id;
+      if (id >= kRingSize || tx_state_[id] == kIdle || replay[id]) continue;
+      if (tx_->free_requests() < e.len / sizeof(req[0])) break;
+      for (size_t k = 0; k < e.len / sizeof(req[0]); ++k) (void)tx_->put_request(req[k]);
+      replay[id] = true;
+      tx_state_[id] = kPosted;
+      ++tx_left_[tx_head_[id]];
       ++replayed;
     }
   }
-  // Without the shadow, frames the dead backend held are lost.
+  // Without the shadow, frames the dead backend held are lost (and the
+  // ids kept for the next read are simply free again).
   for (uint16_t id = 0; id < kRingSize; ++id)
     if (tx_ids_.in_flight(id) && !replay[id]) {
+      tx_state_[id] = kIdle;
       (void)tx_ids_.complete(id);
       log().complete(tx_slot(id));
     }
+  tx_spare_.clear();
   post_all_rx();
   tx_->push_requests();
   rx_->push_requests();

@@ -39,10 +39,6 @@ class Netfront final : private FrontendLink::Hooks {
   // shadowd sends both as fds.
   Netfront(ctl::Channel ch, std::unique_ptr<PacketPort> port, netif::VifConfig cfg,
            std::unique_ptr<PoolSource> xen = nullptr);
-  // The guest's TAP device: an open TAP fd (IFF_TAP | IFF_NO_PI) and its name.
-  Netfront(ctl::Channel ch, UniqueFd tap, std::string ifname, netif::VifConfig cfg,
-           std::unique_ptr<PoolSource> xen = nullptr)
-      : Netfront(std::move(ch), std::make_unique<TapPort>(std::move(tap), std::move(ifname)), cfg, std::move(xen)) {}
   // Receives the attach from shadowd and serves until shadowd goes away.
   int run();
 
@@ -54,6 +50,10 @@ class Netfront final : private FrontendLink::Hooks {
   void post_all_rx();
   void post_rx(uint16_t id);
   void read_guest();
+  void post_frame(const uint16_t* ids, unsigned slots, size_t len, const netif::Offload& off);
+  void frame_answered(uint16_t head);
+  Result<void> rx_slot_taken(const netif_rx_response& r, uint16_t id);
+  Result<void> deliver_rx();
   void take_responses();
   Result<void> take_tx();
   Result<void> take_rx();
@@ -75,6 +75,26 @@ class Netfront final : private FrontendLink::Hooks {
   ring::IdTable tx_ids_{netif::kRingSize};
   ring::IdTable rx_ids_{netif::kRingSize};
   uint64_t frames_tx_ = 0, frames_rx_ = 0;
+
+  // tx: a frame's slots stay in flight (ids and splitter log) until every
+  // one of them is answered, so a crash replays frames whole.
+  enum : uint8_t { kIdle = 0, kPosted = 1, kAnswered = 2 };
+  std::vector<uint8_t> tx_state_ = std::vector<uint8_t>(netif::kRingSize, kIdle);
+  std::vector<uint16_t> tx_head_ = std::vector<uint16_t>(netif::kRingSize, 0);  // each slot's first slot
+  std::vector<uint16_t> tx_next_ = std::vector<uint16_t>(netif::kRingSize, 0);  // the frame's next slot, or itself
+  std::vector<uint8_t> tx_left_ = std::vector<uint8_t>(netif::kRingSize, 0);    // by first slot: unanswered
+  std::vector<uint16_t> tx_spare_;  // ids claimed for the next read, not posted
+  // rx: the response at ring position p answers the buffer posted at p
+  // (id p mod ring size, as netif's frontends post them); a frame's slots
+  // are delivered together, then their buffers posted again.
+  uint32_t rx_cons_ = 0;
+  iovec rx_iov_[netif::kMaxDataSlots];
+  unsigned rx_frags_ = 0;
+  uint16_t rx_taken_[netif::kMaxSlots];
+  unsigned rx_ntaken_ = 0;
+  netif::Offload rx_off_;
+  bool rx_extra_ = false;  // the next slot is the frame's GSO extra
+  bool rx_more_ = false;   // the frame's last piece had more_data
 };
 
 }  // namespace sd::front

@@ -7,7 +7,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
+
+#include <sys/uio.h>
 
 #include "sd/core/error.hpp"
 #include "sd/core/fd.hpp"
@@ -25,11 +28,16 @@ class PacketPort {
   // Whether frames for the guest wait in the port for room (then wait_fd()
   // is polled even while the tx ring is full).
   virtual bool holding() const { return false; }
-  // The guest's next frame into buf (at most cap bytes): its size, or 0 if
-  // none waits. Frames the port cannot carry are dropped inside it.
-  virtual size_t read(uint8_t* buf, size_t cap) = 0;
-  // A frame for the guest; dropped if the guest has no room, as a NIC does.
-  virtual void write(const uint8_t* frame, size_t len) = 0;
+  // What the port carries beyond one page per frame with whole checksums
+  // (netif::kFeature*): the backend is asked for these frames only.
+  virtual uint32_t features() const { return 0; }
+  // The guest's next frame, filling `bufs` (pages, kPageSize each; one
+  // is enough without kFeatureSg) in order, and its offloads: its size,
+  // or 0 if none waits. Frames the port cannot carry are dropped inside it.
+  virtual size_t read(std::span<uint8_t* const> bufs, netif::Offload& off) = 0;
+  // A frame for the guest, in pieces, with its offloads; dropped if the
+  // guest has no room, as a NIC does.
+  virtual void write(std::span<const iovec> frame, const netif::Offload& off) = 0;
   // End of a batch of reads or writes: publish to the guest, notify it.
   virtual void flush() {}
   // The guest's own settings (MTU, promiscuous, multicast) where the port
@@ -46,19 +54,29 @@ class PacketPort {
 void parse_dev_mcast(const std::string& text, const std::string& ifname, netif::VifConfig& cfg);
 
 // The guest's TAP device (IFF_TAP | IFF_NO_PI, non-blocking); the guest's
-// tools configure it, so read_config() reads the interface.
+// tools configure it, so read_config() reads the interface. With
+// IFF_VNET_HDR (open_tap: offloads on) its frames carry a virtio-net
+// header: up to 64 KiB TCP segments and partial checksums, which netif
+// carries as multi-slot frames with a GSO extra and csum_blank.
 class TapPort final : public PacketPort {
  public:
-  TapPort(UniqueFd fd, std::string ifname) : fd_(std::move(fd)), ifname_(std::move(ifname)) {}
+  TapPort(UniqueFd fd, std::string ifname, bool vnet_hdr = false)
+      : fd_(std::move(fd)), ifname_(std::move(ifname)), vnet_(vnet_hdr) {}
+  // A TAP device `name` with this MAC and MTU; offloads: the virtio-net
+  // header, checksum and TCP segmentation offload (TapPort's vnet_hdr).
+  static Result<UniqueFd> open_tap(const std::string& name, const uint8_t mac[6], int mtu, bool offloads);
   int wait_fd() const override { return fd_.get(); }
-  size_t read(uint8_t* buf, size_t cap) override;
-  void write(const uint8_t* frame, size_t len) override;
+  uint32_t features() const override { return vnet_ ? netif::kFeatureOffloads : 0; }
+  size_t read(std::span<uint8_t* const> bufs, netif::Offload& off) override;
+  void write(std::span<const iovec> frame, const netif::Offload& off) override;
   void read_config(netif::VifConfig& cfg) override;
   std::string name() const override { return ifname_; }
 
  private:
   UniqueFd fd_;
   std::string ifname_;
+  bool vnet_ = false;
+  uint64_t dropped_ = 0;  // frames netif cannot carry (UDP segmentation, over 64 KiB)
 };
 
 }  // namespace sd::front

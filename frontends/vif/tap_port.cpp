@@ -1,5 +1,9 @@
+#include <fcntl.h>
+#include <linux/if_tun.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,15 +42,67 @@ void parse_dev_mcast(const std::string& text, const std::string& ifname, netif::
   }
 }
 
-size_t TapPort::read(uint8_t* buf, size_t cap) {
+Result<UniqueFd> TapPort::open_tap(const std::string& name, const uint8_t mac[6], int mtu, bool offloads) {
+  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return sys_fail("open /dev/net/tun");
+  ifreq ifr{};
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (offloads ? IFF_VNET_HDR : 0);
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) return sys_fail("TUNSETIFF " + name);
+  // The guest's stack may then hand over TCP segments of up to 64 KiB with
+  // their checksums left to fill in (ECN-marked ones it segments itself).
+  if (offloads && ::ioctl(fd.get(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) != 0)
+    return sys_fail("TUNSETOFFLOAD " + name);
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ifreq hw{};
+  std::strncpy(hw.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+  std::memcpy(hw.ifr_hwaddr.sa_data, mac, 6);
+  if (::ioctl(s, SIOCSIFHWADDR, &hw) != 0) {
+    ::close(s);
+    return sys_fail("set MAC of " + name);
+  }
+  ifreq m{};
+  std::strncpy(m.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  m.ifr_mtu = mtu;
+  (void)::ioctl(s, SIOCSIFMTU, &m);
+  ::close(s);
+  return fd;
+}
+
+size_t TapPort::read(std::span<uint8_t* const> bufs, netif::Offload& off) {
+  netif::VnetHdr h{};
+  iovec iov[netif::kMaxDataSlots + 1];
+  size_t n = 0;
+  if (vnet_) iov[n++] = {&h, sizeof(h)};
+  for (size_t i = 0; i < bufs.size() && i < netif::kMaxDataSlots; ++i) iov[n++] = {bufs[i], netif::kPageSize};
+  const size_t head = vnet_ ? sizeof(h) : 0;
   for (;;) {
-    ssize_t n = ::read(fd_.get(), buf, cap);
-    if (n <= 0) return 0;  // EAGAIN: nothing waits
-    if (n >= static_cast<ssize_t>(netif::kEthHeader)) return static_cast<size_t>(n);
+    ssize_t got = ::readv(fd_.get(), iov, static_cast<int>(n));
+    if (got <= 0) return 0;  // EAGAIN: nothing waits
+    size_t len = static_cast<size_t>(got) - std::min(head, static_cast<size_t>(got));
+    off = {};
+    // A netif tx request says a frame's size in 16 bits.
+    bool ok = len >= netif::kEthHeader && len <= 0xffff && (!vnet_ || netif::from_vnet(h, off));
+    if (ok) return len;
+    ++dropped_;
   }
 }
 
-void TapPort::write(const uint8_t* frame, size_t len) { (void)!::write(fd_.get(), frame, len); }
+void TapPort::write(std::span<const iovec> frame, const netif::Offload& off) {
+  netif::VnetHdr h{};
+  iovec iov[netif::kMaxDataSlots + 1];
+  size_t n = 0;
+  if (vnet_) {
+    if (frame.empty() || !netif::to_vnet(off, static_cast<const uint8_t*>(frame[0].iov_base), frame[0].iov_len, h)) {
+      ++dropped_;
+      return;
+    }
+    iov[n++] = {&h, sizeof(h)};
+  }
+  for (size_t i = 0; i < frame.size() && n < std::size(iov); ++i) iov[n++] = frame[i];
+  (void)!::writev(fd_.get(), iov, static_cast<int>(n));
+}
 
 void TapPort::read_config(netif::VifConfig& c) {
   int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

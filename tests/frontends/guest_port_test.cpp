@@ -28,6 +28,19 @@ namespace {
 
 using netif::kPageSize;
 
+// A port as Netfront uses one without kFeatureSg: one page per frame, no offloads.
+size_t read_frame(PacketPort& port, uint8_t* page) {
+  uint8_t* b[1] = {page};
+  netif::Offload off;
+  size_t n = port.read(b, off);
+  EXPECT_FALSE(off.csum_blank || off.gso_type) << "offloads from a port that carries none";
+  return n;
+}
+void write_frame(PacketPort& port, const uint8_t* frame, size_t len) {
+  iovec v{const_cast<uint8_t*>(frame), len};
+  port.write({&v, 1}, netif::Offload{});
+}
+
 class GuestPortTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -81,6 +94,8 @@ class GuestPortTest : public ::testing::Test {
   GuestPages* pages_ = nullptr;
   std::unique_ptr<GuestRingPort> port_;
   uint8_t buf_[kPageSize];
+  size_t read_one() { return read_frame(*port_, buf_); }
+  void write_one(const uint8_t* frame, size_t len) { write_frame(*port_, frame, len); }
 };
 
 TEST_F(GuestPortTest, GuestFrames_ReadWholeInOrderAndAnsweredOkay) {
@@ -88,11 +103,11 @@ TEST_F(GuestPortTest, GuestFrames_ReadWholeInOrderAndAnsweredOkay) {
   guest_send(3, 100, 0, a);
   guest_send(4, 101, 2048, b);
 
-  ASSERT_EQ(port_->read(buf_, kPageSize), a.size());
+  ASSERT_EQ(read_one(), a.size());
   EXPECT_EQ(std::memcmp(buf_, a.data(), a.size()), 0);
-  ASSERT_EQ(port_->read(buf_, kPageSize), b.size());
+  ASSERT_EQ(read_one(), b.size());
   EXPECT_EQ(std::memcmp(buf_, b.data(), b.size()), 0);
-  EXPECT_EQ(port_->read(buf_, kPageSize), 0u);
+  EXPECT_EQ(read_one(), 0u);
   port_->flush();
 
   auto rsp = guest_tx_responses();
@@ -113,7 +128,7 @@ TEST_F(GuestPortTest, HostileTxRequests_AnsweredErrorAndTheNextFrameStillPasses)
   auto good = frame(64, 6);
   guest_send(6, 104, 0, good);
 
-  ASSERT_EQ(port_->read(buf_, kPageSize), good.size());
+  ASSERT_EQ(read_one(), good.size());
   EXPECT_EQ(std::memcmp(buf_, good.data(), good.size()), 0);
   port_->flush();
   auto rsp = guest_tx_responses();
@@ -140,7 +155,7 @@ TEST_F(GuestPortTest, FrameOverTwoSlots_ReadWholeBothSlotsAnsweredOkay) {
   ASSERT_TRUE(gtx_->put_request(netif_tx_request{301, 0, 0, 12, static_cast<uint16_t>(tail.size())}));
   gtx_->push_requests();
 
-  ASSERT_EQ(port_->read(buf_, kPageSize), f.size());
+  ASSERT_EQ(read_one(), f.size());
   EXPECT_EQ(std::memcmp(buf_, f.data(), f.size()), 0);
   port_->flush();
   auto rsp = guest_tx_responses();
@@ -162,11 +177,11 @@ TEST_F(GuestPortTest, Copies_OneCallPerFrameOutAndOnePerFlushIn) {
   ASSERT_TRUE(gtx_->put_request(netif_tx_request{300, 3096, NETTXF_more_data, 11, 1514}));
   ASSERT_TRUE(gtx_->put_request(netif_tx_request{301, 0, 0, 12, 514}));
   gtx_->push_requests();
-  ASSERT_EQ(port_->read(buf_, kPageSize), f.size());
+  ASSERT_EQ(read_one(), f.size());
   EXPECT_EQ(pages_->calls, 1);
 
   for (uint16_t id = 0; id < 3; ++id) guest_post_rx(id, 400 + id);
-  for (int i = 0; i < 3; ++i) port_->write(f.data(), 100 + i);
+  for (int i = 0; i < 3; ++i) write_one(f.data(), 100 + i);
   EXPECT_EQ(pages_->calls, 1);  // nothing copied before the flush
   port_->flush();
   EXPECT_EQ(pages_->calls, 2);
@@ -186,7 +201,7 @@ TEST_F(GuestPortTest, ExtraInfoSlots_AnsweredNullAndSkipped) {
   auto good = frame(80, 2);
   guest_send(2, 101, 0, good);
 
-  ASSERT_EQ(port_->read(buf_, kPageSize), good.size());
+  ASSERT_EQ(read_one(), good.size());
   port_->flush();
   auto rsp = guest_tx_responses();
   ASSERT_EQ(rsp.size(), 3u);
@@ -199,19 +214,19 @@ TEST_F(GuestPortTest, ImpossibleReqProd_PortStopsForGoodWithoutReadingTheRing) {
   auto* s = reinterpret_cast<netif_tx_sring*>(tx_mem_);
   s->req_prod = 5000;  // more requests than the ring holds
 
-  EXPECT_EQ(port_->read(buf_, kPageSize), 0u);
+  EXPECT_EQ(read_one(), 0u);
   EXPECT_TRUE(port_->broken());
   EXPECT_NE(port_->why_broken().find("impossible"), std::string::npos) << port_->why_broken();
-  port_->write(frame(60, 1).data(), 60);  // frames for a broken guest are dropped, nothing else
+  write_one(frame(60, 1).data(), 60);  // frames for a broken guest are dropped, nothing else
   EXPECT_EQ(port_->counters().rx_dropped, 1u);
 }
 
 TEST_F(GuestPortTest, FramesForTheGuest_CopiedIntoItsBuffersInOrder_HeldWhileNoBuffer) {
   auto a = frame(60, 1), b = frame(1514, 2), c = frame(300, 3);
   guest_post_rx(7, 200);
-  port_->write(a.data(), a.size());
-  port_->write(b.data(), b.size());  // no buffer yet: held
-  port_->write(c.data(), c.size());
+  write_one(a.data(), a.size());
+  write_one(b.data(), b.size());  // no buffer yet: held
+  write_one(c.data(), c.size());
   port_->flush();
   EXPECT_TRUE(port_->holding());
   auto rsp = guest_rx_responses();
@@ -237,7 +252,7 @@ TEST_F(GuestPortTest, FramesForTheGuest_CopiedIntoItsBuffersInOrder_HeldWhileNoB
 
 TEST_F(GuestPortTest, GuestNeverPostsBuffers_HeldQueueBoundedRestDropped) {
   auto f = frame(100, 1);
-  for (size_t i = 0; i < GuestRingPort::kHeldFrames + 10; ++i) port_->write(f.data(), f.size());
+  for (size_t i = 0; i < GuestRingPort::kHeldFrames + 10; ++i) write_one(f.data(), f.size());
   EXPECT_EQ(port_->counters().rx_dropped, 10u);
   EXPECT_EQ(port_->counters().rx_frames, 0u);
 }
@@ -246,7 +261,7 @@ TEST_F(GuestPortTest, RxBufferRefNotGranted_AnsweredErrorNotCopied) {
   ASSERT_TRUE(grx_->put_request(netif_rx_request{4, 0, 777}));  // never granted
   grx_->push_requests();
   auto f = frame(60, 1);
-  port_->write(f.data(), f.size());
+  write_one(f.data(), f.size());
   port_->flush();
   auto rsp = guest_rx_responses();
   ASSERT_EQ(rsp.size(), 1u);
@@ -303,9 +318,9 @@ TEST(LatePort, GuestComesLater_DropsUntilConnectedThenTheRealPortServes) {
     if (attempts == 1) return fail(Code::kUnavailable, "the guest's netfront did not publish its rings");
     return std::unique_ptr<PacketPort>(std::make_unique<TapPort>(UniqueFd(sv[1]), "tap"));
   });
-  uint8_t buf[64];
-  EXPECT_EQ(port.read(buf, sizeof(buf)), 0u);
-  port.write(buf, 60);
+  uint8_t buf[kPageSize];
+  EXPECT_EQ(read_frame(port, buf), 0u);
+  write_frame(port, buf, 60);
   EXPECT_EQ(port.dropped_before(), 1u);
   EXPECT_FALSE(port.connected());
 
@@ -318,8 +333,8 @@ TEST(LatePort, GuestComesLater_DropsUntilConnectedThenTheRealPortServes) {
   EXPECT_EQ(attempts, 2);
   uint8_t frame[60] = {1, 2, 3};
   ASSERT_EQ(::send(guest.get(), frame, sizeof(frame), 0), 60);
-  EXPECT_EQ(port.read(buf, sizeof(buf)), 60u);
-  port.write(frame, sizeof(frame));
+  EXPECT_EQ(read_frame(port, buf), 60u);
+  write_frame(port, frame, sizeof(frame));
   EXPECT_EQ(::recv(guest.get(), buf, sizeof(buf), 0), 60);
 }
 
@@ -346,18 +361,18 @@ TEST(LatePort, GuestLeavesAndComesBack_PortDroppedReleasedReconnected) {
   ASSERT_EQ(::poll(&p, 1, 5000), 1);
   port.woken();
   ASSERT_TRUE(port.connected());
-  uint8_t frame[60] = {7}, buf[64];
+  uint8_t frame[60] = {7}, buf[kPageSize];
   ASSERT_EQ(::send(guest_a.get(), frame, sizeof(frame), 0), 60);
   ASSERT_EQ(::poll(&p, 1, 5000), 1);  // the port's own fd, through the same fd
   port.woken();
-  EXPECT_EQ(port.read(buf, sizeof(buf)), 60u);
+  EXPECT_EQ(read_frame(port, buf), 60u);
 
   left = true;
   ASSERT_EQ(::poll(&p, 1, 5000), 1);  // within the half-second check
   port.woken();
   EXPECT_FALSE(port.connected());
   EXPECT_EQ(port.departures(), 1u);
-  port.write(frame, sizeof(frame));  // nobody to take it: dropped
+  write_frame(port, frame, sizeof(frame));  // nobody to take it: dropped
   EXPECT_EQ(port.dropped_before(), 1u);
 
   ASSERT_EQ(::poll(&p, 1, 5000), 1);  // released, connected again
@@ -366,7 +381,7 @@ TEST(LatePort, GuestLeavesAndComesBack_PortDroppedReleasedReconnected) {
   EXPECT_EQ(released, 1);
   EXPECT_EQ(attempts, 2);
   EXPECT_EQ(port.wait_fd(), fd);
-  port.write(frame, sizeof(frame));
+  write_frame(port, frame, sizeof(frame));
   EXPECT_EQ(::recv(guest_b.get(), buf, sizeof(buf), 0), 60);
 }
 

@@ -39,7 +39,8 @@ class NetfrontXenTest : public ::testing::Test {
     pools_ = pools.get();
     netif::VifConfig cfg{};
     cfg.mtu = 1500;
-    nf_ = std::make_unique<Netfront>(std::move(ch->second), UniqueFd(sv[1]), "sdtest0", cfg, std::move(pools));
+    nf_ = std::make_unique<Netfront>(std::move(ch->second), std::make_unique<TapPort>(UniqueFd(sv[1]), "sdtest0"), cfg,
+                                     std::move(pools));
     thread_ = std::thread([this] { rc_ = nf_->run(); });
   }
   void TearDown() override {
