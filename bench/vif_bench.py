@@ -13,7 +13,10 @@ arrival; the outage is from the kill to the arrival of the first datagram
 sent after the kill (datagrams carry their send time). It also runs iperf3 TCP across kills, and
 compares normal-mode throughput and CPU with the splitter log on and off.
 
-usage: bench/vif_bench.py [--build DIR] [--kills N] [--quick]
+Normal mode: iperf3 TCP 1 and 4 streams both ways and UDP 64-byte datagrams, through the vif with the
+splitter log on and off and over a plain veth pair in the same run, with the ratios and CPU per unit.
+
+usage: bench/vif_bench.py [--build DIR] [--kills N] [--quick] [--normal-only] [--json PATH]
 Run as root, with nothing else heavy running.
 """
 import json
@@ -150,116 +153,40 @@ def cpu_busy():
     return sum(v) - idle, sum(v)
 
 
-def throughput(host, seconds, port):
+# Normal-mode cases: iperf3 arguments, and what is measured.
+CASES = [
+    ("tcp, 1 stream, guest -> wire", [], "Gbit/s"),
+    ("tcp, 4 streams, guest -> wire", ["-P", "4"], "Gbit/s"),
+    ("tcp, 1 stream, wire -> guest", ["-R"], "Gbit/s"),
+    ("tcp, 4 streams, wire -> guest", ["-P", "4", "-R"], "Gbit/s"),
+    ("udp 64 B, guest -> wire", ["-u", "-l", "64", "-b", "0"], "kpkt/s"),
+]
+
+
+def throughput(host, seconds, port, args=()):
+    """iperf3 from the guest to the wire (-R: back) for `seconds`: Gbit/s received (UDP: thousand datagrams
+    received per second), and the whole machine's CPU % (all cores) meanwhile."""
     srv = subprocess.Popen(netns(host.wire, "iperf3", "-s", "-1", "-p", str(port)), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     time.sleep(0.4)
     b0, t0 = cpu_busy()
-    out = subprocess.run(netns(host.guest, "iperf3", "-c", host.wire_ip, "-p", str(port), "-t", str(seconds), "-J"),
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(netns(host.guest, "iperf3", "-c", host.wire_ip, "-p", str(port), "-t", str(seconds), "-J",
+                               *args), capture_output=True, text=True).stdout
     b1, t1 = cpu_busy()
     srv.wait()
-    gbps = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+    end = json.loads(out)["end"]
+    if "-u" in args:
+        s = end["sum"]
+        value = (s["packets"] - s["lost_packets"]) / s["seconds"] / 1e3
+    else:
+        value = end["sum_received"]["bits_per_second"] / 1e9
     cpus = os.cpu_count() or 1
-    return gbps, 100.0 * cpus * (b1 - b0) / max(1, t1 - t0)
+    return value, 100.0 * cpus * (b1 - b0) / max(1, t1 - t0)
 
 
-def main():
-    ap = arguments(__doc__)
-    ap.add_argument("--kills", type=int, default=50, help="kills per shadow mode for the outage table (>= 50)")
-    ap.add_argument("--quick", action="store_true", help="10 kills, short runs (smoke test of the bench)")
-    ap.add_argument("--json", metavar="PATH", help="also write the normal-mode figures there, as JSON")
-    a = ap.parse_args()
-    kills = 10 if a.quick else a.kills
-    tsec = 3 if a.quick else 8
-    require_root()
-
-    modes = [
-        ("restart only", dict(log_on=False, standby=False)),
-        ("shadow (cold)", dict(log_on=True, standby=False)),
-        ("shadow+standby", dict(log_on=True, standby=True)),
-    ]
-    rows = []
-    phase_rows = []
-    header("vif")
-    # No shadow: the driver domain is never restarted.
-    progress("no shadow: iperf3 across one kill")
-    h = VifHost(a.build, "n%d" % (os.getpid() % 100000), 10, budget=0)
-    app = iperf_across_kills(h, a.build, seconds=tsec, kills=1, port=5310)
-    h.close()
-    rows.append(("no shadow", None, None, None, None, app, None))
-    for i, (name, kw) in enumerate(modes):
-        progress("%s: outages over %d kills" % (name, kills if "shadow" in name else max(10, kills // 2)))
-        h = VifHost(a.build, "%d%d" % (i, os.getpid() % 10000), 11 + i, **kw)
-        n = kills if "shadow" in name else max(10, kills // 2)
-        outs, lost, sent, worst = outages(h, a.build, n)
-        recs = h.recoveries()[-n:]
-        h.base_restarts = h.status().get("restarts", 0)
-        progress("%s: iperf3 across 5 kills" % name)
-        app = iperf_across_kills(h, a.build, seconds=tsec, kills=5, port=5320 + i)
-        h.close()
-        rows.append((name, outs, lost, sent, recs, app, worst))
-        ph = {k: [r["phases_ms"][k] for r in recs if isinstance(r["phases_ms"].get(k), (int, float))]
-              for k in ("detect", "spawn", "replay", "resume", "total")}
-        phase_rows.append((name, ph))
-    progress("")
-
-    print("\nPer kill -9 of the net driver domain: outage seen by a UDP stream (ms), and iperf3 TCP across 5 kills")
-    print("outage: kill -> arrival of the first datagram sent after the kill; worst: largest one-way delay of any")
-    print("datagram sent between this kill and the next (p99 over kills); lost: datagrams never delivered")
-    print("%-16s %6s %8s %8s %8s %8s %10s %6s   %-6s %7s %6s  %s" % (
-        "mode", "kills", "p50", "p95", "p99", "max", "worst p99", "lost", "iperf3", "Gbit/s", "retr", "error"))
-    for name, outs, lost, sent, recs, app, worst in rows:
-        if outs is None:
-            print("%-16s %6s %8s %8s %8s %8s %10s %6s   %-6s %7.2f %6s  %s" % (
-                name, 1, "inf", "inf", "inf", "inf", "inf", "-", app["exit"], app["gbps"], app["retransmits"],
-                app["error"] or "(stalled after the crash)"))
-            continue
-        print("%-16s %6d %8.2f %8.2f %8.2f %8.2f %10.2f %6d   %-6s %7.2f %6s  %s" % (
-            name, len(outs), pct(outs, 50), pct(outs, 95), pct(outs, 99), max(outs), pct(worst, 99), lost,
-            app["exit"], app["gbps"], app["retransmits"], app["error"] or "-"))
-
-    print("\nRecovery phases from shadowd's events (ms, p50 / p99)")
-    print("%-16s %14s %14s %14s %14s %14s" % ("mode", "detect", "spawn", "replay", "resume", "total"))
-    for name, ph in phase_rows:
-        print("%-16s " % name + " ".join("%6.2f /%6.2f" % (pct(ph[k], 50), pct(ph[k], 99)) for k in
-                                          ("detect", "spawn", "replay", "resume", "total")))
-
-    progress("normal mode: splitter log on vs off, and a plain veth pair")
-    on = VifHost(a.build, "on%d" % (os.getpid() % 10000), 20, log_on=True)
-    off = VifHost(a.build, "of%d" % (os.getpid() % 10000), 21, log_on=False)
-    veth = VethPeer("%d" % (os.getpid() % 10000), 22)
-    res = {"on": [], "off": [], "veth": []}
-    try:
-        for r in range(3):
-            for j, (key, h) in enumerate((("off", off), ("on", on), ("veth", veth))):
-                progress("normal mode: %s round %d/3" % (key, r + 1))
-                res[key].append(throughput(h, tsec, 5400 + r * 3 + j))
-    finally:
-        on.close()
-        off.close()
-        veth.close()
-    progress("")
-    g_on = statistics.mean(x[0] for x in res["on"])
-    g_off = statistics.mean(x[0] for x in res["off"])
-    c_on = statistics.mean(x[1] for x in res["on"])
-    c_off = statistics.mean(x[1] for x in res["off"])
-    print("\nNormal mode, iperf3 TCP %d s x 3 rounds each, alternating; the peer is the host's own path" % tsec)
-    print("%-20s %10s %12s %16s" % ("splitter log", "Gbit/s", "CPU % (all)", "CPU %/Gbit/s"))
-    print("%-20s %10.3f %12.1f %16.1f" % ("off", g_off, c_off, c_off / g_off))
-    print("%-20s %10.3f %12.1f %16.1f" % ("on", g_on, c_on, c_on / g_on))
-    print("%-20s %10.3f %12s %16.3f" % ("ratio on/off", g_on / g_off, "", (c_on / g_on) / (c_off / g_off)))
-    g_veth = statistics.mean(x[0] for x in res["veth"])
-    c_veth = statistics.mean(x[1] for x in res["veth"])
-    print("%-20s %10.3f %12.1f %16.1f" % ("plain veth pair", g_veth, c_veth, c_veth / g_veth))
-    print("%-20s %10.3f" % ("ratio on/veth", g_on / g_veth))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"tcp_1_stream_guest_to_wire": {
-                "seconds": tsec, "rounds": 3, "loadavg": open("/proc/loadavg").read().split()[:3],
-                "gbps": {"log_on": g_on, "log_off": g_off, "veth": g_veth},
-                "cpu_percent": {"log_on": c_on, "log_off": c_off, "veth": c_veth},
-                "ratio_on_off": g_on / g_off, "ratio_on_veth": g_on / g_veth}}, f, indent=1)
+def normal_mode(a, tsec, rounds=3):
+    """The splitter log on and off, and a plain veth pair (the host's own path), alternating, per case."""
+    normal_mode(a, tsec)
 
 
 if __name__ == "__main__":

@@ -263,6 +263,20 @@ class VifE2eTest : public ::testing::Test {
     return out;
   }
 
+  // kill -9 of the driver domain once it runs again (a pid other than
+  // `last_pid`, which becomes the one killed).
+  void kill_next_driver(int& last_pid) {
+    int pid = -1;
+    ASSERT_TRUE(wait_until([&] {
+      auto s = status();
+      if (s.value("state", "") != "running" || !s["pid"].is_number()) return false;
+      pid = s["pid"].get<int>();
+      return pid != last_pid;
+    }, 5s)) << "driver domain not back after its last kill";
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    last_pid = pid;
+  }
+
   bool restarted(int n) {
     auto s = status();
     return s.value("restarts", 0) == n && s.value("state", "") == "running";
@@ -370,15 +384,7 @@ TEST_F(VifE2eTest, Iperf3Tcp_TenKillsIn20s_ExitsZeroNoReset) {
   int last_pid = -1, kills = 0;
   for (double t : at_s) {
     std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t)));
-    int pid = -1;
-    ASSERT_TRUE(wait_until([&] {
-      auto s = status();
-      if (s.value("state", "") != "running" || !s["pid"].is_number()) return false;
-      pid = s["pid"].get<int>();
-      return pid != last_pid;
-    }, 5s)) << "driver domain not back after kill " << kills;
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    last_pid = pid;
+    ASSERT_NO_FATAL_FAILURE(kill_next_driver(last_pid));
     ++kills;
   }
   ASSERT_TRUE(client.wait_for(40s)) << "iperf3 client did not finish";
@@ -433,15 +439,7 @@ TEST_F(VifE2eTest, GsoFramesBothWays_KillsDuringTransfer_FilesByteIdentical) {
     int kills_here = 0;
     for (; kills_here < 10 && client.running(); ++kills_here) {
       std::this_thread::sleep_for(60ms);
-      int pid = -1;
-      ASSERT_TRUE(wait_until([&] {
-        auto s = status();
-        if (s.value("state", "") != "running" || !s["pid"].is_number()) return false;
-        pid = s["pid"].get<int>();
-        return pid != last_pid;
-      }, 5s)) << "driver domain not back after kill " << kills;
-      ASSERT_EQ(::kill(pid, SIGKILL), 0);
-      last_pid = pid;
+      ASSERT_NO_FATAL_FAILURE(kill_next_driver(last_pid));
       ++kills;
     }
     ASSERT_TRUE(client.wait_for(60s)) << w.tag << ": the sender did not finish";

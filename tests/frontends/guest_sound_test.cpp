@@ -136,6 +136,17 @@ class GuestSoundTest : public SndfrontXen {
     for (int i = 0; i < 5; ++i) (void)front_->wait(5);
     proxy_->serve();
   }
+  // Backend `domid` up, the guest's stream open and started, `bytes` of its
+  // audio written from the buffer's start and taken by the backend.
+  void playing(uint32_t domid, uint32_t bytes) {
+    ASSERT_TRUE(reconnect(domid));
+    EXPECT_EQ(call(open_req()).status, 0);
+    (void)backend_serves(domid);
+    EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
+    (void)fill(0, bytes, 3);
+    EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, bytes)).status, 0);
+    (void)backend_serves(domid);
+  }
   std::vector<xensnd_evt> guest_events() {
     auto* page = reinterpret_cast<xensnd_event_page*>(evt_page_);
     std::vector<xensnd_evt> out;
@@ -343,13 +354,7 @@ struct GuestPointer {
 // and the drain at the stream's end stopped it early, dropping its tail).
 TEST_F(GuestSoundTest, UnderrunThenStartedAgain_GuestPointerCountsTheNewAudioFromZero) {
   GuestPointer ptr;
-  ASSERT_TRUE(reconnect(7));
-  EXPECT_EQ(call(open_req()).status, 0);
-  (void)backend_serves(7);
-  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
-  (void)fill(0, 12288, 3);
-  EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 12288)).status, 0);
-  (void)backend_serves(7);
+  ASSERT_NO_FATAL_FAILURE(playing(7, 12288));
   backend_position(7, 12288);
   ptr.told(guest_events());
   EXPECT_EQ(ptr.bytes(), 12288u);
@@ -422,13 +427,7 @@ TEST_F(GuestSoundTest, UnderrunMetByTheLastWrite_ThatAudioPlaysOnce) {
 // count goes on from a whole buffer with the new audio only.
 TEST_F(GuestSoundTest, DroppedThenStartedAgain_TheDroppedAudiosPositionsNeverTold) {
   GuestPointer ptr;
-  ASSERT_TRUE(reconnect(7));
-  EXPECT_EQ(call(open_req()).status, 0);
-  (void)backend_serves(7);
-  EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_START)).status, 0);
-  (void)fill(0, 12288, 3);
-  EXPECT_EQ(call(op(XENSND_OP_WRITE, 0, 12288)).status, 0);
-  (void)backend_serves(7);
+  ASSERT_NO_FATAL_FAILURE(playing(7, 12288));
   backend_position(7, 4096);
   ptr.told(guest_events());
   EXPECT_EQ(call(op(XENSND_OP_TRIGGER, XENSND_OP_TRIGGER_STOP)).status, 0);
