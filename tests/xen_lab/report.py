@@ -106,10 +106,12 @@ def snd_app(kv, run):
 
 # At an underrun of the guest's own (the player late: the lab's player is
 # stopped 1.5 s in every run) ALSA stops the stream while the DAC still
-# plays; the audio it plays until the STOP arrives, ALSA writes again after
-# its prepare, as with a hardware DAC. A repeat of at most this many frames
-# (21 ms) per reported underrun is that; anything else is a fault.
-UNDERRUN_REPEAT_MAX = 1024
+# plays the WRITE that met the underrun; what it plays of it until the STOP
+# arrives ALSA writes again after its prepare, as with a hardware DAC. The
+# proxy learns the DAC's position once a period, so that is at most one
+# period (aplay's: 6000 frames, 125 ms) per reported underrun; a repeat
+# anywhere else, or longer, is a fault.
+UNDERRUN_REPEAT_MAX = 6000
 
 
 def snd_complete(sapp):
