@@ -59,7 +59,11 @@ VifHooks::VifHooks(const std::string& guest, const config::DeviceSpec& spec, uns
                       static_cast<uint8_t>(vif_number >> 8), static_cast<uint8_t>(vif_number)};
     std::memcpy(cfg_.mac, def, 6);
   }
+  // mtu= (xl cfg, checked 68-65535 there): what the wire carries; the
+  // guest's interface starts there and may not go above it.
   cfg_.mtu = 1500;
+  if (auto m = spec.params.find("mtu"); m != spec.params.end()) cfg_.mtu = static_cast<uint16_t>(std::stoi(m->second));
+  path_mtu_ = cfg_.mtu;
   cfg_.features = netif::kFeatureRxCopy;
 }
 
@@ -95,6 +99,8 @@ Result<void> VifHooks::build_topology() {
       {topo_.wire_ns, {"route", "replace", topo_.guest_addr.substr(0, topo_.guest_addr.find('/')) + "/32", "dev",
                        topo_.wire_if}},
       {topo_.wire_ns, {"link", "set", "lo", "up"}},
+      {topo_.wire_ns, {"link", "set", topo_.wire_if, "mtu", std::to_string(path_mtu_)}},
+      {topo_.driver_ns, {"link", "set", topo_.nic_if, "mtu", std::to_string(path_mtu_)}},
       {topo_.driver_ns, {"link", "set", topo_.nic_if, "up"}},
       {topo_.driver_ns, {"link", "set", "lo", "up"}},
   };
@@ -163,7 +169,7 @@ Result<void> VifHooks::frontend_ready() {
 
 nlohmann::json VifHooks::topology_json() const {
   return {{"guest_ns", topo_.guest_ns}, {"guest_addr", topo_.guest_addr},
-          {"wire_ns", topo_.wire_ns},   {"wire_addr", topo_.wire_addr},
+          {"wire_ns", topo_.wire_ns},   {"wire_addr", topo_.wire_addr}, {"wire_if", topo_.wire_if},
           {"nic", topo_.driver_ns + "/" + topo_.nic_if}, {"mac", netif::mac_string(cfg_.mac)}};
 }
 
@@ -181,6 +187,7 @@ netif::VifConfig VifHooks::replay_config() const {
 bool VifHooks::frontend_config(const ctl::Msg& m) {
   auto c = m.get_payload<netif::VifConfig>();
   if (!netif::plausible(c)) return false;  // not something a guest's stack sets
+  if (topology_ && c.mtu > path_mtu_) return false;  // the frontend puts such an MTU back: never replayed
   cfg_ = c;
   return true;
 }

@@ -79,6 +79,7 @@ class VifHooks final : public ClassHooks {
   std::unique_ptr<boost::asio::posix::stream_descriptor> drop_wait_;
   uint64_t dropped_ = 0;
   bool drop_extra_ = false;  // the next request is a GSO frame's extra slot
+  uint16_t path_mtu_ = 1500;  // the vif's mtu=: what the wire and the NIC carry
   uint64_t reported_ns_ = 0;  // the last stall reported
 };
 

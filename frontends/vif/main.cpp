@@ -20,7 +20,9 @@ namespace {
 const char kUsage[] =
     "usage: sd-netfront --control-fd FD --ifname NAME --mac MAC [--mtu N]\n"
     "       sd-netfront --xen [--handle N] --ifname NAME --mac MAC [--mtu N]\n"
-    "       sd-netfront --xen-guest DOMID [--handle N] --control-fd FD --mac MAC\n";
+    "       sd-netfront --xen-guest DOMID [--handle N] --control-fd FD --mac MAC\n"
+    "--mtu: the vif's MTU and the most its path carries (1500 by default); a higher one set on the\n"
+    "interface is put back\n";
 
 }  // namespace
 
@@ -89,6 +91,11 @@ int main(int argc, char** argv) {
   // domain's NIC is the local platform's veth; a Xen driver domain's NIC
   // gets one frame per page, as before.
   const bool offloads = !xen;
+  if (!offloads && mtu > static_cast<int>(sd::netif::kPageSize - sd::netif::kEthHeader)) {
+    std::fprintf(stderr, "sd-netfront: --mtu %d: this vif carries one page per frame (an MTU of at most %u)\n", mtu,
+                 sd::netif::kPageSize - sd::netif::kEthHeader);
+    return 2;
+  }
   auto fd = sd::front::TapPort::open_tap(ifname, cfg.mac, mtu, offloads);
   if (!fd) {
     std::fprintf(stderr, "sd-netfront: %s\n", fd.error().to_string().c_str());

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +31,7 @@ Netfront::Netfront(ctl::Channel ch, std::unique_ptr<PacketPort> port, netif::Vif
     : link_(std::move(ch), {"vif", 2 * kRingSize, xen ? 0u : static_cast<uint32_t>(netif::kPoolPages)}),
       port_(std::move(port)),
       cfg_(cfg),
+      max_mtu_(cfg.mtu),
       xen_(std::move(xen)) {
   cfg_.features |= port_->features();  // the backend sends the guest only what its side carries
 }
@@ -58,7 +60,12 @@ int Netfront::run() {
       if (link_.attached() && tx_) read_guest();
       port_->flush();
     }
-    if (r == 0 && link_.attached()) check_config();
+    // The guest's settings, looked at five times a second, traffic or not.
+    auto now = std::chrono::steady_clock::now();
+    if (link_.attached() && now - checked_ >= std::chrono::milliseconds(200)) {
+      checked_ = now;
+      check_config();
+    }
   }
 }
 
@@ -363,6 +370,13 @@ Result<ctl::XenPool> Netfront::regrant(uint32_t backend_domid) {
 void Netfront::check_config() {
   netif::VifConfig c = cfg_;
   port_->read_config(c);
+  // An MTU above what the vif's path carries would black-hole every larger
+  // frame: it is put back at once, and never reaches the shadow.
+  if (c.mtu > max_mtu_ && port_->set_mtu(max_mtu_)) {
+    std::fprintf(stderr, "netfront %s: MTU %u refused: this vif carries at most %u (its mtu= in the guest's config)\n",
+                 port_->name().c_str(), c.mtu, max_mtu_);
+    c.mtu = cfg_.mtu;
+  }
   if (c.mtu == cfg_.mtu && c.promisc == cfg_.promisc && c.allmulti == cfg_.allmulti && c.n_mcast == cfg_.n_mcast &&
       std::memcmp(c.mcast, cfg_.mcast, sizeof(c.mcast)) == 0)
     return;

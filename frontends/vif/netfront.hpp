@@ -17,6 +17,7 @@
 //             |                                | repost rx buffers, answer kReconnected  |
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,7 +35,8 @@ namespace sd::front {
 
 class Netfront final : private FrontendLink::Hooks {
  public:
-  // port: the guest's side. With a PoolSource (Xen) the pool is granted
+  // port: the guest's side; cfg.mtu is also the most the vif's path
+  // carries (the guest may lower its MTU, not raise it above). With a PoolSource (Xen) the pool is granted
   // per backend domain and the splitter log is this process's own; without,
   // shadowd sends both as fds.
   Netfront(ctl::Channel ch, std::unique_ptr<PacketPort> port, netif::VifConfig cfg,
@@ -65,6 +67,8 @@ class Netfront final : private FrontendLink::Hooks {
   FrontendLink link_;
   std::unique_ptr<PacketPort> port_;
   netif::VifConfig cfg_;
+  uint16_t max_mtu_;
+  std::chrono::steady_clock::time_point checked_{};
 
   std::vector<uint8_t*> pages_;
   std::unique_ptr<platform::EventChannel> evt_;

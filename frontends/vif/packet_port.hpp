@@ -43,6 +43,8 @@ class PacketPort {
   // The guest's own settings (MTU, promiscuous, multicast) where the port
   // can see them, applied to cfg.
   virtual void read_config(netif::VifConfig& cfg) { (void)cfg; }
+  // Puts the guest's MTU back to `mtu` where the port can; false if not.
+  virtual bool set_mtu(uint16_t mtu) { (void)mtu; return false; }
   // For messages.
   virtual std::string name() const = 0;
 };
@@ -70,6 +72,7 @@ class TapPort final : public PacketPort {
   size_t read(std::span<uint8_t* const> bufs, netif::Offload& off) override;
   void write(std::span<const iovec> frame, const netif::Offload& off) override;
   void read_config(netif::VifConfig& cfg) override;
+  bool set_mtu(uint16_t mtu) override;
   std::string name() const override { return ifname_; }
 
  private:

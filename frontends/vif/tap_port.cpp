@@ -104,6 +104,17 @@ void TapPort::write(std::span<const iovec> frame, const netif::Offload& off) {
   (void)!::writev(fd_.get(), iov, static_cast<int>(n));
 }
 
+bool TapPort::set_mtu(uint16_t mtu) {
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return false;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, ifname_.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_mtu = mtu;
+  bool ok = ::ioctl(s, SIOCSIFMTU, &ifr) == 0;
+  ::close(s);
+  return ok;
+}
+
 void TapPort::read_config(netif::VifConfig& c) {
   int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) return;

@@ -455,6 +455,56 @@ TEST_F(VifE2eTest, GsoFramesBothWays_KillsDuringTransfer_FilesByteIdentical) {
   print_recoveries();
 }
 
+// Jumbo frames: a vif with mtu=9000 (the wire and the NIC carry it, the
+// guest's interface starts there). 8000-byte pings that may not be
+// fragmented (three slots a frame) get through, and TCP runs across kills;
+// an MTU above the path's set on the guest's interface is put back at once
+// (it would black-hole every larger frame) and the log says why.
+TEST_F(VifE2eTest, JumboFrames_Mtu9000_PingsAndTcpAcrossKills_HigherMtuPutBack) {
+  auto vif = sd::e2e::vif_line(dom_, 1, kGuestAddr);
+  vif.insert(vif.rfind('\''), ",mtu=9000");
+  sd::e2e::write_host(dir_, SD_SOURCE_DIR, {dom_}, {{guest_, {vif}}}, "wire_netns: " + wire_ + "\n");
+  start_shadowd();
+  const std::string tap = detail().value("tap", std::string("eth0"));
+  auto mtu_of = [&](const std::string& ns, const std::string& dev) {
+    return std::atoi(run("ip netns exec " + ns + " cat /sys/class/net/" + dev + "/mtu").out.c_str());
+  };
+  EXPECT_EQ(mtu_of(guest_, tap), 9000);
+  EXPECT_EQ(mtu_of(wire_, detail().value("wire_if", std::string("wire0"))), 9000);
+  auto big_ping = [&] {
+    return run("ip netns exec " + guest_ + " ping -n -q -c 3 -i 0.2 -W 1 -s 8000 -M do " + kWireAddr);
+  };
+  auto before = big_ping();
+  EXPECT_EQ(before.rc, 0) << before.out << before.err;
+
+  const std::string port = "5302";
+  auto& server = spawn_in(wire_, {"iperf3", "-s", "-1", "-p", port}, "jumbo-server");
+  ASSERT_TRUE(wait_until([&] { return !run("ip netns exec " + wire_ + " ss -Hltn sport = :" + port).out.empty(); }, 5s));
+  auto& client = spawn_in(guest_, {"iperf3", "-c", kWireAddr, "-p", port, "-t", "4", "-J", "-M", "8900"}, "jumbo-client");
+  int last_pid = -1;
+  for (int i = 0; i < 3; ++i) {
+    std::this_thread::sleep_for(800ms);
+    ASSERT_NO_FATAL_FAILURE(kill_next_driver(last_pid));
+  }
+  ASSERT_TRUE(client.wait_for(30s));
+  server.wait_for(5s);
+  EXPECT_EQ(client.rc(), 0) << client.out() << client.err();
+  auto j = json::parse(client.out(), nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_GT(j["end"]["sum_received"].value("bytes", uint64_t{0}), 0u);
+  ASSERT_TRUE(wait_until([&] { return restarted(3); }, 10s)) << status().dump();
+  auto after = big_ping();
+  EXPECT_EQ(after.rc, 0) << after.out << after.err;
+
+  ASSERT_EQ(run("ip netns exec " + guest_ + " ip link set " + tap + " mtu 9500").rc, 0);
+  EXPECT_TRUE(wait_until([&] { return mtu_of(guest_, tap) == 9000; }, 2s)) << "the MTU above the path's stayed";
+  EXPECT_TRUE(wait_until([&] { return slurp(dir_ / "shadowd.log").find("MTU 9500 refused") != std::string::npos; }, 2s));
+  EXPECT_EQ(big_ping().rc, 0);
+  std::printf("[ figure   ] jumbo: iperf3 TCP (MSS 8900) across 3 kills: %.2f Gbit/s, %lld retransmits\n",
+              j["end"]["sum_received"].value("bits_per_second", 0.0) / 1e9,
+              static_cast<long long>(j["end"]["sum_sent"].value("retransmits", int64_t{-1})));
+}
+
 TEST_F(VifE2eTest, Ping_FiveKills_LossOnlyInsideOutages) {
   start_shadowd();
   const int count = 600;  // 6 s at 10 ms
