@@ -186,6 +186,111 @@ def throughput(host, seconds, port, args=()):
 
 def normal_mode(a, tsec, rounds=3):
     """The splitter log on and off, and a plain veth pair (the host's own path), alternating, per case."""
+    progress("normal mode: the splitter log on vs off, and a plain veth pair")
+    on = VifHost(a.build, "on%d" % (os.getpid() % 10000), 20, log_on=True)
+    off = VifHost(a.build, "of%d" % (os.getpid() % 10000), 21, log_on=False)
+    veth = VethPeer("%d" % (os.getpid() % 10000), 22)
+    res = {c[0]: {"on": [], "off": [], "veth": []} for c in CASES}
+    port = 5400
+    try:
+        for r in range(rounds):
+            for case, args, _ in CASES:
+                for key, h in (("off", off), ("on", on), ("veth", veth)):
+                    progress("normal mode: %s, %s, round %d/%d" % (case, key, r + 1, rounds))
+                    res[case][key].append(throughput(h, tsec, port, args))
+                    port += 1
+    finally:
+        on.close()
+        off.close()
+        veth.close()
+    progress("")
+    mean = statistics.mean
+    print("\nNormal mode, iperf3 %d s x %d rounds per case, alternating; the peer is the host's own path (a plain "
+          "veth pair); load average %s" % (tsec, rounds, " ".join(open("/proc/loadavg").read().split()[:3])))
+    print("%-31s %-8s %9s %9s %9s %9s %9s   %13s %13s" % ("case", "unit", "log off", "log on", "veth", "on/off",
+                                                           "on/veth", "CPU%/unit on", "CPU%/unit veth"))
+    out = {}
+    for case, _, unit in CASES:
+        v = {k: mean(x[0] for x in res[case][k]) for k in ("off", "on", "veth")}
+        c = {k: mean(x[1] for x in res[case][k]) for k in ("off", "on", "veth")}
+        print("%-31s %-8s %9.3f %9.3f %9.3f %9.3f %9.3f   %13.1f %13.1f" % (
+            case, unit, v["off"], v["on"], v["veth"], v["on"] / v["off"], v["on"] / v["veth"],
+            c["on"] / v["on"], c["veth"] / v["veth"]))
+        out[case] = {"unit": unit, "log_on": v["on"], "log_off": v["off"], "veth": v["veth"],
+                     "cpu_percent": {"log_on": c["on"], "log_off": c["off"], "veth": c["veth"]},
+                     "ratio_on_off": v["on"] / v["off"], "ratio_on_veth": v["on"] / v["veth"]}
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"seconds": tsec, "rounds": rounds, "loadavg": open("/proc/loadavg").read().split()[:3],
+                       "cases": out}, f, indent=1)
+
+
+def main():
+    ap = arguments(__doc__)
+    ap.add_argument("--kills", type=int, default=50, help="kills per shadow mode for the outage table (>= 50)")
+    ap.add_argument("--quick", action="store_true", help="10 kills, short runs (smoke test of the bench)")
+    ap.add_argument("--json", metavar="PATH", help="also write the normal-mode figures there, as JSON")
+    ap.add_argument("--normal-only", action="store_true", help="only the normal-mode table (throughput, no kills)")
+    a = ap.parse_args()
+    kills = 10 if a.quick else a.kills
+    tsec = 3 if a.quick else 8
+    require_root()
+    if a.normal_only:
+        header("vif")
+        normal_mode(a, tsec)
+        return
+
+    modes = [
+        ("restart only", dict(log_on=False, standby=False)),
+        ("shadow (cold)", dict(log_on=True, standby=False)),
+        ("shadow+standby", dict(log_on=True, standby=True)),
+    ]
+    rows = []
+    phase_rows = []
+    header("vif")
+    # No shadow: the driver domain is never restarted.
+    progress("no shadow: iperf3 across one kill")
+    h = VifHost(a.build, "n%d" % (os.getpid() % 100000), 10, budget=0)
+    app = iperf_across_kills(h, a.build, seconds=tsec, kills=1, port=5310)
+    h.close()
+    rows.append(("no shadow", None, None, None, None, app, None))
+    for i, (name, kw) in enumerate(modes):
+        progress("%s: outages over %d kills" % (name, kills if "shadow" in name else max(10, kills // 2)))
+        h = VifHost(a.build, "%d%d" % (i, os.getpid() % 10000), 11 + i, **kw)
+        n = kills if "shadow" in name else max(10, kills // 2)
+        outs, lost, sent, worst = outages(h, a.build, n)
+        recs = h.recoveries()[-n:]
+        h.base_restarts = h.status().get("restarts", 0)
+        progress("%s: iperf3 across 5 kills" % name)
+        app = iperf_across_kills(h, a.build, seconds=tsec, kills=5, port=5320 + i)
+        h.close()
+        rows.append((name, outs, lost, sent, recs, app, worst))
+        ph = {k: [r["phases_ms"][k] for r in recs if isinstance(r["phases_ms"].get(k), (int, float))]
+              for k in ("detect", "spawn", "replay", "resume", "total")}
+        phase_rows.append((name, ph))
+    progress("")
+
+    print("\nPer kill -9 of the net driver domain: outage seen by a UDP stream (ms), and iperf3 TCP across 5 kills")
+    print("outage: kill -> arrival of the first datagram sent after the kill; worst: largest one-way delay of any")
+    print("datagram sent between this kill and the next (p99 over kills); lost: datagrams never delivered")
+    print("%-16s %6s %8s %8s %8s %8s %10s %6s   %-6s %7s %6s  %s" % (
+        "mode", "kills", "p50", "p95", "p99", "max", "worst p99", "lost", "iperf3", "Gbit/s", "retr", "error"))
+    for name, outs, lost, sent, recs, app, worst in rows:
+        if outs is None:
+            print("%-16s %6s %8s %8s %8s %8s %10s %6s   %-6s %7.2f %6s  %s" % (
+                name, 1, "inf", "inf", "inf", "inf", "inf", "-", app["exit"], app["gbps"], app["retransmits"],
+                app["error"] or "(stalled after the crash)"))
+            continue
+        print("%-16s %6d %8.2f %8.2f %8.2f %8.2f %10.2f %6d   %-6s %7.2f %6s  %s" % (
+            name, len(outs), pct(outs, 50), pct(outs, 95), pct(outs, 99), max(outs), pct(worst, 99), lost,
+            app["exit"], app["gbps"], app["retransmits"], app["error"] or "-"))
+
+    print("\nRecovery phases from shadowd's events (ms, p50 / p99)")
+    print("%-16s %14s %14s %14s %14s %14s" % ("mode", "detect", "spawn", "replay", "resume", "total"))
+    for name, ph in phase_rows:
+        print("%-16s " % name + " ".join("%6.2f /%6.2f" % (pct(ph[k], 50), pct(ph[k], 99)) for k in
+                                          ("detect", "spawn", "replay", "resume", "total")))
+
     normal_mode(a, tsec)
 
 
