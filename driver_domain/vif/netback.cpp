@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 
 namespace sd::drvdom {
@@ -114,89 +115,120 @@ Result<void> Netback::service() {
 }
 
 // A frame's slots come off the ring together (the frontend publishes them
-// so); each is answered (its GSO extra NETIF_RSP_NULL), all at once.
+// so). Up to kBatch frames go to the NIC in one sendmmsg; then each slot is
+// answered (a GSO extra NETIF_RSP_NULL) and the answers published at once.
 Result<void> Netback::do_tx(bool& notify) {
   for (;;) {
-    int budget = 64;
-    while (budget-- > 0) {
+    unsigned frames = 0;
+    while (frames < kBatch) {
+      TxFrame& f = batch_[frames];
       while (!chain_done_) {
         auto req = tx_->get_request();
         if (!req) return std::unexpected(req.error());
         if (!*req) break;
-        chain_[chain_n_++] = **req;
+        f.slot[chain_n_++] = **req;
         // The extra comes right after the first slot; more_data chains data
         // slots; a chain too long for any frame is ended here (refused).
-        const netif_tx_request& first = chain_[0];
-        bool extra_next = chain_n_ == 1 && (first.flags & NETTXF_extra_info);
-        const netif_tx_request& last = chain_[chain_n_ - 1];
-        bool is_extra = chain_n_ == 2 && (first.flags & NETTXF_extra_info);
-        chain_done_ = chain_n_ == netif::kMaxSlots || (!extra_next && (is_extra ? !(first.flags & NETTXF_more_data)
-                                                                               : !(last.flags & NETTXF_more_data)));
+        const uint16_t first = f.slot[0].flags;
+        bool extra_next = chain_n_ == 1 && (first & NETTXF_extra_info);
+        bool is_extra = chain_n_ == 2 && (first & NETTXF_extra_info);
+        uint16_t more = is_extra ? first : f.slot[chain_n_ - 1].flags;
+        chain_done_ = chain_n_ == netif::kMaxSlots || (!extra_next && !(more & NETTXF_more_data));
       }
-      if (!chain_done_) break;
-      int16_t status = send_frame();
-      bool extra = chain_[0].flags & NETTXF_extra_info;
-      for (unsigned i = 0; i < chain_n_; ++i) {
-        netif_tx_response rsp{chain_[i].id, status};
-        if (extra && i == 1) rsp = {0, NETIF_RSP_NULL};
-        else if (i == 0 && garbage(ctl::FaultKind::kBadId))
-          rsp.id = static_cast<uint16_t>(chain_[i].id + netif::kRingSize + 7);  // never valid
-        (void)tx_->put_response(rsp);
-      }
+      if (!chain_done_) break;  // the ring is empty (a frame's first slots wait in batch_[frames])
+      f.n = chain_n_;
       chain_n_ = 0;
       chain_done_ = false;
-      // Published at once: if this incarnation dies, the frontend replays
-      // only frames not answered, so answering late would make frames that
-      // already left go out twice.
-      if (tx_->push_responses()) notify = true;
-      if (garbage(ctl::FaultKind::kBadProd)) {
-        // Publish more responses than there are requests.
-        auto* s = reinterpret_cast<netif_tx_sring*>(pages_->get(netif::kTxRingRef));
-        std::atomic_ref<RING_IDX>(s->rsp_prod).store(tx_->rsp_prod_pvt() + 100, std::memory_order_release);
-        notify = true;
-        return {};
+      f.status = prepare_frame(f);
+      ++frames;
+    }
+    if (frames == 0) {
+      if (!tx_->final_check_for_requests()) return {};
+      continue;
+    }
+    send_batch(frames);
+    for (unsigned k = 0; k < frames; ++k) {
+      const TxFrame& f = batch_[k];
+      bool extra = f.slot[0].flags & NETTXF_extra_info;
+      for (unsigned i = 0; i < f.n; ++i) {
+        netif_tx_response rsp{f.slot[i].id, f.status};
+        if (extra && i == 1) rsp = {0, NETIF_RSP_NULL};
+        else if (i == 0 && garbage(ctl::FaultKind::kBadId))
+          rsp.id = static_cast<uint16_t>(f.slot[i].id + netif::kRingSize + 7);  // never valid
+        (void)tx_->put_response(rsp);
       }
     }
+    // The first slots of a frame not yet all on the ring move to the front.
+    if (chain_n_ > 0 && frames > 0) std::copy_n(batch_[frames].slot, chain_n_, batch_[0].slot);
+    // Published at once: if this incarnation dies, the frontend replays
+    // only frames not answered, so answering late would make frames that
+    // already left go out twice.
     if (tx_->push_responses()) notify = true;
-    if (!tx_->final_check_for_requests()) return {};
+    if (garbage(ctl::FaultKind::kBadProd)) {
+      // Publish more responses than there are requests.
+      auto* s = reinterpret_cast<netif_tx_sring*>(pages_->get(netif::kTxRingRef));
+      std::atomic_ref<RING_IDX>(s->rsp_prod).store(tx_->rsp_prod_pvt() + 100, std::memory_order_release);
+      notify = true;
+      return {};
+    }
   }
 }
 
-// The frame in chain_ to the NIC: its status for every slot. Each slot
-// must lie inside its granted page, the slots' sizes add up to the first
-// one's, and offloads only where the frontend said it carries them.
-int16_t Netback::send_frame() {
-  const netif_tx_request& first = chain_[0];
+// The frame's message for the NIC: each slot inside its granted page, the
+// slots' sizes adding up to the first one's, offloads only where the
+// frontend said it carries them. Its status: NETIF_RSP_OKAY until sent,
+// NETIF_RSP_ERROR if it is refused here.
+int16_t Netback::prepare_frame(TxFrame& f) {
+  const netif_tx_request& first = f.slot[0];
   const bool gso = first.flags & NETTXF_extra_info;
-  if (chain_[chain_n_ - 1].flags & NETTXF_more_data && chain_n_ == netif::kMaxSlots) return NETIF_RSP_ERROR;
-  if ((gso || (first.flags & NETTXF_csum_blank) || chain_n_ > 1) && !offloads_) return NETIF_RSP_ERROR;
+  f.niov = 0;
+  if (f.slot[f.n - 1].flags & NETTXF_more_data && f.n == netif::kMaxSlots) return NETIF_RSP_ERROR;
+  if ((gso || (first.flags & NETTXF_csum_blank) || f.n > 1) && !offloads_) return NETIF_RSP_ERROR;
   netif::Offload off;
   off.csum_blank = first.flags & NETTXF_csum_blank;
   off.data_validated = first.flags & NETTXF_data_validated;
-  if (gso && (chain_n_ < 2 || !netif::read_gso_extra(chain_[1], off))) return NETIF_RSP_ERROR;
-  iovec iov[netif::kMaxSlots + 1];
-  netif::VnetHdr h{};
+  if (gso && (f.n < 2 || !netif::read_gso_extra(f.slot[1], off))) return NETIF_RSP_ERROR;
   unsigned n = offloads_ ? 1 : 0;
   size_t rest = 0;
-  for (unsigned i = gso ? 2 : 1; i < chain_n_; ++i) rest += chain_[i].size;
+  for (unsigned i = gso ? 2 : 1; i < f.n; ++i) rest += f.slot[i].size;
   if (first.size < rest + netif::kEthHeader) return NETIF_RSP_ERROR;
-  for (unsigned i = 0; i < chain_n_; ++i) {
+  for (unsigned i = 0; i < f.n; ++i) {
     if (gso && i == 1) continue;
-    const netif_tx_request& r = chain_[i];
+    const netif_tx_request& r = f.slot[i];
     size_t len = i == 0 ? first.size - rest : r.size;
     uint8_t* page = buffer(r.gref);
     if (!page || r.offset >= kPageSize || len > kPageSize - r.offset) return NETIF_RSP_ERROR;
-    iov[n++] = {page + r.offset, len};
+    f.iov[n++] = {page + r.offset, len};
   }
   if (offloads_) {
-    size_t head = iov[1].iov_len;
-    if (!netif::to_vnet(off, static_cast<const uint8_t*>(iov[1].iov_base), head, h)) return NETIF_RSP_ERROR;
-    iov[0] = {&h, sizeof(h)};
+    if (!netif::to_vnet(off, static_cast<const uint8_t*>(f.iov[1].iov_base), f.iov[1].iov_len, f.hdr))
+      return NETIF_RSP_ERROR;
+    f.iov[0] = {&f.hdr, sizeof(f.hdr)};
   }
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = n;
-  return ::sendmsg(nic_.get(), &msg, 0) < 0 ? NETIF_RSP_DROPPED : NETIF_RSP_OKAY;
+  f.niov = n;
+  return NETIF_RSP_OKAY;
+}
+
+// The prepared frames of batch_[0, frames) to the NIC in as few calls as
+// the socket allows; a frame it refuses is DROPPED, as a full NIC drops.
+void Netback::send_batch(unsigned frames) {
+  mmsghdr msgs[kBatch];
+  unsigned of[kBatch], n = 0;
+  for (unsigned k = 0; k < frames; ++k) {
+    if (batch_[k].status != NETIF_RSP_OKAY) continue;
+    msgs[n] = {};
+    msgs[n].msg_hdr.msg_iov = batch_[k].iov;
+    msgs[n].msg_hdr.msg_iovlen = batch_[k].niov;
+    of[n++] = k;
+  }
+  for (unsigned i = 0; i < n;) {
+    int sent = ::sendmmsg(nic_.get(), msgs + i, n - i, 0);
+    if (sent <= 0) {
+      batch_[of[i++]].status = NETIF_RSP_DROPPED;  // this one failed; the rest are tried again
+      continue;
+    }
+    i += static_cast<unsigned>(sent);
+  }
 }
 
 Result<void> Netback::do_rx(bool& notify) {

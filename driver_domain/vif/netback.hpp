@@ -7,10 +7,13 @@
 // posted next, in ring order.
 #pragma once
 
+#include <array>
 #include <deque>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <sys/uio.h>
 
 #include "backend.hpp"
 #include "granted_pages.hpp"
@@ -42,7 +45,17 @@ class Netback final : public Backend {
   Netback() = default;
   Result<void> do_tx(bool& notify);
   Result<void> do_rx(bool& notify);
-  int16_t send_frame();
+  struct TxFrame {  // a tx frame off the ring: its slots, its message for the NIC, its status
+    netif_tx_request slot[netif::kMaxSlots];
+    unsigned n = 0;
+    int16_t status = 0;
+    netif::VnetHdr hdr{};
+    iovec iov[netif::kMaxSlots + 1];
+    unsigned niov = 0;
+  };
+  static constexpr unsigned kBatch = 16;  // frames per sendmmsg
+  int16_t prepare_frame(TxFrame& f);
+  void send_batch(unsigned frames);
   bool receive_frame();
   uint8_t* buffer(grant_ref_t ref);
   void use_features(uint32_t features);
@@ -57,8 +70,9 @@ class Netback final : public Backend {
   // The frontend's side carries multi-slot frames, GSO and partial
   // checksums: the NIC's socket then speaks virtio-net headers.
   bool offloads_ = false;
-  // A tx frame's slots as they come off the ring (its GSO extra included).
-  netif_tx_request chain_[netif::kMaxSlots];
+  // Tx frames as they come off the ring (a GSO extra included), sent
+  // together; chain_n_ slots of the next one are in batch_[frames].
+  std::array<TxFrame, kBatch + 1> batch_{};
   unsigned chain_n_ = 0;
   bool chain_done_ = false;
 };
