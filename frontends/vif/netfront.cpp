@@ -236,6 +236,8 @@ Result<void> Netfront::take_rx() {
 Result<void> Netfront::rx_slot_taken(const netif_rx_response& r, uint16_t id) {
   if (!rx_ids_.in_flight(id))
     return fail(Code::kRestartReplay, "rx response at a position whose buffer is not posted (id " + std::to_string(id) + ")");
+  if (rx_ntaken_ == std::size(rx_taken_))
+    return fail(Code::kRestartReplay, "rx frame of more than " + std::to_string(netif::kMaxSlots) + " slots");
   (void)rx_ids_.complete(id);
   log().complete(rx_slot(id));
   rx_taken_[rx_ntaken_++] = id;

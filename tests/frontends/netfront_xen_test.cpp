@@ -118,5 +118,37 @@ TEST_F(NetfrontXenTest, BackendDies_FrameInFlightReplayedIntoNextPoolAfterOldGra
   EXPECT_EQ(std::memcmp(pools_->bases_.at(9) + replayed->gref * kPageSize + replayed->offset, frame, sizeof(frame)), 0);
 }
 
+// A lying backend chains more rx slots than any frame has: a fault reported
+// to shadowd, nothing written past the frontend's frame state, nothing
+// handed to the guest.
+TEST_F(NetfrontXenTest, RxFrameOfTooManySlots_FaultReportedNothingDelivered) {
+  ctl::Msg att;
+  att.type = ctl::MsgType::kDevAttach;
+  att.b = 3;
+  ASSERT_TRUE(shadowd_.send(att));
+  ASSERT_TRUE(reconnect(7));
+  auto rx = ring::BackRing<netif::RxTraits>::attach(pools_->bases_.at(7) + netif::kRxRingRef * kPageSize, kPageSize,
+                                                    false);
+  ASSERT_TRUE(rx);
+  for (unsigned i = 0; i < netif::kMaxSlots + 2; ++i) {
+    std::optional<netif_rx_request> req;
+    for (int t = 0; t < 200 && !req; ++t) {
+      auto r = rx->get_request();
+      if (r && *r) req = **r;
+      else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(req) << "buffer " << i << " not posted";
+    ASSERT_TRUE(rx->put_response(netif_rx_response{req->id, 0, NETRXF_more_data, 100}));
+  }
+  rx->push_responses();
+  ASSERT_TRUE(pools_->kick(7));
+
+  auto fault = test::await_msg(shadowd_, ctl::MsgType::kDevFault);
+  ASSERT_TRUE(fault) << "no fault reported to shadowd";
+  EXPECT_NE(fault->get_text().find("more than"), std::string::npos) << fault->get_text();
+  uint8_t buf[256];
+  EXPECT_LT(::recv(tap_.get(), buf, sizeof(buf), MSG_DONTWAIT), 0) << "the guest got a frame";
+}
+
 }  // namespace
 }  // namespace sd::front
