@@ -514,15 +514,7 @@ TEST_F(VifE2eTest, Ping_FiveKills_LossOnlyInsideOutages) {
   int last_pid = -1;
   for (int i = 0; i < 5; ++i) {
     std::this_thread::sleep_until(t0 + std::chrono::milliseconds(500 + 1000 * i));
-    int pid = -1;
-    ASSERT_TRUE(wait_until([&] {
-      auto s = status();
-      if (s.value("state", "") != "running" || !s["pid"].is_number()) return false;
-      pid = s["pid"].get<int>();
-      return pid != last_pid;
-    }, 5s));
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    last_pid = pid;
+    ASSERT_NO_FATAL_FAILURE(kill_next_driver(last_pid));
   }
   ASSERT_TRUE(ping.wait_for(20s)) << "ping did not finish";
   ASSERT_TRUE(wait_until([&] { return restarted(5) && recovered(5); }, 10s)) << status().dump();

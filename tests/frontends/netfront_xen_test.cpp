@@ -67,6 +67,14 @@ class NetfrontXenTest : public ::testing::Test {
     return std::nullopt;
   }
 
+  // shadowd attaches device 3 (the frontend waits for its first kReconnect).
+  void attach() {
+    ctl::Msg att;
+    att.type = ctl::MsgType::kDevAttach;
+    att.b = 3;
+    ASSERT_TRUE(shadowd_.send(att));
+  }
+
   PoolLog log_;
   MemPools* pools_ = nullptr;
   UniqueFd tap_;
@@ -77,10 +85,7 @@ class NetfrontXenTest : public ::testing::Test {
 };
 
 TEST_F(NetfrontXenTest, Reconnect_GrantsPoolToTheNamedDomainAndReportsItsRefs) {
-  ctl::Msg att;
-  att.type = ctl::MsgType::kDevAttach;
-  att.b = 3;
-  ASSERT_TRUE(shadowd_.send(att));
+  ASSERT_NO_FATAL_FAILURE(attach());
 
   auto pool = reconnect(7);
 
@@ -92,10 +97,7 @@ TEST_F(NetfrontXenTest, Reconnect_GrantsPoolToTheNamedDomainAndReportsItsRefs) {
 }
 
 TEST_F(NetfrontXenTest, BackendDies_FrameInFlightReplayedIntoNextPoolAfterOldGrantsGo) {
-  ctl::Msg att;
-  att.type = ctl::MsgType::kDevAttach;
-  att.b = 3;
-  ASSERT_TRUE(shadowd_.send(att));
+  ASSERT_NO_FATAL_FAILURE(attach());
   ASSERT_TRUE(reconnect(7));
   // The guest sends a frame; backend 7 sees it and dies without answering.
   uint8_t frame[60];
@@ -122,10 +124,7 @@ TEST_F(NetfrontXenTest, BackendDies_FrameInFlightReplayedIntoNextPoolAfterOldGra
 // to shadowd, nothing written past the frontend's frame state, nothing
 // handed to the guest.
 TEST_F(NetfrontXenTest, RxFrameOfTooManySlots_FaultReportedNothingDelivered) {
-  ctl::Msg att;
-  att.type = ctl::MsgType::kDevAttach;
-  att.b = 3;
-  ASSERT_TRUE(shadowd_.send(att));
+  ASSERT_NO_FATAL_FAILURE(attach());
   ASSERT_TRUE(reconnect(7));
   auto rx = ring::BackRing<netif::RxTraits>::attach(pools_->bases_.at(7) + netif::kRxRingRef * kPageSize, kPageSize,
                                                     false);
