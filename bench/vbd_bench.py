@@ -12,18 +12,18 @@ or O_DIRECT with --direct-io-safe).
    flight at the kill or issued within 100 ms after it (what a program sees:
    how long its I/O stood still). shadowd's own phase timings are printed
    beside.
-2. Splitter log on vs off, same run: two hosts (one started with
-   SD_SPLITTER_LOG=off), fio 4 KiB randwrite iodepth 16 for S seconds on each,
-   interleaved round after round so machine noise hits both alike, and the
-   host's own path beside them (the same fio on a plain loop device over an
-   image file on the same file system). IOPS and completion latency per
-   side, and the ratios.
+2. Normal mode: the splitter log on vs off, and the host's own path (the
+   same fio on a plain loop device over an image file on the same file
+   system), side by side in one run, alternating case by case so machine
+   noise hits every side alike: 4 KiB randrw 70/30 at iodepth 16 and 32,
+   4 KiB randwrite at iodepth 16, 1 MiB sequential write and read at
+   iodepth 4. IOPS or MiB/s per side, the ratios, and CPU per unit.
 3. Replay cost vs requests in flight: bench_vbd_replay (the frontend's
    requeue, 1..128), and the replay phase of the real recoveries of part 1
    by the number of requests they replayed.
 
-usage: bench/vbd_bench.py [--build DIR] [--kills N] [--rounds N] [--seconds S] [--direct-io-safe] [--standby]
-       [--json PATH]
+usage: bench/vbd_bench.py [--build DIR] [--kills N] [--rounds N] [--seconds S] [--quick] [--normal-only]
+       [--direct-io-safe] [--standby] [--json PATH]
 Run as root, with nothing else heavy running.
 """
 import json
@@ -185,53 +185,74 @@ class LoopPeer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def on_off(build, rounds, seconds):
-    progress("part 2: splitter log on vs off, and a plain loop device, %d interleaved rounds of %d s each"
-             % (rounds, seconds))
+def cpu_busy():
+    v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+# Normal-mode cases: fio arguments over the defaults of BlkHost.fio, and the unit.
+CASES = [
+    ("4k randrw 70/30, iodepth 16", ["--rw=randrw", "--rwmixread=70", "--iodepth=16"], "IOPS"),
+    ("4k randrw 70/30, iodepth 32", ["--rw=randrw", "--rwmixread=70", "--iodepth=32"], "IOPS"),
+    ("4k randwrite, iodepth 16", [], "IOPS"),
+    ("1M seq write, iodepth 4", ["--rw=write", "--bs=1M", "--iodepth=4"], "MiB/s"),
+    ("1M seq read, iodepth 4", ["--rw=read", "--bs=1M", "--iodepth=4"], "MiB/s"),
+]
+
+
+def fio_value(j, unit):
+    """IOPS (reads + writes) or MiB/s (reads + writes) of one fio job."""
+    if unit == "IOPS":
+        return j["read"]["iops"] + j["write"]["iops"]
+    return (j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / (1 << 20)
+
+
+def normal_mode(build, rounds, seconds):
+    """The splitter log on and off, and a plain loop device (the host's own path), alternating, per case."""
+    progress("normal mode: the splitter log on vs off, and a plain loop device")
     on, off, peer = BlkHost(build, "on", True), BlkHost(build, "off", False), LoopPeer()
-    res = {True: [], False: [], "loop": []}
+    sides = (("off", off), ("on", on), ("loop", peer))
+    res = {c[0]: {k: [] for k, _ in sides} for c in CASES}
     try:
         if not on.log_on or off.log_on:
             raise SystemExit("the splitter log is not on/off as asked (SD_SPLITTER_LOG)")
-        for h in (on, off, peer):  # warm-up: allocate the images' blocks so every side starts alike
+        for _, h in sides:  # warm-up: allocate the images' blocks so every side starts alike
             h.fio(2, ["--rw=write", "--bs=1M", "--time_based=0", "--runtime=60", "--size=256M"])
         for r in range(rounds):
-            for h in ((on, off, peer) if r % 2 == 0 else (peer, off, on)):
-                j = h.fio(seconds)
-                if j:
-                    w = j["write"]
-                    res[h.log_on].append((w["iops"], w["clat_ns"]["mean"] / 1000,
-                                          w["clat_ns"]["percentile"]["50.000000"] / 1000,
-                                          w["clat_ns"]["percentile"]["99.000000"] / 1000))
-                progress("  round %d %s: %s IOPS" % (r + 1, {True: "on ", False: "off", "loop": "loop"}[h.log_on],
-                                                      "%.0f" % res[h.log_on][-1][0] if j else "fio failed"))
+            for case, args, unit in CASES:
+                for key, h in (sides if r % 2 == 0 else sides[::-1]):
+                    progress("normal mode: %s, %s, round %d/%d" % (case, key, r + 1, rounds))
+                    b0, t0 = cpu_busy()
+                    j = h.fio(seconds, args)
+                    b1, t1 = cpu_busy()
+                    if j is None:
+                        raise SystemExit("fio failed on %s (%s)" % (key, case))
+                    res[case][key].append((fio_value(j, unit), 100.0 * (os.cpu_count() or 1) * (b1 - b0) /
+                                           max(1, t1 - t0)))
     finally:
         on.close()
         off.close()
         peer.close()
     progress("")
-    print("\n2. Splitter log on vs off, same run: fio 4k randwrite iodepth 16, %d interleaved rounds x %d s per side;"
-          " the peer is the host's own path (a plain loop device)" % (rounds, seconds))
-    print("%-6s %10s %10s %12s %12s %12s" % ("log", "IOPS mean", "IOPS sd", "clat mean us", "clat p50 us",
-                                             "clat p99 us"))
-    for side in (True, False, "loop"):
-        v = res[side]
-        if not v:
-            continue
-        print("%-6s %10.0f %10.0f %12.1f %12.1f %12.1f" % (
-            {True: "on", False: "off", "loop": "loop"}[side], statistics.mean(x[0] for x in v),
-            statistics.pstdev([x[0] for x in v]),
-            statistics.mean(x[1] for x in v), statistics.median(x[2] for x in v), statistics.median(x[3] for x in v)))
-    if res[True] and res[False]:
-        ratio = statistics.mean(x[0] for x in res[True]) / statistics.mean(x[0] for x in res[False])
-        per_round = [a[0] / b[0] for a, b in zip(res[True], res[False])]
-        print("IOPS ratio on/off: %.3f (per round: %s)" % (ratio, " ".join("%.3f" % x for x in per_round)))
-    if res[True] and res["loop"]:
-        print("IOPS ratio on/loop: %.3f" % (statistics.mean(x[0] for x in res[True]) /
-                                           statistics.mean(x[0] for x in res["loop"])))
-    return {("log_on" if k is True else "log_off" if k is False else k):
-            {"iops": statistics.mean(x[0] for x in v), "clat_mean_us": statistics.mean(x[1] for x in v)}
-            for k, v in res.items() if v}
+    mean = statistics.mean
+    print("\n2. Normal mode, fio (libaio, direct) %d s x %d rounds per case, alternating; the peer is the host's own"
+          " path (a plain loop device over an image on the same file system); disk %s; load average %s" % (
+              seconds, rounds, "O_DIRECT" if BlkHost.DIRECT else "through the host's page cache",
+              " ".join(open("/proc/loadavg").read().split()[:3])))
+    print("%-29s %-6s %9s %9s %9s %8s %8s   %12s %12s" % ("case", "unit", "log off", "log on", "loop", "on/off",
+                                                          "on/loop", "CPU%/k on", "CPU%/k loop"))
+    out = {}
+    for case, _, unit in CASES:
+        v = {k: mean(x[0] for x in res[case][k]) for k, _ in sides}
+        c = {k: mean(x[1] for x in res[case][k]) for k, _ in sides}
+        print("%-29s %-6s %9.0f %9.0f %9.0f %8.3f %8.3f   %12.2f %12.2f" % (
+            case, unit, v["off"], v["on"], v["loop"], v["on"] / v["off"], v["on"] / v["loop"],
+            1000 * c["on"] / v["on"], 1000 * c["loop"] / v["loop"]))
+        out[case] = {"unit": unit, "log_on": v["on"], "log_off": v["off"], "loop": v["loop"],
+                     "cpu_percent": {k: c[k] for k, _ in sides},
+                     "ratio_on_off": v["on"] / v["off"], "ratio_on_loop": v["on"] / v["loop"]}
+    print("CPU%/k: the whole machine's CPU (all cores, %) per thousand units")
+    return out
 
 
 def replay_cost(build, recs):
@@ -251,12 +272,16 @@ def replay_cost(build, recs):
 def main():
     ap = arguments(__doc__)
     ap.add_argument("--kills", type=int, default=60)
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="10 kills, 1 round of 3 s (smoke test of the bench)")
+    ap.add_argument("--normal-only", action="store_true", help="only the normal-mode table (no kills)")
     ap.add_argument("--direct-io-safe", action="store_true", help="O_DIRECT on the disk image (xl's flag)")
     ap.add_argument("--standby", action="store_true", help="policy standby: true (a warm standby driver domain)")
-    ap.add_argument("--json", metavar="PATH", help="also write part 2's figures there, as JSON")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures there, as JSON")
     a = ap.parse_args()
+    if a.quick:
+        a.kills, a.rounds, a.seconds = 10, 1, 3
     BlkHost.DIRECT = a.direct_io_safe
     BlkHost.STANDBY = a.standby
     require_root("shadowd sandboxes its driver domains; sd-blkfront mounts FUSE")
@@ -265,13 +290,14 @@ def main():
     if a.kills < 1 or a.rounds < 1 or a.seconds < 1:
         raise SystemExit("--kills, --rounds and --seconds must be >= 1")
     header("vbd")
-    recs = stall_per_crash(a.build, a.kills)
-    normal = on_off(a.build, a.rounds, a.seconds)
+    recs = [] if a.normal_only else stall_per_crash(a.build, a.kills)
+    normal = normal_mode(a.build, a.rounds, a.seconds)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"randwrite_4k_iodepth16": dict(normal, rounds=a.rounds, seconds=a.seconds,
-                                                      loadavg=open("/proc/loadavg").read().split()[:3])}, f, indent=1)
-    replay_cost(a.build, recs)
+            json.dump({"rounds": a.rounds, "seconds": a.seconds, "loadavg": open("/proc/loadavg").read().split()[:3],
+                       "cases": normal, "recoveries": [r["phases_ms"] for r in recs]}, f, indent=1)
+    if not a.normal_only:
+        replay_cost(a.build, recs)
 
 
 if __name__ == "__main__":

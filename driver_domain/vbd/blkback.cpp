@@ -1,6 +1,7 @@
 #include "vbd/blkback.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -52,16 +53,37 @@ Result<std::unique_ptr<Blkback>> Blkback::create(std::unique_ptr<GrantedPages> p
   auto r = ring::BackRing<blkif::Traits>::attach(ring_page, blkif::kPageSize, false);
   if (!r) return std::unexpected(r.error());
   bb->ring_.emplace(std::move(*r));
-  bb->io_ = std::thread([p = bb.get()] { p->io_loop(); });
+  bb->running_.resize(bb->ring_->size());
+  for (unsigned i = 0; i <= kWorkers; ++i) {
+    // Small stacks: a domain serving many disks runs under an address-space
+    // limit (a default 8 MiB stack per thread would spend it).
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, kStackBytes);
+    pthread_t t;
+    auto body = i == 0 ? +[](void* p) -> void* { static_cast<Blkback*>(p)->io_loop(); return nullptr; }
+                       : +[](void* p) -> void* { static_cast<Blkback*>(p)->work(); return nullptr; };
+    int rc = pthread_create(&t, &attr, body, bb.get());
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+      errno = rc;
+      return sys_fail("vbd attach: start a disk thread");  // the destructor stops those started
+    }
+    bb->threads_.push_back(t);
+  }
   return bb;
 }
 
 Blkback::~Blkback() {
-  if (io_.joinable()) {
-    uint64_t one = 1;
-    (void)!::write(stop_.get(), &one, sizeof(one));
-    io_.join();
+  {
+    std::lock_guard lk(run_m_);
+    stopping_ = true;
   }
+  run_cv_.notify_all();
+  work_cv_.notify_all();
+  uint64_t one = 1;
+  (void)!::write(stop_.get(), &one, sizeof(one));
+  for (pthread_t t : threads_) pthread_join(t, nullptr);
 }
 
 void Blkback::poll_fds(std::vector<pollfd>& fds) { fds.push_back({broken_.get(), POLLIN, 0}); }
@@ -74,7 +96,7 @@ Result<void> Blkback::service() {
   return {};
 }
 
-// The I/O thread: sleeps until the frontend kicks, serves the ring, until
+// The dispatcher: sleeps until the frontend kicks, serves the ring, until
 // the owner says stop or the frontend breaks the protocol.
 void Blkback::io_loop() {
   for (;;) {
@@ -161,11 +183,12 @@ int16_t Blkback::execute(const blkif_request& r) {
   }
 }
 
-void Blkback::respond(const blkif_request& r, int16_t status, bool& notify) {
+void Blkback::respond(const blkif_request& r, int16_t status) {
   blkif_response rsp{};
   rsp.id = r.id;
   rsp.operation = r.operation;
   rsp.status = status;
+  std::lock_guard lk(ring_m_);
   if (garbage(ctl::FaultKind::kBadId)) {
     rsp.id = r.id + 2 * blkif::kRingSize;  // never in flight
   } else if (garbage(ctl::FaultKind::kBadGrant)) {
@@ -178,28 +201,106 @@ void Blkback::respond(const blkif_request& r, int16_t status, bool& notify) {
   }
   (void)ring_->put_response(rsp);
   // Published at once: a crash replays only what was not answered.
-  if (ring_->push_responses()) notify = true;
+  if (ring_->push_responses()) (void)evt_->notify();
+}
+
+static bool writes(const blkif_request& r) { return r.operation != BLKIF_OP_READ; }
+
+// The sectors a request touches (a flush: none; it orders by itself).
+static std::pair<uint64_t, uint64_t> extent(const blkif_request& r) {
+  if (r.operation == BLKIF_OP_DISCARD) {
+    blkif_request_discard d;
+    std::memcpy(&d, &r, sizeof(d));
+    return {d.sector_number, d.sector_number + d.nr_sectors};
+  }
+  uint64_t n = 0;
+  for (unsigned i = 0; i < r.nr_segments && i < blkif::kSegs; ++i)
+    n += r.seg[i].last_sect - r.seg[i].first_sect + 1u;
+  return {r.sector_number, r.sector_number + n};
+}
+
+static bool orders_all(const blkif_request& r) {
+  return r.operation == BLKIF_OP_FLUSH_DISKCACHE || r.operation == BLKIF_OP_WRITE_BARRIER;
+}
+
+bool Blkback::wait_turn(const blkif_request& r) {
+  auto [first, end] = extent(r);
+  std::unique_lock lk(run_m_);
+  run_cv_.wait(lk, [&] {
+    if (stopping_) return true;
+    if (orders_all(r)) return busy_ == 0;
+    for (const auto& o : running_)
+      if (o.state != Running::kFree && (writes(r) || o.writes) && first < o.end && o.first < end) return false;
+    return true;
+  });
+  return !stopping_;
 }
 
 std::optional<Error> Blkback::serve_ring() {
-  bool notify = false;
   std::optional<Error> err;
   for (;;) {
     for (;;) {
-      auto req = ring_->get_request();
-      if (!req) {
-        err = req.error();
-        break;
+      std::optional<blkif_request> got;
+      {
+        std::lock_guard lk(ring_m_);
+        auto req = ring_->get_request();
+        if (!req) {
+          err = req.error();
+          break;
+        }
+        got = *req;  // our copy; the guest cannot change it now
       }
-      if (!*req) break;
-      const blkif_request r = **req;  // our copy; the guest cannot change it now
-      respond(r, execute(r), notify);
+      if (!got) break;
+      const blkif_request r = *got;
+      if (!wait_turn(r)) return err;
+      if (orders_all(r) || !blkif::check_request(r, st_.sectors).empty()) {
+        respond(r, execute(r));  // nothing else runs (a flush), or nothing to run (refused)
+      } else {
+        auto [first, end] = extent(r);
+        std::lock_guard lk(run_m_);
+        for (auto& o : running_)  // a free place: the ring owes at most its size responses
+          if (o.state == Running::kFree) {
+            o = {Running::kQueued, writes(r), first, end, seq_++, r};
+            ++busy_;
+            break;
+          }
+        work_cv_.notify_one();
+      }
       if (stalled_) break;
     }
-    if (err || stalled_ || !ring_->final_check_for_requests()) break;
+    if (err || stalled_) break;
+    std::lock_guard lk(ring_m_);
+    if (!ring_->final_check_for_requests()) break;
   }
-  if (notify) (void)evt_->notify();
   return err;
+}
+
+// A worker: executes queued requests, answers each, and frees its place.
+void Blkback::work() {
+  for (;;) {
+    Running* p = nullptr;
+    {
+      std::unique_lock lk(run_m_);
+      work_cv_.wait(lk, [&] {
+        p = nullptr;
+        for (auto& o : running_)
+          if (o.state == Running::kQueued && (!p || o.seq < p->seq)) p = &o;
+        return stopping_ || p;
+      });
+      if (stopping_) return;
+      p->state = Running::kExecuting;
+    }
+    const blkif_request r = p->req;
+    int16_t status = execute(r);
+    if (stalled_) continue;  // a hung driver answers nothing
+    respond(r, status);
+    {
+      std::lock_guard lk(run_m_);
+      p->state = Running::kFree;
+      --busy_;
+    }
+    run_cv_.notify_one();
+  }
 }
 
 }  // namespace sd::drvdom

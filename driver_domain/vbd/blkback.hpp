@@ -3,26 +3,29 @@
 // across incarnations: through the host's page cache, or O_DIRECT for a
 // disk whose spec says direct-io-safe).
 //
-// The ring is served by its own I/O thread, so the runtime's loop (control
+// The ring is served by its own threads, so the runtime's loop (control
 // channel, heartbeats) never waits for the disk: a slow disk is not a hung
-// driver. Every kick the thread takes every request on the ring (queue depth
-// up to the ring size) and executes them in ring order: READ/WRITE with
-// preadv/pwritev on the granted data pages, FLUSH_DISKCACHE with fdatasync,
-// WRITE_BARRIER as flush + write + flush, DISCARD as a punched hole.
-// Executing in ring order keeps every flush and barrier behind what came
-// before it. Each response is published as soon as its request is done, so
-// a crash replays only what was not answered; replayed requests are safe to
+// driver. A dispatcher takes every request on the ring, in ring order, and
+// hands READ, WRITE and DISCARD to kWorkers workers that execute several at
+// once (preadv/pwritev on the granted data pages, a punched hole), with
+// blkif's ordering kept where it binds: a request waits for every earlier
+// one it overlaps unless both only read (overlapping writes land in ring
+// order), and FLUSH_DISKCACHE (fdatasync) and WRITE_BARRIER (flush + write
+// + flush) wait for everything before them and hold back everything after
+// them. Each response is published as soon as its request is done, so a
+// crash replays only what was not answered; replayed requests are safe to
 // run again (a write of the same data, a flush, a discard). Synchronous I/O
 // also keeps a kill fast: a dying process waits for no queued I/O (Linux
 // AIO's teardown costs an RCU grace period, ~30 ms here).
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
+#include <pthread.h>
 #include <vector>
 
 #include "backend.hpp"
@@ -47,7 +50,7 @@ class Blkback final : public Backend {
   // a write answered OKAY is on the device, not in this domain's page
   // cache, which dies with it. Errors name the path.
   static Result<UniqueFd> open_disk(const std::string& path, bool readonly);
-  ~Blkback() override;  // stops the I/O thread after the request it is executing
+  ~Blkback() override;  // stops the threads after the requests they are executing
   void poll_fds(std::vector<pollfd>& fds) override;
   // Reports what the I/O thread found wrong with the frontend's ring.
   Result<void> service() override;
@@ -56,24 +59,47 @@ class Blkback final : public Backend {
   // kBadGrant answers with a status that is not a blkif status.
 
  private:
+  static constexpr unsigned kWorkers = 4;
+  static constexpr size_t kStackBytes = 256 << 10;
   Blkback() = default;
   void io_loop();
+  void work();
   std::optional<Error> serve_ring();
+  // Waits until `r` may start (nothing earlier it must follow is running);
+  // false when the owner says stop.
+  bool wait_turn(const blkif_request& r);
   int16_t execute(const blkif_request& r);
   int16_t rw(const blkif_request& r);
-  void respond(const blkif_request& r, int16_t status, bool& notify);
+  void respond(const blkif_request& r, int16_t status);
 
   std::unique_ptr<GrantedPages> pages_;
   std::unique_ptr<platform::EventChannel> evt_;
   UniqueFd disk_;
   UniqueFd stop_;    // eventfd: the owner asks the I/O thread to end
   UniqueFd broken_;  // eventfd: the I/O thread found the ring broken (error_)
-  std::optional<ring::BackRing<blkif::Traits>> ring_;  // the I/O thread's
+  std::mutex ring_m_;  // the ring and the garbage faults, shared by dispatcher and workers
+  std::optional<ring::BackRing<blkif::Traits>> ring_;
+  // Requests handed to the workers, queued or executing: sectors [first,
+  // end), whether it writes. One place per ring slot (the ring never lets
+  // more be owed a response), so no allocation per request.
+  struct Running {
+    enum : uint8_t { kFree, kQueued, kExecuting } state = kFree;
+    bool writes = false;
+    uint64_t first = 0, end = 0, seq = 0;
+    blkif_request req{};
+  };
+  std::mutex run_m_;
+  std::condition_variable run_cv_;   // a request finished, or stop
+  std::condition_variable work_cv_;  // a request was queued, or stop
+  std::vector<Running> running_;     // ring size
+  size_t busy_ = 0;                  // places not kFree
+  uint64_t seq_ = 0;                 // workers take the oldest queued first
+  bool stopping_ = false;
   blkif::DiskState st_{};
   std::optional<blkif_response> dup_of_;  // kBadProd: the response to send twice
   std::mutex error_m_;
   std::optional<Error> error_;
-  std::thread io_;
+  std::vector<pthread_t> threads_;  // the dispatcher, then the workers
 };
 
 }  // namespace sd::drvdom

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 
 namespace sd::front {
 
@@ -82,7 +83,7 @@ void Blkfront::service_loop() {
 
 void Blkfront::pump_locked() {
   if (!link_.pump(*this)) {
-    cv_.notify_all();  // shadowd is gone: nothing will answer
+    wake_all_locked();  // shadowd is gone: nothing will answer
     return;
   }
   if (evt_) (void)evt_->consume();
@@ -118,14 +119,16 @@ void Blkfront::take_responses_locked() {
       log().complete(static_cast<uint32_t>(rsp.id));
       status_[rsp.id] = rsp.status;
       done_[rsp.id] = 1;
+      done_cv_[rsp.id].notify_one();  // its caller alone
       ++stats_.completed;
       any = true;
     }
     // Responses published between the last read and rsp_event being set
     // bring no notification: take them now.
   } while (!bad && ring_->final_check_for_responses());
-  // The valid responses before a bad one complete their callers.
-  if (any) cv_.notify_all();
+  // The valid responses before a bad one completed their callers; the ring
+  // has room again.
+  if (any) slot_cv_.notify_all();
   if (bad) backend_fault_locked(*bad);
 }
 
@@ -144,7 +147,7 @@ Result<FrontendLink::Repair> Blkfront::repair(const ctl::Msg& m) {
   done.replayed = blkif::requeue(*ring_, table_, log(), kReqRing);
   ++stats_.reconnects;
   stats_.replayed += done.replayed;
-  cv_.notify_all();  // callers waiting for a first ring
+  wake_all_locked();  // callers waiting for a first ring
   return done;
 }
 
@@ -153,6 +156,7 @@ Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
   // data of every id a caller holds waits here meanwhile.
   constexpr size_t kIdBytes = size_t{blkif::kSegs} * kPageSize;
   std::vector<std::pair<size_t, std::vector<uint8_t>>> held;
+  std::unique_lock copying(pool_m_);  // no caller is copying into or out of the old pages
   if (data_)
     for (size_t id = 0; id < blkif::kRingSize; ++id)
       if (busy_[id]) held.emplace_back(id, std::vector<uint8_t>(data(id), data(id) + kIdBytes));
@@ -175,20 +179,34 @@ Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
   return pool->ref;
 }
 
-int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_t* wdata, uint8_t* rdata) {
-  std::unique_lock lk(m_);
-  // Blocks, never fails, while the ring is full or the queue limit reached
-  // (an outage fills both: the requests wait for the next backend).
-  cv_.wait(lk, [&] {
-    return link_.gone() || (ring_ && table_.count() < limit_ && ring_->free_requests() > 0 &&
-                            std::count(busy_.begin(), busy_.end(), 0) > 0);
-  });
-  if (link_.gone()) return -EIO;
+void Blkfront::wake_all_locked() {
+  slot_cv_.notify_all();
+  for (auto& cv : done_cv_) cv.notify_all();
+}
+
+// Blocks, never fails, while the ring is full or the queue limit reached (an
+// outage fills both: the requests wait for the next backend). Returns a free
+// id, now held by the caller, or nullopt when shadowd is gone.
+std::optional<size_t> Blkfront::reserve_locked(std::unique_lock<std::mutex>& lk) {
+  slot_cv_.wait(lk, [&] { return link_.gone() || (ring_ && held_ < limit_ && ring_->free_requests() > 0); });
+  if (link_.gone()) return std::nullopt;
   size_t id = next_id_;
   while (busy_[id]) id = (id + 1) % blkif::kRingSize;
   next_id_ = (id + 1) % blkif::kRingSize;  // round robin: a stale duplicate is more likely caught
   busy_[id] = 1;
   done_[id] = 0;
+  ++held_;
+  return id;
+}
+
+// Puts one request of at most kMaxIoBytes on the ring for a held id whose
+// pages already hold the data to write. Held ids never outnumber the ring's
+// slots, so a held id always finds one; only a Xen regrant in between may
+// have left no ring yet.
+void Blkfront::post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector,
+                           uint32_t sectors) {
+  slot_cv_.wait(lk, [&] { return link_.gone() || ring_; });
+  if (link_.gone()) return;  // collect() says EIO
   blkif_request req{};
   req.operation = op;
   req.id = id;
@@ -209,7 +227,6 @@ int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_
       req.seg[i].last_sect =
           static_cast<uint8_t>(std::min(blkif::kSectorsPerPage, sectors - i * blkif::kSectorsPerPage) - 1);
     }
-    if (wdata) std::memcpy(data(id), wdata, size_t{sectors} * kSectorSize);
   }
   (void)table_.add(req);
   (void)ring_->put_request(req);
@@ -224,7 +241,14 @@ int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_
     default: ++stats_.discards;
   }
   if (ring_->push_requests()) kick();
-  cv_.wait(lk, [&] { return link_.gone() || done_[id]; });
+}
+
+// Waits for the held id's response and gives the id back: 0, -EIO (an error
+// status, or shadowd is gone) or -EOPNOTSUPP. A read's data is copied out
+// first, outside the lock.
+int Blkfront::collect(size_t id, uint32_t sectors, uint8_t* rdata) {
+  std::unique_lock lk(m_);
+  done_cv_[id].wait(lk, [&] { return link_.gone() || done_[id]; });
   int rc = 0;
   if (!done_[id]) {
     rc = -EIO;  // shadowd is gone
@@ -233,24 +257,76 @@ int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_
   } else if (status_[id] != BLKIF_RSP_OKAY) {
     rc = -EIO;
   } else if (rdata) {
-    std::memcpy(rdata, data(id), size_t{sectors} * kSectorSize);
+    lk.unlock();
+    {
+      std::shared_lock copying(pool_m_);
+      std::memcpy(rdata, data(id), size_t{sectors} * kSectorSize);
+    }
+    lk.lock();
   }
   busy_[id] = 0;
   done_[id] = 0;
-  cv_.notify_all();
+  --held_;
+  slot_cv_.notify_one();
   return rc;
 }
 
+int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors) {
+  std::optional<size_t> id;
+  {
+    std::unique_lock lk(m_);
+    if (!(id = reserve_locked(lk))) return -EIO;
+    post_locked(lk, *id, op, sector, sectors);
+  }
+  return collect(*id, 0, nullptr);
+}
+
+// Reads or writes in requests of at most kMaxIoBytes, as many on the ring at
+// once as there are ids free (a 1 MiB write is 24 requests the backend runs
+// side by side). The data moves between the caller's buffer and the ids'
+// pages outside the lock. A caller holding ids and finding none free waits
+// for its own oldest first, so callers never wait on each other's ids.
 int Blkfront::rw_aligned(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata) {
   constexpr uint64_t kMaxSectors = blkif::kMaxIoBytes / kSectorSize;
-  for (uint64_t done = 0; done < sectors;) {
+  struct Part {
+    size_t id;
+    uint64_t at;  // sectors from the start
+    uint32_t n;
+  };
+  std::deque<Part> posted;
+  int rc = 0;
+  auto collect_oldest = [&] {
+    Part p = posted.front();
+    posted.pop_front();
+    int r = collect(p.id, p.n, rdata ? rdata + p.at * kSectorSize : nullptr);
+    if (rc == 0) rc = r;
+  };
+  for (uint64_t done = 0; done < sectors && rc == 0;) {
     uint32_t n = static_cast<uint32_t>(std::min(kMaxSectors, sectors - done));
-    int rc = submit(op, sector + done, n, wdata ? wdata + done * kSectorSize : nullptr,
-                    rdata ? rdata + done * kSectorSize : nullptr);
-    if (rc != 0) return rc;
+    std::optional<size_t> id;
+    {
+      std::unique_lock lk(m_);
+      bool free = !link_.gone() && ring_ && held_ < limit_ && ring_->free_requests() > 0;
+      if (free || posted.empty()) id = reserve_locked(lk);
+    }
+    if (!id && !posted.empty()) {
+      collect_oldest();
+      continue;
+    }
+    if (!id) return -EIO;  // shadowd is gone
+    if (wdata) {
+      std::shared_lock copying(pool_m_);
+      std::memcpy(data(*id), wdata + done * kSectorSize, size_t{n} * kSectorSize);
+    }
+    {
+      std::unique_lock lk(m_);
+      post_locked(lk, *id, op, sector + done, n);
+    }
+    posted.push_back({*id, done, n});
     done += n;
   }
-  return 0;
+  while (!posted.empty()) collect_oldest();
+  return rc;
 }
 
 int Blkfront::read(uint64_t off, size_t len, uint8_t* out) {
@@ -283,7 +359,7 @@ int Blkfront::write(uint64_t off, size_t len, const uint8_t* in) {
 
 int Blkfront::flush() {
   if (!(disk_.features & blkif::kFeatureFlush)) return 0;  // no volatile cache to flush
-  return submit(BLKIF_OP_FLUSH_DISKCACHE, 0, 0, nullptr, nullptr);
+  return submit(BLKIF_OP_FLUSH_DISKCACHE, 0, 0);
 }
 
 int Blkfront::discard(uint64_t off, uint64_t len) {
@@ -294,7 +370,7 @@ int Blkfront::discard(uint64_t off, uint64_t len) {
   if (end <= first) return 0;
   for (uint64_t s = first; s < end;) {
     uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(end - s, 1u << 30));
-    if (int rc = submit(BLKIF_OP_DISCARD, s, n, nullptr, nullptr); rc != 0) return rc;
+    if (int rc = submit(BLKIF_OP_DISCARD, s, n); rc != 0) return rc;
     s += n;
   }
   return 0;

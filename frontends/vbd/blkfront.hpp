@@ -30,11 +30,13 @@
 //  any        | shadowd closes the socket      | every request fails with EIO            | Dead
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -103,8 +105,14 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   void pump_locked();
   void take_responses_locked();
   void backend_fault_locked(const std::string& why);
-  // One request of at most kMaxIoBytes; data in/out through the id's pages.
-  int submit(uint8_t op, uint64_t sector, uint32_t sectors, const uint8_t* wdata, uint8_t* rdata);
+  // A request's life: an id held by its caller, the request on the ring,
+  // its response collected and the id given back. submit() is all three,
+  // for a request without data (flush, discard).
+  std::optional<size_t> reserve_locked(std::unique_lock<std::mutex>& lk);
+  void post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector, uint32_t sectors);
+  int collect(size_t id, uint32_t sectors, uint8_t* rdata);
+  int submit(uint8_t op, uint64_t sector, uint32_t sectors);
+  void wake_all_locked();
   int rw_aligned(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata);
   shadow::SplitterLog& log() { return link_.log(); }
   uint8_t* data(uint64_t id) const { return data_ + id * blkif::kSegs * blkif::kPageSize; }
@@ -120,7 +128,10 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   std::shared_ptr<void> pool_keep_;              // Xen: the current backend's grants
 
   mutable std::mutex m_;
-  std::condition_variable cv_;
+  std::condition_variable slot_cv_;                        // an id or ring slot came free
+  std::array<std::condition_variable, blkif::kRingSize> done_cv_;  // per id: its response came
+  std::shared_mutex pool_m_;  // callers copy data shared; a regrant (Xen) moves the pages exclusively
+  size_t held_ = 0;           // ids held by callers
   std::optional<ring::FrontRing<blkif::Traits>> ring_;
   blkif::InflightTable table_{blkif::kRingSize};
   std::vector<uint8_t> busy_ = std::vector<uint8_t>(blkif::kRingSize, 0);   // id's pages in use by a caller
