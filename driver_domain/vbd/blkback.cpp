@@ -229,6 +229,7 @@ bool Blkback::wait_turn(const blkif_request& r) {
   run_cv_.wait(lk, [&] {
     if (stopping_) return true;
     if (orders_all(r)) return busy_ == 0;
+    if (busy_ == running_.size()) return false;
     for (const auto& o : running_)
       if (o.state != Running::kFree && (writes(r) || o.writes) && first < o.end && o.first < end) return false;
     return true;
@@ -293,13 +294,15 @@ void Blkback::work() {
     const blkif_request r = p->req;
     int16_t status = execute(r);
     if (stalled_) continue;  // a hung driver answers nothing
-    respond(r, status);
+    // The place is free before the response frees the request's ring slot:
+    // the dispatcher never finds the ring with room and no place.
     {
       std::lock_guard lk(run_m_);
       p->state = Running::kFree;
       --busy_;
     }
     run_cv_.notify_one();
+    respond(r, status);
   }
 }
 
