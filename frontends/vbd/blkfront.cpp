@@ -75,10 +75,59 @@ void Blkfront::service_loop() {
     int r = ::poll(p, 3, 200);
     if (r < 0 && errno != EINTR) break;
     if (p[2].revents) break;
-    std::lock_guard lk(m_);
+    std::unique_lock lk(m_);
     pump_locked();
-    if (link_.gone()) break;
+    bool gone = link_.gone();
+    finish_answered(lk);
+    if (gone) break;
   }
+}
+
+// The answered ids: a read's data copied out (outside the lock, so callers
+// post meanwhile), each id given back, and every I/O whose last part this
+// was completed. Once shadowd is gone, every held id counts as answered
+// with an error: nothing will answer it.
+void Blkfront::finish_answered(std::unique_lock<std::mutex>& lk) {
+  if (link_.gone())
+    for (size_t id = 0; id < blkif::kRingSize; ++id)
+      if (busy_[id] && io_[id] && !done_[id] && posted_[id]) {
+        done_[id] = 1;
+        status_[id] = BLKIF_RSP_ERROR;
+        answered_.push_back(id);
+      }
+  if (answered_.empty()) return;
+  std::vector<size_t> ids;
+  ids.swap(answered_);
+  lk.unlock();
+  {
+    std::shared_lock copying(pool_m_);
+    for (size_t id : ids)
+      if (status_[id] == BLKIF_RSP_OKAY && io_[id]->rdata)  // this thread alone reads an answered id
+        std::memcpy(io_[id]->rdata + part_at_[id], data(id), part_len_[id]);
+  }
+  lk.lock();
+  std::vector<Io*> finished;
+  for (size_t id : ids) {
+    Io* io = io_[id];
+    int rc = status_[id] == BLKIF_RSP_OKAY ? 0 : status_[id] == BLKIF_RSP_EOPNOTSUPP ? -EOPNOTSUPP : -EIO;
+    if (io->rc == 0) io->rc = rc;
+    if (--io->parts_left == 0) finished.push_back(io);
+    release_locked(id);
+  }
+  ids.clear();
+  answered_.swap(ids);  // keep the capacity: no allocation per response
+  lk.unlock();
+  for (Io* io : finished) io->done(io->ctx, io->rc);
+  lk.lock();
+}
+
+void Blkfront::release_locked(size_t id) {
+  busy_[id] = 0;
+  done_[id] = 0;
+  posted_[id] = 0;
+  io_[id] = nullptr;
+  --held_;
+  slot_cv_.notify_one();
 }
 
 void Blkfront::pump_locked() {
@@ -119,15 +168,14 @@ void Blkfront::take_responses_locked() {
       log().complete(static_cast<uint32_t>(rsp.id));
       status_[rsp.id] = rsp.status;
       done_[rsp.id] = 1;
-      done_cv_[rsp.id].notify_one();  // its caller alone
+      answered_.push_back(rsp.id);  // finished by the service thread
       ++stats_.completed;
       any = true;
     }
     // Responses published between the last read and rsp_event being set
     // bring no notification: take them now.
   } while (!bad && ring_->final_check_for_responses());
-  // The valid responses before a bad one completed their callers; the ring
-  // has room again.
+  // The valid responses before a bad one are answered; the ring has room again.
   if (any) slot_cv_.notify_all();
   if (bad) backend_fault_locked(*bad);
 }
@@ -179,10 +227,7 @@ Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
   return pool->ref;
 }
 
-void Blkfront::wake_all_locked() {
-  slot_cv_.notify_all();
-  for (auto& cv : done_cv_) cv.notify_all();
-}
+void Blkfront::wake_all_locked() { slot_cv_.notify_all(); }
 
 // Blocks, never fails, while the ring is full or the queue limit reached (an
 // outage fills both: the requests wait for the next backend). Returns a free
@@ -202,11 +247,11 @@ std::optional<size_t> Blkfront::reserve_locked(std::unique_lock<std::mutex>& lk)
 // Puts one request of at most kMaxIoBytes on the ring for a held id whose
 // pages already hold the data to write. Held ids never outnumber the ring's
 // slots, so a held id always finds one; only a Xen regrant in between may
-// have left no ring yet.
-void Blkfront::post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector,
+// have left no ring yet. False when shadowd is gone.
+bool Blkfront::post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector,
                            uint32_t sectors) {
   slot_cv_.wait(lk, [&] { return link_.gone() || ring_; });
-  if (link_.gone()) return;  // collect() says EIO
+  if (link_.gone()) return false;
   blkif_request req{};
   req.operation = op;
   req.id = id;
@@ -231,6 +276,7 @@ void Blkfront::post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t 
   (void)table_.add(req);
   (void)ring_->put_request(req);
   log().record(static_cast<uint32_t>(id), kReqRing, &req, blkif::kLoggedReq);  // the shadow's copy, same step
+  posted_[id] = 1;
   stats_.max_inflight = std::max<uint64_t>(stats_.max_inflight, table_.count());
   ++stats_.submitted;
   switch (op) {
@@ -241,102 +287,87 @@ void Blkfront::post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t 
     default: ++stats_.discards;
   }
   if (ring_->push_requests()) kick();
+  return true;
 }
 
-// Waits for the held id's response and gives the id back: 0, -EIO (an error
-// status, or shadowd is gone) or -EOPNOTSUPP. A read's data is copied out
-// first, outside the lock.
-int Blkfront::collect(size_t id, uint32_t sectors, uint8_t* rdata) {
-  std::unique_lock lk(m_);
-  done_cv_[id].wait(lk, [&] { return link_.gone() || done_[id]; });
-  int rc = 0;
-  if (!done_[id]) {
-    rc = -EIO;  // shadowd is gone
-  } else if (status_[id] == BLKIF_RSP_EOPNOTSUPP) {
-    rc = -EOPNOTSUPP;
-  } else if (status_[id] != BLKIF_RSP_OKAY) {
-    rc = -EIO;
-  } else if (rdata) {
-    lk.unlock();
-    {
-      std::shared_lock copying(pool_m_);
-      std::memcpy(rdata, data(id), size_t{sectors} * kSectorSize);
-    }
-    lk.lock();
-  }
-  busy_[id] = 0;
-  done_[id] = 0;
-  --held_;
-  slot_cv_.notify_one();
-  return rc;
-}
-
-int Blkfront::submit(uint8_t op, uint64_t sector, uint32_t sectors) {
-  std::optional<size_t> id;
-  {
+// Cuts the I/O into requests of at most kMaxIoBytes (a discard: 2^30
+// sectors; a flush is one request) and puts each on the ring as soon as an
+// id is free: a 1 MiB write is 24 requests the backend runs side by side.
+// Write data moves into the id's pages here, outside the lock; read data
+// moves out on the service thread, which gives each id back as soon as its
+// part is answered, so a caller waiting for ids never waits on another's.
+void Blkfront::start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata) {
+  const uint64_t per = op == BLKIF_OP_DISCARD ? (1u << 30) : blkif::kMaxIoBytes / kSectorSize;
+  const uint64_t parts = op == BLKIF_OP_FLUSH_DISKCACHE ? 1 : (sectors + per - 1) / per;
+  io.rc = 0;
+  io.parts_left = static_cast<uint32_t>(parts);
+  if (parts == 0) return io.done(io.ctx, 0);
+  for (uint64_t done = 0, k = 0; k < parts; ++k) {
+    uint32_t n = static_cast<uint32_t>(std::min(per, sectors - done));
     std::unique_lock lk(m_);
-    if (!(id = reserve_locked(lk))) return -EIO;
-    post_locked(lk, *id, op, sector, sectors);
-  }
-  return collect(*id, 0, nullptr);
-}
-
-// Reads or writes in requests of at most kMaxIoBytes, as many on the ring at
-// once as there are ids free (a 1 MiB write is 24 requests the backend runs
-// side by side). The data moves between the caller's buffer and the ids'
-// pages outside the lock. A caller holding ids and finding none free waits
-// for its own oldest first, so callers never wait on each other's ids.
-int Blkfront::rw_aligned(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata) {
-  constexpr uint64_t kMaxSectors = blkif::kMaxIoBytes / kSectorSize;
-  struct Part {
-    size_t id;
-    uint64_t at;  // sectors from the start
-    uint32_t n;
-  };
-  std::deque<Part> posted;
-  int rc = 0;
-  auto collect_oldest = [&] {
-    Part p = posted.front();
-    posted.pop_front();
-    int r = collect(p.id, p.n, rdata ? rdata + p.at * kSectorSize : nullptr);
-    if (rc == 0) rc = r;
-  };
-  for (uint64_t done = 0; done < sectors && rc == 0;) {
-    uint32_t n = static_cast<uint32_t>(std::min(kMaxSectors, sectors - done));
-    std::optional<size_t> id;
-    {
-      std::unique_lock lk(m_);
-      bool free = !link_.gone() && ring_ && held_ < limit_ && ring_->free_requests() > 0;
-      if (free || posted.empty()) id = reserve_locked(lk);
+    auto id = reserve_locked(lk);
+    if (id) {
+      io_[*id] = &io;
+      part_at_[*id] = done * kSectorSize;
+      part_len_[*id] = size_t{n} * kSectorSize;
+      if (wdata) {
+        lk.unlock();
+        {
+          std::shared_lock copying(pool_m_);
+          std::memcpy(data(*id), wdata + done * kSectorSize, size_t{n} * kSectorSize);
+        }
+        lk.lock();
+      }
+      if (!post_locked(lk, *id, op, sector + done, n)) {
+        release_locked(*id);
+        id.reset();
+      }
     }
-    if (!id && !posted.empty()) {
-      collect_oldest();
-      continue;
+    if (!id) {  // shadowd is gone: this part and the rest fail here
+      io.rc = -EIO;
+      io.parts_left -= static_cast<uint32_t>(parts - k);
+      bool last = io.parts_left == 0;
+      lk.unlock();
+      if (last) io.done(io.ctx, io.rc);
+      return;
     }
-    if (!id) return -EIO;  // shadowd is gone
-    if (wdata) {
-      std::shared_lock copying(pool_m_);
-      std::memcpy(data(*id), wdata + done * kSectorSize, size_t{n} * kSectorSize);
-    }
-    {
-      std::unique_lock lk(m_);
-      post_locked(lk, *id, op, sector + done, n);
-    }
-    posted.push_back({*id, done, n});
     done += n;
   }
-  while (!posted.empty()) collect_oldest();
-  return rc;
+}
+
+// start(), then wait for its end: one condition variable per call, so an
+// answer wakes its own caller only.
+int Blkfront::run(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata) {
+  struct Wait {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    int rc = 0;
+  } w;
+  Io io;
+  io.rdata = rdata;
+  io.ctx = &w;
+  io.done = [](void* ctx, int rc) {
+    auto* w = static_cast<Wait*>(ctx);
+    std::lock_guard lk(w->m);
+    w->rc = rc;
+    w->done = true;
+    w->cv.notify_one();
+  };
+  start(io, op, sector, sectors, wdata);
+  std::unique_lock lk(w.m);
+  w.cv.wait(lk, [&] { return w.done; });
+  return w.rc;
 }
 
 int Blkfront::read(uint64_t off, size_t len, uint8_t* out) {
   if (off > size_bytes() || len > size_bytes() - off) return -EINVAL;
   if (len == 0) return 0;
   if (off % kSectorSize == 0 && len % kSectorSize == 0)
-    return rw_aligned(BLKIF_OP_READ, off / kSectorSize, len / kSectorSize, nullptr, out);
+    return run(BLKIF_OP_READ, off / kSectorSize, len / kSectorSize, nullptr, out);
   uint64_t first = off / kSectorSize, last = (off + len - 1) / kSectorSize;
   std::vector<uint8_t> buf((last - first + 1) * kSectorSize);
-  if (int rc = rw_aligned(BLKIF_OP_READ, first, last - first + 1, nullptr, buf.data()); rc != 0) return rc;
+  if (int rc = run(BLKIF_OP_READ, first, last - first + 1, nullptr, buf.data()); rc != 0) return rc;
   std::memcpy(out, buf.data() + off % kSectorSize, len);
   return 0;
 }
@@ -346,20 +377,20 @@ int Blkfront::write(uint64_t off, size_t len, const uint8_t* in) {
   if (off > size_bytes() || len > size_bytes() - off) return -EINVAL;
   if (len == 0) return 0;
   if (off % kSectorSize == 0 && len % kSectorSize == 0)
-    return rw_aligned(BLKIF_OP_WRITE, off / kSectorSize, len / kSectorSize, in, nullptr);
+    return run(BLKIF_OP_WRITE, off / kSectorSize, len / kSectorSize, in, nullptr);
   // Partial sectors: read the sectors around, patch, write them back (a
   // block device only moves whole sectors).
   std::lock_guard rmw(rmw_);
   uint64_t first = off / kSectorSize, last = (off + len - 1) / kSectorSize;
   std::vector<uint8_t> buf((last - first + 1) * kSectorSize);
-  if (int rc = rw_aligned(BLKIF_OP_READ, first, last - first + 1, nullptr, buf.data()); rc != 0) return rc;
+  if (int rc = run(BLKIF_OP_READ, first, last - first + 1, nullptr, buf.data()); rc != 0) return rc;
   std::memcpy(buf.data() + off % kSectorSize, in, len);
-  return rw_aligned(BLKIF_OP_WRITE, first, last - first + 1, buf.data(), nullptr);
+  return run(BLKIF_OP_WRITE, first, last - first + 1, buf.data(), nullptr);
 }
 
 int Blkfront::flush() {
   if (!(disk_.features & blkif::kFeatureFlush)) return 0;  // no volatile cache to flush
-  return submit(BLKIF_OP_FLUSH_DISKCACHE, 0, 0);
+  return run(BLKIF_OP_FLUSH_DISKCACHE, 0, 0, nullptr, nullptr);
 }
 
 int Blkfront::discard(uint64_t off, uint64_t len) {
@@ -368,12 +399,7 @@ int Blkfront::discard(uint64_t off, uint64_t len) {
   // Whole sectors inside the range only: discarding is a hint.
   uint64_t first = (off + kSectorSize - 1) / kSectorSize, end = (off + len) / kSectorSize;
   if (end <= first) return 0;
-  for (uint64_t s = first; s < end;) {
-    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(end - s, 1u << 30));
-    if (int rc = submit(BLKIF_OP_DISCARD, s, n); rc != 0) return rc;
-    s += n;
-  }
-  return 0;
+  return run(BLKIF_OP_DISCARD, first, end - first, nullptr, nullptr);
 }
 
 }  // namespace sd::front

@@ -80,6 +80,20 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   int flush() override;                              // FLUSH_DISKCACHE (fsync)
   int discard(uint64_t off, uint64_t len) override;  // DISCARD (whole sectors only)
 
+  // The same without waiting: start() returns once every part of the I/O is
+  // on the ring (it blocks only while no id is free), and done(ctx, rc)
+  // runs once, on the service thread, when all were answered (a read's data
+  // is in rdata by then), or at once on the caller's thread if shadowd is
+  // gone. Whole sectors inside the disk (the caller checks); rc as above.
+  struct Io {
+    void (*done)(void* ctx, int rc) = nullptr;
+    void* ctx = nullptr;
+    uint8_t* rdata = nullptr;  // READ: where the data goes
+    uint32_t parts_left = 0;   // Blkfront's
+    int rc = 0;                // Blkfront's
+  };
+  void start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata);
+
   struct Stats {
     uint64_t submitted = 0;  // requests put on the ring (replays not counted)
     uint64_t completed = 0;  // responses taken (each request at most once)
@@ -105,15 +119,15 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   void pump_locked();
   void take_responses_locked();
   void backend_fault_locked(const std::string& why);
-  // A request's life: an id held by its caller, the request on the ring,
-  // its response collected and the id given back. submit() is all three,
-  // for a request without data (flush, discard).
+  // A request's life: an id held by a caller, the request on the ring, its
+  // response taken (service thread), its data copied out and the id given
+  // back (finish_answered, service thread).
   std::optional<size_t> reserve_locked(std::unique_lock<std::mutex>& lk);
-  void post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector, uint32_t sectors);
-  int collect(size_t id, uint32_t sectors, uint8_t* rdata);
-  int submit(uint8_t op, uint64_t sector, uint32_t sectors);
+  bool post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector, uint32_t sectors);
+  void release_locked(size_t id);
+  void finish_answered(std::unique_lock<std::mutex>& lk);
   void wake_all_locked();
-  int rw_aligned(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata);
+  int run(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata);
   shadow::SplitterLog& log() { return link_.log(); }
   uint8_t* data(uint64_t id) const { return data_ + id * blkif::kSegs * blkif::kPageSize; }
 
@@ -128,8 +142,12 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   std::shared_ptr<void> pool_keep_;              // Xen: the current backend's grants
 
   mutable std::mutex m_;
-  std::condition_variable slot_cv_;                        // an id or ring slot came free
-  std::array<std::condition_variable, blkif::kRingSize> done_cv_;  // per id: its response came
+  std::condition_variable slot_cv_;  // an id or ring slot came free
+  std::array<Io*, blkif::kRingSize> io_{};          // per held id: the I/O it is part of
+  std::array<uint64_t, blkif::kRingSize> part_at_{};  // its part's bytes from the I/O's start
+  std::array<size_t, blkif::kRingSize> part_len_{};
+  std::array<uint8_t, blkif::kRingSize> posted_{};  // its request is on the ring
+  std::vector<size_t> answered_;                     // ids answered, not yet finished
   std::shared_mutex pool_m_;  // callers copy data shared; a regrant (Xen) moves the pages exclusively
   size_t held_ = 0;           // ids held by callers
   std::optional<ring::FrontRing<blkif::Traits>> ring_;

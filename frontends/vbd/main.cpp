@@ -4,16 +4,19 @@
 // hole punching on <mountpoint>/disk become blkif READ, WRITE,
 // FLUSH_DISKCACHE and DISCARD requests through the beam splitter
 // (blkfront.cpp). The file is opened direct_io (no page cache in between:
-// what a program writes goes to the ring) and served by libfuse's
-// multithreaded loop, so a program with 16 asynchronous requests in flight
-// (fio --ioengine=libaio --direct=1 --iodepth=16) puts 16 on the ring.
+// what a program writes goes to the ring) and served by libfuse's low-level
+// multithreaded loop, answering asynchronously: a FUSE thread puts an aligned
+// read or write on the ring and takes the next FUSE request at once; the
+// frontend's service thread replies when the ring answered. So a program
+// with 16 asynchronous requests in flight (fio --ioengine=libaio --direct=1
+// --iodepth=16) puts 16 on the ring, and no thread sleeps per request.
 // For mkfs and mount, put a loop device over the file: `--loop` does it
 // (losetup) and prints the device.
 // On Xen, as the dom0 ring proxy of an unmodified guest (--xen-guest,
 // started by shadowd): no FUSE; the guest's own kernel blkfront is served
 // instead (xen_guest.hpp).
 #define FUSE_USE_VERSION 312
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 #include <getopt.h>
 #include <linux/falloc.h>
 #include <signal.h>
@@ -25,8 +28,10 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "vbd/blkfront.hpp"
 #include "vbd/xen_guest.hpp"
@@ -39,88 +44,180 @@ const char kUsage[] =
     "usage: sd-blkfront --socket PATH --mount DIR [--name FILE] [--loop] [--threads N]\n"
     "       sd-blkfront --xen-guest DOMID --handle N --control-fd FD\n";
 constexpr const char* kDefaultName = "disk";
+constexpr fuse_ino_t kDiskIno = 2;
+constexpr double kForever = 3600;  // the disk's name and size never change
+using sd::blkif::kSectorSize;
 
 sd::front::Blkfront* g_front = nullptr;
 std::string g_name = kDefaultName;
 
-bool is_disk(const char* path) { return path[0] == '/' && g_name == path + 1; }
-
-int fs_getattr(const char* path, struct stat* st, fuse_file_info*) {
-  std::memset(st, 0, sizeof(*st));
-  if (std::strcmp(path, "/") == 0) {
-    st->st_mode = S_IFDIR | 0755;
-    st->st_nlink = 2;
-    return 0;
+struct stat attr_of(fuse_ino_t ino) {
+  struct stat st{};
+  st.st_ino = ino;
+  if (ino == FUSE_ROOT_ID) {
+    st.st_mode = S_IFDIR | 0755;
+    st.st_nlink = 2;
+    return st;
   }
-  if (!is_disk(path)) return -ENOENT;
-  st->st_mode = S_IFREG | (g_front->disk().readonly ? 0400 : 0600);
-  st->st_nlink = 1;
-  st->st_size = static_cast<off_t>(g_front->size_bytes());
-  st->st_blksize = 4096;
-  st->st_blocks = st->st_size / 512;
-  return 0;
+  st.st_mode = S_IFREG | (g_front->disk().readonly ? 0400 : 0600);
+  st.st_nlink = 1;
+  st.st_size = static_cast<off_t>(g_front->size_bytes());
+  st.st_blksize = 4096;
+  st.st_blocks = st.st_size / 512;
+  return st;
 }
 
-int fs_readdir(const char* path, void* buf, fuse_fill_dir_t fill, off_t, fuse_file_info*, fuse_readdir_flags) {
-  if (std::strcmp(path, "/") != 0) return -ENOENT;
-  for (const char* name : {".", "..", g_name.c_str()}) fill(buf, name, nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
-  return 0;
+void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (parent != FUSE_ROOT_ID || g_name != name) return (void)fuse_reply_err(req, ENOENT);
+  fuse_entry_param e{};
+  e.ino = kDiskIno;
+  e.attr = attr_of(kDiskIno);
+  e.attr_timeout = e.entry_timeout = kForever;
+  fuse_reply_entry(req, &e);
 }
 
-int fs_open(const char* path, fuse_file_info* fi) {
-  if (!is_disk(path)) return -ENOENT;
-  if (g_front->disk().readonly && (fi->flags & O_ACCMODE) != O_RDONLY) return -EROFS;
+void ll_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  if (ino != FUSE_ROOT_ID && ino != kDiskIno) return (void)fuse_reply_err(req, ENOENT);
+  struct stat st = attr_of(ino);
+  fuse_reply_attr(req, &st, kForever);
+}
+
+// A disk keeps its size: truncating to it is fine, anything else is refused.
+void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  if (ino != kDiskIno) return (void)fuse_reply_err(req, EPERM);
+  if ((to_set & FUSE_SET_ATTR_SIZE) && static_cast<uint64_t>(attr->st_size) != g_front->size_bytes())
+    return (void)fuse_reply_err(req, EPERM);
+  struct stat st = attr_of(ino);
+  fuse_reply_attr(req, &st, kForever);
+}
+
+void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (ino != kDiskIno) return (void)fuse_reply_err(req, EISDIR);
+  if (g_front->disk().readonly && (fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
   fi->direct_io = 1;  // every read and write reaches the ring
-  return 0;
+  fi->noflush = 1;
+  fuse_reply_open(req, fi);
 }
 
-int fs_read(const char*, char* buf, size_t size, off_t off, fuse_file_info*) {
+void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  if (ino != FUSE_ROOT_ID) return (void)fuse_reply_err(req, ENOTDIR);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  const std::pair<const char*, fuse_ino_t> names[] = {{".", FUSE_ROOT_ID}, {"..", FUSE_ROOT_ID},
+                                                     {g_name.c_str(), kDiskIno}};
+  for (off_t i = off; i < 3; ++i) {
+    struct stat st = attr_of(names[i].second);
+    size_t n = fuse_add_direntry(req, buf.data() + used, size - used, names[i].first, &st, i + 1);
+    if (n > size - used) break;
+    used += n;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+// An aligned read or write in flight, answered on the frontend's service
+// thread when the ring answered it (no FUSE thread waits for the disk).
+// Kept on a free list: no allocation per request once warm.
+struct Pending {
+  fuse_req_t req = nullptr;
+  size_t size = 0;
+  std::vector<uint8_t> buf;  // a read's data
+  sd::front::Blkfront::Io io;
+};
+std::mutex g_free_m;
+std::vector<Pending*> g_free;
+
+Pending* take_pending(fuse_req_t req, size_t size) {
+  Pending* p = nullptr;
+  {
+    std::lock_guard lk(g_free_m);
+    if (!g_free.empty()) {
+      p = g_free.back();
+      g_free.pop_back();
+    }
+  }
+  if (!p) p = new Pending();
+  p->req = req;
+  p->size = size;
+  return p;
+}
+
+void give_back(Pending* p) {
+  std::lock_guard lk(g_free_m);
+  g_free.push_back(p);
+}
+
+void read_done(void* ctx, int rc) {
+  auto* p = static_cast<Pending*>(ctx);
+  if (rc < 0) fuse_reply_err(p->req, -rc);
+  else fuse_reply_buf(p->req, reinterpret_cast<const char*>(p->buf.data()), p->size);
+  give_back(p);
+}
+
+void write_done(void* ctx, int rc) {
+  auto* p = static_cast<Pending*>(ctx);
+  if (rc < 0) fuse_reply_err(p->req, -rc);
+  else fuse_reply_write(p->req, p->size);
+  give_back(p);
+}
+
+bool aligned(uint64_t off, size_t size) { return off % kSectorSize == 0 && size % kSectorSize == 0; }
+
+void ll_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
   uint64_t end = g_front->size_bytes();
-  if (off < 0) return -EINVAL;
-  if (static_cast<uint64_t>(off) >= end) return 0;
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  if (static_cast<uint64_t>(off) >= end) return (void)fuse_reply_buf(req, nullptr, 0);
   size = static_cast<size_t>(std::min<uint64_t>(size, end - static_cast<uint64_t>(off)));
-  int rc = g_front->read(static_cast<uint64_t>(off), size, reinterpret_cast<uint8_t*>(buf));
-  return rc < 0 ? rc : static_cast<int>(size);
+  Pending* p = take_pending(req, size);
+  if (p->buf.size() < size) p->buf.resize(size);
+  if (!aligned(static_cast<uint64_t>(off), size)) {  // partial sectors: the blocking path reads around them
+    int rc = g_front->read(static_cast<uint64_t>(off), size, p->buf.data());
+    return read_done(p, rc);
+  }
+  p->io.done = read_done;
+  p->io.ctx = p;
+  p->io.rdata = p->buf.data();
+  g_front->start(p->io, BLKIF_OP_READ, static_cast<uint64_t>(off) / kSectorSize, size / kSectorSize, nullptr);
 }
 
-int fs_write(const char*, const char* buf, size_t size, off_t off, fuse_file_info*) {
+void ll_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info*) {
   uint64_t end = g_front->size_bytes();
-  if (off < 0) return -EINVAL;
-  if (static_cast<uint64_t>(off) >= end) return -ENOSPC;  // a disk does not grow
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  if (g_front->disk().readonly) return (void)fuse_reply_err(req, EROFS);
+  if (static_cast<uint64_t>(off) >= end) return (void)fuse_reply_err(req, ENOSPC);  // a disk does not grow
   size = static_cast<size_t>(std::min<uint64_t>(size, end - static_cast<uint64_t>(off)));
-  int rc = g_front->write(static_cast<uint64_t>(off), size, reinterpret_cast<const uint8_t*>(buf));
-  return rc < 0 ? rc : static_cast<int>(size);
+  Pending* p = take_pending(req, size);
+  const auto* in = reinterpret_cast<const uint8_t*>(buf);
+  if (!aligned(static_cast<uint64_t>(off), size)) {  // read-modify-write of the sectors around
+    int rc = g_front->write(static_cast<uint64_t>(off), size, in);
+    return write_done(p, rc);
+  }
+  p->io.done = write_done;
+  p->io.ctx = p;
+  p->io.rdata = nullptr;
+  // start() has the data in the ring's pages when it returns: FUSE may reuse buf.
+  g_front->start(p->io, BLKIF_OP_WRITE, static_cast<uint64_t>(off) / kSectorSize, size / kSectorSize, in);
 }
 
-int fs_fsync(const char*, int, fuse_file_info*) { return g_front->flush(); }
+void ll_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, -g_front->flush()); }
 
-int fs_fallocate(const char*, int mode, off_t off, off_t len, fuse_file_info*) {
-  if (off < 0 || len < 0) return -EINVAL;
+void ll_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info*) {
+  if (off < 0 || len < 0) return (void)fuse_reply_err(req, EINVAL);
   if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
-    return g_front->discard(static_cast<uint64_t>(off), static_cast<uint64_t>(len));
+    return (void)fuse_reply_err(req, -g_front->discard(static_cast<uint64_t>(off), static_cast<uint64_t>(len)));
   // Preallocation inside the disk: every sector already exists.
   if ((mode & ~FALLOC_FL_KEEP_SIZE) == 0 &&
       static_cast<uint64_t>(off) + static_cast<uint64_t>(len) <= g_front->size_bytes())
-    return 0;
-  return -EOPNOTSUPP;
+    return (void)fuse_reply_err(req, 0);
+  fuse_reply_err(req, EOPNOTSUPP);
 }
 
-int fs_truncate(const char* path, off_t size, fuse_file_info*) {
-  if (!is_disk(path)) return -ENOENT;
-  return static_cast<uint64_t>(size) == g_front->size_bytes() ? 0 : -EPERM;  // a disk keeps its size
-}
-
-void* fs_init(fuse_conn_info* conn, fuse_config* cfg) {
-  cfg->direct_io = 1;
-  cfg->kernel_cache = 0;
-  cfg->attr_timeout = 3600;  // the size never changes
-  cfg->entry_timeout = 3600;
+void ll_init(void*, fuse_conn_info* conn) {
   conn->max_write = 1 << 20;
+  conn->max_read = 1 << 20;
   // The kernel keeps at most max_background asynchronous requests (libaio,
   // io_uring) outstanding per connection (default 12): enough to fill the ring.
   conn->max_background = 2 * sd::blkif::kRingSize;
   conn->congestion_threshold = 3 * sd::blkif::kRingSize / 2;
-  return nullptr;
 }
 
 // Runs a command (losetup) without a shell; returns its stdout, "" on failure.
@@ -153,7 +250,7 @@ std::string run_cmd(const std::vector<std::string>& argv) {
 int main(int argc, char** argv) {
   std::string socket, mount;
   bool loop = false;
-  unsigned threads = 32;
+  unsigned threads = 8;
   long guest = -1, handle = -1, control_fd = -1;
   static const option kOpts[] = {{"socket", required_argument, nullptr, 's'},
                                  {"mount", required_argument, nullptr, 'm'},
@@ -189,7 +286,8 @@ int main(int argc, char** argv) {
             "%s\nExposes a guest's vbd as the file DIR/FILE (default \"disk\") in a FUSE file\n"
             "system, served through shadowd's vbd socket PATH (<state_dir>/<guest>-vbd-<n>.sock).\n"
             "  --loop       also attach a loop device over the file and print its name\n"
-            "  --threads N  FUSE worker threads (requests in flight at once; default 32)\n"
+            "  --threads N  FUSE worker threads (default 8; an aligned read or write holds none\n"
+            "               while the disk works on it)\n"
             "Runs until DIR is unmounted (umount DIR) or SIGTERM/SIGINT.\n"
             "Xen, unmodified guest: shadowd runs it in dom0 with --xen-guest; it is the\n"
             "backend of the guest's own xen-blkfront and relays to the driver domain.\n",
@@ -218,24 +316,32 @@ int main(int argc, char** argv) {
   }
   g_front = front->get();
 
-  fuse_operations ops{.getattr = fs_getattr, .truncate = fs_truncate, .open = fs_open, .read = fs_read,
-                      .write = fs_write, .fsync = fs_fsync, .readdir = fs_readdir, .init = fs_init,
-                      .fallocate = fs_fallocate};
+  fuse_lowlevel_ops ops{};
+  ops.init = ll_init;
+  ops.lookup = ll_lookup;
+  ops.getattr = ll_getattr;
+  ops.setattr = ll_setattr;
+  ops.open = ll_open;
+  ops.read = ll_read;
+  ops.write = ll_write;
+  ops.fsync = ll_fsync;
+  ops.readdir = ll_readdir;
+  ops.fallocate = ll_fallocate;
   std::string prog = "sd-blkfront";
-  std::string opt = "-ofsname=sd-blkfront,subtype=vbd,default_permissions";
+  std::string opt = "-ofsname=sd-blkfront,subtype=vbd,default_permissions,max_read=1048576";
   char* fargv[] = {prog.data(), opt.data(), nullptr};
   fuse_args args = FUSE_ARGS_INIT(2, fargv);
-  fuse* f = fuse_new(&args, &ops, sizeof(ops), nullptr);
-  if (!f) {
-    std::fprintf(stderr, "sd-blkfront: fuse_new failed\n");
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof(ops), nullptr);
+  if (!se) {
+    std::fprintf(stderr, "sd-blkfront: fuse_session_new failed\n");
     return 1;
   }
-  if (fuse_mount(f, mount.c_str()) != 0) {
+  if (fuse_session_mount(se, mount.c_str()) != 0) {
     std::fprintf(stderr, "sd-blkfront: cannot mount FUSE at %s (is /dev/fuse there? root?)\n", mount.c_str());
-    fuse_destroy(f);
+    fuse_session_destroy(se);
     return 1;
   }
-  fuse_set_signal_handlers(fuse_get_session(f));
+  fuse_set_signal_handlers(se);
   std::string file = mount + "/" + g_name, loopdev;
   std::thread loop_setup;
   if (loop) {
@@ -256,7 +362,7 @@ int main(int argc, char** argv) {
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, threads);
   fuse_loop_cfg_set_idle_threads(cfg, threads);
-  int rc = fuse_loop_mt(f, cfg);
+  int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
   if (loop_setup.joinable()) loop_setup.join();
   if (!loopdev.empty()) (void)run_cmd({"losetup", "-d", loopdev});
@@ -270,9 +376,9 @@ int main(int argc, char** argv) {
                (unsigned long long)st.writes, (unsigned long long)st.flushes, (unsigned long long)st.barriers,
                (unsigned long long)st.discards, (unsigned long long)st.faults, (unsigned long long)st.reconnects,
                (unsigned long long)st.replayed, (unsigned long long)st.max_inflight);
-  fuse_remove_signal_handlers(fuse_get_session(f));
-  fuse_unmount(f);
-  fuse_destroy(f);
+  fuse_remove_signal_handlers(se);
+  fuse_session_unmount(se);
+  fuse_session_destroy(se);
   g_front = nullptr;
   // libfuse's loop reports the signal that ended it: that is a clean stop.
   return (rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : 1;
