@@ -5,16 +5,18 @@
 //
 // The ring is served by its own threads, so the runtime's loop (control
 // channel, heartbeats) never waits for the disk: a slow disk is not a hung
-// driver. A dispatcher takes every request on the ring, in ring order, and
+// driver. A dispatcher takes every request on the ring, in ring order; on a
+// disk opened O_DIRECT (a device whose latency is worth overlapping) it
 // hands READ, WRITE and DISCARD to kWorkers workers that execute several at
 // once (preadv/pwritev on the granted data pages, a punched hole), with
 // blkif's ordering kept where it binds: a request waits for every earlier
 // one it overlaps unless both only read (overlapping writes land in ring
 // order), and FLUSH_DISKCACHE (fdatasync) and WRITE_BARRIER (flush + write
 // + flush) wait for everything before them and hold back everything after
-// them. Each response is published as soon as its request is done, so a
-// crash replays only what was not answered; replayed requests are safe to
-// run again (a write of the same data, a flush, a discard). Synchronous I/O
+// them. Through the page cache the dispatcher executes each itself. Each
+// response is published as soon as its request is done, so a crash replays
+// only what was not answered; replayed requests are safe to run again (a
+// write of the same data, a flush, a discard). Synchronous I/O
 // also keeps a kill fast: a dying process waits for no queued I/O (Linux
 // AIO's teardown costs an RCU grace period, ~30 ms here).
 #pragma once

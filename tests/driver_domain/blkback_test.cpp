@@ -2,6 +2,7 @@
 // this process and a temporary disk file: what reaches the disk, what is
 // refused, how requests are answered (and, on purpose, mis-answered).
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -51,14 +52,20 @@ class BlkbackTest : public ::testing::Test {
     for (auto* p : page_) ::munmap(p, 4096);
   }
 
-  void attach(uint32_t features = blkif::kFeatureFlush | blkif::kFeatureBarrier | blkif::kFeatureDiscard) {
+  static constexpr uint32_t kAll = blkif::kFeatureFlush | blkif::kFeatureBarrier | blkif::kFeatureDiscard;
+  // direct: the disk opened O_DIRECT, which the backend serves with workers
+  // running requests side by side (else its dispatcher runs each itself).
+  void attach(uint32_t features = kAll, bool direct = false) {
     auto pages = std::make_unique<drvdom::GrantedPages>(blkif::kPoolPages);
     for (uint32_t i = 0; i < blkif::kPoolPages; ++i) pages->add(i, UniqueFd(::dup(pool_[i].get())));
     auto evt = std::make_unique<local::LocalEventChannel>(UniqueFd(::dup(notified_.get())), UniqueFd(::dup(kick_.get())));
     blkif::DiskState d{};
     d.sectors = kDiskBytes / 512;
     d.features = features;
-    auto b = drvdom::Blkback::create(std::move(pages), std::move(evt), UniqueFd(::dup(disk_.get())), d);
+    UniqueFd disk(direct ? ::open(("/proc/self/fd/" + std::to_string(disk_.get())).c_str(), O_RDWR | O_DIRECT)
+                         : ::dup(disk_.get()));
+    ASSERT_TRUE(disk) << "O_DIRECT on /tmp";
+    auto b = drvdom::Blkback::create(std::move(pages), std::move(evt), std::move(disk), d);
     ASSERT_TRUE(b.has_value()) << b.error().message;
     back_ = std::move(*b);
   }
@@ -143,7 +150,7 @@ TEST_F(BlkbackTest, ReadPartOfAPage_FillsOnlyThoseSectors) {
 // Requests apart run side by side and may be answered in any order; a
 // flush waits for everything before it.
 TEST_F(BlkbackTest, ManyRequestsOneKick_EachAnsweredOnceTheFlushLast) {
-  attach();
+  attach(kAll, true);
   for (uint64_t id = 0; id < 16; ++id) ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_WRITE, id, id * 8, 1)));
   blkif_request flush{};
   flush.operation = BLKIF_OP_FLUSH_DISKCACHE;
@@ -169,7 +176,7 @@ TEST_F(BlkbackTest, ManyRequestsOneKick_EachAnsweredOnceTheFlushLast) {
 
 // Writes to the same sectors land, and are answered, in ring order.
 TEST_F(BlkbackTest, OverlappingWrites_LandInRingOrder) {
-  attach();
+  attach(kAll, true);
   for (uint64_t id = 0; id < 24; ++id) {
     std::memset(data(id, 0), static_cast<int>(id + 1), 4096);
     std::memset(data(id, 1), static_cast<int>(id + 1), 4096);
@@ -196,7 +203,7 @@ TEST_F(BlkbackTest, OverlappingWrites_LandInRingOrder) {
 // A flush holds back what comes after it: every write before it is
 // answered before it, every write after it after it.
 TEST_F(BlkbackTest, WritesAroundAFlush_StayOnTheirSide) {
-  attach();
+  attach(kAll, true);
   for (uint64_t id = 0; id < 8; ++id) ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_WRITE, id, id * 8, 1)));
   blkif_request flush{};
   flush.operation = BLKIF_OP_FLUSH_DISKCACHE;
@@ -292,7 +299,7 @@ TEST_F(BlkbackTest, InjectedBadId_AnswersAnIdNeverInFlight) {
 }
 
 TEST_F(BlkbackTest, InjectedBadProd_AnswersOneRequestTwiceAndTheOtherNever) {
-  attach();
+  attach(kAll, true);
   back_->inject(ctl::FaultKind::kBadProd);
   ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_READ, 1, 0, 1)));
   ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_READ, 2, 8, 1)));
