@@ -59,8 +59,8 @@ Result<std::unique_ptr<Blkback>> Blkback::create(std::unique_ptr<GrantedPages> p
   // and handing it to another thread costs more than the copy (measured:
   // vbd_bench normal mode, 1.2-1.3x the IOPS done in the dispatcher).
   int fl = ::fcntl(bb->disk_.get(), F_GETFL);
-  unsigned workers = fl >= 0 && (fl & O_DIRECT) ? kWorkers : 0;
-  for (unsigned i = 0; i <= workers; ++i) {
+  bb->parallel_ = fl >= 0 && (fl & O_DIRECT);  // set before any thread reads it
+  for (unsigned i = 0; i <= (bb->parallel_ ? kWorkers : 0); ++i) {
     // Small stacks: a domain serving many disks runs under an address-space
     // limit (a default 8 MiB stack per thread would spend it).
     pthread_attr_t attr;
@@ -260,7 +260,7 @@ std::optional<Error> Blkback::serve_ring() {
       if (!got) break;
       const blkif_request r = *got;
       if (!wait_turn(r)) return err;
-      if (threads_.size() == 1 || orders_all(r) || !blkif::check_request(r, st_.sectors).empty()) {
+      if (!parallel_ || orders_all(r) || !blkif::check_request(r, st_.sectors).empty()) {
         respond(r, execute(r));  // no workers, nothing else runs (a flush), or nothing to run (refused)
       } else {
         auto [first, end] = extent(r);

@@ -101,6 +101,7 @@ class Blkback final : public Backend {
   std::optional<blkif_response> dup_of_;  // kBadProd: the response to send twice
   std::mutex error_m_;
   std::optional<Error> error_;
+  bool parallel_ = false;           // workers run the requests (an O_DIRECT disk)
   std::vector<pthread_t> threads_;  // the dispatcher, then the workers
 };
 
