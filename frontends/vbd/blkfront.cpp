@@ -76,7 +76,9 @@ void Blkfront::service_loop() {
     if (r < 0 && errno != EINTR) break;
     if (p[2].revents) break;
     std::unique_lock lk(m_);
-    pump_locked();
+    // The control channel is read only when it has something: a response
+    // alone costs no receive on it.
+    pump_locked(p[1].revents != 0 || r == 0);
     bool gone = link_.gone();
     finish_answered(lk);
     if (gone) break;
@@ -130,8 +132,8 @@ void Blkfront::release_locked(size_t id) {
   slot_cv_.notify_one();
 }
 
-void Blkfront::pump_locked() {
-  if (!link_.pump(*this)) {
+void Blkfront::pump_locked(bool control) {
+  if (control && !link_.pump(*this)) {
     wake_all_locked();  // shadowd is gone: nothing will answer
     return;
   }

@@ -116,7 +116,7 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   Result<ctl::XenPool> regrant(uint32_t domid);
 
   void service_loop();
-  void pump_locked();
+  void pump_locked(bool control);
   void take_responses_locked();
   void backend_fault_locked(const std::string& why);
   // A request's life: an id held by a caller, the request on the ring, its
