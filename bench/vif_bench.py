@@ -16,7 +16,10 @@ compares normal-mode throughput and CPU with the splitter log on and off.
 Normal mode: iperf3 TCP 1 and 4 streams both ways and UDP 64-byte datagrams, through the vif with the
 splitter log on and off and over a plain veth pair in the same run, with the ratios and CPU per unit.
 
-usage: bench/vif_bench.py [--build DIR] [--kills N] [--quick] [--normal-only] [--json PATH]
+Retransmissions: iperf3 TCP 20 s with 10 kills against 20 s without, alternating, on one shadowed vif: a
+kill whose frames are replayed whole costs TCP nothing, so the two should match.
+
+usage: bench/vif_bench.py [--build DIR] [--kills N] [--quick] [--normal-only] [--retrans-only] [--json PATH]
 Run as root, with nothing else heavy running.
 """
 import json
@@ -225,12 +228,50 @@ def normal_mode(a, tsec, rounds=3):
                        "cases": out}, f, indent=1)
 
 
+def retransmissions(a, seconds=20, kills=10, rounds=2):
+    """TCP retransmissions over `seconds` of iperf3 with `kills` kills of the driver domain against the same
+    without faults, on one shadowed vif (cold), alternating; a kill must cost no retransmission of its own."""
+    progress("retransmissions: iperf3 %d s with %d kills vs without, %d rounds" % (seconds, kills, rounds))
+    h = VifHost(a.build, "r%d" % (os.getpid() % 10000), 23, log_on=True)
+    res = {0: [], kills: []}
+    try:
+        for r in range(rounds):
+            for n in ((0, kills) if r % 2 == 0 else (kills, 0)):
+                progress("retransmissions: round %d/%d, %d kills" % (r + 1, rounds, n))
+                before = h.status().get("restarts", 0)
+                run = iperf_across_kills(h, a.build, seconds=seconds, kills=n, port=5500 + 2 * r + (n > 0))
+                h.base_restarts = h.status().get("restarts", 0)
+                run["restarts"] = h.base_restarts - before
+                res[n].append(run)
+    finally:
+        h.close()
+    progress("")
+    print("\nTCP retransmissions, iperf3 guest -> wire %d s per run, %d rounds alternating, shadow (cold); load "
+          "average %s" % (seconds, rounds, " ".join(open("/proc/loadavg").read().split()[:3])))
+    print("%-14s %6s %10s %9s %14s  %s" % ("faults", "exit", "Gbit/s", "restarts", "retransmits", "per round"))
+    out = {}
+    for n in (0, kills):
+        v = res[n]
+        retr = [x["retransmits"] or 0 for x in v]
+        print("%-14s %6s %10.2f %9d %14d  %s" % ("%d kills" % n, ",".join(str(x["exit"]) for x in v),
+                                                   statistics.mean(x["gbps"] for x in v),
+                                                   sum(x["restarts"] for x in v), sum(retr),
+                                                   " ".join(str(x) for x in retr)))
+        out["%d_kills" % n] = {"exit": [x["exit"] for x in v], "gbps": [x["gbps"] for x in v], "retransmits": retr}
+    base, faulted = sum(out["0_kills"]["retransmits"]), sum(out["%d_kills" % kills]["retransmits"])
+    print("retransmissions with kills / without: %d / %d%s" % (
+        faulted, base, "" if base == 0 else " = %.2f" % (faulted / base)))
+    return out
+
+
 def main():
     ap = arguments(__doc__)
     ap.add_argument("--kills", type=int, default=50, help="kills per shadow mode for the outage table (>= 50)")
     ap.add_argument("--quick", action="store_true", help="10 kills, short runs (smoke test of the bench)")
     ap.add_argument("--json", metavar="PATH", help="also write the normal-mode figures there, as JSON")
     ap.add_argument("--normal-only", action="store_true", help="only the normal-mode table (throughput, no kills)")
+    ap.add_argument("--retrans-only", action="store_true",
+                    help="only the retransmission table (iperf3 20 s with 10 kills vs without)")
     a = ap.parse_args()
     kills = 10 if a.quick else a.kills
     tsec = 3 if a.quick else 8
@@ -238,6 +279,10 @@ def main():
     if a.normal_only:
         header("vif")
         normal_mode(a, tsec)
+        return
+    if a.retrans_only:
+        header("vif")
+        retransmissions(a)
         return
 
     modes = [
@@ -291,6 +336,7 @@ def main():
         print("%-16s " % name + " ".join("%6.2f /%6.2f" % (pct(ph[k], 50), pct(ph[k], 99)) for k in
                                           ("detect", "spawn", "replay", "resume", "total")))
 
+    retransmissions(a, rounds=1 if a.quick else 2)
     normal_mode(a, tsec)
 
 
