@@ -362,6 +362,7 @@ int main(int argc, char** argv) {
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, threads);
   fuse_loop_cfg_set_idle_threads(cfg, threads);
+  fuse_loop_cfg_set_clone_fd(cfg, 1);  // a /dev/fuse fd per thread: they do not queue on one
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
   if (loop_setup.joinable()) loop_setup.join();
