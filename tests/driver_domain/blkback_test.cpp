@@ -87,6 +87,22 @@ class BlkbackTest : public ::testing::Test {
     uint64_t one = 1;
     ASSERT_EQ(::write(kick_.get(), &one, 8), 8);
   }
+  // Writes of one page each for ids [first, last), each at its own sector.
+  void put_writes(uint64_t first, uint64_t last) {
+    for (uint64_t id = first; id < last; ++id) ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_WRITE, id, id * 8, 1)));
+  }
+  void put_flush(uint64_t id) {
+    blkif_request flush{};
+    flush.operation = BLKIF_OP_FLUSH_DISKCACHE;
+    flush.id = id;
+    ASSERT_TRUE(front_->put_request(flush));
+  }
+  // Publishes what was put and kicks the backend once.
+  void push_and_kick() {
+    front_->push_requests();
+    uint64_t one = 1;
+    ASSERT_EQ(::write(kick_.get(), &one, 8), 8);
+  }
   // The next `n` responses (waits up to 2 s for them).
   std::vector<blkif_response> responses(size_t n) {
     std::vector<blkif_response> out;
@@ -151,14 +167,9 @@ TEST_F(BlkbackTest, ReadPartOfAPage_FillsOnlyThoseSectors) {
 // flush waits for everything before it.
 TEST_F(BlkbackTest, ManyRequestsOneKick_EachAnsweredOnceTheFlushLast) {
   attach(kAll, true);
-  for (uint64_t id = 0; id < 16; ++id) ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_WRITE, id, id * 8, 1)));
-  blkif_request flush{};
-  flush.operation = BLKIF_OP_FLUSH_DISKCACHE;
-  flush.id = 16;
-  ASSERT_TRUE(front_->put_request(flush));
-  front_->push_requests();
-  uint64_t one = 1;
-  ASSERT_EQ(::write(kick_.get(), &one, 8), 8);
+  put_writes(0, 16);
+  put_flush(16);
+  push_and_kick();
 
   auto rsp = responses(17);
 
@@ -204,15 +215,10 @@ TEST_F(BlkbackTest, OverlappingWrites_LandInRingOrder) {
 // answered before it, every write after it after it.
 TEST_F(BlkbackTest, WritesAroundAFlush_StayOnTheirSide) {
   attach(kAll, true);
-  for (uint64_t id = 0; id < 8; ++id) ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_WRITE, id, id * 8, 1)));
-  blkif_request flush{};
-  flush.operation = BLKIF_OP_FLUSH_DISKCACHE;
-  flush.id = 8;
-  ASSERT_TRUE(front_->put_request(flush));
-  for (uint64_t id = 9; id < 17; ++id) ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_WRITE, id, id * 8, 1)));
-  front_->push_requests();
-  uint64_t one = 1;
-  ASSERT_EQ(::write(kick_.get(), &one, 8), 8);
+  put_writes(0, 8);
+  put_flush(8);
+  put_writes(9, 17);
+  push_and_kick();
 
   auto rsp = responses(17);
 
