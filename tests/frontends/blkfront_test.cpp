@@ -232,6 +232,72 @@ TEST(Blkfront, LargeWrite_SplitIntoRequestsOfAtMostElevenPages) {
   for (const auto& r : seen) EXPECT_LE(r.nr_segments, blkif::kSegs);
 }
 
+// A 1 MiB write is 24 requests, all on the ring at once (not one after
+// another): with nothing answered, the log holds every one.
+TEST(Blkfront, LargeWrite_AllItsRequestsInFlightAtOnce) {
+  Harness h;
+  h.serve([](const blkif_request&) { return std::vector<blkif_response>{}; });  // never answer
+  std::vector<uint8_t> in(1 << 20, 0x17);
+  auto done = std::async(std::launch::async, [&] { return h.front_->write(0, in.size(), in.data()); });
+
+  EXPECT_TRUE(wait_for([&] { return h.log_.count(0) == 24; })) << h.log_.count(0) << " in flight";
+  h.stop();
+  h.shadowd_ = ctl::Channel();  // shadowd gone: the caller gets EIO, not a hang
+  EXPECT_EQ(done.get(), -EIO);
+}
+
+// The asynchronous call: done() runs once, with the read's data in place.
+struct Done {
+  std::atomic<int> calls{0};
+  std::atomic<int> rc{1};
+  static void cb(void* ctx, int rc) {
+    auto* d = static_cast<Done*>(ctx);
+    d->rc = rc;
+    ++d->calls;
+  }
+};
+
+TEST(Blkfront, StartARead_DoneOnceWithTheData) {
+  Harness h;
+  h.serve(Harness::ok);
+  for (size_t i = 0; i < 100 * 1024; ++i) h.disk_[4096 + i] = static_cast<uint8_t>(i * 13);
+  std::vector<uint8_t> out(100 * 1024);
+  Done d;
+  front::Blkfront::Io io;
+  io.done = Done::cb;
+  io.ctx = &d;
+  io.rdata = out.data();
+
+  h.front_->start(io, BLKIF_OP_READ, 8, out.size() / 512, nullptr);
+
+  ASSERT_TRUE(wait_for([&] { return d.calls.load() > 0; }));
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(d.calls.load(), 1);
+  EXPECT_EQ(d.rc.load(), 0);
+  EXPECT_EQ(std::memcmp(out.data(), &h.disk_[4096], out.size()), 0);
+  EXPECT_EQ(h.seen().size(), 3u);  // 44 + 44 + 12 KiB
+}
+
+TEST(Blkfront, StartAWrite_ShadowdGone_DoneOnceWithEio) {
+  Harness h;
+  h.serve([](const blkif_request&) { return std::vector<blkif_response>{}; });  // never answer
+  std::vector<uint8_t> in(64 * 1024, 3);
+  Done d;
+  front::Blkfront::Io io;
+  io.done = Done::cb;
+  io.ctx = &d;
+
+  h.front_->start(io, BLKIF_OP_WRITE, 0, in.size() / 512, in.data());
+  ASSERT_TRUE(wait_for([&] { return h.log_.count(0) == 2; }));
+  h.stop();
+  h.shadowd_ = ctl::Channel();
+
+  ASSERT_TRUE(wait_for([&] { return d.calls.load() > 0; }));
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(d.calls.load(), 1);
+  EXPECT_EQ(d.rc.load(), -EIO);
+}
+
 TEST(Blkfront, Flush_IsAFlushDiskcacheRequest) {
   Harness h;
   h.serve(Harness::ok);
