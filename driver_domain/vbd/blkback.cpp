@@ -1,11 +1,11 @@
 #include "vbd/blkback.hpp"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -189,7 +189,9 @@ int16_t Blkback::execute(const blkif_request& r) {
   }
 }
 
-void Blkback::respond(const blkif_request& r, int16_t status) {
+// Returns whether the frontend asked to be notified; the dispatcher notifies
+// once for all it answered in a pass, a worker at once.
+bool Blkback::respond(const blkif_request& r, int16_t status) {
   blkif_response rsp{};
   rsp.id = r.id;
   rsp.operation = r.operation;
@@ -207,7 +209,7 @@ void Blkback::respond(const blkif_request& r, int16_t status) {
   }
   (void)ring_->put_response(rsp);
   // Published at once: a crash replays only what was not answered.
-  if (ring_->push_responses()) (void)evt_->notify();
+  return ring_->push_responses();
 }
 
 static bool writes(const blkif_request& r) { return r.operation != BLKIF_OP_READ; }
@@ -219,10 +221,7 @@ static std::pair<uint64_t, uint64_t> extent(const blkif_request& r) {
     std::memcpy(&d, &r, sizeof(d));
     return {d.sector_number, d.sector_number + d.nr_sectors};
   }
-  uint64_t n = 0;
-  for (unsigned i = 0; i < r.nr_segments && i < blkif::kSegs; ++i)
-    n += r.seg[i].last_sect - r.seg[i].first_sect + 1u;
-  return {r.sector_number, r.sector_number + n};
+  return {r.sector_number, r.sector_number + blkif::data_sectors(r)};
 }
 
 static bool orders_all(const blkif_request& r) {
@@ -245,6 +244,7 @@ bool Blkback::wait_turn(const blkif_request& r) {
 
 std::optional<Error> Blkback::serve_ring() {
   std::optional<Error> err;
+  bool notify = false;
   for (;;) {
     for (;;) {
       std::optional<blkif_request> got;
@@ -259,13 +259,14 @@ std::optional<Error> Blkback::serve_ring() {
       }
       if (!got) break;
       const blkif_request r = *got;
-      if (!wait_turn(r)) return err;
-      if (!parallel_ || orders_all(r) || !blkif::check_request(r, st_.sectors).empty()) {
-        respond(r, execute(r));  // no workers, nothing else runs (a flush), or nothing to run (refused)
+      if (!parallel_ || orders_all(r)) {  // no workers, or nothing else may run (a flush, a barrier)
+        if (parallel_ && !wait_turn(r)) return err;  // the owner says stop
+        notify = respond(r, execute(r)) || notify;
       } else {
+        if (!wait_turn(r)) return err;
         auto [first, end] = extent(r);
         std::lock_guard lk(run_m_);
-        for (auto& o : running_)  // a free place: the ring owes at most its size responses
+        for (auto& o : running_)  // a free place: wait_turn waited for one
           if (o.state == Running::kFree) {
             o = {Running::kQueued, writes(r), first, end, seq_++, r};
             ++busy_;
@@ -279,6 +280,7 @@ std::optional<Error> Blkback::serve_ring() {
     std::lock_guard lk(ring_m_);
     if (!ring_->final_check_for_requests()) break;
   }
+  if (notify) (void)evt_->notify();
   return err;
 }
 
@@ -300,15 +302,16 @@ void Blkback::work() {
     const blkif_request r = p->req;
     int16_t status = execute(r);
     if (stalled_) continue;  // a hung driver answers nothing
-    // The place is free before the response frees the request's ring slot:
-    // the dispatcher never finds the ring with room and no place.
+    // Answered before its place is freed, so a request waiting behind it
+    // (an overlap) is answered after it; the dispatcher waits for a place
+    // (wait_turn) when the response let the frontend post more.
+    if (respond(r, status)) (void)evt_->notify();
     {
       std::lock_guard lk(run_m_);
       p->state = Running::kFree;
       --busy_;
     }
     run_cv_.notify_one();
-    respond(r, status);
   }
 }
 

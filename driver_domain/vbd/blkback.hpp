@@ -16,10 +16,12 @@
 // them. Through the page cache the dispatcher executes each itself. Each
 // response is published as soon as its request is done, so a crash replays
 // only what was not answered; replayed requests are safe to run again (a
-// write of the same data, a flush, a discard). Synchronous I/O
-// also keeps a kill fast: a dying process waits for no queued I/O (Linux
-// AIO's teardown costs an RCU grace period, ~30 ms here).
+// write of the same data, a flush, a discard). Synchronous I/O also keeps a
+// kill fast: a dying process waits for no queued I/O (Linux AIO's teardown
+// costs an RCU grace period, ~30 ms here).
 #pragma once
+
+#include <pthread.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -27,7 +29,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <pthread.h>
 #include <vector>
 
 #include "backend.hpp"
@@ -42,7 +43,7 @@ namespace sd::drvdom {
 class Blkback final : public Backend {
  public:
   // pages: the guest's granted pool (blkif::kPoolPages, ring page first);
-  // evt: the event channel to the frontend (used by the I/O thread alone);
+  // evt: the event channel to the frontend (the dispatcher's and the workers');
   // disk: the disk (shadowd's, or on Xen this domain's own: open_disk).
   // state: the compacted disk state shadowd replays.
   static Result<std::unique_ptr<Blkback>> create(std::unique_ptr<GrantedPages> pages,
@@ -54,7 +55,7 @@ class Blkback final : public Backend {
   static Result<UniqueFd> open_disk(const std::string& path, bool readonly);
   ~Blkback() override;  // stops the threads after the requests they are executing
   void poll_fds(std::vector<pollfd>& fds) override;
-  // Reports what the I/O thread found wrong with the frontend's ring.
+  // Reports what the dispatcher found wrong with the frontend's ring.
   Result<void> service() override;
   // Faults (inject): kBadId answers a request with an id that is not in
   // flight; kBadProd answers one request twice (and the next one not at all);
@@ -67,23 +68,23 @@ class Blkback final : public Backend {
   void io_loop();
   void work();
   std::optional<Error> serve_ring();
-  // Waits until `r` may start (nothing earlier it must follow is running);
-  // false when the owner says stop.
+  // Waits until `r` may start (nothing earlier it must follow is running,
+  // and a place is free); false when the owner says stop.
   bool wait_turn(const blkif_request& r);
   int16_t execute(const blkif_request& r);
   int16_t rw(const blkif_request& r);
-  void respond(const blkif_request& r, int16_t status);
+  bool respond(const blkif_request& r, int16_t status);
 
   std::unique_ptr<GrantedPages> pages_;
   std::unique_ptr<platform::EventChannel> evt_;
   UniqueFd disk_;
-  UniqueFd stop_;    // eventfd: the owner asks the I/O thread to end
-  UniqueFd broken_;  // eventfd: the I/O thread found the ring broken (error_)
+  UniqueFd stop_;    // eventfd: the owner asks the dispatcher to end
+  UniqueFd broken_;  // eventfd: the dispatcher found the ring broken (error_)
   std::mutex ring_m_;  // the ring and the garbage faults, shared by dispatcher and workers
   std::optional<ring::BackRing<blkif::Traits>> ring_;
   // Requests handed to the workers, queued or executing: sectors [first,
-  // end), whether it writes. One place per ring slot (the ring never lets
-  // more be owed a response), so no allocation per request.
+  // end), whether it writes. One place per ring slot, so no allocation per
+  // request.
   struct Running {
     enum : uint8_t { kFree, kQueued, kExecuting } state = kFree;
     bool writes = false;

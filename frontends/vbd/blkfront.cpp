@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <deque>
 
 namespace sd::front {
 
@@ -108,18 +107,18 @@ void Blkfront::finish_answered(std::unique_lock<std::mutex>& lk) {
         std::memcpy(io_[id]->rdata + part_at_[id], data(id), part_len_[id]);
   }
   lk.lock();
-  std::vector<Io*> finished;
+  finished_.clear();  // only this thread uses it; its capacity stays (no allocation per response)
   for (size_t id : ids) {
     Io* io = io_[id];
     int rc = status_[id] == BLKIF_RSP_OKAY ? 0 : status_[id] == BLKIF_RSP_EOPNOTSUPP ? -EOPNOTSUPP : -EIO;
     if (io->rc == 0) io->rc = rc;
-    if (--io->parts_left == 0) finished.push_back(io);
+    if (--io->parts_left == 0) finished_.push_back(io);
     release_locked(id);
   }
   ids.clear();
-  answered_.swap(ids);  // keep the capacity: no allocation per response
+  answered_.swap(ids);  // keep the capacity
   lk.unlock();
-  for (Io* io : finished) io->done(io->ctx, io->rc);
+  for (Io* io : finished_) io->done(io->ctx, io->rc);
   lk.lock();
 }
 
@@ -134,7 +133,7 @@ void Blkfront::release_locked(size_t id) {
 
 void Blkfront::pump_locked(bool control) {
   if (control && !link_.pump(*this)) {
-    wake_all_locked();  // shadowd is gone: nothing will answer
+    slot_cv_.notify_all();  // shadowd is gone: nothing will answer
     return;
   }
   if (evt_) (void)evt_->consume();
@@ -197,7 +196,7 @@ Result<FrontendLink::Repair> Blkfront::repair(const ctl::Msg& m) {
   done.replayed = blkif::requeue(*ring_, table_, log(), kReqRing);
   ++stats_.reconnects;
   stats_.replayed += done.replayed;
-  wake_all_locked();  // callers waiting for a first ring
+  slot_cv_.notify_all();  // callers waiting for a first ring
   return done;
 }
 
@@ -228,8 +227,6 @@ Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
   pool_keep_ = std::move(pool->keep);
   return pool->ref;
 }
-
-void Blkfront::wake_all_locked() { slot_cv_.notify_all(); }
 
 // Blocks, never fails, while the ring is full or the queue limit reached (an
 // outage fills both: the requests wait for the next backend). Returns a free

@@ -126,7 +126,6 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   bool post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector, uint32_t sectors);
   void release_locked(size_t id);
   void finish_answered(std::unique_lock<std::mutex>& lk);
-  void wake_all_locked();
   int run(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata);
   shadow::SplitterLog& log() { return link_.log(); }
   uint8_t* data(uint64_t id) const { return data_ + id * blkif::kSegs * blkif::kPageSize; }
@@ -148,6 +147,7 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   std::array<size_t, blkif::kRingSize> part_len_{};
   std::array<uint8_t, blkif::kRingSize> posted_{};  // its request is on the ring
   std::vector<size_t> answered_;                     // ids answered, not yet finished
+  std::vector<Io*> finished_;                        // the service thread's: I/Os to complete
   std::shared_mutex pool_m_;  // callers copy data shared; a regrant (Xen) moves the pages exclusively
   size_t held_ = 0;           // ids held by callers
   std::optional<ring::FrontRing<blkif::Traits>> ring_;

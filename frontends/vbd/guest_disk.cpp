@@ -172,9 +172,7 @@ int16_t GuestDisk::execute(Job& job) {
       return status(disk_->discard(d.sector_number * kSectorSize, d.nr_sectors * kSectorSize));
     }
     case BLKIF_OP_READ: {
-      size_t bytes = 0;
-      for (unsigned i = 0; i < r.nr_segments; ++i)
-        bytes += (r.seg[i].last_sect - r.seg[i].first_sect + 1u) * kSectorSize;
+      size_t bytes = blkif::data_sectors(r) * kSectorSize;
       if (int rc = disk_->read(r.sector_number * kSectorSize, bytes, job.buf.data()); rc != 0) return status(rc);
       return copy_segments(job, true, &bytes);
     }

@@ -81,6 +81,14 @@ inline std::string op_name(uint8_t op) {
   }
 }
 
+// The sectors a read or write's segments move (its first nr_segments, at
+// most kSegs; each segment's own bounds are check_request's to verify).
+inline uint64_t data_sectors(const blkif_request& r) {
+  uint64_t n = 0;
+  for (unsigned i = 0; i < r.nr_segments && i < kSegs; ++i) n += r.seg[i].last_sect - r.seg[i].first_sect + 1u;
+  return n;
+}
+
 inline bool is_rw(uint8_t op) {
   return op == BLKIF_OP_READ || op == BLKIF_OP_WRITE || op == BLKIF_OP_WRITE_BARRIER;
 }
