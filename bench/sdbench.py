@@ -42,6 +42,12 @@ def progress(msg):
     sys.stderr.flush()
 
 
+def cpu_busy():
+    """(busy, total) jiffies of the whole machine so far, from /proc/stat: two readings give the CPU % between."""
+    v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
 def loadavg():
     """The 1-minute load average: the figures only mean something on an idle machine, so the run says how busy
     it was."""

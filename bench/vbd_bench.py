@@ -12,9 +12,10 @@ or O_DIRECT with --direct-io-safe).
    flight at the kill or issued within 100 ms after it (what a program sees:
    how long its I/O stood still). shadowd's own phase timings are printed
    beside.
-2. Normal mode: the splitter log on vs off, and the host's own path (the
-   same fio on a plain loop device over an image file on the same file
-   system), side by side in one run, alternating case by case so machine
+2. Normal mode: the splitter log on vs off, a FUSE file with nothing behind
+   it (bench_null_fuse: FUSE's own cost), and the host's own path (the same
+   fio on a plain loop device over an image file on the same file system),
+   side by side in one run, alternating case by case so machine
    noise hits every side alike: 4 KiB randrw 70/30 at iodepth 16 and 32,
    4 KiB randwrite at iodepth 16, 1 MiB sequential write and read at
    iodepth 4. IOPS or MiB/s per side, the ratios, and CPU per unit.
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from sdbench import Host, arguments, header, loadavg, pct, pmax, progress, require_root
+from sdbench import Host, cpu_busy, arguments, header, loadavg, pct, pmax, progress, require_root
 
 
 class BlkHost(Host):
@@ -185,11 +186,6 @@ class LoopPeer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def cpu_busy():
-    v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    return sum(v) - v[3] - v[4], sum(v)
-
-
 # Normal-mode cases: fio arguments over the defaults of BlkHost.fio, and the unit.
 CASES = [
     ("4k randrw 70/30, iodepth 16", ["--rw=randrw", "--rwmixread=70", "--iodepth=16"], "IOPS"),
@@ -207,11 +203,41 @@ def fio_value(j, unit):
     return (j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / (1 << 20)
 
 
+class NullFusePeer:
+    """FUSE's own cost: bench_null_fuse's file answers every request at once, with nothing behind it (no ring,
+    no driver domain, no disk), mounted like sd-blkfront's; the same fio."""
+
+    log_on = "fuse"
+
+    def __init__(self, build):
+        self.dir = tempfile.mkdtemp(prefix="sd-vbdnull-")
+        self.mnt = os.path.join(self.dir, "mnt")
+        os.mkdir(self.mnt)
+        self.proc = subprocess.Popen([os.path.join(build, "bench", "bench_null_fuse"), self.mnt, "512"],
+                                     stderr=subprocess.DEVNULL)
+        self.disk = os.path.join(self.mnt, "disk")
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.disk):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise SystemExit("bench_null_fuse did not mount")
+            time.sleep(0.05)
+
+    fio = BlkHost.fio
+
+    def close(self):
+        subprocess.run(["umount", self.mnt], stderr=subprocess.DEVNULL)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def normal_mode(build, rounds, seconds):
     """The splitter log on and off, and a plain loop device (the host's own path), alternating, per case."""
-    progress("normal mode: the splitter log on vs off, and a plain loop device")
-    on, off, peer = BlkHost(build, "on", True), BlkHost(build, "off", False), LoopPeer()
-    sides = (("off", off), ("on", on), ("loop", peer))
+    progress("normal mode: the splitter log on vs off, a FUSE file with nothing behind it, and a plain loop device")
+    on, off, peer, null = BlkHost(build, "on", True), BlkHost(build, "off", False), LoopPeer(), NullFusePeer(build)
+    sides = (("off", off), ("on", on), ("fuse", null), ("loop", peer))
     res = {c[0]: {k: [] for k, _ in sides} for c in CASES}
     try:
         if not on.log_on or off.log_on:
@@ -233,25 +259,28 @@ def normal_mode(build, rounds, seconds):
         on.close()
         off.close()
         peer.close()
+        null.close()
     progress("")
     mean = statistics.mean
     print("\n2. Normal mode, fio (libaio, direct) %d s x %d rounds per case, alternating; the peer is the host's own"
           " path (a plain loop device over an image on the same file system); disk %s; load average %s" % (
               seconds, rounds, "O_DIRECT" if BlkHost.DIRECT else "through the host's page cache",
               " ".join(open("/proc/loadavg").read().split()[:3])))
-    print("%-29s %-6s %9s %9s %9s %8s %8s   %12s %12s" % ("case", "unit", "log off", "log on", "loop", "on/off",
-                                                          "on/loop", "CPU%/k on", "CPU%/k loop"))
+    print("%-29s %-6s %9s %9s %9s %9s %8s %8s %9s   %10s %10s" % (
+        "case", "unit", "log off", "log on", "null fuse", "loop", "on/off", "on/loop", "fuse/loop", "CPU%/k on",
+        "CPU%/k loop"))
     out = {}
     for case, _, unit in CASES:
         v = {k: mean(x[0] for x in res[case][k]) for k, _ in sides}
         c = {k: mean(x[1] for x in res[case][k]) for k, _ in sides}
-        print("%-29s %-6s %9.0f %9.0f %9.0f %8.3f %8.3f   %12.2f %12.2f" % (
-            case, unit, v["off"], v["on"], v["loop"], v["on"] / v["off"], v["on"] / v["loop"],
-            1000 * c["on"] / v["on"], 1000 * c["loop"] / v["loop"]))
-        out[case] = {"unit": unit, "log_on": v["on"], "log_off": v["off"], "loop": v["loop"],
-                     "cpu_percent": {k: c[k] for k, _ in sides},
-                     "ratio_on_off": v["on"] / v["off"], "ratio_on_loop": v["on"] / v["loop"]}
-    print("CPU%/k: the whole machine's CPU (all cores, %) per thousand units")
+        print("%-29s %-6s %9.0f %9.0f %9.0f %9.0f %8.3f %8.3f %9.3f   %10.2f %10.2f" % (
+            case, unit, v["off"], v["on"], v["fuse"], v["loop"], v["on"] / v["off"], v["on"] / v["loop"],
+            v["fuse"] / v["loop"], 1000 * c["on"] / v["on"], 1000 * c["loop"] / v["loop"]))
+        out[case] = {"unit": unit, "log_on": v["on"], "log_off": v["off"], "null_fuse": v["fuse"], "loop": v["loop"],
+                     "cpu_percent": {k: c[k] for k, _ in sides}, "ratio_on_off": v["on"] / v["off"],
+                     "ratio_on_loop": v["on"] / v["loop"], "ratio_null_fuse_loop": v["fuse"] / v["loop"]}
+    print("null fuse: bench_null_fuse, a FUSE file answering every request at once with nothing behind it (FUSE's own"
+          " cost); CPU%/k: the whole machine's CPU (all cores, %) per thousand units")
     return out
 
 

@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import time
 
-from sdbench import Host, arguments, header, pct, progress, require_root
+from sdbench import Host, cpu_busy, arguments, header, pct, progress, require_root
 
 
 class VifHost(Host):
@@ -147,13 +147,6 @@ def iperf_across_kills(host, build, seconds=10, kills=5, port=5301):
     except ValueError:
         res["error"] = "no JSON from iperf3"
     return res
-
-
-def cpu_busy():
-    f = open("/proc/stat").readline().split()[1:]
-    v = [int(x) for x in f]
-    idle = v[3] + v[4]
-    return sum(v) - idle, sum(v)
 
 
 # Normal-mode cases: iperf3 arguments, and what is measured.
