@@ -56,8 +56,8 @@ Result<std::unique_ptr<Blkback>> Blkback::create(std::unique_ptr<GrantedPages> p
   bb->running_.resize(bb->ring_->size());
   // Workers pay where the disk makes a request wait (O_DIRECT: the device's
   // latency, overlapped); through the page cache a request is a memory copy,
-  // and handing it to another thread costs more than the copy (measured:
-  // vbd_bench normal mode, 1.2-1.3x the IOPS done in the dispatcher).
+  // and handing it to another thread costs more than the copy (1.2-1.3x the
+  // IOPS done in the dispatcher: docs/BENCHMARKS.md, the vbd's data path).
   int fl = ::fcntl(bb->disk_.get(), F_GETFL);
   bb->parallel_ = fl >= 0 && (fl & O_DIRECT);  // set before any thread reads it
   for (unsigned i = 0; i <= (bb->parallel_ ? kWorkers : 0); ++i) {
