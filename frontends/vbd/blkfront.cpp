@@ -334,9 +334,9 @@ void Blkfront::start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, cons
   }
 }
 
-// start(), then wait for its end: one condition variable per call, so an
-// answer wakes its own caller only.
-int Blkfront::run(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata) {
+// An asynchronous start, then wait for its end: one condition variable per
+// call, so an answer wakes its own caller only.
+int Blkfront::await(uint8_t* rdata, const std::function<void(Io&)>& begin) {
   struct Wait {
     std::mutex m;
     std::condition_variable cv;
@@ -353,7 +353,7 @@ int Blkfront::run(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* 
     w->done = true;
     w->cv.notify_one();
   };
-  start(io, op, sector, sectors, wdata);
+  begin(io);
   std::unique_lock lk(w.m);
   w.cv.wait(lk, [&] { return w.done; });
   return w.rc;
@@ -387,18 +387,30 @@ int Blkfront::write(uint64_t off, size_t len, const uint8_t* in) {
   return run(BLKIF_OP_WRITE, first, last - first + 1, buf.data(), nullptr);
 }
 
+int Blkfront::run(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata) {
+  return await(rdata, [&](Io& io) { start(io, op, sector, sectors, wdata); });
+}
+
+void Blkfront::start_flush(Io& io) {
+  if (!(disk_.features & blkif::kFeatureFlush)) return io.done(io.ctx, 0);  // no volatile cache to flush
+  start(io, BLKIF_OP_FLUSH_DISKCACHE, 0, 0, nullptr);
+}
+
+void Blkfront::start_discard(Io& io, uint64_t off, uint64_t len) {
+  if (!(disk_.features & blkif::kFeatureDiscard)) return io.done(io.ctx, -EOPNOTSUPP);
+  if (off > size_bytes() || len > size_bytes() - off) return io.done(io.ctx, -EINVAL);
+  // Whole sectors inside the range only: discarding is a hint.
+  uint64_t first = (off + kSectorSize - 1) / kSectorSize, end = (off + len) / kSectorSize;
+  if (end <= first) return io.done(io.ctx, 0);
+  start(io, BLKIF_OP_DISCARD, first, end - first, nullptr);
+}
+
 int Blkfront::flush() {
-  if (!(disk_.features & blkif::kFeatureFlush)) return 0;  // no volatile cache to flush
-  return run(BLKIF_OP_FLUSH_DISKCACHE, 0, 0, nullptr, nullptr);
+  return await(nullptr, [&](Io& io) { start_flush(io); });
 }
 
 int Blkfront::discard(uint64_t off, uint64_t len) {
-  if (!(disk_.features & blkif::kFeatureDiscard)) return -EOPNOTSUPP;
-  if (off > size_bytes() || len > size_bytes() - off) return -EINVAL;
-  // Whole sectors inside the range only: discarding is a hint.
-  uint64_t first = (off + kSectorSize - 1) / kSectorSize, end = (off + len) / kSectorSize;
-  if (end <= first) return 0;
-  return run(BLKIF_OP_DISCARD, first, end - first, nullptr, nullptr);
+  return await(nullptr, [&](Io& io) { start_discard(io, off, len); });
 }
 
 }  // namespace sd::front

@@ -33,6 +33,7 @@
 #include <array>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -93,6 +94,10 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
     int rc = 0;                // Blkfront's
   };
   void start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata);
+  // flush() and discard() without waiting (done at once when there is
+  // nothing to send, or with the error the waiting call would return).
+  void start_flush(Io& io);
+  void start_discard(Io& io, uint64_t off, uint64_t len);
 
   struct Stats {
     uint64_t submitted = 0;  // requests put on the ring (replays not counted)
@@ -126,6 +131,7 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   bool post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector, uint32_t sectors);
   void release_locked(size_t id);
   void finish_answered(std::unique_lock<std::mutex>& lk);
+  int await(uint8_t* rdata, const std::function<void(Io&)>& begin);
   int run(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata);
   shadow::SplitterLog& log() { return link_.log(); }
   uint8_t* data(uint64_t id) const { return data_ + id * blkif::kSegs * blkif::kPageSize; }

@@ -418,16 +418,17 @@ inline FioVerdict fio_verdict(int rc, const std::filesystem::path& json_report, 
 // reconnects N replayed N max_inflight N"); nullopt if it printed none.
 struct BlkfrontCounts {
   uint64_t submitted = 0, completed = 0, flushes = 0, faults = 0, reconnects = 0, replayed = 0, max_inflight = 0;
+  uint64_t discards = 0;
 };
 
 inline std::optional<BlkfrontCounts> blkfront_counts(const std::string& out) {
   static const std::regex counts(
-      "submitted (\\d+) completed (\\d+) \\(reads \\d+ writes \\d+ flushes (\\d+) barriers \\d+ discards \\d+\\) "
+      "submitted (\\d+) completed (\\d+) \\(reads \\d+ writes \\d+ flushes (\\d+) barriers \\d+ discards (\\d+)\\) "
       "faults (\\d+) reconnects (\\d+) replayed (\\d+) max_inflight (\\d+)");
   std::smatch m;
   if (!std::regex_search(out, m, counts)) return std::nullopt;
-  return BlkfrontCounts{std::stoull(m[1]), std::stoull(m[2]), std::stoull(m[3]), std::stoull(m[4]),
-                        std::stoull(m[5]), std::stoull(m[6]), std::stoull(m[7])};
+  return BlkfrontCounts{std::stoull(m[1]), std::stoull(m[2]), std::stoull(m[3]), std::stoull(m[5]),
+                        std::stoull(m[6]), std::stoull(m[7]), std::stoull(m[8]), std::stoull(m[4])};
 }
 
 // The virtual DAC's recording at `wav` against the marked input of

@@ -323,6 +323,36 @@ TEST_F(VbdE2eTest, DirectIoSafeDisk_OpenedODirectAndFioVerifyAcrossKills) {
   EXPECT_GT(c.max_inflight, 16u) << "the ring never held many requests at once";
 }
 
+// What fsync(1) and fallocate(1) do to the disk file: an fsync is a
+// FLUSH_DISKCACHE, a punched hole a DISCARD of the whole sectors inside it
+// (reads back as zeros), and both survive a kill of the block domain.
+TEST_F(VbdE2eTest, FsyncAndPunchedHoles_FlushAndDiscardTheDisk_KeptAcrossAKill) {
+  start();
+  const std::string src = (dir_ / "src.bin").string(), want = (dir_ / "want.bin").string();
+  ASSERT_EQ(run("head -c 8M /dev/urandom > " + src + " && cp " + src + " " + want).rc, 0);
+  auto w = run("dd if=" + src + " of=" + disk_.string() + " bs=1M oflag=direct conv=notrunc,fsync status=none");
+  ASSERT_EQ(w.rc, 0) << w.err;
+  // A whole MiB, and a range with partial sectors at both ends (3000..12999:
+  // sectors 3072..12799 are discarded, the bytes around them kept).
+  for (auto [off, len] : {std::pair{1048576, 1048576}, std::pair{3000, 10000}}) {
+    auto p = run("fallocate --punch-hole --offset " + std::to_string(off) + " --length " + std::to_string(len) + " " +
+                 disk_.string());
+    ASSERT_EQ(p.rc, 0) << p.err;
+  }
+  ASSERT_EQ(run("dd if=/dev/zero of=" + want + " bs=1024 seek=1024 count=1024 conv=notrunc status=none && "
+                "dd if=/dev/zero of=" + want + " bs=512 seek=6 count=19 conv=notrunc status=none").rc,
+            0);
+  auto k = ctl("inject-fault " + dom_ + " kill");
+  ASSERT_EQ(k.rc, 0) << k.out << k.err;
+  ASSERT_TRUE(wait_until([&] { return events("recovery").size() >= 1; }, 10s));
+  auto same = run("dd if=" + disk_.string() + " bs=1M count=8 iflag=direct status=none | cmp - " + want);
+  EXPECT_EQ(same.rc, 0) << same.out << same.err;
+  auto c = stop_frontend();
+  EXPECT_EQ(c.completed, c.submitted);
+  EXPECT_GE(c.flushes, 1u);
+  EXPECT_GE(c.discards, 2u);
+}
+
 TEST_F(VbdE2eTest, MissingDiskImage_ShadowdRefusesToStartAndNamesTheFile) {
   fs::remove(image_);
   auto r = run(std::string(SD_SHADOWD) + " --config " + (dir_ / "host.yaml").string() + " --drvdom " + SD_DRVDOM);
