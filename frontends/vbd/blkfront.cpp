@@ -115,6 +115,7 @@ void Blkfront::finish_answered(std::unique_lock<std::mutex>& lk) {
     if (--io->parts_left == 0) finished_.push_back(io);
     release_locked(id);
   }
+  slot_cv_.notify_all();  // once for the whole pass: a caller woken per id would post one request per wakeup
   ids.clear();
   answered_.swap(ids);  // keep the capacity
   lk.unlock();
@@ -128,7 +129,6 @@ void Blkfront::release_locked(size_t id) {
   posted_[id] = 0;
   io_[id] = nullptr;
   --held_;
-  slot_cv_.notify_one();
 }
 
 void Blkfront::pump_locked(bool control) {
@@ -319,6 +319,7 @@ void Blkfront::start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, cons
       }
       if (!post_locked(lk, *id, op, sector + done, n)) {
         release_locked(*id);
+        slot_cv_.notify_one();
         id.reset();
       }
     }
