@@ -19,7 +19,8 @@ Result<std::unique_ptr<Blkfront>> Blkfront::attach(ctl::Channel ch, std::unique_
   auto f = std::unique_ptr<Blkfront>(new Blkfront(std::move(ch), std::move(xen)));
   if (auto r = f->link_.wait_attached(*f, std::chrono::seconds(5)); !r) return std::unexpected(r.error());
   f->stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!f->stop_) return sys_fail("eventfd");
+  f->wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!f->stop_ || !f->wake_) return sys_fail("eventfd");
   f->service_ = std::thread([p = f.get()] { p->service_loop(); });
   return f;
 }
@@ -66,21 +67,60 @@ Blkfront::Stats Blkfront::stats() const {
   return stats_;
 }
 
-// Responses and control messages, until the destructor says stop.
+void Blkfront::serve_also(int fd, void (*take)(void*), void* ctx) {
+  std::lock_guard lk(m_);
+  take_ = take;
+  take_ctx_ = ctx;
+  source_fd_ = fd;
+  uint64_t one = 1;  // the service thread polls the new fd from its next turn
+  (void)!::write(wake_.get(), &one, sizeof(one));
+}
+
+// Responses, control messages and the source's requests, until the
+// destructor says stop. Once shadowd is gone only the source is served (its
+// requests fail at once with EIO).
 void Blkfront::service_loop() {
+  service_id_ = std::this_thread::get_id();
+  bool gone = false;
   for (;;) {
+    int source = -1;
+    {
+      std::lock_guard lk(m_);
+      source = source_fd_;
+    }
+    if (gone && source < 0) break;
     // event_fd() changes only on this thread (a regrant, inside pump_locked).
-    pollfd p[3] = {{event_fd(), POLLIN, 0}, {link_.fd(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-    int r = ::poll(p, 3, 200);
+    pollfd p[5] = {{stop_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {source, POLLIN, 0},
+                   {gone ? -1 : event_fd(), POLLIN, 0}, {gone ? -1 : link_.fd(), POLLIN, 0}};
+    int r = ::poll(p, 5, 200);
     if (r < 0 && errno != EINTR) break;
-    if (p[2].revents) break;
-    std::unique_lock lk(m_);
-    // The control channel is read only when it has something: a response
-    // alone costs no receive on it.
+    if (p[0].revents) break;
+    if (p[1].revents) {
+      uint64_t n;
+      (void)!::read(wake_.get(), &n, sizeof(n));
+    }
+    if (!gone) {
+      std::unique_lock lk(m_);
+      // The control channel is read only when it has something: a response
+      // alone costs no receive on it.
+      pump_locked(p[4].revents != 0 || r == 0);
+      gone = link_.gone();
+      finish_answered(lk);
+    }
+    if (p[2].revents & ~POLLNVAL) take_(take_ctx_);
+  }
+}
+
+template <class Ready>
+void Blkfront::wait_locked(std::unique_lock<std::mutex>& lk, Ready ready) {
+  if (std::this_thread::get_id() != service_id_) return slot_cv_.wait(lk, ready);
+  while (!ready()) {
+    pollfd p[2] = {{event_fd(), POLLIN, 0}, {link_.fd(), POLLIN, 0}};
+    lk.unlock();
+    int r = ::poll(p, 2, 200);
+    lk.lock();
     pump_locked(p[1].revents != 0 || r == 0);
-    bool gone = link_.gone();
     finish_answered(lk);
-    if (gone) break;
   }
 }
 
@@ -232,7 +272,7 @@ Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
 // outage fills both: the requests wait for the next backend). Returns a free
 // id, now held by the caller, or nullopt when shadowd is gone.
 std::optional<size_t> Blkfront::reserve_locked(std::unique_lock<std::mutex>& lk) {
-  slot_cv_.wait(lk, [&] { return link_.gone() || (ring_ && held_ < limit_ && ring_->free_requests() > 0); });
+  wait_locked(lk, [&] { return link_.gone() || (ring_ && held_ < limit_ && ring_->free_requests() > 0); });
   if (link_.gone()) return std::nullopt;
   size_t id = next_id_;
   while (busy_[id]) id = (id + 1) % blkif::kRingSize;
@@ -249,7 +289,7 @@ std::optional<size_t> Blkfront::reserve_locked(std::unique_lock<std::mutex>& lk)
 // have left no ring yet. False when shadowd is gone.
 bool Blkfront::post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector,
                            uint32_t sectors) {
-  slot_cv_.wait(lk, [&] { return link_.gone() || ring_; });
+  wait_locked(lk, [&] { return link_.gone() || ring_; });
   if (link_.gone()) return false;
   blkif_request req{};
   req.operation = op;

@@ -13,7 +13,9 @@
 //
 // Callers block while no slot is free (the ring is full, the queue limit is
 // reached, or no backend serves): a request is never failed for an outage.
-// A service thread takes responses and control messages.
+// A service thread takes responses and control messages, and may serve the
+// guest's requests too (serve_also: sd-blkfront's FUSE device), so one
+// thread posts and answers.
 //
 // Connection states (the disk stays usable in every one of them):
 //
@@ -99,6 +101,15 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   void start_flush(Io& io);
   void start_discard(Io& io, uint64_t off, uint64_t len);
 
+  // A source of requests the service thread serves beside the ring, so one
+  // thread takes the guest's requests and answers them (sd-blkfront's
+  // /dev/fuse): when `fd` is readable it calls take(ctx), which may start()
+  // I/O; on this thread start() never sleeps for a free id, it takes the
+  // ring's answers itself meanwhile. take() must not wait for an answer
+  // (read(), write(), flush(), discard() belong on other threads). Served
+  // until the destructor, also once shadowd is gone. Call once, first.
+  void serve_also(int fd, void (*take)(void*), void* ctx);
+
   struct Stats {
     uint64_t submitted = 0;  // requests put on the ring (replays not counted)
     uint64_t completed = 0;  // responses taken (each request at most once)
@@ -121,6 +132,10 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   Result<ctl::XenPool> regrant(uint32_t domid);
 
   void service_loop();
+  // Waits until ready(): on a caller's thread for the service thread's
+  // notification; on the service thread by taking answers itself.
+  template <class Ready>
+  void wait_locked(std::unique_lock<std::mutex>& lk, Ready ready);
   void pump_locked(bool control);
   void take_responses_locked();
   void backend_fault_locked(const std::string& why);
@@ -140,7 +155,7 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   blkif::DiskState disk_{};
   uint8_t* ring_page_ = nullptr;
   uint8_t* data_ = nullptr;  // kRingSize * kSegs pages, contiguous per id
-  UniqueFd stop_;
+  UniqueFd stop_, wake_;
   uint32_t limit_ = blkif::kRingSize;
   std::unique_ptr<PoolSource> xen_;
   std::unique_ptr<platform::EventChannel> evt_;  // Xen: the current pool's
@@ -165,6 +180,10 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   Stats stats_;
   std::mutex rmw_;  // serialises read-modify-write of partial sectors
   std::thread service_;
+  std::thread::id service_id_;
+  int source_fd_ = -1;
+  void (*take_)(void*) = nullptr;
+  void* take_ctx_ = nullptr;
 };
 
 }  // namespace sd::front

@@ -278,6 +278,59 @@ TEST(Blkfront, StartARead_DoneOnceWithTheData) {
   EXPECT_EQ(h.seen().size(), 3u);  // 44 + 44 + 12 KiB
 }
 
+// sd-blkfront's one loop: requests come from a source the service thread
+// serves. Starting more than the ring holds from there cannot wait for the
+// service thread (it is that thread): it takes the answers itself. Once
+// shadowd is gone the source is still served and its requests fail at once.
+TEST(Blkfront, ServedSource_MoreRequestsThanTheRingHolds_StartedOnTheServiceThreadAllDone) {
+  Harness h;
+  h.serve(Harness::ok);
+  struct Source {
+    front::Blkfront* front = nullptr;
+    sd::UniqueFd fd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+    std::vector<uint8_t> data = std::vector<uint8_t>(40 * 8192);
+    std::vector<front::Blkfront::Io> ios = std::vector<front::Blkfront::Io>(41);
+    Done done, late;
+    std::atomic<int> turns{0};
+    std::thread::id on;
+  } src;
+  src.front = h.front_.get();
+  for (size_t i = 0; i < src.data.size(); ++i) src.data[i] = static_cast<uint8_t>(i * 31 + 7);
+  h.front_->serve_also(src.fd.get(), [](void* ctx) {
+    auto* s = static_cast<Source*>(ctx);
+    uint64_t n;
+    if (::read(s->fd.get(), &n, sizeof(n)) != sizeof(n)) return;
+    s->on = std::this_thread::get_id();
+    if (s->turns++ == 0) {
+      for (size_t k = 0; k < 40; ++k) {  // 40 requests, 32 ring slots
+        s->ios[k].done = Done::cb;
+        s->ios[k].ctx = &s->done;
+        s->front->start(s->ios[k], BLKIF_OP_WRITE, k * 16, 16, s->data.data() + k * 8192);
+      }
+    } else {
+      s->ios[40].done = Done::cb;
+      s->ios[40].ctx = &s->late;
+      s->front->start(s->ios[40], BLKIF_OP_WRITE, 0, 16, s->data.data());
+    }
+  }, &src);
+  uint64_t one = 1;
+
+  ASSERT_EQ(::write(src.fd.get(), &one, sizeof(one)), 8);
+  ASSERT_TRUE(wait_for([&] { return src.done.calls.load() == 40; })) << src.done.calls.load() << " of 40 done";
+
+  EXPECT_EQ(src.done.rc.load(), 0);
+  EXPECT_NE(src.on, std::this_thread::get_id());
+  EXPECT_EQ(std::memcmp(h.disk_.data(), src.data.data(), src.data.size()), 0);
+  EXPECT_EQ(h.front_->stats().completed, 40u);
+  h.stop();
+  h.shadowd_ = ctl::Channel();  // shadowd gone
+  ASSERT_TRUE(wait_for([&] { return h.front_->gone(); }));
+  ASSERT_EQ(::write(src.fd.get(), &one, sizeof(one)), 8);
+  ASSERT_TRUE(wait_for([&] { return src.late.calls.load() == 1; }));
+  EXPECT_EQ(src.late.rc.load(), -EIO);
+  h.front_.reset();  // its service thread stops calling into src
+}
+
 TEST(Blkfront, StartAWrite_ShadowdGone_DoneOnceWithEio) {
   Harness h;
   h.serve([](const blkif_request&) { return std::vector<blkif_response>{}; });  // never answer
