@@ -57,7 +57,7 @@ class BlkHost(Host):
         self.mnt = os.path.join(self.dir, "mnt")
         os.mkdir(self.mnt)
         self.front = subprocess.Popen([os.path.join(build, "frontends", "sd-blkfront"), "--socket",
-                                       os.path.join(self.state, "%s-vbd-0.sock" % self.guest), "--mount", self.mnt] + os.environ.get("SD_FRONT_ARGS", "").split(),
+                                       os.path.join(self.state, "%s-vbd-0.sock" % self.guest), "--mount", self.mnt],
                                       stdout=subprocess.DEVNULL,
                                       stderr=open(os.path.join(self.dir, "front.log"), "w"))
         self.disk = os.path.join(self.mnt, "disk")
