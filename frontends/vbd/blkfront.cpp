@@ -268,11 +268,14 @@ Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
   return pool->ref;
 }
 
-// Blocks, never fails, while the ring is full or the queue limit reached (an
-// outage fills both: the requests wait for the next backend). Returns a free
-// id, now held by the caller, or nullopt when shadowd is gone.
-std::optional<size_t> Blkfront::reserve_locked(std::unique_lock<std::mutex>& lk) {
-  wait_locked(lk, [&] { return link_.gone() || (ring_ && held_ < limit_ && ring_->free_requests() > 0); });
+// Blocks, never fails, until `free` ids and ring slots are free (an outage
+// fills the ring and the queue limit: the requests wait for the next
+// backend). Returns one free id, now held by the caller, or nullopt when
+// shadowd is gone.
+std::optional<size_t> Blkfront::reserve_locked(std::unique_lock<std::mutex>& lk, size_t free) {
+  wait_locked(lk, [&] {
+    return link_.gone() || (ring_ && held_ + free <= limit_ && ring_->free_requests() >= free);
+  });
   if (link_.gone()) return std::nullopt;
   size_t id = next_id_;
   while (busy_[id]) id = (id + 1) % blkif::kRingSize;
@@ -288,7 +291,7 @@ std::optional<size_t> Blkfront::reserve_locked(std::unique_lock<std::mutex>& lk)
 // slots, so a held id always finds one; only a Xen regrant in between may
 // have left no ring yet. False when shadowd is gone.
 bool Blkfront::post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector,
-                           uint32_t sectors) {
+                           uint32_t sectors, bool publish) {
   wait_locked(lk, [&] { return link_.gone() || ring_; });
   if (link_.gone()) return false;
   blkif_request req{};
@@ -325,7 +328,7 @@ bool Blkfront::post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t 
     case BLKIF_OP_WRITE_BARRIER: ++stats_.barriers; break;
     default: ++stats_.discards;
   }
-  if (ring_->push_requests()) kick();
+  if (publish && ring_->push_requests()) kick();
   return true;
 }
 
@@ -341,10 +344,17 @@ void Blkfront::start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, cons
   io.rc = 0;
   io.parts_left = static_cast<uint32_t>(parts);
   if (parts == 0) return io.done(io.ctx, 0);
-  for (uint64_t done = 0, k = 0; k < parts; ++k) {
+  // A big I/O on a full ring takes ids a batch at a time (up to kBatch at
+  // once): taken one by one as each is answered, every part would cost the
+  // backend a wakeup and this side a kick, the two taking turns.
+  constexpr uint64_t kBatch = 8;
+  for (uint64_t done = 0, k = 0, batch = 0; k < parts; ++k) {
     uint32_t n = static_cast<uint32_t>(std::min(per, sectors - done));
     std::unique_lock lk(m_);
-    auto id = reserve_locked(lk);
+    size_t free = 1;
+    if (batch == 0) batch = free = std::min<uint64_t>({parts - k, kBatch, limit_});
+    --batch;
+    auto id = reserve_locked(lk, free);
     if (id) {
       io_[*id] = &io;
       part_at_[*id] = done * kSectorSize;
@@ -357,7 +367,8 @@ void Blkfront::start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, cons
         }
         lk.lock();
       }
-      if (!post_locked(lk, *id, op, sector + done, n)) {
+      // A batch is published (and the backend kicked) once, whole.
+      if (!post_locked(lk, *id, op, sector + done, n, batch == 0 || k + 1 == parts)) {
         release_locked(*id);
         slot_cv_.notify_one();
         id.reset();

@@ -142,8 +142,9 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   // A request's life: an id held by a caller, the request on the ring, its
   // response taken (service thread), its data copied out and the id given
   // back (finish_answered, service thread).
-  std::optional<size_t> reserve_locked(std::unique_lock<std::mutex>& lk);
-  bool post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector, uint32_t sectors);
+  std::optional<size_t> reserve_locked(std::unique_lock<std::mutex>& lk, size_t free = 1);
+  bool post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector, uint32_t sectors,
+                   bool publish);
   void release_locked(size_t id);
   void finish_answered(std::unique_lock<std::mutex>& lk);
   int await(uint8_t* rdata, const std::function<void(Io&)>& begin);
