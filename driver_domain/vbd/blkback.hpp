@@ -13,8 +13,10 @@
 // one it overlaps unless both only read (overlapping writes land in ring
 // order), and FLUSH_DISKCACHE (fdatasync) and WRITE_BARRIER (flush + write
 // + flush) wait for everything before them and hold back everything after
-// them. Through the page cache the dispatcher executes each itself. Each
-// response is published as soon as its request is done, so a crash replays
+// them. Through the page cache the dispatcher executes each itself, and
+// large reads (writes) that continue one another as one preadv (pwritev),
+// answered each. Each response is published as soon as its request is done
+// (a pass tells the frontend every 256 KiB answered), so a crash replays
 // only what was not answered; replayed requests are safe to run again (a
 // write of the same data, a flush, a discard). Synchronous I/O also keeps a
 // kill fast: a dying process waits for no queued I/O (Linux AIO's teardown
@@ -22,6 +24,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <sys/uio.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -73,6 +76,8 @@ class Blkback final : public Backend {
   bool wait_turn(const blkif_request& r);
   int16_t execute(const blkif_request& r);
   int16_t rw(const blkif_request& r);
+  bool segments(const blkif_request& r, iovec* iov) const;
+  bool mergeable(const blkif_request& r, iovec* iov) const;
   bool respond(const blkif_request& r, int16_t status);
 
   std::unique_ptr<GrantedPages> pages_;
@@ -95,6 +100,8 @@ class Blkback final : public Backend {
   std::condition_variable run_cv_;   // a request finished, or stop
   std::condition_variable work_cv_;  // a request was queued, or stop
   std::vector<Running> running_;     // ring size
+  std::vector<blkif_request> run_;   // the dispatcher's: requests merged into one call (ring size)
+  std::vector<iovec> run_iov_;       // their segments
   size_t busy_ = 0;                  // places not kFree
   uint64_t seq_ = 0;                 // workers take the oldest queued first
   bool stopping_ = false;

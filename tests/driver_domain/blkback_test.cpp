@@ -144,6 +144,47 @@ TEST_F(BlkbackTest, WriteTwoPages_ReachTheDiskAtItsSector) {
   EXPECT_EQ(got[1], 0xcd);
 }
 
+// Large reads and writes that continue one another run as one call (the
+// dispatcher merges them); each is still answered once, with its own data
+// and status, and an invalid one among them is refused alone.
+TEST_F(BlkbackTest, ContinuingLargeRequests_MergedEachAnsweredWithItsOwnDataAndStatus) {
+  std::vector<uint8_t> blob(kDiskBytes);
+  for (size_t i = 0; i < blob.size(); ++i) blob[i] = static_cast<uint8_t>(i / 512 * 7 + i % 251);
+  ASSERT_EQ(::pwrite(disk_.get(), blob.data(), blob.size(), 0), static_cast<ssize_t>(blob.size()));
+  attach();
+  for (uint64_t id = 0; id < 3; ++id) ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_READ, id, id * 88, 11)));
+  auto bad = rw(BLKIF_OP_READ, 3, 3 * 88, 11);
+  bad.seg[4] = {blkif::data_ref(3, 4), 5, 2};  // last sector before the first
+  ASSERT_TRUE(front_->put_request(bad));
+  ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_READ, 4, 4 * 88, 11)));  // continues the bad one
+  ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_READ, 5, 1000, 11)));    // apart
+  for (uint64_t id = 6; id < 8; ++id) {
+    for (unsigned s = 0; s < 11; ++s) std::memset(data(id, s), static_cast<int>(0x60 + id * 11 + s), 4096);
+    ASSERT_TRUE(front_->put_request(rw(BLKIF_OP_WRITE, id, 1200 + (id - 6) * 88, 11)));
+  }
+  push_and_kick();
+
+  auto rsp = responses(8);
+
+  ASSERT_EQ(rsp.size(), 8u);
+  std::vector<int> times(8, 0);
+  for (const auto& r : rsp) {
+    ASSERT_LT(r.id, 8u);
+    ++times[r.id];
+    EXPECT_EQ(r.status, r.id == 3 ? BLKIF_RSP_ERROR : BLKIF_RSP_OKAY) << "id " << r.id;
+  }
+  EXPECT_EQ(times, std::vector<int>(8, 1));
+  const uint64_t sector_of[6] = {0, 88, 176, 0, 352, 1000};
+  for (uint64_t id : {0, 1, 2, 4, 5})
+    for (unsigned s = 0; s < 11; ++s)
+      EXPECT_EQ(std::memcmp(data(id, s), &blob[(sector_of[id] + s * 8) * 512], 4096), 0) << "id " << id << " page " << s;
+  std::vector<uint8_t> got(2 * 11 * 4096);
+  ASSERT_EQ(::pread(disk_.get(), got.data(), got.size(), 1200 * 512), static_cast<ssize_t>(got.size()));
+  for (uint64_t id = 6; id < 8; ++id)
+    for (unsigned s = 0; s < 11; ++s)
+      EXPECT_EQ(got[((id - 6) * 11 + s) * 4096 + 100], static_cast<uint8_t>(0x60 + id * 11 + s)) << "id " << id;
+}
+
 TEST_F(BlkbackTest, ReadPartOfAPage_FillsOnlyThoseSectors) {
   std::vector<uint8_t> blob(1024, 0x5a);
   ASSERT_EQ(::pwrite(disk_.get(), blob.data(), blob.size(), 40 * 512), 1024);
