@@ -162,10 +162,8 @@ Result<void> Netback::do_tx(bool& notify) {
     if (chain_n_ > 0 && frames > 0) std::copy_n(batch_[frames].slot, chain_n_, batch_[0].slot);
     // Published at once: if this incarnation dies, the frontend replays
     // only frames not answered, so answering late would make frames that
-    // already left go out twice. And told at once, per batch: the
-    // frontend reuses those slots while this domain sends the next batch
-    // (told once at the end of the pass, the two took turns).
-    if (tx_->push_responses()) (void)evt_->notify();
+    // already left go out twice.
+    if (tx_->push_responses()) notify = true;
     if (garbage(ctl::FaultKind::kBadProd)) {
       // Publish more responses than there are requests.
       auto* s = reinterpret_cast<netif_tx_sring*>(pages_->get(netif::kTxRingRef));
@@ -245,7 +243,6 @@ Result<void> Netback::do_rx(bool& notify) {
     rx_posted_.push_back(**req);
   }
   bool produced = false;
-  unsigned untold = 0;  // frames published since the frontend was last told
   while (!rx_posted_.empty() && !stalled_) {
     if (!buffer(rx_posted_.front().gref)) {
       const netif_rx_request r = rx_posted_.front();
@@ -259,13 +256,6 @@ Result<void> Netback::do_rx(bool& notify) {
     // point loses at most the one frame in hand.
     if (rx_->push_responses()) notify = true;
     produced = true;
-    // Told every kBatch frames, so the frontend delivers them and posts
-    // buffers again while this domain fills the rest.
-    if (++untold >= kBatch && notify) {
-      (void)evt_->notify();
-      notify = false;
-      untold = 0;
-    }
   }
   if (produced && rx_->push_responses()) notify = true;
   return {};
