@@ -164,17 +164,20 @@ int16_t Blkback::rw(const blkif_request& r) {
   return ok ? BLKIF_RSP_OKAY : BLKIF_RSP_ERROR;
 }
 
+// Why `r` must be refused on this disk, "" if it may run.
+std::string Blkback::refusal(const blkif_request& r) const {
+  if (st_.readonly && r.operation != BLKIF_OP_READ) return "the disk is read-only";
+  return blkif::check_request(r, st_.sectors);
+}
+
 // A read or write this domain may run as part of a merged run: valid, and
 // every page granted (anything else takes execute(), which answers it).
 bool Blkback::mergeable(const blkif_request& r, iovec* iov) const {
-  if (r.operation != BLKIF_OP_READ && r.operation != BLKIF_OP_WRITE) return false;
-  if (st_.readonly && r.operation == BLKIF_OP_WRITE) return false;
-  return blkif::check_request(r, st_.sectors).empty() && segments(r, iov);
+  return (r.operation == BLKIF_OP_READ || r.operation == BLKIF_OP_WRITE) && refusal(r).empty() && segments(r, iov);
 }
 
 int16_t Blkback::execute(const blkif_request& r) {
-  if (st_.readonly && r.operation != BLKIF_OP_READ) return BLKIF_RSP_ERROR;
-  if (auto e = blkif::check_request(r, st_.sectors); !e.empty()) {
+  if (auto e = refusal(r); !e.empty()) {
     std::fprintf(stderr, "blkback: refused request id %llu: %s\n", static_cast<unsigned long long>(r.id), e.c_str());
     return BLKIF_RSP_ERROR;
   }
@@ -283,17 +286,17 @@ std::optional<Error> Blkback::serve_ring() {
   };
   // Reads (or writes) that continue one another run as one preadv
   // (pwritev), answered each: a 1 MiB read is 24 requests, and a system
-  // call per request cost more than the copy. If the merged call fails,
-  // each runs alone, for its own status.
-  uint64_t run_sectors = 0;
+  // call per request cost more than the copy. If a merged call fails, each
+  // runs alone, for its own status. A run ends at kNotifySectors, so its
+  // answers reach the frontend as often as a pass tells it.
+  uint64_t run_first = 0, run_end = 0;  // the run's sectors [first, end)
   auto flush_run = [&] {
-    bool ok = run_.size() > 1 && full_io(disk_.get(), run_[0].operation != BLKIF_OP_READ, run_iov_.data(),
-                                         static_cast<int>(run_iov_.size()),
-                                         static_cast<off_t>(run_[0].sector_number * kSectorSize));
-    for (const auto& q : run_) answer(q, ok ? BLKIF_RSP_OKAY : rw(q));
+    if (run_.empty()) return;
+    bool ok = full_io(disk_.get(), run_[0].operation != BLKIF_OP_READ, run_iov_.data(),
+                      static_cast<int>(run_iov_.size()), static_cast<off_t>(run_first * kSectorSize));
+    for (const auto& q : run_) answer(q, ok ? BLKIF_RSP_OKAY : run_.size() == 1 ? BLKIF_RSP_ERROR : rw(q));
     run_.clear();
     run_iov_.clear();
-    run_sectors = 0;
   };
   for (;;) {
     for (;;) {
@@ -313,12 +316,13 @@ std::optional<Error> Blkback::serve_ring() {
       // The dispatcher runs requests itself: merge large ones that continue
       // one another (small ones rarely do, and go straight through).
       if (!parallel_ && blkif::data_sectors(r) >= kMergeSectors && mergeable(r, iov)) {
-        if (!run_.empty() && (r.operation != run_[0].operation || run_sectors >= kNotifySectors ||
-                              r.sector_number != run_.back().sector_number + blkif::data_sectors(run_.back())))
+        if (!run_.empty() && (r.operation != run_[0].operation || r.sector_number != run_end ||
+                              run_end - run_first >= kNotifySectors))
           flush_run();
+        if (run_.empty()) run_first = run_end = r.sector_number;
         run_.push_back(r);
         run_iov_.insert(run_iov_.end(), iov, iov + r.nr_segments);
-        run_sectors += blkif::data_sectors(r);
+        run_end += blkif::data_sectors(r);
       } else if (!parallel_ || orders_all(r)) {  // no workers, or nothing else may run (a flush, a barrier)
         flush_run();
         if (parallel_ && !wait_turn(r)) return err;  // the owner says stop

@@ -76,6 +76,7 @@ class Blkback final : public Backend {
   bool wait_turn(const blkif_request& r);
   int16_t execute(const blkif_request& r);
   int16_t rw(const blkif_request& r);
+  std::string refusal(const blkif_request& r) const;
   bool segments(const blkif_request& r, iovec* iov) const;
   bool mergeable(const blkif_request& r, iovec* iov) const;
   bool respond(const blkif_request& r, int16_t status);
