@@ -82,13 +82,8 @@ void Blkfront::serve_also(int fd, void (*take)(void*), void* ctx) {
 void Blkfront::service_loop() {
   service_id_ = std::this_thread::get_id();
   bool gone = false;
+  int source = -1;  // serve_also's fd, read each turn (its write to wake_ makes one)
   for (;;) {
-    int source = -1;
-    {
-      std::lock_guard lk(m_);
-      source = source_fd_;
-    }
-    if (gone && source < 0) break;
     // event_fd() changes only on this thread (a regrant, inside pump_locked).
     pollfd p[5] = {{stop_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {source, POLLIN, 0},
                    {gone ? -1 : event_fd(), POLLIN, 0}, {gone ? -1 : link_.fd(), POLLIN, 0}};
@@ -99,16 +94,24 @@ void Blkfront::service_loop() {
       uint64_t n;
       (void)!::read(wake_.get(), &n, sizeof(n));
     }
-    if (!gone) {
+    {
       std::unique_lock lk(m_);
-      // The control channel is read only when it has something: a response
-      // alone costs no receive on it.
-      pump_locked(p[4].revents != 0 || r == 0);
-      gone = link_.gone();
-      finish_answered(lk);
+      if (!gone) {
+        answer_locked(lk, p[4].revents != 0 || r == 0);
+        gone = link_.gone();
+      }
+      source = source_fd_;
     }
     if (p[2].revents & ~POLLNVAL) take_(take_ctx_);
+    if (gone && source < 0) break;
   }
+}
+
+// The control channel is read only when it has something (or once in a
+// while): a response alone costs no receive on it.
+void Blkfront::answer_locked(std::unique_lock<std::mutex>& lk, bool control) {
+  pump_locked(control);
+  finish_answered(lk);
 }
 
 template <class Ready>
@@ -119,8 +122,7 @@ void Blkfront::wait_locked(std::unique_lock<std::mutex>& lk, Ready ready) {
     lk.unlock();
     int r = ::poll(p, 2, 200);
     lk.lock();
-    pump_locked(p[1].revents != 0 || r == 0);
-    finish_answered(lk);
+    answer_locked(lk, p[1].revents != 0 || r == 0);
   }
 }
 
@@ -388,7 +390,8 @@ void Blkfront::start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, cons
 
 // An asynchronous start, then wait for its end: one condition variable per
 // call, so an answer wakes its own caller only.
-int Blkfront::await(uint8_t* rdata, const std::function<void(Io&)>& begin) {
+template <class Begin>
+int Blkfront::await(uint8_t* rdata, Begin begin) {
   struct Wait {
     std::mutex m;
     std::condition_variable cv;

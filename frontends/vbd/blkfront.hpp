@@ -35,7 +35,6 @@
 #include <array>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -137,6 +136,7 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   template <class Ready>
   void wait_locked(std::unique_lock<std::mutex>& lk, Ready ready);
   void pump_locked(bool control);
+  void answer_locked(std::unique_lock<std::mutex>& lk, bool control);  // pump_locked, then finish_answered
   void take_responses_locked();
   void backend_fault_locked(const std::string& why);
   // A request's life: an id held by a caller, the request on the ring, its
@@ -147,7 +147,8 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
                    bool publish);
   void release_locked(size_t id);
   void finish_answered(std::unique_lock<std::mutex>& lk);
-  int await(uint8_t* rdata, const std::function<void(Io&)>& begin);
+  template <class Begin>
+  int await(uint8_t* rdata, Begin begin);
   int run(uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata, uint8_t* rdata);
   shadow::SplitterLog& log() { return link_.log(); }
   uint8_t* data(uint64_t id) const { return data_ + id * blkif::kSegs * blkif::kPageSize; }
