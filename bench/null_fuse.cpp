@@ -2,9 +2,11 @@
 // answers every read (zeros) and write at once, with nothing behind it: no
 // ring, no driver domain, no disk. vbd_bench.py runs the same fio on it as on
 // sd-blkfront's disk, so the table shows what FUSE's own round trip costs on
-// this machine, beside the plain loop device. Mounted like sd-blkfront
-// (direct_io, 1 MiB requests, 64 in the background, a /dev/fuse fd per thread);
-// runs until unmounted or SIGTERM.
+// this machine, beside the plain loop device. Mounted as sd-blkfront mounts
+// its disk (direct_io, 1 MiB requests, 64 in the background) and served by
+// libfuse's multithreaded loop (8 threads, a /dev/fuse fd each: with nothing
+// behind the file, FUSE's round trip is all there is to measure); runs until
+// unmounted or SIGTERM.
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 

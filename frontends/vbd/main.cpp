@@ -17,17 +17,16 @@
 // started by shadowd): no FUSE; the guest's own kernel blkfront is served
 // instead (xen_guest.hpp).
 #define FUSE_USE_VERSION 312
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <getopt.h>
 #include <linux/falloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 
 #include <cerrno>
 #include <condition_variable>
@@ -209,16 +208,13 @@ void give_back(Pending* p) {
 
 void read_done(void* ctx, int rc) {
   auto* p = static_cast<Pending*>(ctx);
-  if (rc == 0 && p->size >= kLargeRead && g_replier) {
-    g_replier->post([p] {
-      fuse_reply_buf(p->req, reinterpret_cast<const char*>(p->buf.data()), p->size);
-      give_back(p);
-    });
-    return;
-  }
-  if (rc < 0) fuse_reply_err(p->req, -rc);
-  else fuse_reply_buf(p->req, reinterpret_cast<const char*>(p->buf.data()), p->size);
-  give_back(p);
+  auto reply = [p, rc] {
+    if (rc < 0) fuse_reply_err(p->req, -rc);
+    else fuse_reply_buf(p->req, reinterpret_cast<const char*>(p->buf.data()), p->size);
+    give_back(p);
+  };
+  if (rc == 0 && p->size >= kLargeRead) return g_replier->post(reply);
+  reply();
 }
 
 void write_done(void* ctx, int rc) {
