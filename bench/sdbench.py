@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import signal
 import subprocess
 import sys
@@ -66,6 +67,43 @@ def arguments(doc):
     ap.add_argument("--build", type=os.path.abspath, default=os.path.join(ROOT, "build"), metavar="DIR",
                     help="the build tree with shadowd and the helpers (default: build/)")
     return ap
+
+
+def add_compare(ap):
+    """--compare: the same cases on this build and on another (a build of the commit before a change),
+    alternating round by round; what the figures of a change in docs/BENCHMARKS.md come from."""
+    ap.add_argument("--compare", type=os.path.abspath, metavar="DIR",
+                    help="run the normal-mode cases on this build and on the build tree DIR, alternating, and print "
+                         "each side's rounds, medians and the ratio (this build / DIR)")
+    ap.add_argument("--case", metavar="TEXT", help="with --compare: only the cases whose name contains TEXT")
+
+
+def compare(builds, cases, open_host, measure, rounds):
+    """Each case on one host per build, alternating which goes first round by round: per build the value of each
+    round and the median, and the first build's median over the second's. open_host(build, i) gives a host with
+    close(); measure(host, case) one value."""
+    hosts = []
+    try:
+        for i, b in enumerate(builds):
+            hosts.append(open_host(b, i))
+        res = {c: [[] for _ in builds] for c in cases}
+        for r in range(rounds):
+            order = list(range(len(builds))) if r % 2 == 0 else list(range(len(builds)))[::-1]
+            for c in cases:
+                for i in order:
+                    progress("compare: %s, %s, round %d/%d" % (c, builds[i], r + 1, rounds))
+                    res[c][i].append(measure(hosts[i], c))
+    finally:
+        for h in hosts:
+            h.close()
+    progress("")
+    print("\nCompare, %d rounds per case, alternating; load average %s" % (rounds, loadavg()))
+    for c in cases:
+        med = [statistics.median(v) for v in res[c]]
+        print("%s: ratio %.3f" % (c, med[0] / med[1] if med[1] else float("nan")))
+        for b, v, m in zip(builds, res[c], med):
+            print("  %-40s median %10.3f   rounds %s" % (b, m, " ".join("%.3f" % x for x in v)))
+    return res
 
 
 def require_root(why="shadowd sandboxes its driver domains"):

@@ -25,6 +25,9 @@ or O_DIRECT with --direct-io-safe).
 
 usage: bench/vbd_bench.py [--build DIR] [--kills N] [--rounds N] [--seconds S] [--quick] [--normal-only]
        [--direct-io-safe] [--standby] [--json PATH]
+       bench/vbd_bench.py [--build DIR] --compare OTHER_DIR [--case TEXT] [--rounds N] [--seconds S]
+--compare runs the normal-mode cases on two build trees (say, of a commit and of the one before it), one
+shadowed disk each, alternating round by round, and prints each side's rounds, medians and their ratio.
 Run as root, with nothing else heavy running.
 """
 import json
@@ -37,7 +40,7 @@ import sys
 import tempfile
 import time
 
-from sdbench import Host, cpu_busy, arguments, header, loadavg, pct, pmax, progress, require_root
+from sdbench import Host, add_compare, compare, cpu_busy, arguments, header, loadavg, pct, pmax, progress, require_root
 
 
 class BlkHost(Host):
@@ -284,6 +287,27 @@ def normal_mode(build, rounds, seconds):
     return out
 
 
+def compare_builds(a):
+    """--compare: the normal-mode cases on this build and on another, one BlkHost each (log on), alternating."""
+    cases = [c for c in CASES if not a.case or a.case in c[0]]
+    if not cases:
+        raise SystemExit("no case matches --case %r" % a.case)
+
+    def open_host(build, i):
+        h = BlkHost(build, "cmp%d" % i, True)
+        h.fio(2, ["--rw=write", "--bs=1M", "--time_based=0", "--runtime=60", "--size=256M"])  # as normal mode
+        return h
+
+    def measure(h, name):
+        case = next(c for c in cases if c[0] == name)
+        j = h.fio(a.seconds, case[1])
+        if j is None:
+            raise SystemExit("fio failed (%s)" % name)
+        return fio_value(j, case[2])
+
+    compare([a.build, a.compare], [c[0] for c in cases], open_host, measure, a.rounds)
+
+
 def replay_cost(build, recs):
     print("\n3. Replay cost vs requests in flight")
     out = subprocess.run([os.path.join(build, "bench", "bench_vbd_replay")], capture_output=True, text=True).stdout
@@ -308,6 +332,7 @@ def main():
     ap.add_argument("--direct-io-safe", action="store_true", help="O_DIRECT on the disk image (xl's flag)")
     ap.add_argument("--standby", action="store_true", help="policy standby: true (a warm standby driver domain)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures there, as JSON")
+    add_compare(ap)
     a = ap.parse_args()
     if a.quick:
         a.kills, a.rounds, a.seconds = 10, 1, 3
@@ -319,6 +344,8 @@ def main():
     if a.kills < 1 or a.rounds < 1 or a.seconds < 1:
         raise SystemExit("--kills, --rounds and --seconds must be >= 1")
     header("vbd")
+    if a.compare:
+        return compare_builds(a)
     recs = [] if a.normal_only else stall_per_crash(a.build, a.kills)
     normal = normal_mode(a.build, a.rounds, a.seconds)
     if a.json:

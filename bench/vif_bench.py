@@ -20,6 +20,9 @@ Retransmissions: iperf3 TCP 20 s with 10 kills against 20 s without, alternating
 kill whose frames are replayed whole costs TCP nothing, so the two should match.
 
 usage: bench/vif_bench.py [--build DIR] [--kills N] [--quick] [--normal-only] [--retrans-only] [--json PATH]
+       bench/vif_bench.py [--build DIR] --compare OTHER_DIR [--case TEXT] [--rounds N] [--quick]
+--compare runs the normal-mode cases on two build trees, one shadowed vif each, alternating round by round, and
+prints each side's rounds, medians and their ratio.
 Run as root, with nothing else heavy running.
 """
 import json
@@ -28,7 +31,7 @@ import statistics
 import subprocess
 import time
 
-from sdbench import Host, cpu_busy, arguments, header, pct, progress, require_root
+from sdbench import Host, add_compare, compare, cpu_busy, arguments, header, pct, progress, require_root
 
 
 class VifHost(Host):
@@ -221,6 +224,21 @@ def normal_mode(a, tsec, rounds=3):
                        "cases": out}, f, indent=1)
 
 
+def compare_builds(a, tsec):
+    """--compare: the normal-mode cases on this build and on another, one VifHost each (log on), alternating."""
+    cases = [c for c in CASES if not a.case or a.case in c[0]]
+    if not cases:
+        raise SystemExit("no case matches --case %r" % a.case)
+    port = [5800]
+
+    def measure(h, name):
+        port[0] += 1
+        return throughput(h, tsec, port[0], next(c for c in cases if c[0] == name)[1])[0]
+
+    compare([a.build, a.compare], [c[0] for c in cases],
+            lambda build, i: VifHost(build, "c%d%d" % (i, os.getpid() % 1000), 50 + i), measure, a.rounds)
+
+
 def retransmissions(a, seconds=20, kills=10, rounds=2):
     """TCP retransmissions over `seconds` of iperf3 with `kills` kills of the driver domain against the same
     without faults, on one shadowed vif (cold), alternating; a kill must cost no retransmission of its own."""
@@ -265,10 +283,16 @@ def main():
     ap.add_argument("--normal-only", action="store_true", help="only the normal-mode table (throughput, no kills)")
     ap.add_argument("--retrans-only", action="store_true",
                     help="only the retransmission table (iperf3 20 s with 10 kills vs without)")
+    ap.add_argument("--rounds", type=int, default=4, help="with --compare: rounds per case (default 4)")
+    add_compare(ap)
     a = ap.parse_args()
     kills = 10 if a.quick else a.kills
     tsec = 3 if a.quick else 8
     require_root()
+    if a.compare:
+        header("vif")
+        compare_builds(a, tsec)
+        return
     if a.normal_only:
         header("vif")
         normal_mode(a, tsec)
