@@ -250,9 +250,11 @@ TEST(Blkfront, LargeWrite_AllItsRequestsInFlightAtOnce) {
 struct Done {
   std::atomic<int> calls{0};
   std::atomic<int> rc{1};
+  std::thread::id on;  // the thread of the last call (read after `calls`)
   static void cb(void* ctx, int rc) {
     auto* d = static_cast<Done*>(ctx);
     d->rc = rc;
+    d->on = std::this_thread::get_id();
     ++d->calls;
   }
 };
@@ -320,6 +322,7 @@ TEST(Blkfront, ServedSource_MoreRequestsThanTheRingHolds_StartedOnTheServiceThre
 
   EXPECT_EQ(src.done.rc.load(), 0);
   EXPECT_NE(src.on, std::this_thread::get_id());
+  EXPECT_EQ(src.done.on, src.on) << "the requests were not started on the thread that answers them";
   EXPECT_EQ(std::memcmp(h.disk_.data(), src.data.data(), src.data.size()), 0);
   EXPECT_EQ(h.front_->stats().completed, 40u);
   h.stop();
