@@ -33,7 +33,7 @@ class VbdHooks final : public ClassHooks {
 
   config::DeviceClass cls() const override { return config::DeviceClass::kVbd; }
   size_t pool_pages() const override { return blkif::kPoolPages; }
-  size_t log_slots() const override { return blkif::kRingSize; }
+  size_t log_slots() const override { return blkif::kIds; }
   Result<std::optional<ctl::Channel>> setup() override;
   std::filesystem::path socket_path() const override { return socket_; }
   void frontend_payload(ctl::Msg& m) const override { m.set_payload(disk_state_); }

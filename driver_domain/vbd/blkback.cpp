@@ -218,7 +218,7 @@ bool Blkback::respond(const blkif_request& r, int16_t status) {
   rsp.status = status;
   std::lock_guard lk(ring_m_);
   if (garbage(ctl::FaultKind::kBadId)) {
-    rsp.id = r.id + 2 * blkif::kRingSize;  // never in flight
+    rsp.id = r.id + blkif::kIds;  // never in flight
   } else if (garbage(ctl::FaultKind::kBadGrant)) {
     rsp.status = 7;  // not a blkif status
   } else if (dup_of_) {

@@ -26,7 +26,7 @@ Result<std::unique_ptr<Blkfront>> Blkfront::attach(ctl::Channel ch, std::unique_
 }
 
 Blkfront::Blkfront(ctl::Channel ch, std::unique_ptr<PoolSource> xen)
-    : link_(std::move(ch), {"vbd", blkif::kRingSize, xen ? 0u : static_cast<uint32_t>(blkif::kPoolPages)}),
+    : link_(std::move(ch), {"vbd", blkif::kIds, xen ? 0u : static_cast<uint32_t>(blkif::kPoolPages)}),
       xen_(std::move(xen)) {}
 
 Blkfront::~Blkfront() {
@@ -118,26 +118,30 @@ template <class Ready>
 void Blkfront::wait_locked(std::unique_lock<std::mutex>& lk, Ready ready) {
   if (std::this_thread::get_id() != service_id_) return slot_cv_.wait(lk, ready);
   while (!ready()) {
-    pollfd p[2] = {{event_fd(), POLLIN, 0}, {link_.fd(), POLLIN, 0}};
+    // wake_: a lent read's ids came back (return_lent, on another thread).
+    pollfd p[3] = {{event_fd(), POLLIN, 0}, {link_.fd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    waiting_ = true;
     lk.unlock();
-    int r = ::poll(p, 2, 200);
+    int r = ::poll(p, 3, 200);
+    if (p[2].revents) {
+      uint64_t n;
+      (void)!::read(wake_.get(), &n, sizeof(n));
+    }
     lk.lock();
+    waiting_ = false;
     answer_locked(lk, p[1].revents != 0 || r == 0);
   }
 }
 
 // The answered ids: a read's data copied out (outside the lock, so callers
-// post meanwhile), each id given back, and every I/O whose last part this
-// was completed. Once shadowd is gone, every held id counts as answered
-// with an error: nothing will answer it.
+// post meanwhile), each id given back (a lent read's when its caller is
+// done with the pages), and every I/O whose last part this was completed.
+// Once shadowd is gone, every id on the ring counts as answered with an
+// error: nothing will answer it.
 void Blkfront::finish_answered(std::unique_lock<std::mutex>& lk) {
   if (link_.gone())
-    for (size_t id = 0; id < blkif::kRingSize; ++id)
-      if (busy_[id] && io_[id] && !done_[id] && posted_[id]) {
-        done_[id] = 1;
-        status_[id] = BLKIF_RSP_ERROR;
-        answered_.push_back(id);
-      }
+    for (size_t id = 0; id < blkif::kIds; ++id)
+      if (busy_[id] && io_[id] && !done_[id] && posted_[id]) answered_locked(id, BLKIF_RSP_ERROR);
   if (answered_.empty()) return;
   std::vector<size_t> ids;
   ids.swap(answered_);
@@ -155,7 +159,7 @@ void Blkfront::finish_answered(std::unique_lock<std::mutex>& lk) {
     int rc = status_[id] == BLKIF_RSP_OKAY ? 0 : status_[id] == BLKIF_RSP_EOPNOTSUPP ? -EOPNOTSUPP : -EIO;
     if (io->rc == 0) io->rc = rc;
     if (--io->parts_left == 0) finished_.push_back(io);
-    release_locked(id);
+    if (!io->lend) release_locked(id);
   }
   slot_cv_.notify_all();  // once for the whole pass: a caller woken per id would post one request per wakeup
   ids.clear();
@@ -165,12 +169,28 @@ void Blkfront::finish_answered(std::unique_lock<std::mutex>& lk) {
   lk.lock();
 }
 
+void Blkfront::answered_locked(size_t id, int16_t status) {
+  status_[id] = status;
+  done_[id] = 1;
+  answered_.push_back(id);  // finished by the service thread
+  --pending_;
+}
+
 void Blkfront::release_locked(size_t id) {
+  if (!done_[id]) --pending_;  // reserved, never answered (shadowd went)
   busy_[id] = 0;
   done_[id] = 0;
   posted_[id] = 0;
   io_[id] = nullptr;
   --held_;
+}
+
+void Blkfront::ids_returned_locked() {
+  slot_cv_.notify_all();
+  if (waiting_) {
+    uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof(one));
+  }
 }
 
 void Blkfront::pump_locked(bool control) {
@@ -209,9 +229,7 @@ void Blkfront::take_responses_locked() {
         break;
       }
       log().complete(static_cast<uint32_t>(rsp.id));
-      status_[rsp.id] = rsp.status;
-      done_[rsp.id] = 1;
-      answered_.push_back(rsp.id);  // finished by the service thread
+      answered_locked(rsp.id, rsp.status);
       ++stats_.completed;
       any = true;
     }
@@ -249,7 +267,7 @@ Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
   std::vector<std::pair<size_t, std::vector<uint8_t>>> held;
   std::unique_lock copying(pool_m_);  // no caller is copying into or out of the old pages
   if (data_)
-    for (size_t id = 0; id < blkif::kRingSize; ++id)
+    for (size_t id = 0; id < blkif::kIds; ++id)
       if (busy_[id]) held.emplace_back(id, std::vector<uint8_t>(data(id), data(id) + kIdBytes));
   ring_.reset();
   evt_.reset();
@@ -272,26 +290,29 @@ Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
 
 // Blocks, never fails, until `free` ids and ring slots are free (an outage
 // fills the ring and the queue limit: the requests wait for the next
-// backend). Returns one free id, now held by the caller, or nullopt when
-// shadowd is gone.
+// backend; lent reads may hold ids). Returns one free id, now held by the
+// caller, or nullopt when shadowd is gone.
 std::optional<size_t> Blkfront::reserve_locked(std::unique_lock<std::mutex>& lk, size_t free) {
   wait_locked(lk, [&] {
-    return link_.gone() || (ring_ && held_ + free <= limit_ && ring_->free_requests() >= free);
+    return link_.gone() || (ring_ && pending_ + free <= limit_ && held_ + free <= blkif::kIds &&
+                            ring_->free_requests() >= free);
   });
   if (link_.gone()) return std::nullopt;
   size_t id = next_id_;
-  while (busy_[id]) id = (id + 1) % blkif::kRingSize;
-  next_id_ = (id + 1) % blkif::kRingSize;  // round robin: a stale duplicate is more likely caught
+  while (busy_[id]) id = (id + 1) % blkif::kIds;
+  next_id_ = (id + 1) % blkif::kIds;  // round robin: a stale duplicate is more likely caught
   busy_[id] = 1;
   done_[id] = 0;
   ++held_;
+  ++pending_;
   return id;
 }
 
 // Puts one request of at most kMaxIoBytes on the ring for a held id whose
-// pages already hold the data to write. Held ids never outnumber the ring's
-// slots, so a held id always finds one; only a Xen regrant in between may
-// have left no ring yet. False when shadowd is gone.
+// pages already hold the data to write. Ids reserved and not answered never
+// outnumber the ring's slots (pending_ <= limit_), so a reserved id always
+// finds one; only a Xen regrant in between may have left no ring yet. False
+// when shadowd is gone.
 bool Blkfront::post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector,
                            uint32_t sectors, bool publish) {
   wait_locked(lk, [&] { return link_.gone() || ring_; });
@@ -345,7 +366,11 @@ void Blkfront::start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, cons
   const uint64_t parts = op == BLKIF_OP_FLUSH_DISKCACHE ? 1 : (sectors + per - 1) / per;
   io.rc = 0;
   io.parts_left = static_cast<uint32_t>(parts);
+  io.lent.clear();
   if (parts == 0) return io.done(io.ctx, 0);
+  // A lent read keeps its ids until its caller is done: one that needed
+  // more than half of them could wait forever for its own.
+  if (io.lend && (op != BLKIF_OP_READ || parts > blkif::kIds / 2)) return io.done(io.ctx, -EINVAL);
   // A big I/O on a full ring takes ids a batch at a time (up to kBatch at
   // once): taken one by one as each is answered, every part would cost the
   // backend a wakeup and this side a kick, the two taking turns.
@@ -374,6 +399,8 @@ void Blkfront::start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, cons
         release_locked(*id);
         slot_cv_.notify_one();
         id.reset();
+      } else if (io.lend) {
+        io.lent.push_back(static_cast<uint32_t>(*id));
       }
     }
     if (!id) {  // shadowd is gone: this part and the rest fail here

@@ -17,6 +17,11 @@
 // guest's requests too (serve_also: sd-blkfront's FUSE device), so one
 // thread posts and answers.
 //
+// Ids outnumber the ring's slots (blkif::kIds): an id's pages are the
+// caller's from the request until its data is used, while the slot comes
+// free with the response. A lent read (Io::lend) is replied to from those
+// pages, with no copy, and gives its ids back after (return_lent).
+//
 // Connection states (the disk stays usable in every one of them):
 //
 //  state      | event                          | action                                  | next
@@ -31,6 +36,8 @@
 //             |                                | order, kReconnected                     |
 //  any        | shadowd closes the socket      | every request fails with EIO            | Dead
 #pragma once
+
+#include <sys/uio.h>
 
 #include <array>
 #include <condition_variable>
@@ -90,15 +97,25 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   struct Io {
     void (*done)(void* ctx, int rc) = nullptr;
     void* ctx = nullptr;
-    uint8_t* rdata = nullptr;  // READ: where the data goes
+    uint8_t* rdata = nullptr;  // READ: where the data goes (unless lent)
+    bool lend = false;         // READ: the data stays in the ring's pages, see return_lent
     uint32_t parts_left = 0;   // Blkfront's
     int rc = 0;                // Blkfront's
+    std::vector<uint32_t> lent;  // Blkfront's: a lent read's ids, part by part
   };
   void start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, const uint8_t* wdata);
   // flush() and discard() without waiting (done at once when there is
   // nothing to send, or with the error the waiting call would return).
   void start_flush(Io& io);
   void start_discard(Io& io, uint64_t off, uint64_t len);
+
+  // After a lent read's done(), whatever its rc: calls use(iov, n) with its
+  // data, part by part in order, straight from the ring's pages (a Xen
+  // regrant waits meanwhile), then gives its ids back. Once per lent read,
+  // on any thread; until then its ids are held (a read of 1 MiB holds 24 of
+  // blkif::kIds).
+  template <class Use>
+  void return_lent(Io& io, Use use);
 
   // A source of requests the service thread serves beside the ring, so one
   // thread takes the guest's requests and answers them (sd-blkfront's
@@ -145,7 +162,9 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   std::optional<size_t> reserve_locked(std::unique_lock<std::mutex>& lk, size_t free = 1);
   bool post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector, uint32_t sectors,
                    bool publish);
+  void answered_locked(size_t id, int16_t status);  // its response taken: its slot is free
   void release_locked(size_t id);
+  void ids_returned_locked();  // wakes whoever waits for an id
   void finish_answered(std::unique_lock<std::mutex>& lk);
   template <class Begin>
   int await(uint8_t* rdata, Begin begin);
@@ -156,7 +175,7 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   FrontendLink link_;
   blkif::DiskState disk_{};
   uint8_t* ring_page_ = nullptr;
-  uint8_t* data_ = nullptr;  // kRingSize * kSegs pages, contiguous per id
+  uint8_t* data_ = nullptr;  // kIds * kSegs pages, contiguous per id
   UniqueFd stop_, wake_;
   uint32_t limit_ = blkif::kRingSize;
   std::unique_ptr<PoolSource> xen_;
@@ -165,19 +184,21 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
 
   mutable std::mutex m_;
   std::condition_variable slot_cv_;  // an id or ring slot came free
-  std::array<Io*, blkif::kRingSize> io_{};          // per held id: the I/O it is part of
-  std::array<uint64_t, blkif::kRingSize> part_at_{};  // its part's bytes from the I/O's start
-  std::array<size_t, blkif::kRingSize> part_len_{};
-  std::array<uint8_t, blkif::kRingSize> posted_{};  // its request is on the ring
+  std::array<Io*, blkif::kIds> io_{};          // per held id: the I/O it is part of
+  std::array<uint64_t, blkif::kIds> part_at_{};  // its part's bytes from the I/O's start
+  std::array<size_t, blkif::kIds> part_len_{};
+  std::array<uint8_t, blkif::kIds> posted_{};  // its request is on the ring
   std::vector<size_t> answered_;                     // ids answered, not yet finished
   std::vector<Io*> finished_;                        // the service thread's: I/Os to complete
   std::shared_mutex pool_m_;  // callers copy data shared; a regrant (Xen) moves the pages exclusively
   size_t held_ = 0;           // ids held by callers
+  size_t pending_ = 0;        // of which not answered yet (reserved or on the ring): at most limit_
+  bool waiting_ = false;      // the service thread waits for an id (wait_locked): wake_ it
   std::optional<ring::FrontRing<blkif::Traits>> ring_;
-  blkif::InflightTable table_{blkif::kRingSize};
-  std::vector<uint8_t> busy_ = std::vector<uint8_t>(blkif::kRingSize, 0);   // id's pages in use by a caller
-  std::vector<int16_t> status_ = std::vector<int16_t>(blkif::kRingSize, 0);
-  std::vector<uint8_t> done_ = std::vector<uint8_t>(blkif::kRingSize, 0);   // response taken, caller not back yet
+  blkif::InflightTable table_{blkif::kIds};
+  std::vector<uint8_t> busy_ = std::vector<uint8_t>(blkif::kIds, 0);   // id's pages in use by a caller
+  std::vector<int16_t> status_ = std::vector<int16_t>(blkif::kIds, 0);
+  std::vector<uint8_t> done_ = std::vector<uint8_t>(blkif::kIds, 0);   // response taken, caller not back yet
   size_t next_id_ = 0;
   Stats stats_;
   std::mutex rmw_;  // serialises read-modify-write of partial sectors
@@ -187,5 +208,20 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   void (*take_)(void*) = nullptr;
   void* take_ctx_ = nullptr;
 };
+
+template <class Use>
+void Blkfront::return_lent(Io& io, Use use) {
+  {
+    std::shared_lock pages(pool_m_);
+    std::array<iovec, blkif::kIds> v;
+    size_t n = 0;
+    for (uint32_t id : io.lent) v[n++] = {data(id), part_len_[id]};  // the caller's ids: no lock needed
+    use(v.data(), n);
+  }
+  std::lock_guard lk(m_);
+  for (uint32_t id : io.lent) release_locked(id);
+  io.lent.clear();
+  ids_returned_locked();
+}
 
 }  // namespace sd::front

@@ -206,11 +206,21 @@ void give_back(Pending* p) {
   g_free.push_back(p);
 }
 
+// An aligned read is lent: replied to straight from the ring's pages (the
+// reader's copy is the only one), which then go back to the frontend.
 void read_done(void* ctx, int rc) {
   auto* p = static_cast<Pending*>(ctx);
   auto reply = [p, rc] {
-    if (rc < 0) fuse_reply_err(p->req, -rc);
-    else fuse_reply_buf(p->req, reinterpret_cast<const char*>(p->buf.data()), p->size);
+    if (p->io.lend) {
+      g_front->return_lent(p->io, [&](const iovec* v, size_t n) {
+        if (rc < 0) fuse_reply_err(p->req, -rc);
+        else fuse_reply_iov(p->req, v, static_cast<int>(n));
+      });
+    } else if (rc < 0) {
+      fuse_reply_err(p->req, -rc);
+    } else {
+      fuse_reply_buf(p->req, reinterpret_cast<const char*>(p->buf.data()), p->size);
+    }
     give_back(p);
   };
   if (rc == 0 && p->size >= kLargeRead) return g_replier->post(reply);
@@ -232,12 +242,15 @@ void ll_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
   if (static_cast<uint64_t>(off) >= end) return (void)fuse_reply_buf(req, nullptr, 0);
   size = static_cast<size_t>(std::min<uint64_t>(size, end - static_cast<uint64_t>(off)));
   Pending* p = take_pending(req, size);
-  if (p->buf.size() < size) p->buf.resize(size);
-  if (!aligned(static_cast<uint64_t>(off), size))  // partial sectors: the waiting path reads around them
+  if (!aligned(static_cast<uint64_t>(off), size)) {  // partial sectors: the waiting path reads around them
+    if (p->buf.size() < size) p->buf.resize(size);
+    p->io.lend = false;
     return g_slow->post([p, off] { read_done(p, g_front->read(static_cast<uint64_t>(off), p->size, p->buf.data())); });
+  }
   p->io.done = read_done;
   p->io.ctx = p;
-  p->io.rdata = p->buf.data();
+  p->io.rdata = nullptr;
+  p->io.lend = true;
   g_front->start(p->io, BLKIF_OP_READ, static_cast<uint64_t>(off) / kSectorSize, size / kSectorSize, nullptr);
 }
 
@@ -256,6 +269,7 @@ void ll_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t of
   p->io.done = write_done;
   p->io.ctx = p;
   p->io.rdata = nullptr;
+  p->io.lend = false;
   // start() has the data in the ring's pages when it returns: FUSE may reuse buf.
   g_front->start(p->io, BLKIF_OP_WRITE, static_cast<uint64_t>(off) / kSectorSize, size / kSectorSize, in);
 }
@@ -272,6 +286,7 @@ Pending* bare_pending(fuse_req_t req) {
   p->io.done = status_done;
   p->io.ctx = p;
   p->io.rdata = nullptr;
+  p->io.lend = false;
   return p;
 }
 

@@ -74,7 +74,7 @@ TEST(BlkifCheck, FlushCarryingData_RefusedNotFlushedWithoutIt) {
 }
 
 TEST(BlkifCheck, IdBeyondTheRing_Refused) {
-  EXPECT_NE(blkif::check_request(rw(BLKIF_OP_READ, blkif::kRingSize, 0, 1), kDisk).find("id"), std::string::npos);
+  EXPECT_NE(blkif::check_request(rw(BLKIF_OP_READ, blkif::kIds, 0, 1), kDisk).find("id"), std::string::npos);
 }
 
 TEST(BlkifCheck, DiscardRange_CheckedAgainstTheDisk) {
@@ -109,7 +109,7 @@ TEST(BlkifStatus, OnlyBlkifsThreeStatuses_ArePlausible) {
 }
 
 TEST(InflightTable, ResponseForARequestInFlight_GivesItsRequestOnce) {
-  blkif::InflightTable t(blkif::kRingSize);
+  blkif::InflightTable t(blkif::kIds);
   auto req = rw(BLKIF_OP_WRITE, 4, 100, 1);
   ASSERT_TRUE(t.add(req));
 
@@ -121,7 +121,7 @@ TEST(InflightTable, ResponseForARequestInFlight_GivesItsRequestOnce) {
 }
 
 TEST(InflightTable, SecondResponseForOneId_IsADuplicateAndCompletesNothing) {
-  blkif::InflightTable t(blkif::kRingSize);
+  blkif::InflightTable t(blkif::kIds);
   auto req = rw(BLKIF_OP_WRITE, 4, 100, 1);
   ASSERT_TRUE(t.add(req));
   ASSERT_TRUE(t.complete(answer(req)));
@@ -134,7 +134,7 @@ TEST(InflightTable, SecondResponseForOneId_IsADuplicateAndCompletesNothing) {
 }
 
 TEST(InflightTable, ResponseForAnIdNeverSent_IsUnknown) {
-  blkif::InflightTable t(blkif::kRingSize);
+  blkif::InflightTable t(blkif::kIds);
   blkif_response a{};
   a.id = 9;
 
@@ -145,14 +145,14 @@ TEST(InflightTable, ResponseForAnIdNeverSent_IsUnknown) {
 }
 
 TEST(InflightTable, ResponseForAnIdBeyondTheTable_IsUnknown) {
-  blkif::InflightTable t(blkif::kRingSize);
+  blkif::InflightTable t(blkif::kIds);
   blkif_response a{};
   a.id = 1ULL << 40;
   EXPECT_FALSE(t.complete(a).has_value());
 }
 
 TEST(InflightTable, WrongOperationOrStatus_RefusedAndRequestStaysInFlight) {
-  blkif::InflightTable t(blkif::kRingSize);
+  blkif::InflightTable t(blkif::kIds);
   auto req = rw(BLKIF_OP_READ, 2, 0, 1);
   ASSERT_TRUE(t.add(req));
   auto wrong_op = answer(req);
@@ -168,13 +168,13 @@ TEST(InflightTable, WrongOperationOrStatus_RefusedAndRequestStaysInFlight) {
 }
 
 TEST(InflightTable, IdAlreadyInFlight_CannotBeAddedAgain) {
-  blkif::InflightTable t(blkif::kRingSize);
+  blkif::InflightTable t(blkif::kIds);
   ASSERT_TRUE(t.add(rw(BLKIF_OP_READ, 2, 0, 1)));
   EXPECT_FALSE(t.add(rw(BLKIF_OP_READ, 2, 8, 1)).has_value());
 }
 
 TEST(InflightTable, InOrder_IsSubmissionOrderWhateverTheIds) {
-  blkif::InflightTable t(blkif::kRingSize);
+  blkif::InflightTable t(blkif::kIds);
   blkif_request flush{};
   flush.operation = BLKIF_OP_FLUSH_DISKCACHE;
   flush.id = 1;
@@ -196,9 +196,9 @@ TEST(BlkifRequeue, InFlightRequests_PutBackOnAResetRingInSubmissionOrder) {
   alignas(4096) static uint8_t page[4096];
   auto ring = ring::FrontRing<blkif::Traits>::attach(page, sizeof(page), true);
   ASSERT_TRUE(ring);
-  auto log = shadow::SplitterLog::create(blkif::kRingSize);
+  auto log = shadow::SplitterLog::create(blkif::kIds);
   ASSERT_TRUE(log);
-  blkif::InflightTable t(blkif::kRingSize);
+  blkif::InflightTable t(blkif::kIds);
   blkif_request flush{};
   flush.operation = BLKIF_OP_FLUSH_DISKCACHE;
   flush.id = 2;

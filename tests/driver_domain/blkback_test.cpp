@@ -342,7 +342,7 @@ TEST_F(BlkbackTest, InjectedBadId_AnswersAnIdNeverInFlight) {
   auto rsp = responses(1);
 
   ASSERT_EQ(rsp.size(), 1u);
-  EXPECT_GE(rsp[0].id, blkif::kRingSize);
+  EXPECT_GE(rsp[0].id, blkif::kIds);
 }
 
 TEST_F(BlkbackTest, InjectedBadProd_AnswersOneRequestTwiceAndTheOtherNever) {

@@ -199,8 +199,10 @@ class VbdE2eTest : public ::testing::Test {
 
 TEST_F(VbdE2eTest, FioVerify256MiB_TwentyKillsOfTheBlockDomain_ExitsZeroWithNoVerifyErrors) {
   start();
-  auto f = fio({"--rw=randwrite", "--size=256M", "--iodepth=16"});
-  kill_while(*f, 20, 100ms);  // 100 ms apart: the 20 kills land in the write phase (a few seconds)
+  // Writes at most 12k IOPS: the write phase lasts 5 s or more however
+  // fast the disk, and the 20 kills, 100 ms apart, land in it.
+  auto f = fio({"--rw=randwrite", "--size=256M", "--iodepth=16", "--rate_iops=,12000"});
+  kill_while(*f, 20, 100ms);
   expect_clean_fio(*f, 256ULL << 20);
   print_recoveries();
   EXPECT_GE(events("recovery").size(), 20u);

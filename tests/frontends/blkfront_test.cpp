@@ -40,7 +40,7 @@ class Harness {
   explicit Harness(uint32_t queue_limit = 256) : disk_(kSectors * 512, 0) {
     auto p = ctl::Channel::pair();
     shadowd_ = std::move(p->first);
-    log_ = std::move(*shadow::SplitterLog::create(blkif::kRingSize));
+    log_ = std::move(*shadow::SplitterLog::create(blkif::kIds));
     to_back_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     to_front_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     pages_.resize(blkif::kPoolPages);
@@ -278,6 +278,62 @@ TEST(Blkfront, StartARead_DoneOnceWithTheData) {
   EXPECT_EQ(d.rc.load(), 0);
   EXPECT_EQ(std::memcmp(out.data(), &h.disk_[4096], out.size()), 0);
   EXPECT_EQ(h.seen().size(), 3u);  // 44 + 44 + 12 KiB
+}
+
+// A lent read's data is read from the ring's pages after done(); its ids
+// stay held until return_lent, yet they do not hold the ring: two lent 1 MiB
+// reads (48 ids, more than the 32 slots) and a plain read after them are
+// all answered before either is given back.
+TEST(Blkfront, LentReads_HoldMoreIdsThanRingSlots_RingStillServesAndDataIsTheDisks) {
+  Harness h;
+  h.serve(Harness::ok);
+  for (size_t i = 0; i < h.disk_.size(); ++i) h.disk_[i] = static_cast<uint8_t>(i * 13 + i / 4096);
+  Done d1, d2, d3;
+  front::Blkfront::Io a, b, c;
+  a.done = b.done = c.done = Done::cb;
+  a.ctx = &d1;
+  b.ctx = &d2;
+  c.ctx = &d3;
+  a.lend = b.lend = true;
+  std::vector<uint8_t> plain(100 * 1024);
+  c.rdata = plain.data();
+
+  h.front_->start(a, BLKIF_OP_READ, 0, kSectors, nullptr);
+  h.front_->start(b, BLKIF_OP_READ, 0, kSectors, nullptr);
+  ASSERT_TRUE(wait_for([&] { return d1.calls.load() == 1 && d2.calls.load() == 1; }));
+  h.front_->start(c, BLKIF_OP_READ, 16, plain.size() / 512, nullptr);
+  ASSERT_TRUE(wait_for([&] { return d3.calls.load() == 1; }));
+
+  EXPECT_EQ(a.lent.size() + b.lent.size(), 48u);
+  EXPECT_EQ(std::memcmp(plain.data(), &h.disk_[8192], plain.size()), 0);
+  std::vector<uint8_t> got;
+  h.front_->return_lent(a, [&](const iovec* v, size_t n) {
+    for (size_t i = 0; i < n; ++i) got.insert(got.end(), static_cast<uint8_t*>(v[i].iov_base),
+                                              static_cast<uint8_t*>(v[i].iov_base) + v[i].iov_len);
+  });
+  EXPECT_EQ(got, h.disk_);
+  EXPECT_TRUE(a.lent.empty());
+  h.front_->return_lent(b, [](const iovec*, size_t) {});
+  EXPECT_EQ(d1.rc.load(), 0);
+  EXPECT_EQ(d3.rc.load(), 0);
+}
+
+// A lent read that would need more than half the ids is refused: it could
+// wait forever for ids held by itself.
+TEST(Blkfront, LentReadOfMoreThanHalfTheIds_RefusedWithEinval) {
+  Harness h;
+  h.serve(Harness::ok);
+  Done d;
+  front::Blkfront::Io io;
+  io.done = Done::cb;
+  io.ctx = &d;
+  io.lend = true;
+
+  h.front_->start(io, BLKIF_OP_READ, 0, (blkif::kIds / 2 + 1) * blkif::kMaxIoBytes / 512, nullptr);
+
+  EXPECT_EQ(d.calls.load(), 1);
+  EXPECT_EQ(d.rc.load(), -EINVAL);
+  EXPECT_TRUE(h.seen().empty());
 }
 
 // sd-blkfront's one loop: requests come from a source the service thread

@@ -43,6 +43,7 @@ for w in $(cat /proc/cmdline); do
     esac
 done
 for m in xen-evtchn xen-gntdev xen-gntalloc; do modprobe $m; done
+echo 16384 > /sys/module/xen_gntalloc/parameters/limit  # a vif's pool and a disk's exceed the default 1024
 # wait_if NAME: up to 20 s for an interface to appear
 wait_if() { i=0; while [ ! -e /sys/class/net/$1 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; [ -e /sys/class/net/$1 ]; }
 if [ "$role" = dd ] && [ "$sddev" = blk ]; then

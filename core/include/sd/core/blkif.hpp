@@ -37,12 +37,18 @@ constexpr unsigned kRingSize = 32;  // entries of a one-page blkif ring (112-byt
 constexpr unsigned kSegs = BLKIF_MAX_SEGMENTS_PER_REQUEST;
 constexpr unsigned kMaxIoBytes = kSegs * kPageSize;  // one request moves at most 44 KiB
 
+// Request ids: twice the ring's slots. blkif's id is the frontend's to
+// choose; here an id owns its data pages from the request until the caller
+// is done with them, while the ring slot comes free with the response. So a
+// read can be replied to from its pages (no copy) without holding the ring.
+constexpr unsigned kIds = 2 * kRingSize;
+
 // Grant refs in a vbd pool: the ring page, then kSegs data pages per request
 // id (xen-blkfront with persistent grants: each id owns its pages, so the
 // data of a request in flight stays put until its response is taken).
 constexpr uint32_t kRingRef = 0;
 constexpr uint32_t kDataRef0 = 1;
-constexpr uint32_t kPoolPages = kDataRef0 + kRingSize * kSegs;
+constexpr uint32_t kPoolPages = kDataRef0 + kIds * kSegs;
 constexpr uint32_t data_ref(uint64_t id, unsigned seg) {
   return kDataRef0 + static_cast<uint32_t>(id) * kSegs + seg;
 }
@@ -117,7 +123,7 @@ inline std::string check_request(const blkif_request& r, uint64_t disk_sectors, 
   if (r.operation == BLKIF_OP_WRITE_BARRIER && r.nr_segments == 0) return {};  // a bare barrier
   if (r.nr_segments == 0 || r.nr_segments > kSegs)
     return "nr_segments " + std::to_string(r.nr_segments) + " out of range (1.." + std::to_string(kSegs) + ")";
-  if (in_pool && r.id >= kRingSize) return "id " + std::to_string(r.id) + " out of range";
+  if (in_pool && r.id >= kIds) return "id " + std::to_string(r.id) + " out of range";
   uint64_t sectors = 0;
   for (unsigned i = 0; i < r.nr_segments; ++i) {
     const auto& s = r.seg[i];
@@ -216,7 +222,8 @@ class InflightTable {
 // in `table` on it again, in submission order, taking the content from the
 // splitter log's copy (the shadow's) where the log holds the whole request
 // and it agrees with the table, else the table's copy. Publishes them and
-// returns how many were requeued. The ring must hold the table's capacity.
+// returns how many were requeued. The ring holds them all: a frontend never
+// has more requests in flight than the ring's slots (its ids may be more).
 inline uint32_t requeue(ring::FrontRing<Traits>& ring, const InflightTable& table, const shadow::SplitterLog& log,
                         uint16_t log_ring = 0) {
   std::vector<std::optional<blkif_request>> logged(table.capacity());
