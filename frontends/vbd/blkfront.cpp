@@ -118,17 +118,21 @@ template <class Ready>
 void Blkfront::wait_locked(std::unique_lock<std::mutex>& lk, Ready ready) {
   if (std::this_thread::get_id() != service_id_) return slot_cv_.wait(lk, ready);
   while (!ready()) {
-    // wake_: a lent read's ids came back (return_lent, on another thread).
-    pollfd p[3] = {{event_fd(), POLLIN, 0}, {link_.fd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    // wake_: a lent read's ids came back (return_lent, on another thread);
+    // stop_: the destructor waits, so what waits here gives up (EIO) rather
+    // than wait out an outage (stop_ stays readable for service_loop).
+    pollfd p[4] = {{event_fd(), POLLIN, 0}, {link_.fd(), POLLIN, 0}, {wake_.get(), POLLIN, 0},
+                   {stop_.get(), POLLIN, 0}};
     waiting_ = true;
     lk.unlock();
-    int r = ::poll(p, 3, 200);
+    int r = ::poll(p, 4, 200);
     if (p[2].revents) {
       uint64_t n;
       (void)!::read(wake_.get(), &n, sizeof(n));
     }
     lk.lock();
     waiting_ = false;
+    if (p[3].revents) stopping_ = true;
     answer_locked(lk, p[1].revents != 0 || r == 0);
   }
 }
@@ -291,13 +295,14 @@ Result<ctl::XenPool> Blkfront::regrant(uint32_t domid) {
 // Blocks, never fails, until `free` ids and ring slots are free (an outage
 // fills the ring and the queue limit: the requests wait for the next
 // backend; lent reads may hold ids). Returns one free id, now held by the
-// caller, or nullopt when shadowd is gone.
+// caller, or nullopt when shadowd is gone or the destructor stops the
+// service thread waiting here.
 std::optional<size_t> Blkfront::reserve_locked(std::unique_lock<std::mutex>& lk, size_t free) {
   wait_locked(lk, [&] {
-    return link_.gone() || (ring_ && pending_ + free <= limit_ && held_ + free <= blkif::kIds &&
-                            ring_->free_requests() >= free);
+    return given_up() || (ring_ && pending_ + free <= limit_ && held_ + free <= blkif::kIds &&
+                          ring_->free_requests() >= free);
   });
-  if (link_.gone()) return std::nullopt;
+  if (given_up()) return std::nullopt;
   size_t id = next_id_;
   while (busy_[id]) id = (id + 1) % blkif::kIds;
   next_id_ = (id + 1) % blkif::kIds;  // round robin: a stale duplicate is more likely caught
@@ -315,8 +320,8 @@ std::optional<size_t> Blkfront::reserve_locked(std::unique_lock<std::mutex>& lk,
 // when shadowd is gone.
 bool Blkfront::post_locked(std::unique_lock<std::mutex>& lk, size_t id, uint8_t op, uint64_t sector,
                            uint32_t sectors, bool publish) {
-  wait_locked(lk, [&] { return link_.gone() || ring_; });
-  if (link_.gone()) return false;
+  wait_locked(lk, [&] { return given_up() || ring_; });
+  if (given_up()) return false;
   blkif_request req{};
   req.operation = op;
   req.id = id;
@@ -403,7 +408,7 @@ void Blkfront::start(Io& io, uint8_t op, uint64_t sector, uint64_t sectors, cons
         io.lent.push_back(static_cast<uint32_t>(*id));
       }
     }
-    if (!id) {  // shadowd is gone: this part and the rest fail here
+    if (!id) {  // shadowd is gone (or this frontend stops): this part and the rest fail here
       io.rc = -EIO;
       io.parts_left -= static_cast<uint32_t>(parts - k);
       bool last = io.parts_left == 0;

@@ -194,6 +194,8 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   size_t held_ = 0;           // ids held by callers
   size_t pending_ = 0;        // of which not answered yet (reserved or on the ring): at most limit_
   bool waiting_ = false;      // the service thread waits for an id (wait_locked): wake_ it
+  bool stopping_ = false;     // the destructor asked the service thread to stop
+  bool given_up() const { return link_.gone() || stopping_; }  // no request will be posted
   std::optional<ring::FrontRing<blkif::Traits>> ring_;
   blkif::InflightTable table_{blkif::kIds};
   std::vector<uint8_t> busy_ = std::vector<uint8_t>(blkif::kIds, 0);   // id's pages in use by a caller

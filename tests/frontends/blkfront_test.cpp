@@ -390,6 +390,44 @@ TEST(Blkfront, ServedSource_MoreRequestsThanTheRingHolds_StartedOnTheServiceThre
   h.front_.reset();  // its service thread stops calling into src
 }
 
+// The service thread waiting for a free slot in an outage (the backend
+// answers nothing) does not hold up the destructor: what it could not post
+// fails with EIO and the frontend stops at once.
+TEST(Blkfront, DestroyedWhileTheServiceThreadWaitsForASlot_StopsAndTheRestFailsWithEio) {
+  Harness h;
+  h.serve([](const blkif_request&) { return std::vector<blkif_response>{}; });  // never answer
+  struct Source {
+    front::Blkfront* front = nullptr;
+    sd::UniqueFd fd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+    std::vector<uint8_t> data = std::vector<uint8_t>(8192, 5);
+    std::vector<front::Blkfront::Io> ios = std::vector<front::Blkfront::Io>(40);
+    Done done;
+  } src;
+  src.front = h.front_.get();
+  h.front_->serve_also(src.fd.get(), [](void* ctx) {
+    auto* s = static_cast<Source*>(ctx);
+    uint64_t n;
+    if (::read(s->fd.get(), &n, sizeof(n)) != sizeof(n)) return;
+    for (size_t k = 0; k < 40; ++k) {  // 40 requests, 32 ring slots, none answered
+      s->ios[k].done = Done::cb;
+      s->ios[k].ctx = &s->done;
+      s->front->start(s->ios[k], BLKIF_OP_WRITE, k * 16, 16, s->data.data());
+    }
+  }, &src);
+  uint64_t one = 1;
+  ASSERT_EQ(::write(src.fd.get(), &one, sizeof(one)), 8);
+  ASSERT_TRUE(wait_for([&] { return h.log_.count(0) == 32; })) << h.log_.count(0) << " in flight";
+
+  auto destroyed = std::async(std::launch::async, [&] { h.front_.reset(); });
+
+  bool prompt = destroyed.wait_for(2s) == std::future_status::ready;
+  if (!prompt) h.shadowd_ = ctl::Channel();  // shadowd gone: the test ends either way
+  destroyed.wait();
+  ASSERT_TRUE(prompt) << "the destructor waited for the outage";
+  EXPECT_EQ(src.done.calls.load(), 8);
+  EXPECT_EQ(src.done.rc.load(), -EIO);
+}
+
 TEST(Blkfront, StartAWrite_ShadowdGone_DoneOnceWithEio) {
   Harness h;
   h.serve([](const blkif_request&) { return std::vector<blkif_response>{}; });  // never answer
