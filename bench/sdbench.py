@@ -153,13 +153,21 @@ class Host:
                                      stderr=open(os.path.join(self.dir, "shadowd.log"), "w"))
 
     def wait(self, pred, what, timeout=20.0):
-        """Polls pred() until it holds; else stops the run with shadowd's log."""
+        """Polls pred() until it holds; else closes this host (nothing of it keeps running: the caller never
+        got it to close) and stops the run with shadowd's log."""
         deadline = time.time() + timeout
-        while time.time() < deadline:
-            if pred():
-                return
-            time.sleep(0.05)
-        raise SystemExit(what + ": " + open(os.path.join(self.dir, "shadowd.log")).read())
+        try:
+            while time.time() < deadline:
+                if pred():
+                    return
+                time.sleep(0.05)
+            raise SystemExit(what + ": " + open(os.path.join(self.dir, "shadowd.log")).read())
+        except BaseException:  # also pred's own (no shadowctl in a --build tree)
+            try:
+                self.close()
+            except Exception:  # a subclass's part half made: shadowd at least
+                Host.close(self)
+            raise
 
     def ctl(self, *args):
         """One shadowctl command; its JSON answer, {} when it failed."""
@@ -213,12 +221,16 @@ class Host:
         return t
 
     def close(self):
-        """Stops shadowd (it stops its driver domains) and removes the directory."""
+        """Stops shadowd (it stops its driver domains) and removes the directory; once."""
         if self.proc:
-            self.ctl("shutdown")
+            try:
+                self.ctl("shutdown")
+            except OSError:  # a build tree without shadowctl: SIGTERM stops shadowd as cleanly
+                self.proc.terminate()
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)

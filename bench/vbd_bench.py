@@ -79,13 +79,15 @@ class BlkHost(Host):
         return json.loads(r.stdout)["jobs"][0] if r.returncode == 0 else None
 
     def close(self):
-        """sd-blkfront first (it holds the mount), then shadowd."""
-        self.front.terminate()
-        try:
-            self.front.wait(10)
-        except subprocess.TimeoutExpired:
-            self.front.kill()
-        subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
+        """sd-blkfront first (it holds the mount), then shadowd; either may not have been started."""
+        front = getattr(self, "front", None)
+        if front:
+            front.terminate()
+            try:
+                front.wait(10)
+            except subprocess.TimeoutExpired:
+                front.kill()
+            subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
         super().close()
 
 
