@@ -81,6 +81,7 @@ std::unique_ptr<Supervisor::Inc> Supervisor::spawn_inc(bool standby) {
   spec.ramdisk = cfg_.ramdisk.value_or("");
   spec.cmdline = cfg_.cmdline ? *cfg_.cmdline : cfg_.extra.value_or("");
   spec.driver_domain = cfg_.driver_domain;
+  spec.background = standby;  // a spare must not slow the running one
   for (const auto& dev : cfg_.devices) {  // its own hardware, served by dom0 (not shadowed)
     if (dev.backend != config::kDom0Name) continue;
     if (dev.cls == config::DeviceClass::kVif) spec.nics.push_back(dev.params);
@@ -120,8 +121,10 @@ void Supervisor::spawn() {
   state_ = DomainState::kStarting;
 }
 
+bool Supervisor::keeps_spare() const { return policy_.standby || policy_.zygote; }
+
 void Supervisor::spawn_standby() {
-  if (!policy_.standby || standby_ || state_ == DomainState::kStopped || state_ == DomainState::kFenced) return;
+  if (!keeps_spare() || standby_ || state_ == DomainState::kStopped || state_ == DomainState::kFenced) return;
   standby_ = spawn_inc(true);
 }
 
@@ -191,8 +194,8 @@ void Supervisor::on_inc_ready(Inc& inc) {
   double start_ms = ms_between(inc.spawned, now);
   if (inc.standby) {
     log_.emit({{"type", "standby_ready"}, {"domain", cfg_.name}, {"domid", inc.info.id}, {"pid", inc.info.pid},
-               {"start_ms", start_ms}});
-    if (hooks_.on_standby_ready) hooks_.on_standby_ready(inc.ch, inc.info.id);
+               {"start_ms", start_ms}, {"spare", policy_.standby ? "standby" : "zygote"}});
+    if (policy_.standby && hooks_.on_standby_ready) hooks_.on_standby_ready(inc.ch, inc.info.id);
     return;
   }
   state_ = DomainState::kRunning;
@@ -219,7 +222,7 @@ void Supervisor::on_inc_ready(Inc& inc) {
 }
 
 void Supervisor::devices_serving() {
-  if (!policy_.standby || standby_) return;
+  if (!keeps_spare() || standby_) return;
   standby_timer_.expires_after(kStandbyDelay);
   standby_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) spawn_standby();
@@ -360,10 +363,11 @@ void Supervisor::restart(Restart r) {
   restart_times_.push_back(Clock::now());
   ++restarts_;
   if (r == Restart::kPromote) {
-    // Hot backup: the standby is already Ready; promote it.
+    // Hot backup: the standby (or zygote) is already Ready; promote it.
     ++promotions_;
     active_ = std::move(standby_);
     active_->standby = false;
+    plat_.domains().set_background(active_->info.id, false);
     active_->ready = false;  // on_inc_ready treats it as the new active
     on_inc_ready(*active_);
     return;
@@ -448,7 +452,8 @@ nlohmann::json Supervisor::status() const {
                    {"restarts", restarts_},
                    {"promotions", promotions_},
                    {"last_fault_to_ready_ms", opt(last_fault_to_ready_ms_)},
-                   {"standby", !policy_.standby ? "off" : standby_ && standby_->ready ? "ready" : standby_ ? "starting" : "none"},
+                   {"standby", !keeps_spare() ? "off" : standby_ && standby_->ready ? "ready" : standby_ ? "starting" : "none"},
+                   {"spare", policy_.standby ? "standby" : policy_.zygote ? "zygote" : "off"},
                    {"standby_pid", standby_ ? nlohmann::json(standby_->info.pid) : nlohmann::json(nullptr)},
                    {"last_cause", last_cause_},
                    {"last_detect_ms", opt(last_detect_ms_)},

@@ -19,7 +19,10 @@
 // and Ready beside the running one (the seed's "hot backup"); the devices
 // pre-attach it (pages mapped, rings not yet taken). When the running one
 // dies, the standby is promoted at once instead of a cold start, and a new
-// standby is started once the recovery is over.
+// standby is started once the recovery is over. `zygote: true` keeps the
+// same spare without the devices: promoted, it is attached as a new
+// incarnation would be, but nothing is spawned on the recovery path. A spare
+// runs behind all other work (lower priority) until it is promoted.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -103,6 +106,7 @@ class Supervisor {
   std::unique_ptr<Inc> spawn_inc(bool standby);
   void spawn();
   void spawn_standby();
+  bool keeps_spare() const;  // standby or zygote: the standby_ slot is kept filled
   void arm_control_wait(Inc& inc);
   void on_control_readable(platform::DomId id);
   void on_inc_ready(Inc& inc);

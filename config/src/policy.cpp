@@ -13,8 +13,8 @@ namespace {
 
 using Keys = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 8> kRootKeys = {"class",   "active_mode", "heartbeat", "watchdog",
-                                                       "restart", "standby",     "log",       "guest_frontend"};
+constexpr std::array<std::string_view, 9> kRootKeys = {"class",   "active_mode", "heartbeat", "watchdog", "restart",
+                                                       "standby", "zygote",      "log",       "guest_frontend"};
 constexpr std::array<std::string_view, 2> kGuestFrontends = {"project", "kernel"};
 constexpr std::array<std::string_view, 2> kActiveKeys = {"action", "queue_limit"};
 constexpr std::array<std::string_view, 2> kHeartbeatKeys = {"interval_ms", "timeout_ms"};
@@ -99,6 +99,7 @@ Parsed<Policy> parse_policy_text(std::string_view yaml, std::string file_label, 
   }
 
   p.standby = r.boolean(*root, "standby", false).value_or(false);
+  p.zygote = r.boolean(*root, "zygote", false).value_or(false);
   p.guest_frontend = r.choice(*root, "guest_frontend", kGuestFrontends, "project").value_or("project");
 
   p.log_max_inflight = kDefaultLogMaxInflight;
@@ -142,6 +143,7 @@ std::string policy_to_yaml(const Policy& p) {
     << "  backoff_max_ms: " << p.backoff_max.count() << "\n"
     << "  backoff_multiplier: " << detail::format_double(p.backoff_multiplier) << "\n"
     << "standby: " << (p.standby ? "true" : "false") << "\n"
+    << "zygote: " << (p.zygote ? "true" : "false") << "\n"
     << "guest_frontend: " << p.guest_frontend << "\n"
     << "log:\n"
     << "  max_inflight: " << p.log_max_inflight << "\n"

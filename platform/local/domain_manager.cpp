@@ -1,11 +1,14 @@
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fcntl.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "local/local_platform.hpp"
@@ -18,6 +21,8 @@ namespace sd::local {
 using platform::DomId;
 
 namespace {
+
+constexpr int kBackgroundNice = 10;  // about a tenth of a normal thread's share of a busy CPU
 
 std::string describe_exit(const siginfo_t& si, int* exit_code, int* sig) {
   switch (si.si_code) {
@@ -71,6 +76,7 @@ Result<platform::DomainInfo> LocalDomainManager::create(const platform::DomainSp
   sb.control_fd = chans->second.fd();
   // The memory setting caps the address space, with room for the runtime itself.
   if (spec.memory_mb) sb.memory_bytes = (static_cast<uint64_t>(*spec.memory_mb) + limits::kRuntimeMiB) << 20;
+  sb.nice = spec.background ? kBackgroundNice : 0;
   auto sp = spawn_sandboxed(sb);
   if (!sp) return std::unexpected(sp.error());
 
@@ -118,6 +124,17 @@ Result<void> LocalDomainManager::kill(DomId id, int signal) {
   if (::syscall(SYS_pidfd_send_signal, it->second.pidfd.get(), signal, nullptr, 0) != 0 && errno != ESRCH)
     return sys_fail("pidfd_send_signal");
   return {};
+}
+
+// Nice applies per thread: every thread the process has now (those it
+// starts later inherit their creator's).
+void LocalDomainManager::set_background(DomId id, bool background) {
+  auto it = live_.find(id);
+  if (it == live_.end()) return;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(it->second.info.pid) + "/task", ec))
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(std::atoi(t.path().filename().c_str())),
+                        background ? kBackgroundNice : 0);
 }
 
 void LocalDomainManager::forget(const std::string& name) {

@@ -22,6 +22,7 @@ class LocalDomainManager final : public platform::DomainManager {
   Result<void> kill(platform::DomId id, int signal) override;
   void on_death(DeathHandler h) override { on_death_ = std::move(h); }
   void forget(const std::string& name) override;
+  void set_background(platform::DomId id, bool background) override;
 
  private:
   struct Incarnation {

@@ -30,6 +30,7 @@ struct ChildPlan {
   std::vector<char*> argv;
   int netns_fd = -1, control_fd = -1, log_fd = -1;
   uint64_t memory_bytes = 0;
+  int nice = 0;
 };
 
 [[noreturn]] void child_die(const char* what) {
@@ -114,6 +115,7 @@ void bind_file(const char* src, const char* dst, bool readonly) {
     rlimit as{p.memory_bytes, p.memory_bytes};
     ::setrlimit(RLIMIT_AS, &as);
   }
+  if (p.nice != 0) ::setpriority(PRIO_PROCESS, 0, p.nice);
 
   // Drop root: nobody, no groups; changing uid from 0 clears all capabilities.
   // Raw system calls: glibc's wrappers would try to change the ids of the
@@ -145,6 +147,7 @@ Result<Spawned> spawn_sandboxed(const SandboxSpec& spec) {
   p.netns_fd = spec.netns_fd;
   p.control_fd = spec.control_fd;
   p.memory_bytes = spec.memory_bytes;
+  p.nice = spec.nice;
   if (::access(p.binary.c_str(), X_OK) != 0) return sys_fail("driver-domain runtime " + p.binary);
 
   UniqueFd log;

@@ -25,6 +25,7 @@ struct SandboxSpec {
   int netns_fd = -1;                // join this net namespace; -1 = a fresh one
   int control_fd = -1;              // becomes fd 3
   uint64_t memory_bytes = 0;        // RLIMIT_AS; 0 = no limit
+  int nice = 0;                     // its priority from the start (a spare's: behind all other work)
 };
 
 struct Spawned {

@@ -124,6 +124,20 @@ TEST(Policy, StandbyAndLogGiven_AreRead) {
   EXPECT_EQ(p->log_max_state_bytes, 65536u);
 }
 
+TEST(Policy, Zygote_DefaultOffTrueReadNotABooleanRefusedAtItsLine) {
+  auto def = parse_policy_text(kGood, "p.yaml", DeviceClass::kVif);
+  auto on = parse_policy_text(std::string(kGood) + "zygote: true\n", "p.yaml", DeviceClass::kVif);
+  auto bad = parse_policy_text(std::string(kGood) + "zygote: maybe\n", "p.yaml", DeviceClass::kVif);
+
+  ASSERT_TRUE(def) << to_string(def.error());
+  EXPECT_FALSE(def->zygote);
+  ASSERT_TRUE(on) << to_string(on.error());
+  EXPECT_TRUE(on->zygote);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(to_string(bad.error()).find("p.yaml:"), std::string::npos) << to_string(bad.error());
+  EXPECT_NE(to_string(bad.error()).find("zygote"), std::string::npos) << to_string(bad.error());
+}
+
 TEST(Policy, GuestFrontend_DefaultProjectKernelReadOtherRefusedAtItsLine) {
   auto def = parse_policy_text(kGood, "p.yaml", DeviceClass::kVif);
   ASSERT_TRUE(def) << to_string(def.error());

@@ -200,6 +200,59 @@ TEST_F(ShadowdTest, WarmStandby_KillActive_StandbyPromotedReplacementAfterRecove
   std::printf("[ figure   ] standby promotion: fault to ready %.2f ms\n", s["last_fault_to_ready_ms"].get<double>());
 }
 
+// A process's nice value (/proc/PID/stat, field 19); -100 if unreadable.
+int nice_of(int pid) {
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return -100;
+  std::istringstream fields(stat.substr(close + 2));  // from field 3 (state) on
+  std::string f;
+  for (int i = 3; i <= 19 && fields >> f; ++i)
+    if (i == 19) return std::stoi(f);
+  return -100;
+}
+
+// Zygote: a spare driver domain, started behind all other work (nice 10)
+// and with no device attached, is promoted at a kill (nothing spawned on
+// the recovery path) and runs at normal priority from then on; the devices
+// attach to it as to a new incarnation. A second kill right after the
+// promotion (a new zygote is then rarely ready: a cold start) is recovered
+// too, and a zygote is made again after each recovery.
+TEST_F(ShadowdTest, Zygote_TwoKillsBackToBack_ZygotePromotedBothRecoveredZygoteMadeAgain) {
+  set_policy("zygote", "true");
+  start_shadowd();
+  ASSERT_TRUE(wait_until([&] { return status().value("standby", "") == "ready"; })) << status().dump();
+  int active = status()["pid"].get<int>();
+  int zygote = status()["standby_pid"].get<int>();
+  EXPECT_EQ(status().value("spare", ""), "zygote");
+  EXPECT_EQ(nice_of(zygote), 10);
+  EXPECT_EQ(nice_of(active), 0);
+  auto dev = json::parse(ctl("devices --json").out, nullptr, false);
+  ASSERT_FALSE(dev.is_discarded());
+  EXPECT_EQ(dev["devices"][0]["detail"].value("standby_attached", true), false) << "a zygote has no devices";
+
+  ASSERT_EQ(::kill(active, SIGKILL), 0);
+  ASSERT_TRUE(wait_until([&] { return status().value("promotions", 0) == 1; })) << status().dump();
+  EXPECT_EQ(status()["pid"].get<int>(), zygote);
+  EXPECT_EQ(nice_of(zygote), 0) << "the promoted zygote still runs behind other work";
+  ASSERT_EQ(::kill(zygote, SIGKILL), 0);
+
+  ASSERT_TRUE(wait_until([&] {
+    auto s = status();
+    return s.value("restarts", 0) == 2 && s.value("state", "") == "running" && s.value("standby", "") == "ready";
+  })) << status().dump();
+  auto s = status();
+  EXPECT_NE(s["pid"].get<int>(), zygote);
+  EXPECT_NE(s["standby_pid"].get<int>(), s["pid"].get<int>());
+  EXPECT_EQ(nice_of(s["standby_pid"].get<int>()), 10);
+  EXPECT_TRUE(wait_until([&] {
+    auto d = json::parse(ctl("devices --json").out, nullptr, false);
+    return !d.is_discarded() && d["devices"][0]["detail"].value("backend_up", false);
+  })) << ctl("devices --json").out;
+  std::printf("[ figure   ] promotions %d, restarts %d, incarnations %d\n", s["promotions"].get<int>(),
+              s["restarts"].get<int>(), s["incarnations"].get<int>());
+}
+
 TEST_F(ShadowdTest, RestartBudgetSpent_Fenced_OperatorRestartRevives) {
   set_policy("budget", "1");
   start_shadowd();

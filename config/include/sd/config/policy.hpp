@@ -9,6 +9,7 @@
 //   restart:     { budget: 20, window_s: 60, backoff_initial_ms: 0,
 //                  backoff_max_ms: 2000, backoff_multiplier: 2.0 }
 //   standby: false                                  # optional, default false
+//   zygote: false                                   # optional, default false
 //   guest_frontend: project                         # optional: project | kernel (Xen)
 //   log:         { max_inflight: 256, max_state_bytes: 65536 }  # optional, these defaults
 #pragma once
@@ -34,7 +35,8 @@ struct Policy {
   std::chrono::seconds restart_window;
   std::chrono::milliseconds backoff_initial, backoff_max;
   double backoff_multiplier;
-  bool standby;  // keep a warm standby driver domain
+  bool standby;  // keep a warm standby driver domain (Ready, the devices attached)
+  bool zygote;   // keep a spare driver domain (Ready, no devices): a crash costs no spawn
   // Who speaks the class's protocol in the guest: "project" (the project's
   // own frontend, e.g. sd-netfront --xen) or "kernel" (an unmodified guest's
   // own driver, e.g. xen-netfront, served by a ring proxy in dom0; Xen).

@@ -44,6 +44,9 @@ struct DomainSpec {
   std::string ramdisk;  // initrd ("" = none)
   std::string cmdline;  // kernel command line (xl's `cmdline`, else `extra`)
   bool driver_domain = false;  // xl's driver_domain=1: may run backends
+  // A spare incarnation (standby, zygote): started behind all other work,
+  // until set_background(id, false) at its promotion (local: nice 10).
+  bool background = false;
   // Xen: NICs dom0 gives the driver domain (its network hardware; a
   // passed-through NIC in production): the xl vif keys of its cfg's
   // `vif = [...]` entries served by Domain-0 (bridge, mac, script).
@@ -87,6 +90,13 @@ class DomainManager {
   virtual void on_death(DeathHandler h) = 0;
   // Releases persistent resources of a named domain (local: its netns).
   virtual void forget(const std::string& name) = 0;
+  // Runs a domain behind all other work (a spare incarnation being made
+  // ready must not slow a recovery) or at normal priority again (promoted).
+  // Best effort: local, its threads' nice value; Xen, nothing yet.
+  virtual void set_background(DomId id, bool background) {
+    (void)id;
+    (void)background;
+  }
   // How long a new incarnation may take to say Ready (a process starts in
   // milliseconds; a Xen domain boots a kernel first).
   virtual std::chrono::milliseconds start_timeout() const { return std::chrono::seconds(10); }
