@@ -8,6 +8,7 @@ percentile is taken reaches the three benchmarks alike.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import signal
@@ -116,9 +117,9 @@ class Host:
     with names of its own, so that several run side by side (splitter log on vs off) without meeting.
 
     The policy is the shipped one with a large restart budget (a benchmark kills the driver many times a
-    minute) and the standby as asked. A subclass adds the guest's device and calls start()."""
+    minute) and the standby or zygote as asked. A subclass adds the guest's device and calls start()."""
 
-    def __init__(self, build, cls, dom, guest, budget=1000, standby=False):
+    def __init__(self, build, cls, dom, guest, budget=1000, standby=False, zygote=False):
         self.build, self.cls, self.dom, self.guest = build, cls, dom, guest
         self.dir = tempfile.mkdtemp(prefix="sd-%sbench-" % cls)
         self.sock = os.path.join(self.dir, "sd.sock")
@@ -130,6 +131,7 @@ class Host:
         path = os.path.join(pol, cls + ".yaml")
         y = open(path).read().replace("budget: 20 ", "budget: %d " % budget)
         y = y.replace("standby: false", "standby: %s" % ("true" if standby else "false"))
+        y = re.sub(r"(?m)^zygote: (true|false)", "zygote: %s" % ("true" if zygote else "false"), y)
         open(path, "w").write(y)
 
     def start(self, device, dd_memory=128, log_on=True, host_extra=""):

@@ -24,7 +24,7 @@ or O_DIRECT with --direct-io-safe).
    by the number of requests they replayed.
 
 usage: bench/vbd_bench.py [--build DIR] [--kills N] [--rounds N] [--seconds S] [--quick] [--normal-only]
-       [--direct-io-safe] [--standby] [--json PATH]
+       [--direct-io-safe] [--standby | --zygote] [--json PATH]
        bench/vbd_bench.py [--build DIR] --compare OTHER_DIR [--case TEXT] [--rounds N] [--seconds S]
 --compare runs the normal-mode cases on two build trees (say, of a commit and of the one before it), one
 shadowed disk each, alternating round by round, and prints each side's rounds, medians and their ratio.
@@ -48,9 +48,11 @@ class BlkHost(Host):
 
     DIRECT = False  # --direct-io-safe: the disk spec carries xl's flag (O_DIRECT)
     STANDBY = False  # --standby: the policy keeps a warm standby driver domain
+    ZYGOTE = False   # --zygote: the policy keeps a spare driver domain with no devices
 
     def __init__(self, build, tag, log_on=True, disk_mib=512):
-        super().__init__(build, "vbd", "bblk%s" % tag, "bbg%s" % tag, standby=BlkHost.STANDBY)
+        super().__init__(build, "vbd", "bblk%s" % tag, "bbg%s" % tag, standby=BlkHost.STANDBY,
+                         zygote=BlkHost.ZYGOTE)
         self.image = os.path.join(self.dir, "xvda.img")
         with open(self.image, "wb") as f:
             f.truncate(disk_mib << 20)
@@ -136,6 +138,8 @@ def stall_per_crash(build, kills):
         kill_at = []
         for k in range(kills):
             h.wait_recoveries(k)
+            if BlkHost.STANDBY or BlkHost.ZYGOTE:  # each kill meets a ready spare
+                h.wait(lambda: h.status().get("standby") == "ready", "the spare driver domain did not come back")
             time.sleep(0.15 + random.random() * 0.1)
             kill_at.append(time.monotonic())
             h.ctl("inject-fault", h.dom, "kill")
@@ -157,7 +161,7 @@ def stall_per_crash(build, kills):
     print("\n1. I/O stall per crash: %d x kill -9 of the block driver domain, fio randwrite 4k iodepth 16 running; "
           "disk %s%s" % (len(stalls),
                          "O_DIRECT (direct-io-safe)" if BlkHost.DIRECT else "through the host's page cache",
-                         "; warm standby" if BlkHost.STANDBY else ""))
+                         "; warm standby" if BlkHost.STANDBY else "; zygote" if BlkHost.ZYGOTE else ""))
     print("%-44s %8s %8s %8s %8s" % ("", "p50 ms", "p99 ms", "max ms", "n"))
     rows = [("probe write latency, no crash near", quiet), ("I/O stall per crash (probe, app's view)", stalls),
             ("shadowd recovery total (detect..resume)", totals)]
@@ -333,6 +337,7 @@ def main():
     ap.add_argument("--normal-only", action="store_true", help="only the normal-mode table (no kills)")
     ap.add_argument("--direct-io-safe", action="store_true", help="O_DIRECT on the disk image (xl's flag)")
     ap.add_argument("--standby", action="store_true", help="policy standby: true (a warm standby driver domain)")
+    ap.add_argument("--zygote", action="store_true", help="policy zygote: true (a spare driver domain, no devices)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures there, as JSON")
     add_compare(ap)
     a = ap.parse_args()
@@ -340,6 +345,7 @@ def main():
         a.kills, a.rounds, a.seconds = 10, 1, 3
     BlkHost.DIRECT = a.direct_io_safe
     BlkHost.STANDBY = a.standby
+    BlkHost.ZYGOTE = a.zygote
     require_root("shadowd sandboxes its driver domains; sd-blkfront mounts FUSE")
     if shutil.which("fio") is None:
         raise SystemExit("fio not found (scripts/deps.sh)")

@@ -5,7 +5,8 @@ Side by side in one run, as in the seed's table:
   no shadow       restart budget 0: the driver domain is not restarted
   restart only    restarted, but no splitter log: in-flight requests are lost
   shadow (cold)   restarted + replay from the splitter log
-  shadow+standby  a warm standby domain is promoted + replay
+  shadow+zygote   a spare domain, started with no devices, is promoted; the devices attach + replay
+  shadow+standby  a warm standby domain (devices pre-attached) is promoted + replay
 
 Per kill -9 of the net driver domain it measures the outage the application
 sees: a UDP stream (2000 datagrams/s, guest -> wire) is timestamped on
@@ -37,8 +38,8 @@ from sdbench import Host, add_compare, compare, cpu_busy, arguments, header, pct
 class VifHost(Host):
     """A net driver domain and a guest whose vif reaches a wire namespace, on a subnet of its own."""
 
-    def __init__(self, build, tag, subnet, standby=False, budget=1000, log_on=True):
-        super().__init__(build, "vif", "bn%s" % tag, "bg%s" % tag, budget=budget, standby=standby)
+    def __init__(self, build, tag, subnet, standby=False, budget=1000, log_on=True, zygote=False):
+        super().__init__(build, "vif", "bn%s" % tag, "bg%s" % tag, budget=budget, standby=standby, zygote=zygote)
         self.wire = "bw%s" % tag
         self.base_restarts = 0  # restarts before this measurement: outages() waits for each next one
         self.guest_ip, self.wire_ip = "10.250.%d.2" % subnet, "10.250.%d.1" % subnet
@@ -47,7 +48,7 @@ class VifHost(Host):
 
         def up():
             st = self.status()
-            return st.get("state") == "running" and (not standby or st.get("standby") == "ready")
+            return st.get("state") == "running" and (not (standby or zygote) or st.get("standby") == "ready")
         self.wait(up, "shadowd did not come up")
         time.sleep(0.3)
 
@@ -281,6 +282,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="10 kills, short runs (smoke test of the bench)")
     ap.add_argument("--json", metavar="PATH", help="also write the normal-mode figures there, as JSON")
     ap.add_argument("--normal-only", action="store_true", help="only the normal-mode table (throughput, no kills)")
+    ap.add_argument("--recovery-only", action="store_true",
+                    help="only the outage and phase tables (every mode, --kills kills each)")
     ap.add_argument("--retrans-only", action="store_true",
                     help="only the retransmission table (iperf3 20 s with 10 kills vs without)")
     ap.add_argument("--rounds", type=int, default=4, help="with --compare: rounds per case (default 4)")
@@ -305,6 +308,7 @@ def main():
     modes = [
         ("restart only", dict(log_on=False, standby=False)),
         ("shadow (cold)", dict(log_on=True, standby=False)),
+        ("shadow+zygote", dict(log_on=True, zygote=True)),
         ("shadow+standby", dict(log_on=True, standby=True)),
     ]
     rows = []
@@ -353,6 +357,8 @@ def main():
         print("%-16s " % name + " ".join("%6.2f /%6.2f" % (pct(ph[k], 50), pct(ph[k], 99)) for k in
                                           ("detect", "spawn", "replay", "resume", "total")))
 
+    if a.recovery_only:
+        return
     retransmissions(a, rounds=1 if a.quick else 2)
     normal_mode(a, tsec)
 
