@@ -43,8 +43,10 @@ def cpu_s(pid):
 class SndHost(Host):
     """A sound driver domain and a guest with a vsnd; aplay reaches it through the ALSA plugin."""
 
+    ZYGOTE = False  # --zygote: the policy keeps a spare driver domain with no devices
+
     def __init__(self, build, tag, log_on=True):
-        super().__init__(build, "vsnd", "bsnd%s" % tag, "bsg%s" % tag)
+        super().__init__(build, "vsnd", "bsnd%s" % tag, "bsg%s" % tag, zygote=SndHost.ZYGOTE)
         self.start("vsnd = [[ 'card, backend=%s, short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]]"
                    % self.dom, log_on=log_on)
         self.pcm_sock = os.path.join(self.state, "%s-vsnd-0.sock" % self.guest)
@@ -193,10 +195,13 @@ def main():
     ap.add_argument("--cpu-seconds", type=int, default=15)
     ap.add_argument("--cpu-rounds", type=int, default=4)
     ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "vsnd_crash_envelope.png"))
+    ap.add_argument("--zygote", action="store_true", help="policy zygote: true (a spare driver domain, no devices)")
     args = ap.parse_args()
+    SndHost.ZYGOTE = args.zygote
     require_root()
     header("vsnd")
-    print("aplay --period-time=20000 --buffer-time=200000 (period 20 ms = 960 frames); DAC FIFO 3 periods\n")
+    print("aplay --period-time=20000 --buffer-time=200000 (period 20 ms = 960 frames); DAC FIFO 3 periods%s\n"
+          % ("; zygote" if args.zygote else ""))
 
     progress("kills")
     kills = fault_run(args.build, "kill", args.kills, 1.5, "k")
