@@ -116,7 +116,7 @@ def fault_run(build, kind, n, spacing, tag):
         rec = h.recoveries()
         a = gaps(build, h.wav, seconds * RATE)
         return {"rc": p.returncode, "aplay": out.strip(), "faults": per_fault(a, at), "analysis": a,
-                "recovery_ms": [e["phases_ms"]["total"] for e in rec]}
+                "recovery_ms": [e["phases_ms"]["total"] for e in rec], "causes": [e.get("cause", "") for e in rec]}
     finally:
         h.close()
 
@@ -210,7 +210,7 @@ def main():
     progress("")
     print("%-24s %4s %8s %10s %10s %10s %12s %14s %9s" % ("fault", "n", "aplay rc", "gap p50", "gap p99", "gap max",
                                                           "input lost", "recovery p50", "complete"))
-    for name, r in (("kill -9", kills), ("hang (heartbeat 100 ms)", hangs)):
+    for name, r in (("kill -9", kills), ("hang", hangs)):
         g = [x[0] for x in r["faults"]]
         lost = sum(max(0, x[1]) for x in r["faults"])
         print("%-24s %4d %8d %7.2f ms %7.2f ms %7.2f ms %9d fr %11.2f ms %9s" % (
@@ -218,6 +218,10 @@ def main():
             pct(r["recovery_ms"], 50), r["analysis"]["complete"]))
     print("\nper kill, gap ms: " + " ".join("%.2f" % x[0] for x in kills["faults"]))
     print("per hang, gap ms: " + " ".join("%.2f" % x[0] for x in hangs["faults"]))
+    c = hangs["causes"]
+    dry = sum("the DAC has" in x for x in c)
+    beat = sum("heartbeat" in x for x in c)
+    print("hangs found by: the DAC running dry %d, the heartbeat (100 ms) %d, other %d" % (dry, beat, len(c) - dry - beat))
     if kills["aplay"] or hangs["aplay"]:
         print("aplay said: %r %r" % (kills["aplay"], hangs["aplay"]))
 

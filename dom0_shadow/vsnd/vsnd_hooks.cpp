@@ -278,9 +278,12 @@ void VsndHooks::active_position() {
 
 // Progress watchdog. A write may legitimately wait as long as the player's
 // buffer lasts (the DAC takes audio at its own pace), so age is no measure;
-// starvation is: the DAC playing silence while the stream runs and writes
-// wait means the backend stopped feeding it. Other requests must be
-// answered within the timeout.
+// the DAC's FIFO is: less than a period left in it, nothing new from the
+// driver since the last look, the stream running and writes waiting means
+// the driver stopped feeding it, found before the FIFO runs dry (a
+// recovery then refills it before a gap is heard). Starvation (silence
+// played meanwhile) for the timeout is the same verdict, late. Other
+// requests must be answered within the timeout.
 std::optional<Stall> VsndHooks::progress(bool serving, uint64_t) {
   auto& regs = voice_->regs();
   const auto& policy = engine().policy();
@@ -301,7 +304,21 @@ std::optional<Stall> VsndHooks::progress(bool serving, uint64_t) {
         control_late = true;
     }
     starving_ms_ = (writes_waiting && regs.run.load() == 1 && starved > last_starved_) ? starving_ms_ + tick_ms : 0;
-    if (starving_ms_ > policy.progress_timeout.count() || control_late) {
+    // SAFETY: wr is the driver's (untrusted): a wrong one can only hide a
+    // hang from this check, which the heartbeat then finds.
+    uint64_t wr = regs.wr.load(), rd = regs.rd.load();
+    uint32_t period = replay_state().params.period_sz;
+    auto now_tp = platform::Clock::now();
+    bool drying = writes_waiting && regs.run.load() == 1 && wr == last_wr_ && period != 0 &&
+                  (wr > rd ? wr - rd : 0) < period && dry_reported_ != wr;
+    if (drying && !control_late) {
+      dry_reported_ = wr;
+      auto idle_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now_tp - wr_moved_).count();
+      stall = Stall{"hang (the DAC has " + std::to_string(wr > rd ? wr - rd : 0) + " bytes left and nothing new from the driver for " +
+                        std::to_string(idle_ms) + " ms while writes wait, progress watchdog)",
+                    wr_moved_};
+      starving_ms_ = 0;
+    } else if (starving_ms_ > policy.progress_timeout.count() || control_late) {
       stall = Stall{control_late ? std::string("hang (control request unanswered, progress watchdog)")
                                  : "hang (DAC starved " + std::to_string(starving_ms_) +
                                        " ms with writes pending, progress watchdog)",
@@ -312,6 +329,10 @@ std::optional<Stall> VsndHooks::progress(bool serving, uint64_t) {
     starving_ms_ = 0;
   }
   last_starved_ = starved;
+  if (uint64_t wr = regs.wr.load(); wr != last_wr_ || wr_moved_ == platform::Clock::time_point{}) {
+    last_wr_ = wr;
+    wr_moved_ = platform::Clock::now();
+  }
   return stall;
 }
 

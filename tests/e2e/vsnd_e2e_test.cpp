@@ -221,6 +221,34 @@ TEST_F(VsndE2eTest, Aplay_FiveKillsOfTheSoundDomain_ExitsZeroAndRecordingIsTheIn
   EXPECT_EQ(a.foreign, 0u);
 }
 
+// A hung sound domain (alive, heartbeats stopped, the DAC no longer fed) is
+// found by the DAC's FIFO running dry while writes wait, before the FIFO
+// empties, not by the 100 ms heartbeat: each recovery's cause says so, and
+// the silence heard per hang stays within 20 ms.
+TEST_F(VsndE2eTest, Aplay_ThreeHangsOfTheSoundDomain_FoundByTheDacRunningDryGapsUnder20ms) {
+  start_shadowd();
+  auto in = input(12);
+  Player aplay({"aplay", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", in.string()}, alsa_conf_,
+               dir_ / "aplay.out");
+  ASSERT_TRUE(wait_until([&] { return detail().value("player_connected", false); }, 5s)) << aplay.out();
+  for (size_t k = 0; k < 3; ++k) {
+    std::this_thread::sleep_for(2s);
+    inject("hang", k);
+    ASSERT_FALSE(HasFatalFailure());
+  }
+
+  ASSERT_TRUE(aplay.wait_for(30s)) << "aplay still running";
+  expect_clean_player(aplay);
+  ASSERT_TRUE(wait_until([&] { return events("recovery").size() >= 3; }, 5s));
+  sd::e2e::print_recoveries(events("recovery"));
+  for (const auto& e : events("recovery"))
+    EXPECT_NE(e.value("cause", "").find("the DAC has"), std::string::npos) << e.dump();
+  auto a = recording(12 * sd::pcm::kRate);
+  print_gap_per_fault(a);
+  EXPECT_TRUE(a.complete(12 * sd::pcm::kRate)) << "first " << a.first_index << " end " << a.end_index;
+  for (const auto& g : a.gaps) EXPECT_LE(g.silent, sd::pcm::kRate / 50) << "a gap over 20 ms at output frame " << g.at;
+}
+
 TEST_F(VsndE2eTest, AplayInteractive_PauseAndResume_StreamPausesAndPlaysOnWithNothingLost) {
   start_shadowd();
   auto in = input(4);
