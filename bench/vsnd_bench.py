@@ -12,7 +12,10 @@ off in the same run, and plots the output's envelope around one kill and one
 hang (gnuplot, PNG).
 
 usage: bench/vsnd_bench.py [--build DIR] [--kills N] [--hangs N] [--cpu-seconds S] [--cpu-rounds N]
-                           [--plot FILE]
+                           [--plot FILE] [--zygote]
+       bench/vsnd_bench.py [--build DIR] --soak SECONDS
+--soak plays that long with no fault while two busy loops per CPU load the machine, and counts what the
+hang checks declared (each one a false positive) and the gaps heard.
 Run as root, with nothing else heavy running.
 """
 import array
@@ -121,6 +124,33 @@ def fault_run(build, kind, n, spacing, tag):
         h.close()
 
 
+def soak(build, seconds):
+    """No fault injected, the machine loaded: every recovery is a false positive of the hang checks."""
+    load = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * os.cpu_count())]
+    h = SndHost(build, "soak")
+    try:
+        wav = os.path.join(h.dir, "in.wav")
+        marks(build, seconds, wav)
+        p = h.play(wav)
+        h.wait_connected()
+        load_seen = []
+        while p.poll() is None:
+            time.sleep(5)
+            load_seen.append(os.getloadavg()[0])
+            progress("  soak: %d of %d s, recoveries so far %d" % (len(load_seen) * 5, seconds, len(h.recoveries())))
+        out, _ = p.communicate()
+        time.sleep(0.2)
+        rec = h.recoveries()
+        a = gaps(build, h.wav, seconds * RATE)
+        return {"rc": p.returncode, "aplay": (out or "").strip(), "recoveries": [e.get("cause", "") for e in rec],
+                "analysis": a, "load": load_seen}
+    finally:
+        for x in load:
+            x.kill()
+            x.wait()
+        h.close()
+
+
 def cpu_run(build, log_on, seconds, tag):
     h = SndHost(build, tag, log_on=log_on)
     try:
@@ -196,8 +226,23 @@ def main():
     ap.add_argument("--cpu-rounds", type=int, default=4)
     ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "vsnd_crash_envelope.png"))
     ap.add_argument("--zygote", action="store_true", help="policy zygote: true (a spare driver domain, no devices)")
+    ap.add_argument("--soak", type=int, metavar="SECONDS", help="only the soak: no fault, the machine loaded")
     args = ap.parse_args()
     SndHost.ZYGOTE = args.zygote
+    if args.soak:
+        require_root()
+        header("vsnd")
+        r = soak(args.build, args.soak)
+        progress("")
+        a = r["analysis"]
+        print("soak: %d s of audio, no fault injected, %d busy loops; load average p50 %.2f" % (
+            args.soak, 2 * os.cpu_count(), statistics.median(r["load"]) if r["load"] else float("nan")))
+        print("aplay rc %d, recoveries (false positives) %d, gaps %d (longest %.2f ms), complete %s" % (
+            r["rc"], len(r["recoveries"]), len(a.get("gaps", [])),
+            max((g["silent"] for g in a.get("gaps", [])), default=0) * 1000.0 / RATE, a.get("complete")))
+        for c in r["recoveries"]:
+            print("  " + c)
+        return
     require_root()
     header("vsnd")
     print("aplay --period-time=20000 --buffer-time=200000 (period 20 ms = 960 frames); DAC FIFO 3 periods%s\n"
