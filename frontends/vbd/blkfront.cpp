@@ -29,7 +29,9 @@ Blkfront::Blkfront(ctl::Channel ch, std::unique_ptr<PoolSource> xen)
     : link_(std::move(ch), {"vbd", blkif::kIds, xen ? 0u : static_cast<uint32_t>(blkif::kPoolPages)}),
       xen_(std::move(xen)) {}
 
-Blkfront::~Blkfront() {
+Blkfront::~Blkfront() { stop(); }
+
+void Blkfront::stop() {
   if (service_.joinable()) {
     uint64_t one = 1;
     (void)!::write(stop_.get(), &one, sizeof(one));

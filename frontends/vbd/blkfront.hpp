@@ -67,7 +67,11 @@ class Blkfront final : public BlockTarget, private FrontendLink::Hooks {
   // granted per backend domain (the first with the first kReconnect, which
   // callers wait for) and the splitter log is this process's own.
   static Result<std::unique_ptr<Blkfront>> attach(ctl::Channel ch, std::unique_ptr<PoolSource> xen = nullptr);
-  ~Blkfront() override;
+  ~Blkfront() override;  // stop(), then the pages go
+  // Stops the service thread (no more answers, no more served source); the
+  // pages stay until the destructor, so lent reads can still be replied to
+  // and returned. Idempotent.
+  void stop();
   Blkfront(const Blkfront&) = delete;
   Blkfront& operator=(const Blkfront&) = delete;
 

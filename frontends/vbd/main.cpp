@@ -480,9 +480,13 @@ int main(int argc, char** argv) {
   if (!loopdev.empty()) (void)run_cmd({"losetup", "-d", loopdev});
   slow.reset();
   auto st = g_front->stats();
-  front->reset();  // the service thread stops serving FUSE (and handing the replier replies) first
-  g_front = nullptr;
+  // The service thread stops first (no more replies handed to the replier),
+  // then the replier sends what it holds and gives the lent pages back,
+  // then the pages go.
+  (*front)->stop();
   replier.reset();
+  front->reset();
+  g_front = nullptr;
   // What the disk saw, for tests and benchmarks (each request completes once:
   // completed == submitted once nothing is in flight).
   std::fprintf(stderr,

@@ -235,7 +235,10 @@ TEST_F(VbdE2eTest, MixedBlocks4kTo1MiB_Iodepth32WithFsync_TwentyKills_NoVerifyEr
 
 TEST_F(VbdE2eTest, FioRandRwWithFsync_SegvAndHangFaults_ExitsZeroWithNoVerifyErrors) {
   start();
-  auto f = fio({"--rw=randrw", "--rwmixread=50", "--fsync=8", "--size=96M", "--iodepth=8"});
+  // At most 3000 IOPS each way: fio runs 8 s or more however fast the
+  // disk, and the five faults (each after 300 ms under the last recovery, a
+  // hang found by the 250 ms heartbeat) all land in it.
+  auto f = fio({"--rw=randrw", "--rwmixread=50", "--fsync=8", "--size=96M", "--iodepth=8", "--rate_iops=3000"});
   const char* kinds[] = {"segv", "hang", "segv", "hang", "segv"};
   int faults = 0;
   for (size_t k = 0; k < 5; ++k)
