@@ -52,6 +52,19 @@ inline std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// Field `n` of /proc/PID/stat as proc(5) numbers them (3 = state, 19 =
+// nice), read after the command name (which may hold spaces); "" if absent.
+inline std::string proc_stat_field(int pid, int n) {
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return {};
+  std::istringstream fields(stat.substr(close + 2));  // from field 3 on
+  std::string f;
+  for (int i = 3; i <= n; ++i)
+    if (!(fields >> f)) return {};
+  return f;
+}
+
 // Runs a short command through the shell, killed after 20 s so no test hangs.
 inline CmdResult run(const std::string& cmd) {
   char errf[] = "/tmp/sd-e2e-err-XXXXXX";

@@ -31,6 +31,12 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
   return sd::e2e::wait_until(pred, timeout);
 }
 
+// A process's nice value; -100 if unreadable.
+int nice_of(int pid) {
+  std::string f = sd::e2e::proc_stat_field(pid, 19);
+  return f.empty() ? -100 : std::stoi(f);
+}
+
 // One shadowd on a private host config in a temp dir.
 class ShadowdTest : public ::testing::Test {
  protected:
@@ -74,6 +80,14 @@ class ShadowdTest : public ::testing::Test {
 
   CmdResult ctl(const std::string& args) {
     return run(std::string(SD_SHADOWCTL) + " --socket " + (dir_ / "sd.sock").string() + " " + args);
+  }
+
+  // Until status()[counter] is n, the domain runs and its spare is ready.
+  bool settled(const char* counter, int n) {
+    return wait_until([&] {
+      auto s = status();
+      return s.value(counter, 0) == n && s.value("state", "") == "running" && s.value("standby", "") == "ready";
+    });
   }
 
   json status() {
@@ -172,16 +186,14 @@ TEST_F(ShadowdTest, Recovery_DeviceBackToNormal_EventWithPhases) {
 TEST_F(ShadowdTest, WarmStandby_KillActive_StandbyPromotedReplacementAfterRecovery) {
   set_policy("standby", "true");
   start_shadowd();
-  ASSERT_TRUE(wait_until([&] { return status().value("standby", "") == "ready"; })) << status().dump();
+  ASSERT_TRUE(settled("promotions", 0)) << status().dump();
   int active = status()["pid"].get<int>();
   int standby = status()["standby_pid"].get<int>();
+  EXPECT_EQ(nice_of(standby), 10) << "the standby runs behind other work";
 
   ASSERT_EQ(::kill(active, SIGKILL), 0);
 
-  ASSERT_TRUE(wait_until([&] {
-    auto s = status();
-    return s.value("promotions", 0) == 1 && s.value("state", "") == "running" && s.value("standby", "") == "ready";
-  })) << status().dump();
+  ASSERT_TRUE(settled("promotions", 1)) << status().dump();
   auto s = status();
   EXPECT_EQ(s["pid"].get<int>(), standby);  // the standby took over
   EXPECT_NE(s["standby_pid"].get<int>(), standby);
@@ -200,18 +212,6 @@ TEST_F(ShadowdTest, WarmStandby_KillActive_StandbyPromotedReplacementAfterRecove
   std::printf("[ figure   ] standby promotion: fault to ready %.2f ms\n", s["last_fault_to_ready_ms"].get<double>());
 }
 
-// A process's nice value (/proc/PID/stat, field 19); -100 if unreadable.
-int nice_of(int pid) {
-  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');
-  if (close == std::string::npos) return -100;
-  std::istringstream fields(stat.substr(close + 2));  // from field 3 (state) on
-  std::string f;
-  for (int i = 3; i <= 19 && fields >> f; ++i)
-    if (i == 19) return std::stoi(f);
-  return -100;
-}
-
 // Zygote: a spare driver domain, started behind all other work (nice 10)
 // and with no device attached, is promoted at a kill (nothing spawned on
 // the recovery path) and runs at normal priority from then on; the devices
@@ -221,7 +221,7 @@ int nice_of(int pid) {
 TEST_F(ShadowdTest, Zygote_TwoKillsBackToBack_ZygotePromotedBothRecoveredZygoteMadeAgain) {
   set_policy("zygote", "true");
   start_shadowd();
-  ASSERT_TRUE(wait_until([&] { return status().value("standby", "") == "ready"; })) << status().dump();
+  ASSERT_TRUE(settled("restarts", 0)) << status().dump();
   int active = status()["pid"].get<int>();
   int zygote = status()["standby_pid"].get<int>();
   EXPECT_EQ(status().value("spare", ""), "zygote");
@@ -237,10 +237,7 @@ TEST_F(ShadowdTest, Zygote_TwoKillsBackToBack_ZygotePromotedBothRecoveredZygoteM
   EXPECT_EQ(nice_of(zygote), 0) << "the promoted zygote still runs behind other work";
   ASSERT_EQ(::kill(zygote, SIGKILL), 0);
 
-  ASSERT_TRUE(wait_until([&] {
-    auto s = status();
-    return s.value("restarts", 0) == 2 && s.value("state", "") == "running" && s.value("standby", "") == "ready";
-  })) << status().dump();
+  ASSERT_TRUE(settled("restarts", 2)) << status().dump();
   auto s = status();
   EXPECT_NE(s["pid"].get<int>(), zygote);
   EXPECT_NE(s["standby_pid"].get<int>(), s["pid"].get<int>());

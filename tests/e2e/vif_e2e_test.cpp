@@ -116,11 +116,8 @@ class Proc {
 // and kill(pid, 0) succeeds on a zombie).
 bool process_alive(int pid) {
   if (pid <= 0 || ::kill(pid, 0) != 0) return false;
-  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  auto rp = stat.rfind(')');
-  if (rp == std::string::npos || rp + 2 >= stat.size()) return false;
-  char st = stat[rp + 2];
-  return st != 'Z' && st != 'X';
+  std::string st = sd::e2e::proc_stat_field(pid, 3);
+  return !st.empty() && st != "Z" && st != "X";
 }
 
 std::vector<std::string> netns_list() {

@@ -155,15 +155,16 @@ class VsndE2eTest : public ::testing::Test {
     ASSERT_EQ(r.rc, 0) << r.out << r.err;
   }
 
-  // `n` kills of the sound domain, `every` apart, each once the previous
-  // recovery is complete (the first after `every` of playing).
-  void kill_every(size_t n, std::chrono::milliseconds every) {
+  // `n` faults of `kind` in the sound domain, `every` apart, each once the
+  // previous recovery is complete (the first after `every` of playing).
+  void fault_every(const std::string& kind, size_t n, std::chrono::milliseconds every) {
     for (size_t k = 0; k < n; ++k) {
       std::this_thread::sleep_for(every);
-      inject("kill", k);
+      inject(kind, k);
       if (HasFatalFailure()) return;
     }
   }
+  void kill_every(size_t n, std::chrono::milliseconds every) { fault_every("kill", n, every); }
 
   fs::path input(uint64_t seconds) {
     auto p = dir_ / ("in" + std::to_string(seconds) + ".wav");
@@ -231,11 +232,8 @@ TEST_F(VsndE2eTest, Aplay_ThreeHangsOfTheSoundDomain_FoundByTheDacRunningDryGaps
   Player aplay({"aplay", "-D", "shadow", "--period-time=20000", "--buffer-time=200000", in.string()}, alsa_conf_,
                dir_ / "aplay.out");
   ASSERT_TRUE(wait_until([&] { return detail().value("player_connected", false); }, 5s)) << aplay.out();
-  for (size_t k = 0; k < 3; ++k) {
-    std::this_thread::sleep_for(2s);
-    inject("hang", k);
-    ASSERT_FALSE(HasFatalFailure());
-  }
+  fault_every("hang", 3, 2s);
+  ASSERT_FALSE(HasFatalFailure());
 
   ASSERT_TRUE(aplay.wait_for(30s)) << "aplay still running";
   expect_clean_player(aplay);
