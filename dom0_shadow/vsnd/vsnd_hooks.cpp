@@ -289,6 +289,15 @@ std::optional<Stall> VsndHooks::progress(bool serving, uint64_t) {
   const auto& policy = engine().policy();
   const auto& log = engine().splitter_log();
   uint64_t starved = regs.starved.load();
+  // SAFETY: wr is the driver's (untrusted): a wrong one can only hide a
+  // hang from the check below, which the heartbeat then finds.
+  uint64_t wr = regs.wr.load(), rd = regs.rd.load();
+  auto now_tp = platform::Clock::now();
+  bool wr_still = wr == last_wr_ && wr_moved_ != platform::Clock::time_point{};  // not on the first look
+  if (!wr_still) {
+    last_wr_ = wr;
+    wr_moved_ = now_tp;
+  }
   auto tick_ms = policy.heartbeat_interval.count();
   std::optional<Stall> stall;
   if (serving) {
@@ -303,18 +312,16 @@ std::optional<Stall> VsndHooks::progress(bool serving, uint64_t) {
                static_cast<int64_t>((now - e.posted_ns) / 1000000) > policy.progress_timeout.count())
         control_late = true;
     }
-    starving_ms_ = (writes_waiting && regs.run.load() == 1 && starved > last_starved_) ? starving_ms_ + tick_ms : 0;
-    // SAFETY: wr is the driver's (untrusted): a wrong one can only hide a
-    // hang from this check, which the heartbeat then finds.
-    uint64_t wr = regs.wr.load(), rd = regs.rd.load();
-    uint32_t period = replay_state().params.period_sz;
-    auto now_tp = platform::Clock::now();
-    bool drying = writes_waiting && regs.run.load() == 1 && wr == last_wr_ && period != 0 &&
-                  (wr > rd ? wr - rd : 0) < period && dry_reported_ != wr;
-    if (drying && !control_late) {
+    bool feeding = writes_waiting && regs.run.load() == 1;  // the DAC should be getting data
+    starving_ms_ = feeding && starved > last_starved_ ? starving_ms_ + tick_ms : 0;
+    uint64_t left = wr > rd ? wr - rd : 0;
+    // The open's period (read from the log) only when the cheap tests hold.
+    bool drying = feeding && wr_still && dry_reported_ != wr && !control_late &&
+                  left < replay_state().params.period_sz;
+    if (drying) {
       dry_reported_ = wr;
       auto idle_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now_tp - wr_moved_).count();
-      stall = Stall{"hang (the DAC has " + std::to_string(wr > rd ? wr - rd : 0) + " bytes left and nothing new from the driver for " +
+      stall = Stall{"hang (the DAC has " + std::to_string(left) + " bytes left and nothing new from the driver for " +
                         std::to_string(idle_ms) + " ms while writes wait, progress watchdog)",
                     wr_moved_};
       starving_ms_ = 0;
@@ -322,17 +329,13 @@ std::optional<Stall> VsndHooks::progress(bool serving, uint64_t) {
       stall = Stall{control_late ? std::string("hang (control request unanswered, progress watchdog)")
                                  : "hang (DAC starved " + std::to_string(starving_ms_) +
                                        " ms with writes pending, progress watchdog)",
-                    platform::Clock::now() - std::chrono::milliseconds(starving_ms_)};
+                    now_tp - std::chrono::milliseconds(starving_ms_)};
       starving_ms_ = 0;
     }
   } else {
     starving_ms_ = 0;
   }
   last_starved_ = starved;
-  if (uint64_t wr = regs.wr.load(); wr != last_wr_ || wr_moved_ == platform::Clock::time_point{}) {
-    last_wr_ = wr;
-    wr_moved_ = platform::Clock::now();
-  }
   return stall;
 }
 

@@ -15,6 +15,13 @@ using blkif::kPageSize;
 using blkif::kSectorSize;
 constexpr uint16_t kReqRing = 0;
 
+namespace {
+void drain(const UniqueFd& eventfd) {
+  uint64_t n;
+  (void)!::read(eventfd.get(), &n, sizeof(n));
+}
+}  // namespace
+
 Result<std::unique_ptr<Blkfront>> Blkfront::attach(ctl::Channel ch, std::unique_ptr<PoolSource> xen) {
   auto f = std::unique_ptr<Blkfront>(new Blkfront(std::move(ch), std::move(xen)));
   if (auto r = f->link_.wait_attached(*f, std::chrono::seconds(5)); !r) return std::unexpected(r.error());
@@ -92,10 +99,7 @@ void Blkfront::service_loop() {
     int r = ::poll(p, 5, 200);
     if (r < 0 && errno != EINTR) break;
     if (p[0].revents) break;
-    if (p[1].revents) {
-      uint64_t n;
-      (void)!::read(wake_.get(), &n, sizeof(n));
-    }
+    if (p[1].revents) drain(wake_);
     {
       std::unique_lock lk(m_);
       if (!gone) {
@@ -128,10 +132,7 @@ void Blkfront::wait_locked(std::unique_lock<std::mutex>& lk, Ready ready) {
     waiting_ = true;
     lk.unlock();
     int r = ::poll(p, 4, 200);
-    if (p[2].revents) {
-      uint64_t n;
-      (void)!::read(wake_.get(), &n, sizeof(n));
-    }
+    if (p[2].revents) drain(wake_);
     lk.lock();
     waiting_ = false;
     if (p[3].revents) stopping_ = true;

@@ -198,6 +198,8 @@ Pending* take_pending(fuse_req_t req, size_t size) {
   if (!p) p = new Pending();
   p->req = req;
   p->size = size;
+  p->io.rdata = nullptr;  // no read buffer, nothing lent, until the caller says
+  p->io.lend = false;
   return p;
 }
 
@@ -244,12 +246,10 @@ void ll_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
   Pending* p = take_pending(req, size);
   if (!aligned(static_cast<uint64_t>(off), size)) {  // partial sectors: the waiting path reads around them
     if (p->buf.size() < size) p->buf.resize(size);
-    p->io.lend = false;
     return g_slow->post([p, off] { read_done(p, g_front->read(static_cast<uint64_t>(off), p->size, p->buf.data())); });
   }
   p->io.done = read_done;
   p->io.ctx = p;
-  p->io.rdata = nullptr;
   p->io.lend = true;
   g_front->start(p->io, BLKIF_OP_READ, static_cast<uint64_t>(off) / kSectorSize, size / kSectorSize, nullptr);
 }
@@ -268,8 +268,6 @@ void ll_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t of
   }
   p->io.done = write_done;
   p->io.ctx = p;
-  p->io.rdata = nullptr;
-  p->io.lend = false;
   // start() has the data in the ring's pages when it returns: FUSE may reuse buf.
   g_front->start(p->io, BLKIF_OP_WRITE, static_cast<uint64_t>(off) / kSectorSize, size / kSectorSize, in);
 }
@@ -285,8 +283,6 @@ Pending* bare_pending(fuse_req_t req) {
   Pending* p = take_pending(req, 0);
   p->io.done = status_done;
   p->io.ctx = p;
-  p->io.rdata = nullptr;
-  p->io.lend = false;
   return p;
 }
 
