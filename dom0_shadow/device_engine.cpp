@@ -170,6 +170,7 @@ void DeviceEngine::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Don
     // No frontend: nothing to hand over; the next one is attached when it connects.
     backend_up_ = true;
     up_since_ns_ = shadow::now_ns();
+    splitter_->backend_serving(up_since_ns_);
     ++recoveries_;
     // Answered after this returns, as always. The engine may be gone by
     // then (shadowd's teardown runs the io_context again while the platform
@@ -243,6 +244,7 @@ void DeviceEngine::on_backend_msg(platform::DomId from, const ctl::Msg& m) {
   }
   backend_up_ = true;
   up_since_ns_ = shadow::now_ns();
+  splitter_->backend_serving(up_since_ns_);
   plumbing_->backend_serving(domid_);
   times_.resume_ms =
       ms_between(t_replayed_ == platform::Clock::time_point{} ? t_ready_ : t_replayed_, platform::Clock::now());
@@ -267,7 +269,7 @@ void DeviceEngine::finish(Result<ResumeTimes> r) {
 // the ring is as dead as one that crashed. What "not serving" means is the
 // class's (a write may wait as long as a player's buffer lasts).
 void DeviceEngine::arm_watchdog() {
-  watchdog_.expires_after(policy_.heartbeat_interval);
+  watchdog_.expires_after(std::max(policy_.watchdog_interval, std::chrono::milliseconds(1)));
   watchdog_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     const auto& log = splitter_->log();
@@ -275,6 +277,20 @@ void DeviceEngine::arm_watchdog() {
     if (auto s = hooks_->progress(serving, up_since_ns_)) report_(s->cause, s->began);
     arm_watchdog();
   });
+}
+
+std::optional<Stall> DeviceEngine::no_progress(uint16_t ring, uint64_t since, const char* what) const {
+  if (policy_.no_progress_multiple == 0) return std::nullopt;
+  auto idle = splitter_log().idle(ring, since);
+  double limit = std::clamp(policy_.no_progress_multiple * idle.service_ms,
+                            static_cast<double>(policy_.no_progress_min.count()),
+                            static_cast<double>(policy_.progress_timeout.count()));
+  if (idle.waiting_ms <= limit) return std::nullopt;
+  char b[160];
+  std::snprintf(b, sizeof(b), "hang (no %s response for %.0f ms, limit %.0f ms = max(%lld, %u x service %.2f ms); progress watchdog)",
+                what, idle.waiting_ms, limit, static_cast<long long>(policy_.no_progress_min.count()),
+                policy_.no_progress_multiple, idle.service_ms);
+  return Stall{b, platform::Clock::now() - std::chrono::microseconds(static_cast<int64_t>(idle.waiting_ms * 1000))};
 }
 
 void DeviceEngine::teardown() {

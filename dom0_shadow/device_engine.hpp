@@ -148,6 +148,9 @@ class Splitter {
   // or the class's active mode; on_repaired() or on_repair_failed() follows.
   virtual Result<void> repair(const std::string& mode, platform::DomId domid) = 0;
   virtual const shadow::SplitterLog& log() const = 0;
+  // A backend serves the ring from `since_ns` on (the log times the
+  // service of requests posted before from then).
+  virtual void backend_serving(uint64_t since_ns) = 0;
 };
 
 class DeviceEngine final : public DeviceImpl, private Splitter::Events {
@@ -177,6 +180,11 @@ class DeviceEngine final : public DeviceImpl, private Splitter::Events {
   EventLog& events() { return log_; }
   platform::DevicePlumbing& plumbing() { return *plumbing_; }
   const shadow::SplitterLog& splitter_log() const { return splitter_->log(); }
+  // The progress watchdog's fast rule (policy watchdog.no_progress_*):
+  // `ring` has had requests waiting and no response for max(min, multiple x
+  // its recent service time), capped by progress_timeout, counting from no
+  // earlier than `since`. `what` names the ring in the cause.
+  std::optional<Stall> no_progress(uint16_t ring, uint64_t since, const char* what) const;
   bool backend_up() const { return backend_up_; }
   bool frontend_ready() const { return splitter_->ready(); }
   ClassHooks& hooks() { return *hooks_; }

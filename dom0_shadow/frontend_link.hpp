@@ -35,6 +35,9 @@ class FrontendSplitter final : public Splitter {
   void backend_gone() override;
   Result<void> repair(const std::string& mode, platform::DomId domid) override;
   const shadow::SplitterLog& log() const override { return log_; }
+  void backend_serving(uint64_t since_ns) override {
+    if (log_.valid()) log_.set_serving_since(since_ns);
+  }
 
  private:
   Result<void> offer(ctl::Channel ch);

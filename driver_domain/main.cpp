@@ -81,7 +81,8 @@ std::string list_netdevs() {
       break;
     }
     case sd::ctl::FaultKind::kHang:
-      // Stop serving anything; only the heartbeat watchdog will notice.
+      // Stop serving anything (the backends were stalled first): no
+      // heartbeat answers either.
       for (;;) ::sleep(1);
     case sd::ctl::FaultKind::kBadSyscall:
       // socket() is not on the allow-list: the kernel kills us with SIGSYS.
@@ -168,6 +169,10 @@ class Runtime {
           for (auto& [h, b] : backends_) b->inject(k);
           return true;
         }
+        // A hung domain serves nothing: its backends' own threads stop
+        // too, then this one stops answering.
+        if (k == sd::ctl::FaultKind::kHang)
+          for (auto& [h, b] : backends_) b->inject(sd::ctl::FaultKind::kStall);
         do_fault(k);
       }
       case MsgType::kProbe:

@@ -18,7 +18,8 @@ constexpr std::array<std::string_view, 9> kRootKeys = {"class",   "active_mode",
 constexpr std::array<std::string_view, 2> kGuestFrontends = {"project", "kernel"};
 constexpr std::array<std::string_view, 2> kActiveKeys = {"action", "queue_limit"};
 constexpr std::array<std::string_view, 2> kHeartbeatKeys = {"interval_ms", "timeout_ms"};
-constexpr std::array<std::string_view, 1> kWatchdogKeys = {"progress_timeout_ms"};
+constexpr std::array<std::string_view, 4> kWatchdogKeys = {"progress_timeout_ms", "interval_ms", "no_progress_multiple",
+                                                           "no_progress_min_ms"};
 constexpr std::array<std::string_view, 5> kRestartKeys = {"budget", "window_s", "backoff_initial_ms", "backoff_max_ms",
                                                           "backoff_multiplier"};
 constexpr std::array<std::string_view, 2> kLogKeys = {"max_inflight", "max_state_bytes"};
@@ -79,6 +80,13 @@ Parsed<Policy> parse_policy_text(std::string_view yaml, std::string file_label, 
 
   if (auto m = r.submap(*root, "watchdog", kWatchdogKeys, true)) {
     p.progress_timeout = ms(r.uint(*m, "progress_timeout_ms", 1, 600000, std::nullopt, " ms").value_or(0));
+    // Optional: how often the watchdog looks (default: each heartbeat), and
+    // the fast rule, a ring with requests waiting and no response for
+    // max(no_progress_min_ms, no_progress_multiple x its recent service
+    // time), capped by progress_timeout_ms (multiple 0: the rule is off).
+    p.watchdog_interval = ms(r.uint(*m, "interval_ms", 1, 60000, p.heartbeat_interval.count(), " ms").value_or(0));
+    p.no_progress_multiple = static_cast<uint32_t>(r.uint(*m, "no_progress_multiple", 0, 1000, 0).value_or(0));
+    p.no_progress_min = ms(r.uint(*m, "no_progress_min_ms", 1, 600000, 50, " ms").value_or(0));
   }
 
   if (auto m = r.submap(*root, "restart", kRestartKeys, true)) {
@@ -136,6 +144,9 @@ std::string policy_to_yaml(const Policy& p) {
     << "  timeout_ms: " << p.heartbeat_timeout.count() << "\n"
     << "watchdog:\n"
     << "  progress_timeout_ms: " << p.progress_timeout.count() << "\n"
+    << "  interval_ms: " << p.watchdog_interval.count() << "\n"
+    << "  no_progress_multiple: " << p.no_progress_multiple << "\n"
+    << "  no_progress_min_ms: " << p.no_progress_min.count() << "\n"
     << "restart:\n"
     << "  budget: " << p.restart_budget << "\n"
     << "  window_s: " << p.restart_window.count() << "\n"

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 
@@ -124,13 +125,26 @@ blkif::DiskState VbdHooks::replay_state() const {
   return s;
 }
 
-// A request in flight for progress_timeout_ms under the current backend
-// (ages count from when it started serving, so requests replayed into it are
-// not held against it) means the backend stalled.
+// Requests waiting with no response for a multiple of the ring's recent
+// service time (the engine's fast rule; not while a flush or barrier waits,
+// which may take the disk's time), or one request in flight for
+// progress_timeout_ms under the current backend (ages count from when it
+// started serving, so requests replayed into it are not held against it),
+// mean the backend stalled.
 std::optional<Stall> VbdHooks::progress(bool serving, uint64_t up_since_ns) {
   if (!serving) return std::nullopt;
   uint64_t now = shadow::now_ns(), since = std::max(up_since_ns, reported_ns_), oldest = now;
-  for (const auto& e : engine().splitter_log().inflight(kReqRing)) oldest = std::min(oldest, std::max(e.posted_ns, since));
+  bool syncing = false;
+  for (const auto& e : engine().splitter_log().inflight(kReqRing)) {
+    oldest = std::min(oldest, std::max(e.posted_ns, since));
+    uint8_t op = e.len > offsetof(blkif_request, operation) ? e.req[offsetof(blkif_request, operation)] : 0;
+    syncing = syncing || op == BLKIF_OP_FLUSH_DISKCACHE || op == BLKIF_OP_WRITE_BARRIER;
+  }
+  if (!syncing)
+    if (auto s = engine().no_progress(kReqRing, since, "request")) {
+      reported_ns_ = now;  // one report per stall
+      return s;
+    }
   auto age_ms = static_cast<int64_t>((now - oldest) / 1000000);
   if (age_ms <= engine().policy().progress_timeout.count()) return std::nullopt;
   reported_ns_ = now;  // one report per stall

@@ -251,13 +251,19 @@ void VifHooks::drop_pending() {
   if (notify) (void)engine().plumbing().backend_end().notify();
 }
 
-// A transmit request the backend sits on for longer than the policy allows
-// means the driver is stuck, even if it answers heartbeats.
+// Transmit requests waiting with no response for a multiple of the ring's
+// recent service time (the engine's fast rule), or one request the backend
+// sits on for longer than the policy allows, mean the driver is stuck, even
+// if it answers heartbeats. The receive ring's buffers wait for the wire.
 std::optional<Stall> VifHooks::progress(bool serving, uint64_t up_since_ns) {
   if (!serving) return std::nullopt;
   // Ages count from when this backend started serving (or the last report):
   // requests posted before it attached are not held against it.
   uint64_t since = std::max(up_since_ns, reported_ns_), now = shadow::now_ns();
+  if (auto s = engine().no_progress(kTxRing, since, "tx")) {
+    reported_ns_ = now;  // one report per stall
+    return s;
+  }
   double age = std::min(engine().splitter_log().oldest_ms(kTxRing), static_cast<double>(now - since) / 1e6);
   if (age <= static_cast<double>(engine().policy().progress_timeout.count())) return std::nullopt;
   char b[64];

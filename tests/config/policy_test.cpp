@@ -73,6 +73,9 @@ TEST(Policy, ShippedVif_HasDocumentedValues) {
   EXPECT_EQ(p->heartbeat_interval, milliseconds(50));
   EXPECT_EQ(p->heartbeat_timeout, milliseconds(250));
   EXPECT_EQ(p->progress_timeout, milliseconds(500));
+  EXPECT_EQ(p->watchdog_interval, milliseconds(5));
+  EXPECT_EQ(p->no_progress_multiple, 8u);
+  EXPECT_EQ(p->no_progress_min, milliseconds(20));
   EXPECT_EQ(p->restart_budget, 20u);
   EXPECT_EQ(p->restart_window, seconds(60));
   EXPECT_EQ(p->backoff_initial, milliseconds(0));
@@ -91,6 +94,8 @@ TEST(Policy, ShippedVsnd_HasDocumentedValues) {
   EXPECT_EQ(p->heartbeat_interval, milliseconds(20));
   EXPECT_EQ(p->heartbeat_timeout, milliseconds(100));
   EXPECT_EQ(p->progress_timeout, milliseconds(100));
+  EXPECT_EQ(p->watchdog_interval, milliseconds(20)) << "the heartbeat's interval when not given";
+  EXPECT_EQ(p->no_progress_multiple, 0u) << "the DAC finds the vsnd's hangs, not the fast rule";
 }
 
 TEST(Policy, ShippedVbd_HasDocumentedValues) {
@@ -102,6 +107,9 @@ TEST(Policy, ShippedVbd_HasDocumentedValues) {
   EXPECT_EQ(p->heartbeat_interval, milliseconds(50));
   EXPECT_EQ(p->heartbeat_timeout, milliseconds(250));
   EXPECT_EQ(p->progress_timeout, milliseconds(1000));
+  EXPECT_EQ(p->watchdog_interval, milliseconds(5));
+  EXPECT_EQ(p->no_progress_multiple, 8u);
+  EXPECT_EQ(p->no_progress_min, milliseconds(20));
 }
 
 TEST(Policy, StandbyAndLogLeftOut_TakeDefaults) {
@@ -112,6 +120,33 @@ TEST(Policy, StandbyAndLogLeftOut_TakeDefaults) {
   EXPECT_EQ(p->log_max_inflight, 256u);
   EXPECT_EQ(p->log_max_state_bytes, 65536u);
   EXPECT_EQ(p->file, "p.yaml");
+  EXPECT_EQ(p->watchdog_interval, p->heartbeat_interval);
+  EXPECT_EQ(p->no_progress_multiple, 0u);
+  EXPECT_EQ(p->no_progress_min, milliseconds(50));
+}
+
+TEST(Policy, NoProgressRule_ReadAndCheckedAndShown) {
+  auto p = parse_policy_text(edited("  progress_timeout_ms: 300\n",
+                                    "  progress_timeout_ms: 300\n  interval_ms: 7\n  no_progress_multiple: 4\n"
+                                    "  no_progress_min_ms: 15\n"),
+                             "vif.yaml", DeviceClass::kVif);
+  ASSERT_TRUE(p) << to_string(p.error());
+  EXPECT_EQ(p->watchdog_interval, milliseconds(7));
+  EXPECT_EQ(p->no_progress_multiple, 4u);
+  EXPECT_EQ(p->no_progress_min, milliseconds(15));
+  auto again = parse_policy_text(policy_to_yaml(*p), "shown.yaml", DeviceClass::kVif);
+  ASSERT_TRUE(again) << to_string(again.error());
+  EXPECT_EQ(again->watchdog_interval, milliseconds(7));
+  EXPECT_EQ(again->no_progress_multiple, 4u);
+  EXPECT_EQ(again->no_progress_min, milliseconds(15));
+
+  auto bad = parse_policy_text(
+      edited("  progress_timeout_ms: 300\n", "  progress_timeout_ms: 300\n  no_progress_min_ms: 0\n"), "vif.yaml",
+      DeviceClass::kVif);
+  ASSERT_FALSE(bad);
+  std::string text = to_string(bad.error());
+  EXPECT_NE(text.find("vif.yaml:10"), std::string::npos) << text;
+  EXPECT_NE(text.find("no_progress_min_ms"), std::string::npos) << text;
 }
 
 TEST(Policy, StandbyAndLogGiven_AreRead) {

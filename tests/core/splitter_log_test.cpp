@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include <unistd.h>
+
 #include "sd/core/netif.hpp"
 
 namespace {
@@ -86,6 +88,73 @@ TEST(SplitterLog, Disabled_RecordsNothing) {
   log->record(0, 0, &a, sizeof(a));
 
   EXPECT_TRUE(log->inflight(0).empty());
+}
+
+// The progress watchdog's view: how long requests have waited with no
+// response, and the ring's recent service time.
+TEST(SplitterLog, Idle_NothingWaiting_Zero) {
+  auto log = SplitterLog::create(8);
+  ASSERT_TRUE(log.has_value());
+
+  auto idle = log->idle(0, 0);
+
+  EXPECT_EQ(idle.waiting_ms, 0.0);
+  EXPECT_EQ(idle.service_ms, 0.0);
+}
+
+TEST(SplitterLog, Idle_WaitingCountsFromTheLaterOfOldestRequestAndLastResponse) {
+  auto log = SplitterLog::create(8);
+  ASSERT_TRUE(log.has_value());
+  auto a = tx(1), b = tx(2);
+  log->record(1, 0, &a, sizeof(a));
+  usleep(30000);
+  log->record(2, 0, &b, sizeof(b));
+  usleep(20000);
+
+  double before = log->idle(0, 0).waiting_ms;
+  log->complete(1);  // a response: the ring moved, b waits from now on
+  auto after = log->idle(0, 0);
+
+  EXPECT_GE(before, 50.0);
+  EXPECT_LT(after.waiting_ms, 20.0);
+  EXPECT_GE(after.service_ms, 50.0) << "a waited ~50 ms: the ring's recent service time";
+  EXPECT_EQ(log->idle(1, 0).waiting_ms, 0.0) << "another ring's requests do not count";
+}
+
+TEST(SplitterLog, ServiceTime_CountsFromWhenTheBackendServes) {
+  auto log = SplitterLog::create(8);
+  ASSERT_TRUE(log.has_value());
+  auto a = tx(1);
+  log->record(1, 0, &a, sizeof(a));
+  usleep(30000);  // waiting for a backend
+
+  log->set_serving_since(sd::shadow::now_ns());
+  log->complete(1);
+
+  EXPECT_LT(log->idle(0, 0).service_ms, 10.0) << "the wait for the backend is not its service time";
+}
+
+TEST(SplitterLog, Idle_SinceLimitsTheWait) {
+  auto log = SplitterLog::create(8);
+  ASSERT_TRUE(log.has_value());
+  auto a = tx(1);
+  log->record(1, 0, &a, sizeof(a));
+  usleep(30000);
+
+  auto idle = log->idle(0, sd::shadow::now_ns());
+
+  EXPECT_LT(idle.waiting_ms, 10.0) << "a backend is not held to requests from before `since`";
+}
+
+TEST(SplitterLog, Idle_OutOfRangeRing_Zero) {
+  auto log = SplitterLog::create(8);
+  ASSERT_TRUE(log.has_value());
+  auto a = tx(1);
+  log->record(1, 7, &a, sizeof(a));
+  usleep(2000);
+  log->complete(1);
+
+  EXPECT_EQ(log->idle(7, 0).waiting_ms, 0.0);
 }
 
 TEST(SplitterLog, ConfigManyChanges_ReplaysNewestOnly) {

@@ -72,6 +72,7 @@ class FakeSplitter final : public dom0::Splitter {
     return {};
   }
   const shadow::SplitterLog& log() const override { return log_; }
+  void backend_serving(uint64_t since_ns) override { serving_since = since_ns; }
 
   // What a frontend does: connect, map everything.
   void connect() {
@@ -82,6 +83,7 @@ class FakeSplitter final : public dom0::Splitter {
   Events* events = nullptr;
   bool is_ready = false;
   int gone = 0;
+  uint64_t serving_since = 0;
   std::vector<std::string> repairs;
   shadow::SplitterLog log_;
 };
@@ -119,6 +121,7 @@ class EngineTest : public ::testing::Test {
     config::Policy policy{};
     policy.active_action = "queue";
     policy.heartbeat_interval = 5ms;
+    policy.watchdog_interval = 5ms;
     policy.progress_timeout = 10ms;
     auto p = std::make_unique<FakePlumbing>();
     auto s = std::make_unique<FakeSplitter>();
@@ -202,6 +205,7 @@ TEST_F(EngineTest, BackendAttached_RecoveryDoneAndBothEndsKicked) {
   EXPECT_TRUE(engine->backend_up());
   EXPECT_EQ(plumbing->front.notified, 1);
   EXPECT_EQ(plumbing->back.notified, 1);
+  EXPECT_GT(splitter->serving_since, 0u) << "the log times service from the new backend on";
 }
 
 TEST_F(EngineTest, Fault_SplitterStopsTakingResponses) {

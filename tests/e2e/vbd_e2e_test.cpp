@@ -255,6 +255,30 @@ TEST_F(VbdE2eTest, FioRandRwWithFsync_SegvAndHangFaults_ExitsZeroWithNoVerifyErr
   EXPECT_GT(c.flushes, 0u) << "fio's fsync never reached the ring as FLUSH_DISKCACHE";
 }
 
+// Under fio, a stalled (heartbeats answered) or hung (not answered) driver
+// domain is found by the fast rule of the progress watchdog: requests
+// waiting with no response for max(20 ms, 8 x the ring's service time),
+// well before the heartbeat's 250 ms. fio sees nothing of it.
+TEST_F(VbdE2eTest, FioRandRw_StallsAndHangs_FoundByNoProgress_ExitsZeroWithNoVerifyErrors) {
+  start();
+  auto f = fio({"--rw=randrw", "--rwmixread=50", "--size=64M", "--iodepth=8", "--rate_iops=3000"});
+  const char* kinds[] = {"stall", "hang", "stall", "hang"};
+  int faults = 0;
+  for (size_t k = 0; k < 4; ++k)
+    if (inject_while(*f, kinds[k], k)) ++faults;
+  EXPECT_EQ(faults, 4) << "fio finished before the last fault";
+  ASSERT_TRUE(wait_until([&] { return events("recovery").size() >= 4; }, 10s));
+  expect_clean_fio(*f, 20ULL << 20);
+  print_recoveries();
+  for (const auto& e : events("recovery")) {
+    std::string cause = e.value("cause", "");
+    EXPECT_NE(cause.find("no request response"), std::string::npos) << cause;
+    EXPECT_GE(e["phases_ms"].value("detect", 0.0), 20.0) << "the rule cannot fire before no_progress_min_ms: " << cause;
+  }
+  auto c = stop_frontend();
+  EXPECT_EQ(c.completed, c.submitted);
+}
+
 TEST_F(VbdE2eTest, HostileReplies_UnknownIdAndDuplicateResponse_DetectedRecoveredNoDoubleCompletion) {
   start();
   auto f = fio({"--rw=randwrite", "--size=128M", "--iodepth=16"});

@@ -554,8 +554,11 @@ TEST_F(VifE2eTest, BadGrant_GarbageResponse_DetectedRecoveredNoCrash) {
 
 TEST_F(VifE2eTest, Segv_DuringTraffic_Recovered) { inject_during_ping_and_recover("segv", "SIGSEGV"); }
 
+// The slow rule alone (the fast one off): one request older than
+// progress_timeout_ms.
 TEST_F(VifE2eTest, Stall_ProgressWatchdog_DetectsWithinPolicy) {
   set_policy("progress_timeout_ms", "300");
+  set_policy("no_progress_multiple", "0");
   start_shadowd();
   auto& ping = flood_ping(200);
   std::this_thread::sleep_for(300ms);
@@ -583,7 +586,47 @@ TEST_F(VifE2eTest, Stall_ProgressWatchdog_DetectsWithinPolicy) {
   print_recoveries();
 }
 
+// Under traffic, a stalled (heartbeats answered) or hung (heartbeats not
+// answered) driver domain is found by the fast rule of the progress
+// watchdog: transmit requests waiting with no response for max(20 ms, 8 x
+// the ring's service time), well before the heartbeat's 250 ms; the guest
+// keeps its ping going across it.
+TEST_F(VifE2eTest, StallAndHang_UnderTraffic_FoundByNoProgress) {
+  start_shadowd();
+  auto& ping = flood_ping(400);
+  std::this_thread::sleep_for(300ms);
+  int n = 0;
+  for (const char* kind : {"stall", "hang"}) {
+    SCOPED_TRACE(kind);
+    auto t_inject = wall_ms();
+
+    auto r = ctl(std::string("inject-fault ") + dom_ + " " + kind);
+
+    ASSERT_EQ(r.rc, 0) << r.err;
+    ++n;
+    ASSERT_TRUE(wait_until([&] { return restarted(n) && recovered(n); }, 10s)) << status().dump();
+    auto s = status();
+    EXPECT_NE(s.value("last_cause", "").find("no tx response"), std::string::npos) << s.dump();
+    EXPECT_EQ(s.value("last_cause", "").find("heartbeat"), std::string::npos) << s.dump();
+    json detected;
+    for (auto& ev : events("fault_detected")) detected = ev;
+    ASSERT_FALSE(detected.is_null()) << slurp(dir_ / "events.jsonl");
+    double detect = s["last_detect_ms"].get<double>();
+    std::printf("[ figure   ] %s under ping -i 0.01: last_detect_ms %.2f ms, inject -> fault_detected %lld ms; cause \"%s\"\n",
+                kind, detect, static_cast<long long>(detected.value("ts", int64_t{0}) - t_inject),
+                s.value("last_cause", "").c_str());
+    EXPECT_GE(detect, 20.0) << "the rule cannot fire before no_progress_min_ms";
+    std::this_thread::sleep_for(300ms);
+  }
+  ASSERT_TRUE(ping.wait_for(15s));
+  EXPECT_EQ(ping.rc(), 0) << ping.out();
+  print_recoveries();
+}
+
+// The heartbeat alone (the fast progress rule off: the guest's own
+// background frames could otherwise be found waiting first).
 TEST_F(VifE2eTest, Hang_HeartbeatTimeout_Detected) {
+  set_policy("no_progress_multiple", "0");
   start_shadowd();
   auto t_inject = wall_ms();
 

@@ -5,7 +5,9 @@
 //   class: vif
 //   active_mode: { action: queue, queue_limit: 1024 }
 //   heartbeat:   { interval_ms: 50, timeout_ms: 250 }
-//   watchdog:    { progress_timeout_ms: 500 }
+//   watchdog:    { progress_timeout_ms: 500,
+//                  interval_ms: 10, no_progress_multiple: 8,   # optional: heartbeat
+//                  no_progress_min_ms: 20 }                    #   interval, 0 (off), 50
 //   restart:     { budget: 20, window_s: 60, backoff_initial_ms: 0,
 //                  backoff_max_ms: 2000, backoff_multiplier: 2.0 }
 //   standby: false                                  # optional, default false
@@ -31,6 +33,11 @@ struct Policy {
   std::string active_action;  // vif: "drop" | "queue"; vsnd: "silence"; vbd: "queue"
   uint32_t queue_limit;       // frames / requests / periods held while the driver is down
   std::chrono::milliseconds heartbeat_interval, heartbeat_timeout, progress_timeout;
+  // Progress watchdog: how often it looks, and the fast rule (a ring with
+  // requests waiting and no response for max(no_progress_min,
+  // no_progress_multiple x recent service time); multiple 0 = off).
+  std::chrono::milliseconds watchdog_interval{50}, no_progress_min{50};
+  uint32_t no_progress_multiple = 0;
   uint32_t restart_budget;  // restarts allowed within restart_window; 0 = fence at first fault
   std::chrono::seconds restart_window;
   std::chrono::milliseconds backoff_initial, backoff_max;

@@ -5,10 +5,12 @@
 // intact (xen-blkfront's blk_shadow, vhost-user's inflight region).
 //
 //   header | config state (compacted, seqlock) | slot[0..nslots)
+//   header = { ..., per ring: last response, recent service time }
 //   slot   = { state, ring, len, order, posted_ns, copy of the request }
 //
 // The frontend records a request in the same step as it puts it on the ring
-// and clears the slot when the response arrives. Replay order is the order
+// and clears the slot when the response arrives, stamping the ring's
+// progress (what the progress watchdog reads). Replay order is the order
 // counter. Both sides treat the other's writes as untrusted: every read is
 // bounds-checked and copied once.
 #pragma once
@@ -29,7 +31,10 @@
 namespace sd::shadow {
 
 constexpr uint32_t kLogMagic = 0x53444c47;  // "SDLG"
-constexpr uint32_t kLogVersion = 1;
+constexpr uint32_t kLogVersion = 2;
+constexpr uint16_t kLogRings = 2;  // rings a device has at most (vif: tx, rx)
+// The recent service time is a peak that halves every this long.
+constexpr uint64_t kServiceHalfLifeNs = 2000000000ULL;
 constexpr size_t kMaxConfig = 240;
 constexpr size_t kMaxReq = 40;
 
@@ -52,6 +57,18 @@ struct LogHeader {
   std::atomic<uint64_t> config_seq;  // seqlock: odd while the frontend writes config
   uint32_t config_len;
   uint8_t config[kMaxConfig];
+  // Per ring, written by the frontend at each response: when the last one
+  // arrived, and the slowest recent service time (posted -> response) and
+  // when it was seen (the peak decays with kServiceHalfLifeNs).
+  struct Progress {
+    std::atomic<uint64_t> done_ns;
+    std::atomic<uint64_t> peak_ns;
+    std::atomic<uint64_t> peak_at_ns;
+  } progress[kLogRings];
+  // Written by shadowd: since when the current backend serves. A request
+  // posted before it is timed from here (its wait for the backend is not
+  // the device's service time).
+  std::atomic<uint64_t> serving_since_ns;
 };
 
 inline uint64_t now_ns() {
@@ -138,7 +155,19 @@ class SplitterLog {
     s->state.store(1, std::memory_order_release);
   }
   void complete(uint32_t slot) {
-    if (slot < nslots_) slots()[slot].state.store(0, std::memory_order_release);
+    if (slot >= nslots_) return;
+    LogSlot* s = slots() + slot;
+    if (s->state.load(std::memory_order_relaxed) == 1 && s->ring < kLogRings) {
+      auto& p = header()->progress[s->ring];
+      uint64_t now = now_ns(), from = std::max(s->posted_ns, header()->serving_since_ns.load(std::memory_order_relaxed));
+      uint64_t took = now > from ? now - from : 0;
+      if (took >= decayed(p.peak_ns.load(std::memory_order_relaxed), p.peak_at_ns.load(std::memory_order_relaxed), now)) {
+        p.peak_ns.store(took, std::memory_order_relaxed);
+        p.peak_at_ns.store(now, std::memory_order_relaxed);
+      }
+      p.done_ns.store(now, std::memory_order_release);
+    }
+    s->state.store(0, std::memory_order_release);
   }
   void set_config(const void* cfg, size_t len) {
     LogHeader* h = header();
@@ -148,6 +177,10 @@ class SplitterLog {
     h->config_len = static_cast<uint32_t>(len);
     h->config_seq.fetch_add(1, std::memory_order_acq_rel);  // even: stable
   }
+
+  // ---- shadowd side --------------------------------------------------------
+
+  void set_serving_since(uint64_t ns) { header()->serving_since_ns.store(ns, std::memory_order_relaxed); }
 
   // ---- either side ---------------------------------------------------------
 
@@ -199,6 +232,32 @@ class SplitterLog {
     return static_cast<double>(now - oldest) / 1e6;
   }
 
+  // How long `ring` has had requests waiting with no response from the
+  // backend, in ms (0 if nothing waits): since the later of the last
+  // response, the oldest waiting request and `since`. And the ring's recent
+  // service time, in ms. Both from the frontend's stamps (untrusted: a lying
+  // guest only misleads the watchdog of its own device).
+  struct Idle {
+    double waiting_ms = 0;
+    double service_ms = 0;
+  };
+  Idle idle(uint16_t ring, uint64_t since) const {
+    Idle r;
+    if (ring >= kLogRings) return r;
+    uint64_t now = now_ns(), oldest = UINT64_MAX;
+    for (uint32_t i = 0; i < nslots_; ++i) {
+      const LogSlot* s = slots() + i;
+      if (s->state.load(std::memory_order_acquire) == 1 && s->ring == ring) oldest = std::min(oldest, s->posted_ns);
+    }
+    const auto& p = header()->progress[ring];
+    r.service_ms = static_cast<double>(decayed(p.peak_ns.load(std::memory_order_relaxed),
+                                               p.peak_at_ns.load(std::memory_order_relaxed), now)) / 1e6;
+    if (oldest == UINT64_MAX) return r;
+    uint64_t from = std::max({oldest, since, p.done_ns.load(std::memory_order_acquire)});
+    r.waiting_ms = from < now ? static_cast<double>(now - from) / 1e6 : 0;
+    return r;
+  }
+
   size_t count(uint16_t ring) const {
     size_t n = 0;
     for (uint32_t i = 0; i < nslots_; ++i)
@@ -207,6 +266,10 @@ class SplitterLog {
   }
 
  private:
+  static uint64_t decayed(uint64_t peak, uint64_t at, uint64_t now) {
+    uint64_t halvings = now > at ? (now - at) / kServiceHalfLifeNs : 0;
+    return halvings >= 64 ? 0 : peak >> halvings;
+  }
   LogHeader* header() const { return reinterpret_cast<LogHeader*>(base_); }
   LogSlot* slots() const { return reinterpret_cast<LogSlot*>(base_ + sizeof(LogHeader)); }
   void unmap() {
