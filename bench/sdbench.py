@@ -107,6 +107,27 @@ def compare(builds, cases, open_host, measure, rounds):
     return res
 
 
+def soak(host, seconds, start):
+    """Runs the workload `start()` starts (a Popen) for up to `seconds` with no fault injected, while two busy
+    loops per CPU load the machine: every recovery meanwhile is a false positive of the hang checks. Returns
+    the workload (to collect) and the load averages seen, one per 5 s."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))]
+    seen = []
+    try:
+        p = start()
+        end = time.time() + seconds
+        while p.poll() is None and time.time() < end:
+            time.sleep(max(0.0, min(5.0, end - time.time())))
+            seen.append(os.getloadavg()[0])
+            progress("  soak: %d of %d s, recoveries so far %d" % (
+                seconds - max(0, int(end - time.time())), seconds, len(host.recoveries())))
+        return p, seen
+    finally:
+        for x in busy:
+            x.kill()
+            x.wait()
+
+
 def require_root(why="shadowd sandboxes its driver domains"):
     if os.geteuid() != 0:
         raise SystemExit("run as root (%s)" % why)
@@ -220,6 +241,18 @@ class Host:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             return None
+        return t
+
+    def inject(self, kind):
+        """A fault into the running driver domain: "kill" is kill -9 from outside, as a crash; the others
+        (segv, hang, stall, ...) shadowd injects. The time of it (CLOCK_MONOTONIC ns), None when no driver
+        domain runs."""
+        if kind == "kill":
+            return self.kill_driver()
+        if not self.status().get("pid"):
+            return None
+        t = time.monotonic_ns()
+        self.ctl("inject-fault", self.dom, kind)
         return t
 
     def close(self):

@@ -23,8 +23,8 @@ or O_DIRECT with --direct-io-safe).
    requeue, 1..128), and the replay phase of the real recoveries of part 1
    by the number of requests they replayed.
 
-usage: bench/vbd_bench.py [--build DIR] [--kills N] [--rounds N] [--seconds S] [--quick] [--normal-only]
-       [--direct-io-safe] [--standby | --zygote] [--json PATH]
+usage: bench/vbd_bench.py [--build DIR] [--kills N] [--fault kill|segv|hang] [--rounds N] [--seconds S] [--quick]
+       [--normal-only | --recovery-only | --soak SECONDS] [--direct-io-safe] [--standby | --zygote] [--json PATH]
        bench/vbd_bench.py [--build DIR] --compare OTHER_DIR [--case TEXT] [--rounds N] [--seconds S]
 --compare runs the normal-mode cases on two build trees (say, of a commit and of the one before it), one
 shadowed disk each, alternating round by round, and prints each side's rounds, medians and their ratio.
@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 
+import sdbench
 from sdbench import Host, add_compare, compare, cpu_busy, arguments, header, loadavg, pct, pmax, progress, require_root
 
 
@@ -127,9 +128,13 @@ class Probe:
         return [tuple(map(float, line.split())) for line in open(self.out) if line.strip()]
 
 
-def stall_per_crash(build, kills):
+FAULT_NAMES = {"kill": "kill -9", "segv": "SIGSEGV (an invalid access in the driver)",
+               "hang": "hang (the whole domain stops)"}
+
+
+def stall_per_crash(build, kills, fault="kill"):
     load0 = loadavg()
-    progress("part 1: %d kills of the block driver domain under fio load, probe timing each write" % kills)
+    progress("part 1: %d x %s of the block driver domain under fio load, probe timing each write" % (kills, fault))
     h = BlkHost(build, "s")
     try:
         load = h.fio(kills, background=True)  # outlives the kill loop; stopped below
@@ -142,7 +147,7 @@ def stall_per_crash(build, kills):
                 h.wait(lambda: h.status().get("standby") == "ready", "the spare driver domain did not come back")
             time.sleep(0.15 + random.random() * 0.1)
             kill_at.append(time.monotonic())
-            h.ctl("inject-fault", h.dom, "kill")
+            h.ctl("inject-fault", h.dom, fault)
         h.wait_recoveries(kills)
         time.sleep(0.5)
         samples = probe.finish()
@@ -158,12 +163,12 @@ def stall_per_crash(build, kills):
     quiet = [(e - s) * 1000 for s, e in samples if all(abs(s - k) > 0.5 for k in kill_at)]
     totals = [r["phases_ms"]["total"] for r in recs]
     progress("")
-    print("\n1. I/O stall per crash: %d x kill -9 of the block driver domain, fio randwrite 4k iodepth 16 running; "
-          "disk %s%s" % (len(stalls),
+    print("\n1. I/O stall per fault: %d x %s of the block driver domain, fio randwrite 4k iodepth 16 running; "
+          "disk %s%s" % (len(stalls), FAULT_NAMES.get(fault, fault),
                          "O_DIRECT (direct-io-safe)" if BlkHost.DIRECT else "through the host's page cache",
                          "; warm standby" if BlkHost.STANDBY else "; zygote" if BlkHost.ZYGOTE else ""))
     print("%-44s %8s %8s %8s %8s" % ("", "p50 ms", "p99 ms", "max ms", "n"))
-    rows = [("probe write latency, no crash near", quiet), ("I/O stall per crash (probe, app's view)", stalls),
+    rows = [("probe write latency, no fault near", quiet), ("I/O stall per fault (probe, app's view)", stalls),
             ("shadowd recovery total (detect..resume)", totals)]
     rows += [("  phase " + ph, [r["phases_ms"][ph] for r in recs]) for ph in ("detect", "spawn", "replay", "resume")]
     for name, v in rows:
@@ -171,7 +176,7 @@ def stall_per_crash(build, kills):
     print("stalls over 50 ms: %d of %d; the five longest: %s ms" % (
         sum(1 for x in stalls if x > 50), len(stalls), " ".join("%.1f" % x for x in sorted(stalls)[-5:])))
     print("load average before/after: %s / %s" % (load0, loadavg()))
-    return recs
+    return recs, stalls
 
 
 class LoopPeer:
@@ -328,6 +333,31 @@ def replay_cost(build, recs):
             print("%10d %8d %10.3f %10.3f" % (n, len(by[n]), statistics.median(by[n]), max(by[n])))
 
 
+def soak(a, seconds):
+    """--soak: fio randrw 70/30 iodepth 16 with an fsync every 64 writes, no fault, the machine loaded; counts
+    the recoveries (each a false positive of the hang checks)."""
+    h = BlkHost(a.build, "k")
+    try:
+        f, load = sdbench.soak(h, seconds, lambda: h.fio(seconds, ["--rw=randrw", "--rwmixread=70", "--fsync=64"],
+                                                            background=True))
+        out, _ = f.communicate()
+        progress("")
+        rec = h.recoveries()
+        job = json.loads(out)["jobs"][0] if f.returncode == 0 and out else {}
+        print("soak: %d s of fio randrw 70/30 4k iodepth 16 fsync=64, no fault injected, %d busy loops; "
+              "load average p50 %.2f" % (seconds, 2 * (os.cpu_count() or 1),
+                                         statistics.median(load) if load else float("nan")))
+        print("fio rc %d, error %s, read IOPS %.0f, write IOPS %.0f; recoveries (false positives) %d" % (
+            f.returncode, job.get("error"), job.get("read", {}).get("iops", 0), job.get("write", {}).get("iops", 0),
+            len(rec)))
+        for e in rec:
+            print("  " + e.get("cause", ""))
+        return {"seconds": seconds, "rc": f.returncode, "loadavg_seen": load,
+                "false_positives": [e.get("cause", "") for e in rec]}
+    finally:
+        h.close()
+
+
 def main():
     ap = arguments(__doc__)
     ap.add_argument("--kills", type=int, default=60)
@@ -335,9 +365,14 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="10 kills, 1 round of 3 s (smoke test of the bench)")
     ap.add_argument("--normal-only", action="store_true", help="only the normal-mode table (no kills)")
+    ap.add_argument("--recovery-only", action="store_true", help="only part 1 (the stall per fault)")
+    ap.add_argument("--soak", type=int, metavar="SECONDS", help="only the soak: fio with no fault while two busy "
+                    "loops per CPU load the machine; every recovery is a false positive")
     ap.add_argument("--direct-io-safe", action="store_true", help="O_DIRECT on the disk image (xl's flag)")
     ap.add_argument("--standby", action="store_true", help="policy standby: true (a warm standby driver domain)")
     ap.add_argument("--zygote", action="store_true", help="policy zygote: true (a spare driver domain, no devices)")
+    ap.add_argument("--fault", default="kill", choices=("kill", "segv", "hang"),
+                    help="the fault of part 1 (default kill)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures there, as JSON")
     add_compare(ap)
     a = ap.parse_args()
@@ -354,13 +389,28 @@ def main():
     header("vbd")
     if a.compare:
         return compare_builds(a)
-    recs = [] if a.normal_only else stall_per_crash(a.build, a.kills)
-    normal = normal_mode(a.build, a.rounds, a.seconds)
+    if a.soak:
+        r = soak(a, a.soak)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"class": "vbd", "soak": r}, f, indent=1)
+        return
+    recs, stalls = ([], []) if a.normal_only else stall_per_crash(a.build, a.kills, a.fault)
+    mode = "shadow+standby" if a.standby else "shadow+zygote" if a.zygote else "shadow (cold)"
+    recovery = [{"mode": mode, "fault": a.fault, "outage_ms": stalls,
+                 "phases_ms": {k: [r["phases_ms"].get(k, 0.0) for r in recs]
+                               for k in ("detect", "spawn", "replay", "resume", "total")},
+                 "causes": [r.get("cause", "") for r in recs]}] if recs else []
+    if a.recovery_only:
+        normal = {}
+    else:
+        normal = normal_mode(a.build, a.rounds, a.seconds)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"rounds": a.rounds, "seconds": a.seconds, "loadavg": open("/proc/loadavg").read().split()[:3],
-                       "cases": normal, "recoveries": [r["phases_ms"] for r in recs]}, f, indent=1)
-    if not a.normal_only:
+            json.dump({"class": "vbd", "rounds": a.rounds, "seconds": a.seconds,
+                       "loadavg": open("/proc/loadavg").read().split()[:3], "cases": normal, "recovery": recovery},
+                      f, indent=1)
+    if not a.normal_only and not a.recovery_only:
         replay_cost(a.build, recs)
 
 

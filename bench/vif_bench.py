@@ -20,7 +20,8 @@ splitter log on and off and over a plain veth pair in the same run, with the rat
 Retransmissions: iperf3 TCP 20 s with 10 kills against 20 s without, alternating, on one shadowed vif: a
 kill whose frames are replayed whole costs TCP nothing, so the two should match.
 
-usage: bench/vif_bench.py [--build DIR] [--kills N] [--quick] [--normal-only] [--retrans-only] [--json PATH]
+usage: bench/vif_bench.py [--build DIR] [--kills N] [--faults kill,segv,hang] [--quick] [--normal-only]
+       [--recovery-only] [--retrans-only] [--soak SECONDS] [--json PATH]
        bench/vif_bench.py [--build DIR] --compare OTHER_DIR [--case TEXT] [--rounds N] [--quick]
 --compare runs the normal-mode cases on two build trees, one shadowed vif each, alternating round by round, and
 prints each side's rounds, medians and their ratio.
@@ -32,7 +33,8 @@ import statistics
 import subprocess
 import time
 
-from sdbench import Host, add_compare, compare, cpu_busy, arguments, header, pct, progress, require_root
+import sdbench
+from sdbench import Host, add_compare, compare, cpu_busy, arguments, header, loadavg, pct, progress, require_root
 
 
 class VifHost(Host):
@@ -40,6 +42,7 @@ class VifHost(Host):
 
     def __init__(self, build, tag, subnet, standby=False, budget=1000, log_on=True, zygote=False):
         super().__init__(build, "vif", "bn%s" % tag, "bg%s" % tag, budget=budget, standby=standby, zygote=zygote)
+        self.spare = standby or zygote
         self.wire = "bw%s" % tag
         self.base_restarts = 0  # restarts before this measurement: outages() waits for each next one
         self.guest_ip, self.wire_ip = "10.250.%d.2" % subnet, "10.250.%d.1" % subnet
@@ -88,8 +91,8 @@ def netns(ns, *cmd):
     return ["ip", "netns", "exec", ns] + list(cmd)
 
 
-def outages(host, build, kills, spacing=0.3, rate=2000):
-    """Kills the driver `kills` times under a UDP stream; per kill the outage in ms."""
+def outages(host, build, kills, spacing=0.3, rate=2000, fault="kill"):
+    """Injects `fault` into the driver `kills` times under a UDP stream; per fault the outage in ms."""
     probe = os.path.join(build, "bench", "udp_probe")
     # Each kill also waits for the restart and queries shadowctl: allow for it.
     dur = 2.0 + kills * (spacing + 0.3) + 1.0
@@ -99,11 +102,13 @@ def outages(host, build, kills, spacing=0.3, rate=2000):
     time.sleep(1.0)
     kill_times = []
     for i in range(kills):
-        t = host.kill_driver()
+        t = host.inject(fault)
         if t is not None:
             kill_times.append(t)
         host.wait_restarts(i + 1 + host.base_restarts)
-        progress("  kill %d/%d" % (i + 1, kills))
+        if host.spare:  # each fault meets a ready spare
+            host.wait(lambda: host.status().get("standby") == "ready", "the spare driver domain did not come back")
+        progress("  %s %d/%d" % (fault, i + 1, kills))
         time.sleep(spacing)
     send.terminate()  # done with the kills: stop the stream early
     send.wait()
@@ -219,10 +224,45 @@ def normal_mode(a, tsec, rounds=3):
         out[case] = {"unit": unit, "log_on": v["on"], "log_off": v["off"], "veth": v["veth"],
                      "cpu_percent": {"log_on": c["on"], "log_off": c["off"], "veth": c["veth"]},
                      "ratio_on_off": v["on"] / v["off"], "ratio_on_veth": v["on"] / v["veth"]}
+    write_json(a, {"seconds": tsec, "rounds": rounds, "cases": out})
+
+
+def soak(a, seconds):
+    """--soak: iperf3 TCP guest -> wire at full speed, no fault, the machine loaded; counts the recoveries."""
+    h = VifHost(a.build, "sk%d" % (os.getpid() % 10000), 30, zygote=True)
+    srv = subprocess.Popen(netns(h.wire, "iperf3", "-s", "-1", "-p", "5390"), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.4)
+        cli, load = sdbench.soak(h, seconds, lambda: subprocess.Popen(
+            netns(h.guest, "iperf3", "-c", h.wire_ip, "-p", "5390", "-t", str(seconds), "-J"),
+            stdout=subprocess.PIPE, text=True))
+        out, _ = cli.communicate()
+        progress("")
+        rec = h.recoveries()
+        gbps = json.loads(out).get("end", {}).get("sum_received", {}).get("bits_per_second", 0) / 1e9 if out else 0
+        print("soak: %d s of iperf3 TCP guest -> wire, no fault injected, %d busy loops; load average p50 %.2f" % (
+            seconds, 2 * (os.cpu_count() or 1), statistics.median(load) if load else float("nan")))
+        print("iperf3 rc %d, %.2f Gbit/s; recoveries (false positives) %d" % (cli.returncode, gbps, len(rec)))
+        for e in rec:
+            print("  " + e.get("cause", ""))
+        write_json(a, {"soak": {"seconds": seconds, "rc": cli.returncode, "gbps": gbps, "loadavg_seen": load,
+                                "false_positives": [e.get("cause", "") for e in rec]}})
+    finally:
+        srv.kill()
+        srv.wait()
+        h.close()
+
+
+RESULT = {"class": "vif"}  # what --json writes: each part adds its figures
+
+
+def write_json(a, part):
+    RESULT.update(part)
+    RESULT["loadavg"] = open("/proc/loadavg").read().split()[:3]
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"seconds": tsec, "rounds": rounds, "loadavg": open("/proc/loadavg").read().split()[:3],
-                       "cases": out}, f, indent=1)
+            json.dump(RESULT, f, indent=1)
 
 
 def compare_builds(a, tsec):
@@ -280,13 +320,18 @@ def main():
     ap = arguments(__doc__)
     ap.add_argument("--kills", type=int, default=50, help="kills per shadow mode for the outage table (>= 50)")
     ap.add_argument("--quick", action="store_true", help="10 kills, short runs (smoke test of the bench)")
-    ap.add_argument("--json", metavar="PATH", help="also write the normal-mode figures there, as JSON")
+    ap.add_argument("--json", metavar="PATH",
+                    help="also write the figures there, as JSON (outages per mode and fault, normal mode)")
     ap.add_argument("--normal-only", action="store_true", help="only the normal-mode table (throughput, no kills)")
     ap.add_argument("--recovery-only", action="store_true",
                     help="only the outage and phase tables (every mode, --kills kills each)")
     ap.add_argument("--retrans-only", action="store_true",
                     help="only the retransmission table (iperf3 20 s with 10 kills vs without)")
     ap.add_argument("--rounds", type=int, default=4, help="with --compare: rounds per case (default 4)")
+    ap.add_argument("--soak", type=int, metavar="SECONDS", help="only the soak: iperf3 at full speed with no fault "
+                    "while two busy loops per CPU load the machine; every recovery is a false positive")
+    ap.add_argument("--faults", default="kill", metavar="LIST",
+                    help="faults for the outage table, comma-separated: kill, segv, hang (default kill)")
     add_compare(ap)
     a = ap.parse_args()
     kills = 10 if a.quick else a.kills
@@ -304,6 +349,10 @@ def main():
         header("vif")
         retransmissions(a)
         return
+    if a.soak:
+        header("vif")
+        soak(a, a.soak)
+        return
 
     modes = [
         ("restart only", dict(log_on=False, standby=False)),
@@ -311,51 +360,64 @@ def main():
         ("shadow+zygote", dict(log_on=True, zygote=True)),
         ("shadow+standby", dict(log_on=True, standby=True)),
     ]
+    faults = [f for f in a.faults.split(",") if f]
     rows = []
     phase_rows = []
+    figures = []
     header("vif")
     # No shadow: the driver domain is never restarted.
     progress("no shadow: iperf3 across one kill")
     h = VifHost(a.build, "n%d" % (os.getpid() % 100000), 10, budget=0)
     app = iperf_across_kills(h, a.build, seconds=tsec, kills=1, port=5310)
     h.close()
-    rows.append(("no shadow", None, None, None, None, app, None))
+    rows.append(("no shadow", "kill", None, None, None, None, app, None))
     for i, (name, kw) in enumerate(modes):
-        progress("%s: outages over %d kills" % (name, kills if "shadow" in name else max(10, kills // 2)))
         h = VifHost(a.build, "%d%d" % (i, os.getpid() % 10000), 11 + i, **kw)
         n = kills if "shadow" in name else max(10, kills // 2)
-        outs, lost, sent, worst = outages(h, a.build, n)
-        recs = h.recoveries()[-n:]
-        h.base_restarts = h.status().get("restarts", 0)
-        progress("%s: iperf3 across 5 kills" % name)
-        app = iperf_across_kills(h, a.build, seconds=tsec, kills=5, port=5320 + i)
+        for fault in faults:
+            progress("%s: outages over %d x %s" % (name, n, fault))
+            before = len(h.recoveries())
+            outs, lost, sent, worst = outages(h, a.build, n, fault=fault)
+            recs = h.recoveries()[before:]
+            h.base_restarts = h.status().get("restarts", 0)
+            app = None
+            if fault == "kill":
+                progress("%s: iperf3 across 5 kills" % name)
+                app = iperf_across_kills(h, a.build, seconds=tsec, kills=5, port=5320 + i)
+                h.base_restarts = h.status().get("restarts", 0)
+            rows.append((name, fault, outs, lost, sent, recs, app, worst))
+            ph = {k: [r["phases_ms"][k] for r in recs if isinstance(r["phases_ms"].get(k), (int, float))]
+                  for k in ("detect", "spawn", "replay", "resume", "total")}
+            phase_rows.append((name, fault, ph))
+            figures.append({"mode": name, "fault": fault, "outage_ms": outs, "lost": lost, "sent": sent,
+                            "phases_ms": ph, "causes": [r.get("cause", "") for r in recs]})
         h.close()
-        rows.append((name, outs, lost, sent, recs, app, worst))
-        ph = {k: [r["phases_ms"][k] for r in recs if isinstance(r["phases_ms"].get(k), (int, float))]
-              for k in ("detect", "spawn", "replay", "resume", "total")}
-        phase_rows.append((name, ph))
     progress("")
 
-    print("\nPer kill -9 of the net driver domain: outage seen by a UDP stream (ms), and iperf3 TCP across 5 kills")
-    print("outage: kill -> arrival of the first datagram sent after the kill; worst: largest one-way delay of any")
-    print("datagram sent between this kill and the next (p99 over kills); lost: datagrams never delivered")
-    print("%-16s %6s %8s %8s %8s %8s %10s %6s   %-6s %7s %6s  %s" % (
-        "mode", "kills", "p50", "p95", "p99", "max", "worst p99", "lost", "iperf3", "Gbit/s", "retr", "error"))
-    for name, outs, lost, sent, recs, app, worst in rows:
+    print("\nPer fault in the net driver domain: outage seen by a UDP stream (ms), and iperf3 TCP across 5 kills")
+    print("outage: fault -> arrival of the first datagram sent after it; worst: largest one-way delay of any")
+    print("datagram sent between this fault and the next (p99 over faults); lost: datagrams never delivered")
+    print("kill: kill -9 from outside; segv: an invalid access in the driver; hang: the whole domain stops")
+    print("%-16s %-5s %6s %8s %8s %8s %8s %10s %6s   %-6s %7s %6s  %s" % (
+        "mode", "fault", "n", "p50", "p95", "p99", "max", "worst p99", "lost", "iperf3", "Gbit/s", "retr", "error"))
+    for name, fault, outs, lost, sent, recs, app, worst in rows:
+        tail = "" if app is None else "   %-6s %7.2f %6s  %s" % (app["exit"], app["gbps"], app["retransmits"],
+                                                                app["error"] or "-")
         if outs is None:
-            print("%-16s %6s %8s %8s %8s %8s %10s %6s   %-6s %7.2f %6s  %s" % (
-                name, 1, "inf", "inf", "inf", "inf", "inf", "-", app["exit"], app["gbps"], app["retransmits"],
+            print("%-16s %-5s %6s %8s %8s %8s %8s %10s %6s   %-6s %7.2f %6s  %s" % (
+                name, fault, 1, "inf", "inf", "inf", "inf", "inf", "-", app["exit"], app["gbps"], app["retransmits"],
                 app["error"] or "(stalled after the crash)"))
             continue
-        print("%-16s %6d %8.2f %8.2f %8.2f %8.2f %10.2f %6d   %-6s %7.2f %6s  %s" % (
-            name, len(outs), pct(outs, 50), pct(outs, 95), pct(outs, 99), max(outs), pct(worst, 99), lost,
-            app["exit"], app["gbps"], app["retransmits"], app["error"] or "-"))
+        print("%-16s %-5s %6d %8.2f %8.2f %8.2f %8.2f %10.2f %6d" % (
+            name, fault, len(outs), pct(outs, 50), pct(outs, 95), pct(outs, 99), max(outs), pct(worst, 99), lost)
+              + tail)
 
-    print("\nRecovery phases from shadowd's events (ms, p50 / p99)")
-    print("%-16s %14s %14s %14s %14s %14s" % ("mode", "detect", "spawn", "replay", "resume", "total"))
-    for name, ph in phase_rows:
-        print("%-16s " % name + " ".join("%6.2f /%6.2f" % (pct(ph[k], 50), pct(ph[k], 99)) for k in
-                                          ("detect", "spawn", "replay", "resume", "total")))
+    print("\nRecovery phases from shadowd's events (ms, p50 / p99); detect: fault -> shadowd acts")
+    print("%-16s %-5s %14s %14s %14s %14s %14s" % ("mode", "fault", "detect", "spawn", "replay", "resume", "total"))
+    for name, fault, ph in phase_rows:
+        print("%-16s %-5s " % (name, fault) + " ".join("%6.2f /%6.2f" % (pct(ph[k], 50), pct(ph[k], 99)) for k in
+                                                       ("detect", "spawn", "replay", "resume", "total")))
+    write_json(a, {"recovery": figures})
 
     if a.recovery_only:
         return

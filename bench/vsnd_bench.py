@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 
+import sdbench
 from sdbench import ROOT, Host, arguments, header, pct, pmax, progress, require_root
 
 RATE = 48000
@@ -126,18 +127,16 @@ def fault_run(build, kind, n, spacing, tag):
 
 def soak(build, seconds):
     """No fault injected, the machine loaded: every recovery is a false positive of the hang checks."""
-    load = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * os.cpu_count())]
     h = SndHost(build, "soak")
     try:
         wav = os.path.join(h.dir, "in.wav")
         marks(build, seconds, wav)
-        p = h.play(wav)
-        h.wait_connected()
-        load_seen = []
-        while p.poll() is None:
-            time.sleep(5)
-            load_seen.append(os.getloadavg()[0])
-            progress("  soak: %d of %d s, recoveries so far %d" % (len(load_seen) * 5, seconds, len(h.recoveries())))
+
+        def start():
+            p = h.play(wav)
+            h.wait_connected()
+            return p
+        p, load_seen = sdbench.soak(h, seconds + 10, start)  # ends with aplay
         out, _ = p.communicate()
         time.sleep(0.2)
         rec = h.recoveries()
@@ -145,9 +144,6 @@ def soak(build, seconds):
         return {"rc": p.returncode, "aplay": (out or "").strip(), "recoveries": [e.get("cause", "") for e in rec],
                 "analysis": a, "load": load_seen}
     finally:
-        for x in load:
-            x.kill()
-            x.wait()
         h.close()
 
 
