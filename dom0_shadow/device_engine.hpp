@@ -148,8 +148,8 @@ class Splitter {
   // or the class's active mode; on_repaired() or on_repair_failed() follows.
   virtual Result<void> repair(const std::string& mode, platform::DomId domid) = 0;
   virtual const shadow::SplitterLog& log() const = 0;
-  // A backend serves the ring from `since_ns` on (the log times the
-  // service of requests posted before from then).
+  // A new backend takes the ring at `since_ns` (requests posted before are
+  // no sample of its service time).
   virtual void backend_serving(uint64_t since_ns) = 0;
 };
 

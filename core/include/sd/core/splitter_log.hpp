@@ -65,9 +65,9 @@ struct LogHeader {
     std::atomic<uint64_t> peak_ns;
     std::atomic<uint64_t> peak_at_ns;
   } progress[kLogRings];
-  // Written by shadowd: since when the current backend serves. A request
-  // posted before it is timed from here (its wait for the backend is not
-  // the device's service time).
+  // Written by shadowd: when the current backend took the ring. Requests
+  // posted before (they waited through an outage, then were replayed) are
+  // no sample of the device's service time.
   std::atomic<uint64_t> serving_since_ns;
 };
 
@@ -159,9 +159,9 @@ class SplitterLog {
     LogSlot* s = slots() + slot;
     if (s->state.load(std::memory_order_relaxed) == 1 && s->ring < kLogRings) {
       auto& p = header()->progress[s->ring];
-      uint64_t now = now_ns(), from = std::max(s->posted_ns, header()->serving_since_ns.load(std::memory_order_relaxed));
-      uint64_t took = now > from ? now - from : 0;
-      if (took >= decayed(p.peak_ns.load(std::memory_order_relaxed), p.peak_at_ns.load(std::memory_order_relaxed), now)) {
+      uint64_t now = now_ns(), took = now > s->posted_ns ? now - s->posted_ns : 0;
+      bool timed = s->posted_ns >= header()->serving_since_ns.load(std::memory_order_relaxed);
+      if (timed && took >= decayed(p.peak_ns.load(std::memory_order_relaxed), p.peak_at_ns.load(std::memory_order_relaxed), now)) {
         p.peak_ns.store(took, std::memory_order_relaxed);
         p.peak_at_ns.store(now, std::memory_order_relaxed);
       }
