@@ -257,7 +257,7 @@ TEST_F(VbdE2eTest, FioRandRwWithFsync_SegvAndHangFaults_ExitsZeroWithNoVerifyErr
 
 // Under fio, a stalled (heartbeats answered) or hung (not answered) driver
 // domain is found by the fast rule of the progress watchdog: requests
-// waiting with no response for max(20 ms, 8 x the ring's service time),
+// waiting with no response for max(20 ms, 4 x the ring's service time),
 // well before the heartbeat's 250 ms. fio sees nothing of it.
 TEST_F(VbdE2eTest, FioRandRw_StallsAndHangs_FoundByNoProgress_ExitsZeroWithNoVerifyErrors) {
   start();

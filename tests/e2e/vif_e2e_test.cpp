@@ -588,7 +588,7 @@ TEST_F(VifE2eTest, Stall_ProgressWatchdog_DetectsWithinPolicy) {
 
 // Under traffic, a stalled (heartbeats answered) or hung (heartbeats not
 // answered) driver domain is found by the fast rule of the progress
-// watchdog: transmit requests waiting with no response for max(20 ms, 8 x
+// watchdog: transmit requests waiting with no response for max(20 ms, 4 x
 // the ring's service time), well before the heartbeat's 250 ms; the guest
 // keeps its ping going across it.
 TEST_F(VifE2eTest, StallAndHang_UnderTraffic_FoundByNoProgress) {

@@ -6,7 +6,7 @@
 //   active_mode: { action: queue, queue_limit: 1024 }
 //   heartbeat:   { interval_ms: 50, timeout_ms: 250 }
 //   watchdog:    { progress_timeout_ms: 500,
-//                  interval_ms: 10, no_progress_multiple: 8,   # optional: heartbeat
+//                  interval_ms: 5, no_progress_multiple: 4,    # optional: heartbeat
 //                  no_progress_min_ms: 20 }                    #   interval, 0 (off), 50
 //   restart:     { budget: 20, window_s: 60, backoff_initial_ms: 0,
 //                  backoff_max_ms: 2000, backoff_multiplier: 2.0 }
