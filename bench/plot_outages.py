@@ -17,8 +17,13 @@ import tempfile
 from sdbench import ROOT
 
 
+COLOURS = {"restart only": "#999999", "shadow (cold)": "#1f5fbf", "shadow+zygote": "#e07b00",
+           "shadow+standby": "#2a9d3a"}
+DASHES = {"kill": 1, "segv": 2, "hang": 3}
+
+
 def series(files):
-    """{class: [(label, sorted outages)]}, in the order met."""
+    """{class: [(mode, fault, sorted outages)]}, in the order met."""
     out = {}
     for path in files:
         with open(path) as f:
@@ -26,7 +31,7 @@ def series(files):
         for r in j.get("recovery", []):
             v = sorted(x for x in r.get("outage_ms", []) if isinstance(x, (int, float)))
             if v:
-                out.setdefault(j.get("class", "?"), []).append(("%s, %s (n=%d)" % (r["mode"], r["fault"], len(v)), v))
+                out.setdefault(j.get("class", "?"), []).append((r["mode"], r["fault"], v))
     return out
 
 
@@ -47,11 +52,13 @@ def main():
               'set ylabel "fraction of faults"', "set yrange [0:1.02]", "set key bottom right font \",8\""]
         for cls, curves in by_class.items():
             plots = []
-            for i, (label, v) in enumerate(curves):
+            for i, (mode, fault, v) in enumerate(curves):
                 data = os.path.join(tmp, "%s%d.dat" % (cls, i))
                 with open(data, "w") as f:
                     f.write("".join("%.4f %.5f\n" % (x, (k + 1) / len(v)) for k, x in enumerate(v)))
-                plots.append('"%s" using 1:2 with steps lw 2 title "%s"' % (data, label))
+                # Colour: the mode; dashes: the fault.
+                plots.append('"%s" using 1:2 with steps lw 2 lc rgb "%s" dt %d title "%s, %s (n=%d)"' % (
+                    data, COLOURS.get(mode, "#000000"), DASHES.get(fault, 4), mode, fault, len(v)))
             gp += ['set title "%s"' % cls, "plot " + ", ".join(plots)]
         gp.append("unset multiplot")
         script = os.path.join(tmp, "plot.gp")
