@@ -3,8 +3,9 @@
 panel per class, one cumulative curve per (mode, fault), outage on a log scale.
 
 usage: bench/plot_outages.py [-o PNG] RESULT.json [RESULT.json ...]
-Each file is a vif_bench.py or vbd_bench.py --json output (its "recovery" list); files of one class are
-merged into one panel, so separate runs (say --zygote and --standby of vbd_bench) draw together.
+Each file is a vif_bench.py, vbd_bench.py or vsnd_bench.py --json output (its "recovery" list); files
+of one class are merged into one panel, so separate runs (say --zygote and --standby of vbd_bench) draw
+together.
 """
 import argparse
 import json
@@ -20,6 +21,7 @@ from sdbench import ROOT
 COLOURS = {"restart only": "#999999", "shadow (cold)": "#1f5fbf", "shadow+zygote": "#e07b00",
            "shadow+standby": "#2a9d3a"}
 DASHES = {"kill": 1, "segv": 2, "hang": 3}
+FLOOR_MS = 0.1
 
 
 def series(files):
@@ -29,7 +31,8 @@ def series(files):
         with open(path) as f:
             j = json.load(f)
         for r in j.get("recovery", []):
-            v = sorted(x for x in r.get("outage_ms", []) if isinstance(x, (int, float)))
+            # A fault nobody noticed (the vsnd's DAC played through it) is drawn at the axis' start.
+            v = sorted(max(FLOOR_MS, x) for x in r.get("outage_ms", []) if isinstance(x, (int, float)))
             if v:
                 out.setdefault(j.get("class", "?"), []).append((r["mode"], r["fault"], v))
     return out
@@ -48,7 +51,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         gp = ['set terminal pngcairo size %d,520 font ",10"' % (620 * len(by_class)), 'set output "%s"' % a.output,
               "set multiplot layout 1,%d" % len(by_class), "set logscale x", "set grid",
-              'set xlabel "outage (ms): fault -> the application\'s I/O moves again"',
+              'set xlabel "outage (ms): how long the application\'s I/O stood still (vsnd: silence heard; '
+              '0 drawn at %g)"' % FLOOR_MS, "set xrange [%g:*]" % FLOOR_MS,
               'set ylabel "fraction of faults"', "set yrange [0:1.02]", "set key bottom right font \",8\""]
         for cls, curves in by_class.items():
             plots = []

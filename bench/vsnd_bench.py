@@ -12,7 +12,7 @@ off in the same run, and plots the output's envelope around one kill and one
 hang (gnuplot, PNG).
 
 usage: bench/vsnd_bench.py [--build DIR] [--kills N] [--hangs N] [--cpu-seconds S] [--cpu-rounds N]
-                           [--plot FILE] [--zygote]
+                           [--plot FILE] [--zygote | --standby] [--json PATH]
        bench/vsnd_bench.py [--build DIR] --soak SECONDS
 --soak plays that long with no fault while two busy loops per CPU load the machine, and counts what the
 hang checks declared (each one a false positive) and the gaps heard.
@@ -48,9 +48,11 @@ class SndHost(Host):
     """A sound driver domain and a guest with a vsnd; aplay reaches it through the ALSA plugin."""
 
     ZYGOTE = False  # --zygote: the policy keeps a spare driver domain with no devices
+    STANDBY = False  # --standby: the policy keeps a warm standby driver domain
 
     def __init__(self, build, tag, log_on=True):
-        super().__init__(build, "vsnd", "bsnd%s" % tag, "bsg%s" % tag, zygote=SndHost.ZYGOTE)
+        super().__init__(build, "vsnd", "bsnd%s" % tag, "bsg%s" % tag, zygote=SndHost.ZYGOTE,
+                         standby=SndHost.STANDBY)
         self.start("vsnd = [[ 'card, backend=%s, short-name=c0', 'pcm, name=p0', 'stream, unique-id=s0, type=p' ]]"
                    % self.dom, log_on=log_on)
         self.pcm_sock = os.path.join(self.state, "%s-vsnd-0.sock" % self.guest)
@@ -222,9 +224,12 @@ def main():
     ap.add_argument("--cpu-rounds", type=int, default=4)
     ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "vsnd_crash_envelope.png"))
     ap.add_argument("--zygote", action="store_true", help="policy zygote: true (a spare driver domain, no devices)")
+    ap.add_argument("--standby", action="store_true", help="policy standby: true (a warm standby driver domain)")
+    ap.add_argument("--json", metavar="PATH", help="also write the gaps per fault there, as JSON")
     ap.add_argument("--soak", type=int, metavar="SECONDS", help="only the soak: no fault, the machine loaded")
     args = ap.parse_args()
     SndHost.ZYGOTE = args.zygote
+    SndHost.STANDBY = args.standby
     if args.soak:
         require_root()
         header("vsnd")
@@ -242,7 +247,7 @@ def main():
     require_root()
     header("vsnd")
     print("aplay --period-time=20000 --buffer-time=200000 (period 20 ms = 960 frames); DAC FIFO 3 periods%s\n"
-          % ("; zygote" if args.zygote else ""))
+          % ("; zygote" if args.zygote else "; warm standby" if args.standby else ""))
 
     progress("kills")
     kills = fault_run(args.build, "kill", args.kills, 1.5, "k")
@@ -265,6 +270,13 @@ def main():
     print("hangs found by: the DAC running dry %d, the heartbeat (100 ms) %d, other %d" % (dry, beat, len(c) - dry - beat))
     if kills["aplay"] or hangs["aplay"]:
         print("aplay said: %r %r" % (kills["aplay"], hangs["aplay"]))
+    if args.json:
+        mode = "shadow+zygote" if args.zygote else "shadow+standby" if args.standby else "shadow (cold)"
+        with open(args.json, "w") as f:
+            json.dump({"class": "vsnd", "loadavg": open("/proc/loadavg").read().split()[:3], "recovery": [
+                {"mode": mode, "fault": fault, "outage_ms": [x[0] for x in r["faults"]], "aplay_rc": r["rc"],
+                 "recovery_ms": r["recovery_ms"], "causes": r["causes"]}
+                for fault, r in (("kill", kills), ("hang", hangs))]}, f, indent=1)
 
     progress("cpu")
     res = {"on": [], "off": []}
