@@ -138,7 +138,23 @@ def outages(host, build, kills, spacing=0.3, rate=2000, fault="kill"):
             out.append(max(y - x for x, y in zip(seen, seen[1:])) / 1e6)
             worst.append(max(r[1] - r[0] for r in after) / 1e6)
     lost = sum(1 for s in range(sent) if s not in seqs)
+    outages.last = (kill_times, arrivals)  # for trace()
     return out, lost, sent, worst
+
+
+def trace(kill_times, arrivals, recs):
+    """Where a kill's outage goes, per kill (ms): the kill until shadowd saw the death (served_mono_ns less
+    its total), shadowd's phases, and its last device serving until the wire's next datagram."""
+    out = {"notice": [], "shadowd": [], "first frame": []}
+    for tk, r in zip(kill_times, recs):
+        served, total = r.get("served_mono_ns"), r["phases_ms"].get("total")
+        k = bisect.bisect_left(arrivals, served or 0)
+        if not served or not isinstance(total, (int, float)) or k == len(arrivals):
+            continue
+        out["notice"].append((served - total * 1e6 - tk) / 1e6)
+        out["shadowd"].append(total)
+        out["first frame"].append((arrivals[k] - served) / 1e6)
+    return out
 
 
 def iperf_across_kills(host, build, seconds=10, kills=5, port=5301):
@@ -371,6 +387,7 @@ def main():
     rows = []
     phase_rows = []
     figures = []
+    traces = []
     header("vif")
     # No shadow: the driver domain is never restarted.
     progress("no shadow: iperf3 across one kill")
@@ -393,6 +410,8 @@ def main():
                 app = iperf_across_kills(h, a.build, seconds=tsec, kills=5, port=5320 + i)
                 h.base_restarts = h.status().get("restarts", 0)
             rows.append((name, fault, outs, lost, sent, recs, app, worst))
+            if fault == "kill" and "shadow" in name:
+                traces.append((name, outs, trace(*outages.last, recs)))
             ph = {k: [r["phases_ms"][k] for r in recs if isinstance(r["phases_ms"].get(k), (int, float))]
                   for k in ("detect", "spawn", "replay", "resume", "total")}
             phase_rows.append((name, fault, ph))
@@ -424,7 +443,13 @@ def main():
     for name, fault, ph in phase_rows:
         print("%-16s %-5s " % (name, fault) + " ".join("%6.2f /%6.2f" % (pct(ph[k], 50), pct(ph[k], 99)) for k in
                                                        ("detect", "spawn", "replay", "resume", "total")))
-    write_json(a, {"recovery": figures})
+    print("\nWhere a kill's outage goes (ms, p50 / p99): kill -> shadowd sees the death, shadowd's phases,")
+    print("the last device serving -> the wire's next datagram; the outage beside")
+    print("%-16s %14s %14s %14s %14s" % ("mode", "notice", "shadowd", "first frame", "outage"))
+    for name, outs, t in traces:
+        print("%-16s " % name + " ".join("%6.2f /%6.2f" % (pct(v, 50), pct(v, 99)) for v in (
+            t["notice"], t["shadowd"], t["first frame"], outs)))
+    write_json(a, {"recovery": figures, "kill_trace": {name: t for name, _, t in traces}})
 
     if a.recovery_only:
         return
