@@ -289,7 +289,8 @@ std::optional<Stall> DeviceEngine::no_progress(uint16_t ring, uint64_t since, co
                             static_cast<double>(policy_.progress_timeout.count()));
   if (idle.waiting_ms <= limit) return std::nullopt;
   char b[160];
-  std::snprintf(b, sizeof(b), "hang (no %s response for %.0f ms, limit %.0f ms = max(%lld, %u x service %.2f ms); progress watchdog)",
+  std::snprintf(b, sizeof(b),
+                "hang (no %s response for %.0f ms, limit %.0f ms = max(%lld, %u x service %.2f ms); progress watchdog)",
                 what, idle.waiting_ms, limit, static_cast<long long>(policy_.no_progress_min.count()),
                 policy_.no_progress_multiple, idle.service_ms);
   return Stall{b, platform::Clock::now() - std::chrono::microseconds(static_cast<int64_t>(idle.waiting_ms * 1000))};

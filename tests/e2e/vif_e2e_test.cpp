@@ -612,7 +612,8 @@ TEST_F(VifE2eTest, StallAndHang_UnderTraffic_FoundByNoProgress) {
     for (auto& ev : events("fault_detected")) detected = ev;
     ASSERT_FALSE(detected.is_null()) << slurp(dir_ / "events.jsonl");
     double detect = s["last_detect_ms"].get<double>();
-    std::printf("[ figure   ] %s under ping -i 0.01: last_detect_ms %.2f ms, inject -> fault_detected %lld ms; cause \"%s\"\n",
+    std::printf("[ figure   ] %s under ping -i 0.01: last_detect_ms %.2f ms, inject -> fault_detected %lld ms; "
+                "cause \"%s\"\n",
                 kind, detect, static_cast<long long>(detected.value("ts", int64_t{0}) - t_inject),
                 s.value("last_cause", "").c_str());
     EXPECT_GE(detect, 20.0) << "the rule cannot fire before no_progress_min_ms";

@@ -161,7 +161,9 @@ class SplitterLog {
       auto& p = header()->progress[s->ring];
       uint64_t now = now_ns(), took = now > s->posted_ns ? now - s->posted_ns : 0;
       bool timed = s->posted_ns >= header()->serving_since_ns.load(std::memory_order_relaxed);
-      if (timed && took >= decayed(p.peak_ns.load(std::memory_order_relaxed), p.peak_at_ns.load(std::memory_order_relaxed), now)) {
+      uint64_t peak =
+          decayed(p.peak_ns.load(std::memory_order_relaxed), p.peak_at_ns.load(std::memory_order_relaxed), now);
+      if (timed && took >= peak) {
         p.peak_ns.store(took, std::memory_order_relaxed);
         p.peak_at_ns.store(now, std::memory_order_relaxed);
       }
