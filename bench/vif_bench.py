@@ -93,7 +93,8 @@ def netns(ns, *cmd):
 
 
 def outages(host, build, kills, spacing=0.3, rate=2000, fault="kill"):
-    """Injects `fault` into the driver `kills` times under a UDP stream; per fault the outage in ms."""
+    """Injects `fault` into the driver `kills` times under a UDP stream; per fault the outage in ms, the
+    datagrams lost and sent, the worst delays, and (the faults' times, the arrivals) for trace()."""
     probe = os.path.join(build, "bench", "udp_probe")
     # Each kill also waits for the restart and queries shadowctl: allow for it.
     dur = 2.0 + kills * (spacing + 0.3) + 1.0
@@ -138,8 +139,7 @@ def outages(host, build, kills, spacing=0.3, rate=2000, fault="kill"):
             out.append(max(y - x for x, y in zip(seen, seen[1:])) / 1e6)
             worst.append(max(r[1] - r[0] for r in after) / 1e6)
     lost = sum(1 for s in range(sent) if s not in seqs)
-    outages.last = (kill_times, arrivals)  # for trace()
-    return out, lost, sent, worst
+    return out, lost, sent, worst, (kill_times, arrivals)
 
 
 def trace(kill_times, arrivals, recs):
@@ -401,7 +401,7 @@ def main():
         for fault in faults:
             progress("%s: outages over %d x %s" % (name, n, fault))
             before = len(h.recoveries())
-            outs, lost, sent, worst = outages(h, a.build, n, fault=fault)
+            outs, lost, sent, worst, seen = outages(h, a.build, n, fault=fault)
             recs = h.recoveries()[before:]
             h.base_restarts = h.status().get("restarts", 0)
             app = None
@@ -411,7 +411,7 @@ def main():
                 h.base_restarts = h.status().get("restarts", 0)
             rows.append((name, fault, outs, lost, sent, recs, app, worst))
             if fault == "kill" and "shadow" in name:
-                traces.append((name, outs, trace(*outages.last, recs)))
+                traces.append((name, outs, trace(*seen, recs)))
             ph = {k: [r["phases_ms"][k] for r in recs if isinstance(r["phases_ms"].get(k), (int, float))]
                   for k in ("detect", "spawn", "replay", "resume", "total")}
             phase_rows.append((name, fault, ph))

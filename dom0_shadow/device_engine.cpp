@@ -276,24 +276,33 @@ void DeviceEngine::arm_watchdog() {
     if (ec) return;
     const auto& log = splitter_->log();
     bool serving = backend_up_ && front_attached_ && splitter_->ready() && log.valid() && log.enabled();
-    if (auto s = hooks_->progress(serving, up_since_ns_)) report_(s->cause, s->began);
+    if (auto s = hooks_->progress(serving)) report_(s->cause, s->began);
     arm_watchdog();
   });
 }
 
-std::optional<Stall> DeviceEngine::no_progress(uint16_t ring, uint64_t since, const char* what) const {
-  if (policy_.no_progress_multiple == 0) return std::nullopt;
-  auto idle = splitter_log().idle(ring, since);
+std::optional<Stall> DeviceEngine::ring_progress(uint16_t ring, const char* what) {
+  uint64_t now = shadow::now_ns();
+  auto idle = splitter_log().idle(ring, std::max(up_since_ns_, stall_reported_ns_));
+  auto timeout = static_cast<double>(policy_.progress_timeout.count());
   double limit = std::clamp(policy_.no_progress_multiple * idle.service_ms,
-                            static_cast<double>(policy_.no_progress_min.count()),
-                            static_cast<double>(policy_.progress_timeout.count()));
-  if (idle.waiting_ms <= limit) return std::nullopt;
+                            static_cast<double>(policy_.no_progress_min.count()), timeout);
   char b[160];
-  std::snprintf(b, sizeof(b),
-                "hang (no %s response for %.0f ms, limit %.0f ms = max(%lld, %u x service %.2f ms); progress watchdog)",
-                what, idle.waiting_ms, limit, static_cast<long long>(policy_.no_progress_min.count()),
-                policy_.no_progress_multiple, idle.service_ms);
-  return Stall{b, platform::Clock::now() - std::chrono::microseconds(static_cast<int64_t>(idle.waiting_ms * 1000))};
+  double age = 0;
+  if (policy_.no_progress_multiple != 0 && idle.waiting_ms > limit && !hooks_->may_wait_long(ring)) {
+    age = idle.waiting_ms;
+    std::snprintf(b, sizeof(b),
+                  "hang (no %s response for %.0f ms, limit %.0f ms = max(%lld, %u x service %.2f ms); progress watchdog)",
+                  what, age, limit, static_cast<long long>(policy_.no_progress_min.count()),
+                  policy_.no_progress_multiple, idle.service_ms);
+  } else if (idle.oldest_ms > timeout) {
+    age = idle.oldest_ms;
+    std::snprintf(b, sizeof(b), "hang (%s request pending %.0f ms, progress watchdog)", what, age);
+  } else {
+    return std::nullopt;
+  }
+  stall_reported_ns_ = now;
+  return Stall{b, platform::Clock::now() - std::chrono::microseconds(static_cast<int64_t>(age * 1000))};
 }
 
 void DeviceEngine::teardown() {

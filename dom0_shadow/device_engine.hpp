@@ -102,10 +102,13 @@ class ClassHooks {
   virtual void start_active() {}
   virtual void stop_active() {}
 
-  // Progress watchdog, each heartbeat interval: a stuck backend, if any.
+  // Whether `ring` has a request waiting that may take the device's own time
+  // (vbd: a flush or barrier): ring_progress's fast rule then waits.
+  virtual bool may_wait_long(uint16_t /*ring*/) const { return false; }
+  // Progress watchdog, each watchdog interval: a stuck backend, if any.
   // `serving`: a backend serves the frontend's ring (with the splitter log
-  // on); `up_since_ns`: since when (CLOCK_MONOTONIC, as the log's stamps).
-  virtual std::optional<Stall> progress(bool serving, uint64_t up_since_ns) = 0;
+  // on). A ring of requests asks the engine's ring_progress().
+  virtual std::optional<Stall> progress(bool serving) = 0;
   virtual nlohmann::json status() const = 0;
 
  protected:
@@ -180,11 +183,13 @@ class DeviceEngine final : public DeviceImpl, private Splitter::Events {
   EventLog& events() { return log_; }
   platform::DevicePlumbing& plumbing() { return *plumbing_; }
   const shadow::SplitterLog& splitter_log() const { return splitter_->log(); }
-  // The progress watchdog's fast rule (policy watchdog.no_progress_*):
-  // `ring` has had requests waiting and no response for max(min, multiple x
-  // its recent service time), capped by progress_timeout, counting from no
-  // earlier than `since`. `what` names the ring in the cause.
-  std::optional<Stall> no_progress(uint16_t ring, uint64_t since, const char* what) const;
+  // The progress watchdog of a ring of requests (vif tx, vbd): stuck when
+  // requests have waited with no response for max(no_progress_min,
+  // no_progress_multiple x its recent service time), unless the class says
+  // one that may take long waits, or when one request is older than
+  // progress_timeout; ages count from when the backend started serving or
+  // the last report (one report per stall). `what` names the ring.
+  std::optional<Stall> ring_progress(uint16_t ring, const char* what);
   bool backend_up() const { return backend_up_; }
   bool frontend_ready() const { return splitter_->ready(); }
   ClassHooks& hooks() { return *hooks_; }
@@ -227,6 +232,7 @@ class DeviceEngine final : public DeviceImpl, private Splitter::Events {
   bool front_attached_ = false;  // some backend (or shadowd) took the frontend's ring
   bool active_ = false;          // shadowd serves the ring (active mode)
   uint64_t up_since_ns_ = 0;
+  uint64_t stall_reported_ns_ = 0;  // ring_progress's last report
   std::optional<platform::DomId> standby_domid_;  // pre-attached warm standby
   bool standby_mapped_ = false;
   bool promoted_ = false;  // the backend being attached is a pre-attached standby

@@ -125,31 +125,20 @@ blkif::DiskState VbdHooks::replay_state() const {
   return s;
 }
 
-// Requests waiting with no response for a multiple of the ring's recent
-// service time (the engine's fast rule; not while a flush or barrier waits,
-// which may take the disk's time), or one request in flight for
-// progress_timeout_ms under the current backend (ages count from when it
-// started serving, so requests replayed into it are not held against it),
-// mean the backend stalled.
-std::optional<Stall> VbdHooks::progress(bool serving, uint64_t up_since_ns) {
-  if (!serving) return std::nullopt;
-  uint64_t now = shadow::now_ns(), since = std::max(up_since_ns, reported_ns_), oldest = now;
-  bool syncing = false;
-  for (const auto& e : engine().splitter_log().inflight(kReqRing)) {
-    oldest = std::min(oldest, std::max(e.posted_ns, since));
+// The request ring's progress (the engine's watchdog of a ring of
+// requests): a driver stuck on it is hung even if it answers heartbeats.
+std::optional<Stall> VbdHooks::progress(bool serving) {
+  return serving ? engine().ring_progress(kReqRing, "block") : std::nullopt;
+}
+
+// A flush or barrier waiting may take the disk's own time (asked only when
+// the ring looks stuck).
+bool VbdHooks::may_wait_long(uint16_t ring) const {
+  for (const auto& e : engine().splitter_log().inflight(ring)) {
     uint8_t op = e.len > offsetof(blkif_request, operation) ? e.req[offsetof(blkif_request, operation)] : 0;
-    syncing = syncing || op == BLKIF_OP_FLUSH_DISKCACHE || op == BLKIF_OP_WRITE_BARRIER;
+    if (op == BLKIF_OP_FLUSH_DISKCACHE || op == BLKIF_OP_WRITE_BARRIER) return true;
   }
-  if (!syncing)
-    if (auto s = engine().no_progress(kReqRing, since, "request")) {
-      reported_ns_ = now;  // one report per stall
-      return s;
-    }
-  auto age_ms = static_cast<int64_t>((now - oldest) / 1000000);
-  if (age_ms <= engine().policy().progress_timeout.count()) return std::nullopt;
-  reported_ns_ = now;  // one report per stall
-  return Stall{"hang (request pending " + std::to_string(age_ms) + " ms, progress watchdog)",
-               platform::Clock::now() - std::chrono::milliseconds(age_ms)};
+  return false;
 }
 
 nlohmann::json VbdHooks::status() const {

@@ -40,7 +40,8 @@ class VbdHooks final : public ClassHooks {
   void backend_payload(ctl::Msg& m) const override { m.set_payload(replay_state()); }
   platform::BackendResources backend_resources() const override;
   std::map<std::string, std::string> published_nodes() const override;
-  std::optional<Stall> progress(bool serving, uint64_t up_since_ns) override;
+  std::optional<Stall> progress(bool serving) override;
+  bool may_wait_long(uint16_t ring) const override;
   nlohmann::json status() const override;
 
   // Opens the disk named by `target` as shadowd does and describes it.
@@ -60,7 +61,6 @@ class VbdHooks final : public ClassHooks {
   UniqueFd disk_;
   blkif::DiskState disk_state_{};
   std::string target_;
-  uint64_t reported_ns_ = 0;  // the last stall reported (one report per stall)
 };
 
 }  // namespace sd::dom0

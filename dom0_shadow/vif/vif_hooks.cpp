@@ -251,26 +251,11 @@ void VifHooks::drop_pending() {
   if (notify) (void)engine().plumbing().backend_end().notify();
 }
 
-// Transmit requests waiting with no response for a multiple of the ring's
-// recent service time (the engine's fast rule), or one request the backend
-// sits on for longer than the policy allows, mean the driver is stuck, even
-// if it answers heartbeats. The receive ring's buffers wait for the wire.
-std::optional<Stall> VifHooks::progress(bool serving, uint64_t up_since_ns) {
-  if (!serving) return std::nullopt;
-  // Ages count from when this backend started serving (or the last report):
-  // requests posted before it attached are not held against it.
-  uint64_t since = std::max(up_since_ns, reported_ns_), now = shadow::now_ns();
-  if (auto s = engine().no_progress(kTxRing, since, "tx")) {
-    reported_ns_ = now;  // one report per stall
-    return s;
-  }
-  double age = std::min(engine().splitter_log().oldest_ms(kTxRing), static_cast<double>(now - since) / 1e6);
-  if (age <= static_cast<double>(engine().policy().progress_timeout.count())) return std::nullopt;
-  char b[64];
-  std::snprintf(b, sizeof(b), "%.0f", age);
-  reported_ns_ = now;  // one report per stall
-  return Stall{std::string("hang (tx request pending ") + b + " ms, progress watchdog)",
-               platform::Clock::now() - std::chrono::microseconds(static_cast<int64_t>(age * 1000))};
+// The transmit ring's progress (the engine's watchdog of a ring of
+// requests): a driver stuck on it is hung even if it answers heartbeats.
+// The receive ring's buffers wait for the wire.
+std::optional<Stall> VifHooks::progress(bool serving) {
+  return serving ? engine().ring_progress(kTxRing, "tx") : std::nullopt;
 }
 
 void VifHooks::teardown() {

@@ -52,7 +52,7 @@ class VifHooks final : public ClassHooks {
   std::string active_mode() const override;
   void start_active() override;
   void stop_active() override;
-  std::optional<Stall> progress(bool serving, uint64_t up_since_ns) override;
+  std::optional<Stall> progress(bool serving) override;
   nlohmann::json status() const override;
   nlohmann::json topology_json() const;  // where the guest's vif leads (vif_up event, status)
 
@@ -80,7 +80,6 @@ class VifHooks final : public ClassHooks {
   uint64_t dropped_ = 0;
   bool drop_extra_ = false;  // the next request is a GSO frame's extra slot
   uint16_t path_mtu_ = 1500;  // the vif's mtu=: what the wire and the NIC carry
-  uint64_t reported_ns_ = 0;  // the last stall reported
 };
 
 }  // namespace sd::dom0

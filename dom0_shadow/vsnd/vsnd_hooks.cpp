@@ -284,7 +284,7 @@ void VsndHooks::active_position() {
 // recovery then refills it before a gap is heard). Starvation (silence
 // played meanwhile) for the timeout is the same verdict, late. Other
 // requests must be answered within the timeout.
-std::optional<Stall> VsndHooks::progress(bool serving, uint64_t) {
+std::optional<Stall> VsndHooks::progress(bool serving) {
   auto& regs = voice_->regs();
   const auto& policy = engine().policy();
   const auto& log = engine().splitter_log();

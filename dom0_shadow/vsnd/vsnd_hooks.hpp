@@ -55,7 +55,7 @@ class VsndHooks final : public ClassHooks {
   std::string active_mode() const override { return engine().plumbing().page(sndif::kRingRef) ? "active" : ""; }
   void start_active() override;
   void stop_active() override;
-  std::optional<Stall> progress(bool serving, uint64_t up_since_ns) override;
+  std::optional<Stall> progress(bool serving) override;
   nlohmann::json status() const override;
 
  private:

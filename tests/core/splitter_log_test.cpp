@@ -121,40 +121,47 @@ TEST(SplitterLog, Idle_WaitingCountsFromTheLaterOfOldestRequestAndLastResponse) 
   EXPECT_EQ(log->idle(1, 0).waiting_ms, 0.0) << "another ring's requests do not count";
 }
 
-TEST(SplitterLog, ServiceTime_RequestsFromBeforeTheBackendTookTheRing_NoSample) {
+// A log with request 1 on `ring`, posted `wait_us` ago.
+SplitterLog one_waiting(uint16_t ring, useconds_t wait_us) {
   auto log = SplitterLog::create(8);
-  ASSERT_TRUE(log.has_value());
+  EXPECT_TRUE(log.has_value());
   auto a = tx(1);
-  log->record(1, 0, &a, sizeof(a));
-  usleep(30000);  // waiting for a backend
+  log->record(1, ring, &a, sizeof(a));
+  usleep(wait_us);
+  return std::move(*log);
+}
 
-  log->set_serving_since(sd::shadow::now_ns());
-  log->complete(1);
+TEST(SplitterLog, ServiceTime_RequestsFromBeforeTheBackendTookTheRing_NoSample) {
+  auto log = one_waiting(0, 30000);  // waiting for a backend
 
-  EXPECT_EQ(log->idle(0, 0).service_ms, 0.0) << "the wait for the backend is not its service time";
+  log.set_serving_since(sd::shadow::now_ns());
+  log.complete(1);
+
+  EXPECT_EQ(log.idle(0, 0).service_ms, 0.0) << "the wait for the backend is not its service time";
 }
 
 TEST(SplitterLog, Idle_SinceLimitsTheWait) {
-  auto log = SplitterLog::create(8);
-  ASSERT_TRUE(log.has_value());
-  auto a = tx(1);
-  log->record(1, 0, &a, sizeof(a));
-  usleep(30000);
+  auto log = one_waiting(0, 30000);
 
-  auto idle = log->idle(0, sd::shadow::now_ns());
+  auto idle = log.idle(0, sd::shadow::now_ns());
+  auto all = log.idle(0, 0);
 
   EXPECT_LT(idle.waiting_ms, 10.0) << "a backend is not held to requests from before `since`";
+  EXPECT_LT(idle.oldest_ms, 10.0);
+  EXPECT_GE(all.oldest_ms, 30.0);
 }
 
+// A ring beyond the header's progress stamps: nothing read or written
+// there, the request still tracked.
 TEST(SplitterLog, Idle_OutOfRangeRing_Zero) {
-  auto log = SplitterLog::create(8);
-  ASSERT_TRUE(log.has_value());
-  auto a = tx(1);
-  log->record(1, 7, &a, sizeof(a));
-  usleep(2000);
-  log->complete(1);
+  auto log = one_waiting(7, 2000);
 
-  EXPECT_EQ(log->idle(7, 0).waiting_ms, 0.0);
+  auto idle = log.idle(7, 0);
+  log.complete(1);
+
+  EXPECT_EQ(idle.waiting_ms, 0.0);
+  EXPECT_EQ(idle.oldest_ms, 0.0);
+  EXPECT_TRUE(log.inflight(7).empty());
 }
 
 TEST(SplitterLog, ConfigManyChanges_ReplaysNewestOnly) {

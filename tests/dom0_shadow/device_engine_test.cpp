@@ -100,7 +100,7 @@ class FakeHooks final : public dom0::ClassHooks {
   std::string active_mode() const override { return mode; }
   void start_active() override { ++active_started; }
   void stop_active() override { ++active_stopped; }
-  std::optional<dom0::Stall> progress(bool serving, uint64_t) override {
+  std::optional<dom0::Stall> progress(bool serving) override {
     if (!serving || !stalled) return std::nullopt;
     return dom0::Stall{"stuck", platform::Clock::now()};
   }

@@ -272,7 +272,7 @@ TEST_F(VbdE2eTest, FioRandRw_StallsAndHangs_FoundByNoProgress_ExitsZeroWithNoVer
   print_recoveries();
   for (const auto& e : events("recovery")) {
     std::string cause = e.value("cause", "");
-    EXPECT_NE(cause.find("no request response"), std::string::npos) << cause;
+    EXPECT_NE(cause.find("no block response"), std::string::npos) << cause;
     EXPECT_GE(e["phases_ms"].value("detect", 0.0), 20.0) << "the rule cannot fire before no_progress_min_ms: " << cause;
   }
   auto c = stop_frontend();

@@ -222,24 +222,14 @@ class SplitterLog {
     return out;
   }
 
-  // Age in ms of the oldest in-flight entry of `ring` (0 if none).
-  double oldest_ms(uint16_t ring) const {
-    uint64_t now = now_ns(), oldest = now;
-    for (uint32_t i = 0; i < nslots_; ++i) {
-      const LogSlot* s = slots() + i;
-      if (s->state.load(std::memory_order_acquire) != 1 || s->ring != ring) continue;
-      uint64_t t = s->posted_ns;
-      if (t < oldest) oldest = t;
-    }
-    return static_cast<double>(now - oldest) / 1e6;
-  }
-
-  // How long `ring` has had requests waiting with no response from the
-  // backend, in ms (0 if nothing waits): since the later of the last
-  // response, the oldest waiting request and `since`. And the ring's recent
-  // service time, in ms. Both from the frontend's stamps (untrusted: a lying
-  // guest only misleads the watchdog of its own device).
+  // What the progress watchdog reads of `ring`, in ms (0 if nothing
+  // waits), counting from no earlier than `since`: the oldest waiting
+  // request's age; how long requests have waited with no response from the
+  // backend (since the later of the last response and the oldest request);
+  // and the ring's recent service time. All from the frontend's stamps
+  // (untrusted: a lying guest only misleads the watchdog of its own device).
   struct Idle {
+    double oldest_ms = 0;
     double waiting_ms = 0;
     double service_ms = 0;
   };
@@ -255,8 +245,9 @@ class SplitterLog {
     r.service_ms = static_cast<double>(decayed(p.peak_ns.load(std::memory_order_relaxed),
                                                p.peak_at_ns.load(std::memory_order_relaxed), now)) / 1e6;
     if (oldest == UINT64_MAX) return r;
-    uint64_t from = std::max({oldest, since, p.done_ns.load(std::memory_order_acquire)});
-    r.waiting_ms = from < now ? static_cast<double>(now - from) / 1e6 : 0;
+    auto ms_since = [now](uint64_t t) { return t < now ? static_cast<double>(now - t) / 1e6 : 0.0; };
+    r.oldest_ms = ms_since(std::max(oldest, since));
+    r.waiting_ms = ms_since(std::max({oldest, since, p.done_ns.load(std::memory_order_acquire)}));
     return r;
   }
 
