@@ -20,6 +20,18 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def source_of(build):
+    """The source tree `build` was configured from (its shipped policies match its shadowd: --compare runs
+    an older build beside this one); this checkout if the cache does not say."""
+    try:
+        for line in open(os.path.join(build, "CMakeCache.txt")):
+            if line.startswith("CMAKE_HOME_DIRECTORY:"):
+                return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return ROOT
+
+
 def pct(values, p):
     """The p-th percentile, nearest rank; nan when there are no values (a table row still prints)."""
     v = sorted(values)
@@ -148,7 +160,7 @@ class Host:
         self.events = os.path.join(self.dir, "events.jsonl")
         self.proc = None
         pol = os.path.join(self.dir, "policies")
-        shutil.copytree(os.path.join(ROOT, "config", "policies"), pol)
+        shutil.copytree(os.path.join(source_of(build), "config", "policies"), pol)
         path = os.path.join(pol, cls + ".yaml")
         y = open(path).read().replace("budget: 20 ", "budget: %d " % budget)
         y = y.replace("standby: false", "standby: %s" % ("true" if standby else "false"))

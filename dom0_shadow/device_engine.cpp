@@ -166,14 +166,15 @@ void DeviceEngine::on_backend_ready(ctl::Channel& ch, platform::DomId domid, Don
   done_ = std::move(done);
   times_ = {};
   t_ready_ = platform::Clock::now();
-  // From here the new backend has the ring: what waited through the outage
-  // is no sample of its service time (it answers replayed requests before
-  // its attach is confirmed).
-  splitter_->backend_serving(shadow::now_ns());
+  // Until the new backend serves, no response is a sample of its service
+  // time: what was posted before then waited through the outage or the
+  // handover (it answers replayed requests before its attach is confirmed).
+  splitter_->backend_serving(UINT64_MAX);
   if (!splitter_->ready()) {
     // No frontend: nothing to hand over; the next one is attached when it connects.
     backend_up_ = true;
     up_since_ns_ = shadow::now_ns();
+    splitter_->backend_serving(up_since_ns_);
     ++recoveries_;
     // Answered after this returns, as always. The engine may be gone by
     // then (shadowd's teardown runs the io_context again while the platform
@@ -247,6 +248,7 @@ void DeviceEngine::on_backend_msg(platform::DomId from, const ctl::Msg& m) {
   }
   backend_up_ = true;
   up_since_ns_ = shadow::now_ns();
+  splitter_->backend_serving(up_since_ns_);
   plumbing_->backend_serving(domid_);
   times_.resume_ms =
       ms_between(t_replayed_ == platform::Clock::time_point{} ? t_ready_ : t_replayed_, platform::Clock::now());

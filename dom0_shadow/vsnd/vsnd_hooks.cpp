@@ -283,7 +283,9 @@ void VsndHooks::active_position() {
 // the driver stopped feeding it, found before the FIFO runs dry (a
 // recovery then refills it before a gap is heard). Starvation (silence
 // played meanwhile) for the timeout is the same verdict, late. Other
-// requests must be answered within the timeout.
+// requests must be answered within the timeout. A backend that has just
+// begun serving finds the FIFO as its predecessor's outage left it (low):
+// it gets two looks to refill it before running dry counts against it.
 std::optional<Stall> VsndHooks::progress(bool serving) {
   auto& regs = voice_->regs();
   const auto& policy = engine().policy();
@@ -316,7 +318,8 @@ std::optional<Stall> VsndHooks::progress(bool serving) {
     starving_ms_ = feeding && starved > last_starved_ ? starving_ms_ + tick_ms : 0;
     uint64_t left = wr > rd ? wr - rd : 0;
     // The open's period (read from the log) only when the cheap tests hold.
-    bool drying = feeding && wr_still && dry_reported_ != wr && !control_late &&
+    serving_looks_ = std::min(serving_looks_ + 1, 3);
+    bool drying = feeding && wr_still && serving_looks_ > 2 && dry_reported_ != wr && !control_late &&
                   left < replay_state().params.period_sz;
     if (drying) {
       dry_reported_ = wr;
@@ -334,6 +337,7 @@ std::optional<Stall> VsndHooks::progress(bool serving) {
     }
   } else {
     starving_ms_ = 0;
+    serving_looks_ = 0;
   }
   last_starved_ = starved;
   return stall;

@@ -212,6 +212,36 @@ TEST_F(ShadowdTest, WarmStandby_KillActive_StandbyPromotedReplacementAfterRecove
   std::printf("[ figure   ] standby promotion: fault to ready %.2f ms\n", s["last_fault_to_ready_ms"].get<double>());
 }
 
+// Warm standby, two kills back to back: the promoted standby dies before
+// or while its devices are handed over (no ready standby then: a cold
+// start). Both are recovered, and a standby is made again, at nice 10 with
+// the devices pre-attached.
+TEST_F(ShadowdTest, WarmStandby_TwoKillsBackToBack_BothRecoveredStandbyMadeAgain) {
+  set_policy("standby", "true");
+  start_shadowd();
+  ASSERT_TRUE(settled("promotions", 0)) << status().dump();
+  int active = status()["pid"].get<int>();
+  int standby = status()["standby_pid"].get<int>();
+
+  ASSERT_EQ(::kill(active, SIGKILL), 0);
+  ASSERT_TRUE(wait_until([&] { return status().value("promotions", 0) == 1; })) << status().dump();
+  EXPECT_EQ(status()["pid"].get<int>(), standby);
+  ASSERT_EQ(::kill(standby, SIGKILL), 0);
+
+  ASSERT_TRUE(settled("restarts", 2)) << status().dump();
+  auto s = status();
+  EXPECT_NE(s["pid"].get<int>(), standby);
+  EXPECT_NE(s["standby_pid"].get<int>(), s["pid"].get<int>());
+  EXPECT_EQ(nice_of(s["standby_pid"].get<int>()), 10);
+  EXPECT_TRUE(wait_until([&] {
+    auto d = json::parse(ctl("devices --json").out, nullptr, false);
+    return !d.is_discarded() && d["devices"][0]["detail"].value("backend_up", false) &&
+           d["devices"][0]["detail"].value("standby_attached", false);
+  })) << ctl("devices --json").out;
+  std::printf("[ figure   ] promotions %d, restarts %d, incarnations %d\n", s["promotions"].get<int>(),
+              s["restarts"].get<int>(), s["incarnations"].get<int>());
+}
+
 // Zygote: a spare driver domain, started behind all other work (nice 10)
 // and with no device attached, is promoted at a kill (nothing spawned on
 // the recovery path) and runs at normal priority from then on; the devices
