@@ -287,16 +287,18 @@ std::optional<Stall> DeviceEngine::ring_progress(uint16_t ring, const char* what
   uint64_t now = shadow::now_ns();
   auto idle = splitter_log().idle(ring, std::max(up_since_ns_, stall_reported_ns_));
   auto timeout = static_cast<double>(policy_.progress_timeout.count());
-  double limit = std::clamp(policy_.no_progress_multiple * idle.service_ms,
-                            static_cast<double>(policy_.no_progress_min.count()), timeout);
-  char b[160];
+  auto lo = static_cast<double>(policy_.no_progress_min.count());
+  auto hi = std::min(static_cast<double>(policy_.no_progress_max.count()), timeout);
+  double limit = std::min(std::max(policy_.no_progress_multiple * idle.service_ms, lo), hi);
+  char b[200];
   double age = 0;
   if (policy_.no_progress_multiple != 0 && idle.waiting_ms > limit && !hooks_->may_wait_long(ring)) {
     age = idle.waiting_ms;
     std::snprintf(b, sizeof(b),
-                  "hang (no %s response for %.0f ms, limit %.0f ms = max(%lld, %u x service %.2f ms); progress watchdog)",
+                  "hang (no %s response for %.0f ms, limit %.0f ms = max(%lld, %u x service %.2f ms), at most %.0f ms; "
+                  "progress watchdog)",
                   what, age, limit, static_cast<long long>(policy_.no_progress_min.count()),
-                  policy_.no_progress_multiple, idle.service_ms);
+                  policy_.no_progress_multiple, idle.service_ms, hi);
   } else if (idle.oldest_ms > timeout) {
     age = idle.oldest_ms;
     std::snprintf(b, sizeof(b), "hang (%s request pending %.0f ms, progress watchdog)", what, age);

@@ -18,8 +18,8 @@ constexpr std::array<std::string_view, 9> kRootKeys = {"class",   "active_mode",
 constexpr std::array<std::string_view, 2> kGuestFrontends = {"project", "kernel"};
 constexpr std::array<std::string_view, 2> kActiveKeys = {"action", "queue_limit"};
 constexpr std::array<std::string_view, 2> kHeartbeatKeys = {"interval_ms", "timeout_ms"};
-constexpr std::array<std::string_view, 4> kWatchdogKeys = {"progress_timeout_ms", "interval_ms", "no_progress_multiple",
-                                                           "no_progress_min_ms"};
+constexpr std::array<std::string_view, 5> kWatchdogKeys = {"progress_timeout_ms", "interval_ms", "no_progress_multiple",
+                                                           "no_progress_min_ms", "no_progress_max_ms"};
 constexpr std::array<std::string_view, 5> kRestartKeys = {"budget", "window_s", "backoff_initial_ms", "backoff_max_ms",
                                                           "backoff_multiplier"};
 constexpr std::array<std::string_view, 2> kLogKeys = {"max_inflight", "max_state_bytes"};
@@ -83,10 +83,19 @@ Parsed<Policy> parse_policy_text(std::string_view yaml, std::string file_label, 
     // Optional: how often the watchdog looks (default: each heartbeat), and
     // the fast rule, a ring with requests waiting and no response for
     // max(no_progress_min_ms, no_progress_multiple x its recent service
-    // time), capped by progress_timeout_ms (multiple 0: the rule is off).
+    // time), capped by no_progress_max_ms (default progress_timeout_ms), so
+    // one slow response cannot hold a hang's detection back for long
+    // (multiple 0: the rule is off).
     p.watchdog_interval = ms(r.uint(*m, "interval_ms", 1, 60000, p.heartbeat_interval.count(), " ms").value_or(0));
     p.no_progress_multiple = static_cast<uint32_t>(r.uint(*m, "no_progress_multiple", 0, 1000, 0).value_or(0));
     p.no_progress_min = ms(r.uint(*m, "no_progress_min_ms", 1, 600000, 50, " ms").value_or(0));
+    auto max = r.uint(*m, "no_progress_max_ms", 1, 600000, p.progress_timeout.count(), " ms");
+    p.no_progress_max = ms(max.value_or(0));
+    if (max && m->find("no_progress_max_ms") && p.no_progress_max < p.no_progress_min)
+      r.error(m->find("no_progress_max_ms")->line,
+              "'watchdog.no_progress_max_ms' (" + std::to_string(*max) + ") must be at least no_progress_min_ms (" +
+                  std::to_string(p.no_progress_min.count()) + ")",
+              "e.g. no_progress_max_ms: " + std::to_string(p.no_progress_min.count() * 2));
   }
 
   if (auto m = r.submap(*root, "restart", kRestartKeys, true)) {
@@ -147,6 +156,7 @@ std::string policy_to_yaml(const Policy& p) {
     << "  interval_ms: " << p.watchdog_interval.count() << "\n"
     << "  no_progress_multiple: " << p.no_progress_multiple << "\n"
     << "  no_progress_min_ms: " << p.no_progress_min.count() << "\n"
+    << "  no_progress_max_ms: " << p.no_progress_max.count() << "\n"
     << "restart:\n"
     << "  budget: " << p.restart_budget << "\n"
     << "  window_s: " << p.restart_window.count() << "\n"

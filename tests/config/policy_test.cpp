@@ -76,6 +76,7 @@ TEST(Policy, ShippedVif_HasDocumentedValues) {
   EXPECT_EQ(p->watchdog_interval, milliseconds(5));
   EXPECT_EQ(p->no_progress_multiple, 3u);
   EXPECT_EQ(p->no_progress_min, milliseconds(20));
+  EXPECT_EQ(p->no_progress_max, milliseconds(30));
   EXPECT_EQ(p->restart_budget, 20u);
   EXPECT_EQ(p->restart_window, seconds(60));
   EXPECT_EQ(p->backoff_initial, milliseconds(0));
@@ -110,6 +111,7 @@ TEST(Policy, ShippedVbd_HasDocumentedValues) {
   EXPECT_EQ(p->watchdog_interval, milliseconds(5));
   EXPECT_EQ(p->no_progress_multiple, 4u);
   EXPECT_EQ(p->no_progress_min, milliseconds(20));
+  EXPECT_EQ(p->no_progress_max, milliseconds(1000)) << "the vbd's cap is its progress timeout";
 }
 
 TEST(Policy, StandbyAndLogLeftOut_TakeDefaults) {
@@ -128,17 +130,32 @@ TEST(Policy, StandbyAndLogLeftOut_TakeDefaults) {
 TEST(Policy, NoProgressRule_ReadAndCheckedAndShown) {
   auto p = parse_policy_text(edited("  progress_timeout_ms: 300\n",
                                     "  progress_timeout_ms: 300\n  interval_ms: 7\n  no_progress_multiple: 4\n"
-                                    "  no_progress_min_ms: 15\n"),
+                                    "  no_progress_min_ms: 15\n  no_progress_max_ms: 40\n"),
                              "vif.yaml", DeviceClass::kVif);
   ASSERT_TRUE(p) << to_string(p.error());
   EXPECT_EQ(p->watchdog_interval, milliseconds(7));
   EXPECT_EQ(p->no_progress_multiple, 4u);
   EXPECT_EQ(p->no_progress_min, milliseconds(15));
+  EXPECT_EQ(p->no_progress_max, milliseconds(40));
   auto again = parse_policy_text(policy_to_yaml(*p), "shown.yaml", DeviceClass::kVif);
   ASSERT_TRUE(again) << to_string(again.error());
   EXPECT_EQ(again->watchdog_interval, milliseconds(7));
   EXPECT_EQ(again->no_progress_multiple, 4u);
   EXPECT_EQ(again->no_progress_min, milliseconds(15));
+  EXPECT_EQ(again->no_progress_max, milliseconds(40));
+
+  auto unset = parse_policy_text(edited("  progress_timeout_ms: 300\n", "  progress_timeout_ms: 300\n"), "vif.yaml",
+                                 DeviceClass::kVif);
+  ASSERT_TRUE(unset) << to_string(unset.error());
+  EXPECT_EQ(unset->no_progress_max, milliseconds(300)) << "no cap of its own: progress_timeout_ms";
+
+  auto below = parse_policy_text(edited("  progress_timeout_ms: 300\n",
+                                        "  progress_timeout_ms: 300\n  no_progress_min_ms: 30\n"
+                                        "  no_progress_max_ms: 20\n"),
+                                 "vif.yaml", DeviceClass::kVif);
+  ASSERT_FALSE(below);
+  EXPECT_NE(to_string(below.error()).find("at least no_progress_min_ms"), std::string::npos)
+      << to_string(below.error());
 
   auto bad = parse_policy_text(
       edited("  progress_timeout_ms: 300\n", "  progress_timeout_ms: 300\n  no_progress_min_ms: 0\n"), "vif.yaml",

@@ -7,7 +7,8 @@
 //   heartbeat:   { interval_ms: 50, timeout_ms: 250 }
 //   watchdog:    { progress_timeout_ms: 500,
 //                  interval_ms: 5, no_progress_multiple: 4,    # optional: heartbeat
-//                  no_progress_min_ms: 20 }                    #   interval, 0 (off), 50
+//                  no_progress_min_ms: 20,                     #   interval, 0 (off), 50,
+//                  no_progress_max_ms: 30 }                    #   progress_timeout_ms
 //   restart:     { budget: 20, window_s: 60, backoff_initial_ms: 0,
 //                  backoff_max_ms: 2000, backoff_multiplier: 2.0 }
 //   standby: false                                  # optional, default false
@@ -35,8 +36,10 @@ struct Policy {
   std::chrono::milliseconds heartbeat_interval, heartbeat_timeout, progress_timeout;
   // Progress watchdog: how often it looks, and the fast rule (a ring with
   // requests waiting and no response for max(no_progress_min,
-  // no_progress_multiple x recent service time); multiple 0 = off).
+  // no_progress_multiple x recent service time), at most no_progress_max;
+  // multiple 0 = off).
   std::chrono::milliseconds watchdog_interval{50}, no_progress_min{50};
+  std::chrono::milliseconds no_progress_max{500};  // the fast rule's limit at most (default progress_timeout)
   uint32_t no_progress_multiple = 0;
   uint32_t restart_budget;  // restarts allowed within restart_window; 0 = fence at first fault
   std::chrono::seconds restart_window;
