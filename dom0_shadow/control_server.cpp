@@ -83,19 +83,13 @@ void ControlServer::Session::read_loop(ControlServer* srv) {
     std::string line;
     std::getline(in, line);
     nlohmann::json reply;
-    if (line.size() > kMaxRequest) {
-      reply = {{"ok", false}, {"error", "request too long"}};
+    if (auto req = parse_request(line); !req) {
+      reply = {{"ok", false}, {"error", req.error().message}};
     } else {
-      // The socket is root-only, but a bad request must still not hurt shadowd.
-      auto req = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string())
-        reply = {{"ok", false}, {"error", "request must be a JSON object with a string \"cmd\""}};
-      else {
-        try {
-          reply = srv->handler_(req, *this);
-        } catch (const std::exception& e) {
-          reply = {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
-        }
+      try {
+        reply = srv->handler_(*req, *this);
+      } catch (const std::exception& e) {
+        reply = {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
       }
     }
     if (!reply.is_null()) send(reply);
@@ -103,9 +97,19 @@ void ControlServer::Session::read_loop(ControlServer* srv) {
   });
 }
 
+// The socket is root-only, but a bad request must still not hurt shadowd.
+Result<nlohmann::json> ControlServer::parse_request(std::string_view line) {
+  if (line.size() > kMaxRequest) return fail(Code::kInvalidInput, "request too long");
+  auto req = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string())
+    return fail(Code::kInvalidInput, "request must be a JSON object with a string \"cmd\"");
+  return req;
+}
+
 void ControlServer::Session::send(const nlohmann::json& j) {
   if (closed_) return;
-  out_.push_back(j.dump() + "\n");
+  // Answers and events may quote untrusted peers' text: not UTF-8 is replaced.
+  out_.push_back(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   if (!writing_) write_next();
 }
 

@@ -53,6 +53,10 @@ class ControlServer {
   ~ControlServer();
   void close();
 
+  // One request line (untrusted) as the object the handler gets, or the
+  // error answered: too long, not JSON, not an object with a string "cmd".
+  static Result<nlohmann::json> parse_request(std::string_view line);
+
  private:
   ControlServer(boost::asio::io_context& io, std::filesystem::path path, Handler h);
   void accept_loop();

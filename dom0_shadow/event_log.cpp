@@ -15,7 +15,10 @@ void EventLog::emit(nlohmann::json ev) {
   ev["ts"] = std::chrono::duration_cast<std::chrono::milliseconds>(
                  std::chrono::system_clock::now().time_since_epoch())
                  .count();
-  if (out_) out_ << ev.dump() << '\n' << std::flush;
+  // Events carry text from untrusted peers (a driver domain's refusal, a
+  // frontend's protocol error): bytes that are not UTF-8 are replaced, not
+  // thrown over.
+  if (out_) out_ << ev.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n' << std::flush;
   recent_.push_back(ev);
   if (recent_.size() > keep_) recent_.pop_front();
   // Copy: a subscriber may unsubscribe itself while being called.
