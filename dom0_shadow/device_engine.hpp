@@ -191,6 +191,7 @@ class DeviceEngine final : public DeviceImpl, private Splitter::Events {
   // the last report (one report per stall). `what` names the ring.
   std::optional<Stall> ring_progress(uint16_t ring, const char* what);
   bool backend_up() const { return backend_up_; }
+  uint64_t up_since_ns() const { return up_since_ns_; }  // when the current backend began serving
   bool frontend_ready() const { return splitter_->ready(); }
   ClassHooks& hooks() { return *hooks_; }
 

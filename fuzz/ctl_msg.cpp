@@ -29,7 +29,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto text = msg.get_text();
   if (text.size() > sizeof(msg.text)) std::abort();  // bounded even when the peer left out the NUL
   (void)sd::device_class_from_wire(msg.a);
-  auto pool = msg.get_payload<sd::ctl::XenPool>();
-  if (::strnlen(pool.device, sizeof(pool.device)) > sizeof(pool.device)) std::abort();
+  (void)msg.get_payload<sd::ctl::XenPool>();  // ASan: the payload is read inside the message
   return 0;
 }

@@ -318,8 +318,8 @@ std::optional<Stall> VsndHooks::progress(bool serving) {
     starving_ms_ = feeding && starved > last_starved_ ? starving_ms_ + tick_ms : 0;
     uint64_t left = wr > rd ? wr - rd : 0;
     // The open's period (read from the log) only when the cheap tests hold.
-    serving_looks_ = std::min(serving_looks_ + 1, 3);
-    bool drying = feeding && wr_still && serving_looks_ > 2 && dry_reported_ != wr && !control_late &&
+    bool settled = now - engine().up_since_ns() >= 2 * static_cast<uint64_t>(tick_ms) * 1000000;
+    bool drying = feeding && wr_still && settled && dry_reported_ != wr && !control_late &&
                   left < replay_state().params.period_sz;
     if (drying) {
       dry_reported_ = wr;
@@ -337,7 +337,6 @@ std::optional<Stall> VsndHooks::progress(bool serving) {
     }
   } else {
     starving_ms_ = 0;
-    serving_looks_ = 0;
   }
   last_starved_ = starved;
   return stall;

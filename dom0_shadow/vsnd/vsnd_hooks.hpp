@@ -79,7 +79,6 @@ class VsndHooks final : public ClassHooks {
   uint64_t last_wr_ = 0;                   // the DAC's producer index at the last look
   platform::Clock::time_point wr_moved_{};  // when it last moved
   std::optional<uint64_t> dry_reported_;      // the index a running-dry report was made at (one per stall)
-  int serving_looks_ = 0;                     // looks since the backend began serving
 
   // Active mode: shadowd serves the ring.
   std::optional<ring::BackRing<sndif::Traits>> active_ring_;

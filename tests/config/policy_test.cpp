@@ -144,8 +144,7 @@ TEST(Policy, NoProgressRule_ReadAndCheckedAndShown) {
   EXPECT_EQ(again->no_progress_min, milliseconds(15));
   EXPECT_EQ(again->no_progress_max, milliseconds(40));
 
-  auto unset = parse_policy_text(edited("  progress_timeout_ms: 300\n", "  progress_timeout_ms: 300\n"), "vif.yaml",
-                                 DeviceClass::kVif);
+  auto unset = parse_policy_text(kGood, "vif.yaml", DeviceClass::kVif);
   ASSERT_TRUE(unset) << to_string(unset.error());
   EXPECT_EQ(unset->no_progress_max, milliseconds(300)) << "no cap of its own: progress_timeout_ms";
 

@@ -90,6 +90,34 @@ class ShadowdTest : public ::testing::Test {
     });
   }
 
+  // Two kills back to back: `active`, then `spare` right after its promotion
+  // (`promoted` checks it in between). Fills `s` with the status once both
+  // are recovered and a new spare runs, at nice 10.
+  void kill_promoted_spare_too(int active, int spare, const std::function<void()>& promoted, json& s) {
+    ASSERT_EQ(::kill(active, SIGKILL), 0);
+    ASSERT_TRUE(wait_until([&] { return status().value("promotions", 0) == 1; })) << status().dump();
+    EXPECT_EQ(status()["pid"].get<int>(), spare);
+    if (promoted) promoted();
+    ASSERT_EQ(::kill(spare, SIGKILL), 0);
+
+    ASSERT_TRUE(settled("restarts", 2)) << status().dump();
+    s = status();
+    EXPECT_NE(s["pid"].get<int>(), spare);
+    EXPECT_NE(s["standby_pid"].get<int>(), s["pid"].get<int>());
+    EXPECT_EQ(nice_of(s["standby_pid"].get<int>()), 10);
+    std::printf("[ figure   ] promotions %d, restarts %d, incarnations %d\n", s["promotions"].get<int>(),
+                s["restarts"].get<int>(), s["incarnations"].get<int>());
+  }
+
+  // The device serves again; with `pre_attached`, the spare holds it too.
+  bool device_serves(bool pre_attached) {
+    return wait_until([&] {
+      auto d = json::parse(ctl("devices --json").out, nullptr, false);
+      return !d.is_discarded() && d["devices"][0]["detail"].value("backend_up", false) &&
+             (!pre_attached || d["devices"][0]["detail"].value("standby_attached", false));
+    });
+  }
+
   json status() {
     auto r = ctl("status " + dom_ + " --json");
     if (r.rc != 0) return json::object();
@@ -223,23 +251,10 @@ TEST_F(ShadowdTest, WarmStandby_TwoKillsBackToBack_BothRecoveredStandbyMadeAgain
   int active = status()["pid"].get<int>();
   int standby = status()["standby_pid"].get<int>();
 
-  ASSERT_EQ(::kill(active, SIGKILL), 0);
-  ASSERT_TRUE(wait_until([&] { return status().value("promotions", 0) == 1; })) << status().dump();
-  EXPECT_EQ(status()["pid"].get<int>(), standby);
-  ASSERT_EQ(::kill(standby, SIGKILL), 0);
+  json s;
+  ASSERT_NO_FATAL_FAILURE(kill_promoted_spare_too(active, standby, {}, s));
 
-  ASSERT_TRUE(settled("restarts", 2)) << status().dump();
-  auto s = status();
-  EXPECT_NE(s["pid"].get<int>(), standby);
-  EXPECT_NE(s["standby_pid"].get<int>(), s["pid"].get<int>());
-  EXPECT_EQ(nice_of(s["standby_pid"].get<int>()), 10);
-  EXPECT_TRUE(wait_until([&] {
-    auto d = json::parse(ctl("devices --json").out, nullptr, false);
-    return !d.is_discarded() && d["devices"][0]["detail"].value("backend_up", false) &&
-           d["devices"][0]["detail"].value("standby_attached", false);
-  })) << ctl("devices --json").out;
-  std::printf("[ figure   ] promotions %d, restarts %d, incarnations %d\n", s["promotions"].get<int>(),
-              s["restarts"].get<int>(), s["incarnations"].get<int>());
+  EXPECT_TRUE(device_serves(/*pre_attached=*/true)) << ctl("devices --json").out;
 }
 
 // Zygote: a spare driver domain, started behind all other work (nice 10)
@@ -261,23 +276,12 @@ TEST_F(ShadowdTest, Zygote_TwoKillsBackToBack_ZygotePromotedBothRecoveredZygoteM
   ASSERT_FALSE(dev.is_discarded());
   EXPECT_EQ(dev["devices"][0]["detail"].value("standby_attached", true), false) << "a zygote has no devices";
 
-  ASSERT_EQ(::kill(active, SIGKILL), 0);
-  ASSERT_TRUE(wait_until([&] { return status().value("promotions", 0) == 1; })) << status().dump();
-  EXPECT_EQ(status()["pid"].get<int>(), zygote);
-  EXPECT_EQ(nice_of(zygote), 0) << "the promoted zygote still runs behind other work";
-  ASSERT_EQ(::kill(zygote, SIGKILL), 0);
+  json s;
+  ASSERT_NO_FATAL_FAILURE(kill_promoted_spare_too(active, zygote, [&] {
+    EXPECT_EQ(nice_of(zygote), 0) << "the promoted zygote still runs behind other work";
+  }, s));
 
-  ASSERT_TRUE(settled("restarts", 2)) << status().dump();
-  auto s = status();
-  EXPECT_NE(s["pid"].get<int>(), zygote);
-  EXPECT_NE(s["standby_pid"].get<int>(), s["pid"].get<int>());
-  EXPECT_EQ(nice_of(s["standby_pid"].get<int>()), 10);
-  EXPECT_TRUE(wait_until([&] {
-    auto d = json::parse(ctl("devices --json").out, nullptr, false);
-    return !d.is_discarded() && d["devices"][0]["detail"].value("backend_up", false);
-  })) << ctl("devices --json").out;
-  std::printf("[ figure   ] promotions %d, restarts %d, incarnations %d\n", s["promotions"].get<int>(),
-              s["restarts"].get<int>(), s["incarnations"].get<int>());
+  EXPECT_TRUE(device_serves(/*pre_attached=*/false)) << ctl("devices --json").out;
 }
 
 TEST_F(ShadowdTest, RestartBudgetSpent_Fenced_OperatorRestartRevives) {
